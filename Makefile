@@ -1,0 +1,54 @@
+# ExpressGateway — make run (serve the embedded default config), make test.
+GO       ?= go
+BIN      := bin/expressgateway
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+PKGS     := ./...
+
+.PHONY: all build run test vet lint staticcheck unit fuzz bench bench-smoke bpf bpf-check clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/expressgateway
+
+## run: the gateway on the embedded default config; then: curl http://127.0.0.1:8080/
+run: build
+	./$(BIN) run
+
+## test: vet, staticcheck, BPF freshness, and the race-enabled test suite.
+test: vet staticcheck bpf-check unit
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck lint:
+	$(GO) tool staticcheck $(PKGS)
+
+unit: build
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+
+## fuzz: run each fuzz target briefly (FUZZTIME=30s by default).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./codecs/h1 -run '^$$' -fuzz '^FuzzRequestParser$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codecs/h1 -run '^$$' -fuzz '^FuzzResponseParser$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codecs/h1 -run '^$$' -fuzz '^FuzzBodyDecoder$$' -fuzztime $(FUZZTIME)
+
+## bench: Go benchmarks, then the load harness against HAProxy and nginx.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./codecs/... ./lb/... ./stages/...
+	$(GO) run ./bench
+
+bench-smoke: build
+	$(GO) run ./bench --smoke
+
+## bpf: regenerate the BPF objects and their Go bindings.
+bpf:
+	$(GO) generate ./xdp/...
+
+bpf-check:
+	@if [ -x bpf/check-fresh.sh ]; then bpf/check-fresh.sh; else echo "bpf-check: no BPF program yet"; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/engine"
+)
+
+func loadConfig(path string) (*conf.Snapshot, error) {
+	if path == "" {
+		return conf.Parse("default.toml (embedded)", conf.DefaultTOML())
+	}
+	return conf.Load(path)
+}
+
+func newLogger(w io.Writer, level string) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// serve runs the gateway until SIGINT or SIGTERM.
+func serve(path string, stderr io.Writer) error {
+	snap, err := loadConfig(path)
+	if err != nil {
+		var ve *conf.ValidationError
+		if errors.As(err, &ve) {
+			for _, p := range ve.Problems {
+				fmt.Fprintln(stderr, p.String())
+			}
+			return errors.New("invalid config")
+		}
+		return err
+	}
+	cfg := &snap.Config
+	log := newLogger(stderr, cfg.Log.Level)
+	set := metrics.NewSet()
+	m := engine.NewMetrics(set)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	if cfg.Demo.Enabled {
+		addr, err := startDemo(cfg.Demo.Listen)
+		if err != nil {
+			return fmt.Errorf("demo upstream: %w", err)
+		}
+		log.Info().Str("listen", addr).Msg("demo upstream started")
+	}
+
+	clusters, err := engine.NewClusters(snap, set, log)
+	if err != nil {
+		return err
+	}
+	clusters.Start(ctx)
+	defer clusters.Close()
+
+	eng, err := engine.New(engine.Options{Snapshot: snap, Log: log, Metrics: m, Clusters: clusters})
+	if err != nil {
+		return err
+	}
+	var ready atomic.Bool
+	if cfg.Admin.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		srv := &http.Server{Handler: adminMux(set, &ready), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		log.Info().Str("listen", ln.Addr().String()).Msg("admin listening")
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- eng.Serve() }()
+	<-eng.Ready()
+	ready.Store(true)
+	for _, l := range cfg.Listeners {
+		log.Info().Str("listener", l.Name).Str("listen", l.Listen).Str("protocol", l.Protocol).Msg("listening")
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		return nil
+	case s := <-sigs:
+		log.Info().Str("signal", s.String()).Msg("shutting down")
+	}
+	ready.Store(false)
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.Engine.DrainTimeout.Std())
+	defer scancel()
+	if err := eng.Stop(sctx); err != nil {
+		log.Warn().Err(err).Msg("engine stop")
+	}
+	select {
+	case <-errc:
+	case <-sctx.Done():
+	}
+	return nil
+}
+
+// adminMux serves /metrics, the probes and pprof.
+func adminMux(set *metrics.Set, ready *atomic.Bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		set.WritePrometheus(w)
+		metrics.WriteProcessMetrics(w)
+	})
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	readyz := func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	}
+	mux.HandleFunc("/readyz", readyz)
+	mux.HandleFunc("/healthz", readyz)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// startDemo serves a tiny upstream so the default config answers at once.
+func startDemo(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "Hello from the ExpressGateway demo upstream.\nmethod=%s path=%s\nx-forwarded-for=%s\nvia=%s\n",
+			r.Method, r.URL.Path, r.Header.Get("X-Forwarded-For"), r.Header.Get("Via"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return ln.Addr().String(), nil
+}

@@ -1,0 +1,742 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/stages"
+)
+
+type clientState uint8
+
+const (
+	csHead     clientState = iota // reading (or waiting for) a request head
+	csUpstream                    // an exchange is in flight on the loop
+	csDetached                    // the exchange runs in pump goroutines
+	csClosing                     // flushing the last response, then close
+	csClosed
+)
+
+// clientConn is the actor of one client connection. While attached it is
+// owned by its event loop; while detached (csDetached) it is owned by the
+// pump goroutines, and the loop does not touch it until they hand it back.
+type clientConn struct {
+	lp *loop
+	l  *listenerRT
+	c  gnet.Conn
+	ip []byte // textual client IP for X-Forwarded-For
+
+	state    clientState
+	parser   h1.RequestParser
+	req      h1.Request
+	x        stages.Exchange
+	requests int
+
+	headStart int64 // first byte of the current head, 0 while idle
+	idleSince int64
+	closeBy   int64 // csClosing: give up flushing after this
+
+	// current exchange
+	up           *upstream
+	started      time.Time
+	attempts     int
+	epBegun      bool
+	counted      bool // holds a slot of lp.pending
+	closeAfter   bool
+	reqBody      h1.BodyDecoder
+	reqBodyDone  bool
+	bodySent     bool // some body bytes went upstream: never retry
+	bodyStart    int64
+	bodyBytes    int64
+	lastBodyAt   int64
+	reqSentAt    int64
+	respHead     bool
+	respStatus   int
+	respOut      h1.BodyKind
+	respKeep     bool
+	respBytes    int64
+	lastRespAt   int64
+	respPumping  bool // the response body is pumped off-loop
+	processing   bool // inside readHeads: don't recurse
+	upstreamAddr string
+}
+
+func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
+	cc := &clientConn{lp: lp, l: l, c: c, ip: []byte(ip.String())}
+	cc.parser.Limits = l.limits
+	cc.x.Req = &cc.req
+	cc.x.Owner = cc
+	cc.x.Forwarder = cc
+	cc.x.Listener = l.view
+	cc.x.ClientIP = addrIP(c.RemoteAddr())
+	cc.idleSince = time.Now().UnixNano()
+	lp.clients[cc] = struct{}{}
+	return cc
+}
+
+// onTraffic runs when the client sent bytes.
+func (cc *clientConn) onTraffic() {
+	switch cc.state {
+	case csHead:
+		cc.readHeads()
+	case csUpstream:
+		if !cc.reqBodyDone && cc.up != nil && cc.up.state == upActive {
+			cc.forwardReqBody()
+			return
+		}
+		// Pipelined bytes wait until the current response is done; a client
+		// that floods them is cut off rather than buffered without bound.
+		if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+cc.l.inflight {
+			cc.lp.e.guardHit(&cc.x, "pipeline_flood")
+			cc.abort()
+		}
+	case csClosing, csClosed:
+		_, _ = cc.c.Discard(-1)
+	}
+}
+
+// readHeads parses and dispatches request heads while the connection is idle.
+func (cc *clientConn) readHeads() {
+	if cc.processing {
+		return
+	}
+	cc.processing = true
+	defer func() { cc.processing = false }()
+	for cc.state == csHead {
+		buf, _ := cc.c.Peek(-1)
+		if len(buf) == 0 {
+			return
+		}
+		if cc.headStart == 0 {
+			cc.headStart = time.Now().UnixNano()
+		}
+		n, done, err := cc.parser.Parse(buf, &cc.req)
+		if err != nil {
+			cc.beginExchange()
+			if he, ok := err.(*h1.Error); ok {
+				cc.x.ParseErr = he
+			} else {
+				cc.x.ParseErr = &h1.Error{Status: 400, Token: "bad_request", Msg: err.Error()}
+			}
+			_, _ = cc.c.Discard(-1)
+			cc.submit()
+			return
+		}
+		if !done {
+			return
+		}
+		_, _ = cc.c.Discard(n)
+		cc.beginExchange()
+		cc.submit()
+	}
+}
+
+func (cc *clientConn) beginExchange() {
+	cc.requests++
+	cc.x.Reset()
+	cc.x.ConnRequests = cc.requests
+	cc.started = time.Now()
+	cc.headStart = 0
+	cc.attempts = 0
+	cc.epBegun, cc.counted, cc.closeAfter = false, false, false
+	cc.reqBodyDone, cc.bodySent = false, false
+	cc.bodyBytes, cc.respBytes = 0, 0
+	cc.respHead, cc.respPumping = false, false
+	cc.respStatus = 0
+	cc.upstreamAddr = ""
+	cc.state = csUpstream
+}
+
+func (cc *clientConn) submit() {
+	if !cc.lp.pipeline.SubmitAndDrain(&cc.x) {
+		cc.lp.e.m.GuardHit("ring_full_guard").Inc()
+		cc.x.Status, cc.x.Reason, cc.x.RetryAfter = 503, "ring_full", true
+		cc.respondLocal(&cc.x)
+	}
+}
+
+// Forward implements stages.Forwarder: the exchange goes upstream.
+func (cc *clientConn) Forward(x *stages.Exchange) {
+	if h := cc.lp.e.hook; h != nil {
+		h(x)
+	}
+	l := cc.l
+	if cc.lp.pending[l] >= l.cfg.QueueSize {
+		cc.lp.e.guardHit(x, "queue_full")
+		x.Status, x.Reason, x.RetryAfter = 503, "queue_full", true
+		cc.respondLocal(x)
+		return
+	}
+	cc.lp.pending[l]++
+	cc.counted = true
+	if x.CloseConn || !cc.req.KeepAlive {
+		cc.closeAfter = true
+	}
+	cc.acquireUpstream()
+}
+
+// acquireUpstream takes a pooled connection to the picked endpoint or dials.
+func (cc *clientConn) acquireUpstream() {
+	ep := cc.x.Pick.Endpoint
+	cl := cc.x.Cluster
+	cc.attempts++
+	ep.Begin()
+	cc.epBegun = true
+	cc.upstreamAddr = ep.Address()
+	p := cc.lp.poolFor(ep, cc.lp.e.clusters.MaxIdle(cl), cc.l.upIdle)
+	if u := p.get(); u != nil {
+		cc.lp.e.m.UpstreamReuse(cl.Name).Inc()
+		u.owner = cc
+		u.state = upActive
+		u.reused = true
+		cc.up = u
+		cc.onUpstreamReady(u)
+		return
+	}
+	u := newUpstream(cc.lp, cl, ep)
+	u.owner = cc
+	cc.up = u
+	u.dial(cc.l.upConnect)
+}
+
+// onUpstreamReady sends the request head (and a small body) upstream.
+func (cc *clientConn) onUpstreamReady(u *upstream) {
+	opts := cc.l.proxyOpts
+	opts.ClientIP = cc.ip
+	head := h1.AppendProxyRequestHead(cc.lp.scratch[:0], &cc.req, &opts)
+	cc.lp.scratch = head[:0]
+	now := time.Now().UnixNano()
+	u.beginResponse()
+	switch {
+	case cc.req.Body == h1.BodyNone:
+		_, _ = u.c.Write(head)
+		cc.reqBodyDone = true
+		cc.reqSentAt = now
+	case cc.req.Body == h1.BodyChunked || cc.req.ContentLength > int64(cc.l.inflight):
+		// A long body: move the whole exchange off the loop so both sockets
+		// get kernel backpressure.
+		cc.detachExchange(u, append([]byte(nil), head...))
+	default:
+		_, _ = u.c.Write(head)
+		cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, cc.l.limits)
+		cc.bodyStart, cc.lastBodyAt = now, now
+		cc.forwardReqBody()
+	}
+}
+
+// forwardReqBody streams the (small) request body from the client's
+// inbound buffer to the upstream.
+func (cc *clientConn) forwardReqBody() {
+	buf, _ := cc.c.Peek(-1)
+	total := 0
+	u := cc.up
+	for !cc.reqBodyDone && len(buf) > 0 {
+		n, data, done, err := cc.reqBody.Decode(buf)
+		if err != nil {
+			if total > 0 {
+				_, _ = cc.c.Discard(total)
+			}
+			cc.failRequestBody(err)
+			return
+		}
+		if len(data) > 0 {
+			if cc.req.Body == h1.BodyChunked {
+				out := h1.AppendChunk(cc.lp.scratch[:0], data)
+				_, _ = u.c.Write(out)
+				cc.lp.scratch = out[:0]
+			} else {
+				_, _ = u.c.Write(data)
+			}
+			cc.bodySent = true
+			cc.bodyBytes += int64(len(data))
+		}
+		buf = buf[n:]
+		total += n
+		if done {
+			if cc.req.Body == h1.BodyChunked {
+				out := h1.AppendLastChunk(cc.lp.scratch[:0], cc.reqBody.Trailers())
+				_, _ = u.c.Write(out)
+				cc.lp.scratch = out[:0]
+			}
+			cc.reqBodyDone = true
+			cc.reqSentAt = time.Now().UnixNano()
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if total > 0 {
+		_, _ = cc.c.Discard(total)
+		cc.lastBodyAt = time.Now().UnixNano()
+	}
+}
+
+// failRequestBody answers a malformed or oversized request body. The
+// upstream already has a partial request, so it is closed.
+func (cc *clientConn) failRequestBody(err error) {
+	status, token := 400, "bad_body"
+	if he, ok := err.(*h1.Error); ok {
+		status, token = he.Status, he.Token
+	}
+	if u := cc.up; u != nil {
+		cc.up = nil
+		u.owner = nil
+		u.close()
+	}
+	cc.endpointDone(0, false)
+	cc.lp.e.guardHit(&cc.x, "codec_"+token)
+	cc.x.Status, cc.x.Reason, cc.x.CloseConn = status, "codec_"+token, true
+	cc.respondLocal(&cc.x)
+}
+
+// onUpstreamData parses the response head and forwards the body.
+func (cc *clientConn) onUpstreamData(u *upstream) {
+	buf, _ := u.c.Peek(-1)
+	total := 0
+	defer func() {
+		if total > 0 && u.c != nil {
+			_, _ = u.c.Discard(total)
+		}
+	}()
+	cc.lastRespAt = time.Now().UnixNano()
+	for !cc.respHead {
+		if len(buf) == 0 {
+			return
+		}
+		n, done, err := u.parser.Parse(buf, cc.req.Method, &u.resp)
+		if err != nil {
+			total = 0
+			cc.upstreamFailed("bad_response", 502, false)
+			return
+		}
+		if !done {
+			return
+		}
+		buf = buf[n:]
+		total += n
+		if u.resp.Status < 200 {
+			if u.resp.Status == 101 {
+				total = 0
+				cc.upstreamFailed("unexpected_upgrade", 502, false)
+				return
+			}
+			if cc.req.Version == h1.Version11 {
+				out := h1.AppendProxyResponseHead(cc.lp.scratch[:0], &u.resp, &cc.l.proxyOpts, cc.req.Version, h1.BodyNone, true)
+				_, _ = cc.c.Write(out)
+				cc.lp.scratch = out[:0]
+			}
+			continue
+		}
+		if (u.resp.Status == 502 || u.resp.Status == 503) && cc.canRetry("status", u.resp.Status) {
+			total = 0
+			cc.upstreamFailed("status_"+statusToken(u.resp.Status), u.resp.Status, false)
+			return
+		}
+		cc.writeResponseHead(u)
+		if u.resp.Body == h1.BodyNone {
+			cc.finishExchange(true)
+			return
+		}
+	}
+	for len(buf) > 0 {
+		n, data, done, err := u.body.Decode(buf)
+		if err != nil {
+			total += n
+			cc.abortMidResponse("bad_response_body")
+			return
+		}
+		if len(data) > 0 {
+			cc.writeBody(data)
+		}
+		buf = buf[n:]
+		total += n
+		if done {
+			cc.finishBody(u)
+			return
+		}
+		if n == 0 {
+			break
+		}
+	}
+	// A slow client: move the rest of this response off the loop so the
+	// upstream socket stops being read and TCP pushes back on it.
+	if cc.c.OutboundBuffered() > cc.l.inflight && cc.reqBodyDone && u.c.OutboundBuffered() == 0 {
+		_, _ = u.c.Discard(total)
+		total = 0
+		cc.detachResponse(u)
+	}
+}
+
+func (cc *clientConn) writeResponseHead(u *upstream) {
+	cc.respHead = true
+	cc.respStatus = u.resp.Status
+	cc.respOut = u.resp.Body
+	keep := cc.req.KeepAlive && !cc.closeAfter && u.resp.Body != h1.BodyUntilClose
+	if u.resp.Body == h1.BodyChunked && cc.req.Version == h1.Version10 {
+		cc.respOut = h1.BodyUntilClose
+		keep = false
+	}
+	cc.respKeep = keep
+	out := h1.AppendProxyResponseHead(cc.lp.scratch[:0], &u.resp, &cc.l.proxyOpts, cc.req.Version, cc.respOut, keep)
+	if sc := cc.x.Pick.SetCookie; sc != "" && len(out) >= 2 {
+		out = append(out[:len(out)-2], "Set-Cookie: "...)
+		out = append(out, sc...)
+		out = append(out, "\r\n\r\n"...)
+	}
+	_, _ = cc.c.Write(out)
+	cc.lp.scratch = out[:0]
+	u.body.ResetResponse(u.resp.Body, u.resp.ContentLength, h1.Limits{MaxTrailerBytes: cc.l.limits.MaxTrailerBytes, MaxChunkExtension: cc.l.limits.MaxChunkExtension})
+}
+
+func (cc *clientConn) writeBody(data []byte) {
+	cc.respBytes += int64(len(data))
+	if cc.respOut == h1.BodyChunked {
+		out := h1.AppendChunk(cc.lp.scratch[:0], data)
+		_, _ = cc.c.Write(out)
+		cc.lp.scratch = out[:0]
+		return
+	}
+	_, _ = cc.c.Write(data)
+}
+
+func (cc *clientConn) finishBody(u *upstream) {
+	if cc.respOut == h1.BodyChunked {
+		out := h1.AppendLastChunk(cc.lp.scratch[:0], u.body.Trailers())
+		_, _ = cc.c.Write(out)
+		cc.lp.scratch = out[:0]
+	}
+	cc.finishExchange(true)
+}
+
+// finishExchange completes the current exchange on the loop: the upstream
+// goes back to its pool when it is clean, the client reads its next request.
+func (cc *clientConn) finishExchange(ok bool) {
+	u := cc.up
+	cc.up = nil
+	if u != nil {
+		reusable := ok && cc.reqBodyDone && u.resp.KeepAlive && u.resp.Body != h1.BodyUntilClose
+		u.owner = nil
+		if reusable {
+			u.release()
+		} else {
+			u.close()
+		}
+	}
+	cc.endpointDone(cc.respStatus, false)
+	cc.record(cc.respStatus, "")
+	if !cc.reqBodyDone {
+		// The client's body was not read to its end: the connection cannot
+		// carry another request.
+		cc.closeAfter = true
+	}
+	if cc.closeAfter || !cc.respKeep {
+		cc.closeGracefully()
+		return
+	}
+	cc.toIdle()
+}
+
+func (cc *clientConn) toIdle() {
+	cc.state = csHead
+	cc.idleSince = time.Now().UnixNano()
+	cc.parser.Reset()
+	if cc.c.InboundBuffered() > 0 {
+		cc.readHeads()
+	}
+}
+
+// endpointDone reports the outcome to the load balancer and releases the
+// listener queue slot.
+func (cc *clientConn) endpointDone(status int, connectFailed bool) {
+	if cc.epBegun {
+		cc.epBegun = false
+		cc.x.Pick.Endpoint.End(status, time.Since(cc.started), connectFailed)
+	}
+	if cc.counted {
+		cc.counted = false
+		cc.lp.pending[cc.l]--
+	}
+}
+
+// record counts the request and writes its access-log line.
+func (cc *clientConn) record(status int, reason string) {
+	rc := cc.l.noRoute
+	if cc.x.Route != nil {
+		if r := cc.l.routes[cc.x.Route]; r != nil {
+			rc = r
+		}
+	}
+	rc.inc(status)
+	cc.lp.e.observeDuration(cc.l, time.Since(cc.started))
+	if !cc.l.accessLog {
+		return
+	}
+	ev := cc.lp.e.log.Info().Str("type", "access").Str("listener", cc.l.cfg.Name).
+		Bytes("client", cc.ip).Bytes("method", cc.req.Method).Bytes("target", cc.req.Target).
+		Int("status", status).Int64("bytes", cc.respBytes).Dur("duration", time.Since(cc.started))
+	if cc.x.Route != nil {
+		ev = ev.Str("route", cc.x.Route.Name).Str("cluster", cc.x.Cluster.Name)
+	}
+	if cc.upstreamAddr != "" {
+		ev = ev.Str("upstream", cc.upstreamAddr)
+	}
+	if reason != "" {
+		ev = ev.Str("reason", reason)
+	}
+	ev.Msg("")
+}
+
+// respondLocal writes a response generated by the gateway itself.
+func (cc *clientConn) respondLocal(x *stages.Exchange) {
+	if cc.state == csClosed || cc.state == csClosing {
+		return
+	}
+	status := x.Status
+	if x.CloseConn || status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 505 || status == 501 {
+		cc.closeAfter = true
+	}
+	if cc.req.Body != h1.BodyNone && !cc.reqBodyDone {
+		cc.closeAfter = true // the unread body would be taken for the next request
+	}
+	if !cc.req.KeepAlive {
+		cc.closeAfter = true
+	}
+	var extra []h1.Header
+	if x.RetryAfter {
+		extra = retryAfterHeader
+	}
+	body := append(cc.lp.scratch[:0], h1.StatusText(status)...)
+	body = append(body, '\n')
+	out := h1.AppendSimpleResponse(body[len(body):], status, extra, body, cc.closeAfter)
+	_, _ = cc.c.Write(out)
+	cc.lp.e.m.LocalResponse(cc.l.cfg.Name, x.Reason).Inc()
+	cc.endpointDone(status, false)
+	cc.respStatus = status
+	cc.record(status, x.Reason)
+	if cc.closeAfter {
+		cc.closeGracefully()
+		return
+	}
+	if cc.processing {
+		cc.state = csHead
+		cc.idleSince = time.Now().UnixNano()
+		cc.parser.Reset()
+		return // readHeads loops on
+	}
+	cc.toIdle()
+}
+
+var retryAfterHeader = []h1.Header{{Name: []byte("Retry-After"), Value: []byte("1")}}
+
+// upstreamFailed handles a failure before any response byte reached the
+// client: retry on another endpoint when that is safe, else answer status.
+func (cc *clientConn) upstreamFailed(reason string, status int, connectFailed bool) {
+	u := cc.up
+	cc.up = nil
+	if u != nil {
+		u.owner = nil
+		u.close()
+	}
+	cl := cc.x.Cluster
+	cc.lp.e.m.UpstreamFailure(cl.Name, reason).Inc()
+	ep := cc.x.Pick.Endpoint
+	if cc.epBegun {
+		cc.epBegun = false
+		ep.End(status, time.Since(cc.started), connectFailed)
+	}
+	cc.lp.e.log.Warn().Str("cluster", cl.Name).Str("endpoint", ep.Address()).Str("reason", reason).Msg("upstream failure")
+	if cc.canRetry(reason, status) {
+		cc.x.Exclude = ep
+		p, err := cl.LB.Pick(&cc.x, ep)
+		if err == nil {
+			cc.lp.e.m.UpstreamFailure(cl.Name, "retried").Inc()
+			cc.x.Pick = p
+			cc.reqBodyDone = cc.req.Body == h1.BodyNone
+			cc.acquireUpstream()
+			return
+		}
+	}
+	cc.x.Status, cc.x.Reason = status, "upstream_"+reason
+	cc.respondLocal(&cc.x)
+}
+
+// canRetry: idempotent method, nothing of the body sent, nothing of the
+// response seen, attempts and the cluster's retry budget left.
+func (cc *clientConn) canRetry(reason string, status int) bool {
+	if cc.bodySent || cc.respHead || cc.req.Body != h1.BodyNone {
+		return false
+	}
+	return cc.lp.e.clusters.AllowRetry(cc.x.Cluster, cc.attempts, cc.req.Method, reason, status)
+}
+
+// abortMidResponse ends an exchange whose response head already went out:
+// the only honest signal left is closing the client connection.
+func (cc *clientConn) abortMidResponse(reason string) {
+	cl := cc.x.Cluster
+	cc.lp.e.m.UpstreamFailure(cl.Name, reason).Inc()
+	cc.closeAfter = true
+	if u := cc.up; u != nil {
+		cc.up = nil
+		u.owner = nil
+		u.close()
+	}
+	cc.endpointDone(502, false)
+	cc.record(cc.respStatus, reason)
+	cc.abort()
+}
+
+// onUpstreamClosed: the upstream went away while it served us.
+func (cc *clientConn) onUpstreamClosed(u *upstream) {
+	if cc.up != u {
+		return
+	}
+	if !cc.respHead {
+		cc.upstreamFailed("reset", 502, false)
+		return
+	}
+	if u.resp.Body == h1.BodyUntilClose {
+		cc.up = nil
+		cc.closeAfter = true
+		cc.finishExchange(true)
+		return
+	}
+	cc.up = nil
+	cc.abortMidResponse("reset_mid_body")
+}
+
+// onTimer enforces the connection's deadlines; now is UnixNano.
+func (cc *clientConn) onTimer(now int64) {
+	l := cc.l
+	switch cc.state {
+	case csHead:
+		if cc.headStart != 0 {
+			if now-cc.headStart > int64(l.headerRead) {
+				cc.lp.e.guardHit(&cc.x, "slow_loris")
+				cc.beginExchange()
+				cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, "header_timeout", true
+				cc.respondLocal(&cc.x)
+			}
+		} else if now-cc.idleSince > int64(l.idleKeepalive) {
+			cc.abort()
+		}
+	case csUpstream:
+		if cc.respPumping {
+			return
+		}
+		u := cc.up
+		if u == nil {
+			return
+		}
+		if !cc.reqBodyDone && u.state == upActive {
+			if now-cc.lastBodyAt > int64(l.bodyIdle) {
+				cc.timeoutBody("body_idle")
+				return
+			}
+			if l.minRate > 0 {
+				el := now - cc.bodyStart
+				if el > int64(l.bodyGrace) && cc.bodyBytes*int64(time.Second)/el < l.minRate {
+					cc.timeoutBody("slow_post")
+					return
+				}
+			}
+		}
+		if cc.reqBodyDone && !cc.respHead && now-cc.reqSentAt > int64(l.upRespHeader) {
+			cc.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()
+			cc.upstreamFailed("response_header_timeout", 504, false)
+			return
+		}
+		if cc.respHead && now-cc.lastRespAt > int64(l.bodyIdle) {
+			cc.abortMidResponse("response_body_idle")
+		}
+	case csClosing:
+		if cc.c.OutboundBuffered() == 0 || now > cc.closeBy {
+			cc.state = csClosed
+			_ = cc.c.Close()
+		}
+	}
+}
+
+func (cc *clientConn) timeoutBody(guard string) {
+	cc.lp.e.guardHit(&cc.x, guard)
+	if u := cc.up; u != nil {
+		cc.up = nil
+		u.owner = nil
+		u.close()
+	}
+	cc.endpointDone(408, false)
+	cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, guard, true
+	cc.respondLocal(&cc.x)
+}
+
+// closeGracefully closes once the pending output is flushed (gnet's own
+// close drops what the socket does not take at once).
+func (cc *clientConn) closeGracefully() {
+	if cc.state == csClosed {
+		return
+	}
+	if cc.c.OutboundBuffered() == 0 {
+		cc.state = csClosed
+		_ = cc.c.Close()
+		return
+	}
+	cc.state = csClosing
+	cc.closeBy = time.Now().Add(cc.l.idleKeepalive).UnixNano()
+}
+
+// abort closes the client connection now, and any upstream it holds.
+func (cc *clientConn) abort() {
+	if u := cc.up; u != nil && !cc.respPumping {
+		cc.up = nil
+		u.owner = nil
+		u.close()
+	}
+	cc.endpointDone(0, false)
+	if cc.state != csDetached && cc.c != nil {
+		cc.state = csClosed
+		_ = cc.c.Close()
+	}
+}
+
+// onClose runs when gnet closed the client connection.
+func (cc *clientConn) onClose(c gnet.Conn, _ error) {
+	if c != cc.c || cc.state == csDetached {
+		return // a connection we moved off the loop
+	}
+	cc.state = csClosed
+	if u := cc.up; u != nil && !cc.respPumping {
+		cc.up = nil
+		u.owner = nil
+		u.close()
+	}
+	if cc.epBegun || cc.counted {
+		cc.endpointDone(499, false)
+		cc.record(499, "client_closed")
+	}
+	cc.release()
+}
+
+// release returns the connection's admission slots; once per connection.
+func (cc *clientConn) release() {
+	delete(cc.lp.clients, cc)
+	cc.l.limiter.Release(cc.x.ClientIP)
+	cc.lp.e.global.Release(cc.x.ClientIP)
+	cc.l.active.Add(-1)
+}
+
+// onReattach: a connection the pumps hand back to the loop.
+func (cc *clientConn) onReattach(c gnet.Conn) {
+	cc.c = c
+	cc.lp.clients[cc] = struct{}{}
+	cc.toIdle()
+}
+
+func statusToken(s int) string {
+	if s == 502 {
+		return "502"
+	}
+	return "503"
+}

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/expressgateway/expressgateway/lb"
+	"github.com/expressgateway/expressgateway/stages"
+)
+
+// loop is the state one gnet event loop owns: its pipeline and rings, its
+// upstream pools, the actors with deadlines, and scratch buffers. Only that
+// loop's callbacks touch it.
+type loop struct {
+	e        *Engine
+	el       gnet.EventLoop
+	pipeline *stages.Pipeline
+	pools    map[*lb.Endpoint]*pool
+	clients  map[*clientConn]struct{}
+	pending  map[*listenerRT]int // requests in flight per listener (queue_size)
+	scratch  []byte
+
+	sweepRunnable gnet.RunnableFunc
+}
+
+func newLoop(e *Engine, el gnet.EventLoop) *loop {
+	lp := &loop{
+		e:       e,
+		el:      el,
+		pools:   map[*lb.Endpoint]*pool{},
+		clients: map[*clientConn]struct{}{},
+		pending: map[*listenerRT]int{},
+		scratch: make([]byte, 0, 16<<10),
+	}
+	lp.pipeline = stages.NewPipeline(e.stages, e.ringSize)
+	lp.pipeline.Done = func(x *stages.Exchange) { x.Owner.(*clientConn).respondLocal(x) }
+	lp.pipeline.Full = func(stage string) { e.m.GuardHit("ring_full_" + stage).Inc() }
+	lp.sweepRunnable = func(context.Context) error {
+		lp.sweep()
+		return nil
+	}
+	return lp
+}
+
+// sweep fires expired deadlines and trims idle upstream connections.
+func (lp *loop) sweep() {
+	now := time.Now().UnixNano()
+	for cc := range lp.clients {
+		func() {
+			defer lp.e.recoverConn(cc.c, "timer")
+			cc.onTimer(now)
+		}()
+	}
+	for _, p := range lp.pools {
+		p.trim(now)
+	}
+}
+
+// pool is one endpoint's idle upstream connections on one loop (LIFO, so
+// the warmest connection is reused first and the coldest ages out).
+type pool struct {
+	idle    []*upstream
+	maxIdle int
+	idleTTL time.Duration
+}
+
+func (lp *loop) poolFor(ep *lb.Endpoint, maxIdle int, ttl time.Duration) *pool {
+	p := lp.pools[ep]
+	if p == nil {
+		p = &pool{maxIdle: maxIdle, idleTTL: ttl}
+		lp.pools[ep] = p
+	}
+	return p
+}
+
+// get pops a live idle connection or returns nil.
+func (p *pool) get() *upstream {
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		u := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if u.state == upIdle {
+			return u
+		}
+	}
+	return nil
+}
+
+// put parks u as idle; it reports false when the pool is full.
+func (p *pool) put(u *upstream) bool {
+	if len(p.idle) >= p.maxIdle {
+		return false
+	}
+	u.idleSince = time.Now().UnixNano()
+	p.idle = append(p.idle, u)
+	return true
+}
+
+func (p *pool) remove(u *upstream) {
+	for i, v := range p.idle {
+		if v == u {
+			copy(p.idle[i:], p.idle[i+1:])
+			p.idle[len(p.idle)-1] = nil
+			p.idle = p.idle[:len(p.idle)-1]
+			return
+		}
+	}
+}
+
+func (p *pool) trim(now int64) {
+	keep := p.idle[:0]
+	for _, u := range p.idle {
+		if u.state == upIdle && now-u.idleSince < int64(p.idleTTL) {
+			keep = append(keep, u)
+			continue
+		}
+		if u.state == upIdle {
+			u.close()
+		}
+	}
+	for i := len(keep); i < len(p.idle); i++ {
+		p.idle[i] = nil
+	}
+	p.idle = keep
+}

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Metrics holds the engine's Prometheus families. Counters on the request path
+// are created once (per listener, route and status class) so that counting
+// never allocates.
+type Metrics struct {
+	Set *metrics.Set
+
+	Panics *metrics.Counter
+
+	mu          sync.Mutex
+	guardHits   map[string]*metrics.Counter
+	local       map[string]*metrics.Counter
+	upConnects  map[string]*metrics.Counter
+	upReuses    map[string]*metrics.Counter
+	upFailures  map[string]*metrics.Counter
+	upActive    map[string]*atomic.Int64
+	cliActive   map[string]*atomic.Int64
+	detach      map[string]*metrics.Counter
+	accessDrops *metrics.Counter
+}
+
+// NewMetrics registers the engine families in set.
+func NewMetrics(set *metrics.Set) *Metrics {
+	m := &Metrics{
+		Set:        set,
+		Panics:     set.NewCounter("expressgateway_panic_total"),
+		guardHits:  map[string]*metrics.Counter{},
+		local:      map[string]*metrics.Counter{},
+		upConnects: map[string]*metrics.Counter{},
+		upReuses:   map[string]*metrics.Counter{},
+		upFailures: map[string]*metrics.Counter{},
+		upActive:   map[string]*atomic.Int64{},
+		cliActive:  map[string]*atomic.Int64{},
+		detach:     map[string]*metrics.Counter{},
+	}
+	return m
+}
+
+func (m *Metrics) counter(mp map[string]*metrics.Counter, key, name string) *metrics.Counter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := mp[key]
+	if c == nil {
+		c = m.Set.GetOrCreateCounter(name)
+		mp[key] = c
+	}
+	return c
+}
+
+// GuardHit counts one hit of a named guard or limit.
+func (m *Metrics) GuardHit(guard string) *metrics.Counter {
+	return m.counter(m.guardHits, guard, fmt.Sprintf(`expressgateway_guard_hits_total{guard=%q}`, guard))
+}
+
+// LocalResponse counts a response the gateway generated itself.
+func (m *Metrics) LocalResponse(listener, reason string) *metrics.Counter {
+	return m.counter(m.local, listener+"\x00"+reason,
+		fmt.Sprintf(`expressgateway_local_responses_total{listener=%q,reason=%q}`, listener, reason))
+}
+
+// UpstreamConnect counts new upstream connections per cluster.
+func (m *Metrics) UpstreamConnect(cluster string) *metrics.Counter {
+	return m.counter(m.upConnects, cluster, fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, cluster))
+}
+
+// UpstreamReuse counts pooled connections reused per cluster.
+func (m *Metrics) UpstreamReuse(cluster string) *metrics.Counter {
+	return m.counter(m.upReuses, cluster, fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, cluster))
+}
+
+// UpstreamFailure counts upstream failures per cluster and reason.
+func (m *Metrics) UpstreamFailure(cluster, reason string) *metrics.Counter {
+	return m.counter(m.upFailures, cluster+"\x00"+reason,
+		fmt.Sprintf(`expressgateway_upstream_failures_total{cluster=%q,reason=%q}`, cluster, reason))
+}
+
+// Detach counts connections moved off the event loop for a long stream.
+func (m *Metrics) Detach(direction string) *metrics.Counter {
+	return m.counter(m.detach, direction, fmt.Sprintf(`expressgateway_stream_detach_total{direction=%q}`, direction))
+}
+
+func (m *Metrics) gauge(mp map[string]*atomic.Int64, key, name string) *atomic.Int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := mp[key]
+	if g == nil {
+		g = new(atomic.Int64)
+		mp[key] = g
+		m.Set.GetOrCreateGauge(name, func() float64 { return float64(g.Load()) })
+	}
+	return g
+}
+
+// UpstreamActive is the gauge of open upstream connections of a cluster.
+func (m *Metrics) UpstreamActive(cluster string) *atomic.Int64 {
+	return m.gauge(m.upActive, cluster, fmt.Sprintf(`expressgateway_upstream_connections_active{cluster=%q}`, cluster))
+}
+
+// ClientActive is the gauge of open client connections of a listener.
+func (m *Metrics) ClientActive(listener string) *atomic.Int64 {
+	return m.gauge(m.cliActive, listener, fmt.Sprintf(`expressgateway_client_connections_active{listener=%q}`, listener))
+}
+
+// requestCounters are the per-route, per-status-class request counters.
+type requestCounters struct {
+	byClass [6]*metrics.Counter // index: status/100, 0 unused
+}
+
+func newRequestCounters(set *metrics.Set, listener, route string) *requestCounters {
+	rc := &requestCounters{}
+	for c := 1; c <= 5; c++ {
+		rc.byClass[c] = set.GetOrCreateCounter(fmt.Sprintf(
+			`expressgateway_requests_total{listener=%q,route=%q,class="%dxx"}`, listener, route, c))
+	}
+	return rc
+}
+
+func (rc *requestCounters) inc(status int) {
+	c := status / 100
+	if c < 1 || c > 5 {
+		c = 5
+	}
+	rc.byClass[c].Inc()
+}

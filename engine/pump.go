@@ -1,0 +1,571 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/expressgateway/expressgateway/codecs/h1"
+)
+
+// Long streams leave the event loop. gnet always drains a socket into an
+// unbounded inbound buffer and never pauses reading, so a fast sender facing a
+// slow receiver would grow memory without limit. For a long request body the
+// whole exchange (both sockets) moves to two goroutines doing blocking I/O,
+// where TCP flow control pushes back on the sender; for a long response to a
+// slow client only the upstream socket leaves, and the pump writes to the
+// client through AsyncWrite, waiting while its outbound buffer is above
+// max_inflight_bytes. When the exchange ends, the sockets return to the loop
+// through Enroll (see DESIGN.md, "Facts about gnet").
+
+const pumpBuf = 64 << 10
+
+// detachConn takes the socket away from gnet: dup the fd, wrap the dup as a
+// net.Conn, then let gnet close its own fd (it does not shutdown, so the
+// socket lives on). The caller must have cleared the actor's reference first
+// so that OnClose for the old gnet conn is ignored.
+func detachConn(c gnet.Conn) (net.Conn, error) {
+	fd, err := c.Dup()
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "detached")
+	nc, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("file conn: %w", err)
+	}
+	_ = c.Close()
+	return nc, nil
+}
+
+// takeInbound copies and discards what gnet already buffered for c.
+func takeInbound(c gnet.Conn) []byte {
+	buf, _ := c.Peek(-1)
+	if len(buf) == 0 {
+		return nil
+	}
+	out := append([]byte(nil), buf...)
+	_, _ = c.Discard(-1)
+	return out
+}
+
+// prefixed reads first from prefix, then from the connection, with a fresh
+// read deadline per read.
+type prefixed struct {
+	prefix  []byte
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (p *prefixed) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	if p.timeout > 0 {
+		_ = p.nc.SetReadDeadline(time.Now().Add(p.timeout))
+	}
+	return p.nc.Read(b)
+}
+
+// exchangeResult is what the pumps report back to the loop.
+type exchangeResult struct {
+	err         error
+	reason      string
+	status      int
+	respHead    bool
+	reqDone     bool
+	keepClient  bool
+	upReusable  bool
+	respBytes   int64
+	bodyBytes   int64
+	leftover    bool
+	cnc, unc    net.Conn
+	localStatus int // when no response head went out: answer this locally
+}
+
+// detachExchange moves a request with a long body, and its response, off the
+// loop. head is the request head for the upstream.
+func (cc *clientConn) detachExchange(u *upstream, head []byte) {
+	prefix := takeInbound(cc.c)
+	gc, gu := cc.c, u.c
+	if gu.OutboundBuffered() > 0 || gc.OutboundBuffered() > 0 {
+		// Never drop bytes gnet still holds; this only happens when the
+		// previous response is still draining to the client.
+		cc.lp.e.guardHit(&cc.x, "detach_busy")
+	}
+	cc.state = csDetached
+	cc.c = nil
+	u.state = upDetached
+	u.c = nil
+	delete(cc.lp.clients, cc)
+	cnc, err1 := detachConn(gc)
+	unc, err2 := detachConn(gu)
+	if err1 != nil || err2 != nil {
+		cc.lp.e.log.Error().AnErr("client", err1).AnErr("upstream", err2).Msg("detach failed")
+		if cnc != nil {
+			_ = cnc.Close()
+		}
+		if unc != nil {
+			_ = unc.Close()
+		}
+		u.finalClose()
+		cc.endpointDone(502, false)
+		cc.release()
+		return
+	}
+	cc.lp.e.m.Detach("request").Inc()
+	cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, cc.l.limits)
+	go cc.runExchangePump(u, cnc, unc, head, prefix)
+}
+
+func (cc *clientConn) runExchangePump(u *upstream, cnc, unc net.Conn, head, prefix []byte) {
+	res := exchangeResult{cnc: cnc, unc: unc}
+	defer func() {
+		if r := recover(); r != nil {
+			cc.lp.e.m.Panics.Inc()
+			cc.lp.e.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic recovered in request pump")
+			res.err = errPanic
+		}
+		cc.handBack(u, &res)
+	}()
+	l := cc.l
+	reqDone := make(chan error, 1)
+	var leftover []byte
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				cc.lp.e.m.Panics.Inc()
+				reqDone <- errPanic
+			}
+		}()
+		var err error
+		leftover, err = cc.pumpRequestBody(&prefixed{prefix: prefix, nc: cnc, timeout: l.bodyIdle}, unc, head, &res)
+		reqDone <- err
+	}()
+	cc.pumpResponse(unc, cnc, &res)
+	var reqErr error
+	select {
+	case reqErr = <-reqDone:
+	default:
+		if res.err == nil && res.respHead {
+			// The upstream answered before the body ended (e.g. 413):
+			// stop reading the client, the connection cannot be reused.
+			_ = cnc.SetReadDeadline(time.Now())
+		}
+		reqErr = <-reqDone
+	}
+	res.reqDone = reqErr == nil
+	res.leftover = len(leftover) > 0
+	if reqErr != nil && res.err == nil && !res.respHead {
+		res.err = reqErr
+	}
+	if reqErr != nil {
+		var he *h1.Error
+		switch {
+		case errors.As(reqErr, &he):
+			res.localStatus, res.reason = he.Status, "codec_"+he.Token
+		case isTimeout(reqErr):
+			res.localStatus, res.reason = 408, "body_idle"
+		case res.reason == "":
+			res.reason = "client_body_error"
+		}
+	}
+}
+
+// pumpRequestBody writes the head and then the decoded, re-framed body.
+func (cc *clientConn) pumpRequestBody(src *prefixed, dst net.Conn, head []byte, res *exchangeResult) (leftover []byte, err error) {
+	l := cc.l
+	if _, err := dst.Write(head); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, pumpBuf)
+	out := make([]byte, 0, pumpBuf+32)
+	have := 0
+	start := time.Now()
+	for {
+		if have == len(buf) {
+			return nil, errors.New("request body framing line too long")
+		}
+		n, rerr := src.Read(buf[have:])
+		have += n
+		p := buf[:have]
+		for len(p) > 0 {
+			used, data, done, derr := cc.reqBody.Decode(p)
+			if derr != nil {
+				return nil, derr
+			}
+			if len(data) > 0 {
+				res.bodyBytes += int64(len(data))
+				w := data
+				if cc.req.Body == h1.BodyChunked {
+					out = h1.AppendChunk(out[:0], data)
+					w = out
+				}
+				_ = dst.SetWriteDeadline(time.Now().Add(l.bodyIdle))
+				if _, err := dst.Write(w); err != nil {
+					return nil, err
+				}
+			}
+			p = p[used:]
+			if done {
+				if cc.req.Body == h1.BodyChunked {
+					out = h1.AppendLastChunk(out[:0], cc.reqBody.Trailers())
+					if _, err := dst.Write(out); err != nil {
+						return nil, err
+					}
+				}
+				return append([]byte(nil), p...), nil
+			}
+			if used == 0 {
+				break
+			}
+		}
+		have = copy(buf, p)
+		if l.minRate > 0 {
+			if el := time.Since(start); el > l.bodyGrace && res.bodyBytes*int64(time.Second)/int64(el) < l.minRate {
+				cc.lp.e.guardHit(nil, "slow_post")
+				return nil, errSlowPost
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, rerr
+		}
+	}
+}
+
+var errSlowPost = errors.New("request body slower than body_min_rate")
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// pumpResponse reads the response head (relaying 1xx) and body from unc and
+// writes them to the client with blocking I/O.
+func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult) {
+	l := cc.l
+	var parser h1.ResponseParser
+	parser.Limits = h1.DefaultLimits()
+	var resp h1.Response
+	buf := make([]byte, pumpBuf)
+	have := 0
+	deadline := time.Now().Add(l.upRespHeader + l.bodyIdle)
+	_ = unc.SetReadDeadline(deadline)
+	for {
+		if have == len(buf) {
+			res.err, res.reason, res.localStatus = errors.New("response head too large"), "bad_response", 502
+			return
+		}
+		n, err := unc.Read(buf[have:])
+		have += n
+		for {
+			hn, done, perr := parser.Parse(buf[:have], cc.req.Method, &resp)
+			if perr != nil {
+				res.err, res.reason, res.localStatus = perr, "bad_response", 502
+				return
+			}
+			if !done {
+				break
+			}
+			if resp.Status >= 200 {
+				res.respHead = true
+				res.status = resp.Status
+				outKind := resp.Body
+				keep := cc.req.KeepAlive && !cc.closeAfter && resp.Body != h1.BodyUntilClose
+				if resp.Body == h1.BodyChunked && cc.req.Version == h1.Version10 {
+					outKind, keep = h1.BodyUntilClose, false
+				}
+				res.keepClient = keep
+				head := h1.AppendProxyResponseHead(nil, &resp, &l.proxyOpts, cc.req.Version, outKind, keep)
+				if sc := cc.x.Pick.SetCookie; sc != "" {
+					head = append(head[:len(head)-2], "Set-Cookie: "+sc+"\r\n\r\n"...)
+				}
+				if _, err := cnc.Write(head); err != nil {
+					res.err, res.reason = err, "client_write"
+					return
+				}
+				var dec h1.BodyDecoder
+				dec.ResetResponse(resp.Body, resp.ContentLength, h1.Limits{MaxTrailerBytes: l.limits.MaxTrailerBytes, MaxChunkExtension: l.limits.MaxChunkExtension})
+				rest := append([]byte(nil), buf[hn:have]...)
+				src := &prefixed{prefix: rest, nc: unc, timeout: l.bodyIdle}
+				w := func(b []byte) error {
+					_ = cnc.SetWriteDeadline(time.Now().Add(l.bodyIdle))
+					_, err := cnc.Write(b)
+					return err
+				}
+				if resp.Body == h1.BodyNone {
+					res.upReusable = resp.KeepAlive
+					return
+				}
+				n, reusable, err := pumpBody(src, &dec, resp.Body, outKind, w)
+				res.respBytes = n
+				res.upReusable = reusable && resp.KeepAlive
+				if err != nil {
+					res.err, res.reason = err, "response_body"
+				}
+				return
+			}
+			// Interim response: relay to an HTTP/1.1 client.
+			if cc.req.Version == h1.Version11 && resp.Status != 101 {
+				interim := h1.AppendProxyResponseHead(nil, &resp, &l.proxyOpts, cc.req.Version, h1.BodyNone, true)
+				if _, err := cnc.Write(interim); err != nil {
+					res.err, res.reason = err, "client_write"
+					return
+				}
+			}
+			have = copy(buf, buf[hn:have])
+			parser.Reset()
+		}
+		if err != nil {
+			res.err, res.reason, res.localStatus = err, "reset", 502
+			if isTimeout(err) {
+				res.reason, res.localStatus = "response_header_timeout", 504
+			}
+			return
+		}
+	}
+}
+
+// pumpBody copies one message body from src to write, re-framing chunked
+// output. It reports the payload bytes and whether the source connection is
+// clean for reuse (the body ended on its framing, not on EOF).
+func pumpBody(src io.Reader, dec *h1.BodyDecoder, in, out h1.BodyKind, write func([]byte) error) (int64, bool, error) {
+	buf := make([]byte, pumpBuf)
+	frame := make([]byte, 0, pumpBuf+32)
+	have := 0
+	var total int64
+	for {
+		n, rerr := src.Read(buf[have:])
+		have += n
+		p := buf[:have]
+		for len(p) > 0 {
+			used, data, done, err := dec.Decode(p)
+			if err != nil {
+				return total, false, err
+			}
+			if len(data) > 0 {
+				total += int64(len(data))
+				w := data
+				if out == h1.BodyChunked {
+					frame = h1.AppendChunk(frame[:0], data)
+					w = frame
+				}
+				if err := write(w); err != nil {
+					return total, false, err
+				}
+			}
+			p = p[used:]
+			if done {
+				if out == h1.BodyChunked {
+					frame = h1.AppendLastChunk(frame[:0], dec.Trailers())
+					if err := write(frame); err != nil {
+						return total, false, err
+					}
+				}
+				return total, len(p) == 0, nil
+			}
+			if used == 0 {
+				break
+			}
+		}
+		have = copy(buf, p)
+		if have == len(buf) {
+			return total, false, errors.New("body framing line too long")
+		}
+		if rerr != nil {
+			if rerr == io.EOF && in == h1.BodyUntilClose {
+				return total, false, nil
+			}
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			return total, false, rerr
+		}
+	}
+}
+
+// handBack returns the sockets of a finished pumped exchange to the loop.
+func (cc *clientConn) handBack(u *upstream, res *exchangeResult) {
+	lp := cc.lp
+	keepUp := res.err == nil && res.reqDone && res.upReusable
+	keepClient := res.err == nil && res.reqDone && res.keepClient && !res.leftover && !cc.closeAfter
+	if !res.respHead && res.localStatus != 0 && res.cnc != nil {
+		// Nothing went to the client yet: tell it why, then close.
+		out := h1.AppendSimpleResponse(nil, res.localStatus, nil, []byte(h1.StatusText(res.localStatus)+"\n"), true)
+		_ = res.cnc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = res.cnc.Write(out)
+		keepClient = false
+	}
+	if keepUp {
+		u.state = upReattaching
+		u.owner = nil
+		if _, err := lp.el.Enroll(gnet.NewContext(context.Background(), u), res.unc); err != nil {
+			keepUp = false
+		}
+	}
+	if !keepUp {
+		_ = res.unc.Close()
+	}
+	_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if !keepUp {
+			u.state = upClosed
+			u.finalClose()
+		}
+		cc.finishPumped(res, keepClient)
+		return nil
+	}))
+}
+
+// finishPumped runs on the loop when the pumps are done.
+func (cc *clientConn) finishPumped(res *exchangeResult, keepClient bool) {
+	cc.up = nil
+	cc.respBytes = res.respBytes
+	status := res.status
+	if !res.respHead {
+		status = res.localStatus
+		if status == 0 {
+			status = 502
+		}
+	}
+	cc.respStatus = status
+	if res.err != nil {
+		cc.lp.e.m.UpstreamFailure(cc.x.Cluster.Name, res.reason).Inc()
+		if res.reason == "body_idle" || res.reason == "slow_post" {
+			cc.lp.e.guardHit(&cc.x, res.reason)
+		}
+	}
+	cc.endpointDone(status, false)
+	cc.record(status, res.reason)
+	if keepClient {
+		if _, err := cc.lp.el.Enroll(gnet.NewContext(context.Background(), cc), res.cnc); err == nil {
+			_ = res.cnc.Close() // Enroll registered its own dup
+			return
+		}
+	}
+	_ = res.cnc.Close()
+	cc.state = csClosed
+	cc.release()
+}
+
+// detachResponse moves the rest of a response body to a pump goroutine that
+// reads the upstream with blocking I/O and writes to the client through
+// AsyncWrite, waiting while the client's outbound buffer is over the limit.
+func (cc *clientConn) detachResponse(u *upstream) {
+	prefix := takeInbound(u.c)
+	gu := u.c
+	u.state = upDetached
+	u.c = nil
+	unc, err := detachConn(gu)
+	if err != nil {
+		cc.lp.e.log.Error().Err(err).Msg("detach failed")
+		u.finalClose()
+		cc.up = nil
+		cc.abortMidResponse("detach_failed")
+		return
+	}
+	cc.respPumping = true
+	cc.lp.e.m.Detach("response").Inc()
+	go cc.runResponsePump(u, unc, prefix, cc.c)
+}
+
+func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, client gnet.Conn) {
+	lp := cc.lp
+	limit := cc.l.inflight
+	type ack struct {
+		err      error
+		buffered int
+	}
+	acks := make(chan ack, 1)
+	cb := func(c gnet.Conn, err error) error {
+		b := 0
+		if err == nil {
+			b = c.OutboundBuffered()
+		}
+		acks <- ack{err, b}
+		return nil
+	}
+	check := gnet.RunnableFunc(func(context.Context) error {
+		acks <- ack{nil, client.OutboundBuffered()}
+		return nil
+	})
+	write := func(b []byte) error {
+		if err := client.AsyncWrite(b, cb); err != nil {
+			return err
+		}
+		a := <-acks
+		for a.err == nil && a.buffered > limit {
+			time.Sleep(2 * time.Millisecond)
+			if err := lp.el.Execute(context.Background(), check); err != nil {
+				return err
+			}
+			a = <-acks
+		}
+		return a.err
+	}
+	var (
+		n        int64
+		reusable bool
+		err      error
+	)
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				lp.e.m.Panics.Inc()
+				lp.e.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic recovered in response pump")
+				err = errPanic
+			}
+		}()
+		src := &prefixed{prefix: prefix, nc: unc, timeout: cc.l.bodyIdle}
+		n, reusable, err = pumpBody(src, &u.body, u.resp.Body, cc.respOut, write)
+	}()
+	reusable = reusable && err == nil && u.resp.KeepAlive
+	if reusable {
+		u.state = upReattaching
+		u.owner = nil
+		if _, e := lp.el.Enroll(gnet.NewContext(context.Background(), u), unc); e != nil {
+			reusable = false
+		}
+	}
+	if !reusable {
+		_ = unc.Close()
+	}
+	_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if !reusable {
+			u.state = upClosed
+			u.finalClose()
+		}
+		cc.respPumping = false
+		cc.respBytes += n
+		cc.up = nil
+		if err != nil {
+			cc.lp.e.m.UpstreamFailure(cc.x.Cluster.Name, "response_body").Inc()
+			cc.endpointDone(cc.respStatus, false)
+			cc.record(cc.respStatus, "response_body_error")
+			if cc.state != csClosed {
+				cc.abort()
+			}
+			return nil
+		}
+		if cc.state == csClosed {
+			cc.endpointDone(cc.respStatus, false)
+			return nil
+		}
+		cc.finishExchange(true)
+		return nil
+	}))
+}

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/lb"
+	"github.com/expressgateway/expressgateway/stages"
+)
+
+type upState uint8
+
+const (
+	upDialing     upState = iota // dial in flight, not yet on the loop
+	upActive                     // serving owner
+	upIdle                       // parked in the pool
+	upDetached                   // owned by a pump goroutine
+	upReattaching                // handed back to the loop by a pump
+	upClosed
+)
+
+// upstream is one connection to an endpoint, living on the same event loop
+// as the client that uses it (DESIGN.md: dial with our own timeout, then
+// Enroll). Owned by its loop except while detached.
+type upstream struct {
+	lp      *loop
+	c       gnet.Conn
+	cluster *stages.Cluster
+	ep      *lb.Endpoint
+	owner   *clientConn
+	state   upState
+	reused  bool
+	counted bool // holds the cluster's active gauge and the endpoint's conn count
+
+	parser    h1.ResponseParser
+	resp      h1.Response
+	body      h1.BodyDecoder
+	idleSince int64
+	active    *atomic.Int64
+}
+
+func newUpstream(lp *loop, cl *stages.Cluster, ep *lb.Endpoint) *upstream {
+	u := &upstream{lp: lp, cluster: cl, ep: ep, state: upDialing, active: lp.e.m.UpstreamActive(cl.Name)}
+	u.parser.Limits = h1.DefaultLimits()
+	return u
+}
+
+// dial connects in a goroutine with a timeout and enrolls the socket on the
+// loop; the outcome comes back through OnOpen or Execute.
+func (u *upstream) dial(timeout time.Duration) {
+	lp := u.lp
+	addr := u.ep.Address()
+	lp.e.m.UpstreamConnect(u.cluster.Name).Inc()
+	go func() {
+		d := net.Dialer{Timeout: timeout}
+		nc, err := d.Dial("tcp", addr)
+		if err == nil {
+			var ch <-chan gnet.RegisteredResult
+			ch, err = lp.el.Enroll(gnet.NewContext(context.Background(), u), nc)
+			if err == nil {
+				if res := <-ch; res.Err != nil {
+					err = res.Err
+				}
+			}
+			_ = nc.Close() // Enroll works on its own dup of the fd
+		}
+		if err != nil {
+			reason := "connect_failed"
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				reason = "connect_timeout"
+			}
+			_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				u.onDialFailed(reason)
+				return nil
+			}))
+		}
+	}()
+}
+
+func (u *upstream) onDialFailed(reason string) {
+	u.state = upClosed
+	if cc := u.owner; cc != nil && cc.up == u {
+		u.owner = nil
+		cc.upstreamFailed(reason, 502, true)
+	}
+}
+
+func (u *upstream) onOpen(c gnet.Conn) {
+	u.c = c
+	switch u.state {
+	case upReattaching:
+		u.state = upIdle
+		if !u.lp.poolFor(u.ep, u.lp.e.clusters.MaxIdle(u.cluster), u.lp.e.idleTTL(u.owner)).put(u) {
+			u.close()
+		}
+		return
+	case upDialing:
+	default:
+		_ = c.Close()
+		return
+	}
+	u.counted = true
+	u.active.Add(1)
+	u.ep.ConnOpened()
+	cc := u.owner
+	if cc == nil || cc.up != u {
+		// The client left while we dialed: keep the fresh connection.
+		u.owner = nil
+		u.release()
+		return
+	}
+	u.state = upActive
+	cc.onUpstreamReady(u)
+}
+
+func (u *upstream) onTraffic() {
+	if u.state != upActive || u.owner == nil {
+		// An idle pooled connection must not talk; whatever it says (or
+		// its EOF) retires it.
+		_, _ = u.c.Discard(-1)
+		u.close()
+		return
+	}
+	u.owner.onUpstreamData(u)
+}
+
+func (u *upstream) onClose(c gnet.Conn, _ error) {
+	if c != u.c || u.state == upDetached {
+		return
+	}
+	prev := u.state
+	u.state = upClosed
+	u.finalClose()
+	if prev == upIdle {
+		if p := u.lp.pools[u.ep]; p != nil {
+			p.remove(u)
+		}
+		return
+	}
+	if cc := u.owner; cc != nil {
+		u.owner = nil
+		cc.onUpstreamClosed(u)
+	}
+}
+
+// finalClose releases the gauges once the connection is gone for good.
+func (u *upstream) finalClose() {
+	if u.counted {
+		u.counted = false
+		u.active.Add(-1)
+		u.ep.ConnClosed()
+	}
+}
+
+// beginResponse readies the parser for the response to a new request.
+func (u *upstream) beginResponse() {
+	u.parser.Reset()
+	u.resp = h1.Response{Headers: u.resp.Headers[:0]}
+}
+
+// release parks the connection in its pool, or closes it.
+func (u *upstream) release() {
+	u.owner = nil
+	u.state = upIdle
+	if !u.lp.poolFor(u.ep, u.lp.e.clusters.MaxIdle(u.cluster), u.lp.e.idleTTL(nil)).put(u) {
+		u.close()
+	}
+}
+
+// close closes the connection; OnClose finishes the bookkeeping.
+func (u *upstream) close() {
+	if u.state == upClosed && u.c == nil {
+		return
+	}
+	u.owner = nil
+	if u.state == upIdle {
+		if p := u.lp.pools[u.ep]; p != nil {
+			p.remove(u)
+		}
+	}
+	u.state = upClosed
+	if u.c != nil {
+		_ = u.c.Close()
+	}
+}
+
+func (u *upstream) fail(error) { u.close() }
+
+// idleTTL is the pool idle timeout for connections of cc's listener.
+func (e *Engine) idleTTL(cc *clientConn) time.Duration {
+	if cc != nil {
+		return cc.l.upIdle
+	}
+	if len(e.listeners) > 0 {
+		return e.listeners[0].upIdle
+	}
+	return time.Minute
+}

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package stages
+
+import (
+	"net/netip"
+	"sync"
+)
+
+// Guard enforces the codec's verdict and the per-connection request cap.
+// Connection caps (per listener, per client IP) are enforced at accept time by
+// ConnLimiter, which is the same guard seen from the engine's OnOpen.
+type Guard struct {
+	// Hit is called with a guard name whenever a limit refuses or trims
+	// something; the engine counts it and logs it.
+	Hit func(x *Exchange, guard string)
+}
+
+// Name implements Stage.
+func (g *Guard) Name() string { return "guard" }
+
+// Process implements Stage.
+func (g *Guard) Process(x *Exchange) Verdict {
+	if e := x.ParseErr; e != nil {
+		x.CloseConn = true
+		g.hit(x, "codec_"+e.Token)
+		return x.Refuse(e.Status, "codec_"+e.Token)
+	}
+	if max := x.Listener.MaxRequestsPerConn; max > 0 && x.ConnRequests >= max {
+		// The last request allowed on this connection is served, with
+		// Connection: close on its response.
+		x.CloseConn = true
+		if x.ConnRequests == max {
+			g.hit(x, "max_requests_per_connection")
+		}
+	}
+	return Continue
+}
+
+func (g *Guard) hit(x *Exchange, name string) {
+	if g.Hit != nil {
+		g.Hit(x, name)
+	}
+}
+
+// ConnLimiter caps concurrent connections per listener and per client IP.
+// It is called at accept and close, from any event loop.
+type ConnLimiter struct {
+	MaxTotal int // 0 = unlimited
+	MaxPerIP int // 0 = unlimited
+
+	mu    sync.Mutex
+	total int
+	perIP map[netip.Addr]int
+}
+
+// Acquire admits a new connection from ip, or returns the name of the limit
+// that refused it.
+func (l *ConnLimiter) Acquire(ip netip.Addr) (ok bool, limit string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.MaxTotal > 0 && l.total >= l.MaxTotal {
+		return false, "max_connections"
+	}
+	if l.MaxPerIP > 0 {
+		if l.perIP == nil {
+			l.perIP = make(map[netip.Addr]int)
+		}
+		if l.perIP[ip] >= l.MaxPerIP {
+			return false, "max_connections_per_ip"
+		}
+		l.perIP[ip]++
+	}
+	l.total++
+	return true, ""
+}
+
+// Release undoes a successful Acquire.
+func (l *ConnLimiter) Release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.MaxPerIP > 0 {
+		if n := l.perIP[ip]; n <= 1 {
+			delete(l.perIP, ip)
+		} else {
+			l.perIP[ip] = n - 1
+		}
+	}
+}
+
+// Count is the number of admitted connections.
+func (l *ConnLimiter) Count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
+
+var _ Stage = (*Guard)(nil)
