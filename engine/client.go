@@ -61,6 +61,11 @@ type clientConn struct {
 	respBytes    int64
 	lastRespAt   int64
 	respPumping  bool // the response body is pumped off-loop
+	buffering    bool // reading a small body in full before going upstream
+	largeBody    bool // the body streams: the exchange leaves the loop
+	sent100      bool // we answered Expect: 100-continue ourselves
+	valDec       h1.BodyDecoder
+	valOff       int
 	processing   bool // inside readHeads: don't recurse
 	upstreamAddr string
 }
@@ -84,6 +89,10 @@ func (cc *clientConn) onTraffic() {
 	case csHead:
 		cc.readHeads()
 	case csUpstream:
+		if cc.buffering {
+			cc.checkBuffered()
+			return
+		}
 		if !cc.reqBodyDone && cc.up != nil && cc.up.state == upActive {
 			cc.forwardReqBody()
 			return
@@ -146,6 +155,8 @@ func (cc *clientConn) beginExchange() {
 	cc.reqBodyDone, cc.bodySent = false, false
 	cc.bodyBytes, cc.respBytes = 0, 0
 	cc.respHead, cc.respPumping = false, false
+	cc.buffering, cc.largeBody, cc.sent100 = false, false, false
+	cc.valOff = 0
 	cc.respStatus = 0
 	cc.upstreamAddr = ""
 	cc.state = csUpstream
@@ -176,7 +187,58 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 	if x.CloseConn || !cc.req.KeepAlive {
 		cc.closeAfter = true
 	}
+	switch {
+	case cc.req.Body == h1.BodyNone || (cc.req.Body == h1.BodyLength && cc.req.ContentLength == 0):
+		cc.reqBodyDone = true
+	case cc.req.Body == h1.BodyLength && cc.req.ContentLength > int64(l.inflight):
+		cc.largeBody = true
+	default:
+		// A body that fits in max_inflight_bytes is read and validated in
+		// full before anything goes upstream, so a malformed chunked body
+		// never reaches an upstream at all.
+		cc.buffering = true
+		now := time.Now().UnixNano()
+		cc.bodyStart, cc.lastBodyAt = now, now
+		cc.valDec.Reset(cc.req.Body, cc.req.ContentLength, l.limits)
+		if cc.req.ExpectContinue && cc.req.Version == h1.Version11 {
+			cc.sent100 = true
+			_, _ = cc.c.Write(continue100)
+		}
+		cc.checkBuffered()
+		return
+	}
 	cc.acquireUpstream()
+}
+
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// checkBuffered validates the buffered body; once it is complete the
+// exchange goes upstream; past max_inflight_bytes it streams instead.
+func (cc *clientConn) checkBuffered() {
+	buf, _ := cc.c.Peek(-1)
+	for cc.valOff < len(buf) {
+		n, _, done, err := cc.valDec.Decode(buf[cc.valOff:])
+		if err != nil {
+			cc.buffering = false
+			cc.failRequestBody(err)
+			return
+		}
+		cc.valOff += n
+		cc.lastBodyAt = time.Now().UnixNano()
+		if done {
+			cc.buffering = false
+			cc.acquireUpstream()
+			return
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if cc.valOff > cc.l.inflight {
+		cc.buffering = false
+		cc.largeBody = true
+		cc.acquireUpstream()
+	}
 }
 
 // acquireUpstream takes a pooled connection to the picked endpoint or dials.
@@ -212,11 +274,10 @@ func (cc *clientConn) onUpstreamReady(u *upstream) {
 	now := time.Now().UnixNano()
 	u.beginResponse()
 	switch {
-	case cc.req.Body == h1.BodyNone:
+	case cc.reqBodyDone:
 		_, _ = u.c.Write(head)
-		cc.reqBodyDone = true
 		cc.reqSentAt = now
-	case cc.req.Body == h1.BodyChunked || cc.req.ContentLength > int64(cc.l.inflight):
+	case cc.largeBody:
 		// A long body: move the whole exchange off the loop so both sockets
 		// get kernel backpressure.
 		cc.detachExchange(u, append([]byte(nil), head...))
@@ -324,7 +385,7 @@ func (cc *clientConn) onUpstreamData(u *upstream) {
 				cc.upstreamFailed("unexpected_upgrade", 502, false)
 				return
 			}
-			if cc.req.Version == h1.Version11 {
+			if cc.req.Version == h1.Version11 && !(cc.sent100 && u.resp.Status == 100) {
 				out := h1.AppendProxyResponseHead(cc.lp.scratch[:0], &u.resp, &cc.l.proxyOpts, cc.req.Version, h1.BodyNone, true)
 				_, _ = cc.c.Write(out)
 				cc.lp.scratch = out[:0]
@@ -555,7 +616,6 @@ func (cc *clientConn) upstreamFailed(reason string, status int, connectFailed bo
 		if err == nil {
 			cc.lp.e.m.UpstreamFailure(cl.Name, "retried").Inc()
 			cc.x.Pick = p
-			cc.reqBodyDone = cc.req.Body == h1.BodyNone
 			cc.acquireUpstream()
 			return
 		}
@@ -628,6 +688,19 @@ func (cc *clientConn) onTimer(now int64) {
 			return
 		}
 		u := cc.up
+		if cc.buffering {
+			if now-cc.lastBodyAt > int64(l.bodyIdle) {
+				cc.timeoutBody("body_idle")
+				return
+			}
+			if l.minRate > 0 {
+				el := now - cc.bodyStart
+				if el > int64(l.bodyGrace) && int64(cc.valOff)*int64(time.Second)/el < l.minRate {
+					cc.timeoutBody("slow_post")
+				}
+			}
+			return
+		}
 		if u == nil {
 			return
 		}

@@ -152,6 +152,10 @@ func (cc *clientConn) runExchangePump(u *upstream, cnc, unc net.Conn, head, pref
 		}()
 		var err error
 		leftover, err = cc.pumpRequestBody(&prefixed{prefix: prefix, nc: cnc, timeout: l.bodyIdle}, unc, head, &res)
+		if err != nil {
+			// The request cannot complete: stop waiting for a response.
+			_ = unc.SetReadDeadline(time.Now())
+		}
 		reqDone <- err
 	}()
 	cc.pumpResponse(unc, cnc, &res)
@@ -452,8 +456,9 @@ func (cc *clientConn) finishPumped(res *exchangeResult, keepClient bool) {
 	cc.endpointDone(status, false)
 	cc.record(status, res.reason)
 	if keepClient {
+		// Enroll registers its own dup of the socket and closes res.cnc
+		// once it has; closing it here would race with that dup.
 		if _, err := cc.lp.el.Enroll(gnet.NewContext(context.Background(), cc), res.cnc); err == nil {
-			_ = res.cnc.Close() // Enroll registered its own dup
 			return
 		}
 	}

@@ -1,0 +1,612 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package conf
+
+// This file is the schema. Every field carries the doc comment an operator
+// reads (CONFIG.md repeats it, and a test keeps the two in step), and every
+// struct's defaults sit right below it in setDefaults. A default is applied
+// before the file's keys are laid over it, so a key absent from the file keeps
+// the value written here.
+
+// Load-balancing algorithm names accepted by Cluster.LB.
+const (
+	LBRoundRobin         = "round_robin"
+	LBWeightedRoundRobin = "weighted_round_robin"
+	LBRandom             = "random"
+	LBWeightedRandom     = "weighted_random"
+	LBP2C                = "p2c"
+	LBMaglev             = "maglev"
+	LBRingHash           = "ring_hash"
+	LBEWMA               = "ewma"
+	LBLeastConnections   = "least_connections"
+	LBLeastRequests      = "least_requests"
+	LBSessionAffinity    = "session_affinity"
+)
+
+// LBNames lists every load-balancing algorithm name, in documentation order.
+var LBNames = []string{
+	LBRoundRobin, LBWeightedRoundRobin, LBRandom, LBWeightedRandom, LBP2C,
+	LBMaglev, LBRingHash, LBEWMA, LBLeastConnections, LBLeastRequests,
+	LBSessionAffinity,
+}
+
+// Listener and VIP protocols.
+const (
+	ProtocolHTTP = "http"
+	ProtocolTCP  = "tcp"
+	ProtocolUDP  = "udp"
+)
+
+// Config is the whole file. Its zero value is not useful: configs come from
+// Parse or Load, which apply the defaults and validate.
+type Config struct {
+	// Admin is the admin listener (/metrics, /livez, /healthz, /readyz,
+	// /debug/pprof/).
+	Admin Admin `koanf:"admin"`
+	// Log controls the process log and the access log.
+	Log Log `koanf:"log"`
+	// Engine sizes the event loops and the process-wide limits.
+	Engine Engine `koanf:"engine"`
+	// Demo is the tiny built-in upstream used by the default config.
+	Demo Demo `koanf:"demo"`
+	// Listeners are the L7 (http) and userspace L4 (tcp, udp) listeners.
+	Listeners []Listener `koanf:"listeners"`
+	// Clusters are the named groups of upstream endpoints that routes,
+	// tcp/udp listeners and XDP VIPs send traffic to.
+	Clusters []Cluster `koanf:"clusters"`
+	// XDP is the kernel L4 load balancer. Absent means disabled.
+	XDP XDP `koanf:"xdp"`
+}
+
+func (c *Config) setDefaults() {}
+
+// Admin is the [admin] section.
+type Admin struct {
+	// Listen is the host:port of the admin HTTP listener; "" disables it.
+	// Default: "127.0.0.1:9901".
+	Listen string `koanf:"listen"`
+}
+
+func (a *Admin) setDefaults() {
+	a.Listen = "127.0.0.1:9901"
+}
+
+// Log is the [log] section.
+type Log struct {
+	// Level is the minimum level written to stderr: debug, info, warn or
+	// error. Default: "info".
+	Level string `koanf:"level"`
+	// AccessLog writes one JSON line per request; listeners inherit it unless
+	// they set their own access_log. Default: true.
+	AccessLog bool `koanf:"access_log"`
+}
+
+func (l *Log) setDefaults() {
+	l.Level = "info"
+	l.AccessLog = true
+}
+
+// Engine is the [engine] section.
+type Engine struct {
+	// EventLoops is the number of event loops; 0 means one per CPU.
+	// Default: 0.
+	EventLoops int `koanf:"event_loops"`
+	// RingSize is the capacity of each per-loop bounded ring between pipeline
+	// stages; a power of two from 2 to 65536. A full ring is backpressure.
+	// Default: 1024.
+	RingSize int `koanf:"ring_size"`
+	// DrainTimeout is how long shutdown and reload wait for in-flight
+	// connections before closing them. Default: "30s".
+	DrainTimeout Duration `koanf:"drain_timeout"`
+	// MaxConnections caps client connections across the whole process.
+	// Default: 100000.
+	MaxConnections int `koanf:"max_connections"`
+}
+
+func (e *Engine) setDefaults() {
+	e.EventLoops = 0
+	e.RingSize = 1024
+	e.DrainTimeout = Duration(30 * second)
+	e.MaxConnections = 100000
+}
+
+// Demo is the [demo] section: a tiny built-in upstream for trying things out.
+type Demo struct {
+	// Enabled starts the built-in demo upstream. Default: false.
+	Enabled bool `koanf:"enabled"`
+	// Listen is the host:port the demo upstream listens on.
+	// Default: "127.0.0.1:9000".
+	Listen string `koanf:"listen"`
+}
+
+func (d *Demo) setDefaults() {
+	d.Enabled = false
+	d.Listen = "127.0.0.1:9000"
+}
+
+// Listener is one [[listeners]] entry.
+type Listener struct {
+	// Name identifies the listener in logs and metrics; required and unique.
+	Name string `koanf:"name"`
+	// Listen is the host:port to bind; required. An empty host binds all
+	// addresses. The port must be 1-65535.
+	Listen string `koanf:"listen"`
+	// Protocol is http (L7 with routes), tcp or udp (userspace L4 straight to
+	// a cluster). Default: "http".
+	Protocol string `koanf:"protocol"`
+	// ReusePort opens one SO_REUSEPORT socket per event loop. Default: true.
+	ReusePort bool `koanf:"reuse_port"`
+	// Cluster is where tcp and udp listeners send traffic; required for tcp
+	// and udp, not allowed for http (use routes).
+	Cluster string `koanf:"cluster"`
+	// MaxConnections caps this listener's open client connections (1 or
+	// more). Default: 10000.
+	MaxConnections int `koanf:"max_connections"`
+	// MaxConnectionsPerIP caps open client connections per client IP; 0 means
+	// unlimited. Default: 256.
+	MaxConnectionsPerIP int `koanf:"max_connections_per_ip"`
+	// MaxRequestsPerConnection closes a keep-alive connection after this many
+	// requests; 0 means unlimited. Default: 0.
+	MaxRequestsPerConnection int `koanf:"max_requests_per_connection"`
+	// QueueSize caps the pending requests of this listener per event loop;
+	// when it is full new requests get 503 with Retry-After. Default: 1024.
+	QueueSize int `koanf:"queue_size"`
+	// AccessLog overrides log.access_log for this listener. When unset it
+	// inherits log.access_log; in a Snapshot it is never nil.
+	// Default: inherit.
+	AccessLog *bool `koanf:"access_log"`
+	// UDPSessionTimeout ends a UDP session after this long without a
+	// datagram in either direction; udp listeners only. Default: "60s".
+	UDPSessionTimeout Duration `koanf:"udp_session_timeout"`
+	// Timeouts are the client and upstream timeouts.
+	Timeouts Timeouts `koanf:"timeouts"`
+	// Limits are the HTTP/1 parsing and buffering limits.
+	Limits Limits `koanf:"limits"`
+	// Routes are tried in order and the first match wins; no match answers
+	// 404. http listeners need at least one; tcp and udp take none.
+	Routes []Route `koanf:"routes"`
+}
+
+func (l *Listener) setDefaults() {
+	l.Protocol = ProtocolHTTP
+	l.ReusePort = true
+	l.MaxConnections = 10000
+	l.MaxConnectionsPerIP = 256
+	l.MaxRequestsPerConnection = 0
+	l.QueueSize = 1024
+	l.AccessLog = nil
+	l.UDPSessionTimeout = Duration(60 * second)
+}
+
+// Timeouts is a listener's [listeners.timeouts] table.
+type Timeouts struct {
+	// HeaderRead is the time a client has to send the whole request line and
+	// header section (slow-loris guard: 408 and close). Default: "10s".
+	HeaderRead Duration `koanf:"header_read"`
+	// BodyIdle is the longest pause allowed while a client sends a request
+	// body. Default: "30s".
+	BodyIdle Duration `koanf:"body_idle"`
+	// BodyMinRate is the minimum request-body rate in bytes per second,
+	// checked after body_min_rate_grace (slow-POST guard); 0 disables.
+	// Default: "1KiB".
+	BodyMinRate Size `koanf:"body_min_rate"`
+	// BodyMinRateGrace is how long a body may be slower than body_min_rate
+	// before the rate is enforced. Default: "10s".
+	BodyMinRateGrace Duration `koanf:"body_min_rate_grace"`
+	// IdleKeepalive closes a client keep-alive connection idle this long.
+	// Default: "60s".
+	IdleKeepalive Duration `koanf:"idle_keepalive"`
+	// UpstreamConnect is the dial timeout to an endpoint; on expiry the
+	// client gets 502. Default: "3s".
+	UpstreamConnect Duration `koanf:"upstream_connect"`
+	// UpstreamResponseHeader is the time an upstream has to send its response
+	// header section after the request was sent; on expiry the client gets
+	// 504. Default: "30s".
+	UpstreamResponseHeader Duration `koanf:"upstream_response_header"`
+	// UpstreamIdle closes a pooled idle upstream connection after this long.
+	// Default: "60s".
+	UpstreamIdle Duration `koanf:"upstream_idle"`
+	// TCPIdle closes a tcp listener's proxied connection pair after this long
+	// without traffic in either direction. Default: "5m".
+	TCPIdle Duration `koanf:"tcp_idle"`
+}
+
+func (t *Timeouts) setDefaults() {
+	t.HeaderRead = Duration(10 * second)
+	t.BodyIdle = Duration(30 * second)
+	t.BodyMinRate = 1 * KiB
+	t.BodyMinRateGrace = Duration(10 * second)
+	t.IdleKeepalive = Duration(60 * second)
+	t.UpstreamConnect = Duration(3 * second)
+	t.UpstreamResponseHeader = Duration(30 * second)
+	t.UpstreamIdle = Duration(60 * second)
+	t.TCPIdle = Duration(5 * minute)
+}
+
+// Limits is a listener's [listeners.limits] table.
+type Limits struct {
+	// MaxRequestLine caps the request line (method, target, version); longer
+	// gets 414. 64 bytes to 1MiB. Default: "8KiB".
+	MaxRequestLine Size `koanf:"max_request_line"`
+	// MaxHeaderBytes caps the request header section; larger gets 431. 1KiB
+	// to 16MiB. Default: "64KiB".
+	MaxHeaderBytes Size `koanf:"max_header_bytes"`
+	// MaxHeaderCount caps the number of request header fields; more gets 431.
+	// 1 to 10000. Default: 100.
+	MaxHeaderCount int `koanf:"max_header_count"`
+	// MaxBodyBytes caps a request body; larger gets 413. 0 means unlimited.
+	// Default: 0.
+	MaxBodyBytes Size `koanf:"max_body_bytes"`
+	// MaxChunkExtension caps the extension bytes of one chunk-size line;
+	// more is a 400 (chunk extension abuse). 0 to 64KiB. Default: 256.
+	MaxChunkExtension Size `koanf:"max_chunk_extension"`
+	// MaxTrailerBytes caps a chunked body's trailer section. 0 to 16MiB.
+	// Default: "16KiB".
+	MaxTrailerBytes Size `koanf:"max_trailer_bytes"`
+	// MaxInflightBytes is how many bytes of one connection the gateway
+	// buffers before it applies backpressure. 4KiB to 1GiB. Default: "1MiB".
+	MaxInflightBytes Size `koanf:"max_inflight_bytes"`
+}
+
+func (l *Limits) setDefaults() {
+	l.MaxRequestLine = 8 * KiB
+	l.MaxHeaderBytes = 64 * KiB
+	l.MaxHeaderCount = 100
+	l.MaxBodyBytes = 0
+	l.MaxChunkExtension = 256
+	l.MaxTrailerBytes = 16 * KiB
+	l.MaxInflightBytes = 1 * MiB
+}
+
+// Route is one [[listeners.routes]] entry. All its conditions must hold.
+type Route struct {
+	// Host matches the request host (port ignored, case-insensitive): "*"
+	// for any, an exact name, or "*.suffix" for any name ending in
+	// ".suffix". Stored lowercased. Default: "*".
+	Host string `koanf:"host"`
+	// Path matches the request path exactly; it must start with "/". Not
+	// together with path_prefix; with neither, any path matches.
+	// Default: "".
+	Path string `koanf:"path"`
+	// PathPrefix matches request paths that start with it; it must start
+	// with "/". Not together with path; with neither, any path matches.
+	// Default: "".
+	PathPrefix string `koanf:"path_prefix"`
+	// Methods, when not empty, restricts the route to these methods
+	// (case-sensitive tokens such as "GET"); empty matches any method.
+	// Default: [].
+	Methods []string `koanf:"methods"`
+	// Headers, when not empty, requires each named request header to be
+	// present with exactly this value (names are case-insensitive), as in
+	// headers = { "x-env" = "prod" }. Default: {}.
+	Headers map[string]string `koanf:"headers"`
+	// Cluster receives the matching requests; required, must name a
+	// [[clusters]] entry.
+	Cluster string `koanf:"cluster"`
+}
+
+func (r *Route) setDefaults() {
+	r.Host = "*"
+}
+
+// Cluster is one [[clusters]] entry.
+type Cluster struct {
+	// Name identifies the cluster; required and unique.
+	Name string `koanf:"name"`
+	// LB is the load-balancing algorithm: round_robin, weighted_round_robin,
+	// random, weighted_random, p2c, maglev, ring_hash, ewma,
+	// least_connections, least_requests or session_affinity.
+	// Default: "round_robin".
+	LB string `koanf:"lb"`
+	// HashKey is what maglev and ring_hash hash: "source_ip", "path",
+	// "header:NAME" or "cookie:NAME". Default: "source_ip".
+	HashKey string `koanf:"hash_key"`
+	// Endpoints are the upstream addresses; at least one.
+	Endpoints []Endpoint `koanf:"endpoints"`
+	// MaxIdlePerEndpoint caps idle pooled upstream connections per endpoint
+	// and per event loop; 0 disables pooling. 0 to 100000. Default: 64.
+	MaxIdlePerEndpoint int `koanf:"max_idle_per_endpoint"`
+	// PanicThreshold is the healthy percentage (0 to 100) below which the
+	// cluster is in panic and on_panic applies. Default: 50.0.
+	PanicThreshold float64 `koanf:"panic_threshold"`
+	// OnPanic is what a panicking cluster does: "all" routes to every
+	// endpoint regardless of health, "fail" answers 503. Default: "all".
+	OnPanic string `koanf:"on_panic"`
+	// OverprovisioningFactor scales a priority level's healthy share before
+	// traffic spills to the next level (1 or more, like Envoy's).
+	// Default: 1.4.
+	OverprovisioningFactor float64 `koanf:"overprovisioning_factor"`
+	// Maglev tunes lb = "maglev" (and the XDP Maglev tables).
+	Maglev Maglev `koanf:"maglev"`
+	// RingHash tunes lb = "ring_hash".
+	RingHash RingHash `koanf:"ring_hash"`
+	// EWMA tunes lb = "ewma".
+	EWMA EWMA `koanf:"ewma"`
+	// Affinity tunes lb = "session_affinity".
+	Affinity Affinity `koanf:"affinity"`
+	// HealthCheck is the active health check; nil (table absent) means none.
+	HealthCheck *HealthCheck `koanf:"health_check"`
+	// OutlierDetection is passive health checking; nil (table absent) means
+	// off.
+	OutlierDetection *OutlierDetection `koanf:"outlier_detection"`
+	// Retry is the retry policy for idempotent requests.
+	Retry Retry `koanf:"retry"`
+}
+
+func (c *Cluster) setDefaults() {
+	c.LB = LBRoundRobin
+	c.HashKey = "source_ip"
+	c.MaxIdlePerEndpoint = 64
+	c.PanicThreshold = 50.0
+	c.OnPanic = "all"
+	c.OverprovisioningFactor = 1.4
+}
+
+// Endpoint is one inline table in a cluster's endpoints array.
+type Endpoint struct {
+	// Address is host:port or ip:port; required. Port 0 is allowed only in
+	// clusters used solely by XDP VIPs (the VIP's port is kept).
+	Address string `koanf:"address"`
+	// Weight is the endpoint's relative share, 1 to 10000. Default: 1.
+	Weight int `koanf:"weight"`
+	// Zone is a free-form locality label (metrics and logs). Default: "".
+	Zone string `koanf:"zone"`
+	// Priority is the failover level, 0 (highest) to 127. Default: 0.
+	Priority int `koanf:"priority"`
+}
+
+func (e *Endpoint) setDefaults() {
+	e.Weight = 1
+}
+
+// Maglev is a cluster's [clusters.maglev] table.
+type Maglev struct {
+	// TableSize is the Maglev lookup table size: a prime, at least the number
+	// of endpoints, at most 1048576. Default: 65537.
+	TableSize int `koanf:"table_size"`
+	// Seed perturbs the endpoint permutations; nodes with equal endpoints and
+	// seed build byte-identical tables. Default: 0.
+	Seed uint64 `koanf:"seed"`
+}
+
+func (m *Maglev) setDefaults() {
+	m.TableSize = 65537
+	m.Seed = 0
+}
+
+// RingHash is a cluster's [clusters.ring_hash] table.
+type RingHash struct {
+	// MinRingSize is the minimum number of virtual nodes on the ring (1 or
+	// more). Default: 1024.
+	MinRingSize int `koanf:"min_ring_size"`
+	// MaxRingSize is the maximum number of virtual nodes on the ring, from
+	// min_ring_size to 8388608. Default: 8388608.
+	MaxRingSize int `koanf:"max_ring_size"`
+}
+
+func (r *RingHash) setDefaults() {
+	r.MinRingSize = 1024
+	r.MaxRingSize = 8388608
+}
+
+// EWMA is a cluster's [clusters.ewma] table.
+type EWMA struct {
+	// Decay is the time constant of the peak-EWMA latency average (more than
+	// 0). Default: "10s".
+	Decay Duration `koanf:"decay"`
+}
+
+func (e *EWMA) setDefaults() {
+	e.Decay = Duration(10 * second)
+}
+
+// Affinity is a cluster's [clusters.affinity] table: the session cookie.
+type Affinity struct {
+	// CookieName is the name of the affinity cookie (a token).
+	// Default: "EG_AFFINITY".
+	CookieName string `koanf:"cookie_name"`
+	// TTL is the cookie's Max-Age; "0s" makes it a session cookie.
+	// Default: "1h".
+	TTL Duration `koanf:"ttl"`
+	// Secure sets the cookie's Secure attribute. Default: false.
+	Secure bool `koanf:"secure"`
+	// HTTPOnly sets the cookie's HttpOnly attribute. Default: true.
+	HTTPOnly bool `koanf:"http_only"`
+	// Path is the cookie's Path attribute; must start with "/". Default: "/".
+	Path string `koanf:"path"`
+}
+
+func (a *Affinity) setDefaults() {
+	a.CookieName = "EG_AFFINITY"
+	a.TTL = Duration(hour)
+	a.Secure = false
+	a.HTTPOnly = true
+	a.Path = "/"
+}
+
+// HealthCheck is a cluster's [clusters.health_check] table.
+type HealthCheck struct {
+	// Type is the probe: "http" (GET path), "tcp" (connect) or "grpc"
+	// (grpc.health.v1.Health/Check over h2c). Default: "http".
+	Type string `koanf:"type"`
+	// Path is the HTTP probe's request path; must start with "/".
+	// Default: "/healthz".
+	Path string `koanf:"path"`
+	// Host is the HTTP probe's Host header; "" uses the endpoint address.
+	// Default: "".
+	Host string `koanf:"host"`
+	// ExpectedStatuses are the HTTP statuses that count as healthy, each
+	// "NNN" or "NNN-NNN" within 100-599. Default: ["200-399"].
+	ExpectedStatuses []string `koanf:"expected_statuses"`
+	// Interval is the time between probes of one endpoint. Default: "5s".
+	Interval Duration `koanf:"interval"`
+	// Timeout is how long one probe may take; less than interval.
+	// Default: "1s".
+	Timeout Duration `koanf:"timeout"`
+	// Jitter adds a random delay up to this much to each interval (at most
+	// interval). Default: "0s".
+	Jitter Duration `koanf:"jitter"`
+	// HealthyThreshold is how many consecutive passes bring an endpoint
+	// back (1 or more). Default: 2.
+	HealthyThreshold int `koanf:"healthy_threshold"`
+	// UnhealthyThreshold is how many consecutive failures take an endpoint
+	// out (1 or more). Default: 3.
+	UnhealthyThreshold int `koanf:"unhealthy_threshold"`
+	// GRPCService is the service name sent in the gRPC health request; ""
+	// asks about the server as a whole. Default: "".
+	GRPCService string `koanf:"grpc_service"`
+}
+
+func (h *HealthCheck) setDefaults() {
+	h.Type = "http"
+	h.Path = "/healthz"
+	h.ExpectedStatuses = []string{"200-399"}
+	h.Interval = Duration(5 * second)
+	h.Timeout = Duration(1 * second)
+	h.Jitter = 0
+	h.HealthyThreshold = 2
+	h.UnhealthyThreshold = 3
+}
+
+// OutlierDetection is a cluster's [clusters.outlier_detection] table.
+type OutlierDetection struct {
+	// Consecutive5xx ejects an endpoint after this many 5xx responses in a
+	// row; 0 disables this trigger. Default: 5.
+	Consecutive5xx int `koanf:"consecutive_5xx"`
+	// ConsecutiveConnectFailures ejects an endpoint after this many failed
+	// connects in a row; 0 disables this trigger. Default: 5.
+	ConsecutiveConnectFailures int `koanf:"consecutive_connect_failures"`
+	// BaseEjectionTime is the ejection time, multiplied by the number of
+	// times the endpoint was ejected. Default: "30s".
+	BaseEjectionTime Duration `koanf:"base_ejection_time"`
+	// MaxEjectionPercent caps the share of a cluster's endpoints ejected at
+	// once, 0 to 100. Default: 10.
+	MaxEjectionPercent int `koanf:"max_ejection_percent"`
+}
+
+func (o *OutlierDetection) setDefaults() {
+	o.Consecutive5xx = 5
+	o.ConsecutiveConnectFailures = 5
+	o.BaseEjectionTime = Duration(30 * second)
+	o.MaxEjectionPercent = 10
+}
+
+// Retry values accepted in Retry.RetryOn.
+const (
+	RetryOnConnectFailure = "connect-failure"
+	RetryOnReset          = "reset"
+	RetryOn502            = "502"
+	RetryOn503            = "503"
+	RetryOn504            = "504"
+)
+
+// Retry is a cluster's [clusters.retry] table. Only idempotent requests whose
+// body was not yet streamed upstream are retried, on a different endpoint.
+type Retry struct {
+	// MaxRetries is the number of retries after the first try, 0 to 10.
+	// Default: 1.
+	MaxRetries int `koanf:"max_retries"`
+	// PerTryTimeout bounds each try; "0s" means only the listener timeouts
+	// apply. Default: "0s".
+	PerTryTimeout Duration `koanf:"per_try_timeout"`
+	// BudgetPercent caps retries as a percentage (0 to 100) of the cluster's
+	// recent requests. Default: 20.0.
+	BudgetPercent float64 `koanf:"budget_percent"`
+	// RetryOn lists the conditions that trigger a retry: "connect-failure",
+	// "reset", "502", "503", "504". Default:
+	// ["connect-failure", "reset", "502", "503"].
+	RetryOn []string `koanf:"retry_on"`
+}
+
+func (r *Retry) setDefaults() {
+	r.MaxRetries = 1
+	r.PerTryTimeout = 0
+	r.BudgetPercent = 20.0
+	r.RetryOn = []string{RetryOnConnectFailure, RetryOnReset, RetryOn502, RetryOn503}
+}
+
+// XDP is the [xdp] section: the kernel L4 load balancer.
+type XDP struct {
+	// Enabled loads and attaches the XDP program. Default: false.
+	Enabled bool `koanf:"enabled"`
+	// Interface is the network interface to attach to; required when
+	// enabled.
+	Interface string `koanf:"interface"`
+	// AttachMode is "auto" (native, falling back to generic), "native" or
+	// "generic". Default: "auto".
+	AttachMode string `koanf:"attach_mode"`
+	// ConntrackSize is the number of entries of the per-CPU LRU connection
+	// table, 1024 to 67108864. Default: 65536.
+	ConntrackSize int `koanf:"conntrack_size"`
+	// UDPTimeout ages out UDP conntrack entries idle this long.
+	// Default: "30s".
+	UDPTimeout Duration `koanf:"udp_timeout"`
+	// NewFlowsPerSecondPerCPU caps new flows (TCP SYNs, new UDP tuples) per
+	// second on each CPU (SYN-flood guard); 0 means no cap. Default: 0.
+	NewFlowsPerSecondPerCPU int `koanf:"new_flows_per_second_per_cpu"`
+	// Deny lists source CIDRs ("192.0.2.0/24", "2001:db8::/32") whose
+	// packets are dropped. Default: [].
+	Deny []string `koanf:"deny"`
+	// VIPs are the virtual services the program balances.
+	VIPs []VIP `koanf:"vips"`
+}
+
+func (x *XDP) setDefaults() {
+	x.Enabled = false
+	x.AttachMode = "auto"
+	x.ConntrackSize = 65536
+	x.UDPTimeout = Duration(30 * second)
+	x.NewFlowsPerSecondPerCPU = 0
+}
+
+// VIP is one [[xdp.vips]] entry.
+type VIP struct {
+	// Name identifies the VIP in metrics; required and unique.
+	Name string `koanf:"name"`
+	// Address is the virtual IP (IPv4 or IPv6 literal); required.
+	Address string `koanf:"address"`
+	// Port is the destination port; 0 matches all ports. Default: 0.
+	Port int `koanf:"port"`
+	// Protocol is "tcp" or "udp". Default: "tcp".
+	Protocol string `koanf:"protocol"`
+	// Mode is "nat" (DNAT to the backend, SNAT to snat_address, replies come
+	// back through the balancer) or "dsr" (IPIP encapsulation, replies go
+	// straight to the client). Default: "nat".
+	Mode string `koanf:"mode"`
+	// SNATAddress is the balancer's own IP used as the source towards
+	// backends in nat mode (required there; same family as address). In dsr
+	// mode it is optional: the outer IPIP source. Default: "".
+	SNATAddress string `koanf:"snat_address"`
+	// Cluster supplies the backends; required, must exist, and its endpoint
+	// addresses must be IP literals of the VIP's address family.
+	Cluster string `koanf:"cluster"`
+}
+
+func (v *VIP) setDefaults() {
+	v.Protocol = ProtocolTCP
+	v.Mode = "nat"
+}
+
+// Every schema struct provides its defaults.
+var (
+	_ defaulter = (*Config)(nil)
+	_ defaulter = (*Admin)(nil)
+	_ defaulter = (*Log)(nil)
+	_ defaulter = (*Engine)(nil)
+	_ defaulter = (*Demo)(nil)
+	_ defaulter = (*Listener)(nil)
+	_ defaulter = (*Timeouts)(nil)
+	_ defaulter = (*Limits)(nil)
+	_ defaulter = (*Route)(nil)
+	_ defaulter = (*Cluster)(nil)
+	_ defaulter = (*Endpoint)(nil)
+	_ defaulter = (*Maglev)(nil)
+	_ defaulter = (*RingHash)(nil)
+	_ defaulter = (*EWMA)(nil)
+	_ defaulter = (*Affinity)(nil)
+	_ defaulter = (*HealthCheck)(nil)
+	_ defaulter = (*OutlierDetection)(nil)
+	_ defaulter = (*Retry)(nil)
+	_ defaulter = (*XDP)(nil)
+	_ defaulter = (*VIP)(nil)
+)

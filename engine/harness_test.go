@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/stages"
+)
+
+// gw is a gateway engine running in the test process on loopback.
+type gw struct {
+	addr string
+	eng  *Engine
+	set  *metrics.Set
+	m    *Metrics
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startGW starts an engine whose single listener "web" routes everything to
+// cluster "app" with the given endpoints. extraListener is TOML appended to
+// the listener table (timeouts, limits); extraCluster to the cluster table.
+func startGW(t *testing.T, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
+	t.Helper()
+	addr := freePort(t)
+	var eps []string
+	for _, e := range endpoints {
+		eps = append(eps, fmt.Sprintf("{ address = %q }", e))
+	}
+	text := fmt.Sprintf(`
+[admin]
+listen = ""
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+%s
+[[listeners.routes]]
+path_prefix = "/"
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [ %s ]
+%s
+`, addr, listenerTOML, strings.Join(eps, ", "), clusterTOML)
+	snap, err := conf.Parse("test.toml", []byte(text))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, text)
+	}
+	set := metrics.NewSet()
+	m := NewMetrics(set)
+	log := zerolog.New(io.Discard)
+	if testing.Verbose() {
+		log = zerolog.New(zerolog.NewTestWriter(t))
+	}
+	cl, err := NewClusters(snap, set, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cl.Start(ctx)
+	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl, TestHook: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- eng.Serve() }()
+	<-eng.Ready()
+	// Wait until the port accepts.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway did not start: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = eng.Stop(sctx)
+		select {
+		case <-done:
+		case <-sctx.Done():
+		}
+		cancel()
+		cl.Close()
+	})
+	return &gw{addr: addr, eng: eng, set: set, m: m}
+}
+
+// waitMetric polls until series equals want (request accounting happens
+// just after the response bytes are written) and returns the last value.
+func (g *gw) waitMetric(series string, want float64) float64 {
+	var v float64
+	for i := 0; i < 100; i++ {
+		if v = g.metric(series); v == want {
+			return v
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return v
+}
+
+// metric returns the value of one exact series from the set, or 0.
+func (g *gw) metric(series string) float64 {
+	var b strings.Builder
+	g.set.WritePrometheus(&b)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			var v float64
+			fmt.Sscanf(strings.TrimPrefix(line, series+" "), "%g", &v)
+			return v
+		}
+	}
+	return 0
+}
+
+// upstream is a counting HTTP/1.1 origin.
+type origin struct {
+	*httptest.Server
+	conns    atomic.Int64
+	requests atomic.Int64
+}
+
+func newOrigin(t *testing.T, h http.HandlerFunc) *origin {
+	t.Helper()
+	o := &origin{}
+	o.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.requests.Add(1)
+		h(w, r)
+	}))
+	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			o.conns.Add(1)
+		}
+	}
+	o.Start()
+	t.Cleanup(o.Close)
+	return o
+}
+
+func (o *origin) addr() string { return strings.TrimPrefix(o.URL, "http://") }
+
+// rawConn is a client connection speaking bytes.
+type rawConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	return &rawConn{Conn: c, r: bufio.NewReader(c)}
+}
+
+func (c *rawConn) send(t *testing.T, s string) {
+	t.Helper()
+	if _, err := io.WriteString(c, s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readResponse reads one response (to a request with method).
+func (c *rawConn) readResponse(t *testing.T, method string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(c.r, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+// closedByPeer reports whether the server closed the connection.
+func (c *rawConn) closedByPeer(wait time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	_, err := c.r.ReadByte()
+	return err == io.EOF || (err != nil && strings.Contains(err.Error(), "reset"))
+}
