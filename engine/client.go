@@ -157,6 +157,7 @@ func (cc *clientConn) beginExchange() {
 	cc.respHead, cc.respPumping = false, false
 	cc.buffering, cc.largeBody, cc.sent100 = false, false, false
 	cc.valOff = 0
+	cc.reqSentAt, cc.lastRespAt = 0, 0
 	cc.respStatus = 0
 	cc.upstreamAddr = ""
 	cc.state = csUpstream
@@ -717,7 +718,7 @@ func (cc *clientConn) onTimer(now int64) {
 				}
 			}
 		}
-		if cc.reqBodyDone && !cc.respHead && now-cc.reqSentAt > int64(l.upRespHeader) {
+		if u.state == upActive && cc.reqBodyDone && !cc.respHead && cc.reqSentAt != 0 && now-cc.reqSentAt > int64(l.upRespHeader) {
 			cc.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()
 			cc.upstreamFailed("response_header_timeout", 504, false)
 			return

@@ -306,11 +306,15 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 	defer h.e.recoverConn(c, "open")
 	switch ctx := c.Context().(type) {
 	case *upstream:
+		lp := ctx.lp
+		lp.enter(c)
 		ctx.onOpen(c)
-		return nil, gnet.None
+		return nil, lp.leave()
 	case *clientConn:
+		lp := ctx.lp
+		lp.enter(c)
 		ctx.onReattach(c)
-		return nil, gnet.None
+		return nil, lp.leave()
 	}
 	h.e.acceptClient(c)
 	return nil, gnet.None
@@ -320,9 +324,21 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	defer h.e.recoverConn(c, "traffic")
 	switch ctx := c.Context().(type) {
 	case *clientConn:
+		if c != ctx.c {
+			return gnet.Close // a stale conn of an actor that moved on
+		}
+		lp := ctx.lp
+		lp.enter(c)
 		ctx.onTraffic()
+		return lp.leave()
 	case *upstream:
+		if c != ctx.c {
+			return gnet.Close
+		}
+		lp := ctx.lp
+		lp.enter(c)
 		ctx.onTraffic()
+		return lp.leave()
 	default:
 		_, _ = c.Discard(-1)
 	}

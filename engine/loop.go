@@ -24,6 +24,11 @@ type loop struct {
 	pending  map[*listenerRT]int // requests in flight per listener (queue_size)
 	scratch  []byte
 
+	// current is the connection whose callback is running; closeCurrent
+	// asks the handler to return gnet.Close for it (see detachGnet).
+	current      gnet.Conn
+	closeCurrent bool
+
 	sweepRunnable gnet.RunnableFunc
 }
 
@@ -126,4 +131,29 @@ func (p *pool) trim(now int64) {
 		p.idle[i] = nil
 	}
 	p.idle = keep
+}
+
+func (lp *loop) enter(c gnet.Conn) {
+	lp.current = c
+	lp.closeCurrent = false
+}
+
+func (lp *loop) leave() gnet.Action {
+	lp.current = nil
+	if lp.closeCurrent {
+		lp.closeCurrent = false
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// closeNow makes gnet forget c at once, so that it reads nothing more from
+// the socket: the conn whose callback is running is closed by the action the
+// handler returns; any other conn of this loop is closed synchronously.
+func (lp *loop) closeNow(c gnet.Conn) {
+	if c == lp.current {
+		lp.closeCurrent = true
+		return
+	}
+	_ = c.EventLoop().Close(c)
 }

@@ -33,7 +33,7 @@ const pumpBuf = 64 << 10
 // net.Conn, then let gnet close its own fd (it does not shutdown, so the
 // socket lives on). The caller must have cleared the actor's reference first
 // so that OnClose for the old gnet conn is ignored.
-func detachConn(c gnet.Conn) (net.Conn, error) {
+func (lp *loop) detachConn(c gnet.Conn) (net.Conn, error) {
 	fd, err := c.Dup()
 	if err != nil {
 		return nil, fmt.Errorf("dup: %w", err)
@@ -44,7 +44,7 @@ func detachConn(c gnet.Conn) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file conn: %w", err)
 	}
-	_ = c.Close()
+	lp.closeNow(c)
 	return nc, nil
 }
 
@@ -110,8 +110,8 @@ func (cc *clientConn) detachExchange(u *upstream, head []byte) {
 	u.state = upDetached
 	u.c = nil
 	delete(cc.lp.clients, cc)
-	cnc, err1 := detachConn(gc)
-	unc, err2 := detachConn(gu)
+	cnc, err1 := cc.lp.detachConn(gc)
+	unc, err2 := cc.lp.detachConn(gu)
 	if err1 != nil || err2 != nil {
 		cc.lp.e.log.Error().AnErr("client", err1).AnErr("upstream", err2).Msg("detach failed")
 		if cnc != nil {
@@ -475,7 +475,7 @@ func (cc *clientConn) detachResponse(u *upstream) {
 	gu := u.c
 	u.state = upDetached
 	u.c = nil
-	unc, err := detachConn(gu)
+	unc, err := cc.lp.detachConn(gu)
 	if err != nil {
 		cc.lp.e.log.Error().Err(err).Msg("detach failed")
 		u.finalClose()
