@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -142,6 +143,15 @@ func (cc *clientConn) runExchangePump(u *upstream, cnc, unc net.Conn, head, pref
 	}()
 	l := cc.l
 	reqDone := make(chan error, 1)
+	reqSent := make(chan struct{})
+	var headSeen atomic.Bool
+	go func() {
+		// The response-header timeout starts once the body is all sent.
+		<-reqSent
+		if !headSeen.Load() {
+			_ = unc.SetReadDeadline(time.Now().Add(l.upRespHeader))
+		}
+	}()
 	var leftover []byte
 	go func() {
 		defer func() {
@@ -152,13 +162,14 @@ func (cc *clientConn) runExchangePump(u *upstream, cnc, unc net.Conn, head, pref
 		}()
 		var err error
 		leftover, err = cc.pumpRequestBody(&prefixed{prefix: prefix, nc: cnc, timeout: l.bodyIdle}, unc, head, &res)
+		close(reqSent)
 		if err != nil {
 			// The request cannot complete: stop waiting for a response.
 			_ = unc.SetReadDeadline(time.Now())
 		}
 		reqDone <- err
 	}()
-	cc.pumpResponse(unc, cnc, &res)
+	cc.pumpResponse(unc, cnc, &res, &headSeen)
 	var reqErr error
 	select {
 	case reqErr = <-reqDone:
@@ -261,15 +272,13 @@ func isTimeout(err error) bool {
 
 // pumpResponse reads the response head (relaying 1xx) and body from unc and
 // writes them to the client with blocking I/O.
-func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult) {
+func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headSeen *atomic.Bool) {
 	l := cc.l
 	var parser h1.ResponseParser
 	parser.Limits = h1.DefaultLimits()
 	var resp h1.Response
 	buf := make([]byte, pumpBuf)
 	have := 0
-	deadline := time.Now().Add(l.upRespHeader + l.bodyIdle)
-	_ = unc.SetReadDeadline(deadline)
 	for {
 		if have == len(buf) {
 			res.err, res.reason, res.localStatus = errors.New("response head too large"), "bad_response", 502
@@ -287,6 +296,7 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult) {
 				break
 			}
 			if resp.Status >= 200 {
+				headSeen.Store(true)
 				res.respHead = true
 				res.status = resp.Status
 				outKind := resp.Body
