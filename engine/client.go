@@ -203,7 +203,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		cc.valDec.Reset(cc.req.Body, cc.req.ContentLength, l.limits)
 		if cc.req.ExpectContinue && cc.req.Version == h1.Version11 {
 			cc.sent100 = true
-			_, _ = cc.c.Write(continue100)
+			cc.lp.queue(cc.c, continue100)
 		}
 		cc.checkBuffered()
 		return
@@ -272,18 +272,19 @@ func (cc *clientConn) onUpstreamReady(u *upstream) {
 	opts.ClientIP = cc.ip
 	head := h1.AppendProxyRequestHead(cc.lp.scratch[:0], &cc.req, &opts)
 	cc.lp.scratch = head[:0]
+	lp := cc.lp
 	now := time.Now().UnixNano()
 	u.beginResponse()
 	switch {
 	case cc.reqBodyDone:
-		_, _ = u.c.Write(head)
+		lp.queue(u.c, head)
 		cc.reqSentAt = now
 	case cc.largeBody:
 		// A long body: move the whole exchange off the loop so both sockets
 		// get kernel backpressure.
 		cc.detachExchange(u, append([]byte(nil), head...))
 	default:
-		_, _ = u.c.Write(head)
+		lp.queue(u.c, head)
 		cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, cc.l.limits)
 		cc.bodyStart, cc.lastBodyAt = now, now
 		cc.forwardReqBody()
@@ -307,11 +308,9 @@ func (cc *clientConn) forwardReqBody() {
 		}
 		if len(data) > 0 {
 			if cc.req.Body == h1.BodyChunked {
-				out := h1.AppendChunk(cc.lp.scratch[:0], data)
-				_, _ = u.c.Write(out)
-				cc.lp.scratch = out[:0]
+				cc.lp.commitOut(h1.AppendChunk(cc.lp.outFor(u.c), data))
 			} else {
-				_, _ = u.c.Write(data)
+				cc.lp.queue(u.c, data)
 			}
 			cc.bodySent = true
 			cc.bodyBytes += int64(len(data))
@@ -320,9 +319,7 @@ func (cc *clientConn) forwardReqBody() {
 		total += n
 		if done {
 			if cc.req.Body == h1.BodyChunked {
-				out := h1.AppendLastChunk(cc.lp.scratch[:0], cc.reqBody.Trailers())
-				_, _ = u.c.Write(out)
-				cc.lp.scratch = out[:0]
+				cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(u.c), cc.reqBody.Trailers()))
 			}
 			cc.reqBodyDone = true
 			cc.reqSentAt = time.Now().UnixNano()
@@ -387,9 +384,7 @@ func (cc *clientConn) onUpstreamData(u *upstream) {
 				return
 			}
 			if cc.req.Version == h1.Version11 && !(cc.sent100 && u.resp.Status == 100) {
-				out := h1.AppendProxyResponseHead(cc.lp.scratch[:0], &u.resp, &cc.l.proxyOpts, cc.req.Version, h1.BodyNone, true)
-				_, _ = cc.c.Write(out)
-				cc.lp.scratch = out[:0]
+				cc.lp.commitOut(h1.AppendProxyResponseHead(cc.lp.outFor(cc.c), &u.resp, &cc.l.proxyOpts, cc.req.Version, h1.BodyNone, true))
 			}
 			continue
 		}
@@ -426,6 +421,7 @@ func (cc *clientConn) onUpstreamData(u *upstream) {
 	}
 	// A slow client: move the rest of this response off the loop so the
 	// upstream socket stops being read and TCP pushes back on it.
+	cc.lp.flushOut()
 	if cc.c.OutboundBuffered() > cc.l.inflight && cc.reqBodyDone && u.c.OutboundBuffered() == 0 {
 		_, _ = u.c.Discard(total)
 		total = 0
@@ -443,33 +439,28 @@ func (cc *clientConn) writeResponseHead(u *upstream) {
 		keep = false
 	}
 	cc.respKeep = keep
-	out := h1.AppendProxyResponseHead(cc.lp.scratch[:0], &u.resp, &cc.l.proxyOpts, cc.req.Version, cc.respOut, keep)
+	out := h1.AppendProxyResponseHead(cc.lp.outFor(cc.c), &u.resp, &cc.l.proxyOpts, cc.req.Version, cc.respOut, keep)
 	if sc := cc.x.Pick.SetCookie; sc != "" && len(out) >= 2 {
 		out = append(out[:len(out)-2], "Set-Cookie: "...)
 		out = append(out, sc...)
 		out = append(out, "\r\n\r\n"...)
 	}
-	_, _ = cc.c.Write(out)
-	cc.lp.scratch = out[:0]
+	cc.lp.commitOut(out)
 	u.body.ResetResponse(u.resp.Body, u.resp.ContentLength, h1.Limits{MaxTrailerBytes: cc.l.limits.MaxTrailerBytes, MaxChunkExtension: cc.l.limits.MaxChunkExtension})
 }
 
 func (cc *clientConn) writeBody(data []byte) {
 	cc.respBytes += int64(len(data))
 	if cc.respOut == h1.BodyChunked {
-		out := h1.AppendChunk(cc.lp.scratch[:0], data)
-		_, _ = cc.c.Write(out)
-		cc.lp.scratch = out[:0]
+		cc.lp.commitOut(h1.AppendChunk(cc.lp.outFor(cc.c), data))
 		return
 	}
-	_, _ = cc.c.Write(data)
+	cc.lp.queue(cc.c, data)
 }
 
 func (cc *clientConn) finishBody(u *upstream) {
 	if cc.respOut == h1.BodyChunked {
-		out := h1.AppendLastChunk(cc.lp.scratch[:0], u.body.Trailers())
-		_, _ = cc.c.Write(out)
-		cc.lp.scratch = out[:0]
+		cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(cc.c), u.body.Trailers()))
 	}
 	cc.finishExchange(true)
 }
@@ -574,7 +565,7 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	body := append(cc.lp.scratch[:0], h1.StatusText(status)...)
 	body = append(body, '\n')
 	out := h1.AppendSimpleResponse(body[len(body):], status, extra, body, cc.closeAfter)
-	_, _ = cc.c.Write(out)
+	cc.lp.queue(cc.c, out)
 	cc.lp.e.m.LocalResponse(cc.l.cfg.Name, x.Reason).Inc()
 	cc.endpointDone(status, false)
 	cc.respStatus = status
@@ -727,6 +718,7 @@ func (cc *clientConn) onTimer(now int64) {
 			cc.abortMidResponse("response_body_idle")
 		}
 	case csClosing:
+		cc.lp.flushOut()
 		if cc.c.OutboundBuffered() == 0 || now > cc.closeBy {
 			cc.state = csClosed
 			_ = cc.c.Close()
@@ -752,6 +744,7 @@ func (cc *clientConn) closeGracefully() {
 	if cc.state == csClosed {
 		return
 	}
+	cc.lp.flushOut()
 	if cc.c.OutboundBuffered() == 0 {
 		cc.state = csClosed
 		_ = cc.c.Close()

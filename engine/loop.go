@@ -29,6 +29,12 @@ type loop struct {
 	current      gnet.Conn
 	closeCurrent bool
 
+	// Output coalescing: writes to one connection during a callback are
+	// gathered here and sent with one write at the end of the callback
+	// (or when another connection is written to, or the buffer is large).
+	wbuf  []byte
+	wconn gnet.Conn
+
 	sweepRunnable gnet.RunnableFunc
 }
 
@@ -63,6 +69,7 @@ func (lp *loop) sweep() {
 	for _, p := range lp.pools {
 		p.trim(now)
 	}
+	lp.flushOut()
 }
 
 // pool is one endpoint's idle upstream connections on one loop (LIFO, so
@@ -139,6 +146,7 @@ func (lp *loop) enter(c gnet.Conn) {
 }
 
 func (lp *loop) leave() gnet.Action {
+	lp.flushOut()
 	lp.current = nil
 	if lp.closeCurrent {
 		lp.closeCurrent = false
@@ -151,9 +159,46 @@ func (lp *loop) leave() gnet.Action {
 // the socket: the conn whose callback is running is closed by the action the
 // handler returns; any other conn of this loop is closed synchronously.
 func (lp *loop) closeNow(c gnet.Conn) {
+	lp.flushOut()
 	if c == lp.current {
 		lp.closeCurrent = true
 		return
 	}
 	_ = c.EventLoop().Close(c)
 }
+
+// outFor returns the write buffer to append output for c to; pass the
+// result to commitOut.
+func (lp *loop) outFor(c gnet.Conn) []byte {
+	if lp.wconn != c {
+		lp.flushOut()
+		lp.wconn = c
+	}
+	return lp.wbuf
+}
+
+// commitOut stores the appended buffer, flushing when it grew large.
+func (lp *loop) commitOut(b []byte) {
+	lp.wbuf = b
+	if len(b) >= maxCoalesce {
+		lp.flushOut()
+	}
+}
+
+// queue appends b to c's pending output.
+func (lp *loop) queue(c gnet.Conn, b []byte) {
+	lp.commitOut(append(lp.outFor(c), b...))
+}
+
+// flushOut writes the pending output. Must run before anything reads
+// OutboundBuffered or closes a connection, and at the end of every loop
+// callback.
+func (lp *loop) flushOut() {
+	if len(lp.wbuf) > 0 && lp.wconn != nil {
+		_, _ = lp.wconn.Write(lp.wbuf)
+	}
+	lp.wbuf = lp.wbuf[:0]
+	lp.wconn = nil
+}
+
+const maxCoalesce = 256 << 10

@@ -352,6 +352,8 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 func TestConnectionCapPerIP(t *testing.T) {
 	o := echoOrigin(t)
 	g := startGW(t, []string{o.addr()}, "max_connections_per_ip = 2\n", "", nil)
+	// The harness's readiness probe must have been released first.
+	g.waitMetric(`expressgateway_client_connections_active{listener="web"}`, 0)
 	a, b := dialRaw(t, g.addr), dialRaw(t, g.addr)
 	a.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	a.readResponse(t, "GET")

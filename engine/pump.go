@@ -99,6 +99,7 @@ type exchangeResult struct {
 // detachExchange moves a request with a long body, and its response, off the
 // loop. head is the request head for the upstream.
 func (cc *clientConn) detachExchange(u *upstream, head []byte) {
+	cc.lp.flushOut()
 	prefix := takeInbound(cc.c)
 	gc, gu := cc.c, u.c
 	if gu.OutboundBuffered() > 0 || gc.OutboundBuffered() > 0 {
@@ -441,6 +442,7 @@ func (cc *clientConn) handBack(u *upstream, res *exchangeResult) {
 			u.finalClose()
 		}
 		cc.finishPumped(res, keepClient)
+		lp.flushOut()
 		return nil
 	}))
 }
@@ -515,6 +517,7 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 		return nil
 	}
 	check := gnet.RunnableFunc(func(context.Context) error {
+		lp.flushOut()
 		acks <- ack{nil, client.OutboundBuffered()}
 		return nil
 	})
@@ -574,6 +577,7 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 			if cc.state != csClosed {
 				cc.abort()
 			}
+			lp.flushOut()
 			return nil
 		}
 		if cc.state == csClosed {
@@ -581,6 +585,7 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 			return nil
 		}
 		cc.finishExchange(true)
+		lp.flushOut()
 		return nil
 	}))
 }

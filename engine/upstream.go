@@ -78,6 +78,7 @@ func (u *upstream) dial(timeout time.Duration) {
 			}
 			_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				u.onDialFailed(reason)
+				lp.flushOut()
 				return nil
 			}))
 		}
