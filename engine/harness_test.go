@@ -45,6 +45,12 @@ func freePort(t *testing.T) string {
 // the listener table (timeouts, limits); extraCluster to the cluster table.
 func startGW(t *testing.T, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
 	t.Helper()
+	return startGWLoops(t, 2, endpoints, listenerTOML, clusterTOML, hook)
+}
+
+// startGWLoops is startGW with a given number of event loops.
+func startGWLoops(t *testing.T, loops int, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
+	t.Helper()
 	addr := freePort(t)
 	var eps []string
 	for _, e := range endpoints {
@@ -54,7 +60,7 @@ func startGW(t *testing.T, endpoints []string, listenerTOML, clusterTOML string,
 [admin]
 listen = ""
 [engine]
-event_loops = 2
+event_loops = %d
 [log]
 access_log = false
 [[listeners]]
@@ -68,7 +74,7 @@ cluster = "app"
 name = "app"
 endpoints = [ %s ]
 %s
-`, addr, listenerTOML, strings.Join(eps, ", "), clusterTOML)
+`, loops, addr, listenerTOML, strings.Join(eps, ", "), clusterTOML)
 	snap, err := conf.Parse("test.toml", []byte(text))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, text)

@@ -63,8 +63,19 @@ func freeAddr(t *testing.T) string {
 // startBinary runs `expressgateway run --config` on cfg and waits for addr.
 func startBinary(t *testing.T, cfg string, waitAddr string) *exec.Cmd {
 	t.Helper()
-	p := writeFile(t, "gw.toml", cfg)
-	cmd := exec.Command(gatewayBinary(t), "run", "--config", p)
+	cmd, _ := startBinaryLog(t, cfg, waitAddr)
+	return cmd
+}
+
+// startBinaryLog is startBinary that also returns the path of the log file;
+// an empty cfg runs the embedded default config.
+func startBinaryLog(t *testing.T, cfg string, waitAddr string) (*exec.Cmd, string) {
+	t.Helper()
+	args := []string{"run"}
+	if cfg != "" {
+		args = append(args, "--config", writeFile(t, "gw.toml", cfg))
+	}
+	cmd := exec.Command(gatewayBinary(t), args...)
 	logf, _ := os.Create(filepath.Join(t.TempDir(), "gw.log"))
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
@@ -93,7 +104,7 @@ func startBinary(t *testing.T, cfg string, waitAddr string) *exec.Cmd {
 		c, err := net.Dial("tcp", waitAddr)
 		if err == nil {
 			c.Close()
-			return cmd
+			return cmd, logf.Name()
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("gateway did not listen on %s: %v", waitAddr, err)
