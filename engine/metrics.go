@@ -18,16 +18,15 @@ type Metrics struct {
 
 	Panics *metrics.Counter
 
-	mu          sync.Mutex
-	guardHits   map[string]*metrics.Counter
-	local       map[string]*metrics.Counter
-	upConnects  map[string]*metrics.Counter
-	upReuses    map[string]*metrics.Counter
-	upFailures  map[string]*metrics.Counter
-	upActive    map[string]*atomic.Int64
-	cliActive   map[string]*atomic.Int64
-	detach      map[string]*metrics.Counter
-	accessDrops *metrics.Counter
+	mu         sync.Mutex
+	guardHits  map[string]*metrics.Counter
+	local      map[string]*metrics.Counter
+	upConnects map[string]*metrics.Counter
+	upReuses   map[string]*metrics.Counter
+	upFailures map[string]*metrics.Counter
+	upActive   map[string]*atomic.Int64
+	cliActive  map[string]*atomic.Int64
+	detach     map[string]*metrics.Counter
 }
 
 // NewMetrics registers the engine families in set.
