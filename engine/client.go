@@ -185,6 +185,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 	}
 	cc.lp.pending[l]++
 	cc.counted = true
+	x.Cluster.LB.RecordRequest() // the retry budget is a share of these
 	if x.CloseConn || !cc.req.KeepAlive {
 		cc.closeAfter = true
 	}

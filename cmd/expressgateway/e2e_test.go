@@ -93,8 +93,8 @@ func startBinaryLog(t *testing.T, cfg string, waitAddr string) (*exec.Cmd, strin
 		}
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
+			if len(b) > 40000 {
+				b = b[len(b)-40000:]
 			}
 			t.Logf("gateway log tail:\n%s", b)
 		}
