@@ -156,6 +156,7 @@ func (g *gw) metric(series string) float64 {
 type origin struct {
 	*httptest.Server
 	conns    atomic.Int64
+	closed   atomic.Int64
 	requests atomic.Int64
 }
 
@@ -167,8 +168,11 @@ func newOrigin(t *testing.T, h http.HandlerFunc) *origin {
 		h(w, r)
 	}))
 	o.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
+		switch s {
+		case http.StateNew:
 			o.conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			o.closed.Add(1)
 		}
 	}
 	o.Start()
