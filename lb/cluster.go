@@ -1,0 +1,526 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// ErrNoHealthyEndpoint is returned by Pick when no endpoint may take the
+// request (all unhealthy and panic mode "fail" or panic disabled); the
+// caller answers 503.
+var ErrNoHealthyEndpoint = errors.New("lb: no healthy endpoint")
+
+// RequestInfo is what the pick stage knows about a request. Each method
+// must answer without allocating; a nil or empty slice means "absent".
+// Slices are only read during Pick and never retained.
+type RequestInfo interface {
+	SourceIP() netip.Addr
+	Header(name string) []byte
+	Cookie(name string) []byte
+	Path() []byte
+}
+
+// Pick is the outcome of Cluster.Pick.
+type Pick struct {
+	// Endpoint takes the request.
+	Endpoint *Endpoint
+	// SetCookie, when not empty, is a Set-Cookie header value the
+	// forwarder adds to the response (session_affinity).
+	SetCookie string
+}
+
+// HealthEvent reports a change of an endpoint's Healthy state, once per
+// transition.
+type HealthEvent struct {
+	Cluster  string
+	Endpoint string
+	Zone     string
+	Priority int
+	Healthy  bool
+	// Reason is a short stable token: "active_check_failed",
+	// "active_check_passed", "consecutive_5xx",
+	// "consecutive_connect_failures", "ejection_expired".
+	Reason string
+	// Err is the last probe error for active-check transitions, if any.
+	Err error
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	metrics *metrics.Set
+	onEvent func(HealthEvent)
+}
+
+// WithMetrics registers the cluster's metric families in set.
+func WithMetrics(set *metrics.Set) Option { return func(o *options) { o.metrics = set } }
+
+// WithHealthEvents calls fn once for every endpoint health transition, from
+// the goroutine that observed it (a health checker, a timer or a
+// forwarder calling End); fn must not block.
+func WithHealthEvents(fn func(HealthEvent)) Option { return func(o *options) { o.onEvent = fn } }
+
+// Cluster is a set of endpoints and the algorithm that spreads requests
+// over them. Pick, AllowRetry, RecordRequest and the Endpoint hooks are
+// safe for concurrent use and lock-free; health transitions rebuild an
+// immutable pick set that is swapped in atomically.
+type Cluster struct {
+	spec      Spec
+	endpoints []*Endpoint
+	key       hashKey
+	needsKey  bool
+	outlier   *OutlierSpec
+	epoch     time.Time
+	decayNs   float64
+	opts      options
+	byCookie  map[string]*Endpoint
+	budget    retryBudget
+	newPicker func(c *Cluster, eps []*Endpoint, all []*Endpoint) picker
+
+	snap atomic.Pointer[snapshot]
+
+	mu      sync.Mutex // serialises rebuilds, ejections and Close
+	ejected int        // endpoints ejected now; guarded by mu
+	closed  bool       // guarded by mu
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// snapshot is the immutable pick set, rebuilt on every health transition.
+type snapshot struct {
+	levels []level
+	// cum[i] is the upper bound (exclusive, out of 1<<32) of the draw
+	// that selects levels[i].
+	cum   []uint64
+	fail  bool // no endpoint may be picked
+	panic bool // unhealthy endpoints are in the levels
+}
+
+type level struct {
+	priority int
+	eps      []*Endpoint
+	p        picker
+}
+
+// picker chooses among one level's endpoints. key is the request's hash
+// for hash-based pickers (already varied per retry attempt). pick must not
+// allocate or lock.
+type picker interface {
+	pick(key uint64) *Endpoint
+}
+
+// New builds a cluster from s after applying defaults and validating.
+// Active health checks start with Start; until then every endpoint counts
+// as healthy.
+func New(s Spec, opts ...Option) (*Cluster, error) {
+	s.Endpoints = append([]EndpointSpec(nil), s.Endpoints...)
+	if s.HealthCheck != nil {
+		hc := *s.HealthCheck
+		hc.ExpectedStatuses = append([]string(nil), hc.ExpectedStatuses...)
+		s.HealthCheck = &hc
+	}
+	if s.Outlier != nil {
+		o := *s.Outlier
+		s.Outlier = &o
+	}
+	s.Defaults()
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", s.Name, err)
+	}
+	c := &Cluster{
+		spec:     s,
+		outlier:  s.Outlier,
+		epoch:    time.Now(),
+		decayNs:  float64(s.EWMA.Decay),
+		byCookie: make(map[string]*Endpoint, len(s.Endpoints)),
+	}
+	for _, o := range opts {
+		o(&c.opts)
+	}
+	c.key, _ = parseHashKey(s.HashKey)
+	c.needsKey = s.Algorithm == Maglev || s.Algorithm == RingHash
+	c.newPicker = pickerBuilders[s.Algorithm]
+	c.budget.init(s.Retry)
+	for i, es := range s.Endpoints {
+		e := &Endpoint{
+			c:        c,
+			index:    i,
+			addr:     es.Address,
+			zone:     es.Zone,
+			priority: es.Priority,
+			weight:   es.Weight,
+		}
+		e.ewmaBits.Store(math.Float64bits(initialEWMA))
+		e.cookieValue = fmt.Sprintf("%016x", maglevHash(0, 0x616666696e697479, s.Name+"\x00"+es.Address)) // "affinity"
+		e.setCookie = affinityCookie(s.Affinity, e.cookieValue)
+		c.byCookie[e.cookieValue] = e
+		e.m = newEndpointMetrics(c.opts.metrics, s.Name, es.Address)
+		e.m.healthy.Set(1)
+		c.endpoints = append(c.endpoints, e)
+	}
+	c.rebuild()
+	return c, nil
+}
+
+// Name is the cluster's name.
+func (c *Cluster) Name() string { return c.spec.Name }
+
+// Spec returns the cluster's spec with defaults applied. Its pointer and
+// slice fields are shared with the cluster: do not modify them.
+func (c *Cluster) Spec() Spec { return c.spec }
+
+// Endpoints lists the cluster's endpoints in spec order. Do not modify.
+func (c *Cluster) Endpoints() []*Endpoint { return c.endpoints }
+
+// Endpoint finds an endpoint by address, or nil.
+func (c *Cluster) Endpoint(addr string) *Endpoint {
+	for _, e := range c.endpoints {
+		if e.addr == addr {
+			return e
+		}
+	}
+	return nil
+}
+
+// Panicking reports whether the cluster is in panic mode (too few
+// healthy endpoints, routing to all).
+func (c *Cluster) Panicking() bool { return c.snap.Load().panic }
+
+// now is monotonic nanoseconds since New.
+func (c *Cluster) now() int64 { return int64(time.Since(c.epoch)) }
+
+// Pick chooses the endpoint for a request. exclude, when non-nil, is the
+// endpoint a retry must avoid; it is returned only when nothing else can
+// take the request. Pick does not call Begin. It is lock-free and does not
+// allocate; safe from any goroutine.
+func (c *Cluster) Pick(ri RequestInfo, exclude *Endpoint) (Pick, error) {
+	s := c.snap.Load()
+	if s.fail {
+		return Pick{}, ErrNoHealthyEndpoint
+	}
+	if c.spec.Algorithm == SessionAffinity {
+		if e := c.pinned(s, ri, exclude); e != nil {
+			e.m.picks.Inc()
+			return Pick{Endpoint: e}, nil
+		}
+	}
+	var key uint64
+	if c.needsKey {
+		key = c.requestKey(ri)
+	} else {
+		key = rand.Uint64()
+	}
+	l := &s.levels[0]
+	if len(s.levels) > 1 {
+		draw := key >> 32
+		if c.needsKey {
+			draw = mix64(key) >> 32
+		}
+		for i := range s.cum {
+			if draw < s.cum[i] {
+				l = &s.levels[i]
+				break
+			}
+		}
+	}
+	e := l.p.pick(key)
+	for attempt := uint64(1); e == exclude && attempt <= 3 && len(l.eps) > 1; attempt++ {
+		e = l.p.pick(mix64(key + attempt))
+	}
+	if e == exclude && len(l.eps) > 1 {
+		// The algorithm keeps choosing exclude (a hash, or one endpoint
+		// far cheaper than the rest): take its neighbour in the level.
+		for i, x := range l.eps {
+			if x == exclude {
+				e = l.eps[(i+1)%len(l.eps)]
+				break
+			}
+		}
+	}
+	e.m.picks.Inc()
+	p := Pick{Endpoint: e}
+	if c.spec.Algorithm == SessionAffinity {
+		p.SetCookie = e.setCookie
+	}
+	return p, nil
+}
+
+// requestKey hashes the configured hash key of ri; a request without one
+// gets a random key.
+func (c *Cluster) requestKey(ri RequestInfo) uint64 {
+	if ri == nil {
+		return rand.Uint64()
+	}
+	switch c.key.kind {
+	case keySourceIP:
+		a := ri.SourceIP()
+		if !a.IsValid() {
+			return rand.Uint64()
+		}
+		b := a.Unmap().As16()
+		return hashBytes(b[:])
+	case keyHeader:
+		if v := ri.Header(c.key.name); len(v) > 0 {
+			return hashBytes(v)
+		}
+	case keyCookie:
+		if v := ri.Cookie(c.key.name); len(v) > 0 {
+			return hashBytes(v)
+		}
+	case keyPath:
+		if v := ri.Path(); len(v) > 0 {
+			return hashBytes(v)
+		}
+	}
+	return rand.Uint64()
+}
+
+// hashBytes is FNV-1a finished with splitmix64: fixed across nodes and
+// releases, so every node maps a key to the same endpoint.
+func hashBytes(b []byte) uint64 {
+	h := uint64(fnvOffset64)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= fnvPrime64
+	}
+	return mix64(h)
+}
+
+// rebuild recomputes the pick set from every endpoint's health and swaps it
+// in. Envoy semantics: a level's health is min(100, healthy% × the
+// overprovisioning factor); levels take load in priority order up to their
+// health, and if the levels' health sums below 100 the load is spread in
+// proportion to it. Below the panic threshold (healthy share of the whole
+// cluster) the mode decides: "all" routes over every endpoint, "fail" fails.
+func (c *Cluster) rebuild() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rebuildLocked()
+}
+
+func (c *Cluster) rebuildLocked() {
+	byPrio := map[int][]*Endpoint{}
+	var prios []int
+	healthyTotal := 0
+	for _, e := range c.endpoints {
+		if _, ok := byPrio[e.priority]; !ok {
+			prios = append(prios, e.priority)
+		}
+		byPrio[e.priority] = append(byPrio[e.priority], e)
+		if e.Healthy() {
+			healthyTotal++
+		}
+	}
+	sort.Ints(prios)
+	s := &snapshot{}
+	healthyPct := 100 * float64(healthyTotal) / float64(len(c.endpoints))
+	if c.spec.PanicThreshold > 0 && healthyPct < c.spec.PanicThreshold {
+		if c.spec.PanicMode == "fail" {
+			s.fail = true
+			c.snap.Store(s)
+			return
+		}
+		s.panic = true
+	}
+	health := make([]float64, len(prios))
+	sum := 0.0
+	for i, p := range prios {
+		all := byPrio[p]
+		n := 0
+		for _, e := range all {
+			if e.Healthy() {
+				n++
+			}
+		}
+		health[i] = min(100, 100*float64(n)/float64(len(all))*c.spec.OverprovisioningFactor)
+		sum += health[i]
+	}
+	if sum == 0 && !s.panic {
+		s.fail = true
+		c.snap.Store(s)
+		return
+	}
+	norm := min(100, sum)
+	remaining := 100.0
+	var loads []float64
+	for i, p := range prios {
+		load := 0.0
+		switch {
+		case sum == 0: // panic with nothing healthy: all to the first level
+			if i == 0 {
+				load = 100
+			}
+		default:
+			load = min(remaining, health[i]*100/norm)
+		}
+		remaining -= load
+		if load <= 0 {
+			continue
+		}
+		all := byPrio[p]
+		eps := all
+		if !s.panic {
+			eps = make([]*Endpoint, 0, len(all))
+			for _, e := range all {
+				if e.Healthy() {
+					eps = append(eps, e)
+				}
+			}
+		}
+		s.levels = append(s.levels, level{priority: p, eps: eps, p: c.newPicker(c, eps, all)})
+		loads = append(loads, load)
+	}
+	total := 0.0
+	for _, l := range loads {
+		total += l
+	}
+	acc := 0.0
+	for i, l := range loads {
+		acc += l
+		bound := uint64(acc / total * (1 << 32))
+		if i == len(loads)-1 {
+			bound = 1 << 32
+		}
+		s.cum = append(s.cum, bound)
+	}
+	c.snap.Store(s)
+}
+
+// LevelLoads reports the current share (0..1) of traffic each priority
+// level receives, keyed by priority.
+func (c *Cluster) LevelLoads() map[int]float64 {
+	s := c.snap.Load()
+	out := make(map[int]float64, len(s.levels))
+	prev := uint64(0)
+	for i, l := range s.levels {
+		out[l.priority] = float64(s.cum[i]-prev) / (1 << 32)
+		prev = s.cum[i]
+	}
+	return out
+}
+
+// setState sets or clears state bits of e and, when that changes e's
+// Healthy state, rebuilds the pick set, counts and reports the transition.
+func (c *Cluster) setState(e *Endpoint, bit uint32, on bool, reason string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setStateLocked(e, bit, on, reason, err)
+}
+
+func (c *Cluster) setStateLocked(e *Endpoint, bit uint32, on bool, reason string, err error) {
+	old := e.state.Load()
+	next := old &^ bit
+	if on {
+		next |= bit
+	}
+	if next == old {
+		return
+	}
+	e.state.Store(next)
+	if (old == 0) == (next == 0) {
+		return
+	}
+	healthy := next == 0
+	if healthy {
+		e.m.healthy.Set(1)
+		e.m.toHealthy.Inc()
+	} else {
+		e.m.healthy.Set(0)
+		e.m.toUnhealthy.Inc()
+	}
+	if !c.closed {
+		c.rebuildLocked()
+	}
+	if c.opts.onEvent != nil {
+		c.opts.onEvent(HealthEvent{
+			Cluster: c.spec.Name, Endpoint: e.addr, Zone: e.zone, Priority: e.priority,
+			Healthy: healthy, Reason: reason, Err: err,
+		})
+	}
+}
+
+// eject takes e out of rotation for base_ejection_time × its ejection
+// count (capped by max_ejection_time), unless max_ejection_percent of the
+// cluster is ejected already (one ejection is always allowed).
+func (c *Cluster) eject(e *Endpoint, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || e.state.Load()&stateEjected != 0 {
+		return
+	}
+	e.fails5xx.Store(0)
+	e.failsConn.Store(0)
+	if c.ejected > 0 && float64(c.ejected+1)*100 > c.outlier.MaxEjectionPercent*float64(len(c.endpoints)) {
+		return
+	}
+	c.ejected++
+	n := e.ejections.Add(1)
+	e.m.ejections.Inc()
+	d := min(time.Duration(n)*c.outlier.BaseEjectionTime, c.outlier.MaxEjectionTime)
+	c.setStateLocked(e, stateEjected, true, reason, nil)
+	e.ejectTimer = time.AfterFunc(d, func() { c.unEject(e) })
+}
+
+func (c *Cluster) unEject(e *Endpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || e.state.Load()&stateEjected == 0 {
+		return
+	}
+	c.ejected--
+	e.ejectTimer = nil
+	c.setStateLocked(e, stateEjected, false, "ejection_expired", nil)
+}
+
+// Start runs active health checks (if configured) until ctx ends or Close.
+// Call it once.
+func (c *Cluster) Start(ctx context.Context) {
+	if c.spec.HealthCheck == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.cancel != nil {
+		return
+	}
+	ctx, c.cancel = context.WithCancel(ctx)
+	for _, e := range c.endpoints {
+		hc := newChecker(c, e)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			hc.run(ctx)
+		}()
+	}
+}
+
+// Close stops health checks and ejection timers and waits for the checkers
+// to exit. Picks keep working on the last pick set.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	c.closed = true
+	if c.cancel != nil {
+		c.cancel()
+	}
+	for _, e := range c.endpoints {
+		if e.ejectTimer != nil {
+			e.ejectTimer.Stop()
+			e.ejectTimer = nil
+		}
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}

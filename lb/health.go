@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// checker probes one endpoint on its own goroutine (a probe blocks, so it
+// lives off the event loops) and moves it in and out of the pick set after
+// the configured number of consecutive results.
+type checker struct {
+	c      *Cluster
+	e      *Endpoint
+	spec   *HealthCheckSpec
+	probe  func(ctx context.Context) error
+	close  func()
+	ok     int // consecutive successes
+	failed int // consecutive failures
+}
+
+func newChecker(c *Cluster, e *Endpoint) *checker {
+	hc := c.spec.HealthCheck
+	k := &checker{c: c, e: e, spec: hc, close: func() {}}
+	switch hc.Type {
+	case "tcp":
+		k.probe = k.probeTCP
+	case "grpc":
+		// NewClient connects lazily, reconnects by itself and speaks h2c
+		// with insecure credentials; passthrough skips name resolution.
+		conn, err := grpc.NewClient("passthrough:///"+e.addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			k.probe = func(context.Context) error { return fmt.Errorf("health check: grpc client: %w", err) }
+			break
+		}
+		k.close = func() { _ = conn.Close() }
+		client := healthpb.NewHealthClient(conn)
+		k.probe = func(ctx context.Context) error { return probeGRPC(ctx, client, hc.GRPCService) }
+	default:
+		ranges, _ := parseStatusRanges(hc.ExpectedStatuses) // validated in New
+		client := &http.Client{
+			Transport: &http.Transport{
+				Proxy:               nil,
+				DialContext:         (&net.Dialer{Timeout: hc.Timeout}).DialContext,
+				MaxIdleConnsPerHost: 1,
+				IdleConnTimeout:     2*hc.Interval + time.Second,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		k.close = client.CloseIdleConnections
+		url := "http://" + e.addr + hc.Path
+		k.probe = func(ctx context.Context) error { return probeHTTP(ctx, client, url, hc.Host, ranges) }
+	}
+	return k
+}
+
+func (k *checker) run(ctx context.Context) {
+	defer func() { k.close() }()
+	// Spread the first probes of many endpoints over one interval.
+	wait := time.Duration(rand.Int64N(int64(k.spec.Interval)/4 + 1))
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, k.spec.Timeout)
+		err := k.probe(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		k.record(err)
+		next := k.spec.Interval
+		if k.spec.Jitter > 0 {
+			next += time.Duration(rand.Int64N(int64(k.spec.Jitter)))
+		}
+		t.Reset(next)
+	}
+}
+
+// record counts a probe result and flips the endpoint's active health when
+// a threshold is reached.
+func (k *checker) record(err error) {
+	down := k.e.state.Load()&stateActiveDown != 0
+	if err == nil {
+		k.failed = 0
+		k.ok++
+		if down && k.ok >= k.spec.HealthyThreshold {
+			k.c.setState(k.e, stateActiveDown, false, "active_check_passed", nil)
+		}
+		return
+	}
+	k.ok = 0
+	k.failed++
+	if !down && k.failed >= k.spec.UnhealthyThreshold {
+		k.c.setState(k.e, stateActiveDown, true, "active_check_failed", err)
+	}
+}
+
+func (k *checker) probeTCP(ctx context.Context) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", k.e.addr)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// errStatus is a probe answered with an unexpected HTTP status.
+type errStatus int
+
+func (e errStatus) Error() string { return fmt.Sprintf("health check: unexpected status %d", int(e)) }
+
+func probeHTTP(ctx context.Context, client *http.Client, url, host string, ranges []statusRange) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if host != "" {
+		req.Host = host
+	}
+	req.Header.Set("User-Agent", "expressgateway-health-check")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	// Drain a little so the connection can be reused; a large body just
+	// costs the connection.
+	_, _ = io.CopyN(io.Discard, resp.Body, 4096)
+	_ = resp.Body.Close()
+	if !statusIn(ranges, resp.StatusCode) {
+		return errStatus(resp.StatusCode)
+	}
+	return nil
+}
+
+// errNotServing is a gRPC health answer other than SERVING.
+var errNotServing = errors.New("health check: grpc status not SERVING")
+
+func probeGRPC(ctx context.Context, client healthpb.HealthClient, service string) error {
+	resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("%w: %s", errNotServing, resp.GetStatus())
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package lb
+
+import (
+	"strings"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Metric families, each labelled {cluster, endpoint} (health transitions
+// add to="healthy"|"unhealthy"): one series per configured endpoint, so
+// the label budget is the number of endpoints, never request data.
+const (
+	metricHealthy     = "expressgateway_lb_endpoint_healthy"
+	metricEjections   = "expressgateway_lb_ejections_total"
+	metricPicks       = "expressgateway_lb_picks_total"
+	metricActive      = "expressgateway_lb_active_requests"
+	metricTransitions = "expressgateway_lb_health_transitions_total"
+)
+
+// newEndpointMetrics creates (or finds, after a reload) an endpoint's
+// series in set. Every series is created here, up front, so the hot path
+// only does atomic adds. With a nil set the metrics are private.
+//
+// The series are shared by name: a cluster rebuilt on reload keeps
+// counting into the same counters, and active-request gauges stay right
+// while the old and new cluster both have requests in flight.
+func newEndpointMetrics(set *metrics.Set, cluster, endpoint string) endpointMetrics {
+	if set == nil {
+		return endpointMetrics{
+			healthy: new(metrics.Gauge), active: new(metrics.Gauge),
+			picks: new(metrics.Counter), ejections: new(metrics.Counter),
+			toHealthy: new(metrics.Counter), toUnhealthy: new(metrics.Counter),
+		}
+	}
+	l := `{cluster="` + escapeLabel(cluster) + `",endpoint="` + escapeLabel(endpoint) + `"`
+	return endpointMetrics{
+		healthy:     set.GetOrCreateGauge(metricHealthy+l+"}", nil),
+		active:      set.GetOrCreateGauge(metricActive+l+"}", nil),
+		picks:       set.GetOrCreateCounter(metricPicks + l + "}"),
+		ejections:   set.GetOrCreateCounter(metricEjections + l + "}"),
+		toHealthy:   set.GetOrCreateCounter(metricTransitions + l + `,to="healthy"}`),
+		toUnhealthy: set.GetOrCreateCounter(metricTransitions + l + `,to="unhealthy"}`),
+	}
+}
+
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+func escapeLabel(s string) string { return labelEscaper.Replace(s) }
