@@ -68,6 +68,7 @@ type clientConn struct {
 	valOff       int
 	processing   bool // inside readHeads: don't recurse
 	upstreamAddr string
+	attemptStart int64
 }
 
 func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
@@ -248,6 +249,7 @@ func (cc *clientConn) acquireUpstream() {
 	ep := cc.x.Pick.Endpoint
 	cl := cc.x.Cluster
 	cc.attempts++
+	cc.attemptStart = time.Now().UnixNano()
 	ep.Begin()
 	cc.epBegun = true
 	cc.upstreamAddr = ep.Address()
@@ -709,6 +711,11 @@ func (cc *clientConn) onTimer(now int64) {
 					return
 				}
 			}
+		}
+		if pt := cc.lp.e.clusters.PerTryTimeout(cc.x.Cluster); pt > 0 && !cc.respHead && now-cc.attemptStart > int64(pt) {
+			cc.lp.e.m.GuardHit("per_try_timeout").Inc()
+			cc.upstreamFailed("per_try_timeout", 504, false)
+			return
 		}
 		if u.state == upActive && cc.reqBodyDone && !cc.respHead && cc.reqSentAt != 0 && now-cc.reqSentAt > int64(l.upRespHeader) {
 			cc.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()

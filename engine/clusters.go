@@ -22,6 +22,15 @@ type Clusters struct {
 	byName  map[string]*stages.Cluster
 	list    []*stages.Cluster
 	maxIdle []int
+	retry   []retryPolicy
+}
+
+// retryPolicy is a cluster's [clusters.retry] table in the form the
+// forwarder checks it.
+type retryPolicy struct {
+	max     int
+	perTry  time.Duration
+	retryOn map[string]bool // "connect-failure", "reset", "502", "503", "504"
 }
 
 // LBSpec maps a configured cluster onto the load balancer's spec.
@@ -65,6 +74,13 @@ func LBSpec(c *conf.Cluster) lb.Spec {
 			Consecutive5xx: od.Consecutive5xx, ConsecutiveConnectFailures: od.ConsecutiveConnectFailures,
 			BaseEjectionTime: od.BaseEjectionTime.Std(), MaxEjectionPercent: float64(od.MaxEjectionPercent),
 		}
+		// 0 in the file disables a trigger; lb reads 0 as "default".
+		if od.Consecutive5xx == 0 {
+			s.Outlier.Consecutive5xx = -1
+		}
+		if od.ConsecutiveConnectFailures == 0 {
+			s.Outlier.ConsecutiveConnectFailures = -1
+		}
 	}
 	return s
 }
@@ -89,6 +105,11 @@ func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger) (*Cl
 		cs.byName[c.Name] = sc
 		cs.list = append(cs.list, sc)
 		cs.maxIdle = append(cs.maxIdle, c.MaxIdlePerEndpoint)
+		rp := retryPolicy{max: c.Retry.MaxRetries, perTry: c.Retry.PerTryTimeout.Std(), retryOn: map[string]bool{}}
+		for _, r := range c.Retry.RetryOn {
+			rp.retryOn[r] = true
+		}
+		cs.retry = append(cs.retry, rp)
 	}
 	return cs, nil
 }
@@ -116,17 +137,37 @@ func (cs *Clusters) Close() {
 	}
 }
 
-// AllowRetry decides whether a failed attempt is retried: the cluster's
-// rules (idempotent, nothing streamed, cause, max retries) and its budget.
+// AllowRetry decides whether a failed attempt is retried: an idempotent
+// method, nothing of the body streamed (the caller checks), the failure's
+// kind listed in retry_on, retries left, and room in the cluster's retry
+// budget (which this spends). attempts counts tries made so far.
 func (cs *Clusters) AllowRetry(cl *stages.Cluster, attempts int, method []byte, reason string, status int) bool {
-	cause := lb.CauseStatus
+	rp := &cs.retry[cl.Index]
+	if attempts > rp.max || !lb.IdempotentMethod(string(method)) {
+		return false
+	}
+	var kind string
 	switch reason {
 	case "connect_failed", "connect_timeout":
-		cause = lb.CauseConnectFailed
+		kind = "connect-failure"
 	case "reset":
-		cause = lb.CauseReset
+		kind = "reset"
+	default:
+		switch status {
+		case 502:
+			kind = "502"
+		case 503:
+			kind = "503"
+		case 504:
+			kind = "504"
+		}
 	}
-	return cl.LB.ShouldRetry(string(method), false, attempts-1, cause, status) && cl.LB.AllowRetry()
+	return rp.retryOn[kind] && cl.LB.AllowRetry()
+}
+
+// PerTryTimeout bounds one attempt of cl; 0 means none.
+func (cs *Clusters) PerTryTimeout(cl *stages.Cluster) time.Duration {
+	return cs.retry[cl.Index].perTry
 }
 
 // observeDuration records a request's duration in the listener histogram.

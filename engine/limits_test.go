@@ -163,3 +163,54 @@ max_retries = 1
 		t.Fatal("no retry counted")
 	}
 }
+
+func TestPerTryTimeoutRetriesElsewhere(t *testing.T) {
+	slow := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Second)
+		io.WriteString(w, "slow")
+	})
+	fast := newOrigin(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fast") })
+	g := startGW(t, []string{slow.addr(), fast.addr()}, "", `
+[clusters.retry]
+max_retries = 1
+per_try_timeout = "200ms"
+retry_on = ["504"]
+budget_percent = 100.0
+`, nil)
+	for i := 0; i < 4; i++ {
+		c := dialRaw(t, g.addr)
+		start := time.Now()
+		c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body := c.readResponse(t, "GET")
+		if resp.StatusCode != 200 || body != "fast" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		if el := time.Since(start); el > time.Second {
+			t.Fatalf("request %d took %v", i, el)
+		}
+	}
+	if g.metric(`expressgateway_guard_hits_total{guard="per_try_timeout"}`) < 1 {
+		t.Fatal("per-try timeout never fired")
+	}
+}
+
+func TestRetryOnExcludesUnlistedCauses(t *testing.T) {
+	o := echoOrigin(t)
+	dead := freePort(t)
+	g := startGWLoops(t, 1, []string{dead, o.addr()}, "", `
+[clusters.retry]
+max_retries = 1
+retry_on = ["503"]
+`, nil)
+	saw502 := false
+	for i := 0; i < 4; i++ {
+		c := dialRaw(t, g.addr)
+		c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, _ := c.readResponse(t, "GET"); resp.StatusCode == 502 {
+			saw502 = true
+		}
+	}
+	if !saw502 {
+		t.Fatal("connect failures were retried although retry_on lacks connect-failure")
+	}
+}
