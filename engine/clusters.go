@@ -85,8 +85,10 @@ func LBSpec(c *conf.Cluster) lb.Spec {
 	return s
 }
 
-// NewClusters builds the load balancers of every cluster in snap.
-func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger) (*Clusters, error) {
+// NewClusters builds the load balancers of every cluster in snap. Health
+// transitions are logged once each and passed to the optional onHealth
+// hooks (the XDP stage follows them).
+func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger, onHealth ...func(lb.HealthEvent)) (*Clusters, error) {
 	cs := &Clusters{byName: map[string]*stages.Cluster{}}
 	for i := range snap.Config.Clusters {
 		c := &snap.Config.Clusters[i]
@@ -97,6 +99,9 @@ func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger) (*Cl
 			}
 			e.Str("cluster", ev.Cluster).Str("endpoint", ev.Endpoint).Str("zone", ev.Zone).
 				Bool("healthy", ev.Healthy).Str("reason", ev.Reason).AnErr("error", ev.Err).Msg("endpoint health changed")
+			for _, h := range onHealth {
+				h(ev)
+			}
 		}))
 		if err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)

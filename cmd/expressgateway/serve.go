@@ -21,6 +21,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/conf"
 	"github.com/expressgateway/expressgateway/engine"
+	"github.com/expressgateway/expressgateway/lb"
 )
 
 func loadConfig(path string) (*conf.Snapshot, error) {
@@ -67,9 +68,23 @@ func serve(path string, stderr io.Writer) error {
 		log.Info().Str("listen", addr).Msg("demo upstream started")
 	}
 
-	clusters, err := engine.NewClusters(snap, set, log)
+	var xs *xdpStage
+	var hooks []func(lb.HealthEvent)
+	if cfg.XDP.Enabled {
+		xs = newXDPStage(snap, log)
+		hooks = append(hooks, xs.onHealth)
+	}
+	clusters, err := engine.NewClusters(snap, set, log, hooks...)
 	if err != nil {
 		return err
+	}
+	if xs != nil {
+		// Attach before the health checks start, so that no transition is
+		// missed; detach last.
+		if err := xs.start(snap, set); err != nil {
+			return err
+		}
+		defer xs.close()
 	}
 	clusters.Start(ctx)
 	defer clusters.Close()
@@ -84,7 +99,11 @@ func serve(path string, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
-		srv := &http.Server{Handler: adminMux(set, &ready), ReadHeaderTimeout: 5 * time.Second}
+		var beforeScrape func()
+		if xs != nil {
+			beforeScrape = xs.collect
+		}
+		srv := &http.Server{Handler: adminMux(set, &ready, beforeScrape), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		log.Info().Str("listen", ln.Addr().String()).Msg("admin listening")
@@ -123,9 +142,14 @@ func serve(path string, stderr io.Writer) error {
 }
 
 // adminMux serves /metrics, the probes and pprof.
-func adminMux(set *metrics.Set, ready *atomic.Bool) *http.ServeMux {
+// beforeScrape, when set, refreshes collected families (the XDP counters)
+// so that a scrape reads current values.
+func adminMux(set *metrics.Set, ready *atomic.Bool, beforeScrape func()) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		if beforeScrape != nil {
+			beforeScrape()
+		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		set.WritePrometheus(w)
 		metrics.WriteProcessMetrics(w)

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/lb"
+	"github.com/expressgateway/expressgateway/xdp"
+)
+
+// xdpConfig maps the [xdp] section and the clusters it names onto the
+// loader's config. Backends are named by their endpoint address, the same
+// name the lb health checker reports.
+func xdpConfig(snap *conf.Snapshot) (xdp.Config, error) {
+	x := &snap.Config.XDP
+	cfg := xdp.Config{
+		Interface:               x.Interface,
+		AttachMode:              x.AttachMode,
+		ConntrackSize:           x.ConntrackSize,
+		UDPTimeout:              x.UDPTimeout.Std(),
+		NewFlowsPerSecondPerCPU: uint64(x.NewFlowsPerSecondPerCPU),
+	}
+	for _, d := range x.Deny {
+		p, err := netip.ParsePrefix(d)
+		if err != nil {
+			return cfg, fmt.Errorf("xdp.deny: %w", err)
+		}
+		cfg.Deny = append(cfg.Deny, p)
+	}
+	for _, v := range x.VIPs {
+		cl := snap.Cluster(v.Cluster)
+		if cl == nil {
+			return cfg, fmt.Errorf("xdp vip %s: unknown cluster %q", v.Name, v.Cluster)
+		}
+		vip := xdp.VIP{
+			Name: v.Name, Port: uint16(v.Port), Protocol: v.Protocol, Mode: v.Mode,
+			TableSize: uint64(cl.Maglev.TableSize), Seed: cl.Maglev.Seed,
+		}
+		var err error
+		if vip.Address, err = netip.ParseAddr(v.Address); err != nil {
+			return cfg, fmt.Errorf("xdp vip %s: address: %w", v.Name, err)
+		}
+		if v.SNATAddress != "" {
+			if vip.SNATAddress, err = netip.ParseAddr(v.SNATAddress); err != nil {
+				return cfg, fmt.Errorf("xdp vip %s: snat_address: %w", v.Name, err)
+			}
+		}
+		for _, e := range cl.Endpoints {
+			ap, err := netip.ParseAddrPort(e.Address)
+			if err != nil {
+				return cfg, fmt.Errorf("xdp vip %s: endpoint %s: %w", v.Name, e.Address, err)
+			}
+			vip.Backends = append(vip.Backends, xdp.Backend{
+				Name: e.Address, Address: ap.Addr().Unmap(), Port: ap.Port(),
+				Weight: uint32(e.Weight), Healthy: true,
+			})
+		}
+		cfg.VIPs = append(cfg.VIPs, vip)
+	}
+	return cfg, nil
+}
+
+// xdpStage runs the XDP load balancer and follows the clusters' health.
+type xdpStage struct {
+	lb     atomic.Pointer[xdp.LB]
+	vipsOf map[string][]string // cluster → VIP names
+	log    zerolog.Logger
+}
+
+func newXDPStage(snap *conf.Snapshot, log zerolog.Logger) *xdpStage {
+	s := &xdpStage{vipsOf: map[string][]string{}, log: log}
+	for _, v := range snap.Config.XDP.VIPs {
+		s.vipsOf[v.Cluster] = append(s.vipsOf[v.Cluster], v.Name)
+	}
+	return s
+}
+
+// start loads and attaches the program.
+func (s *xdpStage) start(snap *conf.Snapshot, set *metrics.Set) error {
+	cfg, err := xdpConfig(snap)
+	if err != nil {
+		return err
+	}
+	l, err := xdp.Load(cfg, xdp.WithMetrics(set), xdp.WithLogger(s.log), xdp.WithStatsInterval(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("xdp on %s: %w", cfg.Interface, err)
+	}
+	s.lb.Store(l)
+	s.log.Info().Str("interface", cfg.Interface).Str("mode", l.Mode()).Int("vips", len(cfg.VIPs)).Msg("xdp attached")
+	return nil
+}
+
+// onHealth mirrors an lb health transition into the VIPs of that cluster.
+func (s *xdpStage) onHealth(ev lb.HealthEvent) {
+	l := s.lb.Load()
+	if l == nil {
+		return
+	}
+	for _, vip := range s.vipsOf[ev.Cluster] {
+		if err := l.SetHealthy(vip, ev.Endpoint, ev.Healthy); err != nil {
+			s.log.Warn().Err(err).Str("vip", vip).Str("backend", ev.Endpoint).Msg("xdp health update")
+		}
+	}
+}
+
+// collect reads the BPF counters into the metric families now.
+func (s *xdpStage) collect() {
+	if l := s.lb.Load(); l != nil {
+		if err := l.CollectStats(); err != nil {
+			s.log.Warn().Err(err).Msg("xdp stats")
+		}
+	}
+}
+
+func (s *xdpStage) close() {
+	if l := s.lb.Swap(nil); l != nil {
+		if err := l.Close(); err != nil {
+			s.log.Warn().Err(err).Msg("xdp detach")
+		}
+		s.log.Info().Msg("xdp detached")
+	}
+}

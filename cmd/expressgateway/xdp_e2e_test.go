@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/expressgateway/expressgateway/xdp/netnstest"
+)
+
+// TestXDPThroughBinary runs the real binary with an [xdp] section inside the
+// load balancer's namespace of a client → LB → 3 backends lab
+// (198.18.0.0/15 addresses only), and checks that real TCP connections to
+// the VIP are spread over the backends, that a backend failing its health
+// check stops taking new flows, that the XDP families are exported, and that
+// SIGTERM detaches the program.
+func TestXDPThroughBinary(t *testing.T) {
+	netnstest.Skip(t)
+	if _, err := os.Stat("/sys/fs/bpf"); err != nil {
+		t.Skip("no bpffs: ", err)
+	}
+	for _, mode := range []string{"native", "generic"} {
+		t.Run(mode, func(t *testing.T) { testXDPThroughBinary(t, mode) })
+	}
+}
+
+func testXDPThroughBinary(t *testing.T, mode string) {
+	bin := gatewayBinary(t)
+	tp := netnstest.NewTopology(t, 3)
+	servers := make([]*http.Server, len(tp.Backends))
+	for i, ns := range tp.Backends {
+		name := fmt.Sprintf("b%d", i+1)
+		var ln net.Listener
+		ns.MustDo(func() (err error) {
+			ln, err = net.Listen("tcp4", ":8080")
+			return err
+		})
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, name)
+		})}
+		servers[i] = srv
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	var eps []string
+	for _, a := range tp.BackendAddrs {
+		eps = append(eps, fmt.Sprintf(`{ address = "%s:8080" }`, a))
+	}
+	cfg := fmt.Sprintf(`
+[admin]
+listen = "127.0.0.1:9901"
+[log]
+access_log = false
+[[listeners]]
+name = "local"
+listen = "127.0.0.1:8080"
+[[listeners.routes]]
+cluster = "l4"
+[xdp]
+enabled = true
+interface = %q
+attach_mode = %q
+[[xdp.vips]]
+name = "web"
+address = "198.18.100.1"
+port = 80
+protocol = "tcp"
+mode = "nat"
+snat_address = %q
+cluster = "l4"
+[[clusters]]
+name = "l4"
+lb = "maglev"
+endpoints = [ %s ]
+[clusters.maglev]
+table_size = 251
+[clusters.health_check]
+type = "tcp"
+interval = "200ms"
+timeout = "100ms"
+unhealthy_threshold = 2
+healthy_threshold = 1
+`, tp.LBInterface, mode, tp.SNATAddr, strings.Join(eps, ", "))
+	path := filepath.Join(t.TempDir(), "xdp.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := tp.LB.Start(bin, "run", "--config", path)
+
+	// Wait for the admin listener inside the LB namespace, then for XDP.
+	metricsText := func() string {
+		var body string
+		tp.LB.Do(func() error {
+			var err error
+			body, err = nsGet("127.0.0.1:9901", "/metrics")
+			return err
+		})
+		return body
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(metricsText(), `expressgateway_xdp_attached{interface="`+tp.LBInterface+`",mode="`+mode+`"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("XDP not attached in %s mode; metrics:\n%s", mode, metricsText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	ask := func(n int) map[string]int {
+		t.Helper()
+		got := map[string]int{}
+		tp.Client.MustDo(func() error {
+			for i := 0; i < n; i++ {
+				b, err := nsGet("198.18.100.1:80", "/")
+				if err != nil {
+					return fmt.Errorf("request %d: %w", i, err)
+				}
+				got[b]++
+			}
+			return nil
+		})
+		return got
+	}
+	got := ask(60)
+	t.Logf("%s: 60 connections: %v", mode, got)
+	for _, b := range []string{"b1", "b2", "b3"} {
+		if got[b] == 0 {
+			t.Fatalf("backend %s got no connection: %v", b, got)
+		}
+	}
+
+	// b3 fails its health check: new flows avoid it.
+	servers[2].Close()
+	time.Sleep(200*2*time.Millisecond + 500*time.Millisecond)
+	got = ask(30)
+	if got["b3"] != 0 || got["b1"]+got["b2"] != 30 {
+		t.Fatalf("after b3 went down: %v", got)
+	}
+	m := metricsText()
+	for _, fam := range []string{
+		`expressgateway_xdp_vip_new_flows_total{vip="web"}`,
+		`expressgateway_xdp_backend_healthy{vip="web",backend="` + tp.BackendAddrs[2].String() + `:8080"} 0`,
+		`expressgateway_lb_endpoint_healthy{cluster="l4",endpoint="` + tp.BackendAddrs[2].String() + `:8080"} 0`,
+	} {
+		if !strings.Contains(m, fam) {
+			t.Errorf("metrics lack %s", fam)
+		}
+	}
+
+	// SIGTERM: the process exits and the program is detached.
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("gateway did not exit on SIGTERM")
+	}
+	out := tp.LB.MustExec("ip", "-d", "link", "show", tp.LBInterface)
+	if strings.Contains(string(out), "prog/xdp") || strings.Contains(string(out), "xdpgeneric") || strings.Contains(string(out), " xdp ") {
+		t.Fatalf("XDP still attached after exit:\n%s", out)
+	}
+}
+
+// nsGet does one GET on a new connection dialled from the calling goroutine,
+// so it runs in the network namespace that goroutine entered (net/http's
+// Transport dials from goroutines of its own).
+func nsGet(addr, path string) (string, error) {
+	c, err := net.DialTimeout("tcp4", addr, 3*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// TestXDPClearErrors: a missing interface is a clear startup error, never a
+// crash.
+func TestXDPClearErrors(t *testing.T) {
+	p := writeFile(t, "bad-xdp.toml", `
+[admin]
+listen = ""
+[[listeners]]
+name = "local"
+listen = "`+freeAddr(t)+`"
+[[listeners.routes]]
+cluster = "l4"
+[xdp]
+enabled = true
+interface = "egnope0"
+[[xdp.vips]]
+name = "web"
+address = "198.18.100.1"
+port = 80
+snat_address = "198.18.0.3"
+cluster = "l4"
+[[clusters]]
+name = "l4"
+endpoints = [ { address = "198.18.0.11:8080" } ]
+`)
+	cmd := exec.Command(gatewayBinary(t), "run", "--config", p)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("want exit 1, got %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "egnope0") || strings.Contains(string(out), "panic") {
+		t.Fatalf("unclear error:\n%s", out)
+	}
+}
