@@ -10,6 +10,7 @@ PKGS     := ./...
 all: build
 
 build:
+	@mkdir -p bin
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/expressgateway
 
 ## run: the gateway on the embedded default config; then: curl http://127.0.0.1:8080/
