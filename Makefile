@@ -36,13 +36,14 @@ fuzz:
 	$(GO) test ./codecs/h1 -run '^$$' -fuzz '^FuzzResponseParser$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codecs/h1 -run '^$$' -fuzz '^FuzzBodyDecoder$$' -fuzztime $(FUZZTIME)
 
-## bench: Go benchmarks, then the load harness against HAProxy and nginx.
+## bench: Go benchmarks, then the load harness: every scenario, every target, 3 rounds.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./codecs/... ./lb/... ./stages/...
-	$(GO) run ./bench
+	$(GO) run ./bench -gateway-bin $(BIN) -rounds 3 $(BENCHFLAGS)
 
+## bench-smoke: CI: h1-keepalive 3 s, expressgateway vs HAProxy; fails only on errors, non-2xx or a target that did not start.
 bench-smoke: build
-	$(GO) run ./bench --smoke
+	$(GO) run ./bench -smoke -gateway-bin $(BIN)
 
 ## bpf: regenerate the BPF objects and their Go bindings.
 bpf:

@@ -1,0 +1,94 @@
+// Package scenario is the one table of load scenarios. A later protocol adds
+// its scenario here in a few lines; until the targets support the protocol,
+// the harness reports "not supported yet" for them instead of failing.
+package scenario
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/expressgateway/expressgateway/bench/internal/target"
+)
+
+// Driver names the load generator a scenario uses.
+type Driver string
+
+// Drivers.
+const (
+	Wrk    Driver = "wrk"    // HTTP/1.1 load, latency histogram
+	H2load Driver = "h2load" // HTTP/2 load (h2c prior knowledge)
+	Idle   Driver = "idle"   // the harness opens idle keep-alive connections itself
+)
+
+// Scenario is one kind of load.
+type Scenario struct {
+	Name        string
+	Description string
+	Protocol    string   // client-side protocol the target must speak
+	Driver      Driver   // load generator
+	Path        string   // request path on the bench upstream
+	Headers     []string // extra request headers
+	// Pending marks a slot whose driver is not written yet: every target
+	// reports "not supported yet".
+	Pending bool
+}
+
+// All is the registry, in the order scenarios run.
+var All = []Scenario{
+	{Name: "h1-keepalive", Description: "HTTP/1.1 keep-alive, 64-byte responses", Protocol: target.ProtoH1, Driver: Wrk, Path: "/"},
+	{Name: "h1-close", Description: "HTTP/1.1, a new connection per request", Protocol: target.ProtoH1, Driver: Wrk, Path: "/", Headers: []string{"Connection: close"}},
+	{Name: "h1-large", Description: "HTTP/1.1 keep-alive, 1 MiB responses", Protocol: target.ProtoH1, Driver: Wrk, Path: "/large"},
+	{Name: "h1-idle", Description: "N idle HTTP/1.1 keep-alive connections, RSS per connection", Protocol: target.ProtoH1, Driver: Idle, Path: "/"},
+	{Name: "h2c", Description: "HTTP/2 cleartext (prior knowledge), 64-byte responses", Protocol: target.ProtoH2C, Driver: H2load, Path: "/"},
+	{Name: "tls", Description: "HTTP/1.1 over TLS, keep-alive", Protocol: target.ProtoTLS, Driver: Wrk, Path: "/", Pending: true},
+	{Name: "h3", Description: "HTTP/3 over QUIC", Protocol: target.ProtoH3, Driver: H2load, Path: "/", Pending: true},
+	{Name: "grpc", Description: "gRPC unary calls", Protocol: target.ProtoGRPC, Driver: H2load, Path: "/", Pending: true},
+	{Name: "websocket", Description: "WebSocket echo", Protocol: target.ProtoWebSocket, Driver: Wrk, Path: "/", Pending: true},
+}
+
+// Default is the set `make bench` runs.
+var Default = []string{"h1-keepalive", "h1-close", "h1-large", "h1-idle"}
+
+// Lookup returns the scenario with the given name.
+func Lookup(name string) (Scenario, bool) {
+	for _, s := range All {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
+}
+
+// Select resolves a comma-separated list ("all" for every scenario).
+func Select(list string) ([]Scenario, error) {
+	if list == "all" {
+		return All, nil
+	}
+	var out []Scenario
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		s, ok := Lookup(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown scenario %q (known: %s)", name, strings.Join(Names(), ", "))
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no scenario selected")
+	}
+	return out, nil
+}
+
+// Names lists the registered scenario names, sorted.
+func Names() []string {
+	var n []string
+	for _, s := range All {
+		n = append(n, s.Name)
+	}
+	sort.Strings(n)
+	return n
+}

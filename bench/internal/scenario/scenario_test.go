@@ -1,0 +1,41 @@
+package scenario
+
+import (
+	"testing"
+
+	"github.com/expressgateway/expressgateway/bench/internal/target"
+)
+
+func TestRegistry(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range All {
+		if seen[s.Name] {
+			t.Errorf("%s registered twice", s.Name)
+		}
+		seen[s.Name] = true
+		if s.Protocol == "" || s.Driver == "" || s.Path == "" || s.Description == "" {
+			t.Errorf("%s: incomplete: %+v", s.Name, s)
+		}
+	}
+	for _, slot := range []string{"h2c", "tls", "h3", "grpc", "websocket"} {
+		if !seen[slot] {
+			t.Errorf("slot %s missing", slot)
+		}
+	}
+	for _, name := range Default {
+		if s, ok := Lookup(name); !ok || s.Pending || s.Protocol != target.ProtoH1 {
+			t.Errorf("default %s: %+v", name, s)
+		}
+	}
+	if got, err := Select("all"); err != nil || len(got) != len(All) {
+		t.Fatalf("all: %d, %v", len(got), err)
+	}
+	if got, err := Select("h1-close, h1-large"); err != nil || len(got) != 2 || got[1].Path != "/large" {
+		t.Fatalf("select: %+v, %v", got, err)
+	}
+	for _, bad := range []string{"h9", "", " , "} {
+		if _, err := Select(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

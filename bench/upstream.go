@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/expressgateway/expressgateway/bench/internal/target"
+	"github.com/expressgateway/expressgateway/bench/internal/upstream"
+)
+
+// upstreamCommand is the hidden subcommand the harness re-executes itself
+// with, so that the upstream runs in its own process: its CPU does not mix
+// with the harness's, and it can be pinned apart from the proxy.
+const upstreamCommand = "upstream"
+
+// runUpstream serves until SIGINT/SIGTERM. It prints "listening ADDR" once
+// the listener is open.
+func runUpstream(args []string) error {
+	fs := flag.NewFlagSet(upstreamCommand, flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	lc := net.ListenConfig{}
+	ln, err := lc.Listen(context.Background(), "tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	fmt.Printf("listening %s\n", ln.Addr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		ln.Close()
+	}()
+	return upstream.New().Serve(ln)
+}
+
+// startUpstream launches the upstream subprocess and waits for its address.
+func startUpstream(ctx context.Context, pin []string) (*target.Process, string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	full := append(append([]string{}, pin...), self, upstreamCommand, "-listen", "127.0.0.1:0")
+	cmd := exec.Command(full[0], full[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("start upstream: %w", err)
+	}
+	p := target.Adopt(cmd, target.ShellJoin(full))
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	select {
+	case line := <-lines:
+		addr, ok := strings.CutPrefix(line, "listening ")
+		if !ok {
+			p.Stop()
+			return nil, "", fmt.Errorf("upstream said %q", line)
+		}
+		return p, addr, nil
+	case <-time.After(10 * time.Second):
+		p.Stop()
+		return nil, "", fmt.Errorf("upstream did not start in 10s")
+	case <-ctx.Done():
+		p.Stop()
+		return nil, "", ctx.Err()
+	}
+}
