@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,7 @@ type Engine struct {
 	eventLoops int
 	runErr     chan error
 	hook       func(x *stages.Exchange)
+	l4         *l4Engine // tcp and udp listeners (l4.go); nil when none
 }
 
 // listenerRT is the runtime state of one http listener.
@@ -120,6 +122,12 @@ func New(opts Options) (*Engine, error) {
 		}
 		e.listeners = append(e.listeners, l)
 	}
+	// L4: tcp and udp listeners (l4.go).
+	l4, err := newL4(e, cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.l4 = l4
 	return e, nil
 }
 
@@ -175,7 +183,7 @@ func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
 // Serve binds every http listener and runs the event loops until Stop. It
 // returns once the engine has stopped; Ready is closed once it is serving.
 func (e *Engine) Serve() error {
-	if len(e.listeners) == 0 {
+	if len(e.listeners) == 0 && e.l4 == nil {
 		close(e.booted)
 		return nil
 	}
@@ -192,6 +200,13 @@ func (e *Engine) Serve() error {
 			port, _ := strconv.Atoi(p)
 			e.byPort[port] = l
 		}
+	}
+	// L4: tcp and udp listeners (l4.go).
+	if e.l4 != nil {
+		l4Addrs, l4Reuse := e.l4.addrs()
+		addrs = append(addrs, l4Addrs...)
+		reusePort = reusePort && l4Reuse
+		go e.l4.ticker()
 	}
 	go e.ticker()
 	err := gnet.Rotate(&handler{e: e}, addrs,
@@ -219,10 +234,14 @@ func (e *Engine) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if len(e.listeners) == 0 {
+	if len(e.listeners) == 0 && e.l4 == nil {
 		return nil
 	}
-	return e.gnetEngine.Stop(ctx)
+	err := e.gnetEngine.Stop(ctx)
+	if e.l4 != nil {
+		e.l4.stop() // L4 pairs relayed off the loops
+	}
+	return err
 }
 
 func (e *Engine) guardHit(x *stages.Exchange, g string) {
@@ -281,6 +300,8 @@ func (e *Engine) recoverConn(c gnet.Conn, what string) {
 				cc.abort()
 			} else if u, ok := c.Context().(*upstream); ok {
 				u.fail(errPanic)
+			} else if a, ok := c.Context().(l4Actor); ok {
+				a.abort(c)
 			} else {
 				_ = c.Close()
 			}
@@ -315,6 +336,13 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 		lp.enter(c)
 		ctx.onReattach(c)
 		return nil, lp.leave()
+	case l4Actor:
+		return nil, ctx.onOpen(c)
+	}
+	if h.e.l4 != nil {
+		if ok, action := h.e.l4.acceptTCP(c); ok {
+			return nil, action
+		}
 	}
 	h.e.acceptClient(c)
 	return nil, gnet.None
@@ -339,7 +367,12 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		lp.enter(c)
 		ctx.onTraffic()
 		return lp.leave()
+	case l4Actor:
+		return ctx.onTraffic(c)
 	default:
+		if h.e.l4 != nil && h.e.l4.datagram(c) {
+			return gnet.None
+		}
 		_, _ = c.Discard(-1)
 	}
 	return gnet.None
@@ -351,6 +384,8 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	case *clientConn:
 		ctx.onClose(c, err)
 	case *upstream:
+		ctx.onClose(c, err)
+	case l4Actor:
 		ctx.onClose(c, err)
 	}
 	return gnet.None
@@ -408,6 +443,14 @@ type gnetLogger struct{ l zerolog.Logger }
 
 func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug().Msgf(f, a...) }
 func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug().Msgf(f, a...) }
-func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn().Msgf(f, a...) }
+func (g gnetLogger) Warnf(f string, a ...any) {
+	// gnet warns about events still queued for a connection we just closed
+	// or moved off the loop in the same epoll batch; that is expected.
+	if strings.HasPrefix(f, "received event[") {
+		g.l.Debug().Msgf(f, a...)
+		return
+	}
+	g.l.Warn().Msgf(f, a...)
+}
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error().Msgf(f, a...) }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error().Msgf(f, a...) }

@@ -190,7 +190,18 @@ type rawConn struct {
 
 func dialRaw(t *testing.T, addr string) *rawConn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	return dialRawFrom(t, addr, "")
+}
+
+// dialRawFrom dials from a given local loopback IP ("" for any), so tests of
+// per-IP limits are not disturbed by other connections from 127.0.0.1.
+func dialRawFrom(t *testing.T, addr, localIP string) *rawConn {
+	t.Helper()
+	d := net.Dialer{}
+	if localIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

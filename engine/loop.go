@@ -4,6 +4,7 @@ package engine
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -202,3 +203,39 @@ func (lp *loop) flushOut() {
 }
 
 const maxCoalesce = 256 << 10
+
+// dialEnroll connects to addr over network ("tcp" or "udp") with a timeout in
+// a goroutine, then enrolls the socket on this loop with actor as its
+// context, so that it arrives through OnOpen. Never wait for it inside a
+// callback. On failure, onFail runs on the loop with "connect_failed" or
+// "connect_timeout"; panics there are contained and the loop's output is
+// flushed afterwards.
+func (lp *loop) dialEnroll(network, addr string, timeout time.Duration, actor any, onFail func(reason string)) {
+	go func() {
+		d := net.Dialer{Timeout: timeout}
+		nc, err := d.Dial(network, addr)
+		if err == nil {
+			var ch <-chan gnet.RegisteredResult
+			ch, err = lp.el.Enroll(gnet.NewContext(context.Background(), actor), nc)
+			if err == nil {
+				if res := <-ch; res.Err != nil {
+					err = res.Err
+				}
+			}
+			_ = nc.Close() // Enroll registered its own dup of the fd
+		}
+		if err == nil {
+			return
+		}
+		reason := "connect_failed"
+		if isTimeout(err) {
+			reason = "connect_timeout"
+		}
+		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer lp.e.recoverConn(nil, "dial")
+			onFail(reason)
+			lp.flushOut()
+			return nil
+		}))
+	}()
+}

@@ -352,14 +352,13 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 func TestConnectionCapPerIP(t *testing.T) {
 	o := echoOrigin(t)
 	g := startGW(t, []string{o.addr()}, "max_connections_per_ip = 2\n", "", nil)
-	// The harness's readiness probe must have been released first.
-	g.waitMetric(`expressgateway_client_connections_active{listener="web"}`, 0)
-	a, b := dialRaw(t, g.addr), dialRaw(t, g.addr)
+	// From 127.0.0.2: the harness's readiness probe came from 127.0.0.1.
+	a, b := dialRawFrom(t, g.addr, "127.0.0.2"), dialRawFrom(t, g.addr, "127.0.0.2")
 	a.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	a.readResponse(t, "GET")
 	b.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	b.readResponse(t, "GET")
-	c := dialRaw(t, g.addr)
+	c := dialRawFrom(t, g.addr, "127.0.0.2")
 	if !c.closedByPeer(2 * time.Second) {
 		t.Fatal("third connection from the same IP admitted")
 	}

@@ -3,8 +3,6 @@
 package engine
 
 import (
-	"context"
-	"net"
 	"sync/atomic"
 	"time"
 
@@ -55,34 +53,8 @@ func newUpstream(lp *loop, cl *stages.Cluster, ep *lb.Endpoint) *upstream {
 // dial connects in a goroutine with a timeout and enrolls the socket on the
 // loop; the outcome comes back through OnOpen or Execute.
 func (u *upstream) dial(timeout time.Duration) {
-	lp := u.lp
-	addr := u.ep.Address()
-	lp.e.m.UpstreamConnect(u.cluster.Name).Inc()
-	go func() {
-		d := net.Dialer{Timeout: timeout}
-		nc, err := d.Dial("tcp", addr)
-		if err == nil {
-			var ch <-chan gnet.RegisteredResult
-			ch, err = lp.el.Enroll(gnet.NewContext(context.Background(), u), nc)
-			if err == nil {
-				if res := <-ch; res.Err != nil {
-					err = res.Err
-				}
-			}
-			_ = nc.Close() // Enroll works on its own dup of the fd
-		}
-		if err != nil {
-			reason := "connect_failed"
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				reason = "connect_timeout"
-			}
-			_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-				u.onDialFailed(reason)
-				lp.flushOut()
-				return nil
-			}))
-		}
-	}()
+	u.lp.e.m.UpstreamConnect(u.cluster.Name).Inc()
+	u.lp.dialEnroll("tcp", u.ep.Address(), timeout, u, u.onDialFailed)
 }
 
 func (u *upstream) onDialFailed(reason string) {

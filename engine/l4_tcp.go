@@ -1,0 +1,692 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/expressgateway/expressgateway/lb"
+)
+
+// The TCP relay. A client connection accepted by gnet gets an upstream
+// connection to a picked endpoint, dialed off the loop and enrolled on the
+// same loop. Bytes are relayed on the loop with one direct write(2) to the
+// peer's socket per read, straight from gnet's read buffer: no copy, and
+// nothing ever enters gnet's unbounded outbound buffer. That invariant is
+// what makes the rest simple and lossless:
+//
+//   - Backpressure: when the peer's socket does not take a whole read
+//     (EAGAIN or a short write), the pair leaves the loop at once. Both
+//     sockets are dup'd and handed to two goroutines doing blocking reads and
+//     writes, where the kernel's TCP flow control paces the sender. The
+//     unwritten remainder (at most one read, 64 KiB) goes with them; gnet's
+//     outbound buffers are empty, so closing gnet's fds loses nothing.
+//   - Half-close: gnet closes a connection as soon as it reads EOF. In
+//     OnClose the socket is still open, so we dup it and keep the dup as a
+//     write-only end, propagate the FIN with shutdown(SHUT_WR) to the peer,
+//     and keep relaying the other direction on the loop, writing to the dup.
+//   - Memory per pair on the loop: none beyond gnet's own conns. Off the
+//     loop: two goroutines, and a pooled 64 KiB buffer per direction only
+//     while bytes are in flight (reads wait for readability first).
+//   - Cost: connection setup pays gnet's Enroll (a dial goroutine, a worker
+//     pool hop, a dup); a pair that left the loop stays off it until EOF.
+
+type tcpState uint8
+
+const (
+	tcpDialing  tcpState = iota // upstream dial in flight
+	tcpRelaying                 // both ends on the loop (or half-closed)
+	tcpOffloop                  // owned by the relay goroutines
+	tcpClosed
+)
+
+const (
+	endClient   = 0
+	endUpstream = 1
+)
+
+// tcpSession is one proxied connection pair. Owned by its loop until it goes
+// off the loop, then by its tcpRelay.
+type tcpSession struct {
+	ll    *l4Loop
+	l     *l4Listener
+	ends  [2]tcpEnd
+	state tcpState
+	ip    netip.Addr
+
+	ep        *lb.Endpoint
+	epBegun   bool
+	attempts  int
+	connected bool // holds the endpoint's and cluster's connection counts
+	started   time.Time
+	last      int64 // UnixNano of the last relayed byte
+	rx, tx    int64 // bytes from and to the client
+}
+
+// tcpEnd is one side of a pair; it is the context of that side's gnet conn.
+type tcpEnd struct {
+	s    *tcpSession
+	side int
+	c    gnet.Conn // while gnet owns the socket
+	fd   int       // our write-only dup once this side sent EOF; -1 otherwise
+	eof  bool      // this side's read direction has ended
+	shut bool      // we sent FIN to this side
+
+	// A client moved off the loop before its upstream was connected
+	// (it sent more than max_inflight_bytes while we dialed).
+	off       net.Conn
+	offPrefix []byte
+}
+
+func (x *tcpEnd) peer() *tcpEnd { return &x.s.ends[1-x.side] }
+
+// writeFD is the fd to write to this side, or -1.
+func (x *tcpEnd) writeFD() int {
+	if x.c != nil {
+		return x.c.Fd()
+	}
+	return x.fd
+}
+
+// acceptTCP admits a client of an L4 tcp listener; handled is false when c
+// belongs to another listener.
+func (l4 *l4Engine) acceptTCP(c gnet.Conn) (handled bool, action gnet.Action) {
+	ta, ok := c.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return false, gnet.None
+	}
+	l := lookupL4(ta.AddrPort(), l4.tcpByAddr, l4.tcpByPort)
+	if l == nil {
+		return false, gnet.None
+	}
+	e := l4.e
+	ip := addrIP(c.RemoteAddr())
+	if ok, lim := e.global.Acquire(ip); !ok {
+		e.m.GuardHit(lim).Inc()
+		e.log.Warn().Str("guard", lim).Str("listener", l.name).Str("client", ip.String()).Msg("limit hit")
+		return true, gnet.Close
+	}
+	if ok, lim := l.limiter.Acquire(ip); !ok {
+		e.global.Release(ip)
+		e.m.GuardHit(lim).Inc()
+		e.log.Warn().Str("guard", lim).Str("listener", l.name).Str("client", ip.String()).Msg("limit hit")
+		return true, gnet.Close
+	}
+	ll := l4.loopFor(c.EventLoop())
+	s := &tcpSession{
+		ll: ll, l: l, ip: ip, state: tcpDialing, started: time.Now(),
+	}
+	s.last = s.started.UnixNano()
+	s.ends[endClient] = tcpEnd{s: s, side: endClient, c: c, fd: -1}
+	s.ends[endUpstream] = tcpEnd{s: s, side: endUpstream, fd: -1}
+	c.SetContext(&s.ends[endClient])
+	ll.tcp[s] = struct{}{}
+	l.active.Inc()
+	l.total.Inc()
+	ll.lp.enter(c)
+	p, err := l.cluster.LB.Pick(sourceIP(ip), nil)
+	if err != nil {
+		e.m.UpstreamFailure(l.cluster.Name, "no_endpoint").Inc()
+		s.close(0, false, "no_endpoint")
+	} else {
+		s.dial(p.Endpoint)
+	}
+	return true, ll.lp.leave()
+}
+
+// dial connects to ep in a goroutine with the listener's connect timeout and
+// enrolls the socket on the loop; the outcome arrives as OnOpen of the
+// upstream end, or through Execute.
+func (s *tcpSession) dial(ep *lb.Endpoint) {
+	s.ep = ep
+	s.attempts++
+	ep.Begin()
+	s.epBegun = true
+	lp := s.ll.lp
+	up := &s.ends[endUpstream]
+	addr, timeout := ep.Address(), s.l.connect
+	s.l.upConnects.Inc()
+	lp.dialEnroll("tcp", addr, timeout, up, func(reason string) { s.onDialFailed(ep, reason) })
+}
+
+// onDialFailed runs on the loop: retry another endpoint when the cluster's
+// retry policy and budget allow (nothing was sent yet), else close.
+func (s *tcpSession) onDialFailed(ep *lb.Endpoint, reason string) {
+	if s.state != tcpDialing || s.ep != ep {
+		return
+	}
+	e, cl := s.ll.l4.e, s.l.cluster
+	e.m.UpstreamFailure(cl.Name, reason).Inc()
+	e.log.Warn().Str("cluster", cl.Name).Str("endpoint", ep.Address()).Str("reason", reason).Msg("upstream failure")
+	s.epBegun = false
+	ep.End(502, time.Since(s.started), true)
+	if s.attempts <= cl.LB.MaxRetries() && cl.LB.AllowRetry() {
+		if p, err := cl.LB.Pick(sourceIP(s.ip), ep); err == nil && p.Endpoint != ep {
+			e.m.UpstreamFailure(cl.Name, "retried").Inc()
+			s.dial(p.Endpoint)
+			return
+		}
+	}
+	s.close(0, false, "upstream_"+reason)
+}
+
+func (x *tcpEnd) onOpen(c gnet.Conn) gnet.Action {
+	s := x.s
+	lp := s.ll.lp
+	lp.enter(c)
+	if x.side != endUpstream || s.state != tcpDialing || x.c != nil {
+		// The client left while we dialed.
+		lp.closeNow(c)
+		return lp.leave()
+	}
+	x.c = c
+	s.state = tcpRelaying
+	s.connected = true
+	s.l.upActive.Add(1)
+	s.ep.ConnOpened()
+	s.touch()
+	cl := &s.ends[endClient]
+	switch {
+	case cl.c == nil:
+		// The client is already off the loop, or sent EOF while we dialed.
+		s.goOffloop()
+	case cl.c.InboundBuffered() > 0:
+		s.relay(cl)
+	}
+	return lp.leave()
+}
+
+func (x *tcpEnd) onTraffic(c gnet.Conn) gnet.Action {
+	s := x.s
+	lp := s.ll.lp
+	lp.enter(c)
+	if c != x.c {
+		_, _ = c.Discard(-1)
+		lp.closeNow(c)
+		return lp.leave()
+	}
+	if h := l4TestHook.Load(); h != nil {
+		(*h)(c)
+	}
+	switch s.state {
+	case tcpRelaying:
+		s.relay(x)
+	case tcpDialing:
+		// The client talks before the upstream is connected: keep it in
+		// gnet's inbound buffer up to max_inflight_bytes, then move the
+		// client off the loop so the kernel stops it.
+		if c.InboundBuffered() > s.l.inflight {
+			s.detachEarly(x)
+		}
+	default:
+		_, _ = c.Discard(-1)
+	}
+	return lp.leave()
+}
+
+// l4TestHook, when set, runs on the loop before bytes of a tcp pair are
+// relayed. Tests use it to inject panics; production leaves it nil.
+var l4TestHook atomic.Pointer[func(c gnet.Conn)]
+
+// relay writes what x has buffered to its peer's socket. A peer that does
+// not take it all moves the pair off the loop.
+func (s *tcpSession) relay(x *tcpEnd) {
+	buf, _ := x.c.Peek(-1)
+	if len(buf) == 0 {
+		return
+	}
+	y := x.peer()
+	n, err := writeFD(y.writeFD(), buf)
+	if n > 0 {
+		_, _ = x.c.Discard(n)
+		s.count(x.side, n)
+		s.touch()
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, unix.EAGAIN):
+		s.goOffloop()
+	default:
+		s.close(200, false, "write_"+errToken(err))
+	}
+}
+
+// count adds n relayed bytes read from side.
+func (s *tcpSession) count(side, n int) {
+	if side == endClient {
+		s.rx += int64(n)
+		counterAdd(s.l.rx, n)
+	} else {
+		s.tx += int64(n)
+		counterAdd(s.l.tx, n)
+	}
+}
+
+func (s *tcpSession) touch() { s.last = time.Now().UnixNano() }
+
+// detachEarly moves a client that floods us during the dial off the loop.
+func (s *tcpSession) detachEarly(x *tcpEnd) {
+	c := x.c
+	x.offPrefix = takeInbound(c)
+	x.c = nil
+	nc, err := s.ll.lp.detachConn(c)
+	if err != nil {
+		s.ll.l4.e.log.Error().Err(err).Msg("detach failed")
+		s.close(0, false, "detach_failed")
+		return
+	}
+	x.off = nc
+	s.ll.l4.e.m.Detach("l4_connect").Inc()
+}
+
+func (x *tcpEnd) onClose(c gnet.Conn, err error) {
+	s := x.s
+	if c != x.c || s.state == tcpOffloop || s.state == tcpClosed {
+		return
+	}
+	x.c = nil
+	y := x.peer()
+	if errors.Is(err, io.EOF) && !y.eof {
+		// Half-close: gnet is done with this socket, but its peer may still
+		// have bytes for it. Keep a dup as our write-only end and pass the
+		// FIN on.
+		if fd, derr := c.Dup(); derr == nil {
+			x.fd, x.eof = fd, true
+			if c.InboundBuffered() > 0 {
+				x.offPrefix = takeInbound(c) // only while dialing: nothing is left unsent otherwise
+			}
+			if s.state == tcpDialing {
+				return // onOpen moves the pair off the loop with the prefix
+			}
+			if yfd := y.writeFD(); yfd >= 0 {
+				_ = unix.Shutdown(yfd, unix.SHUT_WR)
+				y.shut = true
+			}
+			s.touch()
+			return
+		}
+	}
+	status := 200
+	if s.state == tcpDialing {
+		status = 0 // the client left before the upstream answered the dial
+	}
+	if x.side == endUpstream && err != nil && !errors.Is(err, io.EOF) {
+		status = 502
+		s.ll.l4.e.m.UpstreamFailure(s.l.cluster.Name, "reset").Inc()
+	}
+	reason := ""
+	if err != nil && !errors.Is(err, io.EOF) {
+		reason = errToken(err)
+	}
+	s.close(status, false, reason)
+}
+
+// abort runs after a recovered panic: the callback's return action is lost,
+// so the conn is also closed through gnet's queue.
+func (x *tcpEnd) abort(c gnet.Conn) {
+	x.s.close(0, false, "panic")
+	_ = c.Close()
+}
+
+// onTimer enforces tcp_idle while the pair is on the loop.
+func (s *tcpSession) onTimer(now int64) {
+	if s.state == tcpRelaying && now-s.last > int64(s.l.idle) {
+		s.close(200, false, "idle_timeout")
+	}
+}
+
+// close ends the session on the loop: both sockets close, the slots and
+// counts are released. status goes to the load balancer (0: none).
+func (s *tcpSession) close(status int, connectFailed bool, reason string) {
+	if s.state == tcpClosed || s.state == tcpOffloop {
+		return
+	}
+	s.state = tcpClosed
+	delete(s.ll.tcp, s)
+	for i := range s.ends {
+		x := &s.ends[i]
+		if c := x.c; c != nil {
+			x.c = nil
+			s.ll.lp.closeNow(c)
+		}
+		if x.fd >= 0 {
+			_ = unix.Close(x.fd)
+			x.fd = -1
+		}
+		if x.off != nil {
+			_ = x.off.Close()
+			x.off = nil
+		}
+	}
+	s.finish(status, connectFailed, reason)
+}
+
+// finish releases what the session holds; once, from the loop or, for a
+// pair off the loop, from its relay goroutine (everything here is safe for
+// concurrent use).
+func (s *tcpSession) finish(status int, connectFailed bool, reason string) {
+	if s.epBegun {
+		s.epBegun = false
+		s.ep.End(status, time.Since(s.started), connectFailed)
+	}
+	if s.connected {
+		s.connected = false
+		s.l.upActive.Add(-1)
+		s.ep.ConnClosed()
+	}
+	e := s.ll.l4.e
+	s.l.limiter.Release(s.ip)
+	e.global.Release(s.ip)
+	s.l.active.Dec()
+	if !s.l.log {
+		return
+	}
+	ev := e.log.Info().Str("type", "l4").Str("proto", "tcp").Str("listener", s.l.name).
+		Str("client", s.ip.String()).Int64("rx", s.rx).Int64("tx", s.tx).Dur("duration", time.Since(s.started))
+	if s.ep != nil {
+		ev = ev.Str("upstream", s.ep.Address())
+	}
+	if reason != "" {
+		ev = ev.Str("reason", reason)
+	}
+	ev.Msg("")
+}
+
+// goOffloop hands both sockets to a tcpRelay. Runs on the loop; gnet's
+// outbound buffers of both conns are empty (we never write through them).
+func (s *tcpSession) goOffloop() {
+	lp := s.ll.lp
+	s.state = tcpOffloop
+	delete(s.ll.tcp, s)
+	r := &tcpRelay{s: s, idle: s.l.idle}
+	r.last.Store(time.Now().UnixNano())
+	var failed error
+	for i := range s.ends {
+		x := &s.ends[i]
+		r.eof[i], r.shut[i] = x.eof, x.shut
+		r.prefix[i] = x.offPrefix
+		x.offPrefix = nil
+		switch {
+		case x.c != nil:
+			c := x.c
+			x.c = nil
+			r.prefix[i] = append(r.prefix[i], takeInbound(c)...)
+			nc, err := lp.detachConn(c)
+			r.conns[i], failed = nc, errors.Join(failed, err)
+		case x.fd >= 0:
+			f := os.NewFile(uintptr(x.fd), "l4")
+			x.fd = -1
+			nc, err := net.FileConn(f)
+			_ = f.Close()
+			r.conns[i], failed = nc, errors.Join(failed, err)
+		case x.off != nil:
+			r.conns[i] = x.off
+			x.off = nil
+		default:
+			failed = errors.Join(failed, errors.New("no socket"))
+		}
+	}
+	if failed != nil {
+		lp.e.log.Error().Err(failed).Msg("l4 detach failed")
+		r.closeAll()
+		s.finish(0, false, "detach_failed")
+		return
+	}
+	lp.e.m.Detach("l4").Inc()
+	l4 := s.ll.l4
+	l4.offMu.Lock()
+	l4.off[r] = struct{}{}
+	l4.offMu.Unlock()
+	go r.run()
+}
+
+// tcpRelay relays a pair off the loop with blocking I/O: one goroutine per
+// direction, kernel flow control on both sockets, FIN propagated with
+// CloseWrite. Direction i reads conns[i] and writes conns[1-i].
+type tcpRelay struct {
+	s      *tcpSession
+	conns  [2]net.Conn
+	prefix [2][]byte // read from side i, not yet written to its peer
+	eof    [2]bool   // side i already sent EOF
+	shut   [2]bool   // side i already got our FIN
+	idle   time.Duration
+	last   atomic.Int64 // UnixNano of the last byte moved either way
+	once   sync.Once
+}
+
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, pumpBuf); return &b }}
+
+func (r *tcpRelay) run() {
+	s := r.s
+	var errs [2]error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs[endUpstream] = r.pipe(endUpstream)
+	}()
+	errs[endClient] = r.pipe(endClient)
+	wg.Wait()
+	r.closeAll()
+	l4 := s.ll.l4
+	l4.offMu.Lock()
+	delete(l4.off, r)
+	l4.offMu.Unlock()
+	status, reason := 200, ""
+	for i, err := range errs {
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			continue
+		}
+		if reason == "" {
+			reason = errToken(err)
+		}
+		if i == endUpstream && !errors.Is(err, errIdle) {
+			status = 502
+		}
+	}
+	if errors.Is(errs[0], errIdle) || errors.Is(errs[1], errIdle) {
+		reason = "idle_timeout"
+	}
+	s.finish(status, false, reason)
+}
+
+var errIdle = errors.New("tcp_idle expired")
+
+// pipe copies side i to its peer until EOF, then passes the FIN on. Any
+// other outcome closes both sockets, which ends the other direction too.
+func (r *tcpRelay) pipe(i int) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e := r.s.ll.l4.e
+			e.m.Panics.Inc()
+			e.log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("panic recovered in l4 relay")
+			err = errPanic
+		}
+		if err != nil {
+			r.closeAll()
+		}
+	}()
+	src, dst := r.conns[i], r.conns[1-i]
+	var wdl time.Time
+	if len(r.prefix[i]) > 0 {
+		if err = r.write(dst, r.prefix[i], i, &wdl); err != nil {
+			return err
+		}
+		r.prefix[i] = nil
+	}
+	if !r.eof[i] {
+		sc, ok := src.(syscall.Conn)
+		if !ok {
+			return errors.New("relay: not a syscall.Conn")
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var rdl time.Time
+		for {
+			now := time.Now()
+			if rdl.Sub(now) < r.idle/2 {
+				rdl = now.Add(r.idle)
+				_ = src.SetReadDeadline(rdl)
+			}
+			bp, n, rerr := readPooled(rc)
+			if n > 0 {
+				r.last.Store(time.Now().UnixNano())
+				err = r.write(dst, (*bp)[:n], i, &wdl)
+				relayBufs.Put(bp)
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if rerr == nil {
+				break // EOF
+			}
+			if isTimeout(rerr) {
+				if !r.idleExpired() {
+					rdl = time.Time{}
+					continue
+				}
+				return errIdle
+			}
+			return rerr
+		}
+	}
+	if !r.shut[1-i] {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	}
+	return nil
+}
+
+// write writes b to dst in full; a write stalled for tcp_idle while the other
+// direction is idle too ends the pair.
+func (r *tcpRelay) write(dst net.Conn, b []byte, i int, dl *time.Time) error {
+	for len(b) > 0 {
+		now := time.Now()
+		if dl.Sub(now) < r.idle/2 {
+			*dl = now.Add(r.idle)
+			_ = dst.SetWriteDeadline(*dl)
+		}
+		n, err := dst.Write(b)
+		if n > 0 {
+			b = b[n:]
+			r.last.Store(time.Now().UnixNano())
+			r.s.count(i, n)
+		}
+		if err != nil {
+			if isTimeout(err) {
+				if n > 0 || !r.idleExpired() {
+					*dl = time.Time{}
+					continue
+				}
+				return errIdle
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readPooled waits until rc is readable without holding a buffer, then
+// reads into one from the pool: an idle pair off the loop costs its two
+// goroutines and no buffers. n == 0 with a nil error is EOF; a buffer is
+// returned only when n > 0.
+func readPooled(rc syscall.RawConn) (bp *[]byte, n int, err error) {
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		b := relayBufs.Get().(*[]byte)
+		for {
+			n, rerr = unix.Read(int(fd), *b)
+			if rerr != unix.EINTR {
+				break
+			}
+		}
+		if rerr == unix.EAGAIN {
+			relayBufs.Put(b)
+			return false // wait for readability (and the deadline)
+		}
+		if n > 0 {
+			bp = b
+		} else {
+			n = 0
+			relayBufs.Put(b)
+		}
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	return bp, n, err
+}
+
+func (r *tcpRelay) idleExpired() bool {
+	return time.Now().UnixNano()-r.last.Load() >= int64(r.idle)
+}
+
+// closeAll closes both sockets; safe from any goroutine, more than once.
+func (r *tcpRelay) closeAll() {
+	r.once.Do(func() {
+		for _, c := range r.conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	})
+}
+
+// writeFD writes b to a non-blocking socket without blocking: it returns how
+// much the socket took and EAGAIN when that was not all.
+func writeFD(fd int, b []byte) (int, error) {
+	if fd < 0 {
+		return 0, unix.EBADF
+	}
+	n := 0
+	for n < len(b) {
+		m, err := unix.Write(fd, b[n:])
+		if m > 0 {
+			n += m
+		}
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return n, err
+		case m == 0:
+			return n, unix.EAGAIN
+		}
+	}
+	return n, nil
+}
+
+// errToken is a short stable label for a relay error.
+func errToken(err error) string {
+	switch {
+	case errors.Is(err, errIdle):
+		return "idle_timeout"
+	case errors.Is(err, unix.ECONNRESET):
+		return "reset"
+	case errors.Is(err, unix.EPIPE):
+		return "broken_pipe"
+	case errors.Is(err, errPanic):
+		return "panic"
+	case isTimeout(err):
+		return "timeout"
+	}
+	return "io_error"
+}
+
+var _ l4Actor = (*tcpEnd)(nil)

@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/expressgateway/expressgateway/lb"
+)
+
+// The UDP relay. gnet binds one SO_REUSEPORT socket per loop for a udp
+// listener (it forces reuse_port for every listener once one is udp), so the
+// kernel steers a client's datagrams to the same loop by their 4-tuple. Each
+// loop keeps a session table keyed by client address; a session owns a
+// connected UDP socket to its endpoint, enrolled on the same loop so that
+// replies arrive as OnTraffic on it. gnet hands out the listening socket
+// only as a per-datagram conn that dies with the callback, so replies go out
+// with sendto(2) on the listening fd (Conn.Fd of those conns), from the
+// loop, to the client address the session remembers. A datagram that does
+// not fit is dropped and counted, as UDP would.
+
+// udpTable is one udp listener's sessions on one loop.
+type udpTable struct {
+	ll       *l4Loop
+	l        *l4Listener
+	fd       int // this loop's listening socket
+	sessions map[netip.AddrPort]*udpSession
+}
+
+type udpState uint8
+
+const (
+	udpDialing udpState = iota
+	udpOpen
+	udpClosed
+)
+
+// udpQueueMax caps the datagrams held for a session while its socket is set
+// up (as well as max_inflight_bytes).
+const udpQueueMax = 64
+
+// udpSession is one client address's flow. Owned by its loop.
+type udpSession struct {
+	t      *udpTable
+	client netip.AddrPort
+	sa     unix.Sockaddr
+	up     gnet.Conn
+	ep     *lb.Endpoint
+	state  udpState
+
+	started   time.Time
+	last      int64 // UnixNano of the last datagram either way
+	queue     [][]byte
+	queued    int
+	connected bool
+	rx, tx    int64
+}
+
+// datagram handles a datagram that arrived on an L4 udp listener; false when
+// c is not one.
+func (l4 *l4Engine) datagram(c gnet.Conn) bool {
+	ua, ok := c.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return false
+	}
+	l := lookupL4(ua.AddrPort(), l4.udpByAddr, l4.udpByPort)
+	if l == nil {
+		return false
+	}
+	data, _ := c.Next(-1)
+	ra, ok := c.RemoteAddr().(*net.UDPAddr)
+	if !ok {
+		return true
+	}
+	ll := l4.loopFor(c.EventLoop())
+	t := ll.udp[l]
+	if t == nil {
+		t = &udpTable{ll: ll, l: l, sessions: map[netip.AddrPort]*udpSession{}}
+		ll.udp[l] = t
+	}
+	t.fd = c.Fd()
+	key := ra.AddrPort()
+	key = netip.AddrPortFrom(key.Addr().Unmap(), key.Port())
+	s := t.sessions[key]
+	if s == nil {
+		if s = t.open(key, ra); s == nil {
+			return true
+		}
+	}
+	s.fromClient(data)
+	return true
+}
+
+// open starts a session for a new client address, or returns nil when the
+// table is full or no endpoint can take it (the datagram is dropped).
+func (t *udpTable) open(key netip.AddrPort, ra *net.UDPAddr) *udpSession {
+	l, e := t.l, t.ll.l4.e
+	if len(t.sessions) >= l.maxUDP {
+		e.m.GuardHit("udp_sessions").Inc()
+		l.dropFull.Inc()
+		return nil
+	}
+	p, err := l.cluster.LB.Pick(sourceIP(key.Addr()), nil)
+	if err != nil {
+		e.m.UpstreamFailure(l.cluster.Name, "no_endpoint").Inc()
+		l.dropNoEndpoint.Inc()
+		return nil
+	}
+	s := &udpSession{
+		t: t, client: key, sa: udpSockaddr(ra), ep: p.Endpoint, started: time.Now(),
+	}
+	s.last = s.started.UnixNano()
+	t.sessions[key] = s
+	l.active.Inc()
+	l.total.Inc()
+	s.dial()
+	return s
+}
+
+// udpSockaddr is where replies to ra go. An IPv4 client of a dual-stack
+// socket gets an AF_INET address, which Linux accepts on AF_INET6 sockets.
+func udpSockaddr(ra *net.UDPAddr) unix.Sockaddr {
+	if ip4 := ra.IP.To4(); ip4 != nil {
+		sa := &unix.SockaddrInet4{Port: ra.Port}
+		copy(sa.Addr[:], ip4)
+		return sa
+	}
+	sa := &unix.SockaddrInet6{Port: ra.Port}
+	copy(sa.Addr[:], ra.IP.To16())
+	if ra.Zone != "" {
+		if ifi, err := net.InterfaceByName(ra.Zone); err == nil {
+			sa.ZoneId = uint32(ifi.Index)
+		}
+	}
+	return sa
+}
+
+// dial opens the connected socket to the endpoint in a goroutine (a UDP
+// connect does not block on the network, but name resolution might) and
+// enrolls it on the loop; it arrives as OnOpen.
+func (s *udpSession) dial() {
+	s.ep.Begin()
+	lp := s.t.ll.lp
+	addr, timeout := s.ep.Address(), s.t.l.connect
+	s.t.l.upConnects.Inc()
+	lp.dialEnroll("udp", addr, timeout, s, func(reason string) {
+		if s.state == udpDialing {
+			lp.e.m.UpstreamFailure(s.t.l.cluster.Name, reason).Inc()
+			s.close(502, true, reason)
+		}
+	})
+}
+
+// fromClient relays one client datagram upstream.
+func (s *udpSession) fromClient(data []byte) {
+	l := s.t.l
+	s.last = time.Now().UnixNano()
+	switch s.state {
+	case udpOpen:
+		s.send(data)
+	case udpDialing:
+		if len(s.queue) >= udpQueueMax || s.queued+len(data) > l.inflight {
+			l.dropQueue.Inc()
+			return
+		}
+		s.queue = append(s.queue, append([]byte(nil), data...))
+		s.queued += len(data)
+	}
+}
+
+func (s *udpSession) send(data []byte) {
+	l := s.t.l
+	if _, err := s.up.Write(data); err != nil {
+		l.dropSend.Inc()
+		if errors.Is(err, unix.ECONNREFUSED) {
+			// An ICMP port unreachable came back for an earlier datagram.
+			s.t.ll.l4.e.m.UpstreamFailure(l.cluster.Name, "refused").Inc()
+			s.close(502, true, "refused")
+		}
+		return
+	}
+	s.rx += int64(len(data))
+	counterAdd(l.rx, len(data))
+}
+
+func (s *udpSession) onOpen(c gnet.Conn) gnet.Action {
+	lp := s.t.ll.lp
+	lp.enter(c)
+	if s.state != udpDialing {
+		lp.closeNow(c)
+		return lp.leave()
+	}
+	s.up = c
+	s.state = udpOpen
+	s.connected = true
+	s.t.l.upActive.Add(1)
+	s.ep.ConnOpened()
+	q := s.queue
+	s.queue, s.queued = nil, 0
+	for _, d := range q {
+		if s.state != udpOpen {
+			break
+		}
+		s.send(d)
+	}
+	return lp.leave()
+}
+
+// onTraffic relays one reply datagram to the client through the listener's
+// socket on this loop.
+func (s *udpSession) onTraffic(c gnet.Conn) gnet.Action {
+	data, _ := c.Next(-1)
+	if c != s.up || s.state != udpOpen {
+		return gnet.None
+	}
+	l := s.t.l
+	s.last = time.Now().UnixNano()
+	for {
+		err := unix.Sendto(s.t.fd, data, 0, s.sa)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			l.dropReply.Inc()
+			return gnet.None
+		}
+		break
+	}
+	s.tx += int64(len(data))
+	counterAdd(l.tx, len(data))
+	return gnet.None
+}
+
+func (s *udpSession) onClose(c gnet.Conn, err error) {
+	if c != s.up {
+		return
+	}
+	s.up = nil
+	if err != nil && s.state == udpOpen {
+		// A read error on a connected UDP socket is an ICMP error from the
+		// endpoint (port unreachable, ...).
+		s.t.ll.l4.e.m.UpstreamFailure(s.t.l.cluster.Name, "refused").Inc()
+		s.close(502, true, "refused")
+		return
+	}
+	s.close(200, false, "")
+}
+
+func (s *udpSession) abort(c gnet.Conn) {
+	s.close(0, false, "panic")
+	_ = c.Close()
+}
+
+// expire ends the sessions idle for udp_session_timeout.
+func (t *udpTable) expire(now int64) {
+	idle := int64(t.l.idle)
+	for _, s := range t.sessions {
+		if now-s.last > idle {
+			s.close(200, false, "expired")
+		}
+	}
+}
+
+// close ends the session on the loop; status goes to the load balancer.
+func (s *udpSession) close(status int, connectFailed bool, reason string) {
+	if s.state == udpClosed {
+		return
+	}
+	s.state = udpClosed
+	s.queue = nil
+	t := s.t
+	if t.sessions[s.client] == s {
+		delete(t.sessions, s.client)
+	}
+	if c := s.up; c != nil {
+		s.up = nil
+		t.ll.lp.closeNow(c)
+	}
+	s.ep.End(status, time.Since(s.started), connectFailed)
+	if s.connected {
+		s.connected = false
+		s.t.l.upActive.Add(-1)
+		s.ep.ConnClosed()
+	}
+	l := t.l
+	l.active.Dec()
+	if !l.log {
+		return
+	}
+	ev := t.ll.l4.e.log.Info().Str("type", "l4").Str("proto", "udp").Str("listener", l.name).
+		Str("client", s.client.String()).Str("upstream", s.ep.Address()).
+		Int64("rx", s.rx).Int64("tx", s.tx).Dur("duration", time.Since(s.started))
+	if reason != "" {
+		ev = ev.Str("reason", reason)
+	}
+	ev.Msg("")
+}
+
+var _ l4Actor = (*udpSession)(nil)
