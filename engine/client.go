@@ -122,7 +122,7 @@ func (cc *clientConn) readHeads() {
 			return
 		}
 		if cc.headStart == 0 {
-			cc.headStart = time.Now().UnixNano()
+			cc.headStart = cc.lp.nowNano()
 		}
 		n, done, err := cc.parser.Parse(buf, &cc.req)
 		if err != nil {
@@ -149,7 +149,7 @@ func (cc *clientConn) beginExchange() {
 	cc.requests++
 	cc.x.Reset()
 	cc.x.ConnRequests = cc.requests
-	cc.started = time.Now()
+	cc.started = cc.lp.now()
 	cc.headStart = 0
 	cc.attempts = 0
 	cc.epBegun, cc.counted, cc.closeAfter = false, false, false
@@ -200,7 +200,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		// full before anything goes upstream, so a malformed chunked body
 		// never reaches an upstream at all.
 		cc.buffering = true
-		now := time.Now().UnixNano()
+		now := cc.lp.nowNano()
 		cc.bodyStart, cc.lastBodyAt = now, now
 		cc.valDec.Reset(cc.req.Body, cc.req.ContentLength, l.limits)
 		if cc.req.ExpectContinue && cc.req.Version == h1.Version11 {
@@ -227,7 +227,7 @@ func (cc *clientConn) checkBuffered() {
 			return
 		}
 		cc.valOff += n
-		cc.lastBodyAt = time.Now().UnixNano()
+		cc.lastBodyAt = cc.lp.nowNano()
 		if done {
 			cc.buffering = false
 			cc.acquireUpstream()
@@ -249,13 +249,13 @@ func (cc *clientConn) acquireUpstream() {
 	ep := cc.x.Pick.Endpoint
 	cl := cc.x.Cluster
 	cc.attempts++
-	cc.attemptStart = time.Now().UnixNano()
+	cc.attemptStart = cc.lp.nowNano()
 	ep.Begin()
 	cc.epBegun = true
 	cc.upstreamAddr = ep.Address()
 	p := cc.lp.poolFor(ep, cc.lp.e.clusters.MaxIdle(cl), cc.l.upIdle)
 	if u := p.get(); u != nil {
-		cc.lp.e.m.UpstreamReuse(cl.Name).Inc()
+		cc.lp.e.clusters.countReuse(cl)
 		u.owner = cc
 		u.state = upActive
 		u.reused = true
@@ -276,7 +276,7 @@ func (cc *clientConn) onUpstreamReady(u *upstream) {
 	head := h1.AppendProxyRequestHead(cc.lp.scratch[:0], &cc.req, &opts)
 	cc.lp.scratch = head[:0]
 	lp := cc.lp
-	now := time.Now().UnixNano()
+	now := cc.lp.nowNano()
 	u.beginResponse()
 	switch {
 	case cc.reqBodyDone:
@@ -325,7 +325,7 @@ func (cc *clientConn) forwardReqBody() {
 				cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(u.c), cc.reqBody.Trailers()))
 			}
 			cc.reqBodyDone = true
-			cc.reqSentAt = time.Now().UnixNano()
+			cc.reqSentAt = cc.lp.nowNano()
 		}
 		if n == 0 {
 			break
@@ -333,7 +333,7 @@ func (cc *clientConn) forwardReqBody() {
 	}
 	if total > 0 {
 		_, _ = cc.c.Discard(total)
-		cc.lastBodyAt = time.Now().UnixNano()
+		cc.lastBodyAt = cc.lp.nowNano()
 	}
 }
 
@@ -364,7 +364,7 @@ func (cc *clientConn) onUpstreamData(u *upstream) {
 			_, _ = u.c.Discard(total)
 		}
 	}()
-	cc.lastRespAt = time.Now().UnixNano()
+	cc.lastRespAt = cc.lp.nowNano()
 	for !cc.respHead {
 		if len(buf) == 0 {
 			return
@@ -498,7 +498,7 @@ func (cc *clientConn) finishExchange(ok bool) {
 
 func (cc *clientConn) toIdle() {
 	cc.state = csHead
-	cc.idleSince = time.Now().UnixNano()
+	cc.idleSince = cc.lp.nowNano()
 	cc.parser.Reset()
 	if cc.c.InboundBuffered() > 0 {
 		cc.readHeads()
@@ -510,7 +510,7 @@ func (cc *clientConn) toIdle() {
 func (cc *clientConn) endpointDone(status int, connectFailed bool) {
 	if cc.epBegun {
 		cc.epBegun = false
-		cc.x.Pick.Endpoint.End(status, time.Since(cc.started), connectFailed)
+		cc.x.Pick.Endpoint.End(status, cc.lp.since(cc.started), connectFailed)
 	}
 	if cc.counted {
 		cc.counted = false
@@ -527,13 +527,13 @@ func (cc *clientConn) record(status int, reason string) {
 		}
 	}
 	rc.inc(status)
-	cc.lp.e.observeDuration(cc.l, time.Since(cc.started))
+	cc.lp.e.observeDuration(cc.l, cc.lp.since(cc.started))
 	if !cc.l.accessLog {
 		return
 	}
 	ev := cc.lp.e.log.Info().Str("type", "access").Str("listener", cc.l.cfg.Name).
 		Bytes("client", cc.ip).Bytes("method", cc.req.Method).Bytes("target", cc.req.Target).
-		Int("status", status).Int64("bytes", cc.respBytes).Dur("duration", time.Since(cc.started))
+		Int("status", status).Int64("bytes", cc.respBytes).Dur("duration", cc.lp.since(cc.started))
 	if cc.x.Route != nil {
 		ev = ev.Str("route", cc.x.Route.Name).Str("cluster", cc.x.Cluster.Name)
 	}
@@ -579,7 +579,7 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	}
 	if cc.processing {
 		cc.state = csHead
-		cc.idleSince = time.Now().UnixNano()
+		cc.idleSince = cc.lp.nowNano()
 		cc.parser.Reset()
 		return // readHeads loops on
 	}
@@ -602,7 +602,7 @@ func (cc *clientConn) upstreamFailed(reason string, status int, connectFailed bo
 	ep := cc.x.Pick.Endpoint
 	if cc.epBegun {
 		cc.epBegun = false
-		ep.End(status, time.Since(cc.started), connectFailed)
+		ep.End(status, cc.lp.since(cc.started), connectFailed)
 	}
 	cc.lp.e.log.Warn().Str("cluster", cl.Name).Str("endpoint", ep.Address()).Str("reason", reason).Msg("upstream failure")
 	if cc.canRetry(reason, status) {
@@ -759,7 +759,7 @@ func (cc *clientConn) closeGracefully() {
 		return
 	}
 	cc.state = csClosing
-	cc.closeBy = time.Now().Add(cc.l.idleKeepalive).UnixNano()
+	cc.closeBy = cc.lp.nowNano() + int64(cc.l.idleKeepalive)
 }
 
 // abort closes the client connection now, and any upstream it holds.

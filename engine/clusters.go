@@ -23,6 +23,13 @@ type Clusters struct {
 	list    []*stages.Cluster
 	maxIdle []int
 	retry   []retryPolicy
+	hot     []clusterCounters
+}
+
+// clusterCounters are a cluster's per-request metrics, resolved once so
+// that counting takes no lock and no map lookup.
+type clusterCounters struct {
+	connects, reuses *metrics.Counter
 }
 
 // retryPolicy is a cluster's [clusters.retry] table in the form the
@@ -115,6 +122,10 @@ func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger, onHe
 			rp.retryOn[r] = true
 		}
 		cs.retry = append(cs.retry, rp)
+		cs.hot = append(cs.hot, clusterCounters{
+			connects: set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, c.Name)),
+			reuses:   set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, c.Name)),
+		})
 	}
 	return cs, nil
 }
@@ -169,6 +180,12 @@ func (cs *Clusters) AllowRetry(cl *stages.Cluster, attempts int, method []byte, 
 	}
 	return rp.retryOn[kind] && cl.LB.AllowRetry()
 }
+
+// countReuse counts a request sent on a pooled connection of cl.
+func (cs *Clusters) countReuse(cl *stages.Cluster) { cs.hot[cl.Index].reuses.Inc() }
+
+// countConnect counts a dial to an endpoint of cl.
+func (cs *Clusters) countConnect(cl *stages.Cluster) { cs.hot[cl.Index].connects.Inc() }
 
 // PerTryTimeout bounds one attempt of cl; 0 means none.
 func (cs *Clusters) PerTryTimeout(cl *stages.Cluster) time.Duration {

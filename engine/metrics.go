@@ -22,7 +22,6 @@ type Metrics struct {
 	guardHits  map[string]*metrics.Counter
 	local      map[string]*metrics.Counter
 	upConnects map[string]*metrics.Counter
-	upReuses   map[string]*metrics.Counter
 	upFailures map[string]*metrics.Counter
 	upActive   map[string]*atomic.Int64
 	cliActive  map[string]*atomic.Int64
@@ -37,7 +36,6 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		guardHits:  map[string]*metrics.Counter{},
 		local:      map[string]*metrics.Counter{},
 		upConnects: map[string]*metrics.Counter{},
-		upReuses:   map[string]*metrics.Counter{},
 		upFailures: map[string]*metrics.Counter{},
 		upActive:   map[string]*atomic.Int64{},
 		cliActive:  map[string]*atomic.Int64{},
@@ -71,11 +69,6 @@ func (m *Metrics) LocalResponse(listener, reason string) *metrics.Counter {
 // UpstreamConnect counts new upstream connections per cluster.
 func (m *Metrics) UpstreamConnect(cluster string) *metrics.Counter {
 	return m.counter(m.upConnects, cluster, fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, cluster))
-}
-
-// UpstreamReuse counts pooled connections reused per cluster.
-func (m *Metrics) UpstreamReuse(cluster string) *metrics.Counter {
-	return m.counter(m.upReuses, cluster, fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, cluster))
 }
 
 // UpstreamFailure counts upstream failures per cluster and reason.

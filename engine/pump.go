@@ -437,6 +437,7 @@ func (cc *clientConn) handBack(u *upstream, res *exchangeResult) {
 		_ = res.unc.Close()
 	}
 	_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		lp.tick()
 		if !keepUp {
 			u.state = upClosed
 			u.finalClose()
@@ -563,6 +564,7 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 		_ = unc.Close()
 	}
 	_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		lp.tick()
 		if !reusable {
 			u.state = upClosed
 			u.finalClose()

@@ -53,7 +53,7 @@ func newUpstream(lp *loop, cl *stages.Cluster, ep *lb.Endpoint) *upstream {
 // dial connects in a goroutine with a timeout and enrolls the socket on the
 // loop; the outcome comes back through OnOpen or Execute.
 func (u *upstream) dial(timeout time.Duration) {
-	u.lp.e.m.UpstreamConnect(u.cluster.Name).Inc()
+	u.lp.e.clusters.countConnect(u.cluster)
 	u.lp.dialEnroll("tcp", u.ep.Address(), timeout, u, u.onDialFailed)
 }
 
