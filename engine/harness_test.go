@@ -75,6 +75,28 @@ name = "app"
 endpoints = [ %s ]
 %s
 `, loops, addr, listenerTOML, strings.Join(eps, ", "), clusterTOML)
+	g := runEngine(t, text, hook)
+	g.addr = addr
+	// Wait until the port accepts.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway did not start: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return g
+}
+
+// runEngine parses text as a whole config and serves it in-process until
+// the test ends.
+func runEngine(t *testing.T, text string, hook func(*stages.Exchange)) *gw {
+	t.Helper()
 	snap, err := conf.Parse("test.toml", []byte(text))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, text)
@@ -98,19 +120,6 @@ endpoints = [ %s ]
 	done := make(chan error, 1)
 	go func() { done <- eng.Serve() }()
 	<-eng.Ready()
-	// Wait until the port accepts.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway did not start: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
@@ -122,7 +131,7 @@ endpoints = [ %s ]
 		cancel()
 		cl.Close()
 	})
-	return &gw{addr: addr, eng: eng, set: set, m: m}
+	return &gw{eng: eng, set: set, m: m}
 }
 
 // waitMetric polls until series equals want (request accounting happens

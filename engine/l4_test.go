@@ -19,11 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/panjf2000/gnet/v2"
-	"github.com/rs/zerolog"
-
-	"github.com/expressgateway/expressgateway/conf"
 )
 
 // startL4 starts an engine from listenersTOML (the [[listeners]] and
@@ -39,42 +35,12 @@ event_loops = %d
 access_log = false
 %s
 `, loops, listenersTOML)
-	snap, err := conf.Parse("test.toml", []byte(text))
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, text)
-	}
-	set := metrics.NewSet()
-	m := NewMetrics(set)
-	log := zerolog.New(io.Discard)
-	if testing.Verbose() {
-		log = zerolog.New(zerolog.NewTestWriter(t))
-	}
-	cl, err := NewClusters(snap, set, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- eng.Serve() }()
-	<-eng.Ready()
+	g := runEngine(t, text, nil)
 	// The sockets are bound before Ready, but gnet opens the SO_REUSEPORT
 	// sockets of loops 1..n just after it: let the group settle so that UDP
 	// flows hash to their final socket.
 	time.Sleep(50 * time.Millisecond)
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		_ = eng.Stop(sctx)
-		select {
-		case <-done:
-		case <-sctx.Done():
-		}
-		cl.Close()
-	})
-	return &gw{eng: eng, set: set, m: m}
+	return g
 }
 
 func freeUDPPort(t *testing.T) string {
