@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package stages
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/lb"
+)
+
+// fakeRequest parses raw into a fresh Exchange, as the engine would.
+func fakeRequest(t *testing.T, raw string) *Exchange {
+	t.Helper()
+	var p h1.RequestParser
+	req := &h1.Request{}
+	n, done, err := p.Parse([]byte(raw), req)
+	if err != nil || !done || n != len(raw) {
+		t.Fatalf("parse %q: n=%d done=%v err=%v", raw, n, done, err)
+	}
+	return &Exchange{Req: req, ClientIP: netip.MustParseAddr("198.18.0.7")}
+}
+
+func TestRouterFirstMatchWins(t *testing.T) {
+	a, b, c, d, e := &Cluster{Name: "a"}, &Cluster{Name: "b"}, &Cluster{Name: "c"}, &Cluster{Name: "d"}, &Cluster{Name: "e"}
+	r := NewRouter([]RouteSpec{
+		{Name: "exact", Host: "api.example.com", PathPrefix: "/v1/", Cluster: a},
+		{Name: "suffix", Host: "*.example.com", Path: "/health", Cluster: b},
+		{Name: "method", Methods: []string{"POST"}, PathPrefix: "/upload", Cluster: c},
+		{Name: "header", Headers: map[string]string{"X-Canary": "1"}, Cluster: d},
+		{Name: "any", Host: "*", PathPrefix: "/", Cluster: e},
+	})
+	cases := []struct{ req, want string }{
+		{"GET /v1/users HTTP/1.1\r\nHost: API.example.com:8080\r\n\r\n", "exact"},
+		{"GET /v2/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "any"},
+		{"GET /health HTTP/1.1\r\nHost: www.example.com\r\n\r\n", "suffix"},
+		{"GET /health HTTP/1.1\r\nHost: example.com\r\n\r\n", "any"}, // *.suffix needs a label
+		{"GET /health?x=1 HTTP/1.1\r\nHost: a.b.example.com\r\n\r\n", "suffix"},
+		{"POST /upload/x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", "method"},
+		{"PUT /upload/x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", "any"},
+		{"GET /x HTTP/1.1\r\nHost: h\r\nX-Canary: 1\r\n\r\n", "header"},
+		{"GET /x HTTP/1.1\r\nHost: h\r\nX-Canary: 2\r\n\r\n", "any"},
+	}
+	for _, tc := range cases {
+		x := fakeRequest(t, tc.req)
+		rt := r.Match(x)
+		if rt == nil || rt.Name != tc.want {
+			got := "<nil>"
+			if rt != nil {
+				got = rt.Name
+			}
+			t.Errorf("%q: route %s, want %s", tc.req, got, tc.want)
+		}
+	}
+	x := fakeRequest(t, "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+	if NewRouter([]RouteSpec{{PathPrefix: "/", Cluster: a}}).Match(x) != nil {
+		t.Error("asterisk-form matched a path prefix route")
+	}
+}
+
+func TestRouteStage404(t *testing.T) {
+	x := fakeRequest(t, "GET /nope HTTP/1.1\r\nHost: h\r\n\r\n")
+	x.Listener = &Listener{Router: NewRouter([]RouteSpec{{Path: "/only", Cluster: &Cluster{}}})}
+	if v := (RouteStage{}).Process(x); v != Respond || x.Status != 404 || x.Reason != "no_route" {
+		t.Fatalf("verdict %v status %d reason %q", v, x.Status, x.Reason)
+	}
+}
+
+func TestGuardEnforcesCodecVerdictAndRequestCap(t *testing.T) {
+	var hits []string
+	g := &Guard{Hit: func(_ *Exchange, name string) { hits = append(hits, name) }}
+	x := fakeRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	x.Listener = &Listener{MaxRequestsPerConn: 2}
+	x.ParseErr = &h1.Error{Status: 400, Token: "cl_te_conflict"}
+	if v := g.Process(x); v != Respond || x.Status != 400 || !x.CloseConn || x.Reason != "codec_cl_te_conflict" {
+		t.Fatalf("codec verdict not enforced: %v %d %v %q", v, x.Status, x.CloseConn, x.Reason)
+	}
+	y := fakeRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	y.Listener = x.Listener
+	y.ConnRequests = 1
+	if v := g.Process(y); v != Continue || y.CloseConn {
+		t.Fatal("first request refused or closing")
+	}
+	y.ConnRequests = 2
+	if v := g.Process(y); v != Continue || !y.CloseConn {
+		t.Fatal("last allowed request does not close the connection")
+	}
+	if len(hits) != 2 || hits[0] != "codec_cl_te_conflict" || hits[1] != "max_requests_per_connection" {
+		t.Fatalf("hits %v", hits)
+	}
+}
+
+func TestConnLimiter(t *testing.T) {
+	l := &ConnLimiter{MaxTotal: 3, MaxPerIP: 2}
+	a, b := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
+	for i, want := range []string{"", "", "max_connections_per_ip"} {
+		ok, lim := l.Acquire(a)
+		if ok != (want == "") || lim != want {
+			t.Fatalf("acquire %d: %v %q", i, ok, lim)
+		}
+	}
+	if ok, _ := l.Acquire(b); !ok {
+		t.Fatal("other IP refused")
+	}
+	if ok, lim := l.Acquire(b); ok || lim != "max_connections" {
+		t.Fatalf("total cap: %v %q", ok, lim)
+	}
+	l.Release(a)
+	if ok, _ := l.Acquire(b); !ok || l.Count() != 3 {
+		t.Fatal("release did not free a slot")
+	}
+}
+
+// fakeStage records what it saw and answers a fixed verdict.
+type fakeStage struct {
+	name string
+	v    Verdict
+	seen []*Exchange
+}
+
+func (f *fakeStage) Name() string { return f.name }
+func (f *fakeStage) Process(x *Exchange) Verdict {
+	f.seen = append(f.seen, x)
+	return f.v
+}
+
+func TestPipelineOrderAndFullRings(t *testing.T) {
+	s1, s2, s3 := &fakeStage{name: "one", v: Continue}, &fakeStage{name: "two", v: Continue}, &fakeStage{name: "three", v: Handled}
+	p := NewPipeline([]Stage{s1, s2, s3}, 2)
+	var done []*Exchange
+	var full []string
+	p.Done = func(x *Exchange) { done = append(done, x) }
+	p.Full = func(stage string) { full = append(full, stage) }
+	xs := []*Exchange{{}, {}, {}}
+	if !p.Submit(xs[0]) || !p.Submit(xs[1]) {
+		t.Fatal("submit refused below capacity")
+	}
+	if p.Submit(xs[2]) {
+		t.Fatal("submit accepted past the head ring's capacity")
+	}
+	p.Drain()
+	if len(s1.seen) != 2 || len(s2.seen) != 2 || len(s3.seen) != 2 || s3.seen[0] != xs[0] || s3.seen[1] != xs[1] {
+		t.Fatal("stages did not see the batch in order")
+	}
+	if len(done) != 0 || len(full) != 0 {
+		t.Fatal("handled exchanges reported as done or full")
+	}
+	// A stage that answers stops the exchange there.
+	s2.v = Respond
+	p.SubmitAndDrain(xs[2])
+	if len(done) != 1 || done[0] != xs[2] || len(s3.seen) != 2 {
+		t.Fatal("Respond did not stop the pipeline")
+	}
+	// A full ring between stages is a 503 with Retry-After, counted.
+	s2.v = Continue
+	p2 := NewPipeline([]Stage{&fakeStage{name: "fan", v: Continue}, &fakeStage{name: "slow", v: Handled}}, 2)
+	p2.Done = p.Done
+	p2.Full = p.Full
+	ys := []*Exchange{{}, {}}
+	p2.Submit(ys[0])
+	p2.Submit(ys[1])
+	// Fill the second ring behind the pipeline's back, as a stage that
+	// re-queues would, then drain.
+	p2.rings[1].Push(&Exchange{})
+	p2.Drain()
+	if len(full) != 1 || full[0] != "slow" {
+		t.Fatalf("full ring not reported: %v", full)
+	}
+	last := done[len(done)-1]
+	if last.Status != 503 || !last.RetryAfter || last.Reason != "ring_full" {
+		t.Fatalf("overflow answered %d retry-after %v reason %q", last.Status, last.RetryAfter, last.Reason)
+	}
+}
+
+func TestExchangeRequestInfo(t *testing.T) {
+	x := fakeRequest(t, "GET /p/q?x=1 HTTP/1.1\r\nHost: h\r\nCookie: a=1; EG=\"v2\"\r\nCookie: b=2\r\nX-User: u1\r\n\r\n")
+	if string(x.Path()) != "/p/q" || string(x.Header("x-user")) != "u1" {
+		t.Fatal("path or header")
+	}
+	if string(x.Cookie("EG")) != "v2" || string(x.Cookie("b")) != "2" || x.Cookie("zz") != nil {
+		t.Fatal("cookie lookup")
+	}
+	var _ lb.RequestInfo = x
+	if n := testing.AllocsPerRun(100, func() { _ = x.Cookie("b"); _ = x.Path() }); n != 0 {
+		t.Fatalf("%v allocs per lookup", n)
+	}
+}
