@@ -187,7 +187,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 	cc.lp.pending[l]++
 	cc.counted = true
 	x.Cluster.LB.RecordRequest() // the retry budget is a share of these
-	if x.CloseConn || !cc.req.KeepAlive {
+	if x.CloseConn || !cc.req.KeepAlive || cc.lp.e.draining.Load() {
 		cc.closeAfter = true
 	}
 	switch {
@@ -436,7 +436,7 @@ func (cc *clientConn) writeResponseHead(u *upstream) {
 	cc.respHead = true
 	cc.respStatus = u.resp.Status
 	cc.respOut = u.resp.Body
-	keep := cc.req.KeepAlive && !cc.closeAfter && u.resp.Body != h1.BodyUntilClose
+	keep := cc.req.KeepAlive && !cc.closeAfter && u.resp.Body != h1.BodyUntilClose && !cc.lp.e.draining.Load()
 	if u.resp.Body == h1.BodyChunked && cc.req.Version == h1.Version10 {
 		cc.respOut = h1.BodyUntilClose
 		keep = false
@@ -558,7 +558,7 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	if cc.req.Body != h1.BodyNone && !cc.reqBodyDone {
 		cc.closeAfter = true // the unread body would be taken for the next request
 	}
-	if !cc.req.KeepAlive {
+	if !cc.req.KeepAlive || cc.lp.e.draining.Load() {
 		cc.closeAfter = true
 	}
 	var extra []h1.Header
@@ -675,8 +675,8 @@ func (cc *clientConn) onTimer(now int64) {
 				cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, "header_timeout", true
 				cc.respondLocal(&cc.x)
 			}
-		} else if now-cc.idleSince > int64(l.idleKeepalive) {
-			cc.abort()
+		} else if now-cc.idleSince > int64(l.idleKeepalive) || cc.lp.e.draining.Load() {
+			cc.abort() // idle too long, or idle while draining
 		}
 	case csUpstream:
 		if cc.respPumping {

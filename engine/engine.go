@@ -62,6 +62,7 @@ type Engine struct {
 	booted     chan struct{}
 	bootOnce   sync.Once
 	stopped    atomic.Bool
+	draining   atomic.Bool
 	eventLoops int
 	runErr     chan error
 	hook       func(x *stages.Exchange)
@@ -223,6 +224,29 @@ func (e *Engine) Serve() error {
 
 // Ready is closed once the listeners are bound (or binding failed).
 func (e *Engine) Ready() <-chan struct{} { return e.booted }
+
+// Drain stops taking new connections and lets the open ones finish: an
+// exchange in flight completes with "Connection: close", idle keep-alive
+// connections are closed by the next sweep, and tcp pairs run until they
+// end. It returns when no client connection is left or ctx is done, and
+// reports how many were still open. Call Stop afterwards. Safe from any
+// goroutine.
+func (e *Engine) Drain(ctx context.Context) int {
+	e.draining.Store(true)
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		n := e.global.Count()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-t.C:
+		}
+	}
+}
 
 // Stop closes the listeners and every connection. Safe from any goroutine.
 func (e *Engine) Stop(ctx context.Context) error {
@@ -396,6 +420,10 @@ func (e *Engine) acceptClient(c gnet.Conn) {
 	l := e.listenerOf(c)
 	if l == nil {
 		_ = c.Close()
+		return
+	}
+	if e.draining.Load() {
+		_ = c.Close() // draining: no new connections
 		return
 	}
 	ip := addrIP(c.RemoteAddr())

@@ -131,12 +131,20 @@ func serve(path string, stderr io.Writer) error {
 	ready.Store(false)
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.Engine.DrainTimeout.Std())
 	defer scancel()
-	if err := eng.Stop(sctx); err != nil {
+	start := time.Now()
+	if left := eng.Drain(sctx); left > 0 {
+		log.Warn().Int("connections", left).Dur("after", time.Since(start)).Msg("drain budget spent; closing the rest")
+	} else {
+		log.Info().Dur("after", time.Since(start)).Msg("drained")
+	}
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stopCancel()
+	if err := eng.Stop(stopCtx); err != nil {
 		log.Warn().Err(err).Msg("engine stop")
 	}
 	select {
 	case <-errc:
-	case <-sctx.Done():
+	case <-stopCtx.Done():
 	}
 	return nil
 }

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestDrainFinishesInFlightAndClosesIdle(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(400 * time.Millisecond)
+		}
+		io.WriteString(w, r.URL.Path)
+	})
+	g := startGW(t, []string{o.addr()}, "", "", nil)
+	idle := dialRaw(t, g.addr)
+	idle.send(t, "GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+	idle.readResponse(t, "GET")
+	busy := dialRaw(t, g.addr)
+	busy.send(t, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	for o.requests.Load() < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	drained := make(chan int, 1)
+	start := time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		drained <- g.eng.Drain(ctx)
+	}()
+
+	if !idle.closedByPeer(time.Second) {
+		t.Fatal("idle keep-alive connection not closed while draining")
+	}
+	resp, body := busy.readResponse(t, "GET")
+	if resp.StatusCode != 200 || body != "/slow" || !resp.Close {
+		t.Fatalf("in-flight request: %d %q close=%v", resp.StatusCode, body, resp.Close)
+	}
+	if c, err := net.DialTimeout("tcp", g.addr, time.Second); err == nil {
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a new connection was served while draining")
+		}
+		c.Close()
+	}
+	select {
+	case left := <-drained:
+		if left != 0 {
+			t.Fatalf("%d connections left", left)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("Drain did not return")
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("drain took %v", el)
+	}
+}
+
+func TestDrainBudgetSpent(t *testing.T) {
+	o := echoOrigin(t)
+	g := startGW(t, []string{o.addr()}, "", "", nil)
+	c := dialRaw(t, g.addr)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n") // a head that never ends
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if left := g.eng.Drain(ctx); left != 1 {
+		t.Fatalf("Drain reported %d connections left, want 1", left)
+	}
+}
