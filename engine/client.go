@@ -64,7 +64,6 @@ type clientConn struct {
 	buffering    bool // reading a small body in full before going upstream
 	largeBody    bool // the body streams: the exchange leaves the loop
 	sent100      bool // we answered Expect: 100-continue ourselves
-	valDec       h1.BodyDecoder
 	valOff       int
 	processing   bool // inside readHeads: don't recurse
 	upstreamAddr string
@@ -202,7 +201,8 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		cc.buffering = true
 		now := cc.lp.nowNano()
 		cc.bodyStart, cc.lastBodyAt = now, now
-		cc.valDec.Reset(cc.req.Body, cc.req.ContentLength, l.limits)
+		// reqBody validates now; onUpstreamReady resets it to forward.
+		cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, l.limits)
 		if cc.req.ExpectContinue && cc.req.Version == h1.Version11 {
 			cc.sent100 = true
 			cc.lp.queue(cc.c, continue100)
@@ -220,7 +220,7 @@ var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 func (cc *clientConn) checkBuffered() {
 	buf, _ := cc.c.Peek(-1)
 	for cc.valOff < len(buf) {
-		n, _, done, err := cc.valDec.Decode(buf[cc.valOff:])
+		n, _, done, err := cc.reqBody.Decode(buf[cc.valOff:])
 		if err != nil {
 			cc.buffering = false
 			cc.failRequestBody(err)
