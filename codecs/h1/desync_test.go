@@ -1,35 +1,14 @@
 package h1
 
 import (
-	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"github.com/expressgateway/expressgateway/codecs/h1/h1test"
 )
-
-// The http-desync-guardian corpus (aws/http-desync-guardian tests/, see
-// SOURCE.md beside it) lives outside the module, in shared/testdata next to
-// the repository root.
-type desyncCase struct {
-	Name    string `yaml:"name"`
-	URI     string `yaml:"uri"`
-	Method  string `yaml:"method"`
-	Version string `yaml:"version"`
-	Headers []struct {
-		Name  string `yaml:"name"`
-		Value string `yaml:"value"`
-	} `yaml:"headers"`
-	Expected struct {
-		Tier   string `yaml:"tier"`
-		Reason string `yaml:"reason"`
-	} `yaml:"expected"`
-}
 
 // wireDeviations are corpus cases whose expectation cannot hold on the wire,
 // keyed by file and name, with the token we answer instead. The guardian
@@ -40,77 +19,17 @@ var wireDeviations = map[string]string{
 	"rfc-compliant.yaml/Empty URI": "bad_target",
 }
 
-func desyncDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("repository root (go.mod) not found above the package")
-		}
-		dir = parent
-	}
-	corpus := filepath.Join(filepath.Dir(dir), "shared", "testdata", "http-desync-guardian")
-	if _, err := os.Stat(corpus); err != nil {
-		t.Fatalf("desync corpus missing (expected beside the repository root): %v", err)
-	}
-	return corpus
-}
-
-// rawDesyncRequest builds the wire bytes for a case. Cases mostly omit Host,
-// which is not what they test; an HTTP/1.1 request without it is refused
-// (missing_host), so one is put first when the case has none. YAML escapes
-// such as \x85 arrive as UTF-8 (C2 85), still obs-text on the wire.
-func rawDesyncRequest(c *desyncCase) []byte {
-	var b bytes.Buffer
-	b.WriteString(c.Method + " " + c.URI)
-	if c.Version != "" {
-		b.WriteString(" " + c.Version)
-	}
-	b.WriteString("\r\n")
-	hasHost := false
-	for _, h := range c.Headers {
-		hasHost = hasHost || strings.EqualFold(h.Name, "host")
-	}
-	if !hasHost {
-		b.WriteString("Host: example.com\r\n")
-	}
-	for _, h := range c.Headers {
-		b.WriteString(h.Name + ": " + h.Value + "\r\n")
-	}
-	b.WriteString("\r\n")
-	return b.Bytes()
-}
-
 func TestDesyncGuardianCorpus(t *testing.T) {
-	dir := desyncDir(t)
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no yaml files in %s: %v", dir, err)
-	}
+	cases := h1test.LoadDesyncCorpus(t)
 	tiers := map[string]int{}
 	tokens := map[string]int{}
 	acceptedAcceptable, refusedAcceptable, deviations := 0, 0, 0
-	for _, file := range files {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cases []desyncCase
-		if err := yaml.Unmarshal(data, &cases); err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
+	{
 		for i := range cases {
 			c := &cases[i]
-			key := filepath.Base(file) + "/" + c.Name
+			key := c.Key()
 			tiers[c.Expected.Tier]++
-			raw := rawDesyncRequest(c)
+			raw := c.Raw()
 			var p RequestParser
 			var r Request
 			n, done, perr := p.Parse(raw, &r)
