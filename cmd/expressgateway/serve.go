@@ -118,15 +118,23 @@ func serve(path string, stderr io.Writer) error {
 	}
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case err := <-errc:
-		if err != nil {
-			return fmt.Errorf("engine: %w", err)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+wait:
+	for {
+		select {
+		case err := <-errc:
+			if err != nil {
+				return fmt.Errorf("engine: %w", err)
+			}
+			return nil
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				reloadXDP(path, xs, log)
+				continue
+			}
+			log.Info().Str("signal", s.String()).Msg("shutting down")
+			break wait
 		}
-		return nil
-	case s := <-sigs:
-		log.Info().Str("signal", s.String()).Msg("shutting down")
 	}
 	ready.Store(false)
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.Engine.DrainTimeout.Std())
@@ -195,4 +203,36 @@ func startDemo(addr string) (string, error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return ln.Addr().String(), nil
+}
+
+// reloadXDP handles SIGHUP: the file is read and validated again; a bad file
+// never replaces the running config. Today only the [xdp] tables (VIPs and
+// the endpoints of their clusters) are swapped; listeners, routes and L7
+// clusters keep their running config until a restart.
+func reloadXDP(path string, xs *xdpStage, log zerolog.Logger) {
+	if path == "" {
+		log.Warn().Msg("SIGHUP: running the embedded config; nothing to reload")
+		return
+	}
+	snap, err := loadConfig(path)
+	if err != nil {
+		var ve *conf.ValidationError
+		if errors.As(err, &ve) {
+			for _, p := range ve.Problems {
+				log.Error().Str("problem", p.String()).Msg("reload refused")
+			}
+		} else {
+			log.Error().Err(err).Msg("reload refused")
+		}
+		return
+	}
+	if xs == nil || !snap.Config.XDP.Enabled {
+		log.Warn().Msg("SIGHUP: only the [xdp] tables reload today, and xdp is not running; restart to apply other changes")
+		return
+	}
+	if err := xs.reload(snap); err != nil {
+		log.Error().Err(err).Msg("reload refused")
+		return
+	}
+	log.Warn().Msg("SIGHUP: xdp tables reloaded; changes to listeners, routes and L7 clusters need a restart")
 }

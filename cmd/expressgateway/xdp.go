@@ -111,6 +111,25 @@ func (s *xdpStage) onHealth(ev lb.HealthEvent) {
 	}
 }
 
+// reload swaps in the VIP tables of a new snapshot: each VIP's Maglev table
+// is replaced in one map write, and established flows keep their backend
+// through the flow table.
+func (s *xdpStage) reload(snap *conf.Snapshot) error {
+	l := s.lb.Load()
+	if l == nil {
+		return fmt.Errorf("xdp is not running")
+	}
+	cfg, err := xdpConfig(snap)
+	if err != nil {
+		return err
+	}
+	if err := l.Update(cfg); err != nil {
+		return fmt.Errorf("xdp update: %w", err)
+	}
+	s.log.Info().Int("vips", len(cfg.VIPs)).Msg("xdp tables reloaded")
+	return nil
+}
+
 // collect reads the BPF counters into the metric families now.
 func (s *xdpStage) collect() {
 	if l := s.lb.Load(); l != nil {

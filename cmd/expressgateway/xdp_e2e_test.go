@@ -231,3 +231,181 @@ endpoints = [ { address = "198.18.0.11:8080" } ]
 		t.Fatalf("unclear error:\n%s", out)
 	}
 }
+
+// keepConn is a keep-alive HTTP connection to the VIP, dialled inside the
+// client namespace (the socket stays there) and used from the test.
+type keepConn struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func (k *keepConn) ask() (string, error) {
+	_ = k.c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(k.c, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(k.r, nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// TestXDPReloadThroughBinary: SIGHUP swaps the VIP's table in the running
+// binary. Established connections keep their backend when a backend is
+// added, and a removed backend drains: its established connections are
+// still answered while new ones go elsewhere.
+func TestXDPReloadThroughBinary(t *testing.T) {
+	netnstest.Skip(t)
+	if _, err := os.Stat("/sys/fs/bpf"); err != nil {
+		t.Skip("no bpffs: ", err)
+	}
+	bin := gatewayBinary(t)
+	tp := netnstest.NewTopology(t, 3)
+	for i, ns := range tp.Backends {
+		name := fmt.Sprintf("b%d", i+1)
+		var ln net.Listener
+		ns.MustDo(func() (err error) {
+			ln, err = net.Listen("tcp4", ":8080")
+			return err
+		})
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	render := func(idx ...int) string {
+		var eps []string
+		for _, i := range idx {
+			eps = append(eps, fmt.Sprintf(`{ address = "%s:8080" }`, tp.BackendAddrs[i]))
+		}
+		return fmt.Sprintf(`
+[admin]
+listen = "127.0.0.1:9901"
+[log]
+access_log = false
+[[listeners]]
+name = "local"
+listen = "127.0.0.1:8080"
+[[listeners.routes]]
+cluster = "l4"
+[xdp]
+enabled = true
+interface = %q
+[[xdp.vips]]
+name = "web"
+address = "198.18.100.1"
+port = 80
+snat_address = %q
+cluster = "l4"
+[[clusters]]
+name = "l4"
+lb = "maglev"
+endpoints = [ %s ]
+[clusters.maglev]
+table_size = 251
+`, tp.LBInterface, tp.SNATAddr, strings.Join(eps, ", "))
+	}
+	path := filepath.Join(t.TempDir(), "reload.toml")
+	write := func(text string) {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(render(0, 1))
+	cmd := tp.LB.Start(bin, "run", "--config", path)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var m string
+		tp.LB.Do(func() (err error) { m, err = nsGet("127.0.0.1:9901", "/metrics"); return err })
+		if strings.Contains(m, "expressgateway_xdp_attached{") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("xdp not attached")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var keep []*keepConn
+	tp.Client.MustDo(func() error {
+		for i := 0; i < 24; i++ {
+			c, err := net.DialTimeout("tcp4", "198.18.100.1:80", 3*time.Second)
+			if err != nil {
+				return err
+			}
+			keep = append(keep, &keepConn{c: c, r: bufio.NewReader(c)})
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		for _, k := range keep {
+			k.c.Close()
+		}
+	})
+	first := make([]string, len(keep))
+	for i, k := range keep {
+		name, err := k.ask()
+		if err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+		first[i] = name
+	}
+	hup := func() {
+		_ = cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(300 * time.Millisecond)
+	}
+	newConns := func(n int) map[string]int {
+		got := map[string]int{}
+		tp.Client.MustDo(func() error {
+			for i := 0; i < n; i++ {
+				b, err := nsGet("198.18.100.1:80", "/")
+				if err != nil {
+					return err
+				}
+				got[b]++
+			}
+			return nil
+		})
+		return got
+	}
+
+	// Add b3: established connections stay put, new ones reach b3.
+	write(render(0, 1, 2))
+	hup()
+	for i, k := range keep {
+		if name, err := k.ask(); err != nil || name != first[i] {
+			t.Fatalf("conn %d moved from %s to %s (%v) after a backend was added", i, first[i], name, err)
+		}
+	}
+	if got := newConns(45); got["b3"] == 0 {
+		t.Fatalf("the added backend takes no new connections: %v", got)
+	}
+
+	// Remove b1: its established connections drain, new ones avoid it.
+	write(render(1, 2))
+	hup()
+	onB1 := 0
+	for i, k := range keep {
+		name, err := k.ask()
+		if err != nil || name != first[i] {
+			t.Fatalf("conn %d: %s → %s (%v) after b1 was removed", i, first[i], name, err)
+		}
+		if name == "b1" {
+			onB1++
+		}
+	}
+	if onB1 == 0 {
+		t.Fatal("no established connection was on b1; the drain was not exercised")
+	}
+	if got := newConns(40); got["b1"] != 0 {
+		t.Fatalf("removed backend still takes new connections: %v", got)
+	}
+
+	// A broken file is refused and changes nothing.
+	write("[[listeners]]\nname = ")
+	hup()
+	if got := newConns(10); got["b1"] != 0 || got["b2"]+got["b3"] != 10 {
+		t.Fatalf("after a bad reload: %v", got)
+	}
+}
