@@ -41,21 +41,7 @@ func TestXDPThroughBinary(t *testing.T) {
 func testXDPThroughBinary(t *testing.T, mode string) {
 	bin := gatewayBinary(t)
 	tp := netnstest.NewTopology(t, 3)
-	servers := make([]*http.Server, len(tp.Backends))
-	for i, ns := range tp.Backends {
-		name := fmt.Sprintf("b%d", i+1)
-		var ln net.Listener
-		ns.MustDo(func() (err error) {
-			ln, err = net.Listen("tcp4", ":8080")
-			return err
-		})
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, name)
-		})}
-		servers[i] = srv
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-	}
+	servers := nameServers(t, tp)
 	var eps []string
 	for _, a := range tp.BackendAddrs {
 		eps = append(eps, fmt.Sprintf(`{ address = "%s:8080" }`, a))
@@ -264,17 +250,7 @@ func TestXDPReloadThroughBinary(t *testing.T) {
 	}
 	bin := gatewayBinary(t)
 	tp := netnstest.NewTopology(t, 3)
-	for i, ns := range tp.Backends {
-		name := fmt.Sprintf("b%d", i+1)
-		var ln net.Listener
-		ns.MustDo(func() (err error) {
-			ln, err = net.Listen("tcp4", ":8080")
-			return err
-		})
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-	}
+	nameServers(t, tp)
 	render := func(idx ...int) string {
 		var eps []string
 		for _, i := range idx {
@@ -408,4 +384,24 @@ table_size = 251
 	if got := newConns(10); got["b1"] != 0 || got["b2"]+got["b3"] != 10 {
 		t.Fatalf("after a bad reload: %v", got)
 	}
+}
+
+// nameServers starts, in each backend namespace, an HTTP server on :8080
+// that answers its name (b1, b2, ...).
+func nameServers(t *testing.T, tp *netnstest.Topology) []*http.Server {
+	t.Helper()
+	servers := make([]*http.Server, len(tp.Backends))
+	for i, ns := range tp.Backends {
+		name := fmt.Sprintf("b%d", i+1)
+		var ln net.Listener
+		ns.MustDo(func() (err error) {
+			ln, err = net.Listen("tcp4", ":8080")
+			return err
+		})
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })}
+		servers[i] = srv
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	return servers
 }
