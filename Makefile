@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 PKGS     := ./...
 
-.PHONY: all build run test vet lint staticcheck unit fuzz bench bench-smoke bpf bpf-check clean
+.PHONY: all build run test deps vet lint staticcheck unit fuzz bench bench-smoke bpf bpf-check clean
 
 all: build
 
@@ -18,7 +18,11 @@ run: build
 	./$(BIN) run
 
 ## test: vet, staticcheck, BPF freshness, and the race-enabled test suite.
-test: vet staticcheck bpf-check unit
+test: deps vet staticcheck bpf-check unit
+
+## deps: install the suite's system packages when missing (apt, as root).
+deps:
+	@.ci/deps.sh
 
 vet:
 	$(GO) vet $(PKGS)
