@@ -255,13 +255,7 @@ func TestLBSessionAffinityCookie(t *testing.T) {
 	gw, _ := lbGateway(t, bs, nil, `lb = "session_affinity"
 [clusters.affinity]
 cookie_name = "EGA"
-[clusters.health_check]
-type = "http"
-path = "/healthz"
-interval = "100ms"
-timeout = "50ms"
-unhealthy_threshold = 1
-healthy_threshold = 1`)
+`+fastHTTPCheck)
 	c := newLBClient(gw)
 	code, first, resp := c.get(t, nil)
 	if code != 200 {
@@ -419,13 +413,7 @@ func TestLBPriorityFailoverAndSpillBack(t *testing.T) {
 	extras := []string{", priority = 0", ", priority = 0", ", priority = 1"}
 	gw, _ := lbGateway(t, bs, extras, `lb = "round_robin"
 panic_threshold = 0.0
-[clusters.health_check]
-type = "http"
-path = "/healthz"
-interval = "100ms"
-timeout = "50ms"
-unhealthy_threshold = 1
-healthy_threshold = 1`)
+`+fastHTTPCheck)
 	c := newLBClient(gw)
 	if m := counts(t, c, 100, nil); m["c"] != 0 {
 		t.Fatalf("priority 1 used while priority 0 is healthy: %v", m)
@@ -451,3 +439,13 @@ healthy_threshold = 1`)
 		t.Fatalf("traffic did not spill back to priority 0: %v", m)
 	}
 }
+
+// fastHTTPCheck is an active HTTP health check that reacts within ~100 ms.
+const fastHTTPCheck = `
+[clusters.health_check]
+type = "http"
+path = "/healthz"
+interval = "100ms"
+timeout = "50ms"
+unhealthy_threshold = 1
+healthy_threshold = 1`

@@ -42,45 +42,14 @@ func testXDPThroughBinary(t *testing.T, mode string) {
 	bin := gatewayBinary(t)
 	tp := netnstest.NewTopology(t, 3)
 	servers := nameServers(t, tp)
-	var eps []string
-	for _, a := range tp.BackendAddrs {
-		eps = append(eps, fmt.Sprintf(`{ address = "%s:8080" }`, a))
-	}
-	cfg := fmt.Sprintf(`
-[admin]
-listen = "127.0.0.1:9901"
-[log]
-access_log = false
-[[listeners]]
-name = "local"
-listen = "127.0.0.1:8080"
-[[listeners.routes]]
-cluster = "l4"
-[xdp]
-enabled = true
-interface = %q
-attach_mode = %q
-[[xdp.vips]]
-name = "web"
-address = "198.18.100.1"
-port = 80
-protocol = "tcp"
-mode = "nat"
-snat_address = %q
-cluster = "l4"
-[[clusters]]
-name = "l4"
-lb = "maglev"
-endpoints = [ %s ]
-[clusters.maglev]
-table_size = 251
+	cfg := labConfig(tp, mode, `
 [clusters.health_check]
 type = "tcp"
 interval = "200ms"
 timeout = "100ms"
 unhealthy_threshold = 2
 healthy_threshold = 1
-`, tp.LBInterface, mode, tp.SNATAddr, strings.Join(eps, ", "))
+`, 0, 1, 2)
 	path := filepath.Join(t.TempDir(), "xdp.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -251,38 +220,7 @@ func TestXDPReloadThroughBinary(t *testing.T) {
 	bin := gatewayBinary(t)
 	tp := netnstest.NewTopology(t, 3)
 	nameServers(t, tp)
-	render := func(idx ...int) string {
-		var eps []string
-		for _, i := range idx {
-			eps = append(eps, fmt.Sprintf(`{ address = "%s:8080" }`, tp.BackendAddrs[i]))
-		}
-		return fmt.Sprintf(`
-[admin]
-listen = "127.0.0.1:9901"
-[log]
-access_log = false
-[[listeners]]
-name = "local"
-listen = "127.0.0.1:8080"
-[[listeners.routes]]
-cluster = "l4"
-[xdp]
-enabled = true
-interface = %q
-[[xdp.vips]]
-name = "web"
-address = "198.18.100.1"
-port = 80
-snat_address = %q
-cluster = "l4"
-[[clusters]]
-name = "l4"
-lb = "maglev"
-endpoints = [ %s ]
-[clusters.maglev]
-table_size = 251
-`, tp.LBInterface, tp.SNATAddr, strings.Join(eps, ", "))
-	}
+	render := func(idx ...int) string { return labConfig(tp, "auto", "", idx...) }
 	path := filepath.Join(t.TempDir(), "reload.toml")
 	write := func(text string) {
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
@@ -404,4 +342,43 @@ func nameServers(t *testing.T, tp *netnstest.Topology) []*http.Server {
 		t.Cleanup(func() { srv.Close() })
 	}
 	return servers
+}
+
+// labConfig is the binary's config in the LB namespace: a VIP 198.18.100.1:80
+// (tcp, nat) over the backends idx of the lab, attached in mode, with extra
+// TOML appended to the cluster table.
+func labConfig(tp *netnstest.Topology, mode, extra string, idx ...int) string {
+	var eps []string
+	for _, i := range idx {
+		eps = append(eps, fmt.Sprintf(`{ address = "%s:8080" }`, tp.BackendAddrs[i]))
+	}
+	return fmt.Sprintf(`
+[admin]
+listen = "127.0.0.1:9901"
+[log]
+access_log = false
+[[listeners]]
+name = "local"
+listen = "127.0.0.1:8080"
+[[listeners.routes]]
+cluster = "l4"
+[xdp]
+enabled = true
+interface = %q
+attach_mode = %q
+[[xdp.vips]]
+name = "web"
+address = "198.18.100.1"
+port = 80
+protocol = "tcp"
+mode = "nat"
+snat_address = %q
+cluster = "l4"
+[[clusters]]
+name = "l4"
+lb = "maglev"
+endpoints = [ %s ]
+[clusters.maglev]
+table_size = 251
+%s`, tp.LBInterface, mode, tp.SNATAddr, strings.Join(eps, ", "), extra)
 }
