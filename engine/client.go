@@ -68,6 +68,7 @@ type clientConn struct {
 	processing   bool // inside readHeads: don't recurse
 	upstreamAddr string
 	attemptStart int64
+	pending      *pendingDetach // a long exchange waiting to leave the loop
 }
 
 func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
@@ -91,6 +92,15 @@ func (cc *clientConn) onTraffic() {
 	case csUpstream:
 		if cc.buffering {
 			cc.checkBuffered()
+			return
+		}
+		if cc.pending != nil {
+			// The body waits in gnet's inbound buffer until the exchange can
+			// leave the loop; a client that sends far more meanwhile is cut.
+			if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+cc.l.inflight {
+				cc.lp.e.guardHit(&cc.x, "detach_wait_overflow")
+				cc.abort()
+			}
 			return
 		}
 		if !cc.reqBodyDone && cc.up != nil && cc.up.state == upActive {
@@ -157,6 +167,7 @@ func (cc *clientConn) beginExchange() {
 	cc.respHead, cc.respPumping = false, false
 	cc.buffering, cc.largeBody, cc.sent100 = false, false, false
 	cc.valOff = 0
+	cc.pending = nil
 	cc.reqSentAt, cc.lastRespAt = 0, 0
 	cc.respStatus = 0
 	cc.upstreamAddr = ""
@@ -680,6 +691,16 @@ func (cc *clientConn) onTimer(now int64) {
 		}
 	case csUpstream:
 		if cc.respPumping {
+			return
+		}
+		if p := cc.pending; p != nil {
+			if now-p.since > int64(l.bodyIdle) {
+				cc.lp.e.guardHit(&cc.x, "detach_wait_timeout")
+				cc.abort()
+				return
+			}
+			cc.lp.flushOut()
+			cc.detachExchange(p.u, p.head)
 			return
 		}
 		u := cc.up

@@ -96,17 +96,31 @@ type exchangeResult struct {
 	localStatus int // when no response head went out: answer this locally
 }
 
+// pendingDetach is an exchange waiting for the client's outbound buffer to
+// drain before it can leave the loop.
+type pendingDetach struct {
+	u     *upstream
+	head  []byte
+	since int64
+}
+
 // detachExchange moves a request with a long body, and its response, off the
 // loop. head is the request head for the upstream.
 func (cc *clientConn) detachExchange(u *upstream, head []byte) {
 	cc.lp.flushOut()
-	prefix := takeInbound(cc.c)
 	gc, gu := cc.c, u.c
 	if gu.OutboundBuffered() > 0 || gc.OutboundBuffered() > 0 {
-		// Never drop bytes gnet still holds; this only happens when the
-		// previous response is still draining to the client.
-		cc.lp.e.guardHit(&cc.x, "detach_busy")
+		// gnet's close drops what its outbound buffer still holds (the end
+		// of the previous, pipelined response to a client that has not read
+		// it yet): wait until it has drained; the sweep retries.
+		if cc.pending == nil {
+			cc.pending = &pendingDetach{u: u, head: head, since: cc.lp.nowNano()}
+			cc.lp.e.m.GuardHit("detach_wait").Inc()
+		}
+		return
 	}
+	cc.pending = nil
+	prefix := takeInbound(gc)
 	cc.state = csDetached
 	cc.c = nil
 	u.state = upDetached

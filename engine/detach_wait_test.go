@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A long upload pipelined behind a response the client has not read yet
+// must wait for that response to drain before the exchange leaves the loop
+// (gnet's close would drop what its outbound buffer still holds); then both
+// arrive intact.
+func TestLongUploadWaitsForPipelinedResponseToDrain(t *testing.T) {
+	const respSize = 6 << 20
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			io.WriteString(w, strings.Repeat("r", respSize))
+			return
+		}
+		h := sha256.New()
+		io.Copy(h, r.Body)
+		io.WriteString(w, hex.EncodeToString(h.Sum(nil)))
+	})
+	g := startGW(t, []string{o.addr()}, `
+[listeners.limits]
+max_inflight_bytes = "8MiB"
+`, "", nil)
+	c := dialRaw(t, g.addr)
+	// A modest receive buffer, so that part of the response stays in gnet's
+	// outbound buffer while the client does not read.
+	c.Conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	const bodySize = 16 << 20
+	body := []byte(strings.Repeat("u", bodySize))
+	c.send(t, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // the response fills the socket buffers
+	c.send(t, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 16777216\r\n\r\n")
+	c.Write(body[:1<<20])
+	if g.waitMetric(`expressgateway_guard_hits_total{guard="detach_wait"}`, 1) != 1 {
+		t.Fatal("the upload did not wait for the pipelined response to drain")
+	}
+	resp, got := c.readResponse(t, "GET")
+	if resp.StatusCode != 200 || len(got) != respSize || strings.Trim(got, "r") != "" {
+		t.Fatalf("pipelined response damaged: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	go c.Write(body[1<<20:])
+	resp, sum := c.readResponse(t, "POST")
+	want := sha256.Sum256(body)
+	if resp.StatusCode != 200 || sum != hex.EncodeToString(want[:]) {
+		t.Fatalf("upload: %d %q", resp.StatusCode, sum)
+	}
+	if g.metric(`expressgateway_stream_detach_total{direction="request"}`) != 1 {
+		t.Fatal("the upload did not leave the loop")
+	}
+}
