@@ -107,6 +107,16 @@ func (cc *clientConn) onTraffic() {
 			cc.forwardReqBody()
 			return
 		}
+		if cc.largeBody && !cc.reqBodyDone {
+			// A long body arriving while its upstream is being dialed
+			// (at most upstream_connect): gnet keeps reading it, so it is
+			// bounded here and the exchange leaves the loop once connected.
+			if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
+				cc.lp.e.guardHit(&cc.x, "dial_wait_overflow")
+				cc.abort()
+			}
+			return
+		}
 		// Pipelined bytes wait until the current response is done; a client
 		// that floods them is cut off rather than buffered without bound.
 		if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+cc.l.inflight {
@@ -223,6 +233,10 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 	}
 	cc.acquireUpstream()
 }
+
+// dialWaitFactor × max_inflight_bytes of a long request body may arrive
+// while its upstream connection is being dialed.
+const dialWaitFactor = 4
 
 var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 

@@ -5,10 +5,12 @@ package engine
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -57,5 +59,53 @@ max_inflight_bytes = "8MiB"
 	}
 	if g.metric(`expressgateway_stream_detach_total{direction="request"}`) != 1 {
 		t.Fatal("the upload did not leave the loop")
+	}
+}
+
+// saturatedListener returns an address whose accept queue is full, so that
+// a dial to it hangs (its SYNs are dropped) until the dialer's timeout.
+func saturatedListener(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for i := 0; i < 4; i++ { // fill the queue; later SYNs are dropped
+		d := net.Dialer{Timeout: 200 * time.Millisecond}
+		if c, err := d.Dial("tcp", addr); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	return addr
+}
+
+// A long body that keeps arriving while its upstream is still being dialed
+// is bounded: past max_header_bytes + 4 × max_inflight_bytes the client is
+// cut off and the guard counted.
+func TestLongBodyWhileDialingIsBounded(t *testing.T) {
+	g := startGW(t, []string{saturatedListener(t)}, `
+[listeners.limits]
+max_header_bytes = "4KiB"
+max_inflight_bytes = "64KiB"
+[listeners.timeouts]
+upstream_connect = "3s"
+`, "", nil)
+	c := dialRaw(t, g.addr)
+	c.send(t, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n")
+	go c.Write([]byte(strings.Repeat("u", 1<<20)))
+	if g.waitMetric(`expressgateway_guard_hits_total{guard="dial_wait_overflow"}`, 1) != 1 {
+		t.Fatal("body beyond the dial-wait bound was not cut off")
+	}
+	if !c.closedByPeer(2 * time.Second) {
+		t.Fatal("connection left open")
 	}
 }
