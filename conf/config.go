@@ -153,6 +153,20 @@ type Listener struct {
 	// QueueSize caps the pending requests of this listener per event loop;
 	// when it is full new requests get 503 with Retry-After. Default: 1024.
 	QueueSize int `koanf:"queue_size"`
+	// MergeSlashes turns runs of "/" in request paths into one before
+	// routing and forwarding (Envoy's merge_slashes); http only.
+	// Default: false.
+	MergeSlashes bool `koanf:"merge_slashes"`
+	// EscapedSlashes is what happens to %2F and %5C in request paths: "keep"
+	// (forwarded as they are, not path separators), "reject" (400) or
+	// "unescape" (become "/" before dot-segment removal); http only.
+	// Default: "keep".
+	EscapedSlashes string `koanf:"escaped_slashes"`
+	// AllowGetBody forwards GET and HEAD requests that carry a body (search
+	// APIs use them). Off by default because an upstream that ignores such
+	// a body reads it as the next request; TRACE never takes one; http
+	// only. Default: false.
+	AllowGetBody bool `koanf:"allow_get_body"`
 	// AccessLog overrides log.access_log for this listener. When unset it
 	// inherits log.access_log; in a Snapshot it is never nil.
 	// Default: inherit.
@@ -176,6 +190,9 @@ func (l *Listener) setDefaults() {
 	l.MaxConnectionsPerIP = 256
 	l.MaxRequestsPerConnection = 0
 	l.QueueSize = 1024
+	l.MergeSlashes = false
+	l.EscapedSlashes = "keep"
+	l.AllowGetBody = false
 	l.AccessLog = nil
 	l.UDPSessionTimeout = Duration(60 * second)
 }

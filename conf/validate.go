@@ -260,6 +260,7 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 		v.listenAddr(path+".listen", l.Listen)
 	}
 	v.oneOf(path+".protocol", l.Protocol, ProtocolHTTP, ProtocolTCP, ProtocolUDP)
+	v.oneOf(path+".escaped_slashes", l.EscapedSlashes, "keep", "reject", "unescape")
 	switch l.Protocol {
 	case ProtocolHTTP:
 		if l.Cluster != "" {
@@ -274,6 +275,11 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 		}
 		if len(l.Routes) > 0 {
 			v.addf(path+".routes", "not allowed for protocol = %q (set cluster instead)", l.Protocol)
+		}
+	}
+	for _, k := range []string{"merge_slashes", "escaped_slashes", "allow_get_body"} {
+		if l.Protocol != ProtocolHTTP && v.present[path+"."+k] {
+			v.addf(path+"."+k, "only allowed for protocol = \"http\"")
 		}
 	}
 	if l.Protocol != ProtocolUDP && v.present[path+".udp_session_timeout"] {

@@ -80,6 +80,9 @@ func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() 
 	cc.x.Listener = l.view
 	cc.x.ClientIP = addrIP(c.RemoteAddr())
 	cc.idleSince = time.Now().UnixNano()
+	// The first request's header_read starts at accept: a connection that
+	// sends nothing is held for header_read, not for idle_keepalive.
+	cc.headStart = cc.idleSince
 	lp.clients[cc] = struct{}{}
 	return cc
 }
@@ -210,8 +213,17 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 	if x.CloseConn || !cc.req.KeepAlive || cc.lp.e.draining.Load() {
 		cc.closeAfter = true
 	}
+	bodyless := cc.req.Body == h1.BodyNone || (cc.req.Body == h1.BodyLength && cc.req.ContentLength == 0)
+	if !bodyless && cc.req.ExpectContinue && cc.req.Version == h1.Version11 {
+		// One rule for every body size: the request was routed and
+		// admitted, so the gateway asks for the body itself (as nginx
+		// does) and does not forward Expect; an upstream's own 100 is
+		// not relayed a second time.
+		cc.sent100 = true
+		cc.lp.queue(cc.c, continue100)
+	}
 	switch {
-	case cc.req.Body == h1.BodyNone || (cc.req.Body == h1.BodyLength && cc.req.ContentLength == 0):
+	case bodyless:
 		cc.reqBodyDone = true
 	case cc.req.Body == h1.BodyLength && cc.req.ContentLength > int64(l.inflight):
 		cc.largeBody = true
@@ -224,10 +236,6 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		cc.bodyStart, cc.lastBodyAt = now, now
 		// reqBody validates now; onUpstreamReady resets it to forward.
 		cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, l.limits)
-		if cc.req.ExpectContinue && cc.req.Version == h1.Version11 {
-			cc.sent100 = true
-			cc.lp.queue(cc.c, continue100)
-		}
 		cc.checkBuffered()
 		return
 	}
@@ -298,6 +306,7 @@ func (cc *clientConn) acquireUpstream() {
 func (cc *clientConn) onUpstreamReady(u *upstream) {
 	opts := cc.l.proxyOpts
 	opts.ClientIP = cc.ip
+	opts.DropExpect = cc.sent100
 	head := h1.AppendProxyRequestHead(cc.lp.scratch[:0], &cc.req, &opts)
 	cc.lp.scratch = head[:0]
 	lp := cc.lp
@@ -347,7 +356,7 @@ func (cc *clientConn) forwardReqBody() {
 		total += n
 		if done {
 			if cc.req.Body == h1.BodyChunked {
-				cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(u.c), cc.reqBody.Trailers()))
+				cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(u.c), h1.FilterTrailers(cc.reqBody.Trailers())))
 			}
 			cc.reqBodyDone = true
 			cc.reqSentAt = cc.lp.nowNano()
@@ -380,35 +389,33 @@ func (cc *clientConn) failRequestBody(err error) {
 	cc.respondLocal(&cc.x)
 }
 
-// onUpstreamData parses the response head and forwards the body.
+// onUpstreamData parses the response head and forwards the body. What it
+// consumes is discarded from the upstream's inbound buffer before the
+// exchange finishes, so that the pool sees exactly what is left over.
 func (cc *clientConn) onUpstreamData(u *upstream) {
 	buf, _ := u.c.Peek(-1)
 	total := 0
-	defer func() {
-		if total > 0 && u.c != nil {
-			_, _ = u.c.Discard(total)
-		}
-	}()
 	cc.lastRespAt = cc.lp.nowNano()
 	for !cc.respHead {
 		if len(buf) == 0 {
-			return
+			break
 		}
 		n, done, err := u.parser.Parse(buf, cc.req.Method, &u.resp)
 		if err != nil {
-			total = 0
 			cc.upstreamFailed("bad_response", 502, false)
 			return
 		}
 		if !done {
-			return
+			break
 		}
 		buf = buf[n:]
 		total += n
 		if u.resp.Status < 200 {
 			if u.resp.Status == 101 {
-				total = 0
-				cc.upstreamFailed("unexpected_upgrade", 502, false)
+				// Upgrade is never forwarded (it is stripped from every
+				// request), so a 101 is the upstream breaking the protocol:
+				// the client gets 502, the endpoint's health is not charged.
+				cc.upstreamProtocolError("unexpected_upgrade")
 				return
 			}
 			if cc.req.Version == h1.Version11 && !(cc.sent100 && u.resp.Status == 100) {
@@ -417,20 +424,19 @@ func (cc *clientConn) onUpstreamData(u *upstream) {
 			continue
 		}
 		if (u.resp.Status == 502 || u.resp.Status == 503) && cc.canRetry("status", u.resp.Status) {
-			total = 0
 			cc.upstreamFailed("status_"+statusToken(u.resp.Status), u.resp.Status, false)
 			return
 		}
 		cc.writeResponseHead(u)
 		if u.resp.Body == h1.BodyNone {
+			_, _ = u.c.Discard(total)
 			cc.finishExchange(true)
 			return
 		}
 	}
-	for len(buf) > 0 {
+	for cc.respHead && len(buf) > 0 {
 		n, data, done, err := u.body.Decode(buf)
 		if err != nil {
-			total += n
 			cc.abortMidResponse("bad_response_body")
 			return
 		}
@@ -440,6 +446,7 @@ func (cc *clientConn) onUpstreamData(u *upstream) {
 		buf = buf[n:]
 		total += n
 		if done {
+			_, _ = u.c.Discard(total)
 			cc.finishBody(u)
 			return
 		}
@@ -447,12 +454,16 @@ func (cc *clientConn) onUpstreamData(u *upstream) {
 			break
 		}
 	}
+	if total > 0 {
+		_, _ = u.c.Discard(total)
+	}
+	if !cc.respHead {
+		return
+	}
 	// A slow client: move the rest of this response off the loop so the
 	// upstream socket stops being read and TCP pushes back on it.
 	cc.lp.flushOut()
 	if cc.c.OutboundBuffered() > cc.l.inflight && cc.reqBodyDone && u.c.OutboundBuffered() == 0 {
-		_, _ = u.c.Discard(total)
-		total = 0
 		cc.detachResponse(u)
 	}
 }
@@ -488,7 +499,7 @@ func (cc *clientConn) writeBody(data []byte) {
 
 func (cc *clientConn) finishBody(u *upstream) {
 	if cc.respOut == h1.BodyChunked {
-		cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(cc.c), u.body.Trailers()))
+		cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(cc.c), h1.FilterTrailers(u.body.Trailers())))
 	}
 	cc.finishExchange(true)
 }
@@ -499,7 +510,11 @@ func (cc *clientConn) finishExchange(ok bool) {
 	u := cc.up
 	cc.up = nil
 	if u != nil {
-		reusable := ok && cc.reqBodyDone && u.resp.KeepAlive && u.resp.Body != h1.BodyUntilClose
+		// A 2xx to CONNECT would have made the connection a tunnel: never
+		// pooled (CONNECT is refused before it gets here; this is the
+		// second lock on that door).
+		reusable := ok && cc.reqBodyDone && u.resp.KeepAlive && u.resp.Body != h1.BodyUntilClose &&
+			string(cc.req.Method) != "CONNECT"
 		u.owner = nil
 		if reusable {
 			u.release()
@@ -644,6 +659,24 @@ func (cc *clientConn) upstreamFailed(reason string, status int, connectFailed bo
 	cc.respondLocal(&cc.x)
 }
 
+// upstreamProtocolError answers 502 for an upstream that broke the protocol
+// before any response byte reached the client. It is counted as the
+// upstream's failure but not charged to the endpoint's health: a client can
+// provoke it, and must not be able to push endpoints into ejection.
+func (cc *clientConn) upstreamProtocolError(reason string) {
+	if u := cc.up; u != nil {
+		cc.up = nil
+		u.owner = nil
+		u.close()
+	}
+	cl := cc.x.Cluster
+	cc.lp.e.m.UpstreamFailure(cl.Name, reason).Inc()
+	cc.lp.e.log.Warn().Str("cluster", cl.Name).Str("endpoint", cc.x.Pick.Endpoint.Address()).Str("reason", reason).Msg("upstream protocol error")
+	cc.endpointDone(0, false)
+	cc.x.Status, cc.x.Reason, cc.x.CloseConn = 502, "upstream_"+reason, true
+	cc.respondLocal(&cc.x)
+}
+
 // canRetry: idempotent method, nothing of the body sent, nothing of the
 // response seen, attempts and the cluster's retry budget left.
 func (cc *clientConn) canRetry(reason string, status int) bool {
@@ -694,6 +727,10 @@ func (cc *clientConn) onTimer(now int64) {
 	switch cc.state {
 	case csHead:
 		if cc.headStart != 0 {
+			if cc.lp.e.draining.Load() && cc.c.InboundBuffered() == 0 {
+				cc.abort() // accepted, nothing sent yet, and we are draining
+				return
+			}
 			if now-cc.headStart > int64(l.headerRead) {
 				cc.lp.e.guardHit(&cc.x, "slow_loris")
 				cc.beginExchange()

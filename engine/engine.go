@@ -157,6 +157,7 @@ func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
 			MaxRequestLine: int(lim.MaxRequestLine), MaxHeaderBytes: int(lim.MaxHeaderBytes),
 			MaxHeaderCount: lim.MaxHeaderCount, MaxBodyBytes: int64(lim.MaxBodyBytes),
 			MaxChunkExtension: int(lim.MaxChunkExtension), MaxTrailerBytes: int(lim.MaxTrailerBytes),
+			AllowGetBody: lc.AllowGetBody,
 		},
 		inflight:      int(lim.MaxInflightBytes),
 		accessLog:     lc.AccessLog == nil || *lc.AccessLog,

@@ -92,6 +92,7 @@ type exchangeResult struct {
 	respBytes   int64
 	bodyBytes   int64
 	leftover    bool
+	extra       int // upstream bytes past the end of the response
 	cnc, unc    net.Conn
 	localStatus int // when no response head went out: answer this locally
 }
@@ -251,12 +252,12 @@ func (cc *clientConn) pumpRequestBody(src *prefixed, dst net.Conn, head []byte, 
 			p = p[used:]
 			if done {
 				if cc.req.Body == h1.BodyChunked {
-					out = h1.AppendLastChunk(out[:0], cc.reqBody.Trailers())
+					out = h1.AppendLastChunk(out[:0], h1.FilterTrailers(cc.reqBody.Trailers()))
 					if _, err := dst.Write(out); err != nil {
 						return nil, err
 					}
 				}
-				return append([]byte(nil), p...), nil
+				return append(append([]byte(nil), p...), src.prefix...), nil
 			}
 			if used == 0 {
 				break
@@ -278,7 +279,10 @@ func (cc *clientConn) pumpRequestBody(src *prefixed, dst net.Conn, head []byte, 
 	}
 }
 
-var errSlowPost = errors.New("request body slower than body_min_rate")
+var (
+	errSlowPost          = errors.New("request body slower than body_min_rate")
+	errUnexpectedUpgrade = errors.New("upstream answered 101 to a request without Upgrade")
+)
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -338,19 +342,28 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 					return err
 				}
 				if resp.Body == h1.BodyNone {
-					res.upReusable = resp.KeepAlive
+					res.extra = len(rest)
+					res.upReusable = resp.KeepAlive && res.extra == 0
 					return
 				}
-				n, reusable, err := pumpBody(src, &dec, resp.Body, outKind, w)
+				n, clean, extra, err := pumpBody(src, &dec, resp.Body, outKind, w)
 				res.respBytes = n
-				res.upReusable = reusable && resp.KeepAlive
+				res.extra = extra
+				res.upReusable = clean && resp.KeepAlive
 				if err != nil {
 					res.err, res.reason = err, "response_body"
 				}
 				return
 			}
-			// Interim response: relay to an HTTP/1.1 client.
-			if cc.req.Version == h1.Version11 && resp.Status != 101 {
+			if resp.Status == 101 {
+				// Upgrade is never forwarded: a 101 is the upstream's
+				// protocol error, and what follows it is not HTTP.
+				res.err, res.reason, res.localStatus = errUnexpectedUpgrade, "unexpected_upgrade", 502
+				return
+			}
+			// Interim response: relay to an HTTP/1.1 client (a 100 only
+			// when the gateway did not already send its own).
+			if cc.req.Version == h1.Version11 && !(cc.sent100 && resp.Status == 100) {
 				interim := h1.AppendProxyResponseHead(nil, &resp, &l.proxyOpts, cc.req.Version, h1.BodyNone, true)
 				if _, err := cnc.Write(interim); err != nil {
 					res.err, res.reason = err, "client_write"
@@ -372,12 +385,14 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 
 // pumpBody copies one message body from src to write, re-framing chunked
 // output. It reports the payload bytes and whether the source connection is
-// clean for reuse (the body ended on its framing, not on EOF).
-func pumpBody(src io.Reader, dec *h1.BodyDecoder, in, out h1.BodyKind, write func([]byte) error) (int64, bool, error) {
+// clean for reuse: the body ended on its framing (not on EOF) exactly at the
+// end of the bytes received. extra counts the bytes received past that end;
+// a connection with any is never reused (they would be the next client's
+// response).
+func pumpBody(src *prefixed, dec *h1.BodyDecoder, in, out h1.BodyKind, write func([]byte) error) (total int64, clean bool, extra int, err error) {
 	buf := make([]byte, pumpBuf)
 	frame := make([]byte, 0, pumpBuf+32)
 	have := 0
-	var total int64
 	for {
 		n, rerr := src.Read(buf[have:])
 		have += n
@@ -385,7 +400,7 @@ func pumpBody(src io.Reader, dec *h1.BodyDecoder, in, out h1.BodyKind, write fun
 		for len(p) > 0 {
 			used, data, done, err := dec.Decode(p)
 			if err != nil {
-				return total, false, err
+				return total, false, 0, err
 			}
 			if len(data) > 0 {
 				total += int64(len(data))
@@ -395,18 +410,19 @@ func pumpBody(src io.Reader, dec *h1.BodyDecoder, in, out h1.BodyKind, write fun
 					w = frame
 				}
 				if err := write(w); err != nil {
-					return total, false, err
+					return total, false, 0, err
 				}
 			}
 			p = p[used:]
 			if done {
 				if out == h1.BodyChunked {
-					frame = h1.AppendLastChunk(frame[:0], dec.Trailers())
+					frame = h1.AppendLastChunk(frame[:0], h1.FilterTrailers(dec.Trailers()))
 					if err := write(frame); err != nil {
-						return total, false, err
+						return total, false, 0, err
 					}
 				}
-				return total, len(p) == 0, nil
+				extra = len(p) + len(src.prefix)
+				return total, extra == 0, extra, nil
 			}
 			if used == 0 {
 				break
@@ -414,16 +430,16 @@ func pumpBody(src io.Reader, dec *h1.BodyDecoder, in, out h1.BodyKind, write fun
 		}
 		have = copy(buf, p)
 		if have == len(buf) {
-			return total, false, errors.New("body framing line too long")
+			return total, false, 0, errors.New("body framing line too long")
 		}
 		if rerr != nil {
 			if rerr == io.EOF && in == h1.BodyUntilClose {
-				return total, false, nil
+				return total, false, 0, nil
 			}
 			if rerr == io.EOF {
 				rerr = io.ErrUnexpectedEOF
 			}
-			return total, false, rerr
+			return total, false, 0, rerr
 		}
 	}
 }
@@ -431,7 +447,7 @@ func pumpBody(src io.Reader, dec *h1.BodyDecoder, in, out h1.BodyKind, write fun
 // handBack returns the sockets of a finished pumped exchange to the loop.
 func (cc *clientConn) handBack(u *upstream, res *exchangeResult) {
 	lp := cc.lp
-	keepUp := res.err == nil && res.reqDone && res.upReusable
+	keepUp := res.err == nil && res.reqDone && res.upReusable && res.extra == 0
 	keepClient := res.err == nil && res.reqDone && res.keepClient && !res.leftover && !cc.closeAfter
 	if !res.respHead && res.localStatus != 0 && res.cnc != nil {
 		// Nothing went to the client yet: tell it why, then close.
@@ -455,6 +471,9 @@ func (cc *clientConn) handBack(u *upstream, res *exchangeResult) {
 		if !keepUp {
 			u.state = upClosed
 			u.finalClose()
+		}
+		if res.extra > 0 {
+			lp.e.upstreamExtraBytes(u, res.extra)
 		}
 		cc.finishPumped(res, keepClient)
 		lp.flushOut()
@@ -480,7 +499,11 @@ func (cc *clientConn) finishPumped(res *exchangeResult, keepClient bool) {
 			cc.lp.e.guardHit(&cc.x, res.reason)
 		}
 	}
-	cc.endpointDone(status, false)
+	if res.err == errUnexpectedUpgrade {
+		cc.endpointDone(0, false) // the upstream's protocol error, not a health signal
+	} else {
+		cc.endpointDone(status, false)
+	}
 	cc.record(status, res.reason)
 	if keepClient {
 		// Enroll registers its own dup of the socket and closes res.cnc
@@ -553,6 +576,7 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 	var (
 		n        int64
 		reusable bool
+		extra    int
 		err      error
 	)
 	func() {
@@ -564,9 +588,15 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 			}
 		}()
 		src := &prefixed{prefix: prefix, nc: unc, timeout: cc.l.bodyIdle}
-		n, reusable, err = pumpBody(src, &u.body, u.resp.Body, cc.respOut, write)
+		n, reusable, extra, err = pumpBody(src, &u.body, u.resp.Body, cc.respOut, write)
 	}()
 	reusable = reusable && err == nil && u.resp.KeepAlive
+	if extra > 0 {
+		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			lp.e.upstreamExtraBytes(u, extra)
+			return nil
+		}))
+	}
 	if reusable {
 		u.state = upReattaching
 		u.owner = nil

@@ -95,8 +95,10 @@ func (u *upstream) onOpen(c gnet.Conn) {
 
 func (u *upstream) onTraffic() {
 	if u.state != upActive || u.owner == nil {
-		// An idle pooled connection must not talk; whatever it says (or
-		// its EOF) retires it.
+		// An idle pooled connection must not talk: whatever it says would
+		// be read as the next client's response. It is retired, and the
+		// upstream is blamed for it.
+		u.lp.e.upstreamExtraBytes(u, u.c.InboundBuffered())
 		_, _ = u.c.Discard(-1)
 		u.close()
 		return
@@ -138,9 +140,19 @@ func (u *upstream) beginResponse() {
 	u.resp = h1.Response{Headers: u.resp.Headers[:0]}
 }
 
-// release parks the connection in its pool, or closes it.
+// release parks the connection in its pool, or closes it. A connection goes
+// back to the pool only when its last response ended exactly at the end of
+// the bytes received (RFC 9112 sections 6.3 and 9.3): any byte left over
+// would be taken for the next client's response, so it closes instead.
 func (u *upstream) release() {
 	u.owner = nil
+	if u.c != nil {
+		if n := u.c.InboundBuffered(); n > 0 {
+			u.lp.e.upstreamExtraBytes(u, n)
+			u.close()
+			return
+		}
+	}
 	u.state = upIdle
 	if !u.lp.poolFor(u.ep, u.lp.e.clusters.MaxIdle(u.cluster), u.lp.e.idleTTL(nil)).put(u) {
 		u.close()
@@ -165,6 +177,15 @@ func (u *upstream) close() {
 }
 
 func (u *upstream) fail(error) { u.close() }
+
+// upstreamExtraBytes counts and logs an upstream that sent n bytes past the
+// end of a response (or on an idle pooled connection): the upstream's fault,
+// never reused. Runs on the loop.
+func (e *Engine) upstreamExtraBytes(u *upstream, n int) {
+	e.m.UpstreamFailure(u.cluster.Name, "extra_bytes").Inc()
+	e.log.Warn().Str("cluster", u.cluster.Name).Str("endpoint", u.ep.Address()).Int("bytes", n).
+		Msg("upstream sent more data than specified; connection closed, not reused")
+}
 
 // idleTTL is the pool idle timeout for connections of cc's listener.
 func (e *Engine) idleTTL(cc *clientConn) time.Duration {

@@ -26,6 +26,14 @@ func (g *Guard) Process(x *Exchange) Verdict {
 		g.hit(x, "codec_"+e.Token)
 		return x.Refuse(e.Status, "codec_"+e.Token)
 	}
+	if string(x.Req.Method) == "CONNECT" {
+		// A 2xx to CONNECT turns the upstream connection into a raw tunnel
+		// to a host the client chose (RFC 9110 section 9.3.6). No route
+		// allows tunnelling, so CONNECT is refused before routing.
+		x.CloseConn = true
+		g.hit(x, "connect_refused")
+		return x.Refuse(501, "connect_refused")
+	}
 	if max := x.Listener.MaxRequestsPerConn; max > 0 && x.ConnRequests >= max {
 		// The last request allowed on this connection is served, with
 		// Connection: close on its response.

@@ -124,6 +124,10 @@ type Limits struct {
 	MaxChunkExtension int
 	// MaxTrailerBytes bounds the trailer section of a chunked body.
 	MaxTrailerBytes int
+	// AllowGetBody accepts a body on GET and HEAD requests (search APIs
+	// use them). Off by default: an upstream that ignores such a body
+	// reads it as the next request. TRACE never takes a body.
+	AllowGetBody bool
 }
 
 // DefaultLimits returns 8 KiB request line, 64 KiB header section, 100

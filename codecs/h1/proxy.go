@@ -10,14 +10,19 @@ type ProxyOptions struct {
 	Proto string
 	// Via (e.g. "1.1 expressgateway") is appended to Via; empty leaves it.
 	Via string
+	// DropExpect removes Expect: the proxy answered 100-continue itself and
+	// sends the body at once.
+	DropExpect bool
 }
 
 // AppendProxyRequestHead appends the head to send upstream for r: always
 // HTTP/1.1 and origin-form (an absolute-form target is reduced to its path
 // and its authority becomes Host; CONNECT and "*" targets are kept). Host
 // comes first. Hop-by-hop fields are dropped: Connection and the names it
-// lists, Keep-Alive, TE, Trailer, Proxy-Connection and Upgrade, except that
-// when r.Upgrade is set the Upgrade field is sent with "Connection: upgrade".
+// lists, Keep-Alive, TE, Trailer, Proxy-Connection, Upgrade and
+// HTTP2-Settings. Upgrade is never forwarded: the request is served as plain
+// HTTP/1.1 (an upgrade to h2c on a pooled connection is a known smuggling
+// class, and WebSocket tunnels are not spoken yet).
 // Framing is re-emitted canonically: Content-Length, or Transfer-Encoding
 // with the codings in lower case, identity and parameters removed, chunked
 // last. The upstream connection stays persistent whatever the client asked.
@@ -47,11 +52,6 @@ func AppendProxyRequestHead(dst []byte, r *Request, o *ProxyOptions) []byte {
 		dst = append(dst, '\r', '\n')
 	case BodyChunked:
 		dst = appendCodings(dst, r.Headers, true)
-	}
-	if r.Upgrade != nil {
-		dst = append(dst, "Connection: upgrade\r\nUpgrade: "...)
-		dst = append(dst, r.Upgrade...)
-		dst = append(dst, '\r', '\n')
 	}
 	dst = appendForwarded(dst, r.Headers, o)
 	return append(dst, '\r', '\n')
@@ -117,7 +117,7 @@ func AppendProxyResponseHead(dst []byte, r *Response, o *ProxyOptions, clientVer
 // forward, plus the framing fields we re-emit ourselves.
 var hopByHop = [...]string{
 	"connection", "keep-alive", "te", "trailer", "proxy-connection", "upgrade",
-	"transfer-encoding", "content-length",
+	"transfer-encoding", "content-length", "http2-settings",
 }
 
 func dropOnForward(name []byte, hs []Header, conn bool, o *ProxyOptions) bool {
@@ -131,6 +131,8 @@ func dropOnForward(name []byte, hs []Header, conn bool, o *ProxyOptions) bool {
 		o.Proto != "" && equalFold(name, "x-forwarded-proto"),
 		o.Via != "" && equalFold(name, "via"):
 		return true // merged or replaced at the end
+	case o.DropExpect && equalFold(name, "expect"):
+		return true
 	}
 	if conn {
 		for _, h := range hs {
@@ -247,4 +249,49 @@ func appendOriginForm(dst, method, target []byte) []byte {
 		dst = append(dst, '/')
 	}
 	return append(dst, rest...)
+}
+
+// FilterTrailers removes, in place, the trailer fields a proxy must not
+// forward (RFC 9110 section 6.5.1): framing, routing, authentication,
+// request modifiers, response control and representation metadata,
+// X-Forwarded-* and Forwarded, Via, and the hop-by-hop set. A client must
+// not be able to add Authorization or X-Forwarded-For after the head that
+// the gateway checked and rewrote.
+func FilterTrailers(hs []Header) []Header {
+	keep := hs[:0]
+	for _, h := range hs {
+		if !forbiddenTrailer(h.Name) {
+			keep = append(keep, h)
+		}
+	}
+	return keep
+}
+
+var forbiddenTrailers = [...]string{
+	// framing and hop-by-hop
+	"content-length", "transfer-encoding", "trailer", "connection", "keep-alive",
+	"te", "upgrade", "proxy-connection", "http2-settings",
+	// routing and forwarding
+	"host", "via", "forwarded", "max-forwards",
+	// authentication and state
+	"authorization", "proxy-authorization", "proxy-authenticate", "www-authenticate",
+	"cookie", "set-cookie",
+	// request modifiers and response control
+	"cache-control", "expect", "pragma", "range", "if-match", "if-none-match",
+	"if-modified-since", "if-unmodified-since", "if-range", "age", "expires",
+	"date", "location", "retry-after", "vary", "warning",
+	// representation metadata
+	"content-encoding", "content-type", "content-range",
+}
+
+func forbiddenTrailer(name []byte) bool {
+	if len(name) > 12 && equalFold(name[:12], "x-forwarded-") {
+		return true
+	}
+	for _, s := range forbiddenTrailers {
+		if equalFold(name, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -84,7 +84,7 @@ Host: h
 Transfer-Encoding: gzip, chunked
 
 `},
-		{"websocket-upgrade", `GET /ws HTTP/1.1
+		{"upgrade-stripped", `GET /ws HTTP/1.1
 Host: h
 Connection: Upgrade
 Upgrade: websocket
@@ -93,8 +93,6 @@ Sec-WebSocket-Key: k
 `, &ProxyOptions{Via: "1.1 eg"}, `GET /ws HTTP/1.1
 Host: h
 Sec-WebSocket-Key: k
-Connection: upgrade
-Upgrade: websocket
 Via: 1.1 eg
 
 `},
@@ -313,5 +311,59 @@ func TestProxyRequestDropsConnectionListedOnly(t *testing.T) {
 	got := string(AppendProxyRequestHead(nil, r, nil))
 	if strings.Contains(got, "Foo: 1") || !strings.Contains(got, "Foobar: 2") {
 		t.Fatal(got)
+	}
+}
+
+func TestFilterTrailers(t *testing.T) {
+	in := []Header{
+		{Name: []byte("X-Checksum"), Value: []byte("1")},
+		{Name: []byte("X-Forwarded-For"), Value: []byte("6.6.6.6")},
+		{Name: []byte("x-forwarded-host"), Value: []byte("evil")},
+		{Name: []byte("Authorization"), Value: []byte("Bearer x")},
+		{Name: []byte("Cookie"), Value: []byte("a=1")},
+		{Name: []byte("Via"), Value: []byte("1.1 evil")},
+		{Name: []byte("Grpc-Status"), Value: []byte("0")},
+		{Name: []byte("HTTP2-Settings"), Value: []byte("AA")},
+	}
+	out := FilterTrailers(in)
+	var names []string
+	for _, h := range out {
+		names = append(names, string(h.Name))
+	}
+	if strings.Join(names, ",") != "X-Checksum,Grpc-Status" {
+		t.Fatalf("kept %v", names)
+	}
+}
+
+func TestProxyRequestDropsHTTP2SettingsAndExpect(t *testing.T) {
+	var p RequestParser
+	var r Request
+	raw := "PUT /u HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+	if _, done, err := p.Parse([]byte(raw), &r); !done || err != nil {
+		t.Fatal(done, err)
+	}
+	got := string(AppendProxyRequestHead(nil, &r, &ProxyOptions{DropExpect: true}))
+	want := "PUT /u HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n"
+	if got != want {
+		t.Fatalf("got %q want %q", got, want)
+	}
+	got = string(AppendProxyRequestHead(nil, &r, nil))
+	if !strings.Contains(got, "Expect: 100-continue\r\n") || strings.Contains(strings.ToLower(got), "upgrade") || strings.Contains(strings.ToLower(got), "http2-settings") {
+		t.Fatalf("without DropExpect: %q", got)
+	}
+}
+
+func TestAllowGetBody(t *testing.T) {
+	for _, m := range []string{"GET", "HEAD", "TRACE"} {
+		raw := m + " / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi"
+		for _, allow := range []bool{false, true} {
+			p := RequestParser{Limits: Limits{AllowGetBody: allow}}
+			var r Request
+			_, _, err := p.Parse([]byte(raw), &r)
+			wantErr := !allow || m == "TRACE"
+			if (err != nil) != wantErr {
+				t.Errorf("%s allow=%v: err %v", m, allow, err)
+			}
+		}
 	}
 }

@@ -142,7 +142,11 @@ func requestFraming(f *fields, v Version, method []byte, lim *Limits) (BodyKind,
 	// TRACE must not carry one at all. Content-Length: 0 is harmless.
 	if body == BodyChunked || (body == BodyLength && f.contentLength > 0) {
 		switch string(method) {
-		case "GET", "HEAD", "TRACE":
+		case "GET", "HEAD":
+			if !lim.AllowGetBody {
+				return 0, ErrUnexpectedBody
+			}
+		case "TRACE":
 			return 0, ErrUnexpectedBody
 		}
 	}
