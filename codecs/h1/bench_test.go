@@ -1,6 +1,10 @@
 package h1
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/expressgateway/expressgateway/codecs/msg"
+)
 
 const browserGET = `GET /assets/app.js?v=3 HTTP/1.1
 Host: www.example.com
@@ -48,9 +52,10 @@ func BenchmarkAppendProxyRequestHead(b *testing.B) {
 	r := mustParseRequest(b, crlf(browserGET))
 	opts := &ProxyOptions{ClientIP: []byte("2001:db8:85a3::8a2e:370:7334"), Proto: "https", Via: "1.1 expressgateway"}
 	dst := make([]byte, 0, 4096)
+	var sc msg.Scratch
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = AppendProxyRequestHead(dst[:0], r, opts)
+		dst = AppendProxyRequestHeadWith(dst[:0], r, opts, &sc)
 	}
 	b.SetBytes(int64(len(dst)))
 }
@@ -102,11 +107,12 @@ func TestZeroAllocs(t *testing.T) {
 		t.Errorf("response Parse: %v allocs", a)
 	}
 	opts := &ProxyOptions{ClientIP: []byte("2001:db8:85a3::8a2e:370:7334"), Proto: "https", Via: "1.1 expressgateway"}
-	dst := AppendProxyRequestHead(nil, &r, opts)
-	if a := testing.AllocsPerRun(200, func() { dst = AppendProxyRequestHead(dst[:0], &r, opts) }); a != 0 {
+	var sc msg.Scratch
+	dst := AppendProxyRequestHeadWith(nil, &r, opts, &sc)
+	if a := testing.AllocsPerRun(200, func() { dst = AppendProxyRequestHeadWith(dst[:0], &r, opts, &sc) }); a != 0 {
 		t.Errorf("AppendProxyRequestHead: %v allocs", a)
 	}
-	if a := testing.AllocsPerRun(200, func() { dst = AppendProxyResponseHead(dst[:0], &rr, opts, Version10, BodyChunked, true) }); a != 0 {
+	if a := testing.AllocsPerRun(200, func() { dst = AppendProxyResponseHeadWith(dst[:0], &rr, opts, Version10, BodyChunked, true, &sc) }); a != 0 {
 		t.Errorf("AppendProxyResponseHead: %v allocs", a)
 	}
 	var d BodyDecoder

@@ -269,7 +269,7 @@ func TestAppendChunkGolden(t *testing.T) {
 		{string(AppendChunk(nil, make([]byte, 255))[:4]), "ff\r\n"},
 		{string(AppendChunk([]byte("x"), nil)), "x"},
 		{string(AppendLastChunk(nil, nil)), "0\r\n\r\n"},
-		{string(AppendLastChunk(nil, []Header{{[]byte("A"), []byte("1")}, {[]byte("b-c"), []byte("")}})), "0\r\nA: 1\r\nb-c: \r\n\r\n"},
+		{string(AppendLastChunk(nil, []Header{{Name: []byte("A"), Value: []byte("1")}, {Name: []byte("b-c"), Value: []byte("")}})), "0\r\nA: 1\r\nb-c: \r\n\r\n"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"github.com/expressgateway/expressgateway/codecs/msg"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -46,12 +47,9 @@ func sameOutcome(a, b error) bool {
 
 // endToEnd returns the headers a proxy forwards unchanged, by name and value.
 func endToEnd(hs []Header, o *ProxyOptions) []string {
-	conn := hasField(hs, "connection")
+	fs, _, added := msg.ForwardRequest(nil, nil, hs, o)
 	var out []string
-	for _, h := range hs {
-		if dropOnForward(h.Name, hs, conn, o) || equalFold(h.Name, "host") {
-			continue
-		}
+	for _, h := range fs[:added] {
 		out = append(out, string(h.Name)+"\x00"+string(h.Value))
 	}
 	return out

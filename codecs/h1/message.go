@@ -1,5 +1,7 @@
 package h1
 
+import "github.com/expressgateway/expressgateway/codecs/msg"
+
 // Version is an HTTP/1.x protocol version.
 type Version uint8
 
@@ -20,10 +22,12 @@ func (v Version) String() string {
 	return "HTTP/?"
 }
 
-// Header is one field line. Name and Value point into the parser's (or body
-// decoder's) own buffer and stay valid until its next Parse, Reset or Decode.
-// Name keeps its received case; Value has surrounding whitespace removed.
-type Header struct{ Name, Value []byte }
+// Header is one field line: the neutral msg.Field, so that parsed heads
+// cross into the pipeline without copying. Name and Value point into the
+// parser's (or body decoder's) own buffer and stay valid until its next
+// Parse, Reset or Decode. Name keeps its received case; Value has
+// surrounding whitespace removed.
+type Header = msg.Field
 
 // BodyKind says how a message body is delimited.
 type BodyKind uint8

@@ -274,7 +274,7 @@ func TestAppendSimpleResponseGolden(t *testing.T) {
 	}{
 		{string(AppendSimpleResponse(nil, 400, nil, []byte("bad request\n"), true)),
 			"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n"},
-		{string(AppendSimpleResponse(nil, 503, []Header{{[]byte("Retry-After"), []byte("5")}, {[]byte("Content-Type"), []byte("text/plain")}}, []byte("busy"), false)),
+		{string(AppendSimpleResponse(nil, 503, []Header{{Name: []byte("Retry-After"), Value: []byte("5")}, {Name: []byte("Content-Type"), Value: []byte("text/plain")}}, []byte("busy"), false)),
 			"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbusy"},
 		{string(AppendSimpleResponse(nil, 404, nil, nil, false)),
 			"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"},
