@@ -4,6 +4,7 @@ package msg
 
 import (
 	"bytes"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -121,7 +122,18 @@ func checkHost(t *testing.T, in []byte) ([]byte, int, *Error) {
 		t.Fatalf("%q: hostLen %d wrong for %q", in, n, got)
 	}
 	host := got[:n]
+	if len(host) > 0 && host[0] == '[' {
+		a, err := netip.ParseAddr(string(host[1 : len(host)-1]))
+		if err != nil || !a.Is6() || "["+a.String()+"]" != string(host) {
+			t.Fatalf("%q: %q is not an IPv6 literal in RFC 5952 form", in, got)
+		}
+	}
 	if len(host) > 0 && host[0] != '[' {
+		for _, c := range host {
+			if !regName[c] && c != '%' {
+				t.Fatalf("%q: %q is not a reg-name", in, got)
+			}
+		}
 		if host[len(host)-1] == '.' || bytes.Contains(host, []byte("..")) {
 			t.Fatalf("%q: dots left in %q", in, got)
 		}
@@ -200,3 +212,12 @@ func BenchmarkNormalizeHostName(b *testing.B) { benchmarkHost(b, "api.example.co
 func BenchmarkNormalizeHostDirty(b *testing.B) { benchmarkHost(b, "Internal.Example.COM.:08443") }
 
 func BenchmarkNormalizeHostIPv6(b *testing.B) { benchmarkHost(b, "[2001:DB8:0:0::1]:443") }
+
+func FuzzNormalizeHost(f *testing.F) {
+	for _, c := range hostCases {
+		f.Add([]byte(c.in))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkHost(t, in)
+	})
+}

@@ -88,6 +88,9 @@ type PathOptions struct {
 // len(target) more bytes; the output is never longer than target.
 func NormalizeTarget(dst, target []byte, o *PathOptions) (out []byte, pathLen int, err *Error) {
 	if len(target) == 0 || target[0] != '/' {
+		if bytes.IndexByte(target, '#') >= 0 {
+			return dst, 0, ErrFragment // as for every other target
+		}
 		return dst, 0, ErrBadPath
 	}
 	var opt PathOptions

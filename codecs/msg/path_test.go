@@ -75,6 +75,8 @@ var targetCases = []targetCase{
 	{in: "/a?q#f", err: ErrFragment},
 	{in: "/#", err: ErrFragment},
 	{in: "/%zz#f", err: ErrFragment}, // checked first
+	{in: "#", err: ErrFragment},
+	{in: "a#", err: ErrFragment},
 
 	// Percent-encoding.
 	{in: "/%zz", err: ErrBadPercent},
@@ -187,6 +189,10 @@ func checkTarget(t *testing.T, in []byte, o *PathOptions) ([]byte, *Error) {
 	const prefix = "GET "
 	dst := append(make([]byte, 0, 8), prefix...)
 	out, n, err := NormalizeTarget(dst, in, o)
+	ref, refErr := referenceTarget(string(in), o)
+	if err != refErr || err == nil && string(out[len(prefix):]) != ref {
+		t.Fatalf("%q %+v: got %q, %v; the reference gives %q, %v", in, *o, out, err, ref, refErr)
+	}
 	if err != nil {
 		if len(out) != len(prefix) || string(out) != prefix {
 			t.Fatalf("%q: error %v but out = %q", in, err, out)
@@ -236,6 +242,100 @@ func checkTarget(t *testing.T, in []byte, o *PathOptions) ([]byte, *Error) {
 		t.Fatalf("%q: fast path %q disagrees with slow path %q, %d, %v", in, got, slow, n3, err3)
 	}
 	return got, nil
+}
+
+// referenceTarget is NormalizeTarget written the slow and obvious way, after
+// the letter of RFC 3986, to check the one-pass implementation against.
+func referenceTarget(in string, o *PathOptions) (string, *Error) {
+	if strings.Contains(in, "#") {
+		return "", ErrFragment
+	}
+	if in == "" || in[0] != '/' {
+		return "", ErrBadPath
+	}
+	path, query, hasQuery := strings.Cut(in, "?")
+	if hasQuery {
+		query = "?" + query
+	}
+	// Sections 2.1 and 6.2.2.2, with escaped slashes as configured.
+	var p strings.Builder
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2]) {
+				return "", ErrBadPercent
+			}
+			hex := strings.ToUpper(path[i+1 : i+3])
+			v := unhex(hex[0])<<4 | unhex(hex[1])
+			i += 2
+			switch {
+			case hex == "2F" || hex == "5C":
+				switch o.EscapedSlashes {
+				case EscapedSlashesReject:
+					return "", ErrEscapedSlash
+				case EscapedSlashesUnescape:
+					p.WriteByte('/')
+				default:
+					p.WriteString("%" + hex)
+				}
+			case strings.IndexByte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~", v) >= 0:
+				p.WriteByte(v)
+			default:
+				p.WriteString("%" + hex)
+			}
+		case c == '\\' || c <= ' ' || c == 0x7f:
+			return "", ErrBadPath
+		default:
+			p.WriteByte(c)
+		}
+	}
+	if strings.ContainsFunc(query, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", ErrBadPath
+	}
+	// Section 5.2.4, step by step.
+	input, output := p.String(), ""
+	removeLast := func() {
+		if i := strings.LastIndex(output, "/"); i >= 0 {
+			output = output[:i]
+		} else {
+			output = ""
+		}
+	}
+	for input != "" {
+		switch {
+		case strings.HasPrefix(input, "../"):
+			input = input[3:]
+		case strings.HasPrefix(input, "./"):
+			input = input[2:]
+		case strings.HasPrefix(input, "/./"):
+			input = input[2:]
+		case input == "/.":
+			input = "/"
+		case strings.HasPrefix(input, "/../"):
+			input = input[3:]
+			removeLast()
+		case input == "/..":
+			input = "/"
+			removeLast()
+		case input == "." || input == "..":
+			input = ""
+		default:
+			j := strings.IndexByte(input[1:], '/')
+			if j < 0 {
+				j = len(input)
+			} else {
+				j++
+			}
+			output, input = output+input[:j], input[j:]
+		}
+	}
+	if o.MergeSlashes {
+		for strings.Contains(output, "//") {
+			output = strings.ReplaceAll(output, "//", "/")
+		}
+	}
+	return output + query, nil
 }
 
 func TestNormalizeTarget(t *testing.T) {
@@ -360,4 +460,15 @@ func BenchmarkNormalizeTargetClean(b *testing.B) {
 
 func BenchmarkNormalizeTargetDirty(b *testing.B) {
 	benchmarkTarget(b, dirtyPath, &PathOptions{MergeSlashes: true, EscapedSlashes: EscapedSlashesUnescape})
+}
+
+func FuzzNormalizeTarget(f *testing.F) {
+	for _, c := range targetCases {
+		f.Add([]byte(c.in), c.merge, uint8(c.mode))
+	}
+	f.Add([]byte(dirtyPath), true, uint8(EscapedSlashesUnescape))
+	f.Fuzz(func(t *testing.T, in []byte, merge bool, mode uint8) {
+		o := &PathOptions{MergeSlashes: merge, EscapedSlashes: EscapedSlashes(mode % 3)}
+		checkTarget(t, in, o)
+	})
 }
