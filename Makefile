@@ -39,6 +39,8 @@ fuzz:
 	$(GO) test ./codecs/h1 -run '^$$' -fuzz '^FuzzRequestParser$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codecs/h1 -run '^$$' -fuzz '^FuzzResponseParser$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codecs/h1 -run '^$$' -fuzz '^FuzzBodyDecoder$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codecs/msg -run '^$$' -fuzz '^FuzzNormalizeTarget$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codecs/msg -run '^$$' -fuzz '^FuzzNormalizeHost$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go benchmarks, then the load harness: every scenario, every target, 3 rounds.
 bench: build

@@ -279,17 +279,18 @@ func (l *Limits) setDefaults() {
 
 // Route is one [[listeners.routes]] entry. All its conditions must hold.
 type Route struct {
-	// Host matches the request host (port ignored, case-insensitive): "*"
-	// for any, an exact name, or "*.suffix" for any name ending in
-	// ".suffix". Stored lowercased. Default: "*".
+	// Host matches the normalised request host (port ignored,
+	// case-insensitive, a trailing dot removed): "*" for any, an exact name,
+	// or "*.suffix" for any name ending in ".suffix". Stored lowercased.
+	// Default: "*".
 	Host string `koanf:"host"`
-	// Path matches the request path exactly; it must start with "/". Not
-	// together with path_prefix; with neither, any path matches.
-	// Default: "".
+	// Path matches the normalised request path (the one forwarded) exactly;
+	// it must start with "/". Not together with path_prefix; with neither,
+	// any path matches. Default: "".
 	Path string `koanf:"path"`
-	// PathPrefix matches request paths that start with it; it must start
-	// with "/". Not together with path; with neither, any path matches.
-	// Default: "".
+	// PathPrefix matches normalised request paths that start with it; it
+	// must start with "/". Not together with path; with neither, any path
+	// matches. Default: "".
 	PathPrefix string `koanf:"path_prefix"`
 	// Methods, when not empty, restricts the route to these methods
 	// (case-sensitive tokens such as "GET"); empty matches any method.

@@ -8,6 +8,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -32,7 +33,10 @@ type clientConn struct {
 
 	state    clientState
 	parser   h1.RequestParser
-	req      h1.Request
+	req      h1.Request  // the wire head; Target and Host replaced by their normal forms
+	mreq     msg.Request // the neutral head the pipeline reads (x.Req)
+	norm     []byte      // the normalised path and authority mreq points into
+	perr     msg.Error   // the codec's verdict on a malformed head
 	x        stages.Exchange
 	requests int
 
@@ -74,7 +78,7 @@ type clientConn struct {
 func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
 	cc := &clientConn{lp: lp, l: l, c: c, ip: []byte(ip.String())}
 	cc.parser.Limits = l.limits
-	cc.x.Req = &cc.req
+	cc.x.Req = &cc.mreq
 	cc.x.Owner = cc
 	cc.x.Forwarder = cc
 	cc.x.Listener = l.view
@@ -149,11 +153,11 @@ func (cc *clientConn) readHeads() {
 		n, done, err := cc.parser.Parse(buf, &cc.req)
 		if err != nil {
 			cc.beginExchange()
+			cc.perr = msg.Error{Status: 400, Token: "bad_request", Msg: err.Error()}
 			if he, ok := err.(*h1.Error); ok {
-				cc.x.ParseErr = he
-			} else {
-				cc.x.ParseErr = &h1.Error{Status: 400, Token: "bad_request", Msg: err.Error()}
+				cc.perr = msg.Error{Status: he.Status, Token: he.Token, Msg: he.Msg}
 			}
+			cc.x.ParseErr = &cc.perr
 			_, _ = cc.c.Discard(-1)
 			cc.submit()
 			return
@@ -163,6 +167,16 @@ func (cc *clientConn) readHeads() {
 		}
 		_, _ = cc.c.Discard(n)
 		cc.beginExchange()
+		var merr *msg.Error
+		if cc.norm, merr = cc.req.Neutral(&cc.mreq, cc.norm[:0], &cc.l.pathOpts); merr != nil {
+			// No single normal form (a fragment, bad percent-encoding, a
+			// backslash, a bad host or port): routing and forwarding could
+			// disagree, so the request is refused.
+			cc.x.ParseErr = merr
+		} else {
+			// Forward exactly what the pipeline routed on.
+			cc.req.Target, cc.req.Host = cc.mreq.Path, cc.mreq.Authority
+		}
 		cc.submit()
 	}
 }
@@ -307,7 +321,7 @@ func (cc *clientConn) onUpstreamReady(u *upstream) {
 	opts := cc.l.proxyOpts
 	opts.ClientIP = cc.ip
 	opts.DropExpect = cc.sent100
-	head := h1.AppendProxyRequestHead(cc.lp.scratch[:0], &cc.req, &opts)
+	head := h1.AppendProxyRequestHeadWith(cc.lp.scratch[:0], &cc.req, &opts, &cc.lp.fwd)
 	cc.lp.scratch = head[:0]
 	lp := cc.lp
 	now := cc.lp.nowNano()
@@ -419,7 +433,7 @@ func (cc *clientConn) onUpstreamData(u *upstream) {
 				return
 			}
 			if cc.req.Version == h1.Version11 && !(cc.sent100 && u.resp.Status == 100) {
-				cc.lp.commitOut(h1.AppendProxyResponseHead(cc.lp.outFor(cc.c), &u.resp, &cc.l.proxyOpts, cc.req.Version, h1.BodyNone, true))
+				cc.lp.commitOut(h1.AppendProxyResponseHeadWith(cc.lp.outFor(cc.c), &u.resp, &cc.l.proxyOpts, cc.req.Version, h1.BodyNone, true, &cc.lp.fwd))
 			}
 			continue
 		}
@@ -478,13 +492,13 @@ func (cc *clientConn) writeResponseHead(u *upstream) {
 		keep = false
 	}
 	cc.respKeep = keep
-	out := h1.AppendProxyResponseHead(cc.lp.outFor(cc.c), &u.resp, &cc.l.proxyOpts, cc.req.Version, cc.respOut, keep)
-	if sc := cc.x.Pick.SetCookie; sc != "" && len(out) >= 2 {
-		out = append(out[:len(out)-2], "Set-Cookie: "...)
-		out = append(out, sc...)
-		out = append(out, "\r\n\r\n"...)
+	opts := &cc.l.proxyOpts
+	if sc := cc.x.Pick.SetCookie; sc != "" {
+		o := *opts
+		o.SetCookie = sc
+		opts = &o
 	}
-	cc.lp.commitOut(out)
+	cc.lp.commitOut(h1.AppendProxyResponseHeadWith(cc.lp.outFor(cc.c), &u.resp, opts, cc.req.Version, cc.respOut, keep, &cc.lp.fwd))
 	u.body.ResetResponse(u.resp.Body, u.resp.ContentLength, h1.Limits{MaxTrailerBytes: cc.l.limits.MaxTrailerBytes, MaxChunkExtension: cc.l.limits.MaxChunkExtension})
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/conf"
 	"github.com/expressgateway/expressgateway/stages"
 )
@@ -82,6 +83,7 @@ type listenerRT struct {
 	noRoute   *requestCounters
 	addr      string
 	proxyOpts h1.ProxyOptions
+	pathOpts  msg.PathOptions
 	duration  *metrics.PrometheusHistogram
 
 	headerRead, bodyIdle, bodyGrace, idleKeepalive time.Duration
@@ -147,9 +149,14 @@ func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
 	router := stages.NewRouter(specs)
 	t := lc.Timeouts
 	lim := lc.Limits
+	escaped, err := msg.ParseEscapedSlashes(lc.EscapedSlashes)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+	}
 	l := &listenerRT{
-		cfg:  lc,
-		view: &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
+		pathOpts: msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
+		cfg:      lc,
+		view:     &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
 		limiter: &stages.ConnLimiter{
 			MaxTotal: lc.MaxConnections, MaxPerIP: lc.MaxConnectionsPerIP,
 		},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/lb"
 	"github.com/expressgateway/expressgateway/stages"
 )
@@ -24,6 +25,7 @@ type loop struct {
 	clients  map[*clientConn]struct{}
 	pending  map[*listenerRT]int // requests in flight per listener (queue_size)
 	scratch  []byte
+	fwd      msg.Scratch // forwarded field lists, reused per request
 
 	// current is the connection whose callback is running; closeCurrent
 	// asks the handler to return gnet.Close for it (see detachGnet).

@@ -320,7 +320,7 @@ header_read = "300ms"
 func TestPanicClosesOnlyThatConnection(t *testing.T) {
 	o := echoOrigin(t)
 	hook := func(x *stages.Exchange) {
-		if string(x.Req.Target) == "/panic" {
+		if string(x.Req.Path) == "/panic" {
 			panic("test panic")
 		}
 	}

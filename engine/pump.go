@@ -324,10 +324,9 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 					outKind, keep = h1.BodyUntilClose, false
 				}
 				res.keepClient = keep
-				head := h1.AppendProxyResponseHead(nil, &resp, &l.proxyOpts, cc.req.Version, outKind, keep)
-				if sc := cc.x.Pick.SetCookie; sc != "" {
-					head = append(head[:len(head)-2], "Set-Cookie: "+sc+"\r\n\r\n"...)
-				}
+				opts := l.proxyOpts
+				opts.SetCookie = cc.x.Pick.SetCookie
+				head := h1.AppendProxyResponseHead(nil, &resp, &opts, cc.req.Version, outKind, keep)
 				if _, err := cnc.Write(head); err != nil {
 					res.err, res.reason = err, "client_write"
 					return

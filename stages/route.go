@@ -64,7 +64,9 @@ func NewRouter(specs []RouteSpec) *Router {
 	r := &Router{}
 	for _, s := range specs {
 		rt := &Route{Name: s.Name, Cluster: s.Cluster}
-		h := strings.ToLower(s.Host)
+		// Hosts compare in their normal form: lower case, without the
+		// trailing dot of a fully qualified name.
+		h := strings.TrimSuffix(strings.ToLower(s.Host), ".")
 		switch {
 		case h == "" || h == "*":
 			rt.hostAny = true
@@ -90,9 +92,10 @@ func NewRouter(specs []RouteSpec) *Router {
 	return r
 }
 
-// Match returns the first route matching x's request, or nil.
+// Match returns the first route matching x's request, or nil. It reads the
+// normalised host and path, the same bytes the forwarder sends.
 func (r *Router) Match(x *Exchange) *Route {
-	host := hostWithoutPort(x.Req.Host)
+	host := x.Req.Host
 	path := x.Path()
 	for _, rt := range r.routes {
 		if rt.matches(x, host, path) {
@@ -135,26 +138,12 @@ func (rt *Route) matches(x *Exchange, host, path []byte) bool {
 		}
 	}
 	for _, hm := range rt.headers {
-		v := x.Req.Header(hm.name)
+		v := x.Header(hm.name)
 		if v == nil || !bytes.Equal(v, hm.value) {
 			return false
 		}
 	}
 	return true
-}
-
-// hostWithoutPort strips ":port" from a Host value, keeping IPv6 brackets.
-func hostWithoutPort(h []byte) []byte {
-	if len(h) > 0 && h[0] == '[' {
-		if i := bytes.IndexByte(h, ']'); i >= 0 {
-			return h[:i+1]
-		}
-		return h
-	}
-	if i := bytes.LastIndexByte(h, ':'); i >= 0 {
-		return h[:i]
-	}
-	return h
 }
 
 // RouteStage is the route stage: it finds the route or answers 404.

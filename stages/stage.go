@@ -9,7 +9,7 @@ import (
 	"bytes"
 	"net/netip"
 
-	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
@@ -43,9 +43,10 @@ type Forwarder interface {
 // (one per client connection, reused across requests), fills the request side
 // and reads back the verdict.
 type Exchange struct {
-	// Set by the engine before Submit.
-	Req          *h1.Request
-	ParseErr     *h1.Error // the codec's verdict, enforced by the guard
+	// Set by the engine before Submit: the neutral head, with its path and
+	// host normalised, so every stage and the forwarder read the same bytes.
+	Req          *msg.Request
+	ParseErr     *msg.Error // the codec's verdict, enforced by the guard
 	ClientIP     netip.Addr
 	Listener     *Listener
 	ConnRequests int // requests seen on this connection, this one included
@@ -82,22 +83,23 @@ func (x *Exchange) Refuse(status int, reason string) Verdict {
 func (x *Exchange) SourceIP() netip.Addr { return x.ClientIP }
 
 // Header implements lb.RequestInfo.
-func (x *Exchange) Header(name string) []byte { return x.Req.Header(name) }
-
-// Path implements lb.RequestInfo: the request target without its query.
-func (x *Exchange) Path() []byte {
-	t := x.Req.Target
-	if i := bytes.IndexByte(t, '?'); i >= 0 {
-		return t[:i]
+func (x *Exchange) Header(name string) []byte {
+	for i := range x.Req.Fields {
+		if equalFoldASCII(x.Req.Fields[i].Name, name) {
+			return x.Req.Fields[i].Value
+		}
 	}
-	return t
+	return nil
 }
+
+// Path implements lb.RequestInfo: the normalised path without its query.
+func (x *Exchange) Path() []byte { return x.Req.PathOnly() }
 
 // Cookie implements lb.RequestInfo: the value of the first cookie called name
 // across all Cookie headers, without allocating.
 func (x *Exchange) Cookie(name string) []byte {
-	for i := range x.Req.Headers {
-		h := &x.Req.Headers[i]
+	for i := range x.Req.Fields {
+		h := &x.Req.Fields[i]
 		if !equalFoldASCII(h.Name, "cookie") {
 			continue
 		}

@@ -4,21 +4,55 @@ package stages
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
-	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
-// fakeRequest parses raw into a fresh Exchange, as the engine would.
+// fakeRequest turns a raw HTTP/1.1 head into a fresh Exchange over the
+// neutral head, normalised as the engine does (a test-only reader: stages
+// know no wire syntax).
 func fakeRequest(t *testing.T, raw string) *Exchange {
 	t.Helper()
-	var p h1.RequestParser
-	req := &h1.Request{}
-	n, done, err := p.Parse([]byte(raw), req)
-	if err != nil || !done || n != len(raw) {
-		t.Fatalf("parse %q: n=%d done=%v err=%v", raw, n, done, err)
+	lines := strings.Split(strings.TrimSuffix(raw, "\r\n\r\n"), "\r\n")
+	parts := strings.Split(lines[0], " ")
+	if len(parts) != 3 {
+		t.Fatalf("request line %q", lines[0])
 	}
+	req := &msg.Request{Method: []byte(parts[0]), Scheme: []byte("http"), ContentLength: -1}
+	var host []byte
+	for _, l := range lines[1:] {
+		name, value, ok := strings.Cut(l, ":")
+		if !ok {
+			t.Fatalf("field %q", l)
+		}
+		value = strings.TrimSpace(value)
+		if strings.EqualFold(name, "host") {
+			host = []byte(value)
+			continue
+		}
+		req.Fields = append(req.Fields, msg.Field{Name: []byte(name), Value: []byte(value)})
+	}
+	var buf []byte
+	var pathLen int
+	if parts[1] == "*" {
+		buf, pathLen = []byte("*"), 1
+	} else {
+		var err *msg.Error
+		if buf, pathLen, err = msg.NormalizeTarget(nil, []byte(parts[1]), nil); err != nil {
+			t.Fatalf("target %q: %v", parts[1], err)
+		}
+	}
+	mid := len(buf)
+	buf, hostLen, err := msg.NormalizeHost(buf, host)
+	if err != nil {
+		t.Fatalf("host %q: %v", host, err)
+	}
+	req.Path, req.PathLen = buf[:mid], pathLen
+	req.Authority = buf[mid:]
+	req.Host = req.Authority[:hostLen]
 	return &Exchange{Req: req, ClientIP: netip.MustParseAddr("198.18.0.7")}
 }
 
@@ -72,7 +106,7 @@ func TestGuardEnforcesCodecVerdictAndRequestCap(t *testing.T) {
 	g := &Guard{Hit: func(_ *Exchange, name string) { hits = append(hits, name) }}
 	x := fakeRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	x.Listener = &Listener{MaxRequestsPerConn: 2}
-	x.ParseErr = &h1.Error{Status: 400, Token: "cl_te_conflict"}
+	x.ParseErr = &msg.Error{Status: 400, Token: "cl_te_conflict"}
 	if v := g.Process(x); v != Respond || x.Status != 400 || !x.CloseConn || x.Reason != "codec_cl_te_conflict" {
 		t.Fatalf("codec verdict not enforced: %v %d %v %q", v, x.Status, x.CloseConn, x.Reason)
 	}

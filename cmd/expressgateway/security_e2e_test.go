@@ -461,3 +461,99 @@ func TestGetWithBody(t *testing.T) {
 		t.Fatalf("TRACE with a body under allow_get_body: %q", got)
 	}
 }
+
+// TestPathAndHostNormalised: routing and forwarding read the same
+// normalised path and host, so no shape of "/admin" slips past an /admin
+// route into a catch-all whose backend would resolve it to /admin.
+func TestPathAndHostNormalised(t *testing.T) {
+	admin, other := newRawUpstream(t, "admin"), newRawUpstream(t, "other")
+	routes := fmt.Sprintf(`
+[[listeners.routes]]
+path_prefix = "/admin"
+cluster = "admin"
+[[listeners.routes]]
+host = "internal.example.com"
+cluster = "admin"
+[[listeners.routes]]
+cluster = "other"
+[[clusters]]
+name = "admin"
+endpoints = [ { address = %q } ]
+[[clusters]]
+name = "other"
+endpoints = [ { address = %q } ]
+`, admin.addr(), other.addr())
+	type shape struct {
+		target, host string
+		want         string // "admin /path", "other /path" or "400"
+		wantHost     string // the Host the upstream must see ("" = same as sent)
+	}
+	common := []shape{
+		{"http://x/admin/users", "y", "admin /admin/users", "x"},
+		{"/x/../admin", "a", "admin /admin", ""},
+		{"/%61dmin", "a", "admin /admin", ""},
+		{"/./admin", "a", "admin /admin", ""},
+		{"/%2e%2e/admin?q=/../x", "a", "admin /admin?q=/../x", ""},
+		{"/a/.%2E/admin", "a", "admin /admin", ""},
+		{"/admin#frag", "a", "400", ""},
+		{"/..\\admin", "a", "400", ""},
+		{"/%zzadmin", "a", "400", ""},
+		{"/public", "internal.example.com.", "admin /public", "internal.example.com"},
+		{"/public", "INTERNAL.Example.COM:8080", "admin /public", "internal.example.com:8080"},
+		{"/public", "a:80:90", "400", ""},
+		{"/public", "a:99999", "400", ""},
+	}
+	configs := []struct {
+		name, listener string
+		shapes         []shape
+	}{
+		{"defaults", "", append(common,
+			shape{"//admin", "a", "other //admin", ""},
+			shape{"/a/..%2fadmin", "a", "other /a/..%2Fadmin", ""},
+		)},
+		{"merge_slashes and reject", "merge_slashes = true\nescaped_slashes = \"reject\"", append(common,
+			shape{"//admin", "a", "admin /admin", ""},
+			shape{"/a/..%2fadmin", "a", "400", ""},
+		)},
+		{"unescape", "escaped_slashes = \"unescape\"", append(common,
+			shape{"/a/..%2fadmin", "a", "admin /admin", ""},
+			shape{"/a/..%5Cadmin", "a", "admin /admin", ""},
+		)},
+	}
+	for _, cfg := range configs {
+		t.Run(cfg.name, func(t *testing.T) {
+			gw, _ := secGateway(t, cfg.listener, routes)
+			for _, s := range cfg.shapes {
+				na, no := len(admin.requests()), len(other.requests())
+				got := rawExchange(t, gw, "GET "+s.target+" HTTP/1.1\r\nHost: "+s.host+"\r\nConnection: close\r\n\r\n")
+				if s.want == "400" {
+					if !strings.HasPrefix(got, "HTTP/1.1 400 ") {
+						t.Errorf("%s (Host %s): got %q, want 400", s.target, s.host, got)
+					}
+					if len(admin.requests()) != na || len(other.requests()) != no {
+						t.Errorf("%s (Host %s): refused but forwarded", s.target, s.host)
+					}
+					continue
+				}
+				cluster, path, _ := strings.Cut(s.want, " ")
+				if !strings.HasSuffix(got, cluster+" you asked for "+path) {
+					t.Errorf("%s (Host %s): got %q, want %s", s.target, s.host, got, s.want)
+					continue
+				}
+				up := admin
+				if cluster == "other" {
+					up = other
+				}
+				rs := up.requests()
+				r := rs[len(rs)-1]
+				wantHost := s.wantHost
+				if wantHost == "" {
+					wantHost = s.host
+				}
+				if r.URI != path || r.Host != wantHost {
+					t.Errorf("%s (Host %s): upstream saw %s with Host %s, want %s with Host %s", s.target, s.host, r.URI, r.Host, path, wantHost)
+				}
+			}
+		})
+	}
+}
