@@ -55,8 +55,8 @@ type clientConn struct {
 	buffering  bool // reading a small body in full before going upstream
 	largeBody  bool // the body streams: the exchange leaves the loop
 	valOff     int
-	processing bool // inside readHeads: don't recurse
-	pending      *pendingDetach // a long exchange waiting to leave the loop
+	processing bool           // inside readHeads: don't recurse
+	pending    *pendingDetach // a long exchange waiting to leave the loop
 }
 
 func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
