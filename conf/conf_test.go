@@ -3,8 +3,11 @@
 package conf
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -349,7 +352,7 @@ name = "app"
 endpoints = [ { address = "127.0.0.1:9001" }, { address = "127.0.0.1:9001" } ]
 `, []string{
 			`t.toml: listeners[1].name: duplicate listener name "web" (also listeners[0])`,
-			`t.toml: listeners[1].listen: address "127.0.0.1:8080" is already used by listeners[0].listen`,
+			`t.toml: listeners[1].listen: listener "web" at "127.0.0.1:8080" overlaps listener "web" at "127.0.0.1:8080" (listeners[0].listen): both would take 127.0.0.1:8080`,
 			`t.toml: clusters[1].name: duplicate cluster name "app" (also clusters[0])`,
 			`t.toml: clusters[1].endpoints[1].address: duplicate endpoint "127.0.0.1:9001" (also endpoints[0])`,
 		}},
@@ -807,4 +810,109 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error without problems: %v", err)
 		}
 	})
+}
+
+// overlapTOML is a config with the admin listener on admin ("" disables
+// it), the demo upstream on demo ("" leaves it off) and one listener per
+// {protocol, listen} pair, named l0, l1, ...
+func overlapTOML(admin, demo string, ls ...[2]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[admin]\nlisten = %q\n", admin)
+	if demo != "" {
+		fmt.Fprintf(&b, "[demo]\nenabled = true\nlisten = %q\n", demo)
+	}
+	for i, l := range ls {
+		fmt.Fprintf(&b, "[[listeners]]\nname = \"l%d\"\nlisten = %q\nprotocol = %q\n", i, l[1], l[0])
+		if l[0] == ProtocolHTTP {
+			b.WriteString("[[listeners.routes]]\ncluster = \"app\"\n")
+		} else {
+			b.WriteString("cluster = \"app\"\n")
+		}
+	}
+	b.WriteString("[[clusters]]\nname = \"app\"\nendpoints = [ { address = \"127.0.0.1:9001\" } ]\n")
+	return b.String()
+}
+
+// TestListenAddressOverlaps: two sockets of one transport whose addresses
+// overlap once resolved are refused, naming both; sockets that do not
+// overlap are accepted.
+func TestListenAddressOverlaps(t *testing.T) {
+	// "dual.test" stands for a name with an IPv4 and an IPv6 address.
+	orig := lookupHost
+	lookupHost = func(ctx context.Context, host string) ([]netip.Addr, error) {
+		switch host {
+		case "dual.test":
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}, nil
+		case "nowhere.test":
+			return nil, errors.New("no such host")
+		}
+		return orig(ctx, host)
+	}
+	t.Cleanup(func() { lookupHost = orig })
+	type l = [2]string
+	http, tcp, udp := ProtocolHTTP, ProtocolTCP, ProtocolUDP
+	bad := []struct {
+		name        string
+		admin, demo string
+		ls          []l
+		want        string // the one problem
+	}{
+		{"http and tcp on one address", "", "", []l{{http, "127.0.0.1:8080"}, {tcp, "127.0.0.1:8080"}},
+			`listeners[1].listen: listener "l1" at "127.0.0.1:8080" overlaps listener "l0" at "127.0.0.1:8080" (listeners[0].listen): both would take 127.0.0.1:8080`},
+		{"an address beside a name that resolves to it", "", "", []l{{http, "127.0.0.1:8080"}, {http, "localhost:8080"}},
+			`listeners[1].listen: listener "l1" at "localhost:8080" overlaps listener "l0" at "127.0.0.1:8080" (listeners[0].listen): both would take 127.0.0.1:8080`},
+		{"admin on a listener's port", "127.0.0.1:8080", "", []l{{http, "127.0.0.1:8080"}},
+			`listeners[0].listen: listener "l0" at "127.0.0.1:8080" overlaps the admin listener at "127.0.0.1:8080" (admin.listen): both would take 127.0.0.1:8080`},
+		{"admin by name beside a wildcard listener", "localhost:9901", "", []l{{tcp, "0.0.0.0:9901"}},
+			`listeners[0].listen: listener "l0" at "0.0.0.0:9901" overlaps the admin listener at "localhost:9901" (admin.listen): both would take 127.0.0.1:9901`},
+		{"IPv4 wildcard beside a specific address", "", "", []l{{tcp, "0.0.0.0:8080"}, {http, "127.0.0.1:8080"}},
+			`listeners[1].listen: listener "l1" at "127.0.0.1:8080" overlaps listener "l0" at "0.0.0.0:8080" (listeners[0].listen): both would take 127.0.0.1:8080`},
+		{"empty host beside IPv6 loopback", "", "", []l{{http, ":8080"}, {tcp, "[::1]:8080"}},
+			`listeners[1].listen: listener "l1" at "[::1]:8080" overlaps listener "l0" at ":8080" (listeners[0].listen): both would take [::1]:8080`},
+		{"IPv6 wildcard beside IPv6 loopback", "", "", []l{{http, "[::]:8080"}, {http, "[::1]:8080"}},
+			`listeners[1].listen: listener "l1" at "[::1]:8080" overlaps listener "l0" at "[::]:8080" (listeners[0].listen): both would take [::1]:8080`},
+		{"two wildcards", "", "", []l{{http, "0.0.0.0:8080"}, {tcp, ":8080"}},
+			`listeners[1].listen: listener "l1" at ":8080" overlaps listener "l0" at "0.0.0.0:8080" (listeners[0].listen): both would take every IPv4 address on port 8080`},
+		{"dual-stack admin wildcard beside an IPv4 listener", "[::]:8080", "", []l{{http, "127.0.0.1:8080"}},
+			`listeners[0].listen: listener "l0" at "127.0.0.1:8080" overlaps the admin listener at "[::]:8080" (admin.listen): both would take 127.0.0.1:8080`},
+		{"IPv4-mapped IPv6 is IPv4", "", "", []l{{tcp, "[::ffff:127.0.0.1]:8080"}, {http, "127.0.0.1:8080"}},
+			`listeners[1].listen: listener "l1" at "127.0.0.1:8080" overlaps listener "l0" at "[::ffff:127.0.0.1]:8080" (listeners[0].listen): both would take 127.0.0.1:8080`},
+		{"demo upstream beside a wildcard tcp listener", "", "127.0.0.1:9000", []l{{tcp, "0.0.0.0:9000"}},
+			`listeners[0].listen: listener "l0" at "0.0.0.0:9000" overlaps the demo upstream at "127.0.0.1:9000" (demo.listen): both would take 127.0.0.1:9000`},
+		{"two udp listeners", "", "", []l{{udp, "127.0.0.1:5353"}, {udp, "localhost:5353"}},
+			`listeners[1].listen: listener "l1" at "localhost:5353" overlaps listener "l0" at "127.0.0.1:5353" (listeners[0].listen): both would take 127.0.0.1:5353`},
+		{"a name with two families takes both", "", "", []l{{http, "dual.test:8080"}, {tcp, "[::1]:8080"}},
+			`listeners[1].listen: listener "l1" at "[::1]:8080" overlaps listener "l0" at "dual.test:8080" (listeners[0].listen): both would take [::1]:8080`},
+		{"a name that does not resolve", "", "", []l{{http, "nowhere.test:8080"}},
+			`listeners[0].listen: cannot resolve host "nowhere.test": no such host`},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.toml", []byte(overlapTOML(tc.admin, tc.demo, tc.ls...)))
+			ps := Problems(err)
+			if len(ps) != 1 || ps[0].String() != "t.toml: "+tc.want {
+				t.Fatalf("problems %v\nwant t.toml: %s", ps, tc.want)
+			}
+		})
+	}
+	good := []struct {
+		name        string
+		admin, demo string
+		ls          []l
+	}{
+		{"tcp and udp on one address", "", "", []l{{tcp, "127.0.0.1:8080"}, {udp, "127.0.0.1:8080"}}},
+		{"admin beside a udp listener on its port", "127.0.0.1:9901", "", []l{{udp, "127.0.0.1:9901"}}},
+		{"two loopback addresses", "", "", []l{{http, "127.0.0.1:8080"}, {tcp, "127.0.0.2:8080"}}},
+		{"two ports", "", "", []l{{http, "127.0.0.1:8080"}, {http, "localhost:8081"}}},
+		{"two families", "", "", []l{{http, "[::1]:8080"}, {http, "127.0.0.1:8080"}}},
+		// Listeners bind IPv6 addresses with IPV6_V6ONLY.
+		{"IPv6 and IPv4 wildcards", "", "", []l{{http, "[::]:8080"}, {tcp, "0.0.0.0:8080"}}},
+	}
+	for _, tc := range good {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Parse("t.toml", []byte(overlapTOML(tc.admin, tc.demo, tc.ls...))); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

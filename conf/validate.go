@@ -19,6 +19,8 @@ type validator struct {
 	problems []Problem
 	// present is the set of key paths found in the file (from the decoder).
 	present map[string]bool
+	// resolved caches listen host names looked up during this validation.
+	resolved map[string][]netip.Addr
 }
 
 func (v *validator) addf(key, format string, args ...any) {
@@ -222,35 +224,6 @@ func (v *validator) engine(e *Engine) {
 func (v *validator) demo(d *Demo) {
 	if d.Enabled || v.present["demo.listen"] {
 		v.listenAddr("demo.listen", d.Listen)
-	}
-}
-
-// addressConflicts reports two sockets bound to the same address and
-// transport: they would fail at start, better to say so now.
-func (v *validator) addressConflicts(c *Config) {
-	type bind struct{ transport, addr string }
-	seen := make(map[bind]string)
-	claim := func(key, transport, addr string) {
-		if addr == "" {
-			return
-		}
-		b := bind{transport, addr}
-		if other, ok := seen[b]; ok {
-			v.addf(key, "address %q is already used by %s", addr, other)
-			return
-		}
-		seen[b] = key
-	}
-	claim("admin.listen", "tcp", c.Admin.Listen)
-	if c.Demo.Enabled {
-		claim("demo.listen", "tcp", c.Demo.Listen)
-	}
-	for i, l := range c.Listeners {
-		transport := "tcp"
-		if l.Protocol == ProtocolUDP {
-			transport = "udp"
-		}
-		claim(idx("listeners", i)+".listen", transport, l.Listen)
 	}
 }
 

@@ -65,12 +65,8 @@ type udpSession struct {
 // datagram handles a datagram that arrived on an L4 udp listener; false when
 // c is not one.
 func (l4 *l4Engine) datagram(c gnet.Conn) bool {
-	ua, ok := c.LocalAddr().(*net.UDPAddr)
-	if !ok {
-		return false
-	}
-	l := lookupL4(ua.AddrPort(), l4.udpByAddr, l4.udpByPort)
-	if l == nil {
+	l := l4.listenerOf(c)
+	if l == nil || !l.udp {
 		return false
 	}
 	data, _ := c.Next(-1)

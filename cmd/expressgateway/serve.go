@@ -93,12 +93,18 @@ func serve(path string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Ready (/readyz 200 and the "listening" lines) only once every socket
+	// is bound: the admin listener first, then every listener on every
+	// event loop. A bind failure ends the process before anything says
+	// ready.
 	var ready atomic.Bool
+	var adminAddr string
 	if cfg.Admin.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
+		adminAddr = ln.Addr().String()
 		var beforeScrape func()
 		if xs != nil {
 			beforeScrape = xs.collect
@@ -106,13 +112,17 @@ func serve(path string, stderr io.Writer) error {
 		srv := &http.Server{Handler: adminMux(set, &ready, beforeScrape), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
-		log.Info().Str("listen", ln.Addr().String()).Msg("admin listening")
 	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- eng.Serve() }()
-	<-eng.Ready()
+	if err := eng.Bound(); err != nil {
+		return err
+	}
 	ready.Store(true)
+	if adminAddr != "" {
+		log.Info().Str("listen", adminAddr).Msg("admin listening")
+	}
 	for _, l := range cfg.Listeners {
 		log.Info().Str("listener", l.Name).Str("listen", l.Listen).Str("protocol", l.Protocol).Msg("listening")
 	}
