@@ -379,6 +379,7 @@ udp_session_timeout = "5s"
 name = "t"
 listen = ":81"
 protocol = "tcp"
+max_sessions_per_ip = 8
 [[listeners.routes]]
 cluster = "app"
 [[listeners]]
@@ -393,6 +394,7 @@ endpoints = [ { address = "127.0.0.1:9001" } ]
 			"t.toml: listeners[0].udp_session_timeout: only allowed for protocol = \"udp\"",
 			"t.toml: listeners[0].routes: an http listener needs at least one [[listeners.routes]] entry",
 			"t.toml: listeners[1].cluster: is required",
+			"t.toml: listeners[1].max_sessions_per_ip: only allowed for protocol = \"udp\"",
 			`t.toml: listeners[1].routes: not allowed for protocol = "tcp" (set cluster instead)`,
 			`t.toml: listeners[2].protocol: must be one of "http", "tcp", "udp", got "quic"`,
 		}},

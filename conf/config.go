@@ -141,11 +141,12 @@ type Listener struct {
 	// Cluster is where tcp and udp listeners send traffic; required for tcp
 	// and udp, not allowed for http (use routes).
 	Cluster string `koanf:"cluster"`
-	// MaxConnections caps this listener's open client connections (1 or
-	// more). Default: 10000.
+	// MaxConnections caps this listener's open client connections (tcp:
+	// connection pairs; udp: sessions) (1 or more). Default: 10000.
 	MaxConnections int `koanf:"max_connections"`
-	// MaxConnectionsPerIP caps open client connections per client IP; 0 means
-	// unlimited. Default: 256.
+	// MaxConnectionsPerIP caps open client connections per client IP (http
+	// and tcp; udp listeners use max_sessions_per_ip); 0 means unlimited.
+	// Default: 256.
 	MaxConnectionsPerIP int `koanf:"max_connections_per_ip"`
 	// MaxRequestsPerConnection closes a keep-alive connection after this many
 	// requests; 0 means unlimited. Default: 0.
@@ -160,6 +161,10 @@ type Listener struct {
 	// UDPSessionTimeout ends a UDP session after this long without a
 	// datagram in either direction; udp listeners only. Default: "60s".
 	UDPSessionTimeout Duration `koanf:"udp_session_timeout"`
+	// MaxSessionsPerIP caps the open UDP sessions of one client IP (over it,
+	// datagrams from new source ports of that IP are dropped); udp listeners
+	// only; 0 means unlimited. Default: 64.
+	MaxSessionsPerIP int `koanf:"max_sessions_per_ip"`
 	// Timeouts are the client and upstream timeouts.
 	Timeouts Timeouts `koanf:"timeouts"`
 	// Limits are the HTTP/1 parsing and buffering limits.
@@ -178,6 +183,7 @@ func (l *Listener) setDefaults() {
 	l.QueueSize = 1024
 	l.AccessLog = nil
 	l.UDPSessionTimeout = Duration(60 * second)
+	l.MaxSessionsPerIP = 64
 }
 
 // Timeouts is a listener's [listeners.timeouts] table.

@@ -249,11 +249,14 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 			v.addf(path+".routes", "not allowed for protocol = %q (set cluster instead)", l.Protocol)
 		}
 	}
-	if l.Protocol != ProtocolUDP && v.present[path+".udp_session_timeout"] {
-		v.addf(path+".udp_session_timeout", "only allowed for protocol = \"udp\"")
+	for _, k := range []string{".udp_session_timeout", ".max_sessions_per_ip"} {
+		if l.Protocol != ProtocolUDP && v.present[path+k] {
+			v.addf(path+k, "only allowed for protocol = \"udp\"")
+		}
 	}
 	v.intRange(path+".max_connections", l.MaxConnections, 1, 100_000_000)
 	v.intRange(path+".max_connections_per_ip", l.MaxConnectionsPerIP, 0, 100_000_000)
+	v.intRange(path+".max_sessions_per_ip", l.MaxSessionsPerIP, 0, 100_000_000)
 	v.intRange(path+".max_requests_per_connection", l.MaxRequestsPerConnection, 0, 1<<31-1)
 	v.intRange(path+".queue_size", l.QueueSize, 1, 1<<20)
 	if l.AccessLog == nil {

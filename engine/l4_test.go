@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -647,7 +648,10 @@ func TestL4UDPManyClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.Dial("udp", addr)
+			// Four client IPs, 50 ports each: under the default
+			// max_sessions_per_ip (64).
+			local := &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%4))}
+			c, err := net.DialUDP("udp", local, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
 			if err != nil {
 				errs <- err
 				return

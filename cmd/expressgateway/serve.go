@@ -56,6 +56,9 @@ func serve(path string, stderr io.Writer) error {
 	log := newLogger(stderr, cfg.Log.Level)
 	set := metrics.NewSet()
 	m := engine.NewMetrics(set)
+	if err := engine.CheckFDs(cfg, log, set); err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
