@@ -55,6 +55,19 @@ func (s *span) covers(ip netip.Addr) bool {
 	return slices.Contains(s.ips, ip)
 }
 
+// loopback reports whether s takes loopback addresses only.
+func (s *span) loopback() bool {
+	if s.all4 || s.all6 || len(s.ips) == 0 {
+		return false
+	}
+	for _, ip := range s.ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
 // overlap says where a and b collide ("127.0.0.1:8080", "every IPv4
 // address on port 8080"), or "" when they do not.
 func overlap(a, b *span) string {
@@ -147,7 +160,8 @@ func (v *validator) resolve(host string) ([]netip.Addr, error) {
 
 // addressConflicts refuses two sockets of one transport whose addresses
 // overlap: the admin listener, the demo upstream and the http and tcp
-// listeners share TCP; udp listeners are checked among themselves.
+// listeners share TCP; udp listeners are checked among themselves. It also
+// records whether the admin listener is on loopback.
 func (v *validator) addressConflicts(c *Config) {
 	var tcp, udp []*span
 	claim := func(set *[]*span, s *span) {
@@ -162,6 +176,7 @@ func (v *validator) addressConflicts(c *Config) {
 	}
 	if a := c.Admin.Listen; a != "" && v.listenAddrOK("admin.listen", a) {
 		if s, ok := v.span("admin.listen", "the admin listener", a, true); ok {
+			c.Admin.loopback = s.loopback()
 			claim(&tcp, s)
 		}
 	}

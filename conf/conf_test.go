@@ -191,7 +191,7 @@ func TestLoad(t *testing.T) {
 	}
 
 	bad := filepath.Join(dir, "bad.toml")
-	if err := os.WriteFile(bad, []byte("[admin]\nlisten = 1\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte("[admin]\nlisten = 1\n"+aListener), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Load(bad)
@@ -211,6 +211,20 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Problems(os error) should be nil")
 	}
 }
+
+// aListener is the one listener every config needs, with a cluster of its
+// own, appended to cases about other sections (its cluster comes last, so
+// the case's cluster indices stay as written).
+const aListener = `
+[[listeners]]
+name = "l"
+listen = "127.0.0.1:8081"
+protocol = "tcp"
+cluster = "l"
+[[clusters]]
+name = "l"
+endpoints = [ { address = "127.0.0.1:9009" } ]
+`
 
 // base is a valid config the problem cases below add to: one http listener
 // routing to cluster "app", one tcp listener, and cluster "app".
@@ -238,10 +252,13 @@ func TestProblems(t *testing.T) {
 		{"duplicate key", "[admin]\nlisten = \"a:1\"\nlisten = \"b:2\"", []string{
 			"t.toml: TOML error: key listen is already defined",
 		}},
-		{"unknown top-level section", "[admn]\nlisten = \"x\"", []string{
+		{"no listeners", "", []string{
+			"t.toml: listeners: at least one [[listeners]] entry is required: without one the gateway serves nothing",
+		}},
+		{"unknown top-level section", "[admn]\nlisten = \"x\"" + aListener, []string{
 			`t.toml: admn: unknown key (did you mean "admin"?)`,
 		}},
-		{"unknown key in table", "[engine]\nring = 8", []string{
+		{"unknown key in table", "[engine]\nring = 8" + aListener, []string{
 			"t.toml: engine.ring: unknown key",
 		}},
 		{"unknown key in array of tables", base + "[[listeners]]\nname = \"x\"\nlisten = \":1\"\nprotocol = \"tcp\"\ncluster = \"app\"\nreuseport = false", []string{
@@ -269,7 +286,7 @@ drain_timeout = 30
 max_connections = "many"
 [demo]
 enabled = 1
-`, []string{
+` + aListener, []string{
 			"t.toml: admin.listen: expected a string, got integer 9901",
 			`t.toml: log.access_log: expected a boolean, got string "yes"`,
 			"t.toml: engine.event_loops: expected an integer, got float 2.5",
@@ -299,7 +316,7 @@ max_header_bytes = true
 		{"wrong type suppresses the follow-on complaint", base + "[[listeners.routes]]\ncluster = 7", []string{
 			"t.toml: listeners[0].routes[1].cluster: expected a string, got integer 7",
 		}},
-		{"log level and ring size", "[log]\nlevel = \"verbose\"\n[engine]\nring_size = 1000\nevent_loops = -1\nmax_connections = 0", []string{
+		{"log level and ring size", "[log]\nlevel = \"verbose\"\n[engine]\nring_size = 1000\nevent_loops = -1\nmax_connections = 0" + aListener, []string{
 			`t.toml: log.level: must be one of "debug", "info", "warn", "error", got "verbose"`,
 			"t.toml: engine.event_loops: must be between 0 and 1024, got -1",
 			"t.toml: engine.ring_size: must be a power of two between 2 and 65536, got 1000",
@@ -439,7 +456,7 @@ cluster = "app"
 host = "exa mple.com"
 path = "x"
 path_prefix = "/y"
-methods = ["GET", "BAD METHOD"]
+methods = ["GET", "BAD METHOD", "get", "Patch"]
 headers = { "x.trace" = "ok", "bad name" = "v", x-ok = " padded" }
 cluster = "app"
 [[listeners.routes]]
@@ -450,6 +467,8 @@ cluster = "app"
 			`t.toml: listeners[0].routes[1].path: must start with "/" and contain no spaces or control characters, got "x"`,
 			"t.toml: listeners[0].routes[1].path_prefix: path and path_prefix are mutually exclusive",
 			`t.toml: listeners[0].routes[1].methods[1]: invalid method "BAD METHOD": must be a token such as "GET"`,
+			`t.toml: listeners[0].routes[1].methods[2]: method "get" never matches: methods are case-sensitive (did you mean "GET"?)`,
+			`t.toml: listeners[0].routes[1].methods[3]: method "Patch" never matches: methods are case-sensitive (did you mean "PATCH"?)`,
 			`t.toml: listeners[0].routes[1].headers.bad name: invalid header name "bad name"`,
 			`t.toml: listeners[0].routes[1].headers.x-ok: invalid header value " padded": no control characters or surrounding whitespace`,
 			`t.toml: listeners[0].routes[2].host: invalid host pattern "*.": want "*", an exact name or "*.suffix"`,
@@ -486,7 +505,7 @@ hash_key = "cookie:sid"
 endpoints = [ { address = "10.0.0.1:80" }, { address = "10.0.0.2:80" }, { address = "10.0.0.3:80" } ]
 [clusters.maglev]
 table_size = 2
-`, []string{
+` + aListener, []string{
 			`t.toml: clusters[0].lb: must be one of "round_robin", "weighted_round_robin", "random", "weighted_random", "p2c", "maglev", "ring_hash", "ewma", "least_connections", "least_requests", "session_affinity", got "least_conn"`,
 			`t.toml: clusters[0].hash_key: must be "source_ip", "path", "header:NAME" or "cookie:NAME", got "query"`,
 			"t.toml: clusters[0].endpoints[0].weight: must be between 1 and 10000, got 0",
@@ -575,7 +594,7 @@ snat_address = "198.18.0.2"
 [[clusters]]
 name = "mixed"
 endpoints = [ { address = "198.18.1.1:0" }, { address = "2001:db8::2:80" }, { address = "[2001:db8::2]:80" }, { address = "backend.local:80" } ]
-`, []string{
+` + aListener, []string{
 			`t.toml: clusters[0].endpoints[1].address: invalid address "2001:db8::2:80": want host:port or ip:port, such as "10.0.0.1:8080"`,
 			"t.toml: xdp.interface: is required when xdp.enabled = true",
 			`t.toml: xdp.attach_mode: must be one of "auto", "native", "generic", got "offload"`,
@@ -623,8 +642,8 @@ endpoints = [ { address = "198.18.1.1:0" }, { address = "2001:db8::2:80" }, { ad
 
 func TestValidVariants(t *testing.T) {
 	tests := []struct{ name, toml string }{
-		{"empty file", ""},
-		{"admin disabled", `[admin]` + "\n" + `listen = ""`},
+		{"one listener", aListener},
+		{"admin disabled", `[admin]` + "\n" + `listen = ""` + aListener},
 		{"tcp and udp listeners", base + `
 [[listeners]]
 name = "t"
@@ -663,13 +682,13 @@ endpoints = [ { address = "198.18.1.1:0" }, { address = "198.18.1.2:0" } ]
 [[clusters]]
 name = "v6"
 endpoints = [ { address = "[2001:db8::1]:53" } ]
-`},
+` + aListener},
 		{"every lb name", func() string {
 			var b strings.Builder
 			for _, n := range LBNames {
 				b.WriteString("[[clusters]]\nname = \"" + n + "\"\nlb = \"" + n + "\"\nendpoints = [ { address = \"h.example:1\" } ]\n")
 			}
-			return b.String()
+			return b.String() + aListener
 		}()},
 		{"sizes as integers and arrays of tables for endpoints", base + `
 [listeners.limits]
@@ -916,5 +935,57 @@ func TestListenAddressOverlaps(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestAdminPprofDefault: /debug/pprof/ is on by default only where the
+// admin listener takes loopback addresses alone.
+func TestAdminPprofDefault(t *testing.T) {
+	for _, tc := range []struct {
+		admin, extra   string
+		loopback, want bool
+	}{
+		{"127.0.0.1:9901", "", true, true},
+		{"localhost:9901", "", true, true},
+		{"[::1]:9901", "", true, true},
+		{"0.0.0.0:9901", "", false, false},
+		{":9901", "", false, false},
+		{"192.0.2.1:9901", "", false, false},
+		{"", "", false, false},
+		{"0.0.0.0:9901", "pprof = true", false, true},
+		{"127.0.0.1:9901", "pprof = false", true, false},
+	} {
+		s := mustParse(t, "t.toml", fmt.Sprintf("[admin]\nlisten = %q\n%s\n", tc.admin, tc.extra)+aListener)
+		a := s.Config.Admin
+		if a.Loopback() != tc.loopback || a.Pprof == nil || *a.Pprof != tc.want {
+			t.Errorf("admin %q %s: loopback %v pprof %v, want %v %v", tc.admin, tc.extra, a.Loopback(), a.Pprof, tc.loopback, tc.want)
+		}
+	}
+}
+
+func TestAdminTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good", "  s3cr3t-token\n")
+	if tok, err := ReadToken(good); err != nil || tok != "s3cr3t-token" {
+		t.Fatalf("ReadToken = %q, %v", tok, err)
+	}
+	mustParse(t, "t.toml", fmt.Sprintf("[admin]\ntoken_file = %q\n", good)+aListener)
+	for _, tc := range []struct{ path, want string }{
+		{filepath.Join(dir, "missing"), "read token: open " + filepath.Join(dir, "missing") + ": no such file or directory"},
+		{write("empty", " \n\t\n"), fmt.Sprintf("token file %q is empty", filepath.Join(dir, "empty"))},
+		{write("two", "two words\n"), fmt.Sprintf("token file %q: the token must be one word of visible ASCII characters", filepath.Join(dir, "two"))},
+	} {
+		_, err := Parse("t.toml", []byte(fmt.Sprintf("[admin]\ntoken_file = %q\n", tc.path)+aListener))
+		ps := Problems(err)
+		if len(ps) != 1 || ps[0].String() != "t.toml: admin.token_file: "+tc.want {
+			t.Errorf("%s: problems %v, want %q", tc.path, ps, tc.want)
+		}
 	}
 }

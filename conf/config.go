@@ -65,11 +65,30 @@ type Admin struct {
 	// Listen is the host:port of the admin HTTP listener; "" disables it.
 	// Default: "127.0.0.1:9901".
 	Listen string `koanf:"listen"`
+	// Pprof serves /debug/pprof/ on the admin listener. When unset it is on
+	// only if admin.listen is a loopback address; in a Snapshot it is never
+	// nil. Default: auto.
+	Pprof *bool `koanf:"pprof"`
+	// TokenFile is the path of a file whose trimmed contents are the admin
+	// bearer token; when set, every admin endpoint but /healthz and /readyz
+	// needs "Authorization: Bearer <token>" (401 otherwise). "" means no
+	// token. Default: "".
+	TokenFile string `koanf:"token_file"`
+
+	// loopback is set by validation: admin.listen binds loopback
+	// addresses only.
+	loopback bool
 }
 
 func (a *Admin) setDefaults() {
 	a.Listen = "127.0.0.1:9901"
+	a.Pprof = nil
+	a.TokenFile = ""
 }
+
+// Loopback reports whether admin.listen binds loopback addresses only (as
+// resolved when the config was validated).
+func (a *Admin) Loopback() bool { return a.loopback }
 
 // Log is the [log] section.
 type Log struct {
@@ -281,7 +300,8 @@ type Route struct {
 	// Default: "".
 	PathPrefix string `koanf:"path_prefix"`
 	// Methods, when not empty, restricts the route to these methods
-	// (case-sensitive tokens such as "GET"); empty matches any method.
+	// (case-sensitive tokens such as "GET"; one with lower-case letters
+	// would never match and is refused); empty matches any method.
 	// Default: [].
 	Methods []string `koanf:"methods"`
 	// Headers, when not empty, requires each named request header to be

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -190,7 +191,16 @@ func (v *validator) config(c *Config) {
 			usedByUserspace[r.Cluster] = true
 		}
 	}
+	if len(c.Listeners) == 0 {
+		v.addf("listeners", "at least one [[listeners]] entry is required: without one the gateway serves nothing")
+	}
 	v.addressConflicts(c)
+	if c.Admin.Pprof == nil {
+		// Default: on only where the admin listener is not reachable from
+		// the network.
+		on := c.Admin.Listen != "" && c.Admin.loopback
+		c.Admin.Pprof = &on
+	}
 
 	for _, vip := range c.XDP.VIPs {
 		usedByXDP[vip.Cluster] = true
@@ -207,6 +217,31 @@ func (v *validator) admin(a *Admin) {
 	if a.Listen != "" {
 		v.listenAddr("admin.listen", a.Listen)
 	}
+	if a.TokenFile != "" {
+		if _, err := ReadToken(a.TokenFile); err != nil {
+			v.addf("admin.token_file", "%v", err)
+		}
+	}
+}
+
+// ReadToken reads the admin bearer token from path: the file's contents
+// with surrounding whitespace trimmed, which must be one non-empty run of
+// visible ASCII characters.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %q is empty", path)
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= 0x20 || tok[i] >= 0x7f {
+			return "", fmt.Errorf("token file %q: the token must be one word of visible ASCII characters", path)
+		}
+	}
+	return tok, nil
 }
 
 func (v *validator) log(l *Log) {
@@ -323,6 +358,10 @@ func (v *validator) route(path string, r *Route, clusters map[string]int) {
 	for i, m := range r.Methods {
 		if !isToken(m) {
 			v.addf(idx(path+".methods", i), "invalid method %q: must be a token such as \"GET\"", m)
+		} else if up := strings.ToUpper(m); up != m {
+			// Methods are case-sensitive (RFC 9110, section 9.1): "get"
+			// never matches a GET request.
+			v.addf(idx(path+".methods", i), "method %q never matches: methods are case-sensitive (did you mean %q?)", m, up)
 		}
 	}
 	names := make([]string, 0, len(r.Headers))
