@@ -65,11 +65,30 @@ type Admin struct {
 	// Listen is the host:port of the admin HTTP listener; "" disables it.
 	// Default: "127.0.0.1:9901".
 	Listen string `koanf:"listen"`
+	// Pprof serves /debug/pprof/ on the admin listener. When unset it is on
+	// only if admin.listen is a loopback address; in a Snapshot it is never
+	// nil. Default: auto.
+	Pprof *bool `koanf:"pprof"`
+	// TokenFile is the path of a file whose trimmed contents are the admin
+	// bearer token; when set, every admin endpoint but /healthz and /readyz
+	// needs "Authorization: Bearer <token>" (401 otherwise). "" means no
+	// token. Default: "".
+	TokenFile string `koanf:"token_file"`
+
+	// loopback is set by validation: admin.listen binds loopback
+	// addresses only.
+	loopback bool
 }
 
 func (a *Admin) setDefaults() {
 	a.Listen = "127.0.0.1:9901"
+	a.Pprof = nil
+	a.TokenFile = ""
 }
+
+// Loopback reports whether admin.listen binds loopback addresses only (as
+// resolved when the config was validated).
+func (a *Admin) Loopback() bool { return a.loopback }
 
 // Log is the [log] section.
 type Log struct {
@@ -141,11 +160,12 @@ type Listener struct {
 	// Cluster is where tcp and udp listeners send traffic; required for tcp
 	// and udp, not allowed for http (use routes).
 	Cluster string `koanf:"cluster"`
-	// MaxConnections caps this listener's open client connections (1 or
-	// more). Default: 10000.
+	// MaxConnections caps this listener's open client connections (tcp:
+	// connection pairs; udp: sessions) (1 or more). Default: 10000.
 	MaxConnections int `koanf:"max_connections"`
-	// MaxConnectionsPerIP caps open client connections per client IP; 0 means
-	// unlimited. Default: 256.
+	// MaxConnectionsPerIP caps open client connections per client IP (http
+	// and tcp; udp listeners use max_sessions_per_ip); 0 means unlimited.
+	// Default: 256.
 	MaxConnectionsPerIP int `koanf:"max_connections_per_ip"`
 	// MaxRequestsPerConnection closes a keep-alive connection after this many
 	// requests; 0 means unlimited. Default: 0.
@@ -174,6 +194,10 @@ type Listener struct {
 	// UDPSessionTimeout ends a UDP session after this long without a
 	// datagram in either direction; udp listeners only. Default: "60s".
 	UDPSessionTimeout Duration `koanf:"udp_session_timeout"`
+	// MaxSessionsPerIP caps the open UDP sessions of one client IP (over it,
+	// datagrams from new source ports of that IP are dropped); udp listeners
+	// only; 0 means unlimited. Default: 64.
+	MaxSessionsPerIP int `koanf:"max_sessions_per_ip"`
 	// Timeouts are the client and upstream timeouts.
 	Timeouts Timeouts `koanf:"timeouts"`
 	// Limits are the HTTP/1 parsing and buffering limits.
@@ -195,6 +219,7 @@ func (l *Listener) setDefaults() {
 	l.AllowGetBody = false
 	l.AccessLog = nil
 	l.UDPSessionTimeout = Duration(60 * second)
+	l.MaxSessionsPerIP = 64
 }
 
 // Timeouts is a listener's [listeners.timeouts] table.
@@ -293,7 +318,8 @@ type Route struct {
 	// matches. Default: "".
 	PathPrefix string `koanf:"path_prefix"`
 	// Methods, when not empty, restricts the route to these methods
-	// (case-sensitive tokens such as "GET"); empty matches any method.
+	// (case-sensitive tokens such as "GET"; one with lower-case letters
+	// would never match and is refused); empty matches any method.
 	// Default: [].
 	Methods []string `koanf:"methods"`
 	// Headers, when not empty, requires each named request header to be

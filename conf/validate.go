@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,8 @@ type validator struct {
 	problems []Problem
 	// present is the set of key paths found in the file (from the decoder).
 	present map[string]bool
+	// resolved caches listen host names looked up during this validation.
+	resolved map[string][]netip.Addr
 }
 
 func (v *validator) addf(key, format string, args ...any) {
@@ -188,7 +191,16 @@ func (v *validator) config(c *Config) {
 			usedByUserspace[r.Cluster] = true
 		}
 	}
+	if len(c.Listeners) == 0 {
+		v.addf("listeners", "at least one [[listeners]] entry is required: without one the gateway serves nothing")
+	}
 	v.addressConflicts(c)
+	if c.Admin.Pprof == nil {
+		// Default: on only where the admin listener is not reachable from
+		// the network.
+		on := c.Admin.Listen != "" && c.Admin.loopback
+		c.Admin.Pprof = &on
+	}
 
 	for _, vip := range c.XDP.VIPs {
 		usedByXDP[vip.Cluster] = true
@@ -205,6 +217,31 @@ func (v *validator) admin(a *Admin) {
 	if a.Listen != "" {
 		v.listenAddr("admin.listen", a.Listen)
 	}
+	if a.TokenFile != "" {
+		if _, err := ReadToken(a.TokenFile); err != nil {
+			v.addf("admin.token_file", "%v", err)
+		}
+	}
+}
+
+// ReadToken reads the admin bearer token from path: the file's contents
+// with surrounding whitespace trimmed, which must be one non-empty run of
+// visible ASCII characters.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %q is empty", path)
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= 0x20 || tok[i] >= 0x7f {
+			return "", fmt.Errorf("token file %q: the token must be one word of visible ASCII characters", path)
+		}
+	}
+	return tok, nil
 }
 
 func (v *validator) log(l *Log) {
@@ -222,35 +259,6 @@ func (v *validator) engine(e *Engine) {
 func (v *validator) demo(d *Demo) {
 	if d.Enabled || v.present["demo.listen"] {
 		v.listenAddr("demo.listen", d.Listen)
-	}
-}
-
-// addressConflicts reports two sockets bound to the same address and
-// transport: they would fail at start, better to say so now.
-func (v *validator) addressConflicts(c *Config) {
-	type bind struct{ transport, addr string }
-	seen := make(map[bind]string)
-	claim := func(key, transport, addr string) {
-		if addr == "" {
-			return
-		}
-		b := bind{transport, addr}
-		if other, ok := seen[b]; ok {
-			v.addf(key, "address %q is already used by %s", addr, other)
-			return
-		}
-		seen[b] = key
-	}
-	claim("admin.listen", "tcp", c.Admin.Listen)
-	if c.Demo.Enabled {
-		claim("demo.listen", "tcp", c.Demo.Listen)
-	}
-	for i, l := range c.Listeners {
-		transport := "tcp"
-		if l.Protocol == ProtocolUDP {
-			transport = "udp"
-		}
-		claim(idx("listeners", i)+".listen", transport, l.Listen)
 	}
 }
 
@@ -282,11 +290,14 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 			v.addf(path+"."+k, "only allowed for protocol = \"http\"")
 		}
 	}
-	if l.Protocol != ProtocolUDP && v.present[path+".udp_session_timeout"] {
-		v.addf(path+".udp_session_timeout", "only allowed for protocol = \"udp\"")
+	for _, k := range []string{".udp_session_timeout", ".max_sessions_per_ip"} {
+		if l.Protocol != ProtocolUDP && v.present[path+k] {
+			v.addf(path+k, "only allowed for protocol = \"udp\"")
+		}
 	}
 	v.intRange(path+".max_connections", l.MaxConnections, 1, 100_000_000)
 	v.intRange(path+".max_connections_per_ip", l.MaxConnectionsPerIP, 0, 100_000_000)
+	v.intRange(path+".max_sessions_per_ip", l.MaxSessionsPerIP, 0, 100_000_000)
 	v.intRange(path+".max_requests_per_connection", l.MaxRequestsPerConnection, 0, 1<<31-1)
 	v.intRange(path+".queue_size", l.QueueSize, 1, 1<<20)
 	if l.AccessLog == nil {
@@ -353,6 +364,10 @@ func (v *validator) route(path string, r *Route, clusters map[string]int) {
 	for i, m := range r.Methods {
 		if !isToken(m) {
 			v.addf(idx(path+".methods", i), "invalid method %q: must be a token such as \"GET\"", m)
+		} else if up := strings.ToUpper(m); up != m {
+			// Methods are case-sensitive (RFC 9110, section 9.1): "get"
+			// never matches a GET request.
+			v.addf(idx(path+".methods", i), "method %q never matches: methods are case-sensitive (did you mean %q?)", m, up)
 		}
 	}
 	names := make([]string, 0, len(r.Headers))

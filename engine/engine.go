@@ -51,8 +51,7 @@ type Engine struct {
 	clusters *Clusters
 
 	listeners  []*listenerRT
-	byAddr     map[string]*listenerRT
-	byPort     map[int]*listenerRT
+	byBind     map[bindKey]*listenerRT // bind.go
 	global     *stages.ConnLimiter
 	loops      sync.Map // gnet.EventLoop → *loop
 	loopsList  []*loop
@@ -62,6 +61,7 @@ type Engine struct {
 	gnetEngine gnet.Engine
 	booted     chan struct{}
 	bootOnce   sync.Once
+	bootErr    error // why binding failed; set before booted is closed
 	stopped    atomic.Bool
 	draining   atomic.Bool
 	eventLoops int
@@ -99,8 +99,7 @@ func New(opts Options) (*Engine, error) {
 		log:      opts.Log,
 		m:        opts.Metrics,
 		clusters: opts.Clusters,
-		byAddr:   map[string]*listenerRT{},
-		byPort:   map[int]*listenerRT{},
+		byBind:   map[bindKey]*listenerRT{},
 		global:   &stages.ConnLimiter{MaxTotal: cfg.Engine.MaxConnections},
 		ringSize: cfg.Engine.RingSize,
 		booted:   make(chan struct{}),
@@ -123,6 +122,12 @@ func New(opts Options) (*Engine, error) {
 		if err != nil {
 			return nil, err
 		}
+		key, addr, err := resolveBind(false, lc.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		l.addr = addr
+		e.byBind[key] = l
 		e.listeners = append(e.listeners, l)
 	}
 	// L4: tcp and udp listeners (l4.go).
@@ -201,14 +206,6 @@ func (e *Engine) Serve() error {
 	for _, l := range e.listeners {
 		addrs = append(addrs, "tcp://"+l.addr)
 		reusePort = reusePort && l.cfg.ReusePort
-		ap, err := netip.ParseAddrPort(l.addr)
-		if err == nil {
-			e.byAddr[ap.String()] = l
-			e.byPort[int(ap.Port())] = l
-		} else if _, p, err := net.SplitHostPort(l.addr); err == nil {
-			port, _ := strconv.Atoi(p)
-			e.byPort[port] = l
-		}
 	}
 	// L4: tcp and udp listeners (l4.go).
 	if e.l4 != nil {
@@ -225,12 +222,20 @@ func (e *Engine) Serve() error {
 		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetLogger{e.log}),
+		gnet.WithTicker(true), // the first tick says every socket is bound (bind.go)
 	)
-	e.bootOnce.Do(func() { close(e.booted) })
+	e.bootOnce.Do(func() {
+		if err != nil {
+			err = e.bindError(err, reusePort)
+			e.bootErr = err
+		}
+		close(e.booted)
+	})
 	return err
 }
 
-// Ready is closed once the listeners are bound (or binding failed).
+// Ready is closed once every listening socket of every loop is bound, or
+// binding failed (Bound says which).
 func (e *Engine) Ready() <-chan struct{} { return e.booted }
 
 // Drain stops taking new connections and lets the open ones finish: an
@@ -350,8 +355,7 @@ type handler struct {
 }
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
-	h.e.gnetEngine = eng
-	h.e.bootOnce.Do(func() { close(h.e.booted) })
+	h.e.gnetEngine = eng // ready at the first OnTick (bind.go)
 	return gnet.None
 }
 
@@ -454,15 +458,10 @@ func (e *Engine) acceptClient(c gnet.Conn) {
 }
 
 func (e *Engine) listenerOf(c gnet.Conn) *listenerRT {
-	if len(e.listeners) == 1 {
-		return e.listeners[0]
-	}
-	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
-		ap := ta.AddrPort()
-		if l := e.byAddr[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()]; l != nil {
-			return l
-		}
-		return e.byPort[int(ap.Port())]
+	// By the exact address of the listening socket (bind.go), never by
+	// port alone.
+	if k, ok := connKey(c); ok && !k.udp {
+		return e.byBind[k]
 	}
 	return nil
 }

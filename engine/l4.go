@@ -5,9 +5,7 @@ package engine
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,10 +27,7 @@ import (
 type l4Engine struct {
 	e         *Engine
 	listeners []*l4Listener
-	tcpByAddr map[netip.AddrPort]*l4Listener
-	tcpByPort map[uint16]*l4Listener
-	udpByAddr map[netip.AddrPort]*l4Listener
-	udpByPort map[uint16]*l4Listener
+	byBind    map[bindKey]*l4Listener // by the exact bound address (bind.go)
 
 	loops     sync.Map // gnet.EventLoop → *l4Loop
 	loopsMu   sync.Mutex
@@ -48,13 +43,13 @@ type l4Engine struct {
 type l4Listener struct {
 	cfg      *conf.Listener
 	name     string
+	addr     string // the resolved address gnet binds
 	udp      bool
 	cluster  *stages.Cluster
 	limiter  *stages.ConnLimiter
 	idle     time.Duration // tcp_idle, or udp_session_timeout
 	connect  time.Duration // upstream_connect
 	inflight int           // max_inflight_bytes
-	maxUDP   int           // udp sessions per loop (max_connections)
 	log      bool          // access log: one line per session
 
 	active *metrics.Gauge
@@ -66,7 +61,7 @@ type l4Listener struct {
 	upConnects *metrics.Counter
 
 	// udp datagrams dropped, by reason
-	dropFull, dropNoEndpoint, dropQueue, dropSend, dropReply *metrics.Counter
+	dropFull, dropPerIP, dropNoEndpoint, dropQueue, dropSend, dropReply *metrics.Counter
 }
 
 // l4Loop is the L4 state one event loop owns.
@@ -93,10 +88,7 @@ type l4Actor interface {
 func newL4(e *Engine, cfg *conf.Config) (*l4Engine, error) {
 	l4 := &l4Engine{
 		e:          e,
-		tcpByAddr:  map[netip.AddrPort]*l4Listener{},
-		tcpByPort:  map[uint16]*l4Listener{},
-		udpByAddr:  map[netip.AddrPort]*l4Listener{},
-		udpByPort:  map[uint16]*l4Listener{},
+		byBind:     map[bindKey]*l4Listener{},
 		off:        map[*tcpRelay]struct{}{},
 		sweepEvery: time.Second,
 	}
@@ -119,7 +111,6 @@ func newL4(e *Engine, cfg *conf.Config) (*l4Engine, error) {
 			idle:     lc.Timeouts.TCPIdle.Std(),
 			connect:  lc.Timeouts.UpstreamConnect.Std(),
 			inflight: int(lc.Limits.MaxInflightBytes),
-			maxUDP:   lc.MaxConnections,
 			log:      lc.AccessLog != nil && *lc.AccessLog,
 			active:   set.GetOrCreateGauge(fmt.Sprintf(`expressgateway_l4_sessions_active{listener=%q}`, lc.Name), nil),
 			total:    set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_sessions_total{listener=%q}`, lc.Name)),
@@ -130,27 +121,25 @@ func newL4(e *Engine, cfg *conf.Config) (*l4Engine, error) {
 			upConnects: e.m.UpstreamConnect(cl.Name),
 		}
 		if l.udp {
+			// One limiter for the listener's sessions on every loop: the
+			// kernel spreads one client IP's source ports over all of them.
+			l.limiter = &stages.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: lc.MaxSessionsPerIP}
 			l.idle = lc.UDPSessionTimeout.Std()
 			drop := func(reason string) *metrics.Counter {
 				return set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_udp_drops_total{listener=%q,reason=%q}`, lc.Name, reason))
 			}
-			l.dropFull, l.dropNoEndpoint = drop("sessions_full"), drop("no_endpoint")
+			l.dropFull, l.dropPerIP, l.dropNoEndpoint = drop("sessions_full"), drop("sessions_per_ip"), drop("no_endpoint")
 			l.dropQueue, l.dropSend, l.dropReply = drop("queue_full"), drop("send_failed"), drop("reply_failed")
 		}
 		// Deadlines are checked by a sweep; a few sweeps per timeout keep
 		// them accurate to about an eighth.
 		l4.sweepEvery = min(l4.sweepEvery, max(l.idle/8, 10*time.Millisecond))
-		byAddr, byPort := l4.tcpByAddr, l4.tcpByPort
-		if l.udp {
-			byAddr, byPort = l4.udpByAddr, l4.udpByPort
+		key, addr, err := resolveBind(l.udp, lc.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
-		if ap, err := netip.ParseAddrPort(lc.Listen); err == nil && !ap.Addr().IsUnspecified() {
-			byAddr[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = l
-		} else if _, p, err := net.SplitHostPort(lc.Listen); err == nil {
-			// A wildcard or a host name: any local address on the port.
-			port, _ := strconv.Atoi(p)
-			byPort[uint16(port)] = l
-		}
+		l.addr = addr
+		l4.byBind[key] = l
 		l4.listeners = append(l4.listeners, l)
 	}
 	if len(l4.listeners) == 0 {
@@ -168,18 +157,19 @@ func (l4 *l4Engine) addrs() (addrs []string, reusePort bool) {
 		if l.udp {
 			scheme = "udp://"
 		}
-		addrs = append(addrs, scheme+l.cfg.Listen)
+		addrs = append(addrs, scheme+l.addr)
 		reusePort = reusePort && l.cfg.ReusePort
 	}
 	return addrs, reusePort
 }
 
-func lookupL4(ap netip.AddrPort, byAddr map[netip.AddrPort]*l4Listener, byPort map[uint16]*l4Listener) *l4Listener {
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	if l := byAddr[ap]; l != nil {
-		return l
+// listenerOf returns the L4 listener whose socket c came from, or nil.
+func (l4 *l4Engine) listenerOf(c gnet.Conn) *l4Listener {
+	k, ok := connKey(c)
+	if !ok {
+		return nil
 	}
-	return byPort[ap.Port()]
+	return l4.byBind[k]
 }
 
 // loopFor returns the L4 state of el, creating it on first use.

@@ -103,12 +103,8 @@ func (x *tcpEnd) writeFD() int {
 // acceptTCP admits a client of an L4 tcp listener; handled is false when c
 // belongs to another listener.
 func (l4 *l4Engine) acceptTCP(c gnet.Conn) (handled bool, action gnet.Action) {
-	ta, ok := c.LocalAddr().(*net.TCPAddr)
-	if !ok {
-		return false, gnet.None
-	}
-	l := lookupL4(ta.AddrPort(), l4.tcpByAddr, l4.tcpByPort)
-	if l == nil {
+	l := l4.listenerOf(c)
+	if l == nil || l.udp {
 		return false, gnet.None
 	}
 	e := l4.e

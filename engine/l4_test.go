@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -35,12 +36,9 @@ event_loops = %d
 access_log = false
 %s
 `, loops, listenersTOML)
-	g := runEngine(t, text, nil)
-	// The sockets are bound before Ready, but gnet opens the SO_REUSEPORT
-	// sockets of loops 1..n just after it: let the group settle so that UDP
-	// flows hash to their final socket.
-	time.Sleep(50 * time.Millisecond)
-	return g
+	// Ready waits for the SO_REUSEPORT sockets of every loop, so UDP flows
+	// hash to their final socket from the first datagram on.
+	return runEngine(t, text, nil)
 }
 
 func freeUDPPort(t *testing.T) string {
@@ -650,7 +648,10 @@ func TestL4UDPManyClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.Dial("udp", addr)
+			// Four client IPs, 50 ports each: under the default
+			// max_sessions_per_ip (64).
+			local := &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%4))}
+			c, err := net.DialUDP("udp", local, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
 			if err != nil {
 				errs <- err
 				return

@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -56,6 +59,9 @@ func serve(path string, stderr io.Writer) error {
 	log := newLogger(stderr, cfg.Log.Level)
 	set := metrics.NewSet()
 	m := engine.NewMetrics(set)
+	if err := engine.CheckFDs(cfg, log, set); err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -93,26 +99,55 @@ func serve(path string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Ready (/readyz 200 and the "listening" lines) only once every socket
+	// is bound: the admin listener first, then every listener on every
+	// event loop. A bind failure ends the process before anything says
+	// ready.
 	var ready atomic.Bool
+	var adminAddr string
 	if cfg.Admin.Listen != "" {
+		var token string
+		if cfg.Admin.TokenFile != "" {
+			if token, err = conf.ReadToken(cfg.Admin.TokenFile); err != nil {
+				return fmt.Errorf("admin.token_file: %w", err)
+			}
+		}
+		pprofOn := cfg.Admin.Pprof != nil && *cfg.Admin.Pprof
+		if !cfg.Admin.Loopback() && token == "" {
+			open := "/metrics"
+			if pprofOn {
+				open = "/metrics and /debug/pprof/"
+			}
+			log.Warn().Str("listen", cfg.Admin.Listen).Bool("pprof", pprofOn).
+				Msg("the admin listener is not on a loopback address and has no admin.token_file: " + open + " are open to anyone who can reach it")
+		}
 		ln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
+		adminAddr = ln.Addr().String()
 		var beforeScrape func()
 		if xs != nil {
 			beforeScrape = xs.collect
 		}
-		srv := &http.Server{Handler: adminMux(set, &ready, beforeScrape), ReadHeaderTimeout: 5 * time.Second}
+		var h http.Handler = adminMux(set, &ready, beforeScrape, pprofOn)
+		if token != "" {
+			h = requireToken(token, h)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
-		log.Info().Str("listen", ln.Addr().String()).Msg("admin listening")
 	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- eng.Serve() }()
-	<-eng.Ready()
+	if err := eng.Bound(); err != nil {
+		return err
+	}
 	ready.Store(true)
+	if adminAddr != "" {
+		log.Info().Str("listen", adminAddr).Msg("admin listening")
+	}
 	for _, l := range cfg.Listeners {
 		log.Info().Str("listener", l.Name).Str("listen", l.Listen).Str("protocol", l.Protocol).Msg("listening")
 	}
@@ -157,10 +192,10 @@ wait:
 	return nil
 }
 
-// adminMux serves /metrics, the probes and pprof.
+// adminMux serves /metrics, the probes and, when pprofOn, pprof.
 // beforeScrape, when set, refreshes collected families (the XDP counters)
 // so that a scrape reads current values.
-func adminMux(set *metrics.Set, ready *atomic.Bool, beforeScrape func()) *http.ServeMux {
+func adminMux(set *metrics.Set, ready *atomic.Bool, beforeScrape func(), pprofOn bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		if beforeScrape != nil {
@@ -180,12 +215,37 @@ func adminMux(set *metrics.Set, ready *atomic.Bool, beforeScrape func()) *http.S
 	}
 	mux.HandleFunc("/readyz", readyz)
 	mux.HandleFunc("/healthz", readyz)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
+}
+
+// requireToken lets through only requests that carry
+// "Authorization: Bearer <token>", except for the readiness probes /healthz
+// and /readyz (exact paths), and answers 401 to the others. The
+// comparison takes the same time wherever the presented token differs
+// (both sides are hashed first, so not even the length leaks).
+func requireToken(token string, next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="expressgateway admin"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // startDemo serves a tiny upstream so the default config answers at once.
