@@ -108,7 +108,7 @@ func TestClientRequestResponse(t *testing.T) {
 	c, r := newClient(t, Limits{}, Setting{SettingMaxConcurrentStreams, 2})
 	r.consume = c
 	post := &Head{Method: []byte("POST"), Scheme: []byte("https"), Authority: []byte("up.example"), Path: []byte("/upload"),
-		Fields: []Field{{[]byte("content-length"), []byte("3")}}}
+		Fields: []Field{{Name: []byte("content-length"), Value: []byte("3")}}}
 	id, err := c.WriteRequest(post, false)
 	if err != nil || id != 1 {
 		t.Fatal(id, err)
@@ -154,7 +154,7 @@ func TestClientRequestResponse(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, _ = c.WriteRequest(post, false)
-	if err := c.WriteTrailers(id, []Field{{[]byte("x-sum"), []byte("9")}}); err != nil {
+	if err := c.WriteTrailers(id, []Field{{Name: []byte("x-sum"), Value: []byte("9")}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.WriteData(id, []byte("x"), false); err != ErrStreamNotWritable {

@@ -59,7 +59,7 @@ func cloneHead(h *Head) *Head {
 	c.Method, c.Scheme, c.Authority, c.Path, c.Protocol = cp(h.Method), cp(h.Scheme), cp(h.Authority), cp(h.Path), cp(h.Protocol)
 	c.Fields = nil
 	for _, f := range h.Fields {
-		c.Fields = append(c.Fields, Field{cp(f.Name), cp(f.Value)})
+		c.Fields = append(c.Fields, Field{Name: cp(f.Name), Value: cp(f.Value)})
 	}
 	return &c
 }

@@ -2,10 +2,11 @@
 
 package h2
 
-// Field is one regular header field. Name is lower case on the wire.
-type Field struct {
-	Name, Value []byte
-}
+import "github.com/expressgateway/expressgateway/codecs/msg"
+
+// Field is one regular header field, the neutral msg.Field, so that heads
+// cross into the pipeline without copying. Name is lower case on the wire.
+type Field = msg.Field
 
 // HeadKind says what a decoded header block is.
 type HeadKind uint8
@@ -236,7 +237,7 @@ func (b *headBuilder) finish(h *Head, endStream bool) *StreamError {
 	}
 	*h = Head{ContentLength: b.contentLength, Fields: b.out[:0]}
 	for _, f := range b.fields {
-		h.Fields = append(h.Fields, Field{b.bytes(f.name), b.bytes(f.value)})
+		h.Fields = append(h.Fields, Field{Name: b.bytes(f.name), Value: b.bytes(f.value)})
 	}
 	b.out = h.Fields[:0]
 	get := func(slot int) []byte {

@@ -17,7 +17,7 @@ func TestPeerHeaderTableSize(t *testing.T) {
 	e := newEnc()
 	feedAll(t, c, cat(settingsFrame(Setting{SettingHeaderTableSize, 0}), headersFrame(1, e.block(req()...), true)))
 	outFrames(t, c)
-	if err := c.WriteHeaders(1, &Head{Status: 200, Fields: []Field{{[]byte("server"), []byte("eg")}}}, true); err != nil {
+	if err := c.WriteHeaders(1, &Head{Status: 200, Fields: []Field{{Name: []byte("server"), Value: []byte("eg")}}}, true); err != nil {
 		t.Fatal(err)
 	}
 	fs := outFrames(t, c)
@@ -29,7 +29,7 @@ func TestPeerHeaderTableSize(t *testing.T) {
 	wantStrings(t, "fields", decodeBlock(t, d, block), ":status=200", "server=eg")
 	// With a zero table nothing is indexed: the same head encodes alike.
 	feedAll(t, c, headersFrame(3, e.block(req()...), true))
-	c.WriteHeaders(3, &Head{Status: 200, Fields: []Field{{[]byte("server"), []byte("eg")}}}, true)
+	c.WriteHeaders(3, &Head{Status: 200, Fields: []Field{{Name: []byte("server"), Value: []byte("eg")}}}, true)
 	block2 := outFrames(t, c)[0].(HeadersFrame).Fragment
 	if string(block2) != string(block[1:]) {
 		t.Fatalf("second block %x, first %x", block2, block)
@@ -114,7 +114,7 @@ func TestWriteHeadersContinuation(t *testing.T) {
 	outFrames(t, c)
 	var fields []Field
 	for i := range 5 {
-		fields = append(fields, Field{[]byte("x-big-" + string(rune('a'+i))), []byte(strings.Repeat("v", 10000))})
+		fields = append(fields, Field{Name: []byte("x-big-" + string(rune('a'+i))), Value: []byte(strings.Repeat("v", 10000))})
 	}
 	if err := c.WriteHeaders(1, &Head{Status: 200, Fields: fields}, true); err != nil {
 		t.Fatal(err)
@@ -156,12 +156,12 @@ func TestWriteHeadersFieldHandling(t *testing.T) {
 	feedAll(t, c, headersFrame(1, e.block(req()...), true))
 	outFrames(t, c)
 	h := &Head{Status: 200, Fields: []Field{
-		{[]byte("Content-Type"), []byte("text/plain")},
-		{[]byte("Connection"), []byte("keep-alive")},
-		{[]byte("Keep-Alive"), []byte("5")},
-		{[]byte("Transfer-Encoding"), []byte("chunked")},
-		{[]byte("TE"), []byte("trailers")},
-		{[]byte("X-Obs"), []byte("caf\xe9")},
+		{Name: []byte("Content-Type"), Value: []byte("text/plain")},
+		{Name: []byte("Connection"), Value: []byte("keep-alive")},
+		{Name: []byte("Keep-Alive"), Value: []byte("5")},
+		{Name: []byte("Transfer-Encoding"), Value: []byte("chunked")},
+		{Name: []byte("TE"), Value: []byte("trailers")},
+		{Name: []byte("X-Obs"), Value: []byte("caf\xe9")},
 	}}
 	if err := c.WriteHeaders(1, h, true); err != nil {
 		t.Fatal(err)
@@ -172,9 +172,9 @@ func TestWriteHeadersFieldHandling(t *testing.T) {
 
 	feedAll(t, c, headersFrame(3, e.block(req()...), true))
 	for name, h := range map[string]*Head{
-		"CR in a value":    {Status: 200, Fields: []Field{{[]byte("x"), []byte("a\r\nb: c")}}},
-		"space in a name":  {Status: 200, Fields: []Field{{[]byte("a b"), []byte("c")}}},
-		"pseudo in Fields": {Status: 200, Fields: []Field{{[]byte(":path"), []byte("/")}}},
+		"CR in a value":    {Status: 200, Fields: []Field{{Name: []byte("x"), Value: []byte("a\r\nb: c")}}},
+		"space in a name":  {Status: 200, Fields: []Field{{Name: []byte("a b"), Value: []byte("c")}}},
+		"pseudo in Fields": {Status: 200, Fields: []Field{{Name: []byte(":path"), Value: []byte("/")}}},
 		"status 99":        {Status: 99},
 		"status 101":       {Status: 101},
 		"status 600":       {Status: 600},
@@ -189,10 +189,10 @@ func TestWriteHeadersFieldHandling(t *testing.T) {
 	// The peer's SETTINGS_MAX_HEADER_LIST_SIZE binds us.
 	feedAll(t, c, settingsFrame(Setting{SettingMaxHeaderListSize, 100}))
 	outFrames(t, c)
-	if err := c.WriteHeaders(3, &Head{Status: 200, Fields: []Field{{[]byte("x"), []byte(strings.Repeat("v", 50))}}}, true); err != ErrPeerHeaderListSize {
+	if err := c.WriteHeaders(3, &Head{Status: 200, Fields: []Field{{Name: []byte("x"), Value: []byte(strings.Repeat("v", 50))}}}, true); err != ErrPeerHeaderListSize {
 		t.Fatalf("err = %v", err)
 	}
-	if err := c.WriteHeaders(3, &Head{Status: 200, Fields: []Field{{[]byte("x"), []byte("v")}}}, true); err != nil {
+	if err := c.WriteHeaders(3, &Head{Status: 200, Fields: []Field{{Name: []byte("x"), Value: []byte("v")}}}, true); err != nil {
 		t.Fatal(err)
 	}
 }
