@@ -187,6 +187,12 @@ type Listener struct {
 	// a body reads it as the next request; TRACE never takes one; http
 	// only. Default: false.
 	AllowGetBody bool `koanf:"allow_get_body"`
+	// HTTPVersions are the HTTP versions an http listener speaks on its
+	// port: "1.1" (with 1.0) and "2" (HTTP/2 with prior knowledge, told
+	// apart by its connection preface). With only "2", a connection that
+	// does not open with the preface is closed without a response; http
+	// only. Default: ["1.1", "2"].
+	HTTPVersions []string `koanf:"http_versions"`
 	// AccessLog overrides log.access_log for this listener. When unset it
 	// inherits log.access_log; in a Snapshot it is never nil.
 	// Default: inherit.
@@ -202,6 +208,9 @@ type Listener struct {
 	Timeouts Timeouts `koanf:"timeouts"`
 	// Limits are the HTTP/1 parsing and buffering limits.
 	Limits Limits `koanf:"limits"`
+	// HTTP2 are the HTTP/2 limits of an http listener (HTTP/2 with prior
+	// knowledge is spoken on the same port as HTTP/1.1).
+	HTTP2 HTTP2 `koanf:"http2"`
 	// Routes are tried in order and the first match wins; no match answers
 	// 404. http listeners need at least one; tcp and udp take none.
 	Routes []Route `koanf:"routes"`
@@ -217,6 +226,7 @@ func (l *Listener) setDefaults() {
 	l.MergeSlashes = false
 	l.EscapedSlashes = "keep"
 	l.AllowGetBody = false
+	l.HTTPVersions = []string{"1.1", "2"}
 	l.AccessLog = nil
 	l.UDPSessionTimeout = Duration(60 * second)
 	l.MaxSessionsPerIP = 64
@@ -265,6 +275,46 @@ func (t *Timeouts) setDefaults() {
 	t.UpstreamResponseHeader = Duration(30 * second)
 	t.UpstreamIdle = Duration(60 * second)
 	t.TCPIdle = Duration(5 * minute)
+}
+
+// HTTP2 is a listener's [listeners.http2] table. The defaults follow
+// Envoy's guidance for an edge proxy.
+type HTTP2 struct {
+	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS: streams a
+	// client may have open on one connection; more are refused with
+	// RST_STREAM(REFUSED_STREAM). 1 to 10000. Default: 100.
+	MaxConcurrentStreams int `koanf:"max_concurrent_streams"`
+	// StreamWindow is the flow-control window of each stream: how much
+	// request body a client may send before the gateway returns credit,
+	// which it does only as the upstream takes the bytes. 16KiB to 16MiB.
+	// Default: "64KiB".
+	StreamWindow Size `koanf:"stream_window"`
+	// ConnectionWindow is the flow-control window of the whole connection.
+	// 64KiB to 1GiB. Default: "1MiB".
+	ConnectionWindow Size `koanf:"connection_window"`
+	// MaxFrameSize is SETTINGS_MAX_FRAME_SIZE, the largest frame a client
+	// may send. 16KiB to 16MiB. Default: "16KiB".
+	MaxFrameSize Size `koanf:"max_frame_size"`
+	// MaxHeaderListSize is SETTINGS_MAX_HEADER_LIST_SIZE, the decoded size
+	// of one header block; larger blocks reset their stream. 1KiB to
+	// 16MiB. Default: "64KiB".
+	MaxHeaderListSize Size `koanf:"max_header_list_size"`
+	// MaxContinuationFrames caps the CONTINUATION frames of one header
+	// block (CONTINUATION flood). 1 to 10000. Default: 32.
+	MaxContinuationFrames int `koanf:"max_continuation_frames"`
+	// SettingsTimeout closes a connection whose client does not acknowledge
+	// the gateway's SETTINGS within it (SETTINGS_TIMEOUT). Default: "10s".
+	SettingsTimeout Duration `koanf:"settings_timeout"`
+}
+
+func (h *HTTP2) setDefaults() {
+	h.MaxConcurrentStreams = 100
+	h.StreamWindow = 64 * KiB
+	h.ConnectionWindow = 1 * MiB
+	h.MaxFrameSize = 16 * KiB
+	h.MaxHeaderListSize = 64 * KiB
+	h.MaxContinuationFrames = 32
+	h.SettingsTimeout = Duration(10 * second)
 }
 
 // Limits is a listener's [listeners.limits] table.

@@ -285,7 +285,15 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 			v.addf(path+".routes", "not allowed for protocol = %q (set cluster instead)", l.Protocol)
 		}
 	}
-	for _, k := range []string{"merge_slashes", "escaped_slashes", "allow_get_body"} {
+	if l.Protocol == ProtocolHTTP {
+		if len(l.HTTPVersions) == 0 {
+			v.addf(path+".http_versions", "needs at least one of \"1.1\", \"2\"")
+		}
+		for i, ver := range l.HTTPVersions {
+			v.oneOf(fmt.Sprintf("%s.http_versions[%d]", path, i), ver, "1.1", "2")
+		}
+	}
+	for _, k := range []string{"merge_slashes", "escaped_slashes", "allow_get_body", "http_versions", "http2"} {
 		if l.Protocol != ProtocolHTTP && v.present[path+"."+k] {
 			v.addf(path+"."+k, "only allowed for protocol = \"http\"")
 		}
@@ -307,6 +315,7 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 	v.positive(path+".udp_session_timeout", l.UDPSessionTimeout)
 	v.timeouts(path+".timeouts", &l.Timeouts)
 	v.limits(path+".limits", &l.Limits)
+	v.http2(path+".http2", &l.HTTP2)
 	for i := range l.Routes {
 		v.route(idx(path+".routes", i), &l.Routes[i], clusters)
 	}
@@ -331,6 +340,16 @@ func (v *validator) limits(path string, l *Limits) {
 	v.sizeRange(path+".max_chunk_extension", l.MaxChunkExtension, 0, 64*KiB)
 	v.sizeRange(path+".max_trailer_bytes", l.MaxTrailerBytes, 0, 16*MiB)
 	v.sizeRange(path+".max_inflight_bytes", l.MaxInflightBytes, 4*KiB, 1*GiB)
+}
+
+func (v *validator) http2(path string, h *HTTP2) {
+	v.intRange(path+".max_concurrent_streams", h.MaxConcurrentStreams, 1, 10000)
+	v.sizeRange(path+".stream_window", h.StreamWindow, 16*KiB, 16*MiB)
+	v.sizeRange(path+".connection_window", h.ConnectionWindow, 64*KiB, 1*GiB)
+	v.sizeRange(path+".max_frame_size", h.MaxFrameSize, 16*KiB, 16*MiB-1)
+	v.sizeRange(path+".max_header_list_size", h.MaxHeaderListSize, 1*KiB, 16*MiB)
+	v.intRange(path+".max_continuation_frames", h.MaxContinuationFrames, 1, 10000)
+	v.positive(path+".settings_timeout", h.SettingsTimeout)
 }
 
 func (v *validator) clusterRef(key, name string, clusters map[string]int) {

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/codecs/h2"
 	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/conf"
 	"github.com/expressgateway/expressgateway/stages"
@@ -84,7 +86,11 @@ type listenerRT struct {
 	addr      string
 	proxyOpts h1.ProxyOptions
 	pathOpts  msg.PathOptions
-	duration  *metrics.PrometheusHistogram
+	h2Limits  h2.Limits
+	h1, h2    bool // the HTTP versions spoken (http_versions)
+
+	h2SettingsTimeout time.Duration
+	duration          *metrics.PrometheusHistogram
 
 	headerRead, bodyIdle, bodyGrace, idleKeepalive time.Duration
 	upConnect, upRespHeader, upIdle                time.Duration
@@ -158,10 +164,23 @@ func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
+	hc := lc.HTTP2
+	h2lim := h2.DefaultLimits()
+	h2lim.MaxConcurrentStreams = uint32(hc.MaxConcurrentStreams)
+	h2lim.InitialStreamWindow = uint32(hc.StreamWindow)
+	h2lim.ConnWindow = uint32(hc.ConnectionWindow)
+	h2lim.MaxFrameSize = uint32(hc.MaxFrameSize)
+	h2lim.MaxHeaderListSize = uint32(hc.MaxHeaderListSize)
+	h2lim.MaxContinuationFrames = hc.MaxContinuationFrames
+	h2lim.MaxHeaderBlockBytes = int(hc.MaxHeaderListSize) + 16<<10
 	l := &listenerRT{
-		pathOpts: msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
-		cfg:      lc,
-		view:     &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
+		h1:                slices.Contains(lc.HTTPVersions, "1.1"),
+		h2:                slices.Contains(lc.HTTPVersions, "2"),
+		h2Limits:          h2lim,
+		h2SettingsTimeout: hc.SettingsTimeout.Std(),
+		pathOpts:          msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
+		cfg:               lc,
+		view:              &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
 		limiter: &stages.ConnLimiter{
 			MaxTotal: lc.MaxConnections, MaxPerIP: lc.MaxConnectionsPerIP,
 		},
@@ -335,6 +354,8 @@ func (e *Engine) recoverConn(c gnet.Conn, what string) {
 		if c != nil {
 			if cc, ok := c.Context().(*clientConn); ok {
 				cc.abort()
+			} else if sc, ok := c.Context().(*h2Conn); ok {
+				sc.abort()
 			} else if u, ok := c.Context().(*upstream); ok {
 				u.fail(errPanic)
 			} else if a, ok := c.Context().(l4Actor); ok {
@@ -395,6 +416,11 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		lp.enter(c)
 		ctx.onTraffic()
 		return lp.leave()
+	case *h2Conn:
+		lp := ctx.lp
+		lp.enter(c)
+		ctx.onTraffic()
+		return lp.leave()
 	case *upstream:
 		if c != ctx.c {
 			return gnet.Close
@@ -419,6 +445,10 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch ctx := c.Context().(type) {
 	case *clientConn:
 		ctx.onClose(c, err)
+	case *h2Conn:
+		ctx.lp.enter(c)
+		ctx.onClose()
+		ctx.lp.leave()
 	case *upstream:
 		ctx.onClose(c, err)
 	case l4Actor:

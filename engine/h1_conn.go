@@ -132,6 +132,22 @@ func (cc *clientConn) readHeads() {
 		if len(buf) == 0 {
 			return
 		}
+		if cc.requests == 0 {
+			// HTTP/2 with prior knowledge shares the port: the client
+			// preface decides.
+			if isH2, decided := looksLikeH2(buf); isH2 && cc.l.h2 {
+				if decided {
+					cc.upgradeToH2()
+				}
+				return
+			} else if !cc.l.h1 {
+				// An HTTP/2-only listener: whatever this is, it gets no
+				// HTTP/1 answer.
+				cc.lp.e.guardHit(&cc.x, "h2_bad_preface")
+				cc.abort()
+				return
+			}
+		}
 		if cc.headStart == 0 {
 			cc.headStart = cc.lp.nowNano()
 		}
@@ -406,6 +422,12 @@ func (cc *clientConn) slowReader(lg *leg, u *upstream) bool {
 		return true
 	}
 	return false
+}
+
+// roomFor implements downstream: the HTTP/1 session pumps slow responses
+// its own way (h1_pump.go), so it is only asked for completeness.
+func (cc *clientConn) roomFor(*leg) bool {
+	return cc.c != nil && cc.c.OutboundBuffered() <= cc.l.inflight
 }
 
 // exchangeDone implements downstream: the client reads its next request,

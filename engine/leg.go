@@ -40,6 +40,9 @@ type downstream interface {
 	// client is too slow to keep reading the upstream on the loop; the
 	// session may then move the rest of the response off the loop.
 	slowReader(lg *leg, u *upstream) bool
+	// roomFor reports whether the session can take more response bytes for
+	// lg now (a paused upstream is read again when it can).
+	roomFor(lg *leg) bool
 }
 
 // leg is the upstream side of one exchange: acquire a connection for the
@@ -223,26 +226,17 @@ func (lg *leg) onData(u *upstream) {
 			return
 		}
 	}
-	for lg.respHead && len(buf) > 0 {
-		n, data, done, err := u.body.Decode(buf)
-		if err != nil {
-			lg.abortMid("bad_response_body")
+	if lg.respHead && len(buf) > 0 {
+		n, done, failed := lg.consumeBody(u, buf)
+		if failed {
 			return
 		}
-		if len(data) > 0 {
-			lg.respBytes += int64(len(data))
-			lg.ds.respData(lg, data)
-		}
-		buf = buf[n:]
 		total += n
 		if done {
 			_, _ = u.c.Discard(total)
 			lg.ds.respEnd(lg, msg.FilterTrailers(u.body.Trailers()))
 			lg.finish(true)
 			return
-		}
-		if n == 0 {
-			break
 		}
 	}
 	if total > 0 {
@@ -251,6 +245,35 @@ func (lg *leg) onData(u *upstream) {
 	if lg.respHead && lg.reqBodyDone && u.c.OutboundBuffered() == 0 {
 		lg.ds.slowReader(lg, u)
 	}
+}
+
+// consumeBody decodes response body bytes of u from buf and forwards the
+// payload; it reports how much of buf it used, whether the body ended
+// there, and whether the exchange failed (already handled).
+func (lg *leg) consumeBody(u *upstream, buf []byte) (used int, done, failed bool) {
+	for len(buf) > 0 {
+		n, data, end, err := u.body.Decode(buf)
+		if err != nil {
+			lg.abortMid("bad_response_body")
+			return used, false, true
+		}
+		if len(data) > 0 {
+			lg.respBytes += int64(len(data))
+			lg.ds.respData(lg, data)
+			if lg.up != u {
+				return used, false, true // the downstream gave up on it
+			}
+		}
+		buf = buf[n:]
+		used += n
+		if end {
+			return used, true, false
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return used, false, false
 }
 
 // neutralResponse is the msg view of an HTTP/1 response head (no copy).

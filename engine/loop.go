@@ -23,6 +23,8 @@ type loop struct {
 	pipeline *stages.Pipeline
 	pools    map[*lb.Endpoint]*pool
 	clients  map[*clientConn]struct{}
+	h2conns  map[*h2Conn]struct{}
+	h2free   []*h2Stream         // finished HTTP/2 streams, reused
 	pending  map[*listenerRT]int // requests in flight per listener (queue_size)
 	scratch  []byte
 	fwd      msg.Scratch // forwarded field lists, reused per request
@@ -52,6 +54,7 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 		el:      el,
 		pools:   map[*lb.Endpoint]*pool{},
 		clients: map[*clientConn]struct{}{},
+		h2conns: map[*h2Conn]struct{}{},
 		pending: map[*listenerRT]int{},
 		scratch: make([]byte, 0, 16<<10),
 	}
@@ -75,10 +78,50 @@ func (lp *loop) sweep() {
 			cc.onTimer(now)
 		}()
 	}
+	for sc := range lp.h2conns {
+		func() {
+			defer lp.e.recoverConn(sc.c, "timer")
+			sc.onTimer(now)
+		}()
+	}
 	for _, p := range lp.pools {
 		p.trim(now)
 	}
 	lp.flushOut()
+}
+
+// h2FreeMax bounds the per-loop free list of HTTP/2 streams.
+const h2FreeMax = 1024
+
+// getH2Stream takes a stream from the free list (its buffers kept) or
+// makes one.
+func (lp *loop) getH2Stream() *h2Stream {
+	if n := len(lp.h2free); n > 0 {
+		s := lp.h2free[n-1]
+		lp.h2free[n-1] = nil
+		lp.h2free = lp.h2free[:n-1]
+		return s
+	}
+	return &h2Stream{}
+}
+
+// putH2Stream returns a finished stream; oversized buffers are dropped so a
+// burst does not pin memory.
+func (lp *loop) putH2Stream(s *h2Stream) {
+	if len(lp.h2free) >= h2FreeMax {
+		return
+	}
+	keep := func(b []byte) []byte {
+		if cap(b) > 64<<10 {
+			return nil
+		}
+		return b[:0]
+	}
+	*s = h2Stream{
+		arena: keep(s.arena), norm: keep(s.norm), body: keep(s.body), pend: keep(s.pend),
+		pendTrlB: keep(s.pendTrlB), hdrs: s.hdrs[:0], tfs: s.tfs[:0], pendTrl: s.pendTrl[:0], lfs: s.lfs[:0],
+	}
+	lp.h2free = append(lp.h2free, s)
 }
 
 // pool is one endpoint's idle upstream connections on one loop (LIFO, so

@@ -26,7 +26,23 @@ type Metrics struct {
 	upActive   map[string]*atomic.Int64
 	cliActive  map[string]*atomic.Int64
 	detach     map[string]*metrics.Counter
+	h2events   map[string]*metrics.Counter
+
+	// HTTP/2 sessions (h2_conn.go).
+	H2Connections *atomic.Int64
+	H2Streams     *atomic.Int64
+	H2StreamsOpen *metrics.Counter
+	h2FramesIn    [h2FrameTypes]*metrics.Counter
+	h2FramesOut   [h2FrameTypes]*metrics.Counter
+	h2StallReq    *metrics.Counter
+	h2StallResp   *metrics.Counter
 }
+
+// h2FrameTypes are the frame types counted by name; others count as
+// "unknown".
+const h2FrameTypes = 11
+
+var h2FrameNames = [h2FrameTypes]string{"data", "headers", "priority", "rst_stream", "settings", "push_promise", "ping", "goaway", "window_update", "continuation", "unknown"}
 
 // NewMetrics registers the engine families in set.
 func NewMetrics(set *metrics.Set) *Metrics {
@@ -40,6 +56,19 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		upActive:   map[string]*atomic.Int64{},
 		cliActive:  map[string]*atomic.Int64{},
 		detach:     map[string]*metrics.Counter{},
+		h2events:   map[string]*metrics.Counter{},
+
+		H2Connections: new(atomic.Int64),
+		H2Streams:     new(atomic.Int64),
+		H2StreamsOpen: set.NewCounter("expressgateway_http2_streams_total"),
+		h2StallReq:    set.NewCounter(`expressgateway_http2_flow_control_stalls_total{direction="request"}`),
+		h2StallResp:   set.NewCounter(`expressgateway_http2_flow_control_stalls_total{direction="response"}`),
+	}
+	set.NewGauge("expressgateway_http2_connections_active", func() float64 { return float64(m.H2Connections.Load()) })
+	set.NewGauge("expressgateway_http2_streams_active", func() float64 { return float64(m.H2Streams.Load()) })
+	for i, n := range h2FrameNames {
+		m.h2FramesIn[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="received",type=%q}`, n))
+		m.h2FramesOut[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="sent",type=%q}`, n))
 	}
 	return m
 }
@@ -124,4 +153,49 @@ func (rc *requestCounters) inc(status int) {
 		c = 5
 	}
 	rc.byClass[c].Inc()
+}
+
+// H2Reset counts RST_STREAM frames by direction ("sent", "received") and
+// error code.
+func (m *Metrics) H2Reset(direction, code string) *metrics.Counter {
+	return m.counter(m.h2events, "rst\x00"+direction+"\x00"+code,
+		fmt.Sprintf(`expressgateway_http2_rst_stream_total{direction=%q,code=%q}`, direction, code))
+}
+
+// H2GoAway counts GOAWAY frames by direction and error code (or, for ours,
+// the connection error's token).
+func (m *Metrics) H2GoAway(direction, code string) *metrics.Counter {
+	return m.counter(m.h2events, "goaway\x00"+direction+"\x00"+code,
+		fmt.Sprintf(`expressgateway_http2_goaway_total{direction=%q,code=%q}`, direction, code))
+}
+
+// H2FlowStall counts the times a stream's data had to wait for flow
+// control: "request" (credit held while the upstream drains), "response"
+// (DATA pending on the client's window).
+func (m *Metrics) H2FlowStall(direction string) *metrics.Counter {
+	if direction == "request" {
+		return m.h2StallReq
+	}
+	return m.h2StallResp
+}
+
+// h2CountFrames counts the frames in b, a run of whole HTTP/2 frames,
+// as received or sent.
+func (m *Metrics) h2CountFrames(b []byte, sent bool) {
+	cs := &m.h2FramesIn
+	if sent {
+		cs = &m.h2FramesOut
+	}
+	for len(b) >= 9 {
+		n := int(b[0])<<16 | int(b[1])<<8 | int(b[2])
+		t := int(b[3])
+		if t >= h2FrameTypes-1 {
+			t = h2FrameTypes - 1
+		}
+		cs[t].Inc()
+		if 9+n > len(b) {
+			return
+		}
+		b = b[9+n:]
+	}
 }

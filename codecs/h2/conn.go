@@ -589,8 +589,12 @@ func (c *Conn) onData(h FrameHeader, p []byte) *ConnError {
 			return ErrFrameOnIdleStream
 		}
 		c.creditConn(n) // nobody will consume it
-		if r, ok := c.closed.lookup(f.StreamID); ok && r == closedResetByUs {
+		r, ok := c.closed.lookup(f.StreamID)
+		if ok && r == closedResetByUs {
 			return nil // we reset it; the peer had not heard yet
+		}
+		if ok && r == closedNormally {
+			return ErrFrameAfterEndStream // the peer itself ended the stream
 		}
 		return c.resetStream(f.StreamID, ErrStreamClosed)
 	}
@@ -799,6 +803,11 @@ func (c *Conn) headersOnClosed(id uint32, block []byte) *ConnError {
 	}
 	if known && r == closedResetByUs {
 		return nil // trailers the peer sent before it saw our RST_STREAM
+	}
+	if known && r == closedNormally {
+		// RFC 9113 section 5.1: frames after the peer's own END_STREAM are
+		// a connection error of type STREAM_CLOSED.
+		return ErrFrameAfterEndStream
 	}
 	return c.resetStream(id, ErrStreamClosed)
 }

@@ -137,6 +137,7 @@ var (
 	ErrGoAwayTooShort         = connErr(ErrCodeFrameSize, "goaway_too_short", "GOAWAY payload shorter than 8 octets")
 	ErrSettingsBadLength      = connErr(ErrCodeFrameSize, "settings_bad_length", "SETTINGS payload is not a multiple of 6 octets")
 	ErrSettingsAckWithPayload = connErr(ErrCodeFrameSize, "settings_ack_with_payload", "SETTINGS ACK with a payload")
+	ErrFrameAfterEndStream    = connErr(ErrCodeStreamClosed, "frame_after_end_stream", "HEADERS or DATA on a stream the peer had ended")
 	ErrSettingsBadEnablePush  = connErr(ErrCodeProtocol, "settings_bad_enable_push", "SETTINGS_ENABLE_PUSH other than 0 or 1, or 1 from a server")
 	ErrSettingsBadWindow      = connErr(ErrCodeFlowControl, "settings_bad_initial_window", "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1")
 	ErrSettingsBadFrameSize   = connErr(ErrCodeProtocol, "settings_bad_max_frame_size", "SETTINGS_MAX_FRAME_SIZE outside 2^14..2^24-1")

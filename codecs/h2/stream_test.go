@@ -105,12 +105,29 @@ func TestClosedRingEviction(t *testing.T) {
 	// Stream 1 was forgotten: its late HEADERS get STREAM_CLOSED.
 	feedAll(t, c, headersFrame(1, e.block("x", "1"), true))
 	wantStrings(t, "events", r.strings(), "streamerr 1 STREAM_CLOSED stream_closed")
-	// Stream 9 is remembered as closed normally: same answer.
-	feedAll(t, c, dataFrame(9, "x", true))
-	wantStrings(t, "events", r.strings(), "streamerr 9 STREAM_CLOSED stream_closed")
 	// Stream 7 was skipped: a HEADERS on it goes backwards.
 	if _, err := c.Feed(headersFrame(7, e.block(req()...), true), t0); !errors.Is(err, ErrStreamIDBackwards) {
 		t.Fatalf("err = %v", err)
+	}
+	// Stream 9 is remembered as closed after the peer's own END_STREAM: a
+	// frame on it is a connection error (RFC 9113 section 5.1).
+	c2, _ := newServer(t, Limits{})
+	e2 := newEnc()
+	feedAll(t, c2, headersFrame(1, e2.block(req()...), true))
+	if err := c2.WriteHeaders(1, &Head{Status: 200}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Feed(dataFrame(1, "x", true), t0); !errors.Is(err, ErrFrameAfterEndStream) {
+		t.Fatalf("DATA after END_STREAM: err = %v", err)
+	}
+	c3, _ := newServer(t, Limits{})
+	e3 := newEnc()
+	feedAll(t, c3, headersFrame(1, e3.block(req()...), true))
+	if err := c3.WriteHeaders(1, &Head{Status: 200}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c3.Feed(headersFrame(1, e3.block("x", "1"), true), t0); !errors.Is(err, ErrFrameAfterEndStream) {
+		t.Fatalf("HEADERS after END_STREAM: err = %v", err)
 	}
 }
 

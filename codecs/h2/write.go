@@ -200,6 +200,10 @@ func (c *Conn) Shutdown() error {
 	return nil
 }
 
+// ShutdownDone reports whether a graceful Shutdown has sent its final
+// GOAWAY (the one with the real last stream id).
+func (c *Conn) ShutdownDone() bool { return c.goAwaySent && !c.shutdownPend }
+
 func (c *Conn) writeGoAway(last uint32, code ErrCode, debug []byte) {
 	if c.goAwaySent {
 		last = min(last, c.goAwaySentLast)
