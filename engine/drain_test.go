@@ -16,7 +16,7 @@ func TestDrainFinishesInFlightAndClosesIdle(t *testing.T) {
 		if r.URL.Path == "/slow" {
 			time.Sleep(400 * time.Millisecond)
 		}
-		io.WriteString(w, r.URL.Path)
+		_, _ = io.WriteString(w, r.URL.Path)
 	})
 	g := startGW(t, []string{o.addr()}, "", "", nil)
 	idle := dialRaw(t, g.addr)
@@ -44,11 +44,13 @@ func TestDrainFinishesInFlightAndClosesIdle(t *testing.T) {
 		t.Fatalf("in-flight request: %d %q close=%v", resp.StatusCode, body, resp.Close)
 	}
 	if c, err := net.DialTimeout("tcp", g.addr, time.Second); err == nil {
-		c.SetReadDeadline(time.Now().Add(time.Second))
+		if err := c.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := c.Read(make([]byte, 1)); err == nil {
 			t.Fatal("a new connection was served while draining")
 		}
-		c.Close()
+		_ = c.Close()
 	}
 	select {
 	case left := <-drained:

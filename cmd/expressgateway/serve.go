@@ -46,7 +46,7 @@ func serve(path string, stderr io.Writer) error {
 		var ve *conf.ValidationError
 		if errors.As(err, &ve) {
 			for _, p := range ve.Problems {
-				fmt.Fprintln(stderr, p.String())
+				_, _ = fmt.Fprintln(stderr, p.String())
 			}
 			return errors.New("invalid config")
 		}
@@ -105,7 +105,7 @@ func serve(path string, stderr io.Writer) error {
 		}
 		srv := &http.Server{Handler: adminMux(set, &ready, beforeScrape), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
+		defer func() { _ = srv.Close() }()
 		log.Info().Str("listen", ln.Addr().String()).Msg("admin listening")
 	}
 
@@ -151,7 +151,10 @@ wait:
 		log.Warn().Err(err).Msg("engine stop")
 	}
 	select {
-	case <-errc:
+	case err := <-errc:
+		if err != nil {
+			log.Warn().Err(err).Msg("engine stopped with an error")
+		}
 	case <-stopCtx.Done():
 	}
 	return nil
@@ -197,7 +200,7 @@ func startDemo(addr string) (string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Hello from the ExpressGateway demo upstream.\nmethod=%s path=%s\nx-forwarded-for=%s\nvia=%s\n",
+		_, _ = fmt.Fprintf(w, "Hello from the ExpressGateway demo upstream.\nmethod=%s path=%s\nx-forwarded-for=%s\nvia=%s\n",
 			r.Method, r.URL.Path, r.Header.Get("X-Forwarded-For"), r.Header.Get("Via"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
