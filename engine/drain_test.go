@@ -76,4 +76,7 @@ func TestDrainBudgetSpent(t *testing.T) {
 	if left := g.eng.Drain(ctx); left != 1 {
 		t.Fatalf("Drain reported %d connections left, want 1", left)
 	}
+	if n := g.metric("expressgateway_shutdown_aborted_connections_total"); n != 1 {
+		t.Fatalf("expressgateway_shutdown_aborted_connections_total = %v, want 1", n)
+	}
 }

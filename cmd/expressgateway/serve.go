@@ -54,6 +54,7 @@ func serve(path string, stderr io.Writer) error {
 	}
 	cfg := &snap.Config
 	log := newLogger(stderr, cfg.Log.Level)
+	metrics.ExposeMetadata(true) // TYPE lines; writeMetrics adds the HELP text
 	set := metrics.NewSet()
 	m := engine.NewMetrics(set)
 
@@ -165,13 +166,13 @@ wait:
 // so that a scrape reads current values.
 func adminMux(set *metrics.Set, ready *atomic.Bool, beforeScrape func()) *http.ServeMux {
 	mux := http.NewServeMux()
+	help := metricsHelp()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		if beforeScrape != nil {
 			beforeScrape()
 		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		set.WritePrometheus(w)
-		metrics.WriteProcessMetrics(w)
+		_ = writeMetrics(w, set, help) // a failed write is the scraper gone
 	})
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	readyz := func(w http.ResponseWriter, _ *http.Request) {

@@ -106,6 +106,11 @@ healthy_threshold = 1
 		t.Fatalf("after b3 went down: %v", got)
 	}
 	m := metricsText()
+	// Every XDP family of METRICS.md is exported (the only place the
+	// tests can make them appear), every exported family is documented,
+	// and promtool finds nothing wrong.
+	checkScrapeAgainstDoc(t, m, metricsDoc(t), func(d docFamily) bool { return d.condition == "XDP (L4)" })
+	promtoolCheckMetrics(t, m)
 	for _, fam := range []string{
 		`expressgateway_xdp_vip_new_flows_total{vip="web"}`,
 		`expressgateway_xdp_backend_healthy{vip="web",backend="` + tp.BackendAddrs[2].String() + `:8080"} 0`,
