@@ -366,6 +366,8 @@ func labConfig(tp *netnstest.Topology, mode, extra string, idx ...int) string {
 listen = "127.0.0.1:9901"
 [log]
 access_log = false
+[engine]
+drain_settle = "100ms" # the tests SIGTERM the binary; no load balancer waits on /readyz
 [[listeners]]
 name = "local"
 listen = "127.0.0.1:8080"
