@@ -79,7 +79,7 @@ func run(ctx context.Context, cfg *config, args []string) (failed bool, err erro
 	}
 	if !cfg.profile {
 		// The binary the harness built is only worth keeping next to profiles.
-		defer os.RemoveAll(filepath.Join(dir, "bin"))
+		defer func() { _ = os.RemoveAll(filepath.Join(dir, "bin")) }()
 	}
 	for _, name := range strings.Split(cfg.targets, ",") {
 		switch name = strings.TrimSpace(name); name {
@@ -335,7 +335,7 @@ func (r *runner) load(ctx context.Context, sc scenario.Scenario, o loadgen.Optio
 	case scenario.H2load:
 		logFile = filepath.Join(dir, tag+"-h2load.log")
 		argv = loadgen.H2loadArgs(o, logFile)
-		defer os.Remove(logFile)
+		defer func() { _ = os.Remove(logFile) }()
 	default:
 		return loadgen.Result{}, "", 0, fmt.Errorf("driver %q has no load generator", sc.Driver)
 	}
@@ -362,7 +362,7 @@ func (r *runner) load(ctx context.Context, sc scenario.Scenario, o loadgen.Optio
 		if err == nil {
 			if f, ferr := os.Open(logFile); ferr == nil {
 				err = loadgen.ParseH2loadLog(&lr, f)
-				f.Close()
+				_ = f.Close()
 			}
 		}
 	}
@@ -453,7 +453,7 @@ func (r *runner) pullProfile(ctx context.Context, dir string, g *target.Gateway)
 		pr.err = fmt.Errorf("fetch %s: %w", url, err)
 		return pr
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		pr.err = fmt.Errorf("fetch %s: status %d: %v", url, resp.StatusCode, err)

@@ -40,7 +40,7 @@ func runUpstream(args []string) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-sig
-		ln.Close()
+		_ = ln.Close()
 	}()
 	return upstream.New().Serve(ln)
 }

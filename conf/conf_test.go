@@ -57,7 +57,7 @@ func TestMinimalExampleLoadsWithDefaults(t *testing.T) {
 	if c.Admin.Listen != "127.0.0.1:9901" || c.Log.Level != "info" || !c.Log.AccessLog {
 		t.Errorf("admin/log: %+v %+v", c.Admin, c.Log)
 	}
-	if c.Engine != (Engine{EventLoops: 0, RingSize: 1024, DrainTimeout: Duration(30 * time.Second), MaxConnections: 100000}) {
+	if c.Engine != (Engine{EventLoops: 0, RingSize: 1024, DrainSettle: Duration(5 * time.Second), DrainTimeout: Duration(30 * time.Second), MaxConnections: 100000}) {
 		t.Errorf("engine defaults: %+v", c.Engine)
 	}
 	if c.Demo.Enabled || c.Demo.Listen != "127.0.0.1:9000" {

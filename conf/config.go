@@ -114,6 +114,10 @@ type Engine struct {
 	// stages; a power of two from 2 to 65536. A full ring is backpressure.
 	// Default: 1024.
 	RingSize int `koanf:"ring_size"`
+	// DrainSettle is how long SIGTERM keeps serving normally after /readyz
+	// turns 503, so that load balancers in front notice and stop sending
+	// before the drain starts. SIGINT skips it. Default: "5s".
+	DrainSettle Duration `koanf:"drain_settle"`
 	// DrainTimeout is how long shutdown and reload wait for in-flight
 	// connections before closing them. Default: "30s".
 	DrainTimeout Duration `koanf:"drain_timeout"`
@@ -125,6 +129,7 @@ type Engine struct {
 func (e *Engine) setDefaults() {
 	e.EventLoops = 0
 	e.RingSize = 1024
+	e.DrainSettle = Duration(5 * second)
 	e.DrainTimeout = Duration(30 * second)
 	e.MaxConnections = 100000
 }

@@ -202,7 +202,7 @@ func readConfigMD(t *testing.T) map[string]map[string]mdKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	out := make(map[string]map[string]mdKey)
 	section := ""
 	sc := bufio.NewScanner(f)

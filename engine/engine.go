@@ -261,8 +261,9 @@ func (e *Engine) Ready() <-chan struct{} { return e.booted }
 // exchange in flight completes with "Connection: close", idle keep-alive
 // connections are closed by the next sweep, and tcp pairs run until they
 // end. It returns when no client connection is left or ctx is done, and
-// reports how many were still open. Call Stop afterwards. Safe from any
-// goroutine.
+// reports how many were still open; those are counted in
+// expressgateway_shutdown_aborted_connections_total. Call Stop afterwards,
+// which closes them. Safe from any goroutine.
 func (e *Engine) Drain(ctx context.Context) int {
 	e.draining.Store(true)
 	t := time.NewTicker(sweepEvery)
@@ -274,6 +275,7 @@ func (e *Engine) Drain(ctx context.Context) int {
 		}
 		select {
 		case <-ctx.Done():
+			e.m.ShutdownAborted.Add(n)
 			return n
 		case <-t.C:
 		}

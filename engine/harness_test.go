@@ -7,9 +7,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,7 +38,7 @@ func freePort(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String()
 }
 
@@ -82,7 +84,7 @@ endpoints = [ %s ]
 	for {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
@@ -125,7 +127,10 @@ func runEngine(t *testing.T, text string, hook func(*stages.Exchange)) *gw {
 		defer scancel()
 		_ = eng.Stop(sctx)
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("engine serve: %v", err)
+			}
 		case <-sctx.Done():
 		}
 		cancel()
@@ -153,8 +158,10 @@ func (g *gw) metric(series string) float64 {
 	g.set.WritePrometheus(&b)
 	for _, line := range strings.Split(b.String(), "\n") {
 		if strings.HasPrefix(line, series+" ") {
-			var v float64
-			fmt.Sscanf(strings.TrimPrefix(line, series+" "), "%g", &v)
+			v, err := strconv.ParseFloat(strings.TrimPrefix(line, series+" "), 64)
+			if err != nil {
+				return math.NaN() // equals nothing: the caller's check fails
+			}
 			return v
 		}
 	}
@@ -214,7 +221,7 @@ func dialRawFrom(t *testing.T, addr, localIP string) *rawConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	return &rawConn{Conn: c, r: bufio.NewReader(c)}
 }
@@ -237,7 +244,7 @@ func (c *rawConn) readResponse(t *testing.T, method string) (*http.Response, str
 	if err != nil {
 		t.Fatalf("read body: %v", err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp, string(body)
 }
 

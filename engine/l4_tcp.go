@@ -108,6 +108,9 @@ func (l4 *l4Engine) acceptTCP(c gnet.Conn) (handled bool, action gnet.Action) {
 		return false, gnet.None
 	}
 	e := l4.e
+	if e.draining.Load() {
+		return true, gnet.Close // draining: no new connections
+	}
 	ip := addrIP(c.RemoteAddr())
 	if ok, lim := e.global.Acquire(ip); !ok {
 		e.m.GuardHit(lim).Inc()

@@ -17,6 +17,9 @@ type Metrics struct {
 	Set *metrics.Set
 
 	Panics *metrics.Counter
+	// ShutdownAborted counts the client connections Drain found still open
+	// when its budget ran out; Stop closes them.
+	ShutdownAborted *metrics.Counter
 
 	mu         sync.Mutex
 	guardHits  map[string]*metrics.Counter
@@ -70,7 +73,32 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		m.h2FramesIn[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="received",type=%q}`, n))
 		m.h2FramesOut[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="sent",type=%q}`, n))
 	}
+	m.ShutdownAborted = set.NewCounter("expressgateway_shutdown_aborted_connections_total")
 	return m
+}
+
+// MetricsHelp returns the HELP text of every family the engine exports,
+// keyed by family name. Each is the first sentence of the family's row in
+// METRICS.md (a test in cmd/expressgateway keeps the two equal).
+func MetricsHelp() map[string]string {
+	return map[string]string{
+		"expressgateway_requests_total":                     "requests answered, by listener, route and status class (1xx…5xx).",
+		"expressgateway_request_duration_seconds":           "time from the complete request head to the end of the response (Prometheus le buckets from 5 ms to 10 s).",
+		"expressgateway_local_responses_total":              "responses the gateway generated itself, by listener and reason.",
+		"expressgateway_client_connections_active":          "open client connections, including those whose exchange runs off the event loop.",
+		"expressgateway_upstream_connections_active":        "open upstream connections (active and pooled).",
+		"expressgateway_upstream_connects_total":            "upstream dials started.",
+		"expressgateway_upstream_reuses_total":              "requests sent on a pooled keep-alive connection.",
+		"expressgateway_upstream_failures_total":            "upstream failures, by cluster and reason.",
+		"expressgateway_stream_detach_total":                "exchanges moved off the event loop for kernel backpressure, by direction.",
+		"expressgateway_shutdown_aborted_connections_total": "client connections still open when the drain budget (engine.drain_timeout) ran out at shutdown, and so closed.",
+		"expressgateway_l4_sessions_active":                 "open tcp connection pairs or udp sessions.",
+		"expressgateway_l4_sessions_total":                  "tcp pairs or udp sessions opened.",
+		"expressgateway_l4_bytes_total":                     "payload bytes relayed, by direction: rx client → upstream, tx upstream → client.",
+		"expressgateway_l4_udp_drops_total":                 "datagrams dropped, by reason.",
+		"expressgateway_guard_hits_total":                   "requests and connections a guard or limit refused or cut, by guard.",
+		"expressgateway_panic_total":                        "panics recovered while handling a connection; each closed only its own connection.",
+	}
 }
 
 func (m *Metrics) counter(mp map[string]*metrics.Counter, key, name string) *metrics.Counter {

@@ -104,9 +104,9 @@ type snapshot struct {
 	levels []level
 	// cum[i] is the upper bound (exclusive, out of 1<<32) of the draw
 	// that selects levels[i].
-	cum   []uint64
-	fail  bool // no endpoint may be picked
-	panic bool // unhealthy endpoints are in the levels
+	cum       []uint64
+	fail      bool // no endpoint may be picked
+	panicMode bool // unhealthy endpoints are in the levels
 }
 
 type level struct {
@@ -197,7 +197,7 @@ func (c *Cluster) Endpoint(addr string) *Endpoint {
 
 // Panicking reports whether the cluster is in panic mode (too few
 // healthy endpoints, routing to all).
-func (c *Cluster) Panicking() bool { return c.snap.Load().panic }
+func (c *Cluster) Panicking() bool { return c.snap.Load().panicMode }
 
 // now is monotonic nanoseconds since New.
 func (c *Cluster) now() int64 { return int64(time.Since(c.epoch)) }
@@ -333,7 +333,7 @@ func (c *Cluster) rebuildLocked() {
 			c.snap.Store(s)
 			return
 		}
-		s.panic = true
+		s.panicMode = true
 	}
 	health := make([]float64, len(prios))
 	sum := 0.0
@@ -348,7 +348,7 @@ func (c *Cluster) rebuildLocked() {
 		health[i] = min(100, 100*float64(n)/float64(len(all))*c.spec.OverprovisioningFactor)
 		sum += health[i]
 	}
-	if sum == 0 && !s.panic {
+	if sum == 0 && !s.panicMode {
 		s.fail = true
 		c.snap.Store(s)
 		return
@@ -372,7 +372,7 @@ func (c *Cluster) rebuildLocked() {
 		}
 		all := byPrio[p]
 		eps := all
-		if !s.panic {
+		if !s.panicMode {
 			eps = make([]*Endpoint, 0, len(all))
 			for _, e := range all {
 				if e.Healthy() {

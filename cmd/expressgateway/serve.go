@@ -49,7 +49,7 @@ func serve(path string, stderr io.Writer) error {
 		var ve *conf.ValidationError
 		if errors.As(err, &ve) {
 			for _, p := range ve.Problems {
-				fmt.Fprintln(stderr, p.String())
+				_, _ = fmt.Fprintln(stderr, p.String())
 			}
 			return errors.New("invalid config")
 		}
@@ -57,6 +57,7 @@ func serve(path string, stderr io.Writer) error {
 	}
 	cfg := &snap.Config
 	log := newLogger(stderr, cfg.Log.Level)
+	metrics.ExposeMetadata(true) // TYPE lines; writeMetrics adds the HELP text
 	set := metrics.NewSet()
 	m := engine.NewMetrics(set)
 	if err := engine.CheckFDs(cfg, log, set); err != nil {
@@ -136,7 +137,7 @@ func serve(path string, stderr io.Writer) error {
 		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
+		defer func() { _ = srv.Close() }()
 	}
 
 	errc := make(chan error, 1)
@@ -154,6 +155,7 @@ func serve(path string, stderr io.Writer) error {
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var stop os.Signal
 wait:
 	for {
 		select {
@@ -167,26 +169,22 @@ wait:
 				reloadXDP(path, xs, log)
 				continue
 			}
-			log.Info().Str("signal", s.String()).Msg("shutting down")
+			stop = s
 			break wait
 		}
 	}
-	ready.Store(false)
-	sctx, scancel := context.WithTimeout(context.Background(), cfg.Engine.DrainTimeout.Std())
-	defer scancel()
-	start := time.Now()
-	if left := eng.Drain(sctx); left > 0 {
-		log.Warn().Int("connections", left).Dur("after", time.Since(start)).Msg("drain budget spent; closing the rest")
-	} else {
-		log.Info().Dur("after", time.Since(start)).Msg("drained")
-	}
+	ready.Store(false) // lameduck: /readyz answers 503 from now on
+	drain(eng, &cfg.Engine, stop, sigs, log)
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stopCancel()
 	if err := eng.Stop(stopCtx); err != nil {
 		log.Warn().Err(err).Msg("engine stop")
 	}
 	select {
-	case <-errc:
+	case err := <-errc:
+		if err != nil {
+			log.Warn().Err(err).Msg("engine stopped with an error")
+		}
 	case <-stopCtx.Done():
 	}
 	return nil
@@ -197,13 +195,13 @@ wait:
 // so that a scrape reads current values.
 func adminMux(set *metrics.Set, ready *atomic.Bool, beforeScrape func(), pprofOn bool) *http.ServeMux {
 	mux := http.NewServeMux()
+	help := metricsHelp()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		if beforeScrape != nil {
 			beforeScrape()
 		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		set.WritePrometheus(w)
-		metrics.WriteProcessMetrics(w)
+		_ = writeMetrics(w, set, help) // a failed write is the scraper gone
 	})
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	readyz := func(w http.ResponseWriter, _ *http.Request) {
@@ -257,7 +255,7 @@ func startDemo(addr string) (string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Hello from the ExpressGateway demo upstream.\nmethod=%s path=%s\nx-forwarded-for=%s\nvia=%s\n",
+		_, _ = fmt.Fprintf(w, "Hello from the ExpressGateway demo upstream.\nmethod=%s path=%s\nx-forwarded-for=%s\nvia=%s\n",
 			r.Method, r.URL.Path, r.Header.Get("X-Forwarded-For"), r.Header.Get("Via"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -295,4 +293,63 @@ func reloadXDP(path string, xs *xdpStage, log zerolog.Logger) {
 		return
 	}
 	log.Warn().Msg("SIGHUP: xdp tables reloaded; changes to listeners, routes and L7 clusters need a restart")
+}
+
+// drain runs the shutdown that signal stop asked for, once /readyz answers
+// 503. After SIGTERM the gateway first serves on, normally, for
+// engine.drain_settle, so that the load balancers in front see the 503 and
+// stop sending; SIGINT (a terminal's Ctrl-C) skips the settle. Then the
+// engine drains: new connections are refused, exchanges in flight finish
+// with "Connection: close", idle keep-alive connections are closed, tcp
+// pairs run to their end, within engine.drain_timeout. The connections
+// still open then are counted (expressgateway_shutdown_aborted_connections_total
+// and the log line) and closed by the caller's Stop. Another SIGINT or
+// SIGTERM cuts the settle or the drain short.
+func drain(eng *engine.Engine, cfg *conf.Engine, stop os.Signal, sigs <-chan os.Signal, log zerolog.Logger) {
+	settle := cfg.DrainSettle.Std()
+	if stop == syscall.SIGINT {
+		settle = 0
+	}
+	log.Info().Str("signal", stop.String()).Dur("settle", settle).Dur("drain_timeout", cfg.DrainTimeout.Std()).
+		Msg("shutting down: /readyz answers 503")
+	if settle > 0 {
+		t := time.NewTimer(settle)
+		if s, cut := untilStopSignal(t.C, sigs, log); cut {
+			log.Info().Str("signal", s.String()).Msg("settle cut short")
+		}
+		t.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.Std())
+	defer cancel()
+	go func() {
+		if s, cut := untilStopSignal(ctx.Done(), sigs, log); cut {
+			log.Info().Str("signal", s.String()).Msg("drain cut short")
+			cancel()
+		}
+	}()
+	log.Info().Msg("draining")
+	start := time.Now()
+	if left := eng.Drain(ctx); left > 0 {
+		log.Warn().Int("connections", left).Dur("after", time.Since(start)).Msg("drain budget spent; closing the rest")
+	} else {
+		log.Info().Dur("after", time.Since(start)).Msg("drained")
+	}
+}
+
+// untilStopSignal waits for done or for SIGINT or SIGTERM on sigs, and
+// reports which signal came first (cut true). A SIGHUP while shutting down
+// is ignored.
+func untilStopSignal[T any](done <-chan T, sigs <-chan os.Signal, log zerolog.Logger) (os.Signal, bool) {
+	for {
+		select {
+		case <-done:
+			return nil, false
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				log.Warn().Msg("SIGHUP while shutting down: ignored")
+				continue
+			}
+			return s, true
+		}
+	}
 }

@@ -70,6 +70,8 @@ listen = "{{.Admin}}"
 
 [engine]
 event_loops = {{.Env.Workers}}
+# Stop sends SIGTERM; nothing watches /readyz, so no settle.
+drain_settle = "0s"
 
 [log]
 access_log = false

@@ -125,7 +125,7 @@ func Launch(argv []string, pin []string, dir string) (*Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		if logFile != nil {
-			logFile.Close()
+			_ = logFile.Close()
 		}
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
@@ -133,7 +133,7 @@ func Launch(argv []string, pin []string, dir string) (*Process, error) {
 	go func() {
 		p.waitErr = cmd.Wait()
 		if logFile != nil {
-			logFile.Close()
+			_ = logFile.Close()
 		}
 		close(p.done)
 	}()
@@ -158,7 +158,7 @@ func WaitReady(ctx context.Context, p *Process, addr, proto string, timeout time
 			var c net.Conn
 			c, last = net.DialTimeout("tcp", addr, time.Second)
 			if last == nil {
-				c.Close()
+				_ = c.Close()
 			}
 		}
 		if last == nil {
@@ -178,7 +178,7 @@ func ProbeHTTP(addr, path string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")); err != nil {
 		return err
@@ -200,7 +200,7 @@ func FreeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String(), nil
 }
 
