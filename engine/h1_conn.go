@@ -61,7 +61,7 @@ type clientConn struct {
 
 func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
 	cc := &clientConn{lp: lp, l: l, c: c, ip: []byte(ip.String())}
-	cc.lg = leg{lp: lp, l: l, x: &cc.x, ds: cc, ip: cc.ip}
+	cc.lg = leg{lp: lp, l: l, x: &cc.x, ds: cc, ip: cc.ip, proto: "h1"}
 	cc.parser.Limits = l.limits
 	cc.x.Req = &cc.mreq
 	cc.x.Owner = cc

@@ -315,7 +315,9 @@ func (sc *h2Conn) OnReset(id uint32, code h2.ErrCode) {
 // malformed frame or head; nothing of it reaches an upstream.
 func (sc *h2Conn) OnStreamError(err *h2.StreamError) {
 	sc.lp.e.m.H2Reset("sent", err.Code.String()).Inc()
-	sc.lp.e.guardHit(nil, "h2_"+err.Token)
+	sc.lp.e.m.GuardHit("h2_" + err.Token).Inc()
+	sc.lp.e.log.Warn().Str("guard", "h2_"+err.Token).Str("listener", sc.l.cfg.Name).Str("client", sc.clientIP.String()).
+		Uint32("stream", err.StreamID).Msg("limit hit")
 	if s := sc.streams[err.StreamID]; s != nil {
 		s.abortLeg(400, "h2_"+err.Token)
 		s.free()
@@ -351,7 +353,7 @@ func (sc *h2Conn) newStream(id uint32) *h2Stream {
 	s.x.Listener = sc.l.view
 	s.x.ClientIP = sc.clientIP
 	s.x.ConnRequests = sc.requests
-	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip}
+	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, proto: "h2", streamID: id}
 	s.lg.reset()
 	sc.streams[id] = s
 	sc.lp.e.m.H2Streams.Add(1)
@@ -735,10 +737,10 @@ func (s *h2Stream) respondLocal(x *stages.Exchange) {
 	s.lg.endpointDone(status, false)
 	s.lg.respStatus = status
 	s.lg.record(status, x.Reason)
-	if x.CloseConn && !sc.shutdown {
-		sc.shutdown = true
-		_ = sc.codec.Shutdown()
-	}
+	// x.CloseConn is not honoured here: a malformed or refused stream
+	// ends that stream only (RFC 9113 section 8.1.1); the connection and
+	// its other streams go on. max_requests_per_connection ends the
+	// connection with GOAWAY from the timer.
 	sc.flush()
 	s.finished = true
 	s.free()

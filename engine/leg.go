@@ -57,6 +57,9 @@ type leg struct {
 	ds downstream
 	ip []byte // textual client IP for X-Forwarded-For and the access log
 
+	proto    string // the downstream protocol, for the access log: "h1", "h2"
+	streamID uint32 // the HTTP/2 stream, 0 for HTTP/1
+
 	up           *upstream
 	started      time.Time
 	attempts     int
@@ -339,7 +342,7 @@ func (lg *leg) record(status int, reason string) {
 	if !lg.l.accessLog {
 		return
 	}
-	ev := lg.lp.e.log.Info().Str("type", "access").Str("listener", lg.l.cfg.Name).
+	ev := lg.lp.e.log.Info().Str("type", "access").Str("listener", lg.l.cfg.Name).Str("proto", lg.proto).
 		Bytes("client", lg.ip).Bytes("method", x.Req.Method).Bytes("target", x.Req.Path).
 		Int("status", status).Int64("bytes", lg.respBytes).Dur("duration", lg.lp.since(lg.started))
 	if x.Route != nil {
@@ -350,6 +353,9 @@ func (lg *leg) record(status int, reason string) {
 	}
 	if reason != "" {
 		ev = ev.Str("reason", reason)
+	}
+	if lg.streamID != 0 {
+		ev = ev.Uint32("stream", lg.streamID)
 	}
 	ev.Msg("")
 }

@@ -59,7 +59,7 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 		scratch: make([]byte, 0, 16<<10),
 	}
 	lp.pipeline = stages.NewPipeline(e.stages, e.ringSize)
-	lp.pipeline.Done = func(x *stages.Exchange) { x.Owner.(*clientConn).respondLocal(x) }
+	lp.pipeline.Done = func(x *stages.Exchange) { x.Owner.(localResponder).respondLocal(x) }
 	lp.pipeline.Full = func(stage string) { e.m.GuardHit("ring_full_" + stage).Inc() }
 	lp.sweepRunnable = func(context.Context) error {
 		lp.sweep()
@@ -89,6 +89,10 @@ func (lp *loop) sweep() {
 	}
 	lp.flushOut()
 }
+
+// localResponder is the owner of an exchange: the session that answers it
+// when a stage refuses it.
+type localResponder interface{ respondLocal(x *stages.Exchange) }
 
 // h2FreeMax bounds the per-loop free list of HTTP/2 streams.
 const h2FreeMax = 1024

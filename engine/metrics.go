@@ -98,6 +98,15 @@ func MetricsHelp() map[string]string {
 		"expressgateway_l4_udp_drops_total":                 "datagrams dropped, by reason.",
 		"expressgateway_guard_hits_total":                   "requests and connections a guard or limit refused or cut, by guard.",
 		"expressgateway_panic_total":                        "panics recovered while handling a connection; each closed only its own connection.",
+		"expressgateway_fd_budget":                          "file descriptors the connection and session caps may hold at once, with the idle pools and a margin.",
+		"expressgateway_fd_limit":                           "the soft RLIMIT_NOFILE in force, after the start raised it to the hard limit.",
+		"expressgateway_http2_connections_active":           "open HTTP/2 client connections.",
+		"expressgateway_http2_streams_active":               "open HTTP/2 streams of client connections, including those whose response still drains.",
+		"expressgateway_http2_streams_total":                "HTTP/2 streams opened by clients.",
+		"expressgateway_http2_frames_total":                 "HTTP/2 frames of client connections, by direction and frame type.",
+		"expressgateway_http2_rst_stream_total":             "RST_STREAM frames of client connections, by direction and error code.",
+		"expressgateway_http2_goaway_total":                 "GOAWAY frames of client connections, by direction and error code or reason.",
+		"expressgateway_http2_flow_control_stalls_total":    "times HTTP/2 data had to wait for flow control, by direction.",
 	}
 }
 

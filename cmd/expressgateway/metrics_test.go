@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // docFamily is one row of a family table in METRICS.md.
@@ -244,26 +246,6 @@ func tcpEcho(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func udpEcho(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 // sinkOrigin is an HTTP upstream that reads the whole body and answers
 // "ok"; /healthz answers too.
 func sinkOrigin(t *testing.T) string {
@@ -281,9 +263,9 @@ func sinkOrigin(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// rawExchange sends raw bytes on a new connection to addr and returns the
+// rawStatusLine sends raw bytes on a new connection to addr and returns the
 // status line of the answer.
-func rawExchange(t *testing.T, addr, raw string) string {
+func rawStatusLine(t *testing.T, addr, raw string) string {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -386,11 +368,26 @@ endpoints = [ { address = %q } ]
 		{"GET / HTTP/1.1\r\nHost: dead.test\r\n\r\n", "HTTP/1.1 502"},
 		{"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 65536\r\n\r\n" + strings.Repeat("b", 65536), "HTTP/1.1 200"},
 	} {
-		if got := rawExchange(t, web, tc.raw); !strings.HasPrefix(got, tc.want) {
+		if got := rawStatusLine(t, web, tc.raw); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("%q: %q, want %s", tc.raw[:min(len(tc.raw), 40)], got, tc.want)
 		}
 	}
-	// tcp and udp echo through the L4 listeners.
+	// HTTP/2 on the same port: a request, a stream the client resets, a
+	// GOAWAY from the client (the RST_STREAM and GOAWAY families).
+	f := dialH2(t, web)
+	f.headers(t, 1, true, ":method", "GET", ":scheme", "http", ":authority", "app.test", ":path", "/")
+	if got := f.response(t, 1); got != "200" {
+		t.Errorf("h2 request: %s", got)
+	}
+	f.headers(t, 3, false, ":method", "POST", ":scheme", "http", ":authority", "app.test", ":path", "/")
+	if err := f.fr.WriteRSTStream(3, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.fr.WriteGoAway(3, http2.ErrCodeNo, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the gateway reads the RST_STREAM and the GOAWAY
+
 	c, err := net.DialTimeout("tcp", tcpL, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ func udpEcho(t *testing.T) string {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
+	t.Cleanup(func() { _ = pc.Close(); <-done })
 	go func() {
 		defer close(done)
 		buf := make([]byte, 2048)
