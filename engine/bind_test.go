@@ -61,7 +61,7 @@ endpoints = [ { address = %[4]q } ]
 			t.Fatalf("http %d: %v", i, err)
 		}
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if string(body) != "http ok" {
 			t.Fatalf("http %d: %d %q", i, resp.StatusCode, body)
 		}
@@ -82,7 +82,7 @@ func TestBindFailureIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer held.Close()
+	defer func() { _ = held.Close() }()
 	text := fmt.Sprintf(`
 [admin]
 listen = ""

@@ -75,14 +75,12 @@ type h2Stream struct {
 // window does not take yet is bounded here, after which the upstream stops
 // being read (upPump) and its TCP window pushes back.
 const (
-	h2StreamPendMax = 256 << 10
+	h2StreamPendMax = 128 << 10
 	h2ConnOutMax    = 1 << 20 // gnet outbound bytes before DATA waits
 	h2UpHeldMax     = 1 << 20 // upstream outbound bytes before credit waits
 )
 
 var (
-	h2PrefaceStart = []byte("PRI * HTTP/2.0\r\n")
-	nameCookie     = []byte("cookie")
 	nameCL         = []byte("content-length")
 	nameCT         = []byte("content-type")
 	nameRetryAfter = []byte("retry-after")

@@ -118,7 +118,9 @@ func (p *upPump) run() {
 		case pumpRead:
 			_ = p.nc.SetReadDeadline(time.Now().Add(idle))
 			n, err := p.nc.Read(buf)
-			data := append([]byte(nil), buf[:n]...)
+			// The loop is done with buf before it sends the next command,
+			// so the chunk is handed over without a copy.
+			data := buf[:n]
 			if e := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				defer lp.e.recoverConn(nil, "pump")
 				lp.tick()

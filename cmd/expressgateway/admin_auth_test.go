@@ -92,7 +92,7 @@ func adminGet(t *testing.T, url, auth string) int {
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode == 401 && resp.Header.Get("WWW-Authenticate") == "" {
 		t.Errorf("GET %s: 401 without WWW-Authenticate", url)

@@ -29,7 +29,7 @@ func nsStatus(addr, path, auth string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	hdr := ""
 	if auth != "" {
@@ -42,7 +42,7 @@ func nsStatus(addr, path, auth string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, nil
 }
@@ -107,7 +107,7 @@ endpoints = [ { address = "127.0.0.1:9" } ]
 				_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
 				<-done
 			}
-			logf.Close()
+			_ = logf.Close()
 		}
 		t.Cleanup(stop)
 		deadline := time.Now().Add(10 * time.Second)

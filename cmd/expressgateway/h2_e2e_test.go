@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -33,17 +32,19 @@ import (
 // h2Client speaks HTTP/2 with prior knowledge over cleartext; dials counts
 // the connections it opened.
 func h2Client(dials *atomic.Int64) *http.Client {
-	return &http.Client{Timeout: 120 * time.Second, Transport: &http2.Transport{
-		AllowHTTP:                  true,
-		StrictMaxConcurrentStreams: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if dials != nil {
 				dials.Add(1)
 			}
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		},
-	}}
+		HTTP2: &http.HTTP2Config{StrictMaxConcurrentRequests: true},
+	}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Timeout: 120 * time.Second, Transport: tr}
 }
 
 // h1Origin is the HTTP/1.1 upstream of the HTTP/2 tests.
@@ -450,4 +451,150 @@ func TestH2SpecConformance(t *testing.T) {
 		t.Fatalf("h2spec: %s\n%s", m[0], out)
 	}
 	t.Logf("h2spec: %s", m[0])
+}
+
+// TestH2MemoryBounded: 1 GiB up to an upstream reading at ~10 MiB/s and
+// 1 GiB down to a client reading at ~10 MiB/s, each over one HTTP/2 stream
+// and at the same time, hashes equal and gateway RSS growth under 64 MiB;
+// then 100 concurrent 10 MiB downloads on one connection, RSS growth under
+// 128 MiB. Flow control is the only thing that bounds the gateway here.
+// EG_STREAM_BYTES and EG_STREAM_RATE override the size and the rate.
+func TestH2MemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 2 GiB at 10 MiB/s (about 110 s); skipped with -short")
+	}
+	size := envInt("EG_STREAM_BYTES", 1<<30)
+	rate := envInt("EG_STREAM_RATE", 10<<20)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/upload":
+			h := sha256.New()
+			n, err := slowCopy(h, r.Body, rate)
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			_, _ = fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
+		case "/download":
+			n, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+			_, _ = io.Copy(w, &patternReader{n: n, h: sha256.New()})
+		}
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	gw, _, cmd := h2Gateway(t, ln.Addr().String(), "")
+	pid := cmd.Process.Pid
+	c := h2Client(nil)
+	if resp, err := c.Get("http://" + gw + "/download?n=1"); err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	base := rssBytes(pid)
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if r := rssBytes(pid); r > peak.Load() {
+				peak.Store(r)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	refSum := func(n int64) []byte {
+		h := sha256.New()
+		_, _ = io.Copy(io.Discard, &patternReader{n: n, h: h})
+		return h.Sum(nil)
+	}
+	var wg sync.WaitGroup
+	var upErr, downErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		src := &patternReader{n: size, h: sha256.New()}
+		req, _ := http.NewRequest("POST", "http://"+gw+"/upload", src)
+		req.ContentLength = size
+		resp, err := c.Do(req)
+		if err != nil {
+			upErr = err
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if want := fmt.Sprintf("%d %s", size, hex.EncodeToString(src.h.Sum(nil))); string(body) != want {
+			upErr = fmt.Errorf("upload: %d %q, want %q", resp.StatusCode, body, want)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		resp, err := h2Client(nil).Get(fmt.Sprintf("http://%s/download?n=%d", gw, size))
+		if err != nil {
+			downErr = err
+			return
+		}
+		h := sha256.New()
+		n, err := slowCopy(h, resp.Body, rate)
+		_ = resp.Body.Close()
+		if err != nil || n != size || !bytes.Equal(h.Sum(nil), refSum(size)) {
+			downErr = fmt.Errorf("download: %d bytes, %v", n, err)
+		}
+	}()
+	wg.Wait()
+	grow1 := peak.Load() - base
+	if upErr != nil || downErr != nil {
+		t.Fatalf("upload: %v; download: %v", upErr, downErr)
+	}
+	t.Logf("%d MiB each way over single streams: RSS %d MiB → peak %d MiB (growth %d MiB)", size>>20, base>>20, peak.Load()>>20, grow1>>20)
+	if grow1 > 64<<20 {
+		t.Errorf("RSS grew by %d MiB, want < 64", grow1>>20)
+	}
+
+	// 100 concurrent 10 MiB downloads on one connection.
+	const each = 10 << 20
+	ref := refSum(each)
+	var dials atomic.Int64
+	mc := h2Client(&dials)
+	var failed atomic.Int64
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := mc.Get(fmt.Sprintf("http://%s/download?n=%d", gw, each))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			h := sha256.New()
+			n, err := io.Copy(h, resp.Body)
+			_ = resp.Body.Close()
+			if err != nil || n != each || !bytes.Equal(h.Sum(nil), ref) {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	grow2 := peak.Load() - base
+	t.Logf("100 × 10 MiB on %d connection(s): peak RSS %d MiB (growth %d MiB)", dials.Load(), peak.Load()>>20, grow2>>20)
+	if failed.Load() != 0 {
+		t.Fatalf("%d of 100 downloads failed", failed.Load())
+	}
+	if dials.Load() != 1 {
+		t.Errorf("the downloads used %d connections, want 1", dials.Load())
+	}
+	if grow2 > 128<<20 {
+		t.Errorf("RSS grew by %d MiB, want < 128", grow2>>20)
+	}
 }

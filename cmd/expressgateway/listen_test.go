@@ -85,7 +85,7 @@ func neverReady(admin string, stop <-chan struct{}) *atomic.Bool {
 				if resp.StatusCode == 200 {
 					ok.Store(true)
 				}
-				resp.Body.Close()
+				_ = resp.Body.Close()
 			}
 		}
 	}()
@@ -102,7 +102,7 @@ func TestBindFailureExitsBeforeReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer held.Close()
+	defer func() { _ = held.Close() }()
 	taken := held.Addr().String()
 	cfg := func(admin, web, raw string) string {
 		return fmt.Sprintf(`

@@ -119,7 +119,7 @@ func TestPeerInitialWindowDelta(t *testing.T) {
 	c, r := newServer(t, Limits{})
 	e := newEnc()
 	feedAll(t, c, cat(AppendWindowUpdate(nil, 0, 1<<20), headersFrame(1, e.block(req()...), true)))
-	c.WriteHeaders(1, &Head{Status: 200}, false)
+	_ = c.WriteHeaders(1, &Head{Status: 200}, false)
 	if n, _ := c.WriteData(1, make([]byte, 60000), false); n != 60000 {
 		t.Fatal(n)
 	}
@@ -166,7 +166,7 @@ func TestWriteDataOutputBound(t *testing.T) {
 	c, _ := newServer(t, Limits{MaxOutputBytes: 20000})
 	e := newEnc()
 	feedAll(t, c, headersFrame(1, e.block(req()...), true))
-	c.WriteHeaders(1, &Head{Status: 200}, false)
+	_ = c.WriteHeaders(1, &Head{Status: 200}, false)
 	n, _ := c.WriteData(1, make([]byte, 50000), false)
 	if n < 19000 || n > 20000 {
 		t.Fatalf("took %d", n)
@@ -185,13 +185,13 @@ func TestWriteDataSplitsByPeerMaxFrame(t *testing.T) {
 	e := newEnc()
 	feedAll(t, c, cat(settingsFrame(Setting{SettingMaxFrameSize, 20000}), headersFrame(1, e.block(req()...), true)))
 	outFrames(t, c)
-	c.WriteHeaders(1, &Head{Status: 200}, false)
-	c.WriteData(1, make([]byte, 50000), true)
+	_ = c.WriteHeaders(1, &Head{Status: 200}, false)
+	_, _ = c.WriteData(1, make([]byte, 50000), true)
 	wantStrings(t, "output", frameStrings(outFrames(t, c)), "HEADERS 1 end=false endh=true",
 		"DATA 1 len=20000 end=false", "DATA 1 len=20000 end=false", "DATA 1 len=10000 end=true")
 	// An empty DATA with END_STREAM needs no window.
 	feedAll(t, c, headersFrame(3, e.block(req()...), true))
-	c.WriteHeaders(3, &Head{Status: 200}, false)
+	_ = c.WriteHeaders(3, &Head{Status: 200}, false)
 	if n, err := c.WriteData(3, nil, true); n != 0 || err != nil {
 		t.Fatal(n, err)
 	}

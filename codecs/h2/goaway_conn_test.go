@@ -69,7 +69,7 @@ func TestShutdownTwoStep(t *testing.T) {
 		t.Fatal("not drained")
 	}
 	// A later WriteGoAway never raises the last stream id.
-	c.WriteGoAway(ErrCodeNo, nil)
+	_ = c.WriteGoAway(ErrCodeNo, nil)
 	fs := outFrames(t, c)
 	if g := fs[len(fs)-1].(GoAwayFrame); g.LastStreamID != 3 {
 		t.Fatal(g.LastStreamID)

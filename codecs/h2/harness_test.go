@@ -141,7 +141,7 @@ func newEnc() *enc {
 func (x *enc) block(kv ...string) []byte {
 	x.buf.Reset()
 	for i := 0; i+1 < len(kv); i += 2 {
-		x.e.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		_ = x.e.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
 	}
 	return append([]byte{}, x.buf.Bytes()...)
 }

@@ -95,7 +95,7 @@ func (d *decoder) decode(block []byte, mode blockMode, allowProtocol bool) *Conn
 	if err == nil {
 		err = d.dec.Close()
 	} else {
-		d.dec.Close() // drop a saved partial field; the connection ends anyway
+		_ = d.dec.Close() // drop a saved partial field; the connection ends anyway
 	}
 	if err != nil {
 		if errors.Is(err, hpack.ErrStringLength) {
@@ -254,13 +254,14 @@ func (e *encoder) encode(h *Head, kind HeadKind) error {
 		if skipOnSend(name, f.Value) {
 			continue
 		}
-		e.enc.WriteField(hpack.HeaderField{Name: e.str(name), Value: e.str(f.Value)})
+		// The encoder writes to its own bytes.Buffer, which never fails.
+		_ = e.enc.WriteField(hpack.HeaderField{Name: e.str(name), Value: e.str(f.Value)})
 	}
 	return nil
 }
 
 func (e *encoder) field(name string, value []byte) {
-	e.enc.WriteField(hpack.HeaderField{Name: name, Value: e.str(value)})
+	_ = e.enc.WriteField(hpack.HeaderField{Name: name, Value: e.str(value)})
 }
 
 // check validates a head for sending and returns its header list size

@@ -29,7 +29,7 @@ func TestPeerHeaderTableSize(t *testing.T) {
 	wantStrings(t, "fields", decodeBlock(t, d, block), ":status=200", "server=eg")
 	// With a zero table nothing is indexed: the same head encodes alike.
 	feedAll(t, c, headersFrame(3, e.block(req()...), true))
-	c.WriteHeaders(3, &Head{Status: 200, Fields: []Field{{Name: []byte("server"), Value: []byte("eg")}}}, true)
+	_ = c.WriteHeaders(3, &Head{Status: 200, Fields: []Field{{Name: []byte("server"), Value: []byte("eg")}}}, true)
 	block2 := outFrames(t, c)[0].(HeadersFrame).Fragment
 	if string(block2) != string(block[1:]) {
 		t.Fatalf("second block %x, first %x", block2, block)

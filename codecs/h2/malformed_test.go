@@ -79,7 +79,7 @@ func runBadCases(t *testing.T, cases []badCase) {
 			}
 			// The connection goes on: a new request is served.
 			for id := range c.streams {
-				c.WriteRST(id, ErrCodeCancel)
+				_ = c.WriteRST(id, ErrCodeCancel)
 			}
 			feedAll(t, c, headersFrame(201, e.block(req()...), true))
 			if ev := r.strings(); len(ev) != 1 || !strings.HasPrefix(ev[0], "headers 201 req GET") {
