@@ -404,6 +404,16 @@ type Cluster struct {
 	HashKey string `koanf:"hash_key"`
 	// Endpoints are the upstream addresses; at least one.
 	Endpoints []Endpoint `koanf:"endpoints"`
+	// Protocol is what the gateway speaks to the endpoints: "http1"
+	// (HTTP/1.1, a pooled connection per request in flight) or "h2c"
+	// (HTTP/2 with prior knowledge, streams multiplexed on pooled
+	// connections). Any client protocol goes to either. Default: "http1".
+	Protocol string `koanf:"protocol"`
+	// MaxStreamsPerConnection caps the concurrent streams the gateway opens
+	// on one h2c upstream connection (the endpoint's own
+	// SETTINGS_MAX_CONCURRENT_STREAMS caps it too); more open another
+	// connection. h2c only. 1 to 10000. Default: 100.
+	MaxStreamsPerConnection int `koanf:"max_streams_per_connection"`
 	// MaxIdlePerEndpoint caps idle pooled upstream connections per endpoint
 	// and per event loop; 0 disables pooling. 0 to 100000. Default: 64.
 	MaxIdlePerEndpoint int `koanf:"max_idle_per_endpoint"`
@@ -438,6 +448,8 @@ func (c *Cluster) setDefaults() {
 	c.LB = LBRoundRobin
 	c.HashKey = "source_ip"
 	c.MaxIdlePerEndpoint = 64
+	c.Protocol = "http1"
+	c.MaxStreamsPerConnection = 100
 	c.PanicThreshold = 50.0
 	c.OnPanic = "all"
 	c.OverprovisioningFactor = 1.4

@@ -435,6 +435,11 @@ func isPrime(n int) bool {
 func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	v.required(path+".name", c.Name)
 	v.oneOf(path+".lb", c.LB, LBNames...)
+	v.oneOf(path+".protocol", c.Protocol, "http1", "h2c")
+	v.intRange(path+".max_streams_per_connection", c.MaxStreamsPerConnection, 1, 10000)
+	if c.Protocol != "h2c" && v.present[path+".max_streams_per_connection"] {
+		v.addf(path+".max_streams_per_connection", "only allowed for protocol = \"h2c\"")
+	}
 	if _, _, err := ParseHashKey(c.HashKey); err != nil {
 		v.addf(path+".hash_key", "%v", err)
 	}

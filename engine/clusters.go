@@ -113,7 +113,7 @@ func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger, onHe
 		if err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 		}
-		sc := &stages.Cluster{Name: c.Name, Index: i, LB: lbc}
+		sc := &stages.Cluster{Name: c.Name, Index: i, LB: lbc, H2: c.Protocol == "h2c", MaxStreams: c.MaxStreamsPerConnection}
 		cs.byName[c.Name] = sc
 		cs.list = append(cs.list, sc)
 		cs.maxIdle = append(cs.maxIdle, c.MaxIdlePerEndpoint)

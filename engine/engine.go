@@ -358,6 +358,8 @@ func (e *Engine) recoverConn(c gnet.Conn, what string) {
 				cc.abort()
 			} else if sc, ok := c.Context().(*h2Conn); ok {
 				sc.abort()
+			} else if hu, ok := c.Context().(*h2Upstream); ok {
+				hu.fail()
 			} else if u, ok := c.Context().(*upstream); ok {
 				u.fail(errPanic)
 			} else if a, ok := c.Context().(l4Actor); ok {
@@ -386,6 +388,11 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 	defer h.e.recoverConn(c, "open")
 	switch ctx := c.Context().(type) {
 	case *upstream:
+		lp := ctx.lp
+		lp.enter(c)
+		ctx.onOpen(c)
+		return nil, lp.leave()
+	case *h2Upstream:
 		lp := ctx.lp
 		lp.enter(c)
 		ctx.onOpen(c)
@@ -423,6 +430,14 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		lp.enter(c)
 		ctx.onTraffic()
 		return lp.leave()
+	case *h2Upstream:
+		if c != ctx.c {
+			return gnet.Close
+		}
+		lp := ctx.lp
+		lp.enter(c)
+		ctx.onTraffic()
+		return lp.leave()
 	case *upstream:
 		if c != ctx.c {
 			return gnet.Close
@@ -451,6 +466,12 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 		ctx.lp.enter(c)
 		ctx.onClose()
 		ctx.lp.leave()
+	case *h2Upstream:
+		if c == ctx.c {
+			ctx.lp.enter(c)
+			ctx.onClose()
+			ctx.lp.leave()
+		}
 	case *upstream:
 		ctx.onClose(c, err)
 	case l4Actor:

@@ -95,8 +95,14 @@ func (cc *clientConn) onTraffic() {
 			}
 			return
 		}
-		if !cc.lg.reqBodyDone && cc.lg.up != nil && cc.lg.up.state == upActive {
+		if !cc.lg.reqBodyDone && cc.lg.bodyWritable() {
 			cc.forwardReqBody()
+			if !cc.lg.reqBodyDone && cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
+				// The upstream's window holds the body back (HTTP/2)
+				// and the client keeps sending: bounded here.
+				cc.lp.e.guardHit(&cc.x, "upstream_window_overflow")
+				cc.abort()
+			}
 			return
 		}
 		if cc.largeBody && !cc.lg.reqBodyDone {
@@ -285,6 +291,17 @@ func (cc *clientConn) checkBuffered() {
 // body as far as the client sent it; a long body takes the whole exchange
 // off the loop instead.
 func (cc *clientConn) upstreamReady(lg *leg, u *upstream, head []byte) {
+	if u == nil {
+		// An HTTP/2 upstream: the leg sent the head on its stream; the body
+		// streams on the loop as the stream's window allows.
+		if !lg.reqBodyDone {
+			cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, cc.l.limits)
+			now := cc.lp.nowNano()
+			cc.bodyStart, cc.lastBodyAt = now, now
+			cc.forwardReqBody()
+		}
+		return
+	}
 	switch {
 	case lg.reqBodyDone:
 		cc.lp.queue(u.c, head)
@@ -307,7 +324,7 @@ func (cc *clientConn) upstreamReady(lg *leg, u *upstream, head []byte) {
 func (cc *clientConn) forwardReqBody() {
 	buf, _ := cc.c.Peek(-1)
 	total := 0
-	for !cc.lg.reqBodyDone && len(buf) > 0 {
+	for !cc.lg.reqBodyDone && len(buf) > 0 && (cc.lg.h2u == nil || cc.lg.upBacklog() < cc.l.inflight) {
 		n, data, done, err := cc.reqBody.Decode(buf)
 		if err != nil {
 			if total > 0 {
@@ -422,6 +439,14 @@ func (cc *clientConn) slowReader(lg *leg, u *upstream) bool {
 		return true
 	}
 	return false
+}
+
+// bodyDrained implements downstream: an HTTP/2 upstream took the body sent
+// so far; more may follow from what the client already sent.
+func (cc *clientConn) bodyDrained(lg *leg) {
+	if cc.state == csUpstream && !lg.reqBodyDone && lg.h2u != nil && cc.c != nil && cc.c.InboundBuffered() > 0 {
+		cc.forwardReqBody()
+	}
 }
 
 // roomFor implements downstream: the HTTP/1 session pumps slow responses
@@ -543,10 +568,10 @@ func (cc *clientConn) onTimer(now int64) {
 			}
 			return
 		}
-		if u == nil {
+		if u == nil && cc.lg.h2u == nil {
 			return
 		}
-		if !cc.lg.reqBodyDone && u.state == upActive {
+		if !cc.lg.reqBodyDone && cc.lg.bodyWritable() {
 			if now-cc.lastBodyAt > int64(l.bodyIdle) {
 				cc.timeoutBody("body_idle")
 				return

@@ -191,6 +191,9 @@ func (sc *h2Conn) pushAll() {
 		if s.pump != nil && len(s.pend) < h2StreamPendMax/2 {
 			s.pump.resume()
 		}
+		if s.lg.upHeld > 0 {
+			s.lg.creditUp()
+		}
 	}
 }
 
@@ -507,7 +510,7 @@ func (s *h2Stream) Forward(x *stages.Exchange) {
 // onData takes request DATA: straight upstream when the leg is connected,
 // else held (within the stream window, which the codec enforces).
 func (s *h2Stream) onData(data []byte, end bool) {
-	if s.upReady && s.lg.up != nil && s.lg.up.state == upActive {
+	if s.upReady && s.lg.bodyWritable() {
 		s.lg.sendBody(data, end, nil)
 		s.credit(len(data))
 		return
@@ -530,7 +533,7 @@ func (s *h2Stream) onTrailers(h *h2.Head) {
 		fs = append(fs, msg.Field{Name: b[start:mid:mid], Value: b[mid:len(b):len(b)]})
 	}
 	s.tfs = fs
-	if s.upReady && s.lg.up != nil && s.lg.up.state == upActive {
+	if s.upReady && s.lg.bodyWritable() {
 		s.lg.sendBody(nil, true, fs)
 		return
 	}
@@ -541,25 +544,17 @@ func (s *h2Stream) onTrailers(h *h2.Head) {
 // them; while the upstream's outbound buffer is full it waits (the sweep
 // and the next traffic retry), which is the request's backpressure.
 func (s *h2Stream) credit(n int) {
-	u := s.lg.up
-	if u != nil && u.c != nil {
-		s.sc.lp.flushOut()
-		if u.c.OutboundBuffered() > h2UpHeldMax {
-			s.held += n
-			s.sc.lp.e.m.H2FlowStall("request").Inc()
-			return
-		}
+	if s.lg.upBacklog() > h2UpHeldMax {
+		s.held += n
+		s.sc.lp.e.m.H2FlowStall("request").Inc()
+		return
 	}
 	s.sc.codec.Consumed(s.id, n)
 }
 
 func (s *h2Stream) creditHeld() {
-	u := s.lg.up
-	if u != nil && u.c != nil {
-		s.sc.lp.flushOut()
-		if u.c.OutboundBuffered() > h2UpHeldMax {
-			return
-		}
+	if s.held == 0 || s.lg.upBacklog() > h2UpHeldMax {
+		return
 	}
 	n := s.held
 	s.held = 0
@@ -571,7 +566,9 @@ func (s *h2Stream) creditHeld() {
 // upstreamReady implements downstream: head, then what body arrived.
 func (s *h2Stream) upstreamReady(lg *leg, u *upstream, head []byte) {
 	s.upReady = true
-	s.sc.lp.queue(u.c, head)
+	if u != nil {
+		s.sc.lp.queue(u.c, head)
+	} // else an HTTP/2 upstream: the leg opened the stream with the head
 	if lg.reqBodyDone {
 		lg.reqSentAt = s.sc.lp.nowNano()
 		return
@@ -787,6 +784,10 @@ func (s *h2Stream) slowReader(lg *leg, u *upstream) bool {
 
 // roomFor implements downstream.
 func (s *h2Stream) roomFor(*leg) bool { return len(s.pend) < h2StreamPendMax/2 }
+
+// bodyDrained implements downstream: credit held back from the client
+// goes out now.
+func (s *h2Stream) bodyDrained(*leg) { s.creditHeld() }
 
 // abortLeg ends the stream's leg, if still running, with status for the
 // accounting.

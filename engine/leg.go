@@ -43,7 +43,14 @@ type downstream interface {
 	// roomFor reports whether the session can take more response bytes for
 	// lg now (a paused upstream is read again when it can).
 	roomFor(lg *leg) bool
+	// bodyDrained: the upstream took all the request body it was given;
+	// the session may send (or credit) more.
+	bodyDrained(lg *leg)
 }
+
+// maxUnprocessedRetries bounds the retries of streams an h2 endpoint
+// refused or did not process (REFUSED_STREAM, GOAWAY).
+const maxUnprocessedRetries = 3
 
 // leg is the upstream side of one exchange: acquire a connection for the
 // picked endpoint (pool or dial), send, receive, retry, the per-try and
@@ -60,7 +67,14 @@ type leg struct {
 	proto    string // the downstream protocol, for the access log: "h1", "h2"
 	streamID uint32 // the HTTP/2 stream, 0 for HTTP/1
 
-	up           *upstream
+	up           *upstream    // an HTTP/1 upstream connection (up_h1.go), or
+	h2u          *h2Upstream  // an HTTP/2 one and the leg's stream on it (up_h2.go)
+	h2id         uint32       // 0 until the stream is open
+	upPend       []byte       // request DATA the h2 stream's window did not take yet
+	upPendEnd    bool         // ... and the end of the request after it
+	upPendTrl    []msg.Field  // ... with these trailers
+	upPendTrlB   []byte
+	upHeld       int // response DATA from the h2 upstream not credited back yet
 	started      time.Time
 	attempts     int
 	epBegun      bool
@@ -85,6 +99,8 @@ type leg struct {
 // reset readies the leg for a new exchange.
 func (lg *leg) reset() {
 	lg.up = nil
+	lg.h2u, lg.h2id, lg.upHeld = nil, 0, 0
+	lg.upPend, lg.upPendEnd, lg.upPendTrl = lg.upPend[:0], false, lg.upPendTrl[:0]
 	lg.started = lg.lp.now()
 	lg.attempts = 0
 	lg.epBegun, lg.counted = false, false
@@ -118,6 +134,10 @@ func (lg *leg) acquire() {
 	ep.Begin()
 	lg.epBegun = true
 	lg.upstreamAddr = ep.Address()
+	if cl.H2 {
+		lg.lp.h2For(cl, ep, lg.l.upConnect).attach(lg)
+		return
+	}
 	p := lg.lp.poolFor(ep, lg.lp.e.clusters.MaxIdle(cl), lg.l.upIdle)
 	if u := p.get(); u != nil {
 		lg.lp.e.clusters.countReuse(cl)
@@ -158,6 +178,10 @@ func (lg *leg) onReady(u *upstream) {
 // sendBody writes request body bytes upstream in the upstream's framing
 // (chunked when the length is unknown); end finishes the body with trailers.
 func (lg *leg) sendBody(data []byte, end bool, trailers []msg.Field) {
+	if lg.h2u != nil {
+		lg.sendBodyH2(data, end, trailers)
+		return
+	}
 	u := lg.up
 	chunked := lg.x.Req.Body == msg.BodyStream
 	if len(data) > 0 {
@@ -175,6 +199,105 @@ func (lg *leg) sendBody(data []byte, end bool, trailers []msg.Field) {
 		}
 		lg.reqBodyDone = true
 		lg.reqSentAt = lg.lp.nowNano()
+	}
+}
+
+// sendBodyH2 writes request body bytes as DATA on the leg's stream as far
+// as the endpoint's windows allow; the rest waits in upPend (bounded by what
+// the downstream was credited: it is not credited again meanwhile).
+func (lg *leg) sendBodyH2(data []byte, end bool, trailers []msg.Field) {
+	if len(data) > 0 {
+		lg.bodySent = true
+		lg.bodyBytes += int64(len(data))
+		lg.upPend = append(lg.upPend, data...)
+	}
+	if end {
+		lg.upPendEnd = true
+		trailers = msg.FilterTrailers(trailers)
+		b := lg.upPendTrlB[:0]
+		fs := lg.upPendTrl[:0]
+		for _, f := range trailers {
+			start := len(b)
+			b = append(b, f.Name...)
+			mid := len(b)
+			b = append(b, f.Value...)
+			fs = append(fs, msg.Field{Name: b[start:mid:mid], Value: b[mid:len(b):len(b)]})
+		}
+		lg.upPendTrl, lg.upPendTrlB = fs, b
+	}
+	lg.pushUp()
+}
+
+// pushUp writes pending request DATA, then the end of the request; when it
+// drained, the downstream may send more.
+func (lg *leg) pushUp() {
+	hu := lg.h2u
+	if hu == nil || lg.h2id == 0 {
+		return
+	}
+	if len(lg.upPend) > 0 {
+		last := lg.upPendEnd && len(lg.upPendTrl) == 0
+		n, err := hu.codec.WriteData(lg.h2id, lg.upPend, last)
+		if err != nil {
+			hu.flush()
+			return
+		}
+		all := n == len(lg.upPend)
+		lg.upPend = lg.upPend[:copy(lg.upPend, lg.upPend[n:])]
+		if all && last {
+			lg.upPendEnd = false
+			lg.reqBodyDone = true
+			lg.reqSentAt = lg.lp.nowNano()
+		}
+	}
+	if len(lg.upPend) == 0 && lg.upPendEnd {
+		var err error
+		if len(lg.upPendTrl) > 0 {
+			err = hu.codec.WriteTrailers(lg.h2id, lg.upPendTrl)
+		} else {
+			_, err = hu.codec.WriteData(lg.h2id, nil, true)
+		}
+		if err == nil {
+			lg.upPendEnd = false
+			lg.upPendTrl = lg.upPendTrl[:0]
+			lg.reqBodyDone = true
+			lg.reqSentAt = lg.lp.nowNano()
+		}
+	}
+	hu.flush()
+	if len(lg.upPend) == 0 {
+		lg.ds.bodyDrained(lg)
+	}
+}
+
+// bodyWritable reports whether request body bytes can go upstream now.
+func (lg *leg) bodyWritable() bool {
+	if lg.h2u != nil {
+		return lg.h2id != 0
+	}
+	return lg.up != nil && lg.up.state == upActive
+}
+
+// upBacklog is how many request bytes the upstream side holds that the
+// endpoint has not taken: the downstream holds its credit while it is large.
+func (lg *leg) upBacklog() int {
+	if lg.h2u != nil {
+		return len(lg.upPend)
+	}
+	if u := lg.up; u != nil && u.c != nil {
+		lg.lp.flushOut()
+		return u.c.OutboundBuffered()
+	}
+	return 0
+}
+
+// creditUp returns held response credit to an h2 upstream once the
+// downstream has room again.
+func (lg *leg) creditUp() {
+	if lg.upHeld > 0 && lg.h2u != nil && lg.h2id != 0 && lg.ds.roomFor(lg) {
+		lg.h2u.codec.Consumed(lg.h2id, lg.upHeld)
+		lg.upHeld = 0
+		lg.h2u.flush()
 	}
 }
 
@@ -295,6 +418,9 @@ func neutralResponse(r *h1.Response) msg.Response {
 // is clean, the endpoint and the request are accounted, the access log
 // written; then the session moves on.
 func (lg *leg) finish(ok bool) {
+	if hu := lg.h2u; hu != nil {
+		hu.release(lg)
+	}
 	u := lg.up
 	lg.up = nil
 	if u != nil {
@@ -362,6 +488,9 @@ func (lg *leg) record(status int, reason string) {
 
 // dropUpstream closes the leg's upstream connection, if any.
 func (lg *leg) dropUpstream() {
+	if hu := lg.h2u; hu != nil {
+		hu.cancel(lg)
+	}
 	if u := lg.up; u != nil {
 		lg.up = nil
 		u.owner = nil
@@ -416,6 +545,11 @@ func (lg *leg) canRetry(reason string, status int) bool {
 	if lg.bodySent || lg.respHead || lg.x.Req.Body != msg.BodyNone {
 		return false
 	}
+	if reason == "refused_stream" || reason == "goaway_unprocessed" {
+		// The endpoint said it did not process the stream: any method may
+		// go elsewhere, without spending the retry budget.
+		return lg.attempts <= maxUnprocessedRetries
+	}
 	return lg.lp.e.clusters.AllowRetry(lg.x.Cluster, lg.attempts, lg.x.Req.Method, reason, status)
 }
 
@@ -452,16 +586,18 @@ func (lg *leg) onUpstreamClosed(u *upstream) {
 // ended the exchange.
 func (lg *leg) onTimer(now int64) bool {
 	u := lg.up
-	if u == nil || lg.respPumping {
+	if (u == nil && lg.h2u == nil) || lg.respPumping {
 		return false
 	}
+	lg.creditUp()
 	l := lg.l
 	if pt := lg.lp.e.clusters.PerTryTimeout(lg.x.Cluster); pt > 0 && !lg.respHead && now-lg.attemptStart > int64(pt) {
 		lg.lp.e.m.GuardHit("per_try_timeout").Inc()
 		lg.failed("per_try_timeout", 504, false)
 		return true
 	}
-	if u.state == upActive && lg.reqBodyDone && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
+	sent := lg.h2id != 0 || (u != nil && u.state == upActive)
+	if sent && lg.reqBodyDone && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
 		lg.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()
 		lg.failed("response_header_timeout", 504, false)
 		return true

@@ -22,6 +22,7 @@ type loop struct {
 	el       gnet.EventLoop
 	pipeline *stages.Pipeline
 	pools    map[*lb.Endpoint]*pool
+	h2pools  map[*lb.Endpoint][]*h2Upstream // h2c upstream connections, by endpoint
 	clients  map[*clientConn]struct{}
 	h2conns  map[*h2Conn]struct{}
 	h2free   []*h2Stream         // finished HTTP/2 streams, reused
@@ -53,6 +54,7 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 		e:       e,
 		el:      el,
 		pools:   map[*lb.Endpoint]*pool{},
+		h2pools: map[*lb.Endpoint][]*h2Upstream{},
 		clients: map[*clientConn]struct{}{},
 		h2conns: map[*h2Conn]struct{}{},
 		pending: map[*listenerRT]int{},
@@ -86,6 +88,12 @@ func (lp *loop) sweep() {
 	}
 	for _, p := range lp.pools {
 		p.trim(now)
+	}
+	ttl := lp.e.idleTTL(nil)
+	for _, list := range lp.h2pools {
+		for _, hu := range list {
+			hu.sweep(now, ttl)
+		}
 	}
 	lp.flushOut()
 }

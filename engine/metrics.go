@@ -37,6 +37,7 @@ type Metrics struct {
 	H2StreamsOpen *metrics.Counter
 	h2FramesIn    [h2FrameTypes]*metrics.Counter
 	h2FramesOut   [h2FrameTypes]*metrics.Counter
+	H2UpStreams   *metrics.Counter
 	h2StallReq    *metrics.Counter
 	h2StallResp   *metrics.Counter
 }
@@ -64,6 +65,7 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		H2Connections: new(atomic.Int64),
 		H2Streams:     new(atomic.Int64),
 		H2StreamsOpen: set.NewCounter("expressgateway_http2_streams_total"),
+		H2UpStreams:   set.NewCounter("expressgateway_upstream_http2_streams_total"),
 		h2StallReq:    set.NewCounter(`expressgateway_http2_flow_control_stalls_total{direction="request"}`),
 		h2StallResp:   set.NewCounter(`expressgateway_http2_flow_control_stalls_total{direction="response"}`),
 	}
@@ -107,6 +109,9 @@ func MetricsHelp() map[string]string {
 		"expressgateway_http2_rst_stream_total":             "RST_STREAM frames of client connections, by direction and error code.",
 		"expressgateway_http2_goaway_total":                 "GOAWAY frames of client connections, by direction and error code or reason.",
 		"expressgateway_http2_flow_control_stalls_total":    "times HTTP/2 data had to wait for flow control, by direction.",
+		"expressgateway_upstream_http2_streams_total":       "streams opened on h2c upstream connections.",
+		"expressgateway_upstream_http2_rst_stream_total":    "RST_STREAM frames on h2c upstream connections, by direction and error code.",
+		"expressgateway_upstream_http2_goaway_total":        "GOAWAY frames received from h2c upstreams, by error code.",
 	}
 }
 
@@ -204,6 +209,20 @@ func (m *Metrics) H2Reset(direction, code string) *metrics.Counter {
 func (m *Metrics) H2GoAway(direction, code string) *metrics.Counter {
 	return m.counter(m.h2events, "goaway\x00"+direction+"\x00"+code,
 		fmt.Sprintf(`expressgateway_http2_goaway_total{direction=%q,code=%q}`, direction, code))
+}
+
+// H2UpReset counts RST_STREAM frames on h2c upstream connections, by
+// direction and error code.
+func (m *Metrics) H2UpReset(direction, code string) *metrics.Counter {
+	return m.counter(m.h2events, "uprst\x00"+direction+"\x00"+code,
+		fmt.Sprintf(`expressgateway_upstream_http2_rst_stream_total{direction=%q,code=%q}`, direction, code))
+}
+
+// H2UpGoAway counts GOAWAY frames received from h2c upstreams, by error
+// code.
+func (m *Metrics) H2UpGoAway(code string) *metrics.Counter {
+	return m.counter(m.h2events, "upgoaway\x00"+code,
+		fmt.Sprintf(`expressgateway_upstream_http2_goaway_total{code=%q}`, code))
 }
 
 // H2FlowStall counts the times a stream's data had to wait for flow

@@ -154,6 +154,25 @@ func fieldName(name string) []byte {
 	return []byte(name)
 }
 
+// ListHas reports whether the comma-separated list v holds tok (ASCII
+// case-insensitive).
+func ListHas(v []byte, tok string) bool {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		if EqualFold(trimOWS(v[:i]), tok) {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
+}
+
 // listHas reports whether the comma-separated list v holds tok (ASCII
 // case-insensitive, optional whitespace around elements).
 func listHas(v, tok []byte) bool {
