@@ -611,7 +611,7 @@ func (c *Conn) onData(h FrameHeader, p []byte) *ConnError {
 	s.received += int64(len(data))
 	if s.contentLength >= 0 && (s.received > s.contentLength || (f.EndStream && s.received != s.contentLength)) {
 		c.creditConn(n)
-		return c.resetStream(s.id, ErrContentLengthExceed)
+		return c.resetStream(s.id, ErrContentLengthMismatch)
 	}
 	if pad := n - int64(len(data)); pad > 0 {
 		c.creditConn(pad)
@@ -721,11 +721,11 @@ func (c *Conn) headerBlock(id uint32, endStream, selfDep bool, block []byte) *Co
 			s.contentLength = -1 // content-length describes what GET would get
 		}
 		if endStream && s.contentLength > 0 {
-			return c.resetStream(id, ErrContentLengthExceed)
+			return c.resetStream(id, ErrContentLengthMismatch)
 		}
 	case KindTrailers:
 		if s.contentLength >= 0 && s.received != s.contentLength {
-			return c.resetStream(id, ErrContentLengthExceed)
+			return c.resetStream(id, ErrContentLengthMismatch)
 		}
 	}
 	if endStream && s.recvEnd() {
@@ -771,7 +771,7 @@ func (c *Conn) newPeerStream(id uint32, endStream, selfDep bool, block []byte) *
 	}
 	hd := &c.head
 	if endStream && hd.ContentLength > 0 {
-		return c.resetStream(id, ErrContentLengthExceed)
+		return c.resetStream(id, ErrContentLengthMismatch)
 	}
 	s := c.newStream(id)
 	c.stats.StreamsOpened++
