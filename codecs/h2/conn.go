@@ -111,7 +111,7 @@ type Stats struct {
 	PingAcksReceived uint64
 	SettingsReceived uint64
 	ResetsReceived   uint64 // RST_STREAM from the peer (rapid reset signal)
-	ResetsSent       uint64 // RST_STREAM we raised (stream errors, refusals)
+	ResetsSent       uint64 // RST_STREAM we sent (stream errors, refusals, WriteRST)
 	StreamsOpened    uint64 // by the peer (server role) or by us (client role)
 	StreamsRefused   uint64 // REFUSED_STREAM for concurrency or after GOAWAY
 	EmptyDataFrames  uint64 // DATA without payload and without END_STREAM
