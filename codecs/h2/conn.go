@@ -111,7 +111,7 @@ type Stats struct {
 	PingAcksReceived uint64
 	SettingsReceived uint64
 	ResetsReceived   uint64 // RST_STREAM from the peer (rapid reset signal)
-	ResetsSent       uint64 // RST_STREAM we raised (stream errors, refusals)
+	ResetsSent       uint64 // RST_STREAM we sent (stream errors, refusals, WriteRST)
 	StreamsOpened    uint64 // by the peer (server role) or by us (client role)
 	StreamsRefused   uint64 // REFUSED_STREAM for concurrency or after GOAWAY
 	EmptyDataFrames  uint64 // DATA without payload and without END_STREAM
@@ -615,7 +615,7 @@ func (c *Conn) onData(h FrameHeader, p []byte) *ConnError {
 	s.received += int64(len(data))
 	if s.contentLength >= 0 && (s.received > s.contentLength || (f.EndStream && s.received != s.contentLength)) {
 		c.creditConn(n)
-		return c.resetStream(s.id, ErrContentLengthExceed)
+		return c.resetStream(s.id, ErrContentLengthMismatch)
 	}
 	if pad := n - int64(len(data)); pad > 0 {
 		c.creditConn(pad)
@@ -725,11 +725,11 @@ func (c *Conn) headerBlock(id uint32, endStream, selfDep bool, block []byte) *Co
 			s.contentLength = -1 // content-length describes what GET would get
 		}
 		if endStream && s.contentLength > 0 {
-			return c.resetStream(id, ErrContentLengthExceed)
+			return c.resetStream(id, ErrContentLengthMismatch)
 		}
 	case KindTrailers:
 		if s.contentLength >= 0 && s.received != s.contentLength {
-			return c.resetStream(id, ErrContentLengthExceed)
+			return c.resetStream(id, ErrContentLengthMismatch)
 		}
 	}
 	if endStream && s.recvEnd() {
@@ -775,7 +775,7 @@ func (c *Conn) newPeerStream(id uint32, endStream, selfDep bool, block []byte) *
 	}
 	hd := &c.head
 	if endStream && hd.ContentLength > 0 {
-		return c.resetStream(id, ErrContentLengthExceed)
+		return c.resetStream(id, ErrContentLengthMismatch)
 	}
 	s := c.newStream(id)
 	c.stats.StreamsOpened++

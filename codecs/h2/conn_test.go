@@ -173,3 +173,44 @@ func TestFeedRandomSplits(t *testing.T) {
 		wantStrings(t, "events", r.strings(), conversationEvents...)
 	}
 }
+
+// TestFeedTruncationsClient: the same for the client role, on a response
+// with an interim head, a body and trailers.
+func TestFeedTruncationsClient(t *testing.T) {
+	e := newEnc()
+	parts := [][]byte{
+		settingsFrame(Setting{SettingMaxConcurrentStreams, 10}),
+		AppendSettingsAck(nil),
+		headersFrame(1, e.block(":status", "103", "link", "</a.css>"), false),
+		headersFrame(1, e.block(":status", "200", "content-length", "4"), false),
+		(&DataFrame{StreamID: 1, Data: []byte("body"), Padded: true, PadLength: 1}).Append(nil),
+		headersFrame(1, e.block("x-sum", "7"), true),
+	}
+	var in []byte
+	var bounds []int
+	for _, p := range parts {
+		in = append(in, p...)
+		bounds = append(bounds, len(in))
+	}
+	want := []string{"settings", "headers 1 resp 103 link=</a.css> end=false", "headers 1 resp 200 content-length=4 end=false",
+		`data 1 "body" end=false`, "headers 1 trailers x-sum=7 end=true"}
+	for i := range len(in) + 1 {
+		r := &recorder{}
+		c := NewConn(RoleClient, Limits{}, r, t0)
+		if _, err := c.WriteRequest(&Head{Method: []byte("GET"), Scheme: []byte("https"), Path: []byte("/")}, true); err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.Feed(in[:i], t0)
+		wantN := 0
+		for _, b := range bounds {
+			if b <= i {
+				wantN = b
+			}
+		}
+		if err != nil || n != wantN {
+			t.Fatalf("prefix %d: n=%d want %d err=%v", i, n, wantN, err)
+		}
+		feedAll(t, c, in[n:])
+		wantStrings(t, "events", r.strings(), want...)
+	}
+}

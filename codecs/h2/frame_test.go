@@ -5,6 +5,7 @@ package h2
 import (
 	"encoding/hex"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -185,5 +186,23 @@ func TestErrorsIs(t *testing.T) {
 	var ce error = ErrBadPreface
 	if !errors.Is(ce, &ConnError{Token: "bad_preface"}) || errors.Is(ce, ErrControlFlood) {
 		t.Fatal("ConnError.Is")
+	}
+}
+
+// TestREADMEListsTokens keeps the README's error tables complete.
+func TestREADMEListsTokens(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range allConnErrors {
+		if !strings.Contains(string(readme), "`"+e.Token+"`") {
+			t.Errorf("README lacks connection error token %q", e.Token)
+		}
+	}
+	for _, e := range allStreamErrors {
+		if !strings.Contains(string(readme), "`"+e.Token+"`") {
+			t.Errorf("README lacks stream error token %q", e.Token)
+		}
 	}
 }

@@ -176,7 +176,7 @@ func (b *headBuilder) add(name, value string) {
 		}
 	case "content-length":
 		if b.contentLength >= 0 {
-			b.fail(ErrMultipleContentLen)
+			b.fail(ErrMultipleContentLength)
 			return
 		}
 		n, ok := parseDecimal(value)
@@ -267,7 +267,7 @@ func (b *headBuilder) finish(h *Head, endStream bool) *StreamError {
 		if code < 200 {
 			h.Kind = KindInformational
 			if endStream {
-				return ErrInformationalEndStrm
+				return ErrInformationalEndStream
 			}
 		}
 		return nil

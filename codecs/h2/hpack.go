@@ -116,18 +116,21 @@ type encoder struct {
 	block []byte // the encoded block of the last encode call
 	lower []byte // scratch for lower-casing names
 
-	// intern maps short names and values to strings the encoder may keep in
-	// its dynamic table: x/net's Encoder takes strings, and converting each
-	// []byte would allocate on every response. Bounded; cleared when full.
-	intern map[string]string
+	// intern holds strings the encoder may keep in its dynamic table:
+	// x/net's Encoder takes strings, and converting each []byte would
+	// allocate on every response. A direct-mapped cache: fixed memory, and a
+	// value that changes per response (date, content-length) only evicts
+	// its own slot.
+	intern [internSlots]string
 
 	peerMaxListSize uint32
 }
 
-// Intern bounds: strings longer than internMaxLen are converted each time.
+// internSlots sizes the cache (a power of two); strings longer than
+// internMaxLen are converted each time.
 const (
-	internMaxEntries = 512
-	internMaxLen     = 96
+	internSlots  = 128
+	internMaxLen = 64
 )
 
 func (e *encoder) init(maxTable uint32) {
@@ -135,7 +138,6 @@ func (e *encoder) init(maxTable uint32) {
 	// Our encoder's table is at most the peer's SETTINGS_HEADER_TABLE_SIZE
 	// (4096 until it says otherwise) and at most maxTable, our memory cap.
 	e.enc.SetMaxDynamicTableSizeLimit(min(maxTable, defaultHeaderTable))
-	e.intern = make(map[string]string)
 	e.peerMaxListSize = ^uint32(0)
 }
 
@@ -158,15 +160,17 @@ func (e *encoder) str(b []byte) string {
 	if len(b) > internMaxLen {
 		return string(b)
 	}
-	if s, ok := e.intern[string(b)]; ok {
-		return s
+	// FNV-1a picks the slot.
+	h := uint32(2166136261)
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
 	}
-	if len(e.intern) >= internMaxEntries {
-		clear(e.intern)
+	slot := &e.intern[h&(internSlots-1)]
+	if *slot == string(b) {
+		return *slot
 	}
-	s := string(b)
-	e.intern[s] = s
-	return s
+	*slot = string(b)
+	return *slot
 }
 
 // lowerName returns b lower-cased, in scratch when it had upper case.

@@ -197,14 +197,22 @@ func TestWriteHeadersFieldHandling(t *testing.T) {
 	}
 }
 
-func TestInternCacheBounded(t *testing.T) {
+func TestInternCache(t *testing.T) {
 	var e encoder
 	e.init(4096)
-	for i := range 3 * internMaxEntries {
-		e.str([]byte(strings.Repeat("k", i%200)))
-		e.str([]byte{byte(i), byte(i >> 8)})
+	a := e.str([]byte("text/html"))
+	if b := e.str([]byte("text/html")); b != a || testing.AllocsPerRun(10, func() { e.str([]byte("text/html")) }) != 0 {
+		t.Fatal("cached string not reused")
 	}
-	if len(e.intern) > internMaxEntries {
-		t.Fatalf("%d entries", len(e.intern))
+	long := []byte(strings.Repeat("x", internMaxLen+1))
+	if e.str(long) != string(long) || e.str([]byte{}) != "" {
+		t.Fatal("wrong string")
+	}
+	// Whatever the collisions, the answer is always the input.
+	for i := range 1000 {
+		v := []byte(strings.Repeat("k", i%70))
+		if e.str(v) != string(v) {
+			t.Fatal(i)
+		}
 	}
 }

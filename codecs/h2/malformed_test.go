@@ -277,18 +277,18 @@ func TestStreamErrors(t *testing.T) {
 		{name: "leading space in a value", frames: with(req("x", " a")...), stream: ErrHeaderValueSpace, id: 1},
 		{name: "trailing tab in a value", frames: with(req("x", "a\t")...), stream: ErrHeaderValueSpace, id: 1},
 		{name: "content-length not digits", frames: with(req("content-length", "-1")...), stream: ErrBadContentLength, id: 1},
-		{name: "content-length twice", frames: with(req("content-length", "0", "content-length", "0")...), stream: ErrMultipleContentLen, id: 1},
-		{name: "content-length with END_STREAM on HEADERS", frames: with(req("content-length", "5")...), stream: ErrContentLengthExceed, id: 1},
+		{name: "content-length twice", frames: with(req("content-length", "0", "content-length", "0")...), stream: ErrMultipleContentLength, id: 1},
+		{name: "content-length with END_STREAM on HEADERS", frames: with(req("content-length", "5")...), stream: ErrContentLengthMismatch, id: 1},
 		{name: "content-length short at END_STREAM", frames: func(e *enc) []byte {
 			return frames(headersFrame(1, e.block(post("content-length", "5")...), false), dataFrame(1, "abc", true))
-		}, stream: ErrContentLengthExceed, id: 1},
+		}, stream: ErrContentLengthMismatch, id: 1},
 		{name: "content-length exceeded", frames: func(e *enc) []byte {
 			return frames(headersFrame(1, e.block(post("content-length", "2")...), false), dataFrame(1, "abc", false))
-		}, stream: ErrContentLengthExceed, id: 1},
+		}, stream: ErrContentLengthMismatch, id: 1},
 		{name: "content-length short at trailers", frames: func(e *enc) []byte {
 			return frames(headersFrame(1, e.block(post("content-length", "5")...), false), dataFrame(1, "abc", false),
 				headersFrame(1, e.block("x-checksum", "1"), true))
-		}, stream: ErrContentLengthExceed, id: 1},
+		}, stream: ErrContentLengthMismatch, id: 1},
 		{name: "trailers without END_STREAM", frames: func(e *enc) []byte {
 			return frames(headersFrame(1, e.block(post()...), false), headersFrame(1, e.block("x-checksum", "1"), false))
 		}, stream: ErrTrailersNoEndStream, id: 1},
@@ -333,7 +333,7 @@ func TestStreamErrors(t *testing.T) {
 		{name: "client: DATA before the response head", client: true, frames: func(*enc) []byte { return dataFrame(1, "x", false) },
 			stream: ErrDataBeforeHeaders, id: 1},
 		{name: "client: 1xx ending the stream", client: true, frames: func(e *enc) []byte { return headersFrame(1, e.block(":status", "103"), true) },
-			stream: ErrInformationalEndStrm, id: 1},
+			stream: ErrInformationalEndStream, id: 1},
 		{name: "client: response without :status", client: true, frames: func(e *enc) []byte { return headersFrame(1, e.block("x", "1"), true) },
 			stream: ErrMissingStatus, id: 1},
 		{name: "client: :status 101", client: true, frames: func(e *enc) []byte { return headersFrame(1, e.block(":status", "101"), true) },
@@ -345,6 +345,6 @@ func TestStreamErrors(t *testing.T) {
 		}, stream: ErrUnknownPseudo, id: 1},
 		{name: "client: response content-length short", client: true, frames: func(e *enc) []byte {
 			return frames(headersFrame(1, e.block(":status", "200", "content-length", "3"), false), dataFrame(1, "ab", true))
-		}, stream: ErrContentLengthExceed, id: 1},
+		}, stream: ErrContentLengthMismatch, id: 1},
 	})
 }
