@@ -21,10 +21,10 @@ var browserRequest = []string{
 }
 
 var smallResponse = &Head{Status: 200, Fields: []Field{
-	{[]byte("content-type"), []byte("application/javascript")},
-	{[]byte("cache-control"), []byte("max-age=3600")},
-	{[]byte("etag"), []byte(`"5f2b-1a"`)},
-	{[]byte("server"), []byte("expressgateway")},
+	{Name: []byte("content-type"), Value: []byte("application/javascript")},
+	{Name: []byte("cache-control"), Value: []byte("max-age=3600")},
+	{Name: []byte("etag"), Value: []byte(`"5f2b-1a"`)},
+	{Name: []byte("server"), Value: []byte("expressgateway")},
 }}
 
 // benchHandler is the owner in benchmarks: it answers or resets each
@@ -41,9 +41,9 @@ func (h *benchHandler) OnHeaders(id uint32, hd *Head, end bool) {
 	switch {
 	case h.keep:
 	case h.respond != nil:
-		h.c.WriteHeaders(id, h.respond, true)
+		_ = h.c.WriteHeaders(id, h.respond, true)
 	default:
-		h.c.WriteRST(id, ErrCodeNo)
+		_ = h.c.WriteRST(id, ErrCodeNo)
 	}
 }
 
@@ -126,7 +126,7 @@ func opWriteData(tb testing.TB) op {
 	c := benchServer(tb, &benchHandler{keep: true})
 	e := newEnc()
 	feedAll(tb, c, cat(headersFrame(1, e.block(req()...), true), AppendWindowUpdate(nil, 0, 1<<20), AppendWindowUpdate(nil, 1, 1<<20)))
-	c.WriteHeaders(1, &Head{Status: 200}, false)
+	_ = c.WriteHeaders(1, &Head{Status: 200}, false)
 	c.Advance(len(c.Output()))
 	data := make([]byte, 16384)
 	grant := cat(AppendWindowUpdate(nil, 0, 16384), AppendWindowUpdate(nil, 1, 16384))

@@ -32,7 +32,7 @@ func listen(t *testing.T) net.Listener {
 	if err != nil {
 		t.Skipf("no loopback TCP: %v", err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { _ = ln.Close() })
 	return ln
 }
 
@@ -54,15 +54,15 @@ func (s *echoServer) OnHeaders(id uint32, h *Head, end bool) {
 	}
 	switch string(h.Path) {
 	case "/big":
-		s.c.WriteHeaders(id, &Head{Status: 200, Fields: []Field{{[]byte("content-length"), []byte(strconv.Itoa(len(s.big)))}}}, false)
+		_ = s.c.WriteHeaders(id, &Head{Status: 200, Fields: []Field{{Name: []byte("content-length"), Value: []byte(strconv.Itoa(len(s.big)))}}}, false)
 		s.pending[id] = s.big
 		s.ended[id] = true
 	case "/echo":
-		s.c.WriteHeaders(id, &Head{Status: 200, Fields: []Field{{[]byte("content-type"), []byte("application/octet-stream")}}}, end)
+		_ = s.c.WriteHeaders(id, &Head{Status: 200, Fields: []Field{{Name: []byte("content-type"), Value: []byte("application/octet-stream")}}}, end)
 		s.echo[id] = true
 		s.ended[id] = end
 	default:
-		s.c.WriteHeaders(id, &Head{Status: 404}, true)
+		_ = s.c.WriteHeaders(id, &Head{Status: 404}, true)
 	}
 	s.flush(id)
 }
@@ -114,7 +114,7 @@ func (s *echoServer) flush(id uint32) {
 
 // serve runs our server role on nc until it fails or closes.
 func serveOurs(nc net.Conn, big []byte, limits Limits) {
-	defer nc.Close()
+	defer func() { _ = nc.Close() }()
 	s := &echoServer{big: big, pending: map[uint32][]byte{}, ended: map[uint32]bool{}, echo: map[uint32]bool{}}
 	c := NewConn(RoleServer, limits, s, time.Now())
 	s.c = c
@@ -164,7 +164,7 @@ func TestInteropHTTPClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err != nil || !bytes.Equal(got, big) || resp.StatusCode != 200 || resp.ProtoMajor != 2 {
 		t.Fatalf("GET /big: %v, %d octets, status %d", err, len(got), resp.StatusCode)
 	}
@@ -175,7 +175,7 @@ func TestInteropHTTPClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err != nil || !bytes.Equal(got, upload) {
 		t.Fatalf("POST /echo: %v, %d octets", err, len(got))
 	}
@@ -188,7 +188,7 @@ func TestInteropHTTPClient(t *testing.T) {
 			if err == nil {
 				var b []byte
 				b, err = io.ReadAll(resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				if err == nil && !bytes.Equal(b, big) {
 					err = io.ErrUnexpectedEOF
 				}
@@ -270,24 +270,24 @@ func TestInteropHTTPServer(t *testing.T) {
 		switch r.URL.Path {
 		case "/big":
 			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
-			w.Write(big)
+			_, _ = w.Write(big)
 		case "/echo":
 			w.Header().Set("X-Method", r.Method)
 			w.Header().Set("Trailer", "X-Sum")
-			io.Copy(w, r.Body)
+			_, _ = io.Copy(w, r.Body)
 			w.Header().Set("X-Sum", "ok")
 		}
 	})
 	ln := listen(t)
 	srv := &http.Server{Handler: handler, Protocols: h2cOnly()}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
 	dial := func() net.Conn {
 		nc, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { nc.Close() })
+		t.Cleanup(func() { _ = nc.Close() })
 		return nc
 	}
 
@@ -298,7 +298,7 @@ func TestInteropHTTPServer(t *testing.T) {
 
 	upload := randomBody(1<<20, 8)
 	head, trailers, body := ourClient(t, dial(), &Head{Method: []byte("POST"), Scheme: []byte("http"), Authority: []byte("upstream.test"), Path: []byte("/echo"),
-		Fields: []Field{{[]byte("content-length"), []byte(strconv.Itoa(len(upload)))}}}, upload)
+		Fields: []Field{{Name: []byte("content-length"), Value: []byte(strconv.Itoa(len(upload)))}}}, upload)
 	if head.Status != 200 || string(head.Get("x-method")) != "POST" || !bytes.Equal(body, upload) || trailers == nil || string(trailers.Get("x-sum")) != "ok" {
 		t.Fatalf("POST /echo: status %d, %d octets, head %s", head.Status, len(body), headString(head))
 	}

@@ -51,7 +51,7 @@ func newXside(t *testing.T) *xside {
 func (x *xside) block(kv ...string) []byte {
 	x.encBuf.Reset()
 	for i := 0; i+1 < len(kv); i += 2 {
-		x.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		_ = x.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
 	}
 	return append([]byte{}, x.encBuf.Bytes()...)
 }
@@ -73,7 +73,7 @@ func (x *xside) read(consume bool) {
 				x.acked = true
 				continue
 			}
-			f.ForeachSetting(func(s http2.Setting) error {
+			_ = f.ForeachSetting(func(s http2.Setting) error {
 				switch s.ID {
 				case http2.SettingInitialWindowSize:
 					for id := range x.sendStream {
@@ -85,7 +85,7 @@ func (x *xside) read(consume bool) {
 				}
 				return nil
 			})
-			x.fr.WriteSettingsAck()
+			_ = x.fr.WriteSettingsAck()
 		case *http2.WindowUpdateFrame:
 			if f.StreamID == 0 {
 				x.sendConn += int64(f.Increment)
@@ -103,9 +103,9 @@ func (x *xside) read(consume bool) {
 			}
 			x.bodies[f.StreamID].Write(f.Data())
 			if consume && len(f.Data()) > 0 {
-				x.fr.WriteWindowUpdate(0, uint32(len(f.Data())))
+				_ = x.fr.WriteWindowUpdate(0, uint32(len(f.Data())))
 				if !f.StreamEnded() {
-					x.fr.WriteWindowUpdate(f.StreamID, uint32(len(f.Data())))
+					_ = x.fr.WriteWindowUpdate(f.StreamID, uint32(len(f.Data())))
 				}
 			}
 			if f.StreamEnded() {
@@ -115,7 +115,7 @@ func (x *xside) read(consume bool) {
 			x.goaways++
 		case *http2.PingFrame:
 			if !f.IsAck() {
-				x.fr.WritePing(true, f.Data)
+				_ = x.fr.WritePing(true, f.Data)
 			}
 		case *http2.RSTStreamFrame:
 			x.t.Fatalf("our side reset stream %d: %v", f.StreamID, f.ErrCode)
@@ -131,7 +131,7 @@ func (x *xside) sendBody(id uint32, body []byte, off *int) {
 			return
 		}
 		end := *off+int(n) == len(body)
-		x.fr.WriteData(id, end, body[*off:*off+int(n)])
+		_ = x.fr.WriteData(id, end, body[*off:*off+int(n)])
 		*off += int(n)
 		x.sendConn -= n
 		x.sendStream[id] -= n
@@ -244,8 +244,8 @@ func TestInteropServerRole(t *testing.T) {
 	// Client preface, SETTINGS with a small window so our sending is
 	// bound by its WINDOW_UPDATEs, and the request head.
 	x.toUs.WriteString(http2.ClientPreface)
-	x.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 32768}, http2.Setting{ID: http2.SettingEnablePush, Val: 0})
-	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, BlockFragment: x.block(
+	_ = x.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 32768}, http2.Setting{ID: http2.SettingEnablePush, Val: 0})
+	_ = x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, BlockFragment: x.block(
 		":method", "POST", ":scheme", "https", ":authority", "example.com", ":path", "/upload",
 		"content-length", strconv.Itoa(len(upload)), "user-agent", "x/net")})
 	x.sendStream[1] = x.initial
@@ -265,7 +265,7 @@ func TestInteropServerRole(t *testing.T) {
 		x.toUs.Reset()
 		if h.ended[1] && !responded {
 			responded = true
-			if err := c.WriteHeaders(1, &Head{Status: 200, Fields: []Field{{[]byte("content-length"), []byte(strconv.Itoa(len(download)))}}}, false); err != nil {
+			if err := c.WriteHeaders(1, &Head{Status: 200, Fields: []Field{{Name: []byte("content-length"), Value: []byte(strconv.Itoa(len(download)))}}}, false); err != nil {
 				t.Fatal(err)
 			}
 			h.sending[1] = download
@@ -313,11 +313,11 @@ func TestInteropClientRole(t *testing.T) {
 	upload, download := randomBody(1<<20, 3), randomBody(1<<20, 4)
 
 	// The server's preface: SETTINGS with the default window.
-	x.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 10})
+	_ = x.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 10})
 	feedAll(t, c, x.toUs.Bytes())
 	x.toUs.Reset()
 	id, err := c.WriteRequest(&Head{Method: []byte("PUT"), Scheme: []byte("http"), Authority: []byte("upstream:8080"), Path: []byte("/blob"),
-		Fields: []Field{{[]byte("Content-Length"), []byte(strconv.Itoa(len(upload)))}, {[]byte("Connection"), []byte("keep-alive")}}}, false)
+		Fields: []Field{{Name: []byte("Content-Length"), Value: []byte(strconv.Itoa(len(upload)))}, {Name: []byte("Connection"), Value: []byte("keep-alive")}}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestInteropClientRole(t *testing.T) {
 		if x.ended[id] && !responded {
 			responded = true
 			x.sendStream[id] += x.initial
-			x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, BlockFragment: x.block(
+			_ = x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, BlockFragment: x.block(
 				":status", "201", "content-length", strconv.Itoa(len(download)))})
 		}
 		if responded {
