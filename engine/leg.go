@@ -67,12 +67,12 @@ type leg struct {
 	proto    string // the downstream protocol, for the access log: "h1", "h2"
 	streamID uint32 // the HTTP/2 stream, 0 for HTTP/1
 
-	up           *upstream    // an HTTP/1 upstream connection (up_h1.go), or
-	h2u          *h2Upstream  // an HTTP/2 one and the leg's stream on it (up_h2.go)
-	h2id         uint32       // 0 until the stream is open
-	upPend       []byte       // request DATA the h2 stream's window did not take yet
-	upPendEnd    bool         // ... and the end of the request after it
-	upPendTrl    []msg.Field  // ... with these trailers
+	up           *upstream   // an HTTP/1 upstream connection (up_h1.go), or
+	h2u          *h2Upstream // an HTTP/2 one and the leg's stream on it (up_h2.go)
+	h2id         uint32      // 0 until the stream is open
+	upPend       []byte      // request DATA the h2 stream's window did not take yet
+	upPendEnd    bool        // ... and the end of the request after it
+	upPendTrl    []msg.Field // ... with these trailers
 	upPendTrlB   []byte
 	upHeld       int // response DATA from the h2 upstream not credited back yet
 	started      time.Time
