@@ -120,7 +120,7 @@ func TestMinimalExampleLoadsWithDefaults(t *testing.T) {
 	if cl.HealthCheck != nil || cl.OutlierDetection != nil {
 		t.Errorf("absent health_check/outlier_detection must stay nil")
 	}
-	wantRetry := Retry{MaxRetries: 1, BudgetPercent: 20, RetryOn: []string{"connect-failure", "reset", "502", "503"}}
+	wantRetry := Retry{MaxRetries: 1, BudgetPercent: 20, MinRetriesPerSecond: 10, RetryOn: []string{"connect-failure", "reset", "502", "503"}}
 	if !reflect.DeepEqual(cl.Retry, wantRetry) {
 		t.Errorf("retry defaults: %+v", cl.Retry)
 	}
@@ -533,12 +533,14 @@ max_ejection_percent = 150
 [clusters.retry]
 max_retries = 11
 budget_percent = -1.0
+min_retries_per_second = -1
 retry_on = ["reset", "timeout"]
 `, []string{
 			"t.toml: clusters[0].outlier_detection.base_ejection_time: must be greater than 0s",
 			"t.toml: clusters[0].outlier_detection.max_ejection_percent: must be between 0 and 100, got 150",
 			"t.toml: clusters[0].retry.max_retries: must be between 0 and 10, got 11",
 			"t.toml: clusters[0].retry.budget_percent: must be between 0 and 100, got -1",
+			"t.toml: clusters[0].retry.min_retries_per_second: must be between 0 and 100000, got -1",
 			`t.toml: clusters[0].retry.retry_on[1]: must be one of "connect-failure", "reset", "502", "503", "504", got "timeout"`,
 		}},
 		{"xdp", `

@@ -349,7 +349,8 @@ type Cluster struct {
 	// OutlierDetection is passive health checking; nil (table absent) means
 	// off.
 	OutlierDetection *OutlierDetection `koanf:"outlier_detection"`
-	// Retry is the retry policy for idempotent requests.
+	// Retry is the retry policy: connect failures for every method, other
+	// failures for idempotent requests.
 	Retry Retry `koanf:"retry"`
 }
 
@@ -520,8 +521,10 @@ const (
 	RetryOn504            = "504"
 )
 
-// Retry is a cluster's [clusters.retry] table. Only idempotent requests whose
-// body was not yet streamed upstream are retried, on a different endpoint.
+// Retry is a cluster's [clusters.retry] table. A request that could not be
+// connected is retried whatever its method (nothing was sent); after any
+// other failure only idempotent requests whose body was not yet streamed
+// upstream are. Retries go to a different endpoint.
 type Retry struct {
 	// MaxRetries is the number of retries after the first try, 0 to 10.
 	// Default: 1.
@@ -532,6 +535,10 @@ type Retry struct {
 	// BudgetPercent caps retries as a percentage (0 to 100) of the cluster's
 	// recent requests. Default: 20.0.
 	BudgetPercent float64 `koanf:"budget_percent"`
+	// MinRetriesPerSecond are allowed whatever budget_percent says, so that
+	// a quiet cluster can retry at all; 0 means no floor, at most 100000.
+	// Default: 10.
+	MinRetriesPerSecond int `koanf:"min_retries_per_second"`
 	// RetryOn lists the conditions that trigger a retry: "connect-failure",
 	// "reset", "502", "503", "504". Default:
 	// ["connect-failure", "reset", "502", "503"].
@@ -542,6 +549,7 @@ func (r *Retry) setDefaults() {
 	r.MaxRetries = 1
 	r.PerTryTimeout = 0
 	r.BudgetPercent = 20.0
+	r.MinRetriesPerSecond = 10
 	r.RetryOn = []string{RetryOnConnectFailure, RetryOnReset, RetryOn502, RetryOn503}
 }
 

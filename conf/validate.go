@@ -468,6 +468,7 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	r := &c.Retry
 	v.intRange(path+".retry.max_retries", r.MaxRetries, 0, 10)
 	v.floatRange(path+".retry.budget_percent", r.BudgetPercent, 0, 100)
+	v.intRange(path+".retry.min_retries_per_second", r.MinRetriesPerSecond, 0, 100000)
 	for i, cond := range r.RetryOn {
 		v.oneOf(idx(path+".retry.retry_on", i), cond,
 			RetryOnConnectFailure, RetryOnReset, RetryOn502, RetryOn503, RetryOn504)
