@@ -117,8 +117,14 @@ func TestMinimalExampleLoadsWithDefaults(t *testing.T) {
 	if cl.Affinity != (Affinity{CookieName: "EG_AFFINITY", TTL: Duration(time.Hour), HTTPOnly: true, Path: "/"}) {
 		t.Errorf("affinity defaults: %+v", cl.Affinity)
 	}
-	if cl.HealthCheck != nil || cl.OutlierDetection != nil {
-		t.Errorf("absent health_check/outlier_detection must stay nil")
+	if cl.HealthCheck != nil {
+		t.Errorf("absent health_check must stay nil")
+	}
+	// Without the table the connect-failure trigger still runs (the 5xx one
+	// does not): one dead endpoint must not cost client errors.
+	wantOutlier := OutlierDetection{Consecutive5xx: 0, ConsecutiveConnectFailures: 3, BaseEjectionTime: Duration(10 * time.Second), MaxEjectionPercent: 50}
+	if cl.OutlierDetection == nil || *cl.OutlierDetection != wantOutlier {
+		t.Errorf("absent outlier_detection: %+v, want %+v", cl.OutlierDetection, wantOutlier)
 	}
 	wantRetry := Retry{MaxRetries: 1, BudgetPercent: 20, MinRetriesPerSecond: 10, RetryOn: []string{"connect-failure", "reset", "502", "503"}}
 	if !reflect.DeepEqual(cl.Retry, wantRetry) {

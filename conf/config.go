@@ -346,8 +346,9 @@ type Cluster struct {
 	Affinity Affinity `koanf:"affinity"`
 	// HealthCheck is the active health check; nil (table absent) means none.
 	HealthCheck *HealthCheck `koanf:"health_check"`
-	// OutlierDetection is passive health checking; nil (table absent) means
-	// off.
+	// OutlierDetection is passive health checking. Without the table a
+	// cluster still ejects an endpoint after consecutive connect failures
+	// (DefaultOutlierDetection); in a Snapshot it is never nil.
 	OutlierDetection *OutlierDetection `koanf:"outlier_detection"`
 	// Retry is the retry policy: connect failures for every method, other
 	// failures for idempotent requests.
@@ -495,21 +496,35 @@ type OutlierDetection struct {
 	// row; 0 disables this trigger. Default: 5.
 	Consecutive5xx int `koanf:"consecutive_5xx"`
 	// ConsecutiveConnectFailures ejects an endpoint after this many failed
-	// connects in a row; 0 disables this trigger. Default: 5.
+	// connects in a row; 0 disables this trigger. Default: 3.
 	ConsecutiveConnectFailures int `koanf:"consecutive_connect_failures"`
 	// BaseEjectionTime is the ejection time, multiplied by the number of
-	// times the endpoint was ejected. Default: "30s".
+	// times the endpoint was ejected. Default: "10s".
 	BaseEjectionTime Duration `koanf:"base_ejection_time"`
 	// MaxEjectionPercent caps the share of a cluster's endpoints ejected at
-	// once, 0 to 100. Default: 10.
+	// once, 0 to 100; one ejection is always allowed, but never of the last
+	// healthy endpoint. Default: 50.
 	MaxEjectionPercent int `koanf:"max_ejection_percent"`
 }
 
 func (o *OutlierDetection) setDefaults() {
 	o.Consecutive5xx = 5
-	o.ConsecutiveConnectFailures = 5
-	o.BaseEjectionTime = Duration(30 * second)
-	o.MaxEjectionPercent = 10
+	o.ConsecutiveConnectFailures = 3
+	o.BaseEjectionTime = Duration(10 * second)
+	o.MaxEjectionPercent = 50
+}
+
+// DefaultOutlierDetection is what a cluster without an
+// [clusters.outlier_detection] table runs: the table's defaults with the
+// 5xx trigger off. A refused or timed-out connect says the endpoint is
+// gone, whatever the application does, so it is acted on by default
+// (nginx's max_fails=1 fail_timeout=10s); a 5xx is the application's
+// answer and ejecting on it is left to an explicit table, as in Envoy.
+func DefaultOutlierDetection() *OutlierDetection {
+	o := &OutlierDetection{}
+	o.setDefaults()
+	o.Consecutive5xx = 0
+	return o
 }
 
 // Retry values accepted in Retry.RetryOn.

@@ -457,7 +457,10 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	if c.HealthCheck != nil {
 		v.healthCheck(path+".health_check", c.HealthCheck)
 	}
-	if o := c.OutlierDetection; o != nil {
+	if c.OutlierDetection == nil {
+		c.OutlierDetection = DefaultOutlierDetection()
+	} else {
+		o := c.OutlierDetection
 		op := path + ".outlier_detection"
 		v.intRange(op+".consecutive_5xx", o.Consecutive5xx, 0, 1<<20)
 		v.intRange(op+".consecutive_connect_failures", o.ConsecutiveConnectFailures, 0, 1<<20)

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/lb"
 )
 
 func testClusters(t *testing.T, retry string) *Clusters {
@@ -126,5 +127,18 @@ func TestAllowRetryDoesNotAllocate(t *testing.T) {
 	method := []byte("POST")
 	if n := testing.AllocsPerRun(1000, func() { cs.AllowRetry(cl, 1, method, "connect_failed", 502) }); n != 0 {
 		t.Fatalf("AllowRetry allocates %v times", n)
+	}
+}
+
+// TestDefaultOutlierDetectionInLB: a cluster without the table gets lb
+// outlier detection with the connect-failure trigger only.
+func TestDefaultOutlierDetectionInLB(t *testing.T) {
+	cs := testClusters(t, "")
+	o := cs.Get("app").LB.Spec().Outlier
+	if o == nil || o.ConsecutiveConnectFailures != 3 || o.Consecutive5xx >= 0 || o.BaseEjectionTime.Seconds() != 10 || o.MaxEjectionPercent != 50 {
+		t.Fatalf("default outlier spec %+v", o)
+	}
+	if cs.Get("app").LB.Spec().Retry.RetryOn != lb.DefaultRetryOn {
+		t.Fatalf("retry_on %v", cs.Get("app").LB.Spec().Retry.RetryOn)
 	}
 }

@@ -55,10 +55,10 @@ const (
 	DefaultHealthPath             = "/healthz"
 	DefaultRetryOn                = RetryOnConnectFailure | RetryOnReset | RetryOn502 | RetryOn503
 	DefaultConsecutive5xx         = 5
-	DefaultConsecutiveConnectFail = 5
-	DefaultBaseEjectionTime       = 30 * time.Second
+	DefaultConsecutiveConnectFail = 3
+	DefaultBaseEjectionTime       = 10 * time.Second
 	DefaultMaxEjectionTime        = 300 * time.Second
-	DefaultMaxEjectionPercent     = 10.0
+	DefaultMaxEjectionPercent     = 50.0
 )
 
 // Spec is one cluster: its endpoints and how requests are spread over them.
@@ -183,16 +183,19 @@ type OutlierSpec struct {
 	// Consecutive5xx responses (500-599) eject an endpoint; default 5,
 	// negative disables.
 	Consecutive5xx int
-	// ConsecutiveConnectFailures eject an endpoint; default 5, negative
-	// disables.
+	// ConsecutiveConnectFailures eject an endpoint; default 3, negative
+	// disables. A refused or timed-out connect is unambiguous (nothing
+	// listens), so a small streak suffices, as nginx's max_fails=1 does.
 	ConsecutiveConnectFailures int
 	// BaseEjectionTime × number of ejections so far is how long an
-	// ejection lasts; default 30s.
+	// ejection lasts; default 10s (nginx's fail_timeout).
 	BaseEjectionTime time.Duration
 	// MaxEjectionTime caps one ejection; default 300s.
 	MaxEjectionTime time.Duration
 	// MaxEjectionPercent caps the share of endpoints ejected at once;
-	// default 10, but one endpoint may always be ejected.
+	// default 50 (more would put the default panic threshold in force
+	// anyway). One endpoint may always be ejected, but never the last
+	// healthy one: a cluster never ejects all its endpoints.
 	MaxEjectionPercent float64
 }
 

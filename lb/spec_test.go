@@ -27,8 +27,8 @@ func TestSpecDefaults(t *testing.T) {
 		t.Fatalf("health defaults: %+v", hc)
 	}
 	o := s.Outlier
-	if o.Consecutive5xx != 5 || o.ConsecutiveConnectFailures != 5 || o.BaseEjectionTime != 30*time.Second ||
-		o.MaxEjectionTime != 300*time.Second || o.MaxEjectionPercent != 10 {
+	if o.Consecutive5xx != 5 || o.ConsecutiveConnectFailures != 3 || o.BaseEjectionTime != 10*time.Second ||
+		o.MaxEjectionTime != 300*time.Second || o.MaxEjectionPercent != 50 {
 		t.Fatalf("outlier defaults: %+v", o)
 	}
 }
