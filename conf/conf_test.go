@@ -302,8 +302,9 @@ max_header_bytes = true
 		{"wrong type suppresses the follow-on complaint", base + "[[listeners.routes]]\ncluster = 7", []string{
 			"t.toml: listeners[0].routes[1].cluster: expected a string, got integer 7",
 		}},
-		{"log level and ring size", "[log]\nlevel = \"verbose\"\n[engine]\nring_size = 1000\nevent_loops = -1\nmax_connections = 0", []string{
+		{"log level and ring size", "[log]\nlevel = \"verbose\"\naccess_log_buffer = \"4KiB\"\n[engine]\nring_size = 1000\nevent_loops = -1\nmax_connections = 0", []string{
 			`t.toml: log.level: must be one of "debug", "info", "warn", "error", got "verbose"`,
+			"t.toml: log.access_log_buffer: must be between 64KiB and 64MiB, got 4KiB",
 			"t.toml: engine.event_loops: must be between 0 and 1024, got -1",
 			"t.toml: engine.ring_size: must be a power of two between 2 and 65536, got 1000",
 			"t.toml: engine.max_connections: must be between 1 and 100000000, got 0",

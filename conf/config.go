@@ -79,11 +79,21 @@ type Log struct {
 	// AccessLog writes one JSON line per request; listeners inherit it unless
 	// they set their own access_log. Default: true.
 	AccessLog bool `koanf:"access_log"`
+	// AccessLogFile is the file access-log lines are appended to; "" writes
+	// them to stderr with the process log. The file is reopened on SIGUSR1
+	// (logrotate's postrotate). Default: "".
+	AccessLogFile string `koanf:"access_log_file"`
+	// AccessLogBuffer is how much access log each event loop holds while a
+	// single writer catches up, 64KiB to 64MiB; when it is full, lines are
+	// dropped and counted, never waited for. Default: "256KiB".
+	AccessLogBuffer Size `koanf:"access_log_buffer"`
 }
 
 func (l *Log) setDefaults() {
 	l.Level = "info"
 	l.AccessLog = true
+	l.AccessLogFile = ""
+	l.AccessLogBuffer = 256 * KiB
 }
 
 // Engine is the [engine] section.

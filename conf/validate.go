@@ -209,6 +209,10 @@ func (v *validator) admin(a *Admin) {
 
 func (v *validator) log(l *Log) {
 	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
+	if strings.ContainsRune(l.AccessLogFile, 0) {
+		v.addf("log.access_log_file", "must not contain a NUL byte")
+	}
+	v.sizeRange("log.access_log_buffer", l.AccessLogBuffer, 64*KiB, 64*MiB)
 }
 
 func (v *validator) engine(e *Engine) {
