@@ -120,10 +120,16 @@ func TestMinimalExampleLoadsWithDefaults(t *testing.T) {
 	if cl.Affinity != (Affinity{CookieName: "EG_AFFINITY", TTL: Duration(time.Hour), HTTPOnly: true, Path: "/"}) {
 		t.Errorf("affinity defaults: %+v", cl.Affinity)
 	}
-	if cl.HealthCheck != nil || cl.OutlierDetection != nil {
-		t.Errorf("absent health_check/outlier_detection must stay nil")
+	if cl.HealthCheck != nil {
+		t.Errorf("absent health_check must stay nil")
 	}
-	wantRetry := Retry{MaxRetries: 1, BudgetPercent: 20, RetryOn: []string{"connect-failure", "reset", "502", "503"}}
+	// Without the table the connect-failure trigger still runs (the 5xx one
+	// does not): one dead endpoint must not cost client errors.
+	wantOutlier := OutlierDetection{Consecutive5xx: 0, ConsecutiveConnectFailures: 3, BaseEjectionTime: Duration(10 * time.Second), MaxEjectionPercent: 50}
+	if cl.OutlierDetection == nil || *cl.OutlierDetection != wantOutlier {
+		t.Errorf("absent outlier_detection: %+v, want %+v", cl.OutlierDetection, wantOutlier)
+	}
+	wantRetry := Retry{MaxRetries: 1, BudgetPercent: 20, MinRetriesPerSecond: 10, RetryOn: []string{"connect-failure", "reset", "502", "503"}}
 	if !reflect.DeepEqual(cl.Retry, wantRetry) {
 		t.Errorf("retry defaults: %+v", cl.Retry)
 	}
@@ -316,8 +322,9 @@ max_header_bytes = true
 		{"wrong type suppresses the follow-on complaint", base + "[[listeners.routes]]\ncluster = 7", []string{
 			"t.toml: listeners[0].routes[1].cluster: expected a string, got integer 7",
 		}},
-		{"log level and ring size", "[log]\nlevel = \"verbose\"\n[engine]\nring_size = 1000\nevent_loops = -1\nmax_connections = 0" + aListener, []string{
+		{"log level and ring size", "[log]\nlevel = \"verbose\"\naccess_log_buffer = \"4KiB\"\n[engine]\nring_size = 1000\nevent_loops = -1\nmax_connections = 0" + aListener, []string{
 			`t.toml: log.level: must be one of "debug", "info", "warn", "error", got "verbose"`,
+			"t.toml: log.access_log_buffer: must be between 64KiB and 64MiB, got 4KiB",
 			"t.toml: engine.event_loops: must be between 0 and 1024, got -1",
 			"t.toml: engine.ring_size: must be a power of two between 2 and 65536, got 1000",
 			"t.toml: engine.max_connections: must be between 1 and 100000000, got 0",
@@ -557,12 +564,14 @@ max_ejection_percent = 150
 [clusters.retry]
 max_retries = 11
 budget_percent = -1.0
+min_retries_per_second = -1
 retry_on = ["reset", "timeout"]
 `, []string{
 			"t.toml: clusters[0].outlier_detection.base_ejection_time: must be greater than 0s",
 			"t.toml: clusters[0].outlier_detection.max_ejection_percent: must be between 0 and 100, got 150",
 			"t.toml: clusters[0].retry.max_retries: must be between 0 and 10, got 11",
 			"t.toml: clusters[0].retry.budget_percent: must be between 0 and 100, got -1",
+			"t.toml: clusters[0].retry.min_retries_per_second: must be between 0 and 100000, got -1",
 			`t.toml: clusters[0].retry.retry_on[1]: must be one of "connect-failure", "reset", "502", "503", "504", got "timeout"`,
 		}},
 		{"xdp", `

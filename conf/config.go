@@ -98,11 +98,21 @@ type Log struct {
 	// AccessLog writes one JSON line per request; listeners inherit it unless
 	// they set their own access_log. Default: true.
 	AccessLog bool `koanf:"access_log"`
+	// AccessLogFile is the file access-log lines are appended to; "" writes
+	// them to stderr with the process log. The file is reopened on SIGUSR1
+	// (logrotate's postrotate). Default: "".
+	AccessLogFile string `koanf:"access_log_file"`
+	// AccessLogBuffer is how much access log each event loop holds while a
+	// single writer catches up, 64KiB to 64MiB; when it is full, lines are
+	// dropped and counted, never waited for. Default: "256KiB".
+	AccessLogBuffer Size `koanf:"access_log_buffer"`
 }
 
 func (l *Log) setDefaults() {
 	l.Level = "info"
 	l.AccessLog = true
+	l.AccessLogFile = ""
+	l.AccessLogBuffer = 256 * KiB
 }
 
 // Engine is the [engine] section.
@@ -437,10 +447,12 @@ type Cluster struct {
 	Affinity Affinity `koanf:"affinity"`
 	// HealthCheck is the active health check; nil (table absent) means none.
 	HealthCheck *HealthCheck `koanf:"health_check"`
-	// OutlierDetection is passive health checking; nil (table absent) means
-	// off.
+	// OutlierDetection is passive health checking. Without the table a
+	// cluster still ejects an endpoint after consecutive connect failures
+	// (DefaultOutlierDetection); in a Snapshot it is never nil.
 	OutlierDetection *OutlierDetection `koanf:"outlier_detection"`
-	// Retry is the retry policy for idempotent requests.
+	// Retry is the retry policy: connect failures for every method, other
+	// failures for idempotent requests.
 	Retry Retry `koanf:"retry"`
 }
 
@@ -587,21 +599,35 @@ type OutlierDetection struct {
 	// row; 0 disables this trigger. Default: 5.
 	Consecutive5xx int `koanf:"consecutive_5xx"`
 	// ConsecutiveConnectFailures ejects an endpoint after this many failed
-	// connects in a row; 0 disables this trigger. Default: 5.
+	// connects in a row; 0 disables this trigger. Default: 3.
 	ConsecutiveConnectFailures int `koanf:"consecutive_connect_failures"`
 	// BaseEjectionTime is the ejection time, multiplied by the number of
-	// times the endpoint was ejected. Default: "30s".
+	// times the endpoint was ejected. Default: "10s".
 	BaseEjectionTime Duration `koanf:"base_ejection_time"`
 	// MaxEjectionPercent caps the share of a cluster's endpoints ejected at
-	// once, 0 to 100. Default: 10.
+	// once, 0 to 100; one ejection is always allowed, but never of the last
+	// healthy endpoint. Default: 50.
 	MaxEjectionPercent int `koanf:"max_ejection_percent"`
 }
 
 func (o *OutlierDetection) setDefaults() {
 	o.Consecutive5xx = 5
-	o.ConsecutiveConnectFailures = 5
-	o.BaseEjectionTime = Duration(30 * second)
-	o.MaxEjectionPercent = 10
+	o.ConsecutiveConnectFailures = 3
+	o.BaseEjectionTime = Duration(10 * second)
+	o.MaxEjectionPercent = 50
+}
+
+// DefaultOutlierDetection is what a cluster without an
+// [clusters.outlier_detection] table runs: the table's defaults with the
+// 5xx trigger off. A refused or timed-out connect says the endpoint is
+// gone, whatever the application does, so it is acted on by default
+// (nginx's max_fails=1 fail_timeout=10s); a 5xx is the application's
+// answer and ejecting on it is left to an explicit table, as in Envoy.
+func DefaultOutlierDetection() *OutlierDetection {
+	o := &OutlierDetection{}
+	o.setDefaults()
+	o.Consecutive5xx = 0
+	return o
 }
 
 // Retry values accepted in Retry.RetryOn.
@@ -613,8 +639,10 @@ const (
 	RetryOn504            = "504"
 )
 
-// Retry is a cluster's [clusters.retry] table. Only idempotent requests whose
-// body was not yet streamed upstream are retried, on a different endpoint.
+// Retry is a cluster's [clusters.retry] table. A request that could not be
+// connected is retried whatever its method (nothing was sent); after any
+// other failure only idempotent requests whose body was not yet streamed
+// upstream are. Retries go to a different endpoint.
 type Retry struct {
 	// MaxRetries is the number of retries after the first try, 0 to 10.
 	// Default: 1.
@@ -625,6 +653,10 @@ type Retry struct {
 	// BudgetPercent caps retries as a percentage (0 to 100) of the cluster's
 	// recent requests. Default: 20.0.
 	BudgetPercent float64 `koanf:"budget_percent"`
+	// MinRetriesPerSecond are allowed whatever budget_percent says, so that
+	// a quiet cluster can retry at all; 0 means no floor, at most 100000.
+	// Default: 10.
+	MinRetriesPerSecond int `koanf:"min_retries_per_second"`
 	// RetryOn lists the conditions that trigger a retry: "connect-failure",
 	// "reset", "502", "503", "504". Default:
 	// ["connect-failure", "reset", "502", "503"].
@@ -635,6 +667,7 @@ func (r *Retry) setDefaults() {
 	r.MaxRetries = 1
 	r.PerTryTimeout = 0
 	r.BudgetPercent = 20.0
+	r.MinRetriesPerSecond = 10
 	r.RetryOn = []string{RetryOnConnectFailure, RetryOnReset, RetryOn502, RetryOn503}
 }
 

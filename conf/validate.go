@@ -246,6 +246,10 @@ func ReadToken(path string) (string, error) {
 
 func (v *validator) log(l *Log) {
 	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
+	if strings.ContainsRune(l.AccessLogFile, 0) {
+		v.addf("log.access_log_file", "must not contain a NUL byte")
+	}
+	v.sizeRange("log.access_log_buffer", l.AccessLogBuffer, 64*KiB, 64*MiB)
 }
 
 func (v *validator) engine(e *Engine) {
@@ -496,7 +500,10 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	if c.HealthCheck != nil {
 		v.healthCheck(path+".health_check", c.HealthCheck)
 	}
-	if o := c.OutlierDetection; o != nil {
+	if c.OutlierDetection == nil {
+		c.OutlierDetection = DefaultOutlierDetection()
+	} else {
+		o := c.OutlierDetection
 		op := path + ".outlier_detection"
 		v.intRange(op+".consecutive_5xx", o.Consecutive5xx, 0, 1<<20)
 		v.intRange(op+".consecutive_connect_failures", o.ConsecutiveConnectFailures, 0, 1<<20)
@@ -507,6 +514,7 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	r := &c.Retry
 	v.intRange(path+".retry.max_retries", r.MaxRetries, 0, 10)
 	v.floatRange(path+".retry.budget_percent", r.BudgetPercent, 0, 100)
+	v.intRange(path+".retry.min_retries_per_second", r.MinRetriesPerSecond, 0, 100000)
 	for i, cond := range r.RetryOn {
 		v.oneOf(idx(path+".retry.retry_on", i), cond,
 			RetryOnConnectFailure, RetryOnReset, RetryOn502, RetryOn503, RetryOn504)

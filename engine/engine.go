@@ -31,6 +31,7 @@ import (
 	"github.com/expressgateway/expressgateway/codecs/h2"
 	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/engine/accesslog"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -43,6 +44,9 @@ type Options struct {
 	// TestHook, when set, runs on the loop for every exchange before it is
 	// forwarded. Tests use it to inject panics; production leaves it nil.
 	TestHook func(x *stages.Exchange)
+	// AccessLog receives the access-log lines (a Buffer per loop); nil
+	// writes none.
+	AccessLog *accesslog.Log
 }
 
 // Engine is the L7 data plane for the snapshot's http listeners.

@@ -465,25 +465,36 @@ func (lg *leg) record(status int, reason string) {
 	}
 	rc.inc(status)
 	lg.lp.e.observeDuration(lg.l, lg.lp.since(lg.started))
-	if !lg.l.accessLog {
+	b := lg.lp.alog
+	if !lg.l.accessLog || b == nil {
 		return
 	}
-	ev := lg.lp.e.log.Info().Str("type", "access").Str("listener", lg.l.cfg.Name).Str("proto", lg.proto).
-		Bytes("client", lg.ip).Bytes("method", x.Req.Method).Bytes("target", x.Req.Path).
-		Int("status", status).Int64("bytes", lg.respBytes).Dur("duration", lg.lp.since(lg.started))
+	// Formatted on the loop into its bounded buffer; one writer goroutine
+	// writes the batches (engine/accesslog): the loop never waits on I/O.
+	b.Begin(lg.lp.now())
+	b.Str("type", "access")
+	b.Str("listener", lg.l.cfg.Name)
+	b.Str("proto", lg.proto)
+	b.Bytes("client", lg.ip)
+	b.Bytes("method", x.Req.Method)
+	b.Bytes("target", x.Req.Path)
+	b.Int("status", int64(status))
+	b.Int("bytes", lg.respBytes)
+	b.Dur("duration", lg.lp.since(lg.started))
 	if x.Route != nil {
-		ev = ev.Str("route", x.Route.Name).Str("cluster", x.Cluster.Name)
+		b.Str("route", x.Route.Name)
+		b.Str("cluster", x.Cluster.Name)
 	}
 	if lg.upstreamAddr != "" {
-		ev = ev.Str("upstream", lg.upstreamAddr)
+		b.Str("upstream", lg.upstreamAddr)
 	}
 	if reason != "" {
-		ev = ev.Str("reason", reason)
+		b.Str("reason", reason)
 	}
 	if lg.streamID != 0 {
-		ev = ev.Uint32("stream", lg.streamID)
+		b.Int("stream", int64(lg.streamID))
 	}
-	ev.Msg("")
+	b.End()
 }
 
 // dropUpstream closes the leg's upstream connection, if any.
@@ -542,7 +553,14 @@ func (lg *leg) protocolError(reason string) {
 // canRetry: idempotent method, nothing of the body sent, nothing of the
 // response seen, attempts and the cluster's retry budget left.
 func (lg *leg) canRetry(reason string, status int) bool {
-	if lg.bodySent || lg.respHead || lg.x.Req.Body != msg.BodyNone {
+	if lg.bodySent || lg.respHead {
+		return false
+	}
+	connectFailed := reason == "connect_failed" || reason == "connect_timeout"
+	if lg.x.Req.Body != msg.BodyNone && !connectFailed {
+		// A body can go again only when none of it left: after a connect
+		// failure it is still whole where the session keeps it (the
+		// client's inbound buffer, the stream's held DATA).
 		return false
 	}
 	if reason == "refused_stream" || reason == "goaway_unprocessed" {

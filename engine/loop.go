@@ -10,6 +10,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/engine/accesslog"
 	"github.com/expressgateway/expressgateway/lb"
 	"github.com/expressgateway/expressgateway/stages"
 )
@@ -28,6 +29,7 @@ type loop struct {
 	h2free   []*h2Stream         // finished HTTP/2 streams, reused
 	pending  map[*listenerRT]int // requests in flight per listener (queue_size)
 	scratch  []byte
+	alog     *accesslog.Buffer // this loop's access-log lines; nil without an access log
 	fwd      msg.Scratch // forwarded field lists, reused per request
 
 	// current is the connection whose callback is running; closeCurrent
@@ -60,6 +62,9 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 		pending: map[*listenerRT]int{},
 		scratch: make([]byte, 0, 16<<10),
 	}
+	if e.opts.AccessLog != nil {
+		lp.alog = e.opts.AccessLog.NewBuffer()
+	}
 	lp.pipeline = stages.NewPipeline(e.stages, e.ringSize)
 	lp.pipeline.Done = func(x *stages.Exchange) { x.Owner.(localResponder).respondLocal(x) }
 	lp.pipeline.Full = func(stage string) { e.m.GuardHit("ring_full_" + stage).Inc() }
@@ -88,6 +93,9 @@ func (lp *loop) sweep() {
 	}
 	for _, p := range lp.pools {
 		p.trim(now)
+	}
+	if lp.alog != nil {
+		lp.alog.Flush(lp.now())
 	}
 	ttl := lp.e.idleTTL(nil)
 	for _, list := range lp.h2pools {

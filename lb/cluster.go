@@ -454,7 +454,11 @@ func (c *Cluster) setStateLocked(e *Endpoint, bit uint32, on bool, reason string
 
 // eject takes e out of rotation for base_ejection_time × its ejection
 // count (capped by max_ejection_time), unless max_ejection_percent of the
-// cluster is ejected already (one ejection is always allowed).
+// cluster is ejected already (one ejection is always allowed, as in
+// Envoy) or e is the last healthy endpoint. The last rule is nginx's
+// (a lone server is never marked down): ejecting it would only move the
+// cluster into panic or 503s, and keep a recovered endpoint out for the
+// whole ejection time.
 func (c *Cluster) eject(e *Endpoint, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -466,23 +470,66 @@ func (c *Cluster) eject(e *Endpoint, reason string) {
 	if c.ejected > 0 && float64(c.ejected+1)*100 > c.outlier.MaxEjectionPercent*float64(len(c.endpoints)) {
 		return
 	}
+	if !c.otherHealthyLocked(e) {
+		return
+	}
 	c.ejected++
 	n := e.ejections.Add(1)
 	e.m.ejections.Inc()
 	d := min(time.Duration(n)*c.outlier.BaseEjectionTime, c.outlier.MaxEjectionTime)
 	c.setStateLocked(e, stateEjected, true, reason, nil)
-	e.ejectTimer = time.AfterFunc(d, func() { c.unEject(e) })
+	e.ejectGen++
+	gen := e.ejectGen
+	e.ejectTimer = time.AfterFunc(d, func() { c.expire(e, gen) })
 }
 
-func (c *Cluster) unEject(e *Endpoint) {
+// otherHealthyLocked reports whether an endpoint other than e is healthy.
+func (c *Cluster) otherHealthyLocked(e *Endpoint) bool {
+	for _, x := range c.endpoints {
+		if x != e && x.Healthy() {
+			return true
+		}
+	}
+	return false
+}
+
+// expire ends ejection number gen of e; a timer that an early
+// un-ejection stopped too late finds a later number and leaves that
+// ejection alone.
+func (c *Cluster) expire(e *Endpoint, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if e.ejectGen != gen {
+		return
+	}
+	c.unEjectLocked(e, "ejection_expired")
+}
+
+// unEjectLocked ends e's ejection now and stops its timer.
+func (c *Cluster) unEjectLocked(e *Endpoint, reason string) {
 	if c.closed || e.state.Load()&stateEjected == 0 {
 		return
 	}
 	c.ejected--
-	e.ejectTimer = nil
-	c.setStateLocked(e, stateEjected, false, "ejection_expired", nil)
+	if e.ejectTimer != nil {
+		e.ejectTimer.Stop()
+		e.ejectTimer = nil
+	}
+	c.setStateLocked(e, stateEjected, false, reason, nil)
+}
+
+// activeCheckPassed brings an endpoint that failed its active checks back
+// into rotation, and ends an ejection with it (Envoy's
+// successful_active_health_check_uneject_host): the checker saw the
+// endpoint fail and then pass healthy_threshold probes in a row, which is
+// better news than a timer running out. While the endpoint is still
+// marked down, clearing the ejection is no transition, so the endpoint
+// comes back with one event.
+func (c *Cluster) activeCheckPassed(e *Endpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unEjectLocked(e, "active_check_passed")
+	c.setStateLocked(e, stateActiveDown, false, "active_check_passed", nil)
 }
 
 // Start runs active health checks (if configured) until ctx ends or Close.

@@ -40,6 +40,7 @@ type Endpoint struct {
 	failsConn  atomic.Int32
 	ejections  atomic.Int32 // ejections so far; sets the next ejection's length
 	ejectTimer *time.Timer  // guarded by c.mu
+	ejectGen   uint64       // numbers ejections, so a stale timer is recognised; guarded by c.mu
 
 	cookieValue string // session_affinity cookie value
 	setCookie   string // precomputed Set-Cookie header value

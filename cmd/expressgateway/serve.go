@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/conf"
 	"github.com/expressgateway/expressgateway/engine"
+	"github.com/expressgateway/expressgateway/engine/accesslog"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
@@ -42,6 +44,20 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }
 
+// syncWriter serialises writes to one stream shared by the process log and
+// the access-log writer, so that a log line never lands inside a batch of
+// access lines (a pipe splits writes larger than PIPE_BUF).
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
 // serve runs the gateway until SIGINT or SIGTERM.
 func serve(path string, stderr io.Writer) error {
 	snap, err := loadConfig(path)
@@ -56,13 +72,24 @@ func serve(path string, stderr io.Writer) error {
 		return err
 	}
 	cfg := &snap.Config
-	log := newLogger(stderr, cfg.Log.Level)
+	out := &syncWriter{w: stderr}
+	log := newLogger(out, cfg.Log.Level)
 	metrics.ExposeMetadata(true) // TYPE lines; writeMetrics adds the HELP text
 	set := metrics.NewSet()
 	m := engine.NewMetrics(set)
 	if err := engine.CheckFDs(cfg, log, set); err != nil {
 		return err
 	}
+	// The access log: one writer goroutine fed by a Buffer per event loop
+	// (engine/accesslog). SIGUSR1 reopens log.access_log_file.
+	alog, err := accesslog.New(accesslog.Options{
+		Out: out, File: cfg.Log.AccessLogFile, BufferSize: int(cfg.Log.AccessLogBuffer), Metrics: set,
+		OnError: func(err error) { log.Error().Err(err).Msg("access log: lines lost") },
+	})
+	if err != nil {
+		return err
+	}
+	defer closeAccessLog(alog, log)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -96,7 +123,7 @@ func serve(path string, stderr io.Writer) error {
 	clusters.Start(ctx)
 	defer clusters.Close()
 
-	eng, err := engine.New(engine.Options{Snapshot: snap, Log: log, Metrics: m, Clusters: clusters})
+	eng, err := engine.New(engine.Options{Snapshot: snap, Log: log, Metrics: m, Clusters: clusters, AccessLog: alog})
 	if err != nil {
 		return err
 	}
@@ -154,7 +181,7 @@ func serve(path string, stderr io.Writer) error {
 	}
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	var stop os.Signal
 wait:
 	for {
@@ -167,6 +194,14 @@ wait:
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				reloadXDP(path, xs, log)
+				continue
+			}
+			if s == syscall.SIGUSR1 {
+				if err := alog.Reopen(); err != nil {
+					log.Error().Err(err).Msg("SIGUSR1: access log not reopened")
+				} else if cfg.Log.AccessLogFile != "" {
+					log.Info().Str("file", cfg.Log.AccessLogFile).Msg("SIGUSR1: access log reopened")
+				}
 				continue
 			}
 			stop = s
@@ -188,6 +223,22 @@ wait:
 	case <-stopCtx.Done():
 	}
 	return nil
+}
+
+// closeAccessLog writes what the access log still holds; after the engine
+// stopped, so that every loop's last lines are in. A stuck target (a full
+// pipe nobody reads) does not hold the exit for more than 5 s.
+func closeAccessLog(alog *accesslog.Log, log zerolog.Logger) {
+	done := make(chan error, 1)
+	go func() { done <- alog.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error().Err(err).Msg("access log close")
+		}
+	case <-time.After(5 * time.Second):
+		log.Error().Msg("access log: the last lines could not be written within 5s")
+	}
 }
 
 // adminMux serves /metrics, the probes and, when pprofOn, pprof.
