@@ -30,7 +30,7 @@ type loop struct {
 	pending  map[*listenerRT]int // requests in flight per listener (queue_size)
 	scratch  []byte
 	alog     *accesslog.Buffer // this loop's access-log lines; nil without an access log
-	fwd      msg.Scratch // forwarded field lists, reused per request
+	fwd      msg.Scratch       // forwarded field lists, reused per request
 
 	// current is the connection whose callback is running; closeCurrent
 	// asks the handler to return gnet.Close for it (see detachGnet).
