@@ -620,10 +620,8 @@ func (cc *clientConn) closeGracefully() {
 
 // abort closes the client connection now, and any upstream it holds.
 func (cc *clientConn) abort() {
-	if u := cc.lg.up; u != nil && !cc.lg.respPumping {
-		cc.lg.up = nil
-		u.owner = nil
-		u.close()
+	if !cc.lg.respPumping {
+		cc.lg.dropUpstream() // an HTTP/2 upstream stream gets RST_STREAM(CANCEL)
 	}
 	cc.lg.endpointDone(0, false)
 	if cc.state != csDetached && cc.c != nil {
@@ -638,10 +636,8 @@ func (cc *clientConn) onClose(c gnet.Conn, _ error) {
 		return // a connection we moved off the loop
 	}
 	cc.state = csClosed
-	if u := cc.lg.up; u != nil && !cc.lg.respPumping {
-		cc.lg.up = nil
-		u.owner = nil
-		u.close()
+	if !cc.lg.respPumping {
+		cc.lg.dropUpstream() // an HTTP/2 upstream stream gets RST_STREAM(CANCEL)
 	}
 	if cc.lg.epBegun || cc.lg.counted {
 		cc.lg.endpointDone(499, false)

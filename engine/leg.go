@@ -225,12 +225,14 @@ func (lg *leg) sendBodyH2(data []byte, end bool, trailers []msg.Field) {
 		}
 		lg.upPendTrl, lg.upPendTrlB = fs, b
 	}
-	lg.pushUp()
+	lg.pushUp(false)
 }
 
-// pushUp writes pending request DATA, then the end of the request; when it
-// drained, the downstream may send more.
-func (lg *leg) pushUp() {
+// pushUp writes pending request DATA, then the end of the request. When
+// the endpoint's window opened (windowOpened) and everything went, the
+// downstream may send more; from sendBody it is not told (it is the one
+// sending, and would re-read what it has not consumed yet).
+func (lg *leg) pushUp(windowOpened bool) {
 	hu := lg.h2u
 	if hu == nil || lg.h2id == 0 {
 		return
@@ -265,7 +267,7 @@ func (lg *leg) pushUp() {
 		}
 	}
 	hu.flush()
-	if len(lg.upPend) == 0 {
+	if windowOpened && len(lg.upPend) == 0 {
 		lg.ds.bodyDrained(lg)
 	}
 }

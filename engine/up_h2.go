@@ -469,13 +469,13 @@ func (hu *h2Upstream) OnGoAway(_ uint32, code h2.ErrCode, _ []byte, unprocessed 
 func (hu *h2Upstream) OnWindowUpdate(id uint32) {
 	if id != 0 {
 		if lg := hu.streams[id]; lg != nil {
-			lg.pushUp()
+			lg.pushUp(true)
 		}
 		return
 	}
 	for _, lg := range hu.streams {
 		if len(lg.upPend) > 0 || lg.upPendEnd {
-			lg.pushUp()
+			lg.pushUp(true)
 		}
 	}
 }

@@ -61,6 +61,12 @@ func h1Origin(t *testing.T) (addr string, requests *atomic.Int64) {
 // h1OriginComplete is h1Origin that also counts the requests whose body
 // arrived whole (as its framing said).
 func h1OriginComplete(t *testing.T) (addr string, requests, complete *atomic.Int64) {
+	return originServe(t, false)
+}
+
+// originServe starts the test origin on HTTP/1.1, or with h2c on HTTP/2
+// with prior knowledge only.
+func originServe(t *testing.T, h2c bool) (addr string, requests, complete *atomic.Int64) {
 	t.Helper()
 	requests, complete = new(atomic.Int64), new(atomic.Int64)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -80,6 +86,14 @@ func h1OriginComplete(t *testing.T) (addr string, requests, complete *atomic.Int
 			w.(http.Flusher).Flush()
 			_, _ = io.WriteString(w, "part two")
 			w.Header().Set("X-Checksum", "abc123")
+		case "/hang":
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				hangCancelled.Add(1)
+			case <-time.After(10 * time.Second):
+			}
 		default:
 			h := sha256.New()
 			n, err := io.Copy(h, r.Body)
@@ -91,12 +105,25 @@ func h1OriginComplete(t *testing.T) (addr string, requests, complete *atomic.Int
 				hex.EncodeToString(h.Sum(nil)), r.Trailer.Get("X-Sum"), r.Host, r.Proto)
 		}
 	}), ReadHeaderTimeout: 5 * time.Second}
+	if h2c {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String(), requests, complete
 }
 
+// hangCancelled counts /hang requests the origin saw cancelled.
+var hangCancelled atomic.Int64
+
 func h2Gateway(t *testing.T, origin, listenerExtra string) (gw, admin string, cmd *exec.Cmd) {
+	return h2GatewayCluster(t, origin, listenerExtra, "")
+}
+
+// h2GatewayCluster is h2Gateway with extra keys for the cluster (such as
+// protocol = "h2c").
+func h2GatewayCluster(t *testing.T, origin, listenerExtra, clusterExtra string) (gw, admin string, cmd *exec.Cmd) {
 	t.Helper()
 	gw, admin = freeAddr(t), freeAddr(t)
 	cmd = startBinary(t, fmt.Sprintf(`
@@ -118,7 +145,8 @@ cluster = "app"
 [[clusters]]
 name = "app"
 endpoints = [ { address = %q } ]
-`, admin, gw, listenerExtra, origin), gw)
+%s
+`, admin, gw, listenerExtra, origin, clusterExtra), gw)
 	return gw, admin, cmd
 }
 

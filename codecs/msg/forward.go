@@ -33,8 +33,10 @@ type Scratch struct {
 // hopByHop are the fields RFC 9110 section 7.6.1 says a proxy must not
 // forward, the framing fields each encoder re-emits itself, HTTP2-Settings
 // (an h2c upgrade is never forwarded) and Host (carried as the authority).
+// Trailer is end to end (RFC 9110 section 6.6.2) and is kept: some
+// servers only accept the trailers it announces.
 var hopByHop = [...]string{
-	"connection", "keep-alive", "te", "trailer", "proxy-connection", "upgrade",
+	"connection", "keep-alive", "te", "proxy-connection", "upgrade",
 	"transfer-encoding", "content-length", "http2-settings", "host",
 }
 
