@@ -26,7 +26,7 @@ import (
 // slow client only the upstream socket leaves, and the pump writes to the
 // client through AsyncWrite, waiting while its outbound buffer is above
 // max_inflight_bytes. When the exchange ends, the sockets return to the loop
-// through Enroll (see DESIGN.md, "Facts about gnet").
+// through Enroll (ARCHITECTURE.md, "Backpressure and bounded memory").
 
 const pumpBuf = 64 << 10
 

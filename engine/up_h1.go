@@ -25,7 +25,7 @@ const (
 )
 
 // upstream is one connection to an endpoint, living on the same event loop
-// as the client that uses it (DESIGN.md: dial with our own timeout, then
+// as the client that uses it (ARCHITECTURE.md; dial with our own timeout, then
 // Enroll). Owned by its loop except while detached.
 type upstream struct {
 	lp      *loop
