@@ -110,6 +110,8 @@ func MetricsHelp() map[string]string {
 		"expressgateway_http2_goaway_total":                 "GOAWAY frames of client connections, by direction and error code or reason.",
 		"expressgateway_http2_flow_control_stalls_total":    "times HTTP/2 data had to wait for flow control, by direction.",
 		"expressgateway_upstream_http2_streams_total":       "streams opened on h2c upstream connections.",
+		"expressgateway_access_log_written_total":           "access-log lines written to stderr or log.access_log_file.",
+		"expressgateway_access_log_dropped_total":           "access-log lines lost, never waited for.",
 		"expressgateway_upstream_http2_rst_stream_total":    "RST_STREAM frames on h2c upstream connections, by direction and error code.",
 		"expressgateway_upstream_http2_goaway_total":        "GOAWAY frames received from h2c upstreams, by error code.",
 	}

@@ -48,7 +48,7 @@ var All = []Scenario{
 }
 
 // Default is the set `make bench` runs.
-var Default = []string{"h1-keepalive", "h1-close", "h1-large", "h1-idle"}
+var Default = []string{"h1-keepalive", "h1-close", "h1-large", "h1-idle", "h2c"}
 
 // Lookup returns the scenario with the given name.
 func Lookup(name string) (Scenario, bool) {

@@ -11,7 +11,11 @@ import (
 
 // GatewayProtocols are the client-side protocols expressgateway serves today.
 // Add one here when its listener lands, and the scenario lights up.
-var GatewayProtocols = []string{ProtoH1}
+var GatewayProtocols = []string{ProtoH1, ProtoH2C}
+
+// NewGatewaySupports reports whether the gateway's HTTP path serves proto:
+// the default scenarios are the ones it can run.
+func NewGatewaySupports(proto string) bool { return slices.Contains(GatewayProtocols, proto) }
 
 // Gateway is expressgateway itself, on its HTTP (L7) path, or with L4 set on
 // its userspace TCP relay path: that relay does no HTTP work, so it is the
