@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/engine/accesslog"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -32,7 +33,7 @@ type gw struct {
 	m    *Metrics
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,13 +46,13 @@ func freePort(t *testing.T) string {
 // startGW starts an engine whose single listener "web" routes everything to
 // cluster "app" with the given endpoints. extraListener is TOML appended to
 // the listener table (timeouts, limits); extraCluster to the cluster table.
-func startGW(t *testing.T, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
+func startGW(t testing.TB, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
 	t.Helper()
 	return startGWLoops(t, 2, endpoints, listenerTOML, clusterTOML, hook)
 }
 
 // startGWLoops is startGW with a given number of event loops.
-func startGWLoops(t *testing.T, loops int, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
+func startGWLoops(t testing.TB, loops int, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
 	t.Helper()
 	addr := freePort(t)
 	var eps []string
@@ -97,7 +98,7 @@ endpoints = [ %s ]
 
 // runEngine parses text as a whole config and serves it in-process until
 // the test ends.
-func runEngine(t *testing.T, text string, hook func(*stages.Exchange)) *gw {
+func runEngine(t testing.TB, text string, hook func(*stages.Exchange)) *gw {
 	t.Helper()
 	snap, err := conf.Parse("test.toml", []byte(text))
 	if err != nil {
@@ -115,7 +116,13 @@ func runEngine(t *testing.T, text string, hook func(*stages.Exchange)) *gw {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cl.Start(ctx)
-	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl, TestHook: hook})
+	// Access-log lines (for listeners that turn it on) go nowhere, through
+	// the same buffered writer the binary uses.
+	alog, err := accesslog.New(accesslog.Options{Out: io.Discard, Metrics: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl, TestHook: hook, AccessLog: alog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +142,7 @@ func runEngine(t *testing.T, text string, hook func(*stages.Exchange)) *gw {
 		}
 		cancel()
 		cl.Close()
+		_ = alog.Close()
 	})
 	return &gw{eng: eng, set: set, m: m}
 }
