@@ -388,11 +388,7 @@ func (cc *clientConn) respHead(lg *leg, r *msg.Response, untilClose bool) {
 			out = h1.BodyUntilClose
 		}
 	}
-	keep := cc.req.KeepAlive && !cc.closeAfter && out != h1.BodyUntilClose && !cc.lp.e.draining.Load()
-	if out == h1.BodyChunked && cc.req.Version == h1.Version10 {
-		out = h1.BodyUntilClose
-		keep = false
-	}
+	out, keep := cc.responseFraming(out)
 	cc.respOut = out
 	cc.respKeep = keep
 	opts := &cc.l.proxyOpts
@@ -404,6 +400,30 @@ func (cc *clientConn) respHead(lg *leg, r *msg.Response, untilClose bool) {
 	fs, arena, added := msg.ForwardResponse(cc.lp.fwd.Fields[:0], cc.lp.fwd.Arena[:0], r.Fields, opts)
 	cc.lp.fwd.Fields, cc.lp.fwd.Arena = fs[:0], arena[:0]
 	cc.lp.commitOut(h1.AppendResponseHead(cc.lp.outFor(cc.c), r.Status, r.Reason, fs, added, cc.req.Version, out, r.ContentLength, keep, r.Fields, nil))
+}
+
+// responseFraming decides how a response with upstream framing in goes to
+// this client, and whether the connection stays open after it: the one
+// rule for the loop and the off-loop pump. Chunked to an HTTP/1.0 client
+// becomes until-close.
+func (cc *clientConn) responseFraming(in h1.BodyKind) (out h1.BodyKind, keep bool) {
+	out = in
+	keep = cc.req.KeepAlive && !cc.closeAfter && in != h1.BodyUntilClose && !cc.lp.e.draining.Load()
+	if in == h1.BodyChunked && cc.req.Version == h1.Version10 {
+		out, keep = h1.BodyUntilClose, false
+	}
+	return out, keep
+}
+
+// tooSlow reports whether a request body that moved n bytes since start
+// (UnixNano) is below body_min_rate after its grace: the one slow-POST rule
+// for the loop and the off-loop pump.
+func (l *listenerRT) tooSlow(n, start, now int64) bool {
+	if l.minRate <= 0 {
+		return false
+	}
+	el := now - start
+	return el > int64(l.bodyGrace) && n*int64(time.Second)/el < l.minRate
 }
 
 // respData implements downstream.
@@ -560,11 +580,8 @@ func (cc *clientConn) onTimer(now int64) {
 				cc.timeoutBody("body_idle")
 				return
 			}
-			if l.minRate > 0 {
-				el := now - cc.bodyStart
-				if el > int64(l.bodyGrace) && int64(cc.valOff)*int64(time.Second)/el < l.minRate {
-					cc.timeoutBody("slow_post")
-				}
+			if l.tooSlow(int64(cc.valOff), cc.bodyStart, now) {
+				cc.timeoutBody("slow_post")
 			}
 			return
 		}
@@ -576,12 +593,9 @@ func (cc *clientConn) onTimer(now int64) {
 				cc.timeoutBody("body_idle")
 				return
 			}
-			if l.minRate > 0 {
-				el := now - cc.bodyStart
-				if el > int64(l.bodyGrace) && cc.lg.bodyBytes*int64(time.Second)/el < l.minRate {
-					cc.timeoutBody("slow_post")
-					return
-				}
+			if l.tooSlow(cc.lg.bodyBytes, cc.bodyStart, now) {
+				cc.timeoutBody("slow_post")
+				return
 			}
 		}
 		cc.lg.onTimer(now)

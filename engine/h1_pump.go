@@ -264,11 +264,9 @@ func (cc *clientConn) pumpRequestBody(src *prefixed, dst net.Conn, head []byte, 
 			}
 		}
 		have = copy(buf, p)
-		if l.minRate > 0 {
-			if el := time.Since(start); el > l.bodyGrace && res.bodyBytes*int64(time.Second)/int64(el) < l.minRate {
-				cc.lp.e.guardHit(nil, "slow_post")
-				return nil, errSlowPost
-			}
+		if l.tooSlow(res.bodyBytes, start.UnixNano(), time.Now().UnixNano()) {
+			cc.lp.e.guardHit(nil, "slow_post")
+			return nil, errSlowPost
 		}
 		if rerr != nil {
 			if rerr == io.EOF {
@@ -318,11 +316,7 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 				headSeen.Store(true)
 				res.respHead = true
 				res.status = resp.Status
-				outKind := resp.Body
-				keep := cc.req.KeepAlive && !cc.closeAfter && resp.Body != h1.BodyUntilClose && !cc.lp.e.draining.Load()
-				if resp.Body == h1.BodyChunked && cc.req.Version == h1.Version10 {
-					outKind, keep = h1.BodyUntilClose, false
-				}
+				outKind, keep := cc.responseFraming(resp.Body)
 				res.keepClient = keep
 				opts := l.proxyOpts
 				opts.SetCookie = cc.x.Pick.SetCookie

@@ -71,6 +71,10 @@ func NewMetrics(set *metrics.Set) *Metrics {
 	}
 	set.NewGauge("expressgateway_http2_connections_active", func() float64 { return float64(m.H2Connections.Load()) })
 	set.NewGauge("expressgateway_http2_streams_active", func() float64 { return float64(m.H2Streams.Load()) })
+	// The most common h2c upstream events, registered up front so that the
+	// families are always exported.
+	m.H2UpReset("sent", "CANCEL")
+	m.H2UpGoAway("NO_ERROR")
 	for i, n := range h2FrameNames {
 		m.h2FramesIn[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="received",type=%q}`, n))
 		m.h2FramesOut[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="sent",type=%q}`, n))

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -346,6 +347,9 @@ func (f *h2Framer) until(t *testing.T, what string, match func(http2.Frame) bool
 		if s, ok := fr.(*http2.SettingsFrame); ok && !s.IsAck() {
 			_ = f.fr.WriteSettingsAck()
 		}
+		if p, ok := fr.(*http2.PingFrame); ok && !p.IsAck() {
+			_ = f.fr.WritePing(true, p.Data)
+		}
 		if match(fr) {
 			return fr
 		}
@@ -629,5 +633,83 @@ func TestH2MemoryBounded(t *testing.T) {
 	}
 	if grow2 > 128<<20 {
 		t.Errorf("RSS grew by %d MiB, want < 128", grow2>>20)
+	}
+}
+
+// TestH2DrainTwoStepGoAway: SIGTERM sends GOAWAY the graceful two-step way
+// (2^31-1 first, then the last stream id after a PING round trip); the
+// stream in flight finishes; the connection then closes and the process
+// exits.
+func TestH2DrainTwoStepGoAway(t *testing.T) {
+	origin, _, _ := originServe(t, false)
+	gw, _ := freeAddr(t), ""
+	cmd := startBinary(t, fmt.Sprintf(`
+[admin]
+listen = ""
+[engine]
+event_loops = 1
+drain_settle = "0s"
+drain_timeout = "10s"
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+[listeners.timeouts]
+body_min_rate = 0
+[[listeners.routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [ { address = %q } ]
+`, gw, origin), gw)
+	f := dialH2(t, gw)
+	f.headers(t, 1, true, ":method", "GET", ":scheme", "http", ":authority", "a.test", ":path", "/download?n=4194304")
+	if got := f.response(t, 1); got != "200" {
+		t.Fatalf("stream 1: %s", got)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var goaways []uint32
+	var got int
+	ended := false
+	for !ended || len(goaways) < 2 {
+		fr, err := f.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after SIGTERM: %v (GOAWAYs %v, %d bytes, ended %v)", err, goaways, got, ended)
+		}
+		switch fr := fr.(type) {
+		case *http2.GoAwayFrame:
+			goaways = append(goaways, fr.LastStreamID)
+		case *http2.PingFrame:
+			if !fr.IsAck() {
+				_ = f.fr.WritePing(true, fr.Data)
+			}
+		case *http2.DataFrame:
+			got += len(fr.Data())
+			// Keep the windows open so the download can finish.
+			if n := uint32(len(fr.Data())); n > 0 {
+				_ = f.fr.WriteWindowUpdate(0, n)
+				_ = f.fr.WriteWindowUpdate(1, n)
+			}
+			ended = fr.StreamEnded()
+		}
+	}
+	if goaways[0] != 1<<31-1 || goaways[1] != 1 {
+		t.Fatalf("GOAWAY last stream ids %v, want [2147483647 1]", goaways)
+	}
+	if got != 4194304 {
+		t.Fatalf("stream 1 got %d bytes, want the whole 4 MiB", got)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway did not exit after the drain")
 	}
 }
