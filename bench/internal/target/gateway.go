@@ -85,7 +85,7 @@ name = "l4"
 listen = "{{.Env.Listen}}"
 protocol = "tcp"
 cluster = "app"
-max_connections = 1000000
+max_connections = 5000
 max_connections_per_ip = 0
 
 [listeners.timeouts]
@@ -95,7 +95,7 @@ tcp_idle = "300s"
 name = "web"
 listen = "{{.Env.Listen}}"
 protocol = "http"
-max_connections = 1000000
+max_connections = 5000
 max_connections_per_ip = 0
 
 [listeners.timeouts]
