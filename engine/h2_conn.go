@@ -36,6 +36,7 @@ type h2Conn struct {
 	shutdown  bool // graceful GOAWAY sent
 	closed    bool
 	feeding   bool
+	dirty     bool // queued in lp.h2dirty for the end of the round
 	prefaced  bool // the client preface was consumed
 	lastErr   *h2.ConnError
 }
@@ -158,8 +159,21 @@ func (sc *h2Conn) connError(err error) {
 	sc.closeConn()
 }
 
-// flush moves the codec's output to the socket.
+// flush schedules the codec's output for the socket: it goes out once per
+// round of the event loop (lp.flushH2), so that the responses of many
+// streams that complete in one round share one write, as the upstream
+// events of a round arrive one callback at a time.
 func (sc *h2Conn) flush() {
+	if sc.c == nil || sc.dirty || len(sc.codec.Output()) == 0 {
+		return
+	}
+	sc.dirty = true
+	sc.lp.h2dirty = append(sc.lp.h2dirty, sc)
+	sc.lp.scheduleH2Flush()
+}
+
+// flushNow moves the codec's output to the socket at once.
+func (sc *h2Conn) flushNow() {
 	if sc.c == nil {
 		return
 	}
@@ -170,9 +184,9 @@ func (sc *h2Conn) flush() {
 	}
 }
 
-// outRoom reports whether the socket may take more DATA now.
+// outRoom reports whether the socket may take more DATA now (what the
+// codec holds is bounded by its own output limit).
 func (sc *h2Conn) outRoom() bool {
-	sc.flush()
 	sc.lp.flushOut()
 	return sc.c.OutboundBuffered() < h2ConnOutMax
 }
@@ -203,7 +217,7 @@ func (sc *h2Conn) closeConn() {
 		return
 	}
 	sc.closed = true
-	sc.flush()
+	sc.flushNow()
 	sc.lp.flushOut()
 	_ = sc.c.Close()
 }

@@ -26,11 +26,15 @@ type loop struct {
 	h2pools  map[*lb.Endpoint][]*h2Upstream // h2c upstream connections, by endpoint
 	clients  map[*clientConn]struct{}
 	h2conns  map[*h2Conn]struct{}
-	h2free   []*h2Stream         // finished HTTP/2 streams, reused
-	pending  map[*listenerRT]int // requests in flight per listener (queue_size)
-	scratch  []byte
-	alog     *accesslog.Buffer // this loop's access-log lines; nil without an access log
-	fwd      msg.Scratch       // forwarded field lists, reused per request
+	h2free   []*h2Stream // finished HTTP/2 streams, reused
+	h2dirty  []*h2Conn   // sessions with output to write at the end of the round
+
+	h2flushQueued   bool
+	h2flushRunnable gnet.RunnableFunc
+	pending         map[*listenerRT]int // requests in flight per listener (queue_size)
+	scratch         []byte
+	alog            *accesslog.Buffer // this loop's access-log lines; nil without an access log
+	fwd             msg.Scratch       // forwarded field lists, reused per request
 
 	// current is the connection whose callback is running; closeCurrent
 	// asks the handler to return gnet.Close for it (see detachGnet).
@@ -68,6 +72,10 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 	lp.pipeline = stages.NewPipeline(e.stages, e.ringSize)
 	lp.pipeline.Done = func(x *stages.Exchange) { x.Owner.(localResponder).respondLocal(x) }
 	lp.pipeline.Full = func(stage string) { e.m.GuardHit("ring_full_" + stage).Inc() }
+	lp.h2flushRunnable = func(context.Context) error {
+		lp.flushH2()
+		return nil
+	}
 	lp.sweepRunnable = func(context.Context) error {
 		lp.sweep()
 		return nil
@@ -109,6 +117,32 @@ func (lp *loop) sweep() {
 // localResponder is the owner of an exchange: the session that answers it
 // when a stage refuses it.
 type localResponder interface{ respondLocal(x *stages.Exchange) }
+
+// scheduleH2Flush asks the loop to write the sessions' output after the
+// events of this round (Execute's tasks run after the poller's batch).
+func (lp *loop) scheduleH2Flush() {
+	if lp.h2flushQueued {
+		return
+	}
+	lp.h2flushQueued = true
+	if err := lp.el.Execute(context.Background(), lp.h2flushRunnable); err != nil {
+		lp.flushH2() // the loop is stopping: write now
+	}
+}
+
+// flushH2 writes every dirty HTTP/2 session's output, one write each.
+func (lp *loop) flushH2() {
+	lp.h2flushQueued = false
+	for i, sc := range lp.h2dirty {
+		lp.h2dirty[i] = nil
+		sc.dirty = false
+		if !sc.closed {
+			sc.flushNow()
+		}
+	}
+	lp.h2dirty = lp.h2dirty[:0]
+	lp.flushOut()
+}
 
 // h2FreeMax bounds the per-loop free list of HTTP/2 streams.
 const h2FreeMax = 1024
