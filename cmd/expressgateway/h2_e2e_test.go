@@ -713,3 +713,67 @@ endpoints = [ { address = %q } ]
 		t.Fatal("the gateway did not exit after the drain")
 	}
 }
+
+// TestH2ConnectionLimits: max_requests_per_connection counts streams and
+// ends the connection with GOAWAY once the last stream is done; an idle
+// HTTP/2 connection is closed (GOAWAY, then close) after idle_keepalive.
+func TestH2ConnectionLimits(t *testing.T) {
+	origin, _, _ := originServe(t, false)
+	gw := freeAddr(t)
+	startBinary(t, fmt.Sprintf(`
+[admin]
+listen = ""
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+max_requests_per_connection = 3
+[listeners.timeouts]
+idle_keepalive = "1s"
+[[listeners.routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [ { address = %q } ]
+`, gw, origin), gw)
+	f := dialH2(t, gw)
+	for id := uint32(1); id <= 5; id += 2 {
+		f.headers(t, id, true, ":method", "GET", ":scheme", "http", ":authority", "a.test", ":path", "/echo")
+		if got := f.response(t, id); got != "200" {
+			t.Fatalf("stream %d: %s", id, got)
+		}
+	}
+	start := time.Now()
+	var last uint32
+	f.until(t, "GOAWAY after the third stream", func(fr http2.Frame) bool {
+		if g, ok := fr.(*http2.GoAwayFrame); ok {
+			last = g.LastStreamID
+			return g.LastStreamID != 1<<31-1
+		}
+		return false
+	})
+	if last != 5 {
+		t.Fatalf("final GOAWAY last stream %d, want 5", last)
+	}
+	t.Logf("GOAWAY %v after the third stream", time.Since(start))
+
+	g := dialH2(t, gw)
+	g.headers(t, 1, true, ":method", "GET", ":scheme", "http", ":authority", "a.test", ":path", "/echo")
+	if got := g.response(t, 1); got != "200" {
+		t.Fatal(got)
+	}
+	idleStart := time.Now()
+	for {
+		fr, err := g.fr.ReadFrame()
+		if err != nil {
+			break // closed
+		}
+		if p, ok := fr.(*http2.PingFrame); ok && !p.IsAck() {
+			_ = g.fr.WritePing(true, p.Data)
+		}
+	}
+	if el := time.Since(idleStart); el < 900*time.Millisecond || el > 4*time.Second {
+		t.Fatalf("idle connection closed after %v, want about idle_keepalive (1s)", el)
+	}
+}
