@@ -11,7 +11,7 @@ import (
 
 // GatewayProtocols are the client-side protocols expressgateway serves today.
 // Add one here when its listener lands, and the scenario lights up.
-var GatewayProtocols = []string{ProtoH1, ProtoH2C}
+var GatewayProtocols = []string{ProtoH1, ProtoH2C, ProtoH2CToH2C}
 
 // NewGatewaySupports reports whether the gateway's HTTP path serves proto:
 // the default scenarios are the ones it can run.
@@ -110,7 +110,8 @@ cluster = "app"
 [[clusters]]
 name = "app"
 lb = "round_robin"
-max_idle_per_endpoint = 1024
+max_idle_per_endpoint = 1024{{if eq .Env.UpstreamProto "h2c"}}
+protocol = "h2c"{{end}}
 endpoints = [ { address = "{{.Env.Upstream}}" } ]
 `))
 
