@@ -21,11 +21,11 @@ import (
 
 // Protocols a scenario can ask a target to speak on its client side.
 const (
-	ProtoH1        = "h1"
-	ProtoH2C       = "h2c"
+	ProtoH1  = "h1"
+	ProtoH2C = "h2c"
 	// ProtoH2CToH2C is h2c on both sides: the target proxies to the bench's
 	// h2c upstream.
-	ProtoH2CToH2C = "h2c-h2c"
+	ProtoH2CToH2C  = "h2c-h2c"
 	ProtoTLS       = "tls"
 	ProtoH3        = "h3"
 	ProtoGRPC      = "grpc"
@@ -34,16 +34,16 @@ const (
 
 // Env is what a target needs to start.
 type Env struct {
-	Dir      string   // scratch directory for configs and logs
-	Listen   string   // address the target listens on for clients
-	Upstream string   // the bench upstream
-	Workers  int      // event loops / threads / worker processes
-	Protocol string   // client-side protocol of the scenario
+	Dir      string // scratch directory for configs and logs
+	Listen   string // address the target listens on for clients
+	Upstream string // the bench upstream
+	Workers  int    // event loops / threads / worker processes
+	Protocol string // client-side protocol of the scenario
 	// UpstreamProto is "h2c" when Upstream speaks HTTP/2 with prior
 	// knowledge, "" for HTTP/1.1.
 	UpstreamProto string
-	Pin      []string // command prefix that pins the process ("taskset -c 0"), or nil
-	NoFile   uint64   // RLIMIT_NOFILE the target inherits
+	Pin           []string // command prefix that pins the process ("taskset -c 0"), or nil
+	NoFile        uint64   // RLIMIT_NOFILE the target inherits
 }
 
 // Target is one column of the comparison.
