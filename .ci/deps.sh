@@ -2,7 +2,8 @@
 # Installs what the test suite needs when it is missing (Debian/Ubuntu, as
 # root): clang, llvm and libbpf-dev for the BPF freshness check; iproute2 and
 # ethtool for the network-namespace tests; haproxy, nginx, wrk and h2load for
-# bench; promtool (Debian package prometheus) for the metrics and alerting
+# bench and, with nghttp and curl, the HTTP/2 tests; promtool (Debian
+# package prometheus) for the metrics and alerting
 # rules tests. Prints what is missing and exits 1 when it cannot install.
 set -euo pipefail
 need=()
@@ -15,6 +16,8 @@ command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v nghttp >/dev/null || need+=(nghttp2-client)
+command -v curl >/dev/null || need+=(curl)
 command -v promtool >/dev/null || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
