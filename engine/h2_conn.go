@@ -174,8 +174,9 @@ func (sc *h2Conn) flush() {
 
 // flushNow moves the codec's output to the socket at once.
 func (sc *h2Conn) flushNow() {
-	if sc.c == nil {
-		return
+	sc.dirty = false
+	if sc.c == nil || sc.closed {
+		return // closeConn wrote what there was before it closed
 	}
 	if out := sc.codec.Output(); len(out) > 0 {
 		sc.lp.e.m.h2CountFrames(out, true)
@@ -216,8 +217,8 @@ func (sc *h2Conn) closeConn() {
 	if sc.closed {
 		return
 	}
-	sc.closed = true
 	sc.flushNow()
+	sc.closed = true
 	sc.lp.flushOut()
 	_ = sc.c.Close()
 }

@@ -27,7 +27,7 @@ type loop struct {
 	clients  map[*clientConn]struct{}
 	h2conns  map[*h2Conn]struct{}
 	h2free   []*h2Stream // finished HTTP/2 streams, reused
-	h2dirty  []*h2Conn   // sessions with output to write at the end of the round
+	h2dirty  []h2Output  // HTTP/2 connections with output to write at the end of the round
 
 	h2flushQueued   bool
 	h2flushRunnable gnet.RunnableFunc
@@ -130,15 +130,16 @@ func (lp *loop) scheduleH2Flush() {
 	}
 }
 
-// flushH2 writes every dirty HTTP/2 session's output, one write each.
+// h2Output is an HTTP/2 connection, client or upstream side, whose output
+// the loop writes once per round.
+type h2Output interface{ flushNow() }
+
+// flushH2 writes every dirty HTTP/2 connection's output, one write each.
 func (lp *loop) flushH2() {
 	lp.h2flushQueued = false
-	for i, sc := range lp.h2dirty {
+	for i, o := range lp.h2dirty {
 		lp.h2dirty[i] = nil
-		sc.dirty = false
-		if !sc.closed {
-			sc.flushNow()
-		}
+		o.flushNow()
 	}
 	lp.h2dirty = lp.h2dirty[:0]
 	lp.flushOut()

@@ -35,6 +35,7 @@ type h2Upstream struct {
 	goaway  bool   // the endpoint said GOAWAY: no new streams
 	idle    int64  // when the last stream ended
 	counted bool
+	dirty   bool // queued in lp.h2dirty
 	active  *atomic.Int64
 }
 
@@ -165,10 +166,23 @@ func (hu *h2Upstream) open(lg *leg) {
 	lg.ds.upstreamReady(lg, nil, nil)
 }
 
-// flush moves the codec's output to the socket.
+// flush schedules the codec's output for the end of the event loop's round
+// (lp.flushH2), so that the requests of many streams opened in one round
+// share one write, as for HTTP/2 sessions.
 func (hu *h2Upstream) flush() {
-	if hu.c == nil || hu.codec == nil {
+	if hu.c == nil || hu.codec == nil || hu.dirty || len(hu.codec.Output()) == 0 {
 		return
+	}
+	hu.dirty = true
+	hu.lp.h2dirty = append(hu.lp.h2dirty, hu)
+	hu.lp.scheduleH2Flush()
+}
+
+// flushNow moves the codec's output to the socket at once.
+func (hu *h2Upstream) flushNow() {
+	hu.dirty = false
+	if hu.c == nil || hu.codec == nil || hu.state == upClosed {
+		return // close wrote what there was before it closed
 	}
 	if out := hu.codec.Output(); len(out) > 0 {
 		hu.lp.queue(hu.c, out)
@@ -311,7 +325,7 @@ func (hu *h2Upstream) close() {
 	}
 	if hu.codec != nil {
 		_ = hu.codec.WriteGoAway(h2.ErrCodeNo, nil)
-		hu.flush()
+		hu.flushNow()
 	}
 	hu.state = upClosed
 	hu.forget()
