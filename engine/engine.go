@@ -89,9 +89,13 @@ type listenerRT struct {
 	noRoute   *requestCounters
 	addr      string
 	proxyOpts h1.ProxyOptions
-	pathOpts  msg.PathOptions
-	h2Limits  h2.Limits
-	h1, h2    bool // the HTTP versions spoken (http_versions)
+	// proxyOpts2 is proxyOpts for a message received over HTTP/2: Via
+	// names the protocol version the message came in with (RFC 9110
+	// section 7.6.3).
+	proxyOpts2 h1.ProxyOptions
+	pathOpts   msg.PathOptions
+	h2Limits   h2.Limits
+	h1, h2     bool // the HTTP versions spoken (http_versions)
 
 	h2SettingsTimeout time.Duration
 	duration          *metrics.PrometheusHistogram
@@ -202,6 +206,7 @@ func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
 		duration:      e.m.Set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`expressgateway_request_duration_seconds{listener=%q}`, lc.Name)),
 		addr:          lc.Listen,
 		proxyOpts:     h1.ProxyOptions{Proto: "http", Via: "1.1 expressgateway"},
+		proxyOpts2:    h1.ProxyOptions{Proto: "http", Via: "2 expressgateway"},
 		headerRead:    t.HeaderRead.Std(),
 		bodyIdle:      t.BodyIdle.Std(),
 		bodyGrace:     t.BodyMinRateGrace.Std(),

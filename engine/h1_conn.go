@@ -369,7 +369,7 @@ func (cc *clientConn) respInterim(_ *leg, r *msg.Response) {
 	if cc.req.Version != h1.Version11 {
 		return
 	}
-	fs, arena, added := msg.ForwardResponse(cc.lp.fwd.Fields[:0], cc.lp.fwd.Arena[:0], r.Fields, &cc.l.proxyOpts)
+	fs, arena, added := msg.ForwardResponse(cc.lp.fwd.Fields[:0], cc.lp.fwd.Arena[:0], r.Fields, cc.lg.respOpts())
 	cc.lp.fwd.Fields, cc.lp.fwd.Arena = fs[:0], arena[:0]
 	cc.lp.commitOut(h1.AppendResponseHead(cc.lp.outFor(cc.c), r.Status, r.Reason, fs, added, cc.req.Version, h1.BodyNone, r.ContentLength, true, r.Fields, nil))
 }
@@ -391,7 +391,7 @@ func (cc *clientConn) respHead(lg *leg, r *msg.Response, untilClose bool) {
 	out, keep := cc.responseFraming(out)
 	cc.respOut = out
 	cc.respKeep = keep
-	opts := &cc.l.proxyOpts
+	opts := lg.respOpts()
 	if sc := cc.x.Pick.SetCookie; sc != "" {
 		o := *opts
 		o.SetCookie = sc

@@ -604,7 +604,7 @@ func (s *h2Stream) upstreamReady(lg *leg, u *upstream, head []byte) {
 // which the leg already filters when the gateway sent its own).
 func (s *h2Stream) respInterim(_ *leg, r *msg.Response) {
 	sc := s.sc
-	fs, arena, _ := msg.ForwardResponse(sc.lp.fwd.Fields[:0], sc.lp.fwd.Arena[:0], r.Fields, &sc.l.proxyOpts)
+	fs, arena, _ := msg.ForwardResponse(sc.lp.fwd.Fields[:0], sc.lp.fwd.Arena[:0], r.Fields, s.lg.respOpts())
 	sc.lp.fwd.Fields, sc.lp.fwd.Arena = fs[:0], arena[:0]
 	head := h2.Head{Status: r.Status, Fields: fs}
 	_ = sc.codec.WriteHeaders(s.id, &head, false)
@@ -614,7 +614,7 @@ func (s *h2Stream) respInterim(_ *leg, r *msg.Response) {
 // respHead implements downstream.
 func (s *h2Stream) respHead(_ *leg, r *msg.Response, _ bool) {
 	sc := s.sc
-	opts := &sc.l.proxyOpts
+	opts := s.lg.respOpts()
 	if ck := s.x.Pick.SetCookie; ck != "" {
 		o := *opts
 		o.SetCookie = ck

@@ -157,7 +157,7 @@ func (lg *leg) acquire() {
 // onReady encodes the request head for u and hands it to the session.
 func (lg *leg) onReady(u *upstream) {
 	r := lg.x.Req
-	opts := lg.l.proxyOpts
+	opts := *lg.reqOpts()
 	opts.ClientIP = lg.ip
 	opts.DropExpect = lg.sent100
 	fs, arena, added := msg.ForwardRequest(lg.lp.fwd.Fields[:0], lg.lp.fwd.Arena[:0], r.Fields, &opts)
@@ -173,6 +173,24 @@ func (lg *leg) onReady(u *upstream) {
 	lg.lp.scratch = head[:0]
 	u.beginResponse()
 	lg.ds.upstreamReady(lg, u, head)
+}
+
+// reqOpts are the forwarding options for the request, by the protocol it
+// was received with.
+func (lg *leg) reqOpts() *h1.ProxyOptions {
+	if lg.proto == "h2" {
+		return &lg.l.proxyOpts2
+	}
+	return &lg.l.proxyOpts
+}
+
+// respOpts are the forwarding options for the response, by the protocol
+// the upstream answered with.
+func (lg *leg) respOpts() *h1.ProxyOptions {
+	if lg.h2u != nil {
+		return &lg.l.proxyOpts2
+	}
+	return &lg.l.proxyOpts
 }
 
 // sendBody writes request body bytes upstream in the upstream's framing

@@ -131,7 +131,7 @@ func (hu *h2Upstream) onOpen(c gnet.Conn) {
 func (hu *h2Upstream) open(lg *leg) {
 	lp := hu.lp
 	r := lg.x.Req
-	opts := lg.l.proxyOpts
+	opts := *lg.reqOpts()
 	opts.ClientIP = lg.ip
 	opts.DropExpect = lg.sent100
 	fs, arena, _ := msg.ForwardRequest(lp.fwd.Fields[:0], lp.fwd.Arena[:0], r.Fields, &opts)

@@ -102,6 +102,7 @@ func originServe(t *testing.T, h2c bool) (addr string, requests, complete *atomi
 				return
 			}
 			complete.Add(1)
+			w.Header().Set("X-Seen-Via", r.Header.Get("Via"))
 			_, _ = fmt.Fprintf(w, "%s %s %d %s trailer=%s host=%s proto=%s", r.Method, r.URL.RequestURI(), n,
 				hex.EncodeToString(h.Sum(nil)), r.Trailer.Get("X-Sum"), r.Host, r.Proto)
 		}

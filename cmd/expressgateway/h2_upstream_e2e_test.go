@@ -60,6 +60,20 @@ func TestTranslationMatrix(t *testing.T) {
 				if !strings.Contains(string(body), "host="+gw) {
 					t.Errorf("upstream saw another host: %q", body)
 				}
+				// Via names the version each message was received with.
+				reqVia, respVia := "1.1 expressgateway", "1.1 expressgateway"
+				if front == "h2" {
+					reqVia = "2 expressgateway"
+				}
+				if back == "h2c" {
+					respVia = "2 expressgateway"
+				}
+				if got := resp.Header.Get("X-Seen-Via"); got != reqVia {
+					t.Errorf("the upstream saw Via %q, want %q", got, reqVia)
+				}
+				if got := resp.Header.Get("Via"); got != respVia {
+					t.Errorf("the client saw Via %q, want %q", got, respVia)
+				}
 
 				const size = 16 << 20
 				src := &patternReader{n: size, h: sha256.New()}
