@@ -7,6 +7,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/lb"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -82,11 +83,13 @@ type leg struct {
 	attemptStart int64
 	upstreamAddr string
 
-	reqBodyDone bool  // the request body went upstream in full (or there is none)
-	bodySent    bool  // some body bytes went upstream: never retry
-	sent100     bool  // the gateway answered Expect: 100-continue itself
-	reqSentAt   int64 // when the request finished going upstream
-	bodyBytes   int64
+	staleRetried bool  // the keep-alive race was retried once already
+	gotBytes     bool  // some response byte arrived on the current connection
+	reqBodyDone  bool  // the request body went upstream in full (or there is none)
+	bodySent     bool  // some body bytes went upstream: never retry
+	sent100      bool  // the gateway answered Expect: 100-continue itself
+	reqSentAt    int64 // when the request finished going upstream
+	bodyBytes    int64
 
 	resp        msg.Response // the neutral view of the upstream's response head
 	respHead    bool
@@ -106,7 +109,7 @@ func (lg *leg) reset() {
 	lg.epBegun, lg.counted = false, false
 	lg.attemptStart = 0
 	lg.upstreamAddr = ""
-	lg.reqBodyDone, lg.bodySent, lg.sent100 = false, false, false
+	lg.reqBodyDone, lg.bodySent, lg.sent100, lg.staleRetried, lg.gotBytes = false, false, false, false, false
 	lg.reqSentAt, lg.bodyBytes = 0, 0
 	lg.respHead, lg.respStatus, lg.respBytes, lg.lastRespAt, lg.respPumping = false, 0, 0, 0, false
 }
@@ -131,6 +134,7 @@ func (lg *leg) acquire() {
 	cl := lg.x.Cluster
 	lg.attempts++
 	lg.attemptStart = lg.lp.nowNano()
+	lg.gotBytes = false
 	ep.Begin()
 	lg.epBegun = true
 	lg.upstreamAddr = ep.Address()
@@ -326,6 +330,9 @@ func (lg *leg) creditUp() {
 // finishes, so that the pool sees exactly what is left over.
 func (lg *leg) onData(u *upstream) {
 	buf, _ := u.c.Peek(-1)
+	if len(buf) > 0 {
+		lg.gotBytes = true
+	}
 	total := 0
 	lg.lastRespAt = lg.lp.nowNano()
 	for !lg.respHead {
@@ -607,6 +614,24 @@ func (lg *leg) onUpstreamClosed(u *upstream) {
 		return
 	}
 	if !lg.respHead {
+		if u.reused && !lg.staleRetried && !lg.bodySent && lg.x.Req.Body == msg.BodyNone &&
+			lb.IdempotentMethod(string(lg.x.Req.Method)) && !lg.gotBytes {
+			// The keep-alive race: the endpoint closed an idle connection
+			// as the request went out on it, before any response byte. It
+			// is not the endpoint failing: the request goes again once, on a
+			// fresh connection to the same endpoint, without spending the
+			// retry budget or touching the endpoint's health.
+			lg.staleRetried = true
+			lg.lp.e.m.UpstreamFailure(lg.x.Cluster.Name, "stale_keepalive").Inc()
+			u.owner = nil
+			lg.up = nil
+			nu := newUpstream(lg.lp, lg.x.Cluster, lg.x.Pick.Endpoint)
+			nu.owner = lg
+			lg.up = nu
+			lg.attemptStart = lg.lp.nowNano()
+			nu.dial(lg.l.upConnect)
+			return
+		}
 		lg.failed("reset", 502, false)
 		return
 	}

@@ -557,3 +557,78 @@ endpoints = [ { address = %q } ]
 		})
 	}
 }
+
+// TestKeepAliveRace: an upstream that closes a pooled connection as the
+// next request arrives on it (before any response byte) costs an idempotent
+// request nothing: it goes again on a fresh connection, the endpoint is not
+// charged (consecutive_5xx = 1 would eject it) and no retry budget is
+// spent; a POST in the same spot gets 502, since the upstream may have
+// acted on it.
+func TestKeepAliveRace(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	// Each connection answers its first request, then closes as soon as a
+	// second request's head arrives, without answering it.
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer func() { _ = c.Close() }()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				body := "first on this connection: " + req.URL.Path
+				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				_, _ = http.ReadRequest(br) // the race: close as it arrives
+			}(c)
+		}
+	}()
+	gw, admin := secGateway(t, "", fmt.Sprintf(`
+[[listeners.routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [ { address = %q } ]
+[clusters.outlier_detection]
+consecutive_5xx = 1
+[clusters.retry]
+max_retries = 0
+`, ln.Addr().String()))
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	for i := 0; i < 20; i++ {
+		resp, err := client.Get(fmt.Sprintf("http://%s/get%d", gw, i))
+		if err != nil {
+			t.Fatalf("GET %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != fmt.Sprintf("first on this connection: /get%d", i) {
+			t.Fatalf("GET %d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+	if n := metricSum(t, admin, `^expressgateway_upstream_failures_total\{cluster="app",reason="stale_keepalive"\}$`); n < 19 {
+		t.Errorf("stale_keepalive counted %v times, want 19", n)
+	}
+	if n := metricSum(t, admin, `^expressgateway_lb_ejections_total\{.*\}$`); n != 0 {
+		t.Errorf("the endpoint was ejected %v times for the race", n)
+	}
+	req, _ := http.NewRequest("POST", "http://"+gw+"/post", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 502 {
+		t.Fatalf("POST on a connection the upstream closed: %d, want 502 (not retried)", resp.StatusCode)
+	}
+}
