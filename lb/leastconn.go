@@ -26,7 +26,7 @@ func (p *leastLoaded) pick(r uint64) *Endpoint {
 		e := p.eps[(start+i)%n]
 		l := p.load(e) + 1
 		// l/e.weight < bestLoad/best.weight
-		if l*int64(best.weight) < bestLoad*int64(e.weight) {
+		if l*int64(best.weight.Load()) < bestLoad*int64(e.weight.Load()) {
 			best, bestLoad = e, l
 		}
 	}

@@ -170,7 +170,7 @@ func newMaglev(c *Cluster, eps, _ []*Endpoint) picker {
 	names := make([]string, len(eps))
 	weights := make([]uint32, len(eps))
 	for i, e := range eps {
-		names[i], weights[i] = e.addr, e.weight
+		names[i], weights[i] = e.addr, e.weight.Load()
 	}
 	table, err := BuildMaglevTable(names, weights, c.spec.MaglevTableSize, c.spec.MaglevSeed)
 	if err != nil {

@@ -17,7 +17,7 @@ func (p *p2c) pick(r uint64) *Endpoint {
 	}
 	ea, eb := p.eps[a], p.eps[b]
 	// (active+1)/weight compared without division.
-	if (ea.active.Load()+1)*int64(eb.weight) <= (eb.active.Load()+1)*int64(ea.weight) {
+	if (ea.active.Load()+1)*int64(eb.weight.Load()) <= (eb.active.Load()+1)*int64(ea.weight.Load()) {
 		return ea
 	}
 	return eb

@@ -15,9 +15,9 @@ const retryWindow = 10
 // retries ≤ max(budget% × requests, minPerSecond × window). Buckets are
 // rotated lock-free; a race at a bucket boundary can misplace a count,
 // never block.
+// The budget's share and reserve live in the cluster's clusterCfg, so
+// that Cluster.Update can change them while the counts carry on.
 type retryBudget struct {
-	percent float64
-	reserve int64 // retries always allowed per window
 	buckets [retryWindow]retryBucket
 	now     func() int64 // seconds
 }
@@ -28,9 +28,7 @@ type retryBucket struct {
 	retries  atomic.Int64
 }
 
-func (b *retryBudget) init(s RetrySpec) {
-	b.percent = s.BudgetPercent
-	b.reserve = int64(s.MinRetriesPerSecond) * retryWindow
+func (b *retryBudget) init() {
 	if b.now == nil {
 		b.now = func() int64 { return time.Now().Unix() }
 	}
@@ -69,14 +67,15 @@ func (c *Cluster) RecordRequest() {
 // and, if so, spends it. Call it before each retry attempt; false means
 // give the client the failed response. Lock-free and allocation-free.
 func (c *Cluster) AllowRetry() bool {
-	if c.spec.Retry.MaxRetries < 0 {
+	cfg := c.snap.Load().cfg
+	if cfg.spec.Retry.MaxRetries < 0 {
 		return false
 	}
 	b := &c.budget
 	sec := b.now()
 	k := b.bucket(sec)
 	requests, retries := b.sums(sec)
-	limit := max(int64(b.percent*float64(requests)/100), b.reserve)
+	limit := max(int64(cfg.budgetPercent*float64(requests)/100), cfg.budgetReserve)
 	if retries >= limit {
 		return false
 	}
@@ -85,10 +84,10 @@ func (c *Cluster) AllowRetry() bool {
 }
 
 // MaxRetries is the most retries one request may make (0 = none).
-func (c *Cluster) MaxRetries() int { return max(c.spec.Retry.MaxRetries, 0) }
+func (c *Cluster) MaxRetries() int { return max(c.snap.Load().cfg.spec.Retry.MaxRetries, 0) }
 
 // PerTryTimeout bounds each attempt; 0 means no per-try bound.
-func (c *Cluster) PerTryTimeout() time.Duration { return c.spec.Retry.PerTryTimeout }
+func (c *Cluster) PerTryTimeout() time.Duration { return c.snap.Load().cfg.spec.Retry.PerTryTimeout }
 
 // RetryCause says why an attempt failed, for ShouldRetry.
 type RetryCause uint8

@@ -26,7 +26,7 @@ func newSmoothWRR(_ *Cluster, eps, _ []*Endpoint) picker {
 	var sum uint64
 	g := uint64(0)
 	for i, e := range eps {
-		weights[i] = uint64(e.weight)
+		weights[i] = uint64(e.weight.Load())
 		g = gcd(g, weights[i])
 	}
 	for i := range weights {
