@@ -47,6 +47,8 @@ type Config struct {
 	Log Log `koanf:"log"`
 	// Engine sizes the event loops and the process-wide limits.
 	Engine Engine `koanf:"engine"`
+	// Process is the pid file, config-file watching and binary upgrades.
+	Process Process `koanf:"process"`
 	// Demo is the tiny built-in upstream used by the default config.
 	Demo Demo `koanf:"demo"`
 	// Listeners are the L7 (http) and userspace L4 (tcp, udp) listeners.
@@ -108,6 +110,27 @@ func (e *Engine) setDefaults() {
 	e.RingSize = 1024
 	e.DrainTimeout = Duration(30 * second)
 	e.MaxConnections = 100000
+}
+
+// Process is the [process] section.
+type Process struct {
+	// PIDFile is a file the process writes its PID to once it serves and
+	// removes when it exits; after a USR2 upgrade the new process writes its
+	// own PID there. "" writes none. Default: "".
+	PIDFile string `koanf:"pid_file"`
+	// WatchConfig polls the config file every second and reloads it when
+	// its content changed, as SIGHUP does. Default: true.
+	WatchConfig bool `koanf:"watch_config"`
+	// UpgradeTimeout is how long a USR2 upgrade waits for the new process to
+	// report that it serves; after it the new process is killed and the
+	// running one keeps serving. Default: "10s".
+	UpgradeTimeout Duration `koanf:"upgrade_timeout"`
+}
+
+func (p *Process) setDefaults() {
+	p.PIDFile = ""
+	p.WatchConfig = true
+	p.UpgradeTimeout = Duration(10 * second)
 }
 
 // Demo is the [demo] section: a tiny built-in upstream for trying things out.
@@ -613,6 +636,7 @@ var (
 	_ defaulter = (*Admin)(nil)
 	_ defaulter = (*Log)(nil)
 	_ defaulter = (*Engine)(nil)
+	_ defaulter = (*Process)(nil)
 	_ defaulter = (*Demo)(nil)
 	_ defaulter = (*Listener)(nil)
 	_ defaulter = (*Timeouts)(nil)
