@@ -157,9 +157,10 @@ type Listener struct {
 	// Protocol is http (L7 with routes), tcp or udp (userspace L4 straight to
 	// a cluster). Default: "http".
 	Protocol string `koanf:"protocol"`
-	// ReusePort opens one SO_REUSEPORT socket per event loop. gnet applies
-	// it engine-wide: false on any listener turns it off for all, and a udp
-	// listener turns it on for all. Default: true.
+	// ReusePort opens one SO_REUSEPORT socket per event loop, so the kernel
+	// spreads new connections over the loops; false opens one socket that
+	// every loop accepts from. udp listeners always use one socket per loop.
+	// Default: true.
 	ReusePort bool `koanf:"reuse_port"`
 	// Cluster is where tcp and udp listeners send traffic; required for tcp
 	// and udp, not allowed for http (use routes).

@@ -182,6 +182,7 @@ func (cc *clientConn) readHeads() {
 }
 
 func (cc *clientConn) beginExchange() {
+	cc.refresh() // the listener's current view (reload)
 	cc.requests++
 	cc.x.Reset()
 	cc.x.ConnRequests = cc.requests
@@ -224,7 +225,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 	cc.lp.pending[l]++
 	cc.counted = true
 	x.Cluster.LB.RecordRequest() // the retry budget is a share of these
-	if x.CloseConn || !cc.req.KeepAlive || cc.lp.e.draining.Load() {
+	if x.CloseConn || !cc.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
 	bodyless := cc.req.Body == h1.BodyNone || (cc.req.Body == h1.BodyLength && cc.req.ContentLength == 0)
@@ -486,7 +487,7 @@ func (cc *clientConn) writeResponseHead(u *upstream) {
 	cc.respHead = true
 	cc.respStatus = u.resp.Status
 	cc.respOut = u.resp.Body
-	keep := cc.req.KeepAlive && !cc.closeAfter && u.resp.Body != h1.BodyUntilClose && !cc.lp.e.draining.Load()
+	keep := cc.req.KeepAlive && !cc.closeAfter && u.resp.Body != h1.BodyUntilClose && !cc.draining()
 	if u.resp.Body == h1.BodyChunked && cc.req.Version == h1.Version10 {
 		cc.respOut = h1.BodyUntilClose
 		keep = false
@@ -551,6 +552,7 @@ func (cc *clientConn) finishExchange(ok bool) {
 }
 
 func (cc *clientConn) toIdle() {
+	cc.refresh() // the listener's current view (reload)
 	cc.state = csHead
 	cc.idleSince = cc.lp.nowNano()
 	cc.parser.Reset()
@@ -612,7 +614,7 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	if cc.req.Body != h1.BodyNone && !cc.reqBodyDone {
 		cc.closeAfter = true // the unread body would be taken for the next request
 	}
-	if !cc.req.KeepAlive || cc.lp.e.draining.Load() {
+	if !cc.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
 	var extra []h1.Header
@@ -741,7 +743,7 @@ func (cc *clientConn) onTimer(now int64) {
 	switch cc.state {
 	case csHead:
 		if cc.headStart != 0 {
-			if cc.lp.e.draining.Load() && cc.c.InboundBuffered() == 0 {
+			if cc.draining() && cc.c.InboundBuffered() == 0 {
 				cc.abort() // accepted, nothing sent yet, and we are draining
 				return
 			}
@@ -751,7 +753,7 @@ func (cc *clientConn) onTimer(now int64) {
 				cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, "header_timeout", true
 				cc.respondLocal(&cc.x)
 			}
-		} else if now-cc.idleSince > int64(l.idleKeepalive) || cc.lp.e.draining.Load() {
+		} else if now-cc.idleSince > int64(l.idleKeepalive) || cc.draining() {
 			cc.abort() // idle too long, or idle while draining
 		}
 	case csUpstream:

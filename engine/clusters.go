@@ -5,6 +5,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -17,13 +19,36 @@ import (
 
 // Clusters is the runtime registry of the snapshot's clusters: their load
 // balancers (with health checking) and the settings the forwarder needs.
-// Safe for concurrent use once built.
+// Update applies a reloaded snapshot: a cluster keeps its *stages.Cluster
+// and its lb.Cluster (updated in place) across reloads, so routes, requests
+// in flight and per-loop pools holding them stay valid. Safe for concurrent
+// use once built.
 type Clusters struct {
-	byName  map[string]*stages.Cluster
-	list    []*stages.Cluster
-	maxIdle []int
-	retry   []retryPolicy
-	hot     []clusterCounters
+	set   *metrics.Set
+	log   zerolog.Logger
+	hooks []func(lb.HealthEvent)
+	tab   atomic.Pointer[clusterTable]
+
+	mu      sync.Mutex // serialises Update, Start and Close
+	ctx     context.Context
+	started bool
+	all     []*stages.Cluster // every cluster ever built; Index points here
+}
+
+// clusterTable is one generation of the registry. rt is indexed by
+// stages.Cluster.Index and keeps the entries of removed clusters, which
+// requests in flight may still read.
+type clusterTable struct {
+	byName map[string]*stages.Cluster
+	list   []*stages.Cluster // config order
+	rt     []clusterRT
+}
+
+// clusterRT is what the forwarder reads per cluster on every request.
+type clusterRT struct {
+	maxIdle int
+	retry   retryPolicy
+	hot     clusterCounters
 }
 
 // clusterCounters are a cluster's per-request metrics, resolved once so
@@ -96,61 +121,196 @@ func LBSpec(c *conf.Cluster) lb.Spec {
 // transitions are logged once each and passed to the optional onHealth
 // hooks (the XDP stage follows them).
 func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger, onHealth ...func(lb.HealthEvent)) (*Clusters, error) {
-	cs := &Clusters{byName: map[string]*stages.Cluster{}}
+	cs := &Clusters{set: set, log: log, hooks: onHealth}
+	tab := &clusterTable{byName: map[string]*stages.Cluster{}}
 	for i := range snap.Config.Clusters {
 		c := &snap.Config.Clusters[i]
-		lbc, err := lb.New(LBSpec(c), lb.WithMetrics(set), lb.WithHealthEvents(func(ev lb.HealthEvent) {
-			e := log.Warn()
-			if ev.Healthy {
-				e = log.Info()
-			}
-			e.Str("cluster", ev.Cluster).Str("endpoint", ev.Endpoint).Str("zone", ev.Zone).
-				Bool("healthy", ev.Healthy).Str("reason", ev.Reason).AnErr("error", ev.Err).Msg("endpoint health changed")
-			for _, h := range onHealth {
-				h(ev)
-			}
-		}))
+		sc, err := cs.build(c, len(cs.all))
 		if err != nil {
-			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+			return nil, err
 		}
-		sc := &stages.Cluster{Name: c.Name, Index: i, LB: lbc}
-		cs.byName[c.Name] = sc
-		cs.list = append(cs.list, sc)
-		cs.maxIdle = append(cs.maxIdle, c.MaxIdlePerEndpoint)
-		rp := retryPolicy{max: c.Retry.MaxRetries, perTry: c.Retry.PerTryTimeout.Std(), retryOn: map[string]bool{}}
-		for _, r := range c.Retry.RetryOn {
-			rp.retryOn[r] = true
-		}
-		cs.retry = append(cs.retry, rp)
-		cs.hot = append(cs.hot, clusterCounters{
-			connects: set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, c.Name)),
-			reuses:   set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, c.Name)),
-		})
+		cs.all = append(cs.all, sc)
+		tab.byName[c.Name] = sc
+		tab.list = append(tab.list, sc)
+		tab.rt = append(tab.rt, cs.runtime(c))
 	}
+	cs.tab.Store(tab)
 	return cs, nil
 }
 
+// build makes the load balancer of c.
+func (cs *Clusters) build(c *conf.Cluster, index int) (*stages.Cluster, error) {
+	log := cs.log
+	lbc, err := lb.New(LBSpec(c), lb.WithMetrics(cs.set), lb.WithHealthEvents(func(ev lb.HealthEvent) {
+		e := log.Warn()
+		if ev.Healthy {
+			e = log.Info()
+		}
+		e.Str("cluster", ev.Cluster).Str("endpoint", ev.Endpoint).Str("zone", ev.Zone).
+			Bool("healthy", ev.Healthy).Str("reason", ev.Reason).AnErr("error", ev.Err).Msg("endpoint health changed")
+		for _, h := range cs.hooks {
+			h(ev)
+		}
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	return &stages.Cluster{Name: c.Name, Index: index, LB: lbc}, nil
+}
+
+// runtime is the forwarder's view of c.
+func (cs *Clusters) runtime(c *conf.Cluster) clusterRT {
+	rp := retryPolicy{max: c.Retry.MaxRetries, perTry: c.Retry.PerTryTimeout.Std(), retryOn: map[string]bool{}}
+	for _, r := range c.Retry.RetryOn {
+		rp.retryOn[r] = true
+	}
+	return clusterRT{
+		maxIdle: c.MaxIdlePerEndpoint,
+		retry:   rp,
+		hot: clusterCounters{
+			connects: cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, c.Name)),
+			reuses:   cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, c.Name)),
+		},
+	}
+}
+
+// clusterUpdate is a prepared Update: everything that can fail was checked
+// and the new clusters are built, but nothing is visible yet.
+type clusterUpdate struct {
+	cs      *Clusters
+	snap    *conf.Snapshot
+	tab     *clusterTable
+	specs   map[*stages.Cluster]lb.Spec // clusters that stay, with their new spec
+	added   []*stages.Cluster
+	removed []*stages.Cluster
+}
+
+// prepare checks and builds the clusters of snap without applying them:
+// the new spec of every cluster that stays must be valid, and the added
+// ones are built (not started). On error nothing changed. The caller holds
+// the engine's reload lock; apply or discard the result.
+func (cs *Clusters) prepare(snap *conf.Snapshot) (*clusterUpdate, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	old := cs.tab.Load()
+	u := &clusterUpdate{cs: cs, snap: snap, specs: map[*stages.Cluster]lb.Spec{},
+		tab: &clusterTable{byName: map[string]*stages.Cluster{}, rt: append([]clusterRT(nil), old.rt...)}}
+	next := len(cs.all)
+	for i := range snap.Config.Clusters {
+		c := &snap.Config.Clusters[i]
+		sc := old.byName[c.Name]
+		if sc != nil {
+			spec := LBSpec(c)
+			check := spec
+			check.Endpoints = append([]lb.EndpointSpec(nil), spec.Endpoints...)
+			check.Defaults()
+			if err := check.Validate(); err != nil {
+				u.discard()
+				return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+			}
+			u.specs[sc] = spec
+			u.tab.rt[sc.Index] = cs.runtime(c)
+		} else {
+			var err error
+			if sc, err = cs.build(c, next); err != nil {
+				u.discard()
+				return nil, err
+			}
+			next++
+			u.added = append(u.added, sc)
+			u.tab.rt = append(u.tab.rt, cs.runtime(c))
+		}
+		u.tab.byName[c.Name] = sc
+		u.tab.list = append(u.tab.list, sc)
+	}
+	for _, sc := range old.list {
+		if u.tab.byName[sc.Name] != sc {
+			u.removed = append(u.removed, sc)
+		}
+	}
+	return u, nil
+}
+
+// Get returns the cluster called name in the prepared table, or nil.
+func (u *clusterUpdate) Get(name string) *stages.Cluster { return u.tab.byName[name] }
+
+// discard drops a prepared update that will not be applied.
+func (u *clusterUpdate) discard() {
+	for _, sc := range u.added {
+		sc.LB.Retire()
+	}
+	u.added = nil
+}
+
+// apply makes the update visible: clusters that stay are updated in place,
+// added ones start their health checks, and the new table is swapped in.
+// It returns the endpoints that left clusters that stay (their per-loop
+// pools should be closed) and the removed clusters, which the caller retires
+// once nothing routes to them.
+func (u *clusterUpdate) apply() (goneEndpoints []*lb.Endpoint, removed []*stages.Cluster) {
+	cs := u.cs
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for sc, spec := range u.specs {
+		gone, err := sc.LB.Update(spec)
+		if err != nil {
+			// prepare validated the spec; only a closed cluster refuses.
+			cs.log.Error().Err(err).Str("cluster", sc.Name).Msg("cluster update")
+			continue
+		}
+		goneEndpoints = append(goneEndpoints, gone...)
+	}
+	for _, sc := range u.added {
+		cs.all = append(cs.all, sc)
+		if cs.started {
+			sc.LB.Start(cs.ctx)
+		}
+	}
+	cs.tab.Store(u.tab)
+	for _, sc := range u.removed {
+		goneEndpoints = append(goneEndpoints, sc.LB.Endpoints()...)
+	}
+	return goneEndpoints, u.removed
+}
+
 // Get returns the cluster called name, or nil.
-func (cs *Clusters) Get(name string) *stages.Cluster { return cs.byName[name] }
+func (cs *Clusters) Get(name string) *stages.Cluster { return cs.tab.Load().byName[name] }
 
 // All returns every cluster in config order.
-func (cs *Clusters) All() []*stages.Cluster { return cs.list }
+func (cs *Clusters) All() []*stages.Cluster { return cs.tab.Load().list }
 
 // MaxIdle is the per-loop, per-endpoint idle pool size of cl.
-func (cs *Clusters) MaxIdle(cl *stages.Cluster) int { return cs.maxIdle[cl.Index] }
+func (cs *Clusters) MaxIdle(cl *stages.Cluster) int { return cs.tab.Load().rt[cl.Index].maxIdle }
 
-// Start starts active health checking.
+// Start starts active health checking; clusters added by a reload start
+// theirs under the same ctx.
 func (cs *Clusters) Start(ctx context.Context) {
-	for _, c := range cs.list {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.ctx, cs.started = ctx, true
+	for _, c := range cs.tab.Load().list {
 		c.LB.Start(ctx)
 	}
 }
 
 // Close stops health checking.
 func (cs *Clusters) Close() {
-	for _, c := range cs.list {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, c := range cs.all {
 		c.LB.Close()
 	}
+}
+
+// Healthy reports whether the endpoint at addr of the cluster called name
+// is healthy now; false when there is no such endpoint.
+func (cs *Clusters) Healthy(cluster, addr string) bool {
+	c := cs.Get(cluster)
+	if c == nil {
+		return false
+	}
+	e := c.LB.Endpoint(addr)
+	return e != nil && e.Healthy()
 }
 
 // AllowRetry decides whether a failed attempt is retried: an idempotent
@@ -158,7 +318,7 @@ func (cs *Clusters) Close() {
 // kind listed in retry_on, retries left, and room in the cluster's retry
 // budget (which this spends). attempts counts tries made so far.
 func (cs *Clusters) AllowRetry(cl *stages.Cluster, attempts int, method []byte, reason string, status int) bool {
-	rp := &cs.retry[cl.Index]
+	rp := &cs.tab.Load().rt[cl.Index].retry
 	if attempts > rp.max || !lb.IdempotentMethod(string(method)) {
 		return false
 	}
@@ -182,14 +342,14 @@ func (cs *Clusters) AllowRetry(cl *stages.Cluster, attempts int, method []byte, 
 }
 
 // countReuse counts a request sent on a pooled connection of cl.
-func (cs *Clusters) countReuse(cl *stages.Cluster) { cs.hot[cl.Index].reuses.Inc() }
+func (cs *Clusters) countReuse(cl *stages.Cluster) { cs.tab.Load().rt[cl.Index].hot.reuses.Inc() }
 
 // countConnect counts a dial to an endpoint of cl.
-func (cs *Clusters) countConnect(cl *stages.Cluster) { cs.hot[cl.Index].connects.Inc() }
+func (cs *Clusters) countConnect(cl *stages.Cluster) { cs.tab.Load().rt[cl.Index].hot.connects.Inc() }
 
 // PerTryTimeout bounds one attempt of cl; 0 means none.
 func (cs *Clusters) PerTryTimeout(cl *stages.Cluster) time.Duration {
-	return cs.retry[cl.Index].perTry
+	return cs.tab.Load().rt[cl.Index].retry.perTry
 }
 
 // observeDuration records a request's duration in the listener histogram.

@@ -97,6 +97,17 @@ endpoints = [ %s ]
 // the test ends.
 func runEngine(t *testing.T, text string, hook func(*stages.Exchange)) *gw {
 	t.Helper()
+	return runEngineInherit(t, text, hook, nil)
+}
+
+// runEngineWith is runEngine adopting inherited listening sockets.
+func runEngineWith(t *testing.T, text string, inherited map[string][]int) *gw {
+	t.Helper()
+	return runEngineInherit(t, text, nil, inherited)
+}
+
+func runEngineInherit(t *testing.T, text string, hook func(*stages.Exchange), inherited map[string][]int) *gw {
+	t.Helper()
 	snap, err := conf.Parse("test.toml", []byte(text))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, text)
@@ -113,7 +124,7 @@ func runEngine(t *testing.T, text string, hook func(*stages.Exchange)) *gw {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cl.Start(ctx)
-	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl, TestHook: hook})
+	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl, TestHook: hook, Inherited: inherited})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,12 +35,7 @@ event_loops = %d
 access_log = false
 %s
 `, loops, listenersTOML)
-	g := runEngine(t, text, nil)
-	// The sockets are bound before Ready, but gnet opens the SO_REUSEPORT
-	// sockets of loops 1..n just after it: let the group settle so that UDP
-	// flows hash to their final socket.
-	time.Sleep(50 * time.Millisecond)
-	return g
+	return runEngine(t, text, nil)
 }
 
 func freeUDPPort(t *testing.T) string {

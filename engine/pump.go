@@ -319,7 +319,7 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 				res.respHead = true
 				res.status = resp.Status
 				outKind := resp.Body
-				keep := cc.req.KeepAlive && !cc.closeAfter && resp.Body != h1.BodyUntilClose && !cc.lp.e.draining.Load()
+				keep := cc.req.KeepAlive && !cc.closeAfter && resp.Body != h1.BodyUntilClose && !cc.draining()
 				if resp.Body == h1.BodyChunked && cc.req.Version == h1.Version10 {
 					outKind, keep = h1.BodyUntilClose, false
 				}

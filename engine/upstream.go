@@ -192,8 +192,5 @@ func (e *Engine) idleTTL(cc *clientConn) time.Duration {
 	if cc != nil {
 		return cc.l.upIdle
 	}
-	if len(e.listeners) > 0 {
-		return e.listeners[0].upIdle
-	}
-	return time.Minute
+	return e.defaultUpIdle()
 }
