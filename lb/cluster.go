@@ -88,6 +88,7 @@ type Cluster struct {
 	spec      Spec        // guarded by mu; lock-free readers use snap's cfg
 	endpoints []*Endpoint // guarded by mu
 	cur       *clusterCfg // guarded by mu: the cfg the next rebuild uses
+	version   uint64      // counts pick-set stores; guarded by mu
 	ejected   int         // endpoints ejected now; guarded by mu
 	closed    bool        // guarded by mu
 	hcCtx     context.Context
@@ -106,7 +107,7 @@ type clusterCfg struct {
 	outlier       *OutlierSpec
 	decayNs       float64
 	byCookie      map[string]*Endpoint
-	newPicker     func(c *Cluster, eps []*Endpoint, all []*Endpoint) picker
+	newPicker     func(c *Cluster, s *Spec, eps []*Endpoint, all []*Endpoint) picker
 	budgetPercent float64
 	budgetReserve int64 // retries always allowed per window
 }
@@ -212,15 +213,19 @@ func (c *Cluster) newEndpoint(es EndpointSpec) *Endpoint {
 // s.Endpoints order.
 func (c *Cluster) setEndpointAttrs(s Spec) {
 	for i, es := range s.Endpoints {
-		e := c.endpoints[i]
-		e.index = i
-		zone := es.Zone
-		e.zone.Store(&zone)
-		e.priority.Store(int32(es.Priority))
-		e.weight.Store(es.Weight)
-		cookie := affinityCookie(s.Affinity, e.cookieValue)
-		e.setCookie.Store(&cookie)
+		c.endpoints[i].index = i
+		c.endpoints[i].setAttrs(es, s.Affinity)
 	}
+}
+
+// setAttrs sets the endpoint's settings from its spec.
+func (e *Endpoint) setAttrs(es EndpointSpec, a AffinitySpec) {
+	zone := es.Zone
+	e.zone.Store(&zone)
+	e.priority.Store(int32(es.Priority))
+	e.weight.Store(es.Weight)
+	cookie := affinityCookie(a, e.cookieValue)
+	e.setCookie.Store(&cookie)
 }
 
 // Name is the cluster's name; Update never changes it.
@@ -348,18 +353,27 @@ func hashBytes(b []byte) uint64 {
 	return mix64(h)
 }
 
-// rebuildLocked recomputes the pick set from every endpoint's health and swaps it
-// in. Envoy semantics: a level's health is min(100, healthy% × the
+// rebuildLocked recomputes the pick set from every endpoint's health and
+// swaps it in. It runs under c.mu (or in New, before c is shared).
+func (c *Cluster) rebuildLocked() {
+	c.snap.Store(c.buildSnapshot(c.cur))
+	c.version++
+}
+
+// buildSnapshot computes the pick set of cfg from its endpoints' health
+// now. Envoy semantics: a level's health is min(100, healthy% × the
 // overprovisioning factor); levels take load in priority order up to their
 // health, and if the levels' health sums below 100 the load is spread in
 // proportion to it. Below the panic threshold (healthy share of the whole
-// cluster) the mode decides: "all" routes over every endpoint, "fail" fails.
-// It runs under c.mu (or in New, before c is shared).
-func (c *Cluster) rebuildLocked() {
+// cluster) the mode decides: "all" routes over every endpoint, "fail"
+// fails. It reads only cfg and the endpoints' atomics, so Prepare can run
+// it for a config that is not in use yet.
+func (c *Cluster) buildSnapshot(cfg *clusterCfg) *snapshot {
+	spec := &cfg.spec
 	byPrio := map[int][]*Endpoint{}
 	var prios []int
 	healthyTotal := 0
-	for _, e := range c.endpoints {
+	for _, e := range cfg.eps {
 		prio := int(e.priority.Load())
 		if _, ok := byPrio[prio]; !ok {
 			prios = append(prios, prio)
@@ -370,14 +384,12 @@ func (c *Cluster) rebuildLocked() {
 		}
 	}
 	sort.Ints(prios)
-	cfg := c.cur
 	s := &snapshot{cfg: cfg}
-	healthyPct := 100 * float64(healthyTotal) / float64(len(c.endpoints))
-	if c.spec.PanicThreshold > 0 && healthyPct < c.spec.PanicThreshold {
-		if c.spec.PanicMode == "fail" {
+	healthyPct := 100 * float64(healthyTotal) / float64(len(cfg.eps))
+	if spec.PanicThreshold > 0 && healthyPct < spec.PanicThreshold {
+		if spec.PanicMode == "fail" {
 			s.fail = true
-			c.snap.Store(s)
-			return
+			return s
 		}
 		s.panic = true
 	}
@@ -391,13 +403,12 @@ func (c *Cluster) rebuildLocked() {
 				n++
 			}
 		}
-		health[i] = min(100, 100*float64(n)/float64(len(all))*c.spec.OverprovisioningFactor)
+		health[i] = min(100, 100*float64(n)/float64(len(all))*spec.OverprovisioningFactor)
 		sum += health[i]
 	}
 	if sum == 0 && !s.panic {
 		s.fail = true
-		c.snap.Store(s)
-		return
+		return s
 	}
 	norm := min(100, sum)
 	remaining := 100.0
@@ -426,7 +437,7 @@ func (c *Cluster) rebuildLocked() {
 				}
 			}
 		}
-		s.levels = append(s.levels, level{priority: p, eps: eps, p: cfg.newPicker(c, eps, all)})
+		s.levels = append(s.levels, level{priority: p, eps: eps, p: cfg.newPicker(c, spec, eps, all)})
 		loads = append(loads, load)
 	}
 	total := 0.0
@@ -442,7 +453,7 @@ func (c *Cluster) rebuildLocked() {
 		}
 		s.cum = append(s.cum, bound)
 	}
-	c.snap.Store(s)
+	return s
 }
 
 // LevelLoads reports the current share (0..1) of traffic each priority

@@ -13,7 +13,7 @@ type leastLoaded struct {
 
 // newLeastConnections balances open upstream connections (ConnOpened /
 // ConnClosed).
-func newLeastConnections(_ *Cluster, eps, _ []*Endpoint) picker {
+func newLeastConnections(_ *Cluster, _ *Spec, eps, _ []*Endpoint) picker {
 	return &leastLoaded{eps: eps, load: func(e *Endpoint) int64 { return e.conns.Load() }}
 }
 

@@ -23,7 +23,7 @@ type ringHash struct {
 	owner  []uint32 // owner[i] indexes eps for hashes[i]
 }
 
-func newRingHash(c *Cluster, eps, all []*Endpoint) picker {
+func newRingHash(_ *Cluster, s *Spec, eps, all []*Endpoint) picker {
 	var total float64
 	for _, e := range all {
 		total += float64(e.weight.Load())
@@ -32,7 +32,7 @@ func newRingHash(c *Cluster, eps, all []*Endpoint) picker {
 	for _, e := range all {
 		minNorm = min(minNorm, float64(e.weight.Load())/total)
 	}
-	scale := min(math.Ceil(minNorm*float64(c.spec.RingHash.MinRingSize))/minNorm, float64(c.spec.RingHash.MaxRingSize))
+	scale := min(math.Ceil(minNorm*float64(s.RingHash.MinRingSize))/minNorm, float64(s.RingHash.MaxRingSize))
 
 	type vnode struct {
 		h     uint64

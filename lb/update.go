@@ -34,8 +34,36 @@ var ErrClosed = errors.New("lb: cluster closed")
 // detection clears the state it had set.
 //
 // The name cannot change (it identifies the cluster). On error nothing
-// changes. Safe to call concurrently with every other method.
+// changes. Update is Prepare then Commit. Safe to call concurrently with
+// every other method.
 func (c *Cluster) Update(s Spec) ([]*Endpoint, error) {
+	p, err := c.Prepare(s)
+	if err != nil {
+		return nil, err
+	}
+	return p.Commit(), nil
+}
+
+// Prepared is an update computed by Prepare and not yet visible: the new
+// endpoints exist and the new pick set is built, so that Commit is a few
+// atomic stores. A reload prepares every cluster, then commits them one
+// after the other with the routes, so routes and endpoints change within
+// microseconds of each other. Commit or Discard it exactly once.
+type Prepared struct {
+	c       *Cluster
+	spec    Spec
+	eps     []*Endpoint
+	added   []*Endpoint
+	removed []*Endpoint
+	cfg     *clusterCfg
+	snap    *snapshot
+	version uint64 // c.version the snapshot was built at
+	noop    bool
+}
+
+// Prepare validates s and computes the update without applying it (see
+// Update). Nothing changes until Commit.
+func (c *Cluster) Prepare(s Spec) (*Prepared, error) {
 	s, err := normalize(s)
 	if err != nil {
 		return nil, err
@@ -48,69 +76,124 @@ func (c *Cluster) Update(s Spec) ([]*Endpoint, error) {
 	if s.Name != c.spec.Name {
 		return nil, fmt.Errorf("lb: cluster %q cannot be renamed to %q", c.spec.Name, s.Name)
 	}
+	p := &Prepared{c: c, spec: s, version: c.version}
 	if reflect.DeepEqual(s, c.spec) {
-		return nil, nil
+		p.noop = true
+		return p, nil
 	}
-	old := c.spec
 	byAddr := make(map[string]*Endpoint, len(c.endpoints))
 	for _, e := range c.endpoints {
 		byAddr[e.addr] = e
 	}
-	eps := make([]*Endpoint, 0, len(s.Endpoints))
-	var added []*Endpoint
 	for _, es := range s.Endpoints {
 		if e := byAddr[es.Address]; e != nil {
 			delete(byAddr, es.Address)
-			eps = append(eps, e)
+			p.eps = append(p.eps, e)
 			continue
 		}
 		e := c.newEndpoint(es)
-		eps = append(eps, e)
-		added = append(added, e)
+		e.setAttrs(es, s.Affinity) // not visible before Commit
+		p.eps = append(p.eps, e)
+		p.added = append(p.added, e)
 	}
-	var removed []*Endpoint
 	for _, e := range c.endpoints {
 		if byAddr[e.addr] == e {
-			removed = append(removed, e)
+			p.removed = append(p.removed, e)
 		}
 	}
-	for _, e := range removed {
+	p.cfg = newClusterCfg(s, p.eps)
+	if c.preparedAttrsMatch(s) {
+		// Weights, priorities and zones are unchanged, so the pick set can
+		// be built now; Commit rebuilds only if health moved meanwhile.
+		p.snap = c.buildSnapshot(p.cfg)
+	}
+	return p, nil
+}
+
+// preparedAttrsMatch reports whether the endpoints of s that exist already
+// have their settings unchanged (the pick set built before Commit sets them
+// would otherwise be stale).
+func (c *Cluster) preparedAttrsMatch(s Spec) bool {
+	old := make(map[string]EndpointSpec, len(c.spec.Endpoints))
+	for _, es := range c.spec.Endpoints {
+		old[es.Address] = es
+	}
+	for _, es := range s.Endpoints {
+		if o, ok := old[es.Address]; ok && o != es {
+			return false
+		}
+	}
+	return true
+}
+
+// Commit applies a prepared update and returns the endpoints it removed.
+func (p *Prepared) Commit() []*Endpoint {
+	c := p.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.noop || c.closed {
+		if !p.noop {
+			p.discardLocked()
+		}
+		return nil
+	}
+	old := c.spec
+	for _, e := range p.removed {
 		c.retireLocked(e)
 	}
+	c.spec = p.spec
+	c.endpoints = p.eps
+	c.setEndpointAttrs(p.spec)
+	c.cur = p.cfg
+	if p.snap != nil && p.version == c.version {
+		c.snap.Store(p.snap)
+		c.version++
+	} else {
+		c.rebuildLocked() // health moved, or endpoint settings changed, since Prepare
+	}
 
-	c.spec = s
-	c.endpoints = eps
-	c.setEndpointAttrs(s)
-	c.cur = newClusterCfg(s, eps)
-
+	s := p.spec
 	if s.Outlier == nil && old.Outlier != nil {
-		for _, e := range eps {
+		for _, e := range p.eps {
 			c.unEjectLocked(e, "outlier_detection_removed")
 		}
 	}
 	hcChanged := !reflect.DeepEqual(old.HealthCheck, s.HealthCheck)
 	if hcChanged && s.HealthCheck == nil {
-		for _, e := range eps {
+		for _, e := range p.eps {
 			c.setStateLocked(e, stateActiveDown, false, "health_check_removed", nil)
 		}
 	}
 	if c.hcCtx != nil {
 		switch {
 		case hcChanged:
-			for _, e := range eps {
+			for _, e := range p.eps {
 				c.stopCheckerLocked(e)
 				if s.HealthCheck != nil {
 					c.startCheckerLocked(e)
 				}
 			}
 		case s.HealthCheck != nil:
-			for _, e := range added {
+			for _, e := range p.added {
 				c.startCheckerLocked(e)
 			}
 		}
 	}
-	c.rebuildLocked()
-	return removed, nil
+	return p.removed
+}
+
+// Discard drops a prepared update that will not be committed.
+func (p *Prepared) Discard() {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	p.discardLocked()
+}
+
+func (p *Prepared) discardLocked() {
+	for _, e := range p.added {
+		unregisterEndpointMetrics(p.c.opts.metrics, p.c.spec.Name, e.addr)
+	}
+	p.added = nil
 }
 
 // retireLocked takes a removed endpoint out of the cluster's bookkeeping.

@@ -298,3 +298,39 @@ func TestUpdateUnderConcurrentPicks(t *testing.T) {
 		}
 	}
 }
+
+func TestPrepareCommitAndDiscard(t *testing.T) {
+	set := metrics.NewSet()
+	c := mustCluster(t, specOf(WeightedRoundRobin, endpoints(1, 1)...), WithMetrics(set))
+	s2 := specOf(WeightedRoundRobin, EndpointSpec{Address: addrOf(0), Weight: 1}, EndpointSpec{Address: addrOf(5), Weight: 3})
+	p, err := c.Prepare(s2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := countPicks(t, c, 40, nil); got[addrOf(5)] != 0 {
+		t.Fatalf("prepared update visible before Commit: %v", got)
+	}
+	// Health moves between Prepare and Commit: Commit rebuilds.
+	setDown(c, c.Endpoint(addrOf(0)), true)
+	if removed := p.Commit(); len(removed) != 1 || removed[0].Address() != addrOf(1) {
+		t.Fatalf("removed %v", removed)
+	}
+	if got := countPicks(t, c, 40, nil); got[addrOf(5)] != 40 {
+		t.Fatalf("after Commit with the first endpoint down: %v", got)
+	}
+	setDown(c, c.Endpoint(addrOf(0)), false)
+	if got := countPicks(t, c, 40, nil); got[addrOf(0)] != 10 || got[addrOf(5)] != 30 {
+		t.Fatalf("weights of an added endpoint: %v", got)
+	}
+
+	p, err = c.Prepare(specOf(WeightedRoundRobin, endpoints(1, 1, 1)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Discard()
+	var b strings.Builder
+	set.WritePrometheus(&b)
+	if strings.Contains(b.String(), addrOf(2)) || len(c.Endpoints()) != 2 {
+		t.Fatal("a discarded update left traces")
+	}
+}

@@ -21,7 +21,7 @@ type smoothWRR struct {
 	ctr atomic.Uint64
 }
 
-func newSmoothWRR(_ *Cluster, eps, _ []*Endpoint) picker {
+func newSmoothWRR(_ *Cluster, _ *Spec, eps, _ []*Endpoint) picker {
 	weights := make([]uint64, len(eps))
 	var sum uint64
 	g := uint64(0)
