@@ -177,38 +177,37 @@ func (cs *Clusters) runtime(c *conf.Cluster) clusterRT {
 // clusterUpdate is a prepared Update: everything that can fail was checked
 // and the new clusters are built, but nothing is visible yet.
 type clusterUpdate struct {
-	cs      *Clusters
-	snap    *conf.Snapshot
-	tab     *clusterTable
-	specs   map[*stages.Cluster]lb.Spec // clusters that stay, with their new spec
-	added   []*stages.Cluster
-	removed []*stages.Cluster
+	cs       *Clusters
+	snap     *conf.Snapshot
+	tab      *clusterTable
+	prepared map[*stages.Cluster]*lb.Prepared // clusters that stay, their update built
+	added    []*stages.Cluster
+	removed  []*stages.Cluster
 }
 
 // prepare checks and builds the clusters of snap without applying them:
-// the new spec of every cluster that stays must be valid, and the added
-// ones are built (not started). On error nothing changed. The caller holds
-// the engine's reload lock; apply or discard the result.
+// the update of every cluster that stays is prepared (lb.Prepare: the new
+// pick sets are built, invisible), and the added ones are built (not
+// started), so that apply is a few atomic stores. On error nothing
+// changed. The caller holds the engine's reload lock; apply or discard the
+// result.
 func (cs *Clusters) prepare(snap *conf.Snapshot) (*clusterUpdate, error) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	old := cs.tab.Load()
-	u := &clusterUpdate{cs: cs, snap: snap, specs: map[*stages.Cluster]lb.Spec{},
+	u := &clusterUpdate{cs: cs, snap: snap, prepared: map[*stages.Cluster]*lb.Prepared{},
 		tab: &clusterTable{byName: map[string]*stages.Cluster{}, rt: append([]clusterRT(nil), old.rt...)}}
 	next := len(cs.all)
 	for i := range snap.Config.Clusters {
 		c := &snap.Config.Clusters[i]
 		sc := old.byName[c.Name]
 		if sc != nil {
-			spec := LBSpec(c)
-			check := spec
-			check.Endpoints = append([]lb.EndpointSpec(nil), spec.Endpoints...)
-			check.Defaults()
-			if err := check.Validate(); err != nil {
+			p, err := sc.LB.Prepare(LBSpec(c))
+			if err != nil {
 				u.discard()
 				return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 			}
-			u.specs[sc] = spec
+			u.prepared[sc] = p
 			u.tab.rt[sc.Index] = cs.runtime(c)
 		} else {
 			var err error
@@ -236,10 +235,13 @@ func (u *clusterUpdate) Get(name string) *stages.Cluster { return u.tab.byName[n
 
 // discard drops a prepared update that will not be applied.
 func (u *clusterUpdate) discard() {
+	for _, p := range u.prepared {
+		p.Discard()
+	}
 	for _, sc := range u.added {
 		sc.LB.Retire()
 	}
-	u.added = nil
+	u.prepared, u.added = nil, nil
 }
 
 // apply makes the update visible: clusters that stay are updated in place,
@@ -251,14 +253,8 @@ func (u *clusterUpdate) apply() (goneEndpoints []*lb.Endpoint, removed []*stages
 	cs := u.cs
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	for sc, spec := range u.specs {
-		gone, err := sc.LB.Update(spec)
-		if err != nil {
-			// prepare validated the spec; only a closed cluster refuses.
-			cs.log.Error().Err(err).Str("cluster", sc.Name).Msg("cluster update")
-			continue
-		}
-		goneEndpoints = append(goneEndpoints, gone...)
+	for _, p := range u.prepared {
+		goneEndpoints = append(goneEndpoints, p.Commit()...)
 	}
 	for _, sc := range u.added {
 		cs.all = append(cs.all, sc)
