@@ -306,6 +306,17 @@ func (e *Engine) Serve() error {
 // Ready is closed once the listeners serve (or starting them failed).
 func (e *Engine) Ready() <-chan struct{} { return e.booted }
 
+// StartErr is, once Ready is closed, why the loops could not start; nil
+// when they serve.
+func (e *Engine) StartErr() error {
+	select {
+	case <-e.booted:
+		return e.bootErr
+	default:
+		return nil
+	}
+}
+
 // Loops is the number of gnet event loops running.
 func (e *Engine) Loops() int { return int(e.loopCount.Load()) }
 
