@@ -332,12 +332,15 @@ func (g *graft) ungraft() error {
 	default:
 	}
 	gl := g.gl
+	var findErr error
 	if gl.epfd < 0 {
-		if fd, err := epollOf(g.gfd, g.sock.ino); err == nil {
-			gl.epfd = fd
+		// Without it the loop keeps being woken for the socket while
+		// another process holds it (accept then finds EAGAIN).
+		if gl.epfd, findErr = epollOf(g.gfd, g.sock.ino); findErr != nil {
+			findErr = fmt.Errorf("loop epoll fd: %w", findErr)
 		}
 	}
-	return ungraftFD(gl.epfd, g.gfd, g.sock.udp)
+	return errors.Join(findErr, ungraftFD(gl.epfd, g.gfd, g.sock.udp))
 }
 
 // graftOf finds the graft a connection (tcp) or datagram (udp) came

@@ -252,12 +252,15 @@ func (e *Engine) endUDPSessions(slots []*listenerSlot) {
 }
 
 // drainSlots waits until the connections of removed listeners are gone,
-// closes what is left after timeout, then stops the loop sets that serve
-// nothing any more.
+// closes what is left on the loops after timeout, then stops the loop sets
+// that serve nothing any more. An exchange that runs off the loop when the
+// budget is spent ends by its own timeouts; the loops it returns to wait
+// for it.
 func (e *Engine) drainSlots(slots []*listenerSlot, timeout time.Duration) {
 	start := time.Now()
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
+	forced := false
 	for {
 		open := 0
 		for _, s := range slots {
@@ -266,10 +269,10 @@ func (e *Engine) drainSlots(slots []*listenerSlot, timeout time.Duration) {
 		if open == 0 {
 			break
 		}
-		if time.Since(start) > timeout {
+		if !forced && time.Since(start) > timeout {
+			forced = true
 			e.log.Warn().Int("connections", open).Dur("after", time.Since(start)).Msg("drain budget of removed listeners spent; closing the rest")
 			e.closeConnsOf(slots)
-			break
 		}
 		select {
 		case <-e.done:

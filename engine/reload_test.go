@@ -436,3 +436,78 @@ func TestHandoverBetweenEngines(t *testing.T) {
 		}
 	}
 }
+
+// TestOneSharedSocketWithoutReusePort: reuse_port = false gives a listener
+// one socket that every loop accepts from; removing it refuses at once.
+func TestOneSharedSocketWithoutReusePort(t *testing.T) {
+	a := namedOrigin(t, "a")
+	addr := freePort(t)
+	text := func(extra string) string {
+		return fmt.Sprintf(`[admin]
+listen = ""
+[engine]
+event_loops = 2
+[log]
+access_log = false
+%s
+[[clusters]]
+name = "ca"
+endpoints = %s
+`, extra, endpointsTOML([]string{a.addr()}))
+	}
+	g := runEngine(t, text(fmt.Sprintf("[[listeners]]\nname = \"one\"\nlisten = %q\nreuse_port = false\nmax_connections_per_ip = 0\n[[listeners.routes]]\ncluster = \"ca\"\n", addr)), nil)
+	waitListening(t, addr)
+	if socks := g.eng.Sockets(); len(socks) != 1 || g.eng.Loops() != 2 {
+		t.Fatalf("sockets %v, loops %d", socks, g.eng.Loops())
+	}
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for range 20 {
+		resp, err := client.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if err := g.reload(t, text("")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("removed listener: %v", err)
+	}
+}
+
+// TestHandoverUDP hands a udp listener's sockets to a second engine: once
+// the first stops reading, the second answers every datagram.
+func TestHandoverUDP(t *testing.T) {
+	var got1, got2 atomic.Int64
+	u1, u2 := udpBackend(t, "u1", &got1), udpBackend(t, "u2", &got2)
+	addr := freeUDPPort(t)
+	text := func(ep string) string {
+		return udpListenerTOML(addr, []string{ep}, "")
+	}
+	g1 := startL4(t, 2, text(u1))
+	inherited := map[string][]int{}
+	for _, s := range g1.eng.Sockets() {
+		fd, err := syscall.Dup(s.FD)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inherited[s.Key] = append(inherited[s.Key], fd)
+	}
+	if len(inherited["udp "+addr]) != 2 {
+		t.Fatalf("sockets %v", inherited)
+	}
+	c := dialUDP(t, addr)
+	if r := udpAsk(t, c, "one", time.Second); r != "u1|one" {
+		t.Fatalf("before: %q", r)
+	}
+	runEngineWith(t, "[admin]\nlisten = \"\"\n[engine]\nevent_loops = 2\n[log]\naccess_log = false\n"+text(u2), inherited)
+	g1.eng.StopAccepting()
+	for i := range 5 {
+		// A fresh client address each time: a new session in the new engine.
+		d := dialUDP(t, addr)
+		if r := udpAsk(t, d, fmt.Sprint(i), time.Second); r != fmt.Sprintf("u2|%d", i) {
+			t.Fatalf("after the hand-over: %q", r)
+		}
+	}
+}
