@@ -142,17 +142,22 @@ func placeholder(k int) string {
 func (e *Engine) bindSlot(s *listenerSlot, take []*lsock) error {
 	s.socks = take
 	if len(s.socks) == 0 {
-		for _, fd := range e.inherited[s.key()] {
-			if err := adoptSocket(fd, s.udp()); err != nil {
-				return fmt.Errorf("listener %s: %w", s.name, err)
-			}
+		fds := e.inherited[s.key()]
+		delete(e.inherited, s.key())
+		for i, fd := range fds {
 			ino, err := socketInode(fd)
+			if err == nil {
+				err = adoptSocket(fd, s.udp())
+			}
 			if err != nil {
+				for _, rest := range fds[i:] {
+					closeFD(rest)
+				}
+				s.undoBind(take)
 				return fmt.Errorf("listener %s: %w", s.name, err)
 			}
 			s.socks = append(s.socks, &lsock{fd: fd, ino: ino, udp: s.udp()})
 		}
-		delete(e.inherited, s.key())
 	}
 	want := 1
 	if s.reuse || s.udp() {
@@ -164,20 +169,27 @@ func (e *Engine) bindSlot(s *listenerSlot, take []*lsock) error {
 	for len(s.socks) < want {
 		fd, err := listenSocket(s.udp(), s.addr, s.reuse || s.udp())
 		if err != nil {
-			for _, k := range s.socks[len(take):] {
-				k.close()
-			}
-			s.socks = take
+			s.undoBind(take)
 			return fmt.Errorf("listener %s: listen %s: %w", s.name, s.addr, err)
 		}
 		ino, err := socketInode(fd)
 		if err != nil {
 			closeFD(fd)
+			s.undoBind(take)
 			return fmt.Errorf("listener %s: %w", s.name, err)
 		}
 		s.socks = append(s.socks, &lsock{fd: fd, ino: ino, udp: s.udp()})
 	}
 	return nil
+}
+
+// undoBind closes the sockets bindSlot opened or adopted, keeping those it
+// was handed.
+func (s *listenerSlot) undoBind(take []*lsock) {
+	for _, k := range s.socks[len(take):] {
+		k.close()
+	}
+	s.socks = take
 }
 
 // startSet starts a loop set for slots, whose sockets are bound. On error
