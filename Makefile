@@ -6,6 +6,9 @@ LDFLAGS  := -X main.version=$(VERSION)
 PKGS     := ./...
 
 .PHONY: all build run test deps vet lint staticcheck unit fuzz bench bench-smoke bpf bpf-check clean
+# golangci-lint is pinned in its own module file, so that its dependencies
+# never move the gateway's: tools/golangci-lint.mod.
+GOLANGCI := $(GO) tool -modfile=tools/golangci-lint.mod golangci-lint
 
 all: build
 
@@ -17,8 +20,8 @@ build:
 run: build
 	./$(BIN) run
 
-## test: vet, staticcheck, BPF freshness, and the race-enabled test suite.
-test: deps vet staticcheck bpf-check unit
+## test: vet, lint, BPF freshness, and the race-enabled test suite.
+test: deps vet lint bpf-check unit
 
 ## deps: install the suite's system packages when missing (apt, as root).
 deps:
@@ -27,7 +30,13 @@ deps:
 vet:
 	$(GO) vet $(PKGS)
 
-staticcheck lint:
+## lint: golangci-lint (.golangci.yml): errcheck, forbidigo (no panic, log.Fatal
+## or os.Exit outside cmd/ and tests), govet, staticcheck and unused.
+lint:
+	$(GOLANGCI) run $(PKGS)
+
+## staticcheck: staticcheck alone (lint runs the same checks).
+staticcheck:
 	$(GO) tool staticcheck $(PKGS)
 
 unit: build

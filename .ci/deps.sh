@@ -2,7 +2,9 @@
 # Installs what the test suite needs when it is missing (Debian/Ubuntu, as
 # root): clang, llvm and libbpf-dev for the BPF freshness check; iproute2 and
 # ethtool for the network-namespace tests; haproxy, nginx, wrk and h2load for
-# bench. Prints what is missing and exits 1 when it cannot install.
+# bench and, with nghttp and curl, the HTTP/2 tests; promtool (Debian
+# package prometheus) for the metrics and alerting
+# rules tests. Prints what is missing and exits 1 when it cannot install.
 set -euo pipefail
 need=()
 command -v clang >/dev/null || need+=(clang)
@@ -14,14 +16,18 @@ command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v nghttp >/dev/null || need+=(nghttp2-client)
+command -v curl >/dev/null || need+=(curl)
+command -v promtool >/dev/null || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  # The bench harness runs haproxy and nginx itself, never as services.
-  systemctl stop nginx haproxy >/dev/null 2>&1 || true
+  # The bench harness runs haproxy and nginx itself, never as services; the
+  # tests need only promtool from the prometheus package, not its server.
+  systemctl stop nginx haproxy prometheus >/dev/null 2>&1 || true
   exit 0
 fi
 echo "missing test dependencies: ${need[*]} (install them with apt-get as root)" >&2

@@ -104,43 +104,50 @@ func parseFlags(args []string) (*config, error) {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == upstreamCommand {
-		if err := runUpstream(os.Args[2:]); err != nil {
+	os.Exit(runMain(os.Args[1:])) //nolint:forbidigo // the program's one exit, after every deferred call of runMain has run
+}
+
+// runMain runs the command line args and returns the exit code: 0, 1 when
+// the run failed, 2 for a bad command line.
+func runMain(args []string) int {
+	if len(args) > 0 && args[0] == upstreamCommand {
+		if err := runUpstream(args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, "bench upstream:", err)
-			os.Exit(1)
+			return 1
 		}
-		return
+		return 0
 	}
-	cfg, err := parseFlags(os.Args[1:])
+	cfg, err := parseFlags(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return
+			return 0
 		}
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(2)
+		return 2
 	}
 	if cfg.list {
 		printList()
-		return
+		return 0
 	}
 	if cfg.show != "" {
 		if err := show(cfg.show); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+			return 1
 		}
-		return
+		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	failed, err := run(ctx, cfg, os.Args[1:])
+	failed, err := run(ctx, cfg, args)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		return 1
 	}
 	if failed && cfg.strict {
 		fmt.Fprintln(os.Stderr, "bench: -strict: a target did not start, or the load saw errors or non-2xx responses")
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // show prints the header and table of a results file.
@@ -149,7 +156,7 @@ func show(path string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	run, err := results.Read(f)
 	if err != nil {
 		return err

@@ -83,7 +83,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	run, err := results.Read(f)
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,8 @@ type runner struct {
 	dir       string // artifacts folder of this run
 	upstream  string // upstream address
 	upProc    *target.Process
+	upH2      string // the h2c upstream, started on first use
+	upH2Proc  *target.Process
 	targets   []target.Target
 	gateway   *target.Gateway
 	probes    map[string]probe // target name -> version or why unavailable
@@ -79,7 +81,7 @@ func run(ctx context.Context, cfg *config, args []string) (failed bool, err erro
 	}
 	if !cfg.profile {
 		// The binary the harness built is only worth keeping next to profiles.
-		defer os.RemoveAll(filepath.Join(dir, "bin"))
+		defer func() { _ = os.RemoveAll(filepath.Join(dir, "bin")) }()
 	}
 	for _, name := range strings.Split(cfg.targets, ",") {
 		switch name = strings.TrimSpace(name); name {
@@ -117,6 +119,11 @@ func run(ctx context.Context, cfg *config, args []string) (failed bool, err erro
 		return false, err
 	}
 	defer up.Stop()
+	defer func() {
+		if r.upH2Proc != nil {
+			r.upH2Proc.Stop()
+		}
+	}()
 	r.upstream, r.upProc = addr, up
 	if r.wrkScript, err = loadgen.WriteWrkScript(dir); err != nil {
 		return false, err
@@ -214,6 +221,18 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 	}
 	env := target.Env{Dir: dir, Listen: listen, Upstream: r.upstream, Workers: r.cfg.workers,
 		Protocol: sc.Protocol, Pin: r.proxyPin, NoFile: r.noFile}
+	upProc := r.upProc
+	if sc.Protocol == target.ProtoH2CToH2C {
+		if r.upH2Proc == nil {
+			p, a, err := startUpstream(ctx, r.loadPin, "-h2c")
+			if err != nil {
+				return fail(res, results.StatusStartFailed, err)
+			}
+			r.upH2, r.upH2Proc = a, p
+		}
+		env.Upstream, env.UpstreamProto, env.Protocol = r.upH2, "h2c", target.ProtoH2C
+		upProc = r.upH2Proc
+	}
 	p, err := t.Start(ctx, env)
 	if err != nil {
 		return fail(res, results.StatusStartFailed, err)
@@ -245,7 +264,7 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 	if sc.Driver == scenario.Idle {
 		res = r.measureIdle(ctx, res, sc, addr, measured)
 	} else {
-		res = r.measureLoad(ctx, res, sc, t, addr, dir, p)
+		res = r.measureLoad(ctx, res, sc, t, addr, dir, p, upProc)
 	}
 	if p != nil && p.Exited() && res.Status == results.StatusOK {
 		res.Status = results.StatusError
@@ -259,7 +278,7 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 
 // measureLoad runs the scenario's load generator: warm-up, then the measured
 // window with CPU sampled right before and right after it.
-func (r *runner) measureLoad(ctx context.Context, res results.Result, sc scenario.Scenario, t target.Target, addr, dir string, p *target.Process) results.Result {
+func (r *runner) measureLoad(ctx context.Context, res results.Result, sc scenario.Scenario, t target.Target, addr, dir string, p, upProc *target.Process) results.Result {
 	opts := loadgen.Options{
 		URL: "http://" + addr + sc.Path, Duration: r.cfg.duration, Connections: r.cfg.connections,
 		Threads: r.cfg.threads, Headers: sc.Headers, Timeout: r.cfg.timeout, Streams: r.cfg.streams,
@@ -271,7 +290,7 @@ func (r *runner) measureLoad(ctx context.Context, res results.Result, sc scenari
 			return fail(res, results.StatusError, fmt.Errorf("warm-up: %w", err))
 		}
 	}
-	cpu0, up0 := r.sampleCPU(p)
+	cpu0, up0 := r.sampleCPU(p, upProc)
 	busy0, _ := proc.SystemBusy()
 	self0 := selfCPU()
 	var prof chan profileResult
@@ -280,7 +299,7 @@ func (r *runner) measureLoad(ctx context.Context, res results.Result, sc scenari
 		go func() { prof <- r.pullProfile(ctx, dir, g) }()
 	}
 	lr, cmdline, loadCPU, err := r.load(ctx, sc, opts, dir, "run")
-	cpu1, up1 := r.sampleCPU(p)
+	cpu1, up1 := r.sampleCPU(p, upProc)
 	busy1, _ := proc.SystemBusy()
 	self1 := selfCPU()
 	res.Commands = append(res.Commands, cmdline)
@@ -335,7 +354,7 @@ func (r *runner) load(ctx context.Context, sc scenario.Scenario, o loadgen.Optio
 	case scenario.H2load:
 		logFile = filepath.Join(dir, tag+"-h2load.log")
 		argv = loadgen.H2loadArgs(o, logFile)
-		defer os.Remove(logFile)
+		defer func() { _ = os.Remove(logFile) }()
 	default:
 		return loadgen.Result{}, "", 0, fmt.Errorf("driver %q has no load generator", sc.Driver)
 	}
@@ -362,7 +381,7 @@ func (r *runner) load(ctx context.Context, sc scenario.Scenario, o loadgen.Optio
 		if err == nil {
 			if f, ferr := os.Open(logFile); ferr == nil {
 				err = loadgen.ParseH2loadLog(&lr, f)
-				f.Close()
+				_ = f.Close()
 			}
 		}
 	}
@@ -413,11 +432,11 @@ func (r *runner) idleConns() int {
 	return min(r.cfg.idleConns, limit)
 }
 
-func (r *runner) sampleCPU(p *target.Process) (proxy, upstream time.Duration) {
+func (r *runner) sampleCPU(p, up *target.Process) (proxy, upstream time.Duration) {
 	if p != nil {
 		proxy, _ = proc.TreeCPU(p.PID())
 	}
-	upstream, _ = proc.TreeCPU(r.upProc.PID())
+	upstream, _ = proc.TreeCPU(up.PID())
 	return proxy, upstream
 }
 
@@ -453,7 +472,7 @@ func (r *runner) pullProfile(ctx context.Context, dir string, g *target.Gateway)
 		pr.err = fmt.Errorf("fetch %s: %w", url, err)
 		return pr
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		pr.err = fmt.Errorf("fetch %s: status %d: %v", url, resp.StatusCode, err)

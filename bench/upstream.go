@@ -2,13 +2,17 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +31,7 @@ const upstreamCommand = "upstream"
 func runUpstream(args []string) error {
 	fs := flag.NewFlagSet(upstreamCommand, flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	h2c := fs.Bool("h2c", false, "speak HTTP/2 with prior knowledge (net/http) instead of HTTP/1.1")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,18 +45,40 @@ func runUpstream(args []string) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-sig
-		ln.Close()
+		_ = ln.Close()
 	}()
+	if *h2c {
+		return serveH2C(ln)
+	}
 	return upstream.New().Serve(ln)
 }
 
+// serveH2C is the h2c upstream: net/http's HTTP/2 server with prior
+// knowledge only, answering every path with the small body.
+func serveH2C(ln net.Listener) error {
+	body := bytes.Repeat([]byte("x"), upstream.SmallBody)
+	body[len(body)-1] = '\n'
+	cl := strconv.Itoa(len(body))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", cl)
+		_, _ = w.Write(body)
+	}), HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 1000}}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
 // startUpstream launches the upstream subprocess and waits for its address.
-func startUpstream(ctx context.Context, pin []string) (*target.Process, string, error) {
+func startUpstream(ctx context.Context, pin []string, extra ...string) (*target.Process, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
-	full := append(append([]string{}, pin...), self, upstreamCommand, "-listen", "127.0.0.1:0")
+	full := append(append(append([]string{}, pin...), self, upstreamCommand, "-listen", "127.0.0.1:0"), extra...)
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr

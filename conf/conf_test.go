@@ -3,8 +3,11 @@
 package conf
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -54,7 +57,7 @@ func TestMinimalExampleLoadsWithDefaults(t *testing.T) {
 	if c.Admin.Listen != "127.0.0.1:9901" || c.Log.Level != "info" || !c.Log.AccessLog {
 		t.Errorf("admin/log: %+v %+v", c.Admin, c.Log)
 	}
-	if c.Engine != (Engine{EventLoops: 0, RingSize: 1024, DrainTimeout: Duration(30 * time.Second), MaxConnections: 100000}) {
+	if c.Engine != (Engine{EventLoops: 0, RingSize: 1024, DrainSettle: Duration(5 * time.Second), DrainTimeout: Duration(30 * time.Second), MaxConnections: 100000}) {
 		t.Errorf("engine defaults: %+v", c.Engine)
 	}
 	if c.Demo.Enabled || c.Demo.Listen != "127.0.0.1:9000" {
@@ -117,10 +120,16 @@ func TestMinimalExampleLoadsWithDefaults(t *testing.T) {
 	if cl.Affinity != (Affinity{CookieName: "EG_AFFINITY", TTL: Duration(time.Hour), HTTPOnly: true, Path: "/"}) {
 		t.Errorf("affinity defaults: %+v", cl.Affinity)
 	}
-	if cl.HealthCheck != nil || cl.OutlierDetection != nil {
-		t.Errorf("absent health_check/outlier_detection must stay nil")
+	if cl.HealthCheck != nil {
+		t.Errorf("absent health_check must stay nil")
 	}
-	wantRetry := Retry{MaxRetries: 1, BudgetPercent: 20, RetryOn: []string{"connect-failure", "reset", "502", "503"}}
+	// Without the table the connect-failure trigger still runs (the 5xx one
+	// does not): one dead endpoint must not cost client errors.
+	wantOutlier := OutlierDetection{Consecutive5xx: 0, ConsecutiveConnectFailures: 3, BaseEjectionTime: Duration(10 * time.Second), MaxEjectionPercent: 50}
+	if cl.OutlierDetection == nil || *cl.OutlierDetection != wantOutlier {
+		t.Errorf("absent outlier_detection: %+v, want %+v", cl.OutlierDetection, wantOutlier)
+	}
+	wantRetry := Retry{MaxRetries: 1, BudgetPercent: 20, MinRetriesPerSecond: 10, RetryOn: []string{"connect-failure", "reset", "502", "503"}}
 	if !reflect.DeepEqual(cl.Retry, wantRetry) {
 		t.Errorf("retry defaults: %+v", cl.Retry)
 	}
@@ -188,7 +197,7 @@ func TestLoad(t *testing.T) {
 	}
 
 	bad := filepath.Join(dir, "bad.toml")
-	if err := os.WriteFile(bad, []byte("[admin]\nlisten = 1\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte("[admin]\nlisten = 1\n"+aListener), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Load(bad)
@@ -208,6 +217,20 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Problems(os error) should be nil")
 	}
 }
+
+// aListener is the one listener every config needs, with a cluster of its
+// own, appended to cases about other sections (its cluster comes last, so
+// the case's cluster indices stay as written).
+const aListener = `
+[[listeners]]
+name = "l"
+listen = "127.0.0.1:8081"
+protocol = "tcp"
+cluster = "l"
+[[clusters]]
+name = "l"
+endpoints = [ { address = "127.0.0.1:9009" } ]
+`
 
 // base is a valid config the problem cases below add to: one http listener
 // routing to cluster "app", one tcp listener, and cluster "app".
@@ -235,10 +258,13 @@ func TestProblems(t *testing.T) {
 		{"duplicate key", "[admin]\nlisten = \"a:1\"\nlisten = \"b:2\"", []string{
 			"t.toml: TOML error: key listen is already defined",
 		}},
-		{"unknown top-level section", "[admn]\nlisten = \"x\"", []string{
+		{"no listeners", "", []string{
+			"t.toml: listeners: at least one [[listeners]] entry is required: without one the gateway serves nothing",
+		}},
+		{"unknown top-level section", "[admn]\nlisten = \"x\"" + aListener, []string{
 			`t.toml: admn: unknown key (did you mean "admin"?)`,
 		}},
-		{"unknown key in table", "[engine]\nring = 8", []string{
+		{"unknown key in table", "[engine]\nring = 8" + aListener, []string{
 			"t.toml: engine.ring: unknown key",
 		}},
 		{"unknown key in array of tables", base + "[[listeners]]\nname = \"x\"\nlisten = \":1\"\nprotocol = \"tcp\"\ncluster = \"app\"\nreuseport = false", []string{
@@ -266,7 +292,7 @@ drain_timeout = 30
 max_connections = "many"
 [demo]
 enabled = 1
-`, []string{
+` + aListener, []string{
 			"t.toml: admin.listen: expected a string, got integer 9901",
 			`t.toml: log.access_log: expected a boolean, got string "yes"`,
 			"t.toml: engine.event_loops: expected an integer, got float 2.5",
@@ -296,8 +322,9 @@ max_header_bytes = true
 		{"wrong type suppresses the follow-on complaint", base + "[[listeners.routes]]\ncluster = 7", []string{
 			"t.toml: listeners[0].routes[1].cluster: expected a string, got integer 7",
 		}},
-		{"log level and ring size", "[log]\nlevel = \"verbose\"\n[engine]\nring_size = 1000\nevent_loops = -1\nmax_connections = 0", []string{
+		{"log level and ring size", "[log]\nlevel = \"verbose\"\naccess_log_buffer = \"4KiB\"\n[engine]\nring_size = 1000\nevent_loops = -1\nmax_connections = 0" + aListener, []string{
 			`t.toml: log.level: must be one of "debug", "info", "warn", "error", got "verbose"`,
+			"t.toml: log.access_log_buffer: must be between 64KiB and 64MiB, got 4KiB",
 			"t.toml: engine.event_loops: must be between 0 and 1024, got -1",
 			"t.toml: engine.ring_size: must be a power of two between 2 and 65536, got 1000",
 			"t.toml: engine.max_connections: must be between 1 and 100000000, got 0",
@@ -349,7 +376,7 @@ name = "app"
 endpoints = [ { address = "127.0.0.1:9001" }, { address = "127.0.0.1:9001" } ]
 `, []string{
 			`t.toml: listeners[1].name: duplicate listener name "web" (also listeners[0])`,
-			`t.toml: listeners[1].listen: address "127.0.0.1:8080" is already used by listeners[0].listen`,
+			`t.toml: listeners[1].listen: listener "web" at "127.0.0.1:8080" overlaps listener "web" at "127.0.0.1:8080" (listeners[0].listen): both would take 127.0.0.1:8080`,
 			`t.toml: clusters[1].name: duplicate cluster name "app" (also clusters[0])`,
 			`t.toml: clusters[1].endpoints[1].address: duplicate endpoint "127.0.0.1:9001" (also endpoints[0])`,
 		}},
@@ -376,6 +403,7 @@ udp_session_timeout = "5s"
 name = "t"
 listen = ":81"
 protocol = "tcp"
+max_sessions_per_ip = 8
 [[listeners.routes]]
 cluster = "app"
 [[listeners]]
@@ -390,6 +418,7 @@ endpoints = [ { address = "127.0.0.1:9001" } ]
 			"t.toml: listeners[0].udp_session_timeout: only allowed for protocol = \"udp\"",
 			"t.toml: listeners[0].routes: an http listener needs at least one [[listeners.routes]] entry",
 			"t.toml: listeners[1].cluster: is required",
+			"t.toml: listeners[1].max_sessions_per_ip: only allowed for protocol = \"udp\"",
 			`t.toml: listeners[1].routes: not allowed for protocol = "tcp" (set cluster instead)`,
 			`t.toml: listeners[2].protocol: must be one of "http", "tcp", "udp", got "quic"`,
 		}},
@@ -434,7 +463,7 @@ cluster = "app"
 host = "exa mple.com"
 path = "x"
 path_prefix = "/y"
-methods = ["GET", "BAD METHOD"]
+methods = ["GET", "BAD METHOD", "get", "Patch"]
 headers = { "x.trace" = "ok", "bad name" = "v", x-ok = " padded" }
 cluster = "app"
 [[listeners.routes]]
@@ -445,6 +474,8 @@ cluster = "app"
 			`t.toml: listeners[0].routes[1].path: must start with "/" and contain no spaces or control characters, got "x"`,
 			"t.toml: listeners[0].routes[1].path_prefix: path and path_prefix are mutually exclusive",
 			`t.toml: listeners[0].routes[1].methods[1]: invalid method "BAD METHOD": must be a token such as "GET"`,
+			`t.toml: listeners[0].routes[1].methods[2]: method "get" never matches: methods are case-sensitive (did you mean "GET"?)`,
+			`t.toml: listeners[0].routes[1].methods[3]: method "Patch" never matches: methods are case-sensitive (did you mean "PATCH"?)`,
 			`t.toml: listeners[0].routes[1].headers.bad name: invalid header name "bad name"`,
 			`t.toml: listeners[0].routes[1].headers.x-ok: invalid header value " padded": no control characters or surrounding whitespace`,
 			`t.toml: listeners[0].routes[2].host: invalid host pattern "*.": want "*", an exact name or "*.suffix"`,
@@ -481,7 +512,7 @@ hash_key = "cookie:sid"
 endpoints = [ { address = "10.0.0.1:80" }, { address = "10.0.0.2:80" }, { address = "10.0.0.3:80" } ]
 [clusters.maglev]
 table_size = 2
-`, []string{
+` + aListener, []string{
 			`t.toml: clusters[0].lb: must be one of "round_robin", "weighted_round_robin", "random", "weighted_random", "p2c", "maglev", "ring_hash", "ewma", "least_connections", "least_requests", "session_affinity", got "least_conn"`,
 			`t.toml: clusters[0].hash_key: must be "source_ip", "path", "header:NAME" or "cookie:NAME", got "query"`,
 			"t.toml: clusters[0].endpoints[0].weight: must be between 1 and 10000, got 0",
@@ -533,12 +564,14 @@ max_ejection_percent = 150
 [clusters.retry]
 max_retries = 11
 budget_percent = -1.0
+min_retries_per_second = -1
 retry_on = ["reset", "timeout"]
 `, []string{
 			"t.toml: clusters[0].outlier_detection.base_ejection_time: must be greater than 0s",
 			"t.toml: clusters[0].outlier_detection.max_ejection_percent: must be between 0 and 100, got 150",
 			"t.toml: clusters[0].retry.max_retries: must be between 0 and 10, got 11",
 			"t.toml: clusters[0].retry.budget_percent: must be between 0 and 100, got -1",
+			"t.toml: clusters[0].retry.min_retries_per_second: must be between 0 and 100000, got -1",
 			`t.toml: clusters[0].retry.retry_on[1]: must be one of "connect-failure", "reset", "502", "503", "504", got "timeout"`,
 		}},
 		{"xdp", `
@@ -570,7 +603,7 @@ snat_address = "198.18.0.2"
 [[clusters]]
 name = "mixed"
 endpoints = [ { address = "198.18.1.1:0" }, { address = "2001:db8::2:80" }, { address = "[2001:db8::2]:80" }, { address = "backend.local:80" } ]
-`, []string{
+` + aListener, []string{
 			`t.toml: clusters[0].endpoints[1].address: invalid address "2001:db8::2:80": want host:port or ip:port, such as "10.0.0.1:8080"`,
 			"t.toml: xdp.interface: is required when xdp.enabled = true",
 			`t.toml: xdp.attach_mode: must be one of "auto", "native", "generic", got "offload"`,
@@ -618,8 +651,8 @@ endpoints = [ { address = "198.18.1.1:0" }, { address = "2001:db8::2:80" }, { ad
 
 func TestValidVariants(t *testing.T) {
 	tests := []struct{ name, toml string }{
-		{"empty file", ""},
-		{"admin disabled", `[admin]` + "\n" + `listen = ""`},
+		{"one listener", aListener},
+		{"admin disabled", `[admin]` + "\n" + `listen = ""` + aListener},
 		{"tcp and udp listeners", base + `
 [[listeners]]
 name = "t"
@@ -658,13 +691,13 @@ endpoints = [ { address = "198.18.1.1:0" }, { address = "198.18.1.2:0" } ]
 [[clusters]]
 name = "v6"
 endpoints = [ { address = "[2001:db8::1]:53" } ]
-`},
+` + aListener},
 		{"every lb name", func() string {
 			var b strings.Builder
 			for _, n := range LBNames {
 				b.WriteString("[[clusters]]\nname = \"" + n + "\"\nlb = \"" + n + "\"\nendpoints = [ { address = \"h.example:1\" } ]\n")
 			}
-			return b.String()
+			return b.String() + aListener
 		}()},
 		{"sizes as integers and arrays of tables for endpoints", base + `
 [listeners.limits]
@@ -807,4 +840,161 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error without problems: %v", err)
 		}
 	})
+}
+
+// overlapTOML is a config with the admin listener on admin ("" disables
+// it), the demo upstream on demo ("" leaves it off) and one listener per
+// {protocol, listen} pair, named l0, l1, ...
+func overlapTOML(admin, demo string, ls ...[2]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[admin]\nlisten = %q\n", admin)
+	if demo != "" {
+		fmt.Fprintf(&b, "[demo]\nenabled = true\nlisten = %q\n", demo)
+	}
+	for i, l := range ls {
+		fmt.Fprintf(&b, "[[listeners]]\nname = \"l%d\"\nlisten = %q\nprotocol = %q\n", i, l[1], l[0])
+		if l[0] == ProtocolHTTP {
+			b.WriteString("[[listeners.routes]]\ncluster = \"app\"\n")
+		} else {
+			b.WriteString("cluster = \"app\"\n")
+		}
+	}
+	b.WriteString("[[clusters]]\nname = \"app\"\nendpoints = [ { address = \"127.0.0.1:9001\" } ]\n")
+	return b.String()
+}
+
+// TestListenAddressOverlaps: two sockets of one transport whose addresses
+// overlap once resolved are refused, naming both; sockets that do not
+// overlap are accepted.
+func TestListenAddressOverlaps(t *testing.T) {
+	// "dual.test" stands for a name with an IPv4 and an IPv6 address.
+	orig := lookupHost
+	lookupHost = func(ctx context.Context, host string) ([]netip.Addr, error) {
+		switch host {
+		case "dual.test":
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}, nil
+		case "nowhere.test":
+			return nil, errors.New("no such host")
+		}
+		return orig(ctx, host)
+	}
+	t.Cleanup(func() { lookupHost = orig })
+	type l = [2]string
+	http, tcp, udp := ProtocolHTTP, ProtocolTCP, ProtocolUDP
+	bad := []struct {
+		name        string
+		admin, demo string
+		ls          []l
+		want        string // the one problem
+	}{
+		{"http and tcp on one address", "", "", []l{{http, "127.0.0.1:8080"}, {tcp, "127.0.0.1:8080"}},
+			`listeners[1].listen: listener "l1" at "127.0.0.1:8080" overlaps listener "l0" at "127.0.0.1:8080" (listeners[0].listen): both would take 127.0.0.1:8080`},
+		{"an address beside a name that resolves to it", "", "", []l{{http, "127.0.0.1:8080"}, {http, "localhost:8080"}},
+			`listeners[1].listen: listener "l1" at "localhost:8080" overlaps listener "l0" at "127.0.0.1:8080" (listeners[0].listen): both would take 127.0.0.1:8080`},
+		{"admin on a listener's port", "127.0.0.1:8080", "", []l{{http, "127.0.0.1:8080"}},
+			`listeners[0].listen: listener "l0" at "127.0.0.1:8080" overlaps the admin listener at "127.0.0.1:8080" (admin.listen): both would take 127.0.0.1:8080`},
+		{"admin by name beside a wildcard listener", "localhost:9901", "", []l{{tcp, "0.0.0.0:9901"}},
+			`listeners[0].listen: listener "l0" at "0.0.0.0:9901" overlaps the admin listener at "localhost:9901" (admin.listen): both would take 127.0.0.1:9901`},
+		{"IPv4 wildcard beside a specific address", "", "", []l{{tcp, "0.0.0.0:8080"}, {http, "127.0.0.1:8080"}},
+			`listeners[1].listen: listener "l1" at "127.0.0.1:8080" overlaps listener "l0" at "0.0.0.0:8080" (listeners[0].listen): both would take 127.0.0.1:8080`},
+		{"empty host beside IPv6 loopback", "", "", []l{{http, ":8080"}, {tcp, "[::1]:8080"}},
+			`listeners[1].listen: listener "l1" at "[::1]:8080" overlaps listener "l0" at ":8080" (listeners[0].listen): both would take [::1]:8080`},
+		{"IPv6 wildcard beside IPv6 loopback", "", "", []l{{http, "[::]:8080"}, {http, "[::1]:8080"}},
+			`listeners[1].listen: listener "l1" at "[::1]:8080" overlaps listener "l0" at "[::]:8080" (listeners[0].listen): both would take [::1]:8080`},
+		{"two wildcards", "", "", []l{{http, "0.0.0.0:8080"}, {tcp, ":8080"}},
+			`listeners[1].listen: listener "l1" at ":8080" overlaps listener "l0" at "0.0.0.0:8080" (listeners[0].listen): both would take every IPv4 address on port 8080`},
+		{"dual-stack admin wildcard beside an IPv4 listener", "[::]:8080", "", []l{{http, "127.0.0.1:8080"}},
+			`listeners[0].listen: listener "l0" at "127.0.0.1:8080" overlaps the admin listener at "[::]:8080" (admin.listen): both would take 127.0.0.1:8080`},
+		{"IPv4-mapped IPv6 is IPv4", "", "", []l{{tcp, "[::ffff:127.0.0.1]:8080"}, {http, "127.0.0.1:8080"}},
+			`listeners[1].listen: listener "l1" at "127.0.0.1:8080" overlaps listener "l0" at "[::ffff:127.0.0.1]:8080" (listeners[0].listen): both would take 127.0.0.1:8080`},
+		{"demo upstream beside a wildcard tcp listener", "", "127.0.0.1:9000", []l{{tcp, "0.0.0.0:9000"}},
+			`listeners[0].listen: listener "l0" at "0.0.0.0:9000" overlaps the demo upstream at "127.0.0.1:9000" (demo.listen): both would take 127.0.0.1:9000`},
+		{"two udp listeners", "", "", []l{{udp, "127.0.0.1:5353"}, {udp, "localhost:5353"}},
+			`listeners[1].listen: listener "l1" at "localhost:5353" overlaps listener "l0" at "127.0.0.1:5353" (listeners[0].listen): both would take 127.0.0.1:5353`},
+		{"a name with two families takes both", "", "", []l{{http, "dual.test:8080"}, {tcp, "[::1]:8080"}},
+			`listeners[1].listen: listener "l1" at "[::1]:8080" overlaps listener "l0" at "dual.test:8080" (listeners[0].listen): both would take [::1]:8080`},
+		{"a name that does not resolve", "", "", []l{{http, "nowhere.test:8080"}},
+			`listeners[0].listen: cannot resolve host "nowhere.test": no such host`},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.toml", []byte(overlapTOML(tc.admin, tc.demo, tc.ls...)))
+			ps := Problems(err)
+			if len(ps) != 1 || ps[0].String() != "t.toml: "+tc.want {
+				t.Fatalf("problems %v\nwant t.toml: %s", ps, tc.want)
+			}
+		})
+	}
+	good := []struct {
+		name        string
+		admin, demo string
+		ls          []l
+	}{
+		{"tcp and udp on one address", "", "", []l{{tcp, "127.0.0.1:8080"}, {udp, "127.0.0.1:8080"}}},
+		{"admin beside a udp listener on its port", "127.0.0.1:9901", "", []l{{udp, "127.0.0.1:9901"}}},
+		{"two loopback addresses", "", "", []l{{http, "127.0.0.1:8080"}, {tcp, "127.0.0.2:8080"}}},
+		{"two ports", "", "", []l{{http, "127.0.0.1:8080"}, {http, "localhost:8081"}}},
+		{"two families", "", "", []l{{http, "[::1]:8080"}, {http, "127.0.0.1:8080"}}},
+		// Listeners bind IPv6 addresses with IPV6_V6ONLY.
+		{"IPv6 and IPv4 wildcards", "", "", []l{{http, "[::]:8080"}, {tcp, "0.0.0.0:8080"}}},
+	}
+	for _, tc := range good {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Parse("t.toml", []byte(overlapTOML(tc.admin, tc.demo, tc.ls...))); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestAdminPprofDefault: /debug/pprof/ is on by default only where the
+// admin listener takes loopback addresses alone.
+func TestAdminPprofDefault(t *testing.T) {
+	for _, tc := range []struct {
+		admin, extra   string
+		loopback, want bool
+	}{
+		{"127.0.0.1:9901", "", true, true},
+		{"localhost:9901", "", true, true},
+		{"[::1]:9901", "", true, true},
+		{"0.0.0.0:9901", "", false, false},
+		{":9901", "", false, false},
+		{"192.0.2.1:9901", "", false, false},
+		{"", "", false, false},
+		{"0.0.0.0:9901", "pprof = true", false, true},
+		{"127.0.0.1:9901", "pprof = false", true, false},
+	} {
+		s := mustParse(t, "t.toml", fmt.Sprintf("[admin]\nlisten = %q\n%s\n", tc.admin, tc.extra)+aListener)
+		a := s.Config.Admin
+		if a.Loopback() != tc.loopback || a.Pprof == nil || *a.Pprof != tc.want {
+			t.Errorf("admin %q %s: loopback %v pprof %v, want %v %v", tc.admin, tc.extra, a.Loopback(), a.Pprof, tc.loopback, tc.want)
+		}
+	}
+}
+
+func TestAdminTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good", "  s3cr3t-token\n")
+	if tok, err := ReadToken(good); err != nil || tok != "s3cr3t-token" {
+		t.Fatalf("ReadToken = %q, %v", tok, err)
+	}
+	mustParse(t, "t.toml", fmt.Sprintf("[admin]\ntoken_file = %q\n", good)+aListener)
+	for _, tc := range []struct{ path, want string }{
+		{filepath.Join(dir, "missing"), "read token: open " + filepath.Join(dir, "missing") + ": no such file or directory"},
+		{write("empty", " \n\t\n"), fmt.Sprintf("token file %q is empty", filepath.Join(dir, "empty"))},
+		{write("two", "two words\n"), fmt.Sprintf("token file %q: the token must be one word of visible ASCII characters", filepath.Join(dir, "two"))},
+	} {
+		_, err := Parse("t.toml", []byte(fmt.Sprintf("[admin]\ntoken_file = %q\n", tc.path)+aListener))
+		ps := Problems(err)
+		if len(ps) != 1 || ps[0].String() != "t.toml: admin.token_file: "+tc.want {
+			t.Errorf("%s: problems %v, want %q", tc.path, ps, tc.want)
+		}
+	}
 }

@@ -67,11 +67,30 @@ type Admin struct {
 	// Listen is the host:port of the admin HTTP listener; "" disables it.
 	// Default: "127.0.0.1:9901".
 	Listen string `koanf:"listen"`
+	// Pprof serves /debug/pprof/ on the admin listener. When unset it is on
+	// only if admin.listen is a loopback address; in a Snapshot it is never
+	// nil. Default: auto.
+	Pprof *bool `koanf:"pprof"`
+	// TokenFile is the path of a file whose trimmed contents are the admin
+	// bearer token; when set, every admin endpoint but /healthz and /readyz
+	// needs "Authorization: Bearer <token>" (401 otherwise). "" means no
+	// token. Default: "".
+	TokenFile string `koanf:"token_file"`
+
+	// loopback is set by validation: admin.listen binds loopback
+	// addresses only.
+	loopback bool
 }
 
 func (a *Admin) setDefaults() {
 	a.Listen = "127.0.0.1:9901"
+	a.Pprof = nil
+	a.TokenFile = ""
 }
+
+// Loopback reports whether admin.listen binds loopback addresses only (as
+// resolved when the config was validated).
+func (a *Admin) Loopback() bool { return a.loopback }
 
 // Log is the [log] section.
 type Log struct {
@@ -81,11 +100,21 @@ type Log struct {
 	// AccessLog writes one JSON line per request; listeners inherit it unless
 	// they set their own access_log. Default: true.
 	AccessLog bool `koanf:"access_log"`
+	// AccessLogFile is the file access-log lines are appended to; "" writes
+	// them to stderr with the process log. The file is reopened on SIGUSR1
+	// (logrotate's postrotate). Default: "".
+	AccessLogFile string `koanf:"access_log_file"`
+	// AccessLogBuffer is how much access log each event loop holds while a
+	// single writer catches up, 64KiB to 64MiB; when it is full, lines are
+	// dropped and counted, never waited for. Default: "256KiB".
+	AccessLogBuffer Size `koanf:"access_log_buffer"`
 }
 
 func (l *Log) setDefaults() {
 	l.Level = "info"
 	l.AccessLog = true
+	l.AccessLogFile = ""
+	l.AccessLogBuffer = 256 * KiB
 }
 
 // Engine is the [engine] section.
@@ -97,6 +126,10 @@ type Engine struct {
 	// stages; a power of two from 2 to 65536. A full ring is backpressure.
 	// Default: 1024.
 	RingSize int `koanf:"ring_size"`
+	// DrainSettle is how long SIGTERM keeps serving normally after /readyz
+	// turns 503, so that load balancers in front notice and stop sending
+	// before the drain starts. SIGINT skips it. Default: "5s".
+	DrainSettle Duration `koanf:"drain_settle"`
 	// DrainTimeout is how long shutdown and reload wait for in-flight
 	// connections before closing them. Default: "30s".
 	DrainTimeout Duration `koanf:"drain_timeout"`
@@ -108,6 +141,7 @@ type Engine struct {
 func (e *Engine) setDefaults() {
 	e.EventLoops = 0
 	e.RingSize = 1024
+	e.DrainSettle = Duration(5 * second)
 	e.DrainTimeout = Duration(30 * second)
 	e.MaxConnections = 100000
 }
@@ -165,11 +199,12 @@ type Listener struct {
 	// Cluster is where tcp and udp listeners send traffic; required for tcp
 	// and udp, not allowed for http (use routes).
 	Cluster string `koanf:"cluster"`
-	// MaxConnections caps this listener's open client connections (1 or
-	// more). Default: 10000.
+	// MaxConnections caps this listener's open client connections (tcp:
+	// connection pairs; udp: sessions) (1 or more). Default: 10000.
 	MaxConnections int `koanf:"max_connections"`
-	// MaxConnectionsPerIP caps open client connections per client IP; 0 means
-	// unlimited. Default: 256.
+	// MaxConnectionsPerIP caps open client connections per client IP (http
+	// and tcp; udp listeners use max_sessions_per_ip); 0 means unlimited.
+	// Default: 256.
 	MaxConnectionsPerIP int `koanf:"max_connections_per_ip"`
 	// MaxRequestsPerConnection closes a keep-alive connection after this many
 	// requests; 0 means unlimited. Default: 0.
@@ -191,6 +226,12 @@ type Listener struct {
 	// a body reads it as the next request; TRACE never takes one; http
 	// only. Default: false.
 	AllowGetBody bool `koanf:"allow_get_body"`
+	// HTTPVersions are the HTTP versions an http listener speaks on its
+	// port: "1.1" (with 1.0) and "2" (HTTP/2 with prior knowledge, told
+	// apart by its connection preface). With only "2", a connection that
+	// does not open with the preface is closed without a response; http
+	// only. Default: ["1.1", "2"].
+	HTTPVersions []string `koanf:"http_versions"`
 	// AccessLog overrides log.access_log for this listener. When unset it
 	// inherits log.access_log; in a Snapshot it is never nil.
 	// Default: inherit.
@@ -198,10 +239,17 @@ type Listener struct {
 	// UDPSessionTimeout ends a UDP session after this long without a
 	// datagram in either direction; udp listeners only. Default: "60s".
 	UDPSessionTimeout Duration `koanf:"udp_session_timeout"`
+	// MaxSessionsPerIP caps the open UDP sessions of one client IP (over it,
+	// datagrams from new source ports of that IP are dropped); udp listeners
+	// only; 0 means unlimited. Default: 64.
+	MaxSessionsPerIP int `koanf:"max_sessions_per_ip"`
 	// Timeouts are the client and upstream timeouts.
 	Timeouts Timeouts `koanf:"timeouts"`
 	// Limits are the HTTP/1 parsing and buffering limits.
 	Limits Limits `koanf:"limits"`
+	// HTTP2 are the HTTP/2 limits of an http listener (HTTP/2 with prior
+	// knowledge is spoken on the same port as HTTP/1.1).
+	HTTP2 HTTP2 `koanf:"http2"`
 	// Routes are tried in order and the first match wins; no match answers
 	// 404. http listeners need at least one; tcp and udp take none.
 	Routes []Route `koanf:"routes"`
@@ -217,8 +265,10 @@ func (l *Listener) setDefaults() {
 	l.MergeSlashes = false
 	l.EscapedSlashes = "keep"
 	l.AllowGetBody = false
+	l.HTTPVersions = []string{"1.1", "2"}
 	l.AccessLog = nil
 	l.UDPSessionTimeout = Duration(60 * second)
+	l.MaxSessionsPerIP = 64
 }
 
 // Timeouts is a listener's [listeners.timeouts] table.
@@ -264,6 +314,46 @@ func (t *Timeouts) setDefaults() {
 	t.UpstreamResponseHeader = Duration(30 * second)
 	t.UpstreamIdle = Duration(60 * second)
 	t.TCPIdle = Duration(5 * minute)
+}
+
+// HTTP2 is a listener's [listeners.http2] table. The defaults follow
+// Envoy's guidance for an edge proxy.
+type HTTP2 struct {
+	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS: streams a
+	// client may have open on one connection; more are refused with
+	// RST_STREAM(REFUSED_STREAM). 1 to 10000. Default: 100.
+	MaxConcurrentStreams int `koanf:"max_concurrent_streams"`
+	// StreamWindow is the flow-control window of each stream: how much
+	// request body a client may send before the gateway returns credit,
+	// which it does only as the upstream takes the bytes. 16KiB to 16MiB.
+	// Default: "64KiB".
+	StreamWindow Size `koanf:"stream_window"`
+	// ConnectionWindow is the flow-control window of the whole connection.
+	// 64KiB to 1GiB. Default: "1MiB".
+	ConnectionWindow Size `koanf:"connection_window"`
+	// MaxFrameSize is SETTINGS_MAX_FRAME_SIZE, the largest frame a client
+	// may send. 16KiB to 16MiB. Default: "16KiB".
+	MaxFrameSize Size `koanf:"max_frame_size"`
+	// MaxHeaderListSize is SETTINGS_MAX_HEADER_LIST_SIZE, the decoded size
+	// of one header block; larger blocks reset their stream. 1KiB to
+	// 16MiB. Default: "64KiB".
+	MaxHeaderListSize Size `koanf:"max_header_list_size"`
+	// MaxContinuationFrames caps the CONTINUATION frames of one header
+	// block (CONTINUATION flood). 1 to 10000. Default: 32.
+	MaxContinuationFrames int `koanf:"max_continuation_frames"`
+	// SettingsTimeout closes a connection whose client does not acknowledge
+	// the gateway's SETTINGS within it (SETTINGS_TIMEOUT). Default: "10s".
+	SettingsTimeout Duration `koanf:"settings_timeout"`
+}
+
+func (h *HTTP2) setDefaults() {
+	h.MaxConcurrentStreams = 100
+	h.StreamWindow = 64 * KiB
+	h.ConnectionWindow = 1 * MiB
+	h.MaxFrameSize = 16 * KiB
+	h.MaxHeaderListSize = 64 * KiB
+	h.MaxContinuationFrames = 32
+	h.SettingsTimeout = Duration(10 * second)
 }
 
 // Limits is a listener's [listeners.limits] table.
@@ -317,7 +407,8 @@ type Route struct {
 	// matches. Default: "".
 	PathPrefix string `koanf:"path_prefix"`
 	// Methods, when not empty, restricts the route to these methods
-	// (case-sensitive tokens such as "GET"); empty matches any method.
+	// (case-sensitive tokens such as "GET"; one with lower-case letters
+	// would never match and is refused); empty matches any method.
 	// Default: [].
 	Methods []string `koanf:"methods"`
 	// Headers, when not empty, requires each named request header to be
@@ -347,6 +438,16 @@ type Cluster struct {
 	HashKey string `koanf:"hash_key"`
 	// Endpoints are the upstream addresses; at least one.
 	Endpoints []Endpoint `koanf:"endpoints"`
+	// Protocol is what the gateway speaks to the endpoints: "http1"
+	// (HTTP/1.1, a pooled connection per request in flight) or "h2c"
+	// (HTTP/2 with prior knowledge, streams multiplexed on pooled
+	// connections). Any client protocol goes to either. Default: "http1".
+	Protocol string `koanf:"protocol"`
+	// MaxStreamsPerConnection caps the concurrent streams the gateway opens
+	// on one h2c upstream connection (the endpoint's own
+	// SETTINGS_MAX_CONCURRENT_STREAMS caps it too); more open another
+	// connection. h2c only. 1 to 10000. Default: 100.
+	MaxStreamsPerConnection int `koanf:"max_streams_per_connection"`
 	// MaxIdlePerEndpoint caps idle pooled upstream connections per endpoint
 	// and per event loop; 0 disables pooling. 0 to 100000. Default: 64.
 	MaxIdlePerEndpoint int `koanf:"max_idle_per_endpoint"`
@@ -370,10 +471,12 @@ type Cluster struct {
 	Affinity Affinity `koanf:"affinity"`
 	// HealthCheck is the active health check; nil (table absent) means none.
 	HealthCheck *HealthCheck `koanf:"health_check"`
-	// OutlierDetection is passive health checking; nil (table absent) means
-	// off.
+	// OutlierDetection is passive health checking. Without the table a
+	// cluster still ejects an endpoint after consecutive connect failures
+	// (DefaultOutlierDetection); in a Snapshot it is never nil.
 	OutlierDetection *OutlierDetection `koanf:"outlier_detection"`
-	// Retry is the retry policy for idempotent requests.
+	// Retry is the retry policy: connect failures for every method, other
+	// failures for idempotent requests.
 	Retry Retry `koanf:"retry"`
 }
 
@@ -381,6 +484,8 @@ func (c *Cluster) setDefaults() {
 	c.LB = LBRoundRobin
 	c.HashKey = "source_ip"
 	c.MaxIdlePerEndpoint = 64
+	c.Protocol = "http1"
+	c.MaxStreamsPerConnection = 100
 	c.PanicThreshold = 50.0
 	c.OnPanic = "all"
 	c.OverprovisioningFactor = 1.4
@@ -518,21 +623,35 @@ type OutlierDetection struct {
 	// row; 0 disables this trigger. Default: 5.
 	Consecutive5xx int `koanf:"consecutive_5xx"`
 	// ConsecutiveConnectFailures ejects an endpoint after this many failed
-	// connects in a row; 0 disables this trigger. Default: 5.
+	// connects in a row; 0 disables this trigger. Default: 3.
 	ConsecutiveConnectFailures int `koanf:"consecutive_connect_failures"`
 	// BaseEjectionTime is the ejection time, multiplied by the number of
-	// times the endpoint was ejected. Default: "30s".
+	// times the endpoint was ejected. Default: "10s".
 	BaseEjectionTime Duration `koanf:"base_ejection_time"`
 	// MaxEjectionPercent caps the share of a cluster's endpoints ejected at
-	// once, 0 to 100. Default: 10.
+	// once, 0 to 100; one ejection is always allowed, but never of the last
+	// healthy endpoint. Default: 50.
 	MaxEjectionPercent int `koanf:"max_ejection_percent"`
 }
 
 func (o *OutlierDetection) setDefaults() {
 	o.Consecutive5xx = 5
-	o.ConsecutiveConnectFailures = 5
-	o.BaseEjectionTime = Duration(30 * second)
-	o.MaxEjectionPercent = 10
+	o.ConsecutiveConnectFailures = 3
+	o.BaseEjectionTime = Duration(10 * second)
+	o.MaxEjectionPercent = 50
+}
+
+// DefaultOutlierDetection is what a cluster without an
+// [clusters.outlier_detection] table runs: the table's defaults with the
+// 5xx trigger off. A refused or timed-out connect says the endpoint is
+// gone, whatever the application does, so it is acted on by default
+// (nginx's max_fails=1 fail_timeout=10s); a 5xx is the application's
+// answer and ejecting on it is left to an explicit table, as in Envoy.
+func DefaultOutlierDetection() *OutlierDetection {
+	o := &OutlierDetection{}
+	o.setDefaults()
+	o.Consecutive5xx = 0
+	return o
 }
 
 // Retry values accepted in Retry.RetryOn.
@@ -544,8 +663,10 @@ const (
 	RetryOn504            = "504"
 )
 
-// Retry is a cluster's [clusters.retry] table. Only idempotent requests whose
-// body was not yet streamed upstream are retried, on a different endpoint.
+// Retry is a cluster's [clusters.retry] table. A request that could not be
+// connected is retried whatever its method (nothing was sent); after any
+// other failure only idempotent requests whose body was not yet streamed
+// upstream are. Retries go to a different endpoint.
 type Retry struct {
 	// MaxRetries is the number of retries after the first try, 0 to 10.
 	// Default: 1.
@@ -556,6 +677,10 @@ type Retry struct {
 	// BudgetPercent caps retries as a percentage (0 to 100) of the cluster's
 	// recent requests. Default: 20.0.
 	BudgetPercent float64 `koanf:"budget_percent"`
+	// MinRetriesPerSecond are allowed whatever budget_percent says, so that
+	// a quiet cluster can retry at all; 0 means no floor, at most 100000.
+	// Default: 10.
+	MinRetriesPerSecond int `koanf:"min_retries_per_second"`
 	// RetryOn lists the conditions that trigger a retry: "connect-failure",
 	// "reset", "502", "503", "504". Default:
 	// ["connect-failure", "reset", "502", "503"].
@@ -566,6 +691,7 @@ func (r *Retry) setDefaults() {
 	r.MaxRetries = 1
 	r.PerTryTimeout = 0
 	r.BudgetPercent = 20.0
+	r.MinRetriesPerSecond = 10
 	r.RetryOn = []string{RetryOnConnectFailure, RetryOnReset, RetryOn502, RetryOn503}
 }
 

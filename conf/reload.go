@@ -14,6 +14,10 @@ var restartKeys = []struct {
 	field func(*Config) any // a pointer to the field
 }{
 	{"admin.listen", func(c *Config) any { return &c.Admin.Listen }},
+	{"admin.pprof", func(c *Config) any { return &c.Admin.Pprof }},
+	{"admin.token_file", func(c *Config) any { return &c.Admin.TokenFile }},
+	{"log.access_log_file", func(c *Config) any { return &c.Log.AccessLogFile }},
+	{"log.access_log_buffer", func(c *Config) any { return &c.Log.AccessLogBuffer }},
 	{"engine.event_loops", func(c *Config) any { return &c.Engine.EventLoops }},
 	{"engine.ring_size", func(c *Config) any { return &c.Engine.RingSize }},
 	{"process.pid_file", func(c *Config) any { return &c.Process.PIDFile }},
@@ -26,7 +30,8 @@ var restartKeys = []struct {
 }
 
 // RestartKeys lists, in schema order, the keys a reload does not apply:
-// admin.listen, engine.event_loops, engine.ring_size, process.pid_file,
+// admin.listen, admin.pprof, admin.token_file, log.access_log_file,
+// log.access_log_buffer, engine.event_loops, engine.ring_size, process.pid_file,
 // demo.enabled, demo.listen, xdp.enabled, xdp.interface, xdp.attach_mode and
 // xdp.conntrack_size. Every other key, listeners included, takes effect on
 // reload.

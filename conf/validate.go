@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,8 @@ type validator struct {
 	problems []Problem
 	// present is the set of key paths found in the file (from the decoder).
 	present map[string]bool
+	// resolved caches listen host names looked up during this validation.
+	resolved map[string][]netip.Addr
 }
 
 func (v *validator) addf(key, format string, args ...any) {
@@ -189,7 +192,16 @@ func (v *validator) config(c *Config) {
 			usedByUserspace[r.Cluster] = true
 		}
 	}
+	if len(c.Listeners) == 0 {
+		v.addf("listeners", "at least one [[listeners]] entry is required: without one the gateway serves nothing")
+	}
 	v.addressConflicts(c)
+	if c.Admin.Pprof == nil {
+		// Default: on only where the admin listener is not reachable from
+		// the network.
+		on := c.Admin.Listen != "" && c.Admin.loopback
+		c.Admin.Pprof = &on
+	}
 
 	for _, vip := range c.XDP.VIPs {
 		usedByXDP[vip.Cluster] = true
@@ -206,10 +218,39 @@ func (v *validator) admin(a *Admin) {
 	if a.Listen != "" {
 		v.listenAddr("admin.listen", a.Listen)
 	}
+	if a.TokenFile != "" {
+		if _, err := ReadToken(a.TokenFile); err != nil {
+			v.addf("admin.token_file", "%v", err)
+		}
+	}
+}
+
+// ReadToken reads the admin bearer token from path: the file's contents
+// with surrounding whitespace trimmed, which must be one non-empty run of
+// visible ASCII characters.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %q is empty", path)
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= 0x20 || tok[i] >= 0x7f {
+			return "", fmt.Errorf("token file %q: the token must be one word of visible ASCII characters", path)
+		}
+	}
+	return tok, nil
 }
 
 func (v *validator) log(l *Log) {
 	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
+	if strings.ContainsRune(l.AccessLogFile, 0) {
+		v.addf("log.access_log_file", "must not contain a NUL byte")
+	}
+	v.sizeRange("log.access_log_buffer", l.AccessLogBuffer, 64*KiB, 64*MiB)
 }
 
 func (v *validator) engine(e *Engine) {
@@ -230,35 +271,6 @@ func (v *validator) process(p *Process) {
 func (v *validator) demo(d *Demo) {
 	if d.Enabled || v.present["demo.listen"] {
 		v.listenAddr("demo.listen", d.Listen)
-	}
-}
-
-// addressConflicts reports two sockets bound to the same address and
-// transport: they would fail at start, better to say so now.
-func (v *validator) addressConflicts(c *Config) {
-	type bind struct{ transport, addr string }
-	seen := make(map[bind]string)
-	claim := func(key, transport, addr string) {
-		if addr == "" {
-			return
-		}
-		b := bind{transport, addr}
-		if other, ok := seen[b]; ok {
-			v.addf(key, "address %q is already used by %s", addr, other)
-			return
-		}
-		seen[b] = key
-	}
-	claim("admin.listen", "tcp", c.Admin.Listen)
-	if c.Demo.Enabled {
-		claim("demo.listen", "tcp", c.Demo.Listen)
-	}
-	for i, l := range c.Listeners {
-		transport := "tcp"
-		if l.Protocol == ProtocolUDP {
-			transport = "udp"
-		}
-		claim(idx("listeners", i)+".listen", transport, l.Listen)
 	}
 }
 
@@ -285,16 +297,27 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 			v.addf(path+".routes", "not allowed for protocol = %q (set cluster instead)", l.Protocol)
 		}
 	}
-	for _, k := range []string{"merge_slashes", "escaped_slashes", "allow_get_body"} {
+	if l.Protocol == ProtocolHTTP {
+		if len(l.HTTPVersions) == 0 {
+			v.addf(path+".http_versions", "needs at least one of \"1.1\", \"2\"")
+		}
+		for i, ver := range l.HTTPVersions {
+			v.oneOf(fmt.Sprintf("%s.http_versions[%d]", path, i), ver, "1.1", "2")
+		}
+	}
+	for _, k := range []string{"merge_slashes", "escaped_slashes", "allow_get_body", "http_versions", "http2"} {
 		if l.Protocol != ProtocolHTTP && v.present[path+"."+k] {
 			v.addf(path+"."+k, "only allowed for protocol = \"http\"")
 		}
 	}
-	if l.Protocol != ProtocolUDP && v.present[path+".udp_session_timeout"] {
-		v.addf(path+".udp_session_timeout", "only allowed for protocol = \"udp\"")
+	for _, k := range []string{".udp_session_timeout", ".max_sessions_per_ip"} {
+		if l.Protocol != ProtocolUDP && v.present[path+k] {
+			v.addf(path+k, "only allowed for protocol = \"udp\"")
+		}
 	}
 	v.intRange(path+".max_connections", l.MaxConnections, 1, 100_000_000)
 	v.intRange(path+".max_connections_per_ip", l.MaxConnectionsPerIP, 0, 100_000_000)
+	v.intRange(path+".max_sessions_per_ip", l.MaxSessionsPerIP, 0, 100_000_000)
 	v.intRange(path+".max_requests_per_connection", l.MaxRequestsPerConnection, 0, 1<<31-1)
 	v.intRange(path+".queue_size", l.QueueSize, 1, 1<<20)
 	if l.AccessLog == nil {
@@ -304,6 +327,7 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 	v.positive(path+".udp_session_timeout", l.UDPSessionTimeout)
 	v.timeouts(path+".timeouts", &l.Timeouts)
 	v.limits(path+".limits", &l.Limits)
+	v.http2(path+".http2", &l.HTTP2)
 	for i := range l.Routes {
 		v.route(idx(path+".routes", i), &l.Routes[i], clusters)
 	}
@@ -328,6 +352,16 @@ func (v *validator) limits(path string, l *Limits) {
 	v.sizeRange(path+".max_chunk_extension", l.MaxChunkExtension, 0, 64*KiB)
 	v.sizeRange(path+".max_trailer_bytes", l.MaxTrailerBytes, 0, 16*MiB)
 	v.sizeRange(path+".max_inflight_bytes", l.MaxInflightBytes, 4*KiB, 1*GiB)
+}
+
+func (v *validator) http2(path string, h *HTTP2) {
+	v.intRange(path+".max_concurrent_streams", h.MaxConcurrentStreams, 1, 10000)
+	v.sizeRange(path+".stream_window", h.StreamWindow, 16*KiB, 16*MiB)
+	v.sizeRange(path+".connection_window", h.ConnectionWindow, 64*KiB, 1*GiB)
+	v.sizeRange(path+".max_frame_size", h.MaxFrameSize, 16*KiB, 16*MiB-1)
+	v.sizeRange(path+".max_header_list_size", h.MaxHeaderListSize, 1*KiB, 16*MiB)
+	v.intRange(path+".max_continuation_frames", h.MaxContinuationFrames, 1, 10000)
+	v.positive(path+".settings_timeout", h.SettingsTimeout)
 }
 
 func (v *validator) clusterRef(key, name string, clusters map[string]int) {
@@ -361,6 +395,10 @@ func (v *validator) route(path string, r *Route, clusters map[string]int) {
 	for i, m := range r.Methods {
 		if !isToken(m) {
 			v.addf(idx(path+".methods", i), "invalid method %q: must be a token such as \"GET\"", m)
+		} else if up := strings.ToUpper(m); up != m {
+			// Methods are case-sensitive (RFC 9110, section 9.1): "get"
+			// never matches a GET request.
+			v.addf(idx(path+".methods", i), "method %q never matches: methods are case-sensitive (did you mean %q?)", m, up)
 		}
 	}
 	names := make([]string, 0, len(r.Headers))
@@ -409,6 +447,11 @@ func isPrime(n int) bool {
 func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	v.required(path+".name", c.Name)
 	v.oneOf(path+".lb", c.LB, LBNames...)
+	v.oneOf(path+".protocol", c.Protocol, "http1", "h2c")
+	v.intRange(path+".max_streams_per_connection", c.MaxStreamsPerConnection, 1, 10000)
+	if c.Protocol != "h2c" && v.present[path+".max_streams_per_connection"] {
+		v.addf(path+".max_streams_per_connection", "only allowed for protocol = \"h2c\"")
+	}
 	if _, _, err := ParseHashKey(c.HashKey); err != nil {
 		v.addf(path+".hash_key", "%v", err)
 	}
@@ -465,7 +508,10 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	if c.HealthCheck != nil {
 		v.healthCheck(path+".health_check", c.HealthCheck)
 	}
-	if o := c.OutlierDetection; o != nil {
+	if c.OutlierDetection == nil {
+		c.OutlierDetection = DefaultOutlierDetection()
+	} else {
+		o := c.OutlierDetection
 		op := path + ".outlier_detection"
 		v.intRange(op+".consecutive_5xx", o.Consecutive5xx, 0, 1<<20)
 		v.intRange(op+".consecutive_connect_failures", o.ConsecutiveConnectFailures, 0, 1<<20)
@@ -476,6 +522,7 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	r := &c.Retry
 	v.intRange(path+".retry.max_retries", r.MaxRetries, 0, 10)
 	v.floatRange(path+".retry.budget_percent", r.BudgetPercent, 0, 100)
+	v.intRange(path+".retry.min_retries_per_second", r.MinRetriesPerSecond, 0, 100000)
 	for i, cond := range r.RetryOn {
 		v.oneOf(idx(path+".retry.retry_on", i), cond,
 			RetryOnConnectFailure, RetryOnReset, RetryOn502, RetryOn503, RetryOn504)

@@ -47,7 +47,6 @@ type clusterTable struct {
 // clusterRT is what the forwarder reads per cluster on every request.
 type clusterRT struct {
 	maxIdle int
-	retry   retryPolicy
 	hot     clusterCounters
 }
 
@@ -57,12 +56,13 @@ type clusterCounters struct {
 	connects, reuses *metrics.Counter
 }
 
-// retryPolicy is a cluster's [clusters.retry] table in the form the
-// forwarder checks it.
-type retryPolicy struct {
-	max     int
-	perTry  time.Duration
-	retryOn map[string]bool // "connect-failure", "reset", "502", "503", "504"
+// retryOnBits maps the TOML retry_on values onto lb's conditions.
+var retryOnBits = map[string]lb.RetryConditions{
+	conf.RetryOnConnectFailure: lb.RetryOnConnectFailure,
+	conf.RetryOnReset:          lb.RetryOnReset,
+	conf.RetryOn502:            lb.RetryOn502,
+	conf.RetryOn503:            lb.RetryOn503,
+	conf.RetryOn504:            lb.RetryOn504,
 }
 
 // LBSpec maps a configured cluster onto the load balancer's spec.
@@ -80,13 +80,24 @@ func LBSpec(c *conf.Cluster) lb.Spec {
 		PanicMode:              c.OnPanic,
 		OverprovisioningFactor: c.OverprovisioningFactor,
 		Retry: lb.RetrySpec{
-			MaxRetries:    c.Retry.MaxRetries,
-			PerTryTimeout: c.Retry.PerTryTimeout.Std(),
-			BudgetPercent: c.Retry.BudgetPercent,
+			MaxRetries:          c.Retry.MaxRetries,
+			PerTryTimeout:       c.Retry.PerTryTimeout.Std(),
+			BudgetPercent:       c.Retry.BudgetPercent,
+			MinRetriesPerSecond: c.Retry.MinRetriesPerSecond,
 		},
 	}
-	if c.Retry.MaxRetries == 0 {
-		s.Retry.MaxRetries = -1 // 0 in the file means "no retries"
+	for _, r := range c.Retry.RetryOn {
+		s.Retry.RetryOn |= retryOnBits[r]
+	}
+	// 0 in the file means "none"; lb reads 0 as "default".
+	if c.Retry.MaxRetries == 0 || s.Retry.RetryOn == 0 {
+		s.Retry.MaxRetries = -1 // no retries at all (an empty retry_on retries nothing)
+	}
+	if c.Retry.MinRetriesPerSecond == 0 {
+		s.Retry.MinRetriesPerSecond = -1
+	}
+	if c.Retry.BudgetPercent == 0 {
+		s.Retry.BudgetPercent = -1 // only the floor
 	}
 	if c.PanicThreshold == 0 {
 		s.PanicThreshold = -1
@@ -155,18 +166,13 @@ func (cs *Clusters) build(c *conf.Cluster, index int) (*stages.Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 	}
-	return &stages.Cluster{Name: c.Name, Index: index, LB: lbc}, nil
+	return &stages.Cluster{Name: c.Name, Index: index, LB: lbc, H2: c.Protocol == "h2c", MaxStreams: c.MaxStreamsPerConnection}, nil
 }
 
 // runtime is the forwarder's view of c.
 func (cs *Clusters) runtime(c *conf.Cluster) clusterRT {
-	rp := retryPolicy{max: c.Retry.MaxRetries, perTry: c.Retry.PerTryTimeout.Std(), retryOn: map[string]bool{}}
-	for _, r := range c.Retry.RetryOn {
-		rp.retryOn[r] = true
-	}
 	return clusterRT{
 		maxIdle: c.MaxIdlePerEndpoint,
-		retry:   rp,
 		hot: clusterCounters{
 			connects: cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, c.Name)),
 			reuses:   cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, c.Name)),
@@ -183,6 +189,12 @@ type clusterUpdate struct {
 	prepared map[*stages.Cluster]*lb.Prepared // clusters that stay, their update built
 	added    []*stages.Cluster
 	removed  []*stages.Cluster
+	// shared are the added clusters that carry on an existing lb.Cluster
+	// under a new *stages.Cluster: the upstream protocol or
+	// max_streams_per_connection changed, which the forwarder reads from
+	// the immutable stages.Cluster. Requests in flight and pooled
+	// connections keep the old one.
+	shared map[*stages.Cluster]bool
 }
 
 // prepare checks and builds the clusters of snap without applying them:
@@ -207,8 +219,19 @@ func (cs *Clusters) prepare(snap *conf.Snapshot) (*clusterUpdate, error) {
 				u.discard()
 				return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 			}
+			if sc.H2 != (c.Protocol == "h2c") || sc.MaxStreams != c.MaxStreamsPerConnection {
+				sc = &stages.Cluster{Name: c.Name, Index: next, LB: sc.LB, H2: c.Protocol == "h2c", MaxStreams: c.MaxStreamsPerConnection}
+				next++
+				if u.shared == nil {
+					u.shared = map[*stages.Cluster]bool{}
+				}
+				u.shared[sc] = true
+				u.added = append(u.added, sc)
+				u.tab.rt = append(u.tab.rt, cs.runtime(c))
+			} else {
+				u.tab.rt[sc.Index] = cs.runtime(c)
+			}
 			u.prepared[sc] = p
-			u.tab.rt[sc.Index] = cs.runtime(c)
 		} else {
 			var err error
 			if sc, err = cs.build(c, next); err != nil {
@@ -223,7 +246,7 @@ func (cs *Clusters) prepare(snap *conf.Snapshot) (*clusterUpdate, error) {
 		u.tab.list = append(u.tab.list, sc)
 	}
 	for _, sc := range old.list {
-		if u.tab.byName[sc.Name] != sc {
+		if now := u.tab.byName[sc.Name]; now != sc && (now == nil || now.LB != sc.LB) {
 			u.removed = append(u.removed, sc)
 		}
 	}
@@ -239,7 +262,9 @@ func (u *clusterUpdate) discard() {
 		p.Discard()
 	}
 	for _, sc := range u.added {
-		sc.LB.Retire()
+		if !u.shared[sc] {
+			sc.LB.Retire()
+		}
 	}
 	u.prepared, u.added = nil, nil
 }
@@ -258,7 +283,7 @@ func (u *clusterUpdate) apply() (goneEndpoints []*lb.Endpoint, removed []*stages
 	}
 	for _, sc := range u.added {
 		cs.all = append(cs.all, sc)
-		if cs.started {
+		if cs.started && !u.shared[sc] {
 			sc.LB.Start(cs.ctx)
 		}
 	}
@@ -309,32 +334,45 @@ func (cs *Clusters) Healthy(cluster, addr string) bool {
 	return e != nil && e.Healthy()
 }
 
-// AllowRetry decides whether a failed attempt is retried: an idempotent
-// method, nothing of the body streamed (the caller checks), the failure's
-// kind listed in retry_on, retries left, and room in the cluster's retry
-// budget (which this spends). attempts counts tries made so far.
+// AllowRetry decides whether a failed attempt is retried, and spends the
+// retry budget when it is. It is a thin mapping onto lb's one policy
+// (Cluster.ShouldRetry, then Cluster.AllowRetry): reason is the
+// forwarder's failure token, status the status it would answer (or the
+// upstream's), attempts the tries made so far (1 after the first). The
+// caller checks that no body byte went upstream, so bodySent is false.
+//
+// reason "status" is the forwarder asking, before it discards a 502 or
+// 503 response, whether a retry would follow: it is answered without
+// spending, since the retry itself comes back with "status_502" or
+// "status_503" and spends then.
 func (cs *Clusters) AllowRetry(cl *stages.Cluster, attempts int, method []byte, reason string, status int) bool {
-	rp := &cs.tab.Load().rt[cl.Index].retry
-	if attempts > rp.max || !lb.IdempotentMethod(string(method)) {
+	cause, ok := retryCause(reason)
+	if !ok || !cl.LB.ShouldRetry(string(method), false, attempts-1, cause, status) {
 		return false
 	}
-	var kind string
+	if reason == "status" {
+		return cl.LB.RetryBudgetLeft()
+	}
+	return cl.LB.AllowRetry()
+}
+
+// retryCause maps the forwarder's failure tokens (METRICS.md,
+// expressgateway_upstream_failures_total) onto lb's retry causes; false
+// for a token that is never retried.
+func retryCause(reason string) (lb.RetryCause, bool) {
 	switch reason {
 	case "connect_failed", "connect_timeout":
-		kind = "connect-failure"
+		return lb.CauseConnectFailed, true // nothing was sent
 	case "reset":
-		kind = "reset"
-	default:
-		switch status {
-		case 502:
-			kind = "502"
-		case 503:
-			kind = "503"
-		case 504:
-			kind = "504"
-		}
+		return lb.CauseReset, true
+	case "per_try_timeout", "response_header_timeout":
+		return lb.CauseTimeout, true
+	case "status", "status_502", "status_503", "status_504", "bad_response":
+		// bad_response: the upstream answered garbage, which the client
+		// would see as the gateway's 502.
+		return lb.CauseStatus, true
 	}
-	return rp.retryOn[kind] && cl.LB.AllowRetry()
+	return 0, false
 }
 
 // countReuse counts a request sent on a pooled connection of cl.
@@ -345,7 +383,7 @@ func (cs *Clusters) countConnect(cl *stages.Cluster) { cs.tab.Load().rt[cl.Index
 
 // PerTryTimeout bounds one attempt of cl; 0 means none.
 func (cs *Clusters) PerTryTimeout(cl *stages.Cluster) time.Duration {
-	return cs.tab.Load().rt[cl.Index].retry.perTry
+	return cl.LB.PerTryTimeout()
 }
 
 // observeDuration records a request's duration in the listener histogram.

@@ -22,8 +22,8 @@ import (
 // their declared framing).
 func TestDesyncCorpusThroughProxy(t *testing.T) {
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, "ok")
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
 	})
 	g := startGW(t, []string{o.addr()}, `
 max_connections_per_ip = 0
@@ -110,7 +110,7 @@ func sendRaw(t *testing.T, addr, raw string) (int, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
 		return 0, false
@@ -119,6 +119,6 @@ func sendRaw(t *testing.T, addr, raw string) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp.StatusCode, resp.Header.Get("Via") != ""
 }

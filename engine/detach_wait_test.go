@@ -23,12 +23,12 @@ func TestLongUploadWaitsForPipelinedResponseToDrain(t *testing.T) {
 	const respSize = 6 << 20
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/big" {
-			io.WriteString(w, strings.Repeat("r", respSize))
+			_, _ = io.WriteString(w, strings.Repeat("r", respSize))
 			return
 		}
 		h := sha256.New()
-		io.Copy(h, r.Body)
-		io.WriteString(w, hex.EncodeToString(h.Sum(nil)))
+		_, _ = io.Copy(h, r.Body)
+		_, _ = io.WriteString(w, hex.EncodeToString(h.Sum(nil)))
 	})
 	g := startGW(t, []string{o.addr()}, `
 [listeners.limits]
@@ -37,13 +37,17 @@ max_inflight_bytes = "8MiB"
 	c := dialRaw(t, g.addr)
 	// A modest receive buffer, so that part of the response stays in gnet's
 	// outbound buffer while the client does not read.
-	c.Conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	if err := c.Conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
 	const bodySize = 16 << 20
 	body := []byte(strings.Repeat("u", bodySize))
 	c.send(t, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(200 * time.Millisecond) // the response fills the socket buffers
 	c.send(t, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 16777216\r\n\r\n")
-	c.Write(body[:1<<20])
+	if _, err := c.Write(body[:1<<20]); err != nil {
+		t.Fatal(err)
+	}
 	if g.waitMetric(`expressgateway_guard_hits_total{guard="detach_wait"}`, 1) != 1 {
 		t.Fatal("the upload did not wait for the pipelined response to drain")
 	}
@@ -51,7 +55,7 @@ max_inflight_bytes = "8MiB"
 	if resp.StatusCode != 200 || len(got) != respSize || strings.Trim(got, "r") != "" {
 		t.Fatalf("pipelined response damaged: %d, %d bytes", resp.StatusCode, len(got))
 	}
-	go c.Write(body[1<<20:])
+	go func() { _, _ = c.Write(body[1<<20:]) }() // the upload's checksum below tells whether it all arrived
 	resp, sum := c.readResponse(t, "POST")
 	want := sha256.Sum256(body)
 	if resp.StatusCode != 200 || sum != hex.EncodeToString(want[:]) {
@@ -70,7 +74,7 @@ func saturatedListener(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Close(fd) })
+	t.Cleanup(func() { _ = syscall.Close(fd) })
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +86,7 @@ func saturatedListener(t *testing.T) string {
 	for i := 0; i < 4; i++ { // fill the queue; later SYNs are dropped
 		d := net.Dialer{Timeout: 200 * time.Millisecond}
 		if c, err := d.Dial("tcp", addr); err == nil {
-			t.Cleanup(func() { c.Close() })
+			t.Cleanup(func() { _ = c.Close() })
 		}
 	}
 	return addr
@@ -101,7 +105,7 @@ upstream_connect = "3s"
 `, "", nil)
 	c := dialRaw(t, g.addr)
 	c.send(t, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n")
-	go c.Write([]byte(strings.Repeat("u", 1<<20)))
+	go func() { _, _ = c.Write([]byte(strings.Repeat("u", 1<<20))) }() // fails once the gateway cuts the client off
 	if g.waitMetric(`expressgateway_guard_hits_total{guard="dial_wait_overflow"}`, 1) != 1 {
 		t.Fatal("body beyond the dial-wait bound was not cut off")
 	}

@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -16,7 +17,7 @@ func TestDrainFinishesInFlightAndClosesIdle(t *testing.T) {
 		if r.URL.Path == "/slow" {
 			time.Sleep(400 * time.Millisecond)
 		}
-		io.WriteString(w, r.URL.Path)
+		_, _ = io.WriteString(w, r.URL.Path)
 	})
 	g := startGW(t, []string{o.addr()}, "", "", nil)
 	idle := dialRaw(t, g.addr)
@@ -44,11 +45,13 @@ func TestDrainFinishesInFlightAndClosesIdle(t *testing.T) {
 		t.Fatalf("in-flight request: %d %q close=%v", resp.StatusCode, body, resp.Close)
 	}
 	if c, err := net.DialTimeout("tcp", g.addr, time.Second); err == nil {
-		c.SetReadDeadline(time.Now().Add(time.Second))
+		if err := c.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := c.Read(make([]byte, 1)); err == nil {
 			t.Fatal("a new connection was served while draining")
 		}
-		c.Close()
+		_ = c.Close()
 	}
 	select {
 	case left := <-drained:
@@ -73,5 +76,34 @@ func TestDrainBudgetSpent(t *testing.T) {
 	defer cancel()
 	if left := g.eng.Drain(ctx); left != 1 {
 		t.Fatalf("Drain reported %d connections left, want 1", left)
+	}
+	if n := g.metric("expressgateway_shutdown_aborted_connections_total"); n != 1 {
+		t.Fatalf("expressgateway_shutdown_aborted_connections_total = %v, want 1", n)
+	}
+}
+
+// While draining, a tcp listener refuses new connections too (a pair that
+// is open runs to its end), so the drain cannot be kept alive by newcomers.
+func TestDrainRefusesNewL4Connections(t *testing.T) {
+	addr := freePort(t)
+	g := startL4(t, 1, tcpListenerTOML(addr, []string{tcpBackend(t, namedEcho("a"))}, ""))
+	open := dialTCP(t, addr)
+	if name, err := bufio.NewReader(open).ReadString('\n'); err != nil || name != "a\n" {
+		t.Fatalf("greeting %q, %v", name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	drained := make(chan int, 1)
+	go func() { drained <- g.eng.Drain(ctx) }()
+	time.Sleep(100 * time.Millisecond) // Drain has set the engine draining
+	late := dialTCP(t, addr)
+	if err := late.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := late.Read(make([]byte, 16)); err == nil {
+		t.Fatalf("a tcp connection opened while draining was relayed (%d bytes)", n)
+	}
+	if left := <-drained; left != 1 {
+		t.Fatalf("Drain left %d connections, want the 1 pair open before it", left)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,8 +28,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/codecs/h2"
 	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/engine/accesslog"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -47,6 +50,9 @@ type Options struct {
 	// TestHook, when set, runs on the loop for every exchange before it is
 	// forwarded. Tests use it to inject panics; production leaves it nil.
 	TestHook func(x *stages.Exchange)
+	// AccessLog receives the access-log lines (a Buffer per loop); nil
+	// writes none.
+	AccessLog *accesslog.Log
 }
 
 // Engine is the data plane for the snapshot's listeners: http (L7) and
@@ -66,7 +72,8 @@ type Engine struct {
 	eventLoops int
 	booted     chan struct{}
 	bootOnce   sync.Once
-	bootErr    error
+	bootErr    error // why binding or starting failed; set before booted is closed
+	bindErr    error // why New could not bind every listener; Serve returns it
 	stopped    atomic.Bool
 	draining   atomic.Bool
 	done       chan struct{} // closed by Stop
@@ -102,7 +109,11 @@ type listenerRT struct {
 	noRoute   *requestCounters
 	proxyOpts h1.ProxyOptions
 	pathOpts  msg.PathOptions
-	duration  *metrics.PrometheusHistogram
+	h2Limits  h2.Limits
+	h1, h2    bool // the HTTP versions spoken (http_versions)
+
+	h2SettingsTimeout time.Duration
+	duration          *metrics.PrometheusHistogram
 
 	headerRead, bodyIdle, bodyGrace, idleKeepalive time.Duration
 	upConnect, upRespHeader, upIdle                time.Duration
@@ -147,8 +158,12 @@ func New(opts Options) (*Engine, error) {
 			return nil, err
 		}
 		if err := e.bindSlot(s, nil); err != nil {
+			// Serve (and Bound) report a bind failure, naming the
+			// listener; nothing of the engine serves.
 			e.closeSlots()
-			return nil, err
+			e.slots, e.order = map[string]*listenerSlot{}, nil
+			e.bindErr = err
+			break
 		}
 		e.slots[s.name] = s
 		e.order = append(e.order, s)
@@ -162,8 +177,18 @@ func New(opts Options) (*Engine, error) {
 func (e *Engine) newSlot(lc *conf.Listener) *listenerSlot {
 	return &listenerSlot{
 		name: lc.Name, proto: lc.Protocol, addr: lc.Listen, reuse: lc.ReusePort,
-		limiter: &stages.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: lc.MaxConnectionsPerIP},
+		limiter: &stages.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
 	}
+}
+
+// slotPerIP is a listener's per-client-IP cap: connections, or for a udp
+// listener sessions (one limiter for its sessions on every loop, since the
+// kernel spreads one client IP's source ports over all of them).
+func slotPerIP(lc *conf.Listener) int {
+	if lc.Protocol == conf.ProtocolUDP {
+		return lc.MaxSessionsPerIP
+	}
+	return lc.MaxConnectionsPerIP
 }
 
 // setView compiles lc into a new view of s and publishes it.
@@ -240,12 +265,25 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
+	hc := lc.HTTP2
+	h2lim := h2.DefaultLimits()
+	h2lim.MaxConcurrentStreams = uint32(hc.MaxConcurrentStreams)
+	h2lim.InitialStreamWindow = uint32(hc.StreamWindow)
+	h2lim.ConnWindow = uint32(hc.ConnectionWindow)
+	h2lim.MaxFrameSize = uint32(hc.MaxFrameSize)
+	h2lim.MaxHeaderListSize = uint32(hc.MaxHeaderListSize)
+	h2lim.MaxContinuationFrames = hc.MaxContinuationFrames
+	h2lim.MaxHeaderBlockBytes = int(hc.MaxHeaderListSize) + 16<<10
 	l := &listenerRT{
-		slot:     slot,
-		pathOpts: msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
-		cfg:      lc,
-		view:     &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
-		limiter:  slot.limiter,
+		slot:              slot,
+		h1:                slices.Contains(lc.HTTPVersions, "1.1"),
+		h2:                slices.Contains(lc.HTTPVersions, "2"),
+		h2Limits:          h2lim,
+		h2SettingsTimeout: hc.SettingsTimeout.Std(),
+		pathOpts:          msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
+		cfg:               lc,
+		view:              &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
+		limiter:           slot.limiter,
 		limits: h1.Limits{
 			MaxRequestLine: int(lim.MaxRequestLine), MaxHeaderBytes: int(lim.MaxHeaderBytes),
 			MaxHeaderCount: lim.MaxHeaderCount, MaxBodyBytes: int64(lim.MaxBodyBytes),
@@ -283,6 +321,12 @@ func (e *Engine) Serve() error {
 		e.lmu.Unlock()
 		e.bootOnce.Do(func() { close(e.booted) })
 		return nil
+	}
+	if e.bindErr != nil {
+		e.bootErr = e.bindErr
+		e.lmu.Unlock()
+		e.bootOnce.Do(func() { close(e.booted) })
+		return e.bootErr
 	}
 	if len(e.order) > 0 {
 		set, err := e.startSet(e.order)
@@ -339,6 +383,7 @@ func (e *Engine) Drain(ctx context.Context) int {
 		}
 		select {
 		case <-ctx.Done():
+			e.m.ShutdownAborted.Add(n)
 			return n
 		case <-t.C:
 		}
@@ -473,6 +518,10 @@ func (e *Engine) recoverConn(c gnet.Conn, what string) {
 		if c != nil {
 			if cc, ok := c.Context().(*clientConn); ok {
 				cc.abort()
+			} else if sc, ok := c.Context().(*h2Conn); ok {
+				sc.abort()
+			} else if hu, ok := c.Context().(*h2Upstream); ok {
+				hu.fail()
 			} else if u, ok := c.Context().(*upstream); ok {
 				u.fail(errPanic)
 			} else if a, ok := c.Context().(l4Actor); ok {
@@ -511,6 +560,11 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 		lp.enter(c)
 		ctx.onOpen(c)
 		return nil, lp.leave()
+	case *h2Upstream:
+		lp := ctx.lp
+		lp.enter(c)
+		ctx.onOpen(c)
+		return nil, lp.leave()
 	case *clientConn:
 		lp := ctx.lp
 		lp.enter(c)
@@ -536,6 +590,19 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	case *clientConn:
 		if c != ctx.c {
 			return gnet.Close // a stale conn of an actor that moved on
+		}
+		lp := ctx.lp
+		lp.enter(c)
+		ctx.onTraffic()
+		return lp.leave()
+	case *h2Conn:
+		lp := ctx.lp
+		lp.enter(c)
+		ctx.onTraffic()
+		return lp.leave()
+	case *h2Upstream:
+		if c != ctx.c {
+			return gnet.Close
 		}
 		lp := ctx.lp
 		lp.enter(c)
@@ -567,6 +634,16 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch ctx := c.Context().(type) {
 	case *clientConn:
 		ctx.onClose(c, err)
+	case *h2Conn:
+		ctx.lp.enter(c)
+		ctx.onClose()
+		ctx.lp.leave()
+	case *h2Upstream:
+		if c == ctx.c {
+			ctx.lp.enter(c)
+			ctx.onClose()
+			ctx.lp.leave()
+		}
 	case *upstream:
 		ctx.onClose(c, err)
 	case l4Actor:

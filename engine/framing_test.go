@@ -16,16 +16,16 @@ func TestResponseFramingEdgeCases(t *testing.T) {
 		case "/head":
 			w.Header().Set("Content-Length", "5")
 			if r.Method != "HEAD" {
-				io.WriteString(w, "hello")
+				_, _ = io.WriteString(w, "hello")
 			}
 		case "/204":
 			w.WriteHeader(204)
 		case "/304":
 			w.WriteHeader(304)
 		case "/chunked":
-			io.WriteString(w, "part1-")
+			_, _ = io.WriteString(w, "part1-")
 			w.(http.Flusher).Flush()
-			io.WriteString(w, "part2")
+			_, _ = io.WriteString(w, "part2")
 		}
 	})
 	g := startGW(t, []string{o.addr()}, "", "", nil)

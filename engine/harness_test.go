@@ -7,9 +7,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/engine/accesslog"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -30,26 +33,26 @@ type gw struct {
 	m    *Metrics
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String()
 }
 
 // startGW starts an engine whose single listener "web" routes everything to
 // cluster "app" with the given endpoints. extraListener is TOML appended to
 // the listener table (timeouts, limits); extraCluster to the cluster table.
-func startGW(t *testing.T, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
+func startGW(t testing.TB, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
 	t.Helper()
 	return startGWLoops(t, 2, endpoints, listenerTOML, clusterTOML, hook)
 }
 
 // startGWLoops is startGW with a given number of event loops.
-func startGWLoops(t *testing.T, loops int, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
+func startGWLoops(t testing.TB, loops int, endpoints []string, listenerTOML, clusterTOML string, hook func(*stages.Exchange)) *gw {
 	t.Helper()
 	addr := freePort(t)
 	var eps []string
@@ -82,7 +85,7 @@ endpoints = [ %s ]
 	for {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
@@ -95,7 +98,7 @@ endpoints = [ %s ]
 
 // runEngine parses text as a whole config and serves it in-process until
 // the test ends.
-func runEngine(t *testing.T, text string, hook func(*stages.Exchange)) *gw {
+func runEngine(t testing.TB, text string, hook func(*stages.Exchange)) *gw {
 	t.Helper()
 	return runEngineInherit(t, text, hook, nil)
 }
@@ -106,7 +109,7 @@ func runEngineWith(t *testing.T, text string, inherited map[string][]int) *gw {
 	return runEngineInherit(t, text, nil, inherited)
 }
 
-func runEngineInherit(t *testing.T, text string, hook func(*stages.Exchange), inherited map[string][]int) *gw {
+func runEngineInherit(t testing.TB, text string, hook func(*stages.Exchange), inherited map[string][]int) *gw {
 	t.Helper()
 	snap, err := conf.Parse("test.toml", []byte(text))
 	if err != nil {
@@ -124,7 +127,13 @@ func runEngineInherit(t *testing.T, text string, hook func(*stages.Exchange), in
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cl.Start(ctx)
-	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl, TestHook: hook, Inherited: inherited})
+	// Access-log lines (for listeners that turn it on) go nowhere, through
+	// the same buffered writer the binary uses.
+	alog, err := accesslog.New(accesslog.Options{Out: io.Discard, Metrics: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl, TestHook: hook, AccessLog: alog, Inherited: inherited})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +145,15 @@ func runEngineInherit(t *testing.T, text string, hook func(*stages.Exchange), in
 		defer scancel()
 		_ = eng.Stop(sctx)
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("engine serve: %v", err)
+			}
 		case <-sctx.Done():
 		}
 		cancel()
 		cl.Close()
+		_ = alog.Close()
 	})
 	return &gw{eng: eng, set: set, m: m}
 }
@@ -164,8 +177,10 @@ func (g *gw) metric(series string) float64 {
 	g.set.WritePrometheus(&b)
 	for _, line := range strings.Split(b.String(), "\n") {
 		if strings.HasPrefix(line, series+" ") {
-			var v float64
-			fmt.Sscanf(strings.TrimPrefix(line, series+" "), "%g", &v)
+			v, err := strconv.ParseFloat(strings.TrimPrefix(line, series+" "), 64)
+			if err != nil {
+				return math.NaN() // equals nothing: the caller's check fails
+			}
 			return v
 		}
 	}
@@ -225,7 +240,7 @@ func dialRawFrom(t *testing.T, addr, localIP string) *rawConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	return &rawConn{Conn: c, r: bufio.NewReader(c)}
 }
@@ -248,7 +263,7 @@ func (c *rawConn) readResponse(t *testing.T, method string) (*http.Response, str
 	if err != nil {
 		t.Fatalf("read body: %v", err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp, string(body)
 }
 

@@ -50,7 +50,6 @@ type l4Listener struct {
 	idle     time.Duration // tcp_idle, or udp_session_timeout
 	connect  time.Duration // upstream_connect
 	inflight int           // max_inflight_bytes
-	maxUDP   int           // udp sessions per loop (max_connections)
 	log      bool          // access log: one line per session
 
 	active *metrics.Gauge
@@ -62,7 +61,7 @@ type l4Listener struct {
 	upConnects *metrics.Counter
 
 	// udp datagrams dropped, by reason
-	dropFull, dropNoEndpoint, dropQueue, dropSend, dropReply *metrics.Counter
+	dropFull, dropPerIP, dropNoEndpoint, dropQueue, dropSend, dropReply *metrics.Counter
 }
 
 // l4Loop is the L4 state one event loop owns.
@@ -110,7 +109,6 @@ func (l4 *l4Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get fun
 		idle:     lc.Timeouts.TCPIdle.Std(),
 		connect:  lc.Timeouts.UpstreamConnect.Std(),
 		inflight: int(lc.Limits.MaxInflightBytes),
-		maxUDP:   lc.MaxConnections,
 		log:      lc.AccessLog != nil && *lc.AccessLog,
 		active:   set.GetOrCreateGauge(fmt.Sprintf(`expressgateway_l4_sessions_active{listener=%q}`, lc.Name), nil),
 		total:    set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_sessions_total{listener=%q}`, lc.Name)),
@@ -125,7 +123,7 @@ func (l4 *l4Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get fun
 		drop := func(reason string) *metrics.Counter {
 			return set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_udp_drops_total{listener=%q,reason=%q}`, lc.Name, reason))
 		}
-		l.dropFull, l.dropNoEndpoint = drop("sessions_full"), drop("no_endpoint")
+		l.dropFull, l.dropPerIP, l.dropNoEndpoint = drop("sessions_full"), drop("sessions_per_ip"), drop("no_endpoint")
 		l.dropQueue, l.dropSend, l.dropReply = drop("queue_full"), drop("send_failed"), drop("reply_failed")
 	}
 	// Deadlines are checked by a sweep; a few sweeps per timeout keep

@@ -68,7 +68,7 @@ func TestL4Measure(t *testing.T) {
 		}
 		el, cpu := time.Since(start), cpuTime()-cpu0
 		t.Logf("bulk %-17s %6.0f MiB/s  %4.2f CPU-s/GiB", tc.name, size/el.Seconds()/(1<<20), cpu.Seconds()/(size>>30))
-		c.Close()
+		_ = c.Close()
 	}
 
 	// Memory per session: idle pairs on the loop, then pairs off the loop.
@@ -93,7 +93,7 @@ func TestL4Measure(t *testing.T) {
 		t.Logf("%d idle sessions %-17s heap+stacks %+6.1f KiB/session, RSS %+6.1f KiB/session",
 			n, tc.name, float64(after.heapStacks-before.heapStacks)/n/1024, float64(after.rss-before.rss)/n/1024)
 		for _, c := range cs {
-			c.Close()
+			_ = c.Close()
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -120,7 +120,7 @@ func TestL4Measure(t *testing.T) {
 			t.Logf("%d stalled 'slow reader' sessions %-18s heap+stacks %+6.1f KiB/session, RSS %+6.1f KiB/session",
 				n, tc.name, float64(after.heapStacks-before.heapStacks)/n/1024, float64(after.rss-before.rss)/n/1024)
 			for _, c := range cs {
-				c.Close()
+				_ = c.Close()
 			}
 			time.Sleep(300 * time.Millisecond)
 		}
@@ -165,7 +165,7 @@ func pingPong(t *testing.T, addr string, conns, size int, dur time.Duration) (in
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			buf := make([]byte, size)
 			n := int64(0)
 			for time.Now().Before(stop) {
@@ -207,7 +207,7 @@ func connPerRequest(t *testing.T, addr string, conns, size int, dur time.Duratio
 				if err == nil {
 					_, err = io.ReadFull(c, buf)
 				}
-				c.Close()
+				_ = c.Close()
 				if err != nil {
 					t.Error(err)
 					return
@@ -229,7 +229,7 @@ func goProxy(t *testing.T, backend string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { _ = ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -239,7 +239,7 @@ func goProxy(t *testing.T, backend string) string {
 			go func() {
 				u, err := net.Dial("tcp", backend)
 				if err != nil {
-					c.Close()
+					_ = c.Close()
 					return
 				}
 				done := make(chan struct{})
@@ -251,8 +251,8 @@ func goProxy(t *testing.T, backend string) string {
 				_, _ = io.Copy(c, u)
 				_ = c.(*net.TCPConn).CloseWrite()
 				<-done
-				c.Close()
-				u.Close()
+				_ = c.Close()
+				_ = u.Close()
 			}()
 		}
 	}()

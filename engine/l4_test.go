@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -35,6 +36,8 @@ event_loops = %d
 access_log = false
 %s
 `, loops, listenersTOML)
+	// Ready waits for the SO_REUSEPORT sockets of every loop, so UDP flows
+	// hash to their final socket from the first datagram on.
 	return runEngine(t, text, nil)
 }
 
@@ -44,7 +47,7 @@ func freeUDPPort(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
+	defer func() { _ = pc.Close() }()
 	return pc.LocalAddr().String()
 }
 
@@ -79,7 +82,7 @@ func tcpBackend(t *testing.T, handle func(c *net.TCPConn)) string {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -91,7 +94,7 @@ func tcpBackend(t *testing.T, handle func(c *net.TCPConn)) string {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 				handle(c.(*net.TCPConn))
 			}()
@@ -116,7 +119,7 @@ func dialTCP(t *testing.T, addr string) *net.TCPConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	return c.(*net.TCPConn)
 }
@@ -146,7 +149,7 @@ func TestL4TCPEchoRoundRobin(t *testing.T) {
 		if _, err := io.ReadFull(r, got); err != nil || string(got) != msg {
 			t.Fatalf("conn %d: echo %q, %v", i, got, err)
 		}
-		c.Close()
+		_ = c.Close()
 	}
 	for _, n := range []string{"a", "b", "c"} {
 		if seen[n] != conns/3 {
@@ -330,7 +333,7 @@ func TestL4TCPHalfClose(t *testing.T) {
 	// Client half-closes first: the backend reads to EOF, then answers.
 	countBack := tcpBackend(t, func(c *net.TCPConn) {
 		n, _ := io.Copy(io.Discard, c)
-		fmt.Fprintf(c, "got %d", n)
+		_, _ = fmt.Fprintf(c, "got %d", n)
 	})
 	// Backend half-closes first: it says hello, sends FIN, then reads.
 	backendGot := make(chan string, 1)
@@ -487,7 +490,7 @@ func TestL4TCPPerIPLimit(t *testing.T) {
 		t.Errorf("guard hits = %v", v)
 	}
 	// Closing one frees its slot.
-	first.Close()
+	_ = first.Close()
 	g.waitMetric(`expressgateway_l4_sessions_active{listener="l4"}`, 1)
 	r := bufio.NewReader(dialTCP(t, addr))
 	if _, err := r.ReadString('\n'); err != nil {
@@ -503,7 +506,7 @@ func udpBackend(t *testing.T, name string, got *atomic.Int64) string {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
+	t.Cleanup(func() { _ = pc.Close(); <-done })
 	go func() {
 		defer close(done)
 		buf := make([]byte, 64<<10)
@@ -556,7 +559,7 @@ func dialUDP(t *testing.T, addr string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -645,12 +648,15 @@ func TestL4UDPManyClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.Dial("udp", addr)
+			// Four client IPs, 50 ports each: under the default
+			// max_sessions_per_ip (64).
+			local := &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%4))}
+			c, err := net.DialUDP("udp", local, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
 			if err != nil {
 				errs <- err
 				return
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			buf := make([]byte, 2048)
 			for j := range each {
 				msg := fmt.Sprintf("c%d-%d", i, j)
@@ -742,7 +748,7 @@ endpoints = [ { address = %q } ]
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if string(body) != "http ok" {
 		t.Errorf("http: %q", body)
 	}

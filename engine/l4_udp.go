@@ -91,16 +91,23 @@ func (l4 *l4Engine) datagram(c gnet.Conn, g *graft) {
 }
 
 // open starts a session for a new client address, or returns nil when the
-// table is full or no endpoint can take it (the datagram is dropped).
+// listener's session cap or the client IP's is reached, or no endpoint can
+// take it (the datagram is dropped).
 func (t *udpTable) open(key netip.AddrPort, ra *net.UDPAddr) *udpSession {
 	l, e := t.slot.l4.Load(), t.ll.l4.e
-	if len(t.sessions) >= l.maxUDP {
-		e.m.GuardHit("udp_sessions").Inc()
-		l.dropFull.Inc()
+	ip := key.Addr()
+	if ok, lim := l.limiter.Acquire(ip); !ok {
+		guard, drop := guardUDPSessions, l.dropFull
+		if lim == "max_connections_per_ip" {
+			guard, drop = guardUDPSessionsPerIP, l.dropPerIP
+		}
+		drop.Inc()
+		e.l4GuardHit(guard, l.name, ip)
 		return nil
 	}
-	p, err := l.cluster.LB.Pick(sourceIP(key.Addr()), nil)
+	p, err := l.cluster.LB.Pick(sourceIP(ip), nil)
 	if err != nil {
+		l.limiter.Release(ip)
 		e.m.UpstreamFailure(l.cluster.Name, "no_endpoint").Inc()
 		l.dropNoEndpoint.Inc()
 		return nil
@@ -282,6 +289,7 @@ func (s *udpSession) close(status int, connectFailed bool, reason string) {
 		s.ep.ConnClosed()
 	}
 	l := s.l
+	l.limiter.Release(s.client.Addr())
 	l.active.Dec()
 	if !l.log {
 		return

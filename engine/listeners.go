@@ -170,7 +170,11 @@ func (e *Engine) bindSlot(s *listenerSlot, take []*lsock) error {
 		fd, err := listenSocket(s.udp(), s.addr, s.reuse || s.udp())
 		if err != nil {
 			s.undoBind(take)
-			return fmt.Errorf("listener %s: listen %s: %w", s.name, s.addr, err)
+			network := "tcp"
+			if s.udp() {
+				network = "udp"
+			}
+			return fmt.Errorf("listener %s: %s %s: %w", s.name, network, s.addr, err)
 		}
 		ino, err := socketInode(fd)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/engine/accesslog"
 	"github.com/expressgateway/expressgateway/lb"
 	"github.com/expressgateway/expressgateway/stages"
 )
@@ -22,10 +23,18 @@ type loop struct {
 	el       gnet.EventLoop
 	pipeline *stages.Pipeline
 	pools    map[*lb.Endpoint]*pool
+	h2pools  map[*lb.Endpoint][]*h2Upstream // h2c upstream connections, by endpoint
 	clients  map[*clientConn]struct{}
-	pending  map[*listenerRT]int // requests in flight per listener (queue_size)
-	scratch  []byte
-	fwd      msg.Scratch // forwarded field lists, reused per request
+	h2conns  map[*h2Conn]struct{}
+	h2free   []*h2Stream // finished HTTP/2 streams, reused
+	h2dirty  []h2Output  // HTTP/2 connections with output to write at the end of the round
+
+	h2flushQueued   bool
+	h2flushRunnable gnet.RunnableFunc
+	pending         map[*listenerRT]int // requests in flight per listener (queue_size)
+	scratch         []byte
+	alog            *accesslog.Buffer // this loop's access-log lines; nil without an access log
+	fwd             msg.Scratch       // forwarded field lists, reused per request
 
 	// current is the connection whose callback is running; closeCurrent
 	// asks the handler to return gnet.Close for it (see detachGnet).
@@ -51,13 +60,22 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 		e:       e,
 		el:      el,
 		pools:   map[*lb.Endpoint]*pool{},
+		h2pools: map[*lb.Endpoint][]*h2Upstream{},
 		clients: map[*clientConn]struct{}{},
+		h2conns: map[*h2Conn]struct{}{},
 		pending: map[*listenerRT]int{},
 		scratch: make([]byte, 0, 16<<10),
 	}
+	if e.opts.AccessLog != nil {
+		lp.alog = e.opts.AccessLog.NewBuffer()
+	}
 	lp.pipeline = stages.NewPipeline(e.stages, e.ringSize)
-	lp.pipeline.Done = func(x *stages.Exchange) { x.Owner.(*clientConn).respondLocal(x) }
+	lp.pipeline.Done = func(x *stages.Exchange) { x.Owner.(localResponder).respondLocal(x) }
 	lp.pipeline.Full = func(stage string) { e.m.GuardHit("ring_full_" + stage).Inc() }
+	lp.h2flushRunnable = func(context.Context) error {
+		lp.flushH2()
+		return nil
+	}
 	lp.sweepRunnable = func(context.Context) error {
 		lp.sweep()
 		return nil
@@ -75,10 +93,90 @@ func (lp *loop) sweep() {
 			cc.onTimer(now)
 		}()
 	}
+	for sc := range lp.h2conns {
+		func() {
+			defer lp.e.recoverConn(sc.c, "timer")
+			sc.onTimer(now)
+		}()
+	}
 	for _, p := range lp.pools {
 		p.trim(now)
 	}
+	if lp.alog != nil {
+		lp.alog.Flush(lp.now())
+	}
+	ttl := lp.e.idleTTL(nil)
+	for _, list := range lp.h2pools {
+		for _, hu := range list {
+			hu.sweep(now, ttl)
+		}
+	}
 	lp.flushOut()
+}
+
+// localResponder is the owner of an exchange: the session that answers it
+// when a stage refuses it.
+type localResponder interface{ respondLocal(x *stages.Exchange) }
+
+// scheduleH2Flush asks the loop to write the sessions' output after the
+// events of this round (Execute's tasks run after the poller's batch).
+func (lp *loop) scheduleH2Flush() {
+	if lp.h2flushQueued {
+		return
+	}
+	lp.h2flushQueued = true
+	if err := lp.el.Execute(context.Background(), lp.h2flushRunnable); err != nil {
+		lp.flushH2() // the loop is stopping: write now
+	}
+}
+
+// h2Output is an HTTP/2 connection, client or upstream side, whose output
+// the loop writes once per round.
+type h2Output interface{ flushNow() }
+
+// flushH2 writes every dirty HTTP/2 connection's output, one write each.
+func (lp *loop) flushH2() {
+	lp.h2flushQueued = false
+	for i, o := range lp.h2dirty {
+		lp.h2dirty[i] = nil
+		o.flushNow()
+	}
+	lp.h2dirty = lp.h2dirty[:0]
+	lp.flushOut()
+}
+
+// h2FreeMax bounds the per-loop free list of HTTP/2 streams.
+const h2FreeMax = 1024
+
+// getH2Stream takes a stream from the free list (its buffers kept) or
+// makes one.
+func (lp *loop) getH2Stream() *h2Stream {
+	if n := len(lp.h2free); n > 0 {
+		s := lp.h2free[n-1]
+		lp.h2free[n-1] = nil
+		lp.h2free = lp.h2free[:n-1]
+		return s
+	}
+	return &h2Stream{}
+}
+
+// putH2Stream returns a finished stream; oversized buffers are dropped so a
+// burst does not pin memory.
+func (lp *loop) putH2Stream(s *h2Stream) {
+	if len(lp.h2free) >= h2FreeMax {
+		return
+	}
+	keep := func(b []byte) []byte {
+		if cap(b) > 64<<10 {
+			return nil
+		}
+		return b[:0]
+	}
+	*s = h2Stream{
+		arena: keep(s.arena), norm: keep(s.norm), body: keep(s.body), pend: keep(s.pend),
+		pendTrlB: keep(s.pendTrlB), hdrs: s.hdrs[:0], tfs: s.tfs[:0], pendTrl: s.pendTrl[:0], lfs: s.lfs[:0],
+	}
+	lp.h2free = append(lp.h2free, s)
 }
 
 // pool is one endpoint's idle upstream connections on one loop (LIFO, so

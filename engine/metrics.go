@@ -17,6 +17,9 @@ type Metrics struct {
 	Set *metrics.Set
 
 	Panics *metrics.Counter
+	// ShutdownAborted counts the client connections Drain found still open
+	// when its budget ran out; Stop closes them.
+	ShutdownAborted *metrics.Counter
 
 	mu         sync.Mutex
 	guardHits  map[string]*metrics.Counter
@@ -26,7 +29,24 @@ type Metrics struct {
 	upActive   map[string]*atomic.Int64
 	cliActive  map[string]*atomic.Int64
 	detach     map[string]*metrics.Counter
+	h2events   map[string]*metrics.Counter
+
+	// HTTP/2 sessions (h2_conn.go).
+	H2Connections *atomic.Int64
+	H2Streams     *atomic.Int64
+	H2StreamsOpen *metrics.Counter
+	h2FramesIn    [h2FrameTypes]*metrics.Counter
+	h2FramesOut   [h2FrameTypes]*metrics.Counter
+	H2UpStreams   *metrics.Counter
+	h2StallReq    *metrics.Counter
+	h2StallResp   *metrics.Counter
 }
+
+// h2FrameTypes are the frame types counted by name; others count as
+// "unknown".
+const h2FrameTypes = 11
+
+var h2FrameNames = [h2FrameTypes]string{"data", "headers", "priority", "rst_stream", "settings", "push_promise", "ping", "goaway", "window_update", "continuation", "unknown"}
 
 // NewMetrics registers the engine families in set.
 func NewMetrics(set *metrics.Set) *Metrics {
@@ -40,8 +60,65 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		upActive:   map[string]*atomic.Int64{},
 		cliActive:  map[string]*atomic.Int64{},
 		detach:     map[string]*metrics.Counter{},
+		h2events:   map[string]*metrics.Counter{},
+
+		H2Connections: new(atomic.Int64),
+		H2Streams:     new(atomic.Int64),
+		H2StreamsOpen: set.NewCounter("expressgateway_http2_streams_total"),
+		H2UpStreams:   set.NewCounter("expressgateway_upstream_http2_streams_total"),
+		h2StallReq:    set.NewCounter(`expressgateway_http2_flow_control_stalls_total{direction="request"}`),
+		h2StallResp:   set.NewCounter(`expressgateway_http2_flow_control_stalls_total{direction="response"}`),
 	}
+	set.NewGauge("expressgateway_http2_connections_active", func() float64 { return float64(m.H2Connections.Load()) })
+	set.NewGauge("expressgateway_http2_streams_active", func() float64 { return float64(m.H2Streams.Load()) })
+	// The most common h2c upstream events, registered up front so that the
+	// families are always exported.
+	m.H2UpReset("sent", "CANCEL")
+	m.H2UpGoAway("NO_ERROR")
+	for i, n := range h2FrameNames {
+		m.h2FramesIn[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="received",type=%q}`, n))
+		m.h2FramesOut[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="sent",type=%q}`, n))
+	}
+	m.ShutdownAborted = set.NewCounter("expressgateway_shutdown_aborted_connections_total")
 	return m
+}
+
+// MetricsHelp returns the HELP text of every family the engine exports,
+// keyed by family name. Each is the first sentence of the family's row in
+// METRICS.md (a test in cmd/expressgateway keeps the two equal).
+func MetricsHelp() map[string]string {
+	return map[string]string{
+		"expressgateway_requests_total":                     "requests answered, by listener, route and status class (1xx…5xx).",
+		"expressgateway_request_duration_seconds":           "time from the complete request head to the end of the response (Prometheus le buckets from 5 ms to 10 s).",
+		"expressgateway_local_responses_total":              "responses the gateway generated itself, by listener and reason.",
+		"expressgateway_client_connections_active":          "open client connections, including those whose exchange runs off the event loop.",
+		"expressgateway_upstream_connections_active":        "open upstream connections (active and pooled).",
+		"expressgateway_upstream_connects_total":            "upstream dials started.",
+		"expressgateway_upstream_reuses_total":              "requests sent on a pooled keep-alive connection.",
+		"expressgateway_upstream_failures_total":            "upstream failures, by cluster and reason.",
+		"expressgateway_stream_detach_total":                "exchanges moved off the event loop for kernel backpressure, by direction.",
+		"expressgateway_shutdown_aborted_connections_total": "client connections still open when the drain budget (engine.drain_timeout) ran out at shutdown, and so closed.",
+		"expressgateway_l4_sessions_active":                 "open tcp connection pairs or udp sessions.",
+		"expressgateway_l4_sessions_total":                  "tcp pairs or udp sessions opened.",
+		"expressgateway_l4_bytes_total":                     "payload bytes relayed, by direction: rx client → upstream, tx upstream → client.",
+		"expressgateway_l4_udp_drops_total":                 "datagrams dropped, by reason.",
+		"expressgateway_guard_hits_total":                   "requests and connections a guard or limit refused or cut, by guard.",
+		"expressgateway_panic_total":                        "panics recovered while handling a connection; each closed only its own connection.",
+		"expressgateway_fd_budget":                          "file descriptors the connection and session caps may hold at once, with the idle pools and a margin.",
+		"expressgateway_fd_limit":                           "the soft RLIMIT_NOFILE in force, after the start raised it to the hard limit.",
+		"expressgateway_http2_connections_active":           "open HTTP/2 client connections.",
+		"expressgateway_http2_streams_active":               "open HTTP/2 streams of client connections, including those whose response still drains.",
+		"expressgateway_http2_streams_total":                "HTTP/2 streams opened by clients.",
+		"expressgateway_http2_frames_total":                 "HTTP/2 frames of client connections, by direction and frame type.",
+		"expressgateway_http2_rst_stream_total":             "RST_STREAM frames of client connections, by direction and error code.",
+		"expressgateway_http2_goaway_total":                 "GOAWAY frames of client connections, by direction and error code or reason.",
+		"expressgateway_http2_flow_control_stalls_total":    "times HTTP/2 data had to wait for flow control, by direction.",
+		"expressgateway_upstream_http2_streams_total":       "streams opened on h2c upstream connections.",
+		"expressgateway_access_log_written_total":           "access-log lines written to stderr or log.access_log_file.",
+		"expressgateway_access_log_dropped_total":           "access-log lines lost, never waited for.",
+		"expressgateway_upstream_http2_rst_stream_total":    "RST_STREAM frames on h2c upstream connections, by direction and error code.",
+		"expressgateway_upstream_http2_goaway_total":        "GOAWAY frames received from h2c upstreams, by error code.",
+	}
 }
 
 func (m *Metrics) counter(mp map[string]*metrics.Counter, key, name string) *metrics.Counter {
@@ -124,4 +201,63 @@ func (rc *requestCounters) inc(status int) {
 		c = 5
 	}
 	rc.byClass[c].Inc()
+}
+
+// H2Reset counts RST_STREAM frames by direction ("sent", "received") and
+// error code.
+func (m *Metrics) H2Reset(direction, code string) *metrics.Counter {
+	return m.counter(m.h2events, "rst\x00"+direction+"\x00"+code,
+		fmt.Sprintf(`expressgateway_http2_rst_stream_total{direction=%q,code=%q}`, direction, code))
+}
+
+// H2GoAway counts GOAWAY frames by direction and error code (or, for ours,
+// the connection error's token).
+func (m *Metrics) H2GoAway(direction, code string) *metrics.Counter {
+	return m.counter(m.h2events, "goaway\x00"+direction+"\x00"+code,
+		fmt.Sprintf(`expressgateway_http2_goaway_total{direction=%q,code=%q}`, direction, code))
+}
+
+// H2UpReset counts RST_STREAM frames on h2c upstream connections, by
+// direction and error code.
+func (m *Metrics) H2UpReset(direction, code string) *metrics.Counter {
+	return m.counter(m.h2events, "uprst\x00"+direction+"\x00"+code,
+		fmt.Sprintf(`expressgateway_upstream_http2_rst_stream_total{direction=%q,code=%q}`, direction, code))
+}
+
+// H2UpGoAway counts GOAWAY frames received from h2c upstreams, by error
+// code.
+func (m *Metrics) H2UpGoAway(code string) *metrics.Counter {
+	return m.counter(m.h2events, "upgoaway\x00"+code,
+		fmt.Sprintf(`expressgateway_upstream_http2_goaway_total{code=%q}`, code))
+}
+
+// H2FlowStall counts the times a stream's data had to wait for flow
+// control: "request" (credit held while the upstream drains), "response"
+// (DATA pending on the client's window).
+func (m *Metrics) H2FlowStall(direction string) *metrics.Counter {
+	if direction == "request" {
+		return m.h2StallReq
+	}
+	return m.h2StallResp
+}
+
+// h2CountFrames counts the frames in b, a run of whole HTTP/2 frames,
+// as received or sent.
+func (m *Metrics) h2CountFrames(b []byte, sent bool) {
+	cs := &m.h2FramesIn
+	if sent {
+		cs = &m.h2FramesOut
+	}
+	for len(b) >= 9 {
+		n := int(b[0])<<16 | int(b[1])<<8 | int(b[2])
+		t := int(b[3])
+		if t >= h2FrameTypes-1 {
+			t = h2FrameTypes - 1
+		}
+		cs[t].Inc()
+		if 9+n > len(b) {
+			return
+		}
+		b = b[9+n:]
+	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func TestUpstreamIdleTimeoutTrimsPool(t *testing.T) {
-	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
 	closed := &o.closed
 	g := startGW(t, []string{o.addr()}, `
 [listeners.timeouts]
@@ -39,7 +39,7 @@ func TestMaxIdlePerEndpoint(t *testing.T) {
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		inflight.Add(1)
 		<-release
-		io.WriteString(w, "ok")
+		_, _ = io.WriteString(w, "ok")
 	})
 	g := startGWLoops(t, 1, []string{o.addr()}, "", "max_idle_per_endpoint = 1\n", nil)
 	var wg sync.WaitGroup

@@ -24,7 +24,7 @@ func echoOrigin(t *testing.T) *origin {
 		w.Header().Set("X-Via", r.Header.Get("Via"))
 		w.Header().Set("X-Conn-Hdr", r.Header.Get("X-Hop"))
 		w.Header().Set("X-Trailer", r.Trailer.Get("X-Sum"))
-		fmt.Fprintf(w, "%s %s %d:%s", r.Method, r.URL.Path, len(body), body)
+		_, _ = fmt.Fprintf(w, "%s %s %d:%s", r.Method, r.URL.Path, len(body), body)
 	})
 }
 
@@ -75,7 +75,7 @@ func TestPipeliningKeepsOrder(t *testing.T) {
 		if d, _ := strconv.Atoi(r.URL.Query().Get("sleep")); d > 0 {
 			time.Sleep(time.Duration(d) * time.Millisecond)
 		}
-		io.WriteString(w, r.URL.Path)
+		_, _ = io.WriteString(w, r.URL.Path)
 	})
 	g := startGW(t, []string{o.addr()}, "", "", nil)
 	c := dialRaw(t, g.addr)
@@ -95,7 +95,7 @@ func TestChunkedBothWaysWithTrailers(t *testing.T) {
 		w.Header().Set("X-Req-Trailer", r.Trailer.Get("X-Sum"))
 		w.Header().Set("X-Req-TE", strings.Join(r.TransferEncoding, ","))
 		for i := 0; i < 3; i++ {
-			fmt.Fprintf(w, "[%s]", body)
+			_, _ = fmt.Fprintf(w, "[%s]", body)
 			w.(http.Flusher).Flush()
 		}
 		w.Header().Set("X-Echo-Sum", strconv.Itoa(len(body)))
@@ -269,7 +269,7 @@ func TestUpstreamDownFast502(t *testing.T) {
 func TestUpstreamSlow504(t *testing.T) {
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(1500 * time.Millisecond)
-		io.WriteString(w, "late")
+		_, _ = io.WriteString(w, "late")
 	})
 	g := startGW(t, []string{o.addr()}, `
 [listeners.timeouts]
@@ -302,7 +302,9 @@ header_read = "300ms"
 	if err != nil {
 		t.Fatalf("no 408: %v", err)
 	}
-	io.ReadAll(resp.Body)
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatal(err)
+	}
 	if resp.StatusCode != 408 {
 		t.Fatalf("status %d, want 408", resp.StatusCode)
 	}
@@ -389,7 +391,7 @@ func TestMalformedUpstreamResponse502NotReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	accepted := make(chan struct{}, 10)
 	go func() {
 		for {
@@ -400,13 +402,13 @@ func TestMalformedUpstreamResponse502NotReused(t *testing.T) {
 			accepted <- struct{}{}
 			go func(c net.Conn) {
 				buf := make([]byte, 4096)
-				c.Read(buf)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc")
+				_, _ = c.Read(buf) // the request head; what it says does not matter
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc")
 				buf2 := make([]byte, 4096)
 				if n, _ := c.Read(buf2); n > 0 {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 				}
-				c.Close()
+				_ = c.Close()
 			}(c)
 		}
 	}()

@@ -115,7 +115,7 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 		if l := l4Views[s]; l != nil {
 			s.l4.Store(l)
 		}
-		s.limiter.SetLimits(lc.MaxConnections, lc.MaxConnectionsPerIP)
+		s.limiter.SetLimits(lc.MaxConnections, slotPerIP(lc))
 	}
 	e.global.SetLimits(cfg.Engine.MaxConnections, 0)
 	e.snap.Store(snap)
@@ -213,6 +213,20 @@ func (e *Engine) afterReload(gone []*lb.Endpoint, draining []*listenerSlot, drai
 				delete(lp.pools, ep)
 			}
 		}
+		// h2c connections to endpoints that left take no new stream; the
+		// idle ones close now, the others once their streams end.
+		for ep, list := range lp.h2pools {
+			if live[ep] && !left[ep] {
+				continue
+			}
+			delete(lp.h2pools, ep)
+			for _, hu := range list {
+				hu.retired = true
+				if hu.state == upActive && len(hu.streams) == 0 && len(hu.pending) == 0 {
+					hu.close()
+				}
+			}
+		}
 	})
 	cancel()
 	if len(draining) > 0 {
@@ -264,7 +278,9 @@ func (e *Engine) drainSlots(slots []*listenerSlot, timeout time.Duration) {
 	for {
 		open := 0
 		for _, s := range slots {
-			open += s.limiter.Count()
+			if !s.udp() { // a udp limiter counts sessions, which end with their loops
+				open += s.limiter.Count()
+			}
 		}
 		if open == 0 {
 			break
@@ -332,7 +348,9 @@ func (e *Engine) reapSets() {
 	for _, set := range e.sets {
 		open := 0
 		for _, s := range set.slots {
-			open += s.limiter.Count()
+			if !s.udp() { // a udp limiter counts sessions, which end with their loops
+				open += s.limiter.Count()
+			}
 		}
 		if set.live() || open > 0 {
 			keep = append(keep, set)
@@ -368,4 +386,19 @@ func (cc *clientConn) refresh() {
 // close: the engine drains (shutdown, upgrade) or its listener was removed.
 func (cc *clientConn) draining() bool {
 	return cc.lp.e.draining.Load() || cc.l.slot.draining.Load()
+}
+
+// refresh moves the HTTP/2 session to its listener's current view: called
+// for every new stream, whose leg takes the view then. A stream keeps the
+// view it started with.
+func (sc *h2Conn) refresh() {
+	if l := sc.l.slot.http.Load(); l != sc.l && l != nil {
+		sc.l = l
+	}
+}
+
+// draining reports whether the session should send GOAWAY and finish its
+// streams: the engine drains or its listener was removed.
+func (sc *h2Conn) draining() bool {
+	return sc.lp.e.draining.Load() || sc.l.slot.draining.Load()
 }

@@ -27,7 +27,7 @@ func (c *Cluster) pinned(s *snapshot, ri RequestInfo, exclude *Endpoint) *Endpoi
 		return nil
 	}
 	e := s.cfg.byCookie[string(v)]
-	if e == nil || e == exclude || !(s.panic || e.Healthy()) {
+	if e == nil || e == exclude || !(s.panicMode || e.Healthy()) {
 		return nil
 	}
 	return e

@@ -121,8 +121,8 @@ func newClusterCfg(s Spec, eps []*Endpoint) *clusterCfg {
 		decayNs:       float64(s.EWMA.Decay),
 		byCookie:      make(map[string]*Endpoint, len(eps)),
 		newPicker:     pickerBuilders[s.Algorithm],
-		budgetPercent: s.Retry.BudgetPercent,
-		budgetReserve: int64(s.Retry.MinRetriesPerSecond) * retryWindow,
+		budgetPercent: max(s.Retry.BudgetPercent, 0),
+		budgetReserve: int64(max(s.Retry.MinRetriesPerSecond, 0)) * retryWindow,
 	}
 	cfg.key, _ = parseHashKey(s.HashKey)
 	for _, e := range eps {
@@ -138,9 +138,9 @@ type snapshot struct {
 	levels []level
 	// cum[i] is the upper bound (exclusive, out of 1<<32) of the draw
 	// that selects levels[i].
-	cum   []uint64
-	fail  bool // no endpoint may be picked
-	panic bool // unhealthy endpoints are in the levels
+	cum       []uint64
+	fail      bool // no endpoint may be picked
+	panicMode bool // unhealthy endpoints are in the levels
 }
 
 type level struct {
@@ -250,7 +250,7 @@ func (c *Cluster) Endpoint(addr string) *Endpoint {
 
 // Panicking reports whether the cluster is in panic mode (too few
 // healthy endpoints, routing to all).
-func (c *Cluster) Panicking() bool { return c.snap.Load().panic }
+func (c *Cluster) Panicking() bool { return c.snap.Load().panicMode }
 
 // now is monotonic nanoseconds since New.
 func (c *Cluster) now() int64 { return int64(time.Since(c.epoch)) }
@@ -391,7 +391,7 @@ func (c *Cluster) buildSnapshot(cfg *clusterCfg) *snapshot {
 			s.fail = true
 			return s
 		}
-		s.panic = true
+		s.panicMode = true
 	}
 	health := make([]float64, len(prios))
 	sum := 0.0
@@ -406,7 +406,7 @@ func (c *Cluster) buildSnapshot(cfg *clusterCfg) *snapshot {
 		health[i] = min(100, 100*float64(n)/float64(len(all))*spec.OverprovisioningFactor)
 		sum += health[i]
 	}
-	if sum == 0 && !s.panic {
+	if sum == 0 && !s.panicMode {
 		s.fail = true
 		return s
 	}
@@ -429,7 +429,7 @@ func (c *Cluster) buildSnapshot(cfg *clusterCfg) *snapshot {
 		}
 		all := byPrio[p]
 		eps := all
-		if !s.panic {
+		if !s.panicMode {
 			eps = make([]*Endpoint, 0, len(all))
 			for _, e := range all {
 				if e.Healthy() {
@@ -514,7 +514,11 @@ func (c *Cluster) setStateLocked(e *Endpoint, bit uint32, on bool, reason string
 
 // eject takes e out of rotation for base_ejection_time × its ejection
 // count (capped by max_ejection_time), unless max_ejection_percent of the
-// cluster is ejected already (one ejection is always allowed).
+// cluster is ejected already (one ejection is always allowed, as in
+// Envoy) or e is the last healthy endpoint. The last rule is nginx's
+// (a lone server is never marked down): ejecting it would only move the
+// cluster into panic or 503s, and keep a recovered endpoint out for the
+// whole ejection time.
 func (c *Cluster) eject(e *Endpoint, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -527,23 +531,66 @@ func (c *Cluster) eject(e *Endpoint, reason string) {
 	if c.ejected > 0 && float64(c.ejected+1)*100 > o.MaxEjectionPercent*float64(len(c.endpoints)) {
 		return
 	}
+	if !c.otherHealthyLocked(e) {
+		return
+	}
 	c.ejected++
 	n := e.ejections.Add(1)
 	e.m.ejections.Inc()
 	d := min(time.Duration(n)*o.BaseEjectionTime, o.MaxEjectionTime)
 	c.setStateLocked(e, stateEjected, true, reason, nil)
-	e.ejectTimer = time.AfterFunc(d, func() { c.unEject(e) })
+	e.ejectGen++
+	gen := e.ejectGen
+	e.ejectTimer = time.AfterFunc(d, func() { c.expire(e, gen) })
 }
 
-func (c *Cluster) unEject(e *Endpoint) {
+// otherHealthyLocked reports whether an endpoint other than e is healthy.
+func (c *Cluster) otherHealthyLocked(e *Endpoint) bool {
+	for _, x := range c.endpoints {
+		if x != e && x.Healthy() {
+			return true
+		}
+	}
+	return false
+}
+
+// expire ends ejection number gen of e; a timer that an early
+// un-ejection stopped too late finds a later number and leaves that
+// ejection alone.
+func (c *Cluster) expire(e *Endpoint, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if e.ejectGen != gen {
+		return
+	}
+	c.unEjectLocked(e, "ejection_expired")
+}
+
+// unEjectLocked ends e's ejection now and stops its timer.
+func (c *Cluster) unEjectLocked(e *Endpoint, reason string) {
 	if c.closed || e.gone || e.state.Load()&stateEjected == 0 {
 		return
 	}
 	c.ejected--
-	e.ejectTimer = nil
-	c.setStateLocked(e, stateEjected, false, "ejection_expired", nil)
+	if e.ejectTimer != nil {
+		e.ejectTimer.Stop()
+		e.ejectTimer = nil
+	}
+	c.setStateLocked(e, stateEjected, false, reason, nil)
+}
+
+// activeCheckPassed brings an endpoint that failed its active checks back
+// into rotation, and ends an ejection with it (Envoy's
+// successful_active_health_check_uneject_host): the checker saw the
+// endpoint fail and then pass healthy_threshold probes in a row, which is
+// better news than a timer running out. While the endpoint is still
+// marked down, clearing the ejection is no transition, so the endpoint
+// comes back with one event.
+func (c *Cluster) activeCheckPassed(e *Endpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unEjectLocked(e, "active_check_passed")
+	c.setStateLocked(e, stateActiveDown, false, "active_check_passed", nil)
 }
 
 // Start runs active health checks (if configured) until ctx ends or Close.

@@ -47,6 +47,7 @@ type Endpoint struct {
 	// health.
 	gone      bool
 	stopCheck func() // cancels its health checker; guarded by c.mu
+	ejectGen  uint64 // numbers ejections, so a stale timer is recognised; guarded by c.mu
 
 	cookieValue string                 // session_affinity cookie value
 	setCookie   atomic.Pointer[string] // precomputed Set-Cookie header value

@@ -101,7 +101,7 @@ func (k *checker) record(err error) {
 		k.failed = 0
 		k.ok++
 		if down && k.ok >= k.spec.HealthyThreshold {
-			k.c.setState(k.e, stateActiveDown, false, "active_check_passed", nil)
+			k.c.activeCheckPassed(k.e)
 		}
 		return
 	}

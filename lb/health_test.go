@@ -145,7 +145,7 @@ func TestHealthCheckTCP(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot listen on %s again: %v", addr, err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	go serve(ln)
 	t.Logf("tcp: back after %v", waitHealthy(t, e, true))
 }

@@ -19,6 +19,19 @@ const (
 	metricTransitions = "expressgateway_lb_health_transitions_total"
 )
 
+// MetricsHelp returns the HELP text of every family the package exports,
+// keyed by family name. Each is the first sentence of the family's row in
+// METRICS.md (a test in cmd/expressgateway keeps the two equal).
+func MetricsHelp() map[string]string {
+	return map[string]string{
+		metricHealthy:     "1 when the endpoint is in the pick set, 0 when an active check or outlier ejection took it out.",
+		metricEjections:   "passive outlier ejections.",
+		metricPicks:       "times the endpoint was picked.",
+		metricActive:      "requests in flight to the endpoint.",
+		metricTransitions: "health transitions, to = healthy or unhealthy; each is also logged once.",
+	}
+}
+
 // newEndpointMetrics creates (or finds, after a reload) an endpoint's
 // series in set. Every series is created here, up front, so the hot path
 // only does atomic adds. With a nil set the metrics are private.

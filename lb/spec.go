@@ -53,11 +53,12 @@ const (
 	DefaultHealthyThreshold       = 2
 	DefaultUnhealthyThreshold     = 3
 	DefaultHealthPath             = "/healthz"
+	DefaultRetryOn                = RetryOnConnectFailure | RetryOnReset | RetryOn502 | RetryOn503
 	DefaultConsecutive5xx         = 5
-	DefaultConsecutiveConnectFail = 5
-	DefaultBaseEjectionTime       = 30 * time.Second
+	DefaultConsecutiveConnectFail = 3
+	DefaultBaseEjectionTime       = 10 * time.Second
 	DefaultMaxEjectionTime        = 300 * time.Second
-	DefaultMaxEjectionPercent     = 10.0
+	DefaultMaxEjectionPercent     = 50.0
 )
 
 // Spec is one cluster: its endpoints and how requests are spread over them.
@@ -182,31 +183,39 @@ type OutlierSpec struct {
 	// Consecutive5xx responses (500-599) eject an endpoint; default 5,
 	// negative disables.
 	Consecutive5xx int
-	// ConsecutiveConnectFailures eject an endpoint; default 5, negative
-	// disables.
+	// ConsecutiveConnectFailures eject an endpoint; default 3, negative
+	// disables. A refused or timed-out connect is unambiguous (nothing
+	// listens), so a small streak suffices, as nginx's max_fails=1 does.
 	ConsecutiveConnectFailures int
 	// BaseEjectionTime × number of ejections so far is how long an
-	// ejection lasts; default 30s.
+	// ejection lasts; default 10s (nginx's fail_timeout).
 	BaseEjectionTime time.Duration
 	// MaxEjectionTime caps one ejection; default 300s.
 	MaxEjectionTime time.Duration
 	// MaxEjectionPercent caps the share of endpoints ejected at once;
-	// default 10, but one endpoint may always be ejected.
+	// default 50 (more would put the default panic threshold in force
+	// anyway). One endpoint may always be ejected, but never the last
+	// healthy one: a cluster never ejects all its endpoints.
 	MaxEjectionPercent float64
 }
 
 // RetrySpec bounds retries. The forwarder asks Cluster.ShouldRetry and
 // Cluster.AllowRetry; the budget keeps retries to a share of requests.
 type RetrySpec struct {
+	// RetryOn is the set of failures retried; zero means DefaultRetryOn
+	// (connect failure, reset, 502, 503). Disable retries with MaxRetries.
+	RetryOn RetryConditions
 	// MaxRetries per request; default 2, negative disables retries.
 	MaxRetries int
 	// PerTryTimeout bounds each attempt; 0 means only the route's timeout.
 	PerTryTimeout time.Duration
 	// BudgetPercent: retries in the last 10 s may not exceed this share of
-	// requests in the same window; default 20.
+	// requests in the same window; default 20, negative means none (only
+	// MinRetriesPerSecond).
 	BudgetPercent float64
-	// MinRetriesPerSecond are allowed regardless of the budget, so a
-	// quiet cluster can still retry; default 10.
+	// MinRetriesPerSecond are allowed regardless of the budget (× the 10 s
+	// window), so a quiet cluster can still retry; default 10, Finagle's
+	// and Linkerd's floor for this budget. Negative means no floor.
 	MinRetriesPerSecond int
 }
 
@@ -258,6 +267,9 @@ func (s *Spec) Defaults() {
 	}
 	if s.Retry.MinRetriesPerSecond == 0 {
 		s.Retry.MinRetriesPerSecond = DefaultMinRetriesPerSecond
+	}
+	if s.Retry.RetryOn == 0 {
+		s.Retry.RetryOn = DefaultRetryOn
 	}
 	if hc := s.HealthCheck; hc != nil {
 		if hc.Type == "" {
@@ -380,11 +392,11 @@ func (s *Spec) Validate() error {
 	if s.Retry.PerTryTimeout < 0 {
 		bad("retry.per_try_timeout", "must be >= 0")
 	}
-	if s.Retry.BudgetPercent < 0 || s.Retry.BudgetPercent > 100 {
-		bad("retry.budget_percent", "%v is outside 0..100", s.Retry.BudgetPercent)
+	if s.Retry.BudgetPercent > 100 {
+		bad("retry.budget_percent", "%v is above 100", s.Retry.BudgetPercent)
 	}
-	if s.Retry.MinRetriesPerSecond < 0 {
-		bad("retry.min_retries_per_second", "must be >= 0")
+	if s.Retry.RetryOn&^retryOnAll != 0 {
+		bad("retry.retry_on", "%#x has unknown condition bits", uint8(s.Retry.RetryOn))
 	}
 	if hc := s.HealthCheck; hc != nil {
 		switch hc.Type {

@@ -18,7 +18,7 @@ func TestSpecDefaults(t *testing.T) {
 		s.MaglevTableSize != 65537 || s.RingHash.MinRingSize != 1024 || s.RingHash.MaxRingSize != 1<<23 ||
 		s.EWMA.Decay != 10*time.Second || s.Affinity.CookieName != "eg_affinity" || s.Affinity.Path != "/" ||
 		s.PanicThreshold != 50 || s.PanicMode != "all" || s.OverprovisioningFactor != 1.4 ||
-		s.Retry.MaxRetries != 2 || s.Retry.BudgetPercent != 20 || s.Retry.MinRetriesPerSecond != 10 {
+		s.Retry.MaxRetries != 2 || s.Retry.BudgetPercent != 20 || s.Retry.MinRetriesPerSecond != 10 || s.Retry.RetryOn != DefaultRetryOn {
 		t.Fatalf("defaults: %+v", s)
 	}
 	hc := s.HealthCheck
@@ -27,8 +27,8 @@ func TestSpecDefaults(t *testing.T) {
 		t.Fatalf("health defaults: %+v", hc)
 	}
 	o := s.Outlier
-	if o.Consecutive5xx != 5 || o.ConsecutiveConnectFailures != 5 || o.BaseEjectionTime != 30*time.Second ||
-		o.MaxEjectionTime != 300*time.Second || o.MaxEjectionPercent != 10 {
+	if o.Consecutive5xx != 5 || o.ConsecutiveConnectFailures != 3 || o.BaseEjectionTime != 10*time.Second ||
+		o.MaxEjectionTime != 300*time.Second || o.MaxEjectionPercent != 50 {
 		t.Fatalf("outlier defaults: %+v", o)
 	}
 }
@@ -42,7 +42,7 @@ func TestSpecValidate(t *testing.T) {
 			{Weight: 1},
 		},
 		PanicThreshold: 150, PanicMode: "maybe", OverprovisioningFactor: 0.5,
-		Retry:       RetrySpec{BudgetPercent: 120, PerTryTimeout: -1},
+		Retry:       RetrySpec{BudgetPercent: 120, PerTryTimeout: -1, RetryOn: 0x80},
 		HealthCheck: &HealthCheckSpec{Type: "icmp", Interval: time.Second, Timeout: -1, HealthyThreshold: 1, UnhealthyThreshold: 0},
 		Outlier:     &OutlierSpec{BaseEjectionTime: time.Second, MaxEjectionTime: time.Millisecond, MaxEjectionPercent: 101},
 	}
@@ -53,7 +53,7 @@ func TestSpecValidate(t *testing.T) {
 	for _, want := range []string{
 		"name:", "algorithm:", "hash_key:", "endpoints[0].weight:", "endpoints[1].address:", "endpoints[1].priority:",
 		"endpoints[2].address:", "panic_threshold:", "panic_mode:", "overprovisioning_factor:",
-		"retry.budget_percent:", "retry.per_try_timeout:", "health_check.type:", "health_check.timeout:",
+		"retry.budget_percent:", "retry.per_try_timeout:", "retry.retry_on:", "health_check.type:", "health_check.timeout:",
 		"health_check.unhealthy_threshold:", "outlier.max_ejection_time:", "outlier.max_ejection_percent:",
 	} {
 		if !strings.Contains(err.Error(), want) {

@@ -212,19 +212,6 @@ func (c *Cluster) retireLocked(e *Endpoint) {
 	unregisterEndpointMetrics(c.opts.metrics, c.spec.Name, e.addr)
 }
 
-// unEjectLocked ends e's ejection now (outlier detection was removed).
-func (c *Cluster) unEjectLocked(e *Endpoint, reason string) {
-	if e.state.Load()&stateEjected == 0 {
-		return
-	}
-	if e.ejectTimer != nil {
-		e.ejectTimer.Stop()
-		e.ejectTimer = nil
-	}
-	c.ejected--
-	c.setStateLocked(e, stateEjected, false, reason, nil)
-}
-
 // Retire closes the cluster (see Close) and unregisters its endpoints'
 // metric series: for a cluster a reload removed. Requests still in flight
 // keep working on the last pick set.

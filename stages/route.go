@@ -15,6 +15,10 @@ type Cluster struct {
 	Name  string
 	Index int // dense index, for per-loop tables (upstream pools)
 	LB    *lb.Cluster
+	// H2 says the endpoints speak HTTP/2 with prior knowledge (protocol =
+	// "h2c"); MaxStreams caps the streams of one upstream connection.
+	H2         bool
+	MaxStreams int
 }
 
 // Listener is the compiled, immutable routing view of one listener.

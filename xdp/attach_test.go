@@ -89,7 +89,7 @@ func TestUnprivileged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestUnprivileged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }()
 	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestUnprivileged(t *testing.T) {
 	if _, err := io.Copy(dst, src); err != nil {
 		t.Fatal(err)
 	}
-	dst.Close()
+	_ = dst.Close()
 	cmd := exec.Command(bin, "-test.run=^TestUnprivileged$", "-test.v")
 	cmd.Env = append(os.Environ(), "EG_XDP_UNPRIVILEGED_CHILD=1")
 	cmd.Dir = dir

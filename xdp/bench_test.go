@@ -111,7 +111,7 @@ func BenchmarkLBConntrackHit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	benchProg(b, ns, l.objs.XdpLb, benchFrame(tcpACK), xdpRedirect)
 }
 
@@ -124,7 +124,7 @@ func BenchmarkLBNewFlow(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	benchProg(b, ns, l.objs.XdpLb, benchFrame(tcpSYN), xdpRedirect)
 }
 
@@ -137,7 +137,7 @@ func BenchmarkReflector(b *testing.B) {
 	if err := loadReflectObjects(&ro, nil); err != nil {
 		b.Fatal(err)
 	}
-	defer ro.Close()
+	defer func() { _ = ro.Close() }()
 	benchProg(b, ns, ro.XdpReflect, benchFrame(tcpACK), xdpTX)
 }
 
@@ -158,12 +158,12 @@ func BenchmarkVethPPS(b *testing.B) {
 	if err := loadReflectObjects(&ro, nil); err != nil {
 		b.Fatal(err)
 	}
-	defer ro.Close()
+	defer func() { _ = ro.Close() }()
 	l, err := newLB(benchConfig(dev).withDefaults())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 
 	attach := func(ns *netnstest.NS, idx int, prog *ebpf.Program) link.Link {
 		var lk link.Link
@@ -174,7 +174,7 @@ func BenchmarkVethPPS(b *testing.B) {
 		return lk
 	}
 	sink := attach(gen, int(genIf), ro.XdpSink)
-	defer sink.Close()
+	defer func() { _ = sink.Close() }()
 
 	frame := benchFrame(tcpACK)
 	// Prime conntrack for the frame's flow.
@@ -198,7 +198,7 @@ func BenchmarkVethPPS(b *testing.B) {
 	}{{"reflector", ro.XdpReflect}, {"lb", l.objs.XdpLb}} {
 		b.Run(c.name, func(b *testing.B) {
 			lk := attach(dut, dutIf, c.prog)
-			defer lk.Close()
+			defer func() { _ = lk.Close() }()
 			before := count()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {

@@ -47,11 +47,11 @@ func startBackend(t *testing.T, ns *netnstest.NS, name string) {
 	var mu sync.Mutex
 	var conns []net.Conn
 	t.Cleanup(func() {
-		ln.Close()
-		pc.Close()
+		_ = ln.Close()
+		_ = pc.Close()
 		mu.Lock()
 		for _, c := range conns {
-			c.Close()
+			_ = c.Close()
 		}
 		mu.Unlock()
 		wg.Wait()
@@ -70,7 +70,7 @@ func startBackend(t *testing.T, ns *netnstest.NS, name string) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				r := bufio.NewReader(c)
 				for {
 					if _, err := r.ReadString('\n'); err != nil {
@@ -91,7 +91,7 @@ func startBackend(t *testing.T, ns *netnstest.NS, name string) {
 			if err != nil {
 				return
 			}
-			pc.WriteTo(append([]byte(name+":"), buf[:n]...), from)
+			_, _ = pc.WriteTo(append([]byte(name+":"), buf[:n]...), from) // a lost reply shows as a timeout at the client
 		}
 	}()
 }
@@ -104,7 +104,9 @@ type conn struct {
 
 // ask sends a line and returns the backend's name.
 func (c *conn) ask() (string, error) {
-	c.c.SetDeadline(time.Now().Add(ioTimeout))
+	if err := c.c.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
+		return "", err
+	}
 	if _, err := c.c.Write([]byte("who\n")); err != nil {
 		return "", err
 	}
@@ -128,7 +130,7 @@ func dialMany(t *testing.T, ns *netnstest.NS, n int) []*conn {
 	})
 	t.Cleanup(func() {
 		for _, c := range out {
-			c.c.Close()
+			_ = c.c.Close()
 		}
 	})
 	for i, c := range out {
@@ -153,7 +155,9 @@ func e2eConfig(tp *netnstest.Topology, mode string, names ...string) Config {
 	var tcpB, udpB []Backend
 	for _, n := range names {
 		var i int
-		fmt.Sscanf(n, "b%d", &i)
+		if _, err := fmt.Sscanf(n, "b%d", &i); err != nil || i < 1 || i > len(tp.BackendAddrs) {
+			panic(fmt.Sprintf("e2eConfig: backends are named b1 to b%d, not %q", len(tp.BackendAddrs), n))
+		}
 		addr := tp.BackendAddrs[i-1]
 		tcpB = append(tcpB, Backend{Name: n, Address: addr, Port: 8080, Weight: 1, Healthy: true})
 		udpB = append(udpB, Backend{Name: n, Address: addr, Port: 5353, Weight: 1, Healthy: true})
@@ -244,15 +248,18 @@ func testEndToEnd(t *testing.T, mode string) {
 			if err != nil {
 				return err
 			}
-			pc.SetDeadline(time.Now().Add(ioTimeout))
+			if err := pc.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
+				_ = pc.Close()
+				return err
+			}
 			dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(e2eVIP, 53))
 			if _, err := pc.WriteTo([]byte("ping"), dst); err != nil {
-				pc.Close()
+				_ = pc.Close()
 				return err
 			}
 			buf := make([]byte, 100)
 			n, from, err := pc.ReadFrom(buf)
-			pc.Close()
+			_ = pc.Close()
 			if err != nil {
 				return fmt.Errorf("udp %d: %w", i, err)
 			}

@@ -118,7 +118,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		}
 		t.Fatalf("load: %v", err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { _ = l.Close() })
 	return &fixture{t: t, ns: ns, lb: l, ifindex: uint32(ns.Ifindex("fx0"))}
 }
 
@@ -133,7 +133,7 @@ func (f *fixture) run(in []byte, tx bool) (uint32, []byte) {
 		opts.Context = xdpMd{DataEnd: uint32(len(in)), IngressIfindex: f.ifindex}
 	}
 	var ret uint32
-	f.ns.MustDo(func() error {
+	f.ns.MustDo(func() (err error) {
 		var old unix.CPUSet
 		if err := unix.SchedGetaffinity(0, &old); err != nil {
 			return err
@@ -143,8 +143,11 @@ func (f *fixture) run(in []byte, tx bool) (uint32, []byte) {
 		if err := unix.SchedSetaffinity(0, &one); err != nil {
 			return err
 		}
-		defer unix.SchedSetaffinity(0, &old)
-		var err error
+		defer func() {
+			if rerr := unix.SchedSetaffinity(0, &old); err == nil {
+				err = rerr
+			}
+		}()
 		ret, err = f.lb.objs.XdpLb.Run(opts)
 		return err
 	})

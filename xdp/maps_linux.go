@@ -310,7 +310,7 @@ func (l *LB) writeTable(st *vipState) error {
 	if err != nil {
 		return classify("create maglev table", err)
 	}
-	defer m.Close()
+	defer func() { _ = m.Close() }()
 	keys := make([]uint32, len(vals))
 	for i := range keys {
 		keys[i] = uint32(i)

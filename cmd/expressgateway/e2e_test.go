@@ -56,7 +56,7 @@ func freeAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String()
 }
 
@@ -103,7 +103,7 @@ func startBinaryLog(t *testing.T, cfg string, waitAddr string) (*exec.Cmd, strin
 	for {
 		c, err := net.Dial("tcp", waitAddr)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			return cmd, logf.Name()
 		}
 		if time.Now().After(deadline) {
@@ -166,7 +166,9 @@ func slowCopy(dst io.Writer, src io.Reader, rate int64) (int64, error) {
 	for {
 		m, err := src.Read(buf)
 		if m > 0 {
-			dst.Write(buf[:m])
+			if _, err := dst.Write(buf[:m]); err != nil {
+				return n, err
+			}
 			n += int64(m)
 			if ahead := time.Duration(n*int64(time.Second)/rate) - time.Since(start); ahead > 0 {
 				time.Sleep(ahead)
@@ -215,14 +217,14 @@ func TestStreamingMemoryBounded(t *testing.T) {
 				http.Error(w, err.Error(), 500)
 				return
 			}
-			fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
+			_, _ = fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
 		case "/download":
 			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-			io.Copy(w, &patternReader{n: size, h: sha256.New()})
+			_, _ = io.Copy(w, &patternReader{n: size, h: sha256.New()})
 		}
 	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
 
 	gwAddr := freeAddr(t)
 	cmd := startBinary(t, fmt.Sprintf(`
@@ -248,8 +250,8 @@ endpoints = [ { address = %q } ]
 	// Warm up and take the baseline.
 	resp, err := http.Get("http://" + gwAddr + "/warm")
 	if err == nil {
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
 	}
 	time.Sleep(200 * time.Millisecond)
 	base := rssBytes(pid)
@@ -284,7 +286,7 @@ endpoints = [ { address = %q } ]
 			upErr = err
 			return
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		body, _ := io.ReadAll(resp.Body)
 		want := fmt.Sprintf("%d %s", size, hex.EncodeToString(src.h.Sum(nil)))
 		if resp.StatusCode != 200 || string(body) != want {
@@ -298,10 +300,16 @@ endpoints = [ { address = %q } ]
 			downErr = err
 			return
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		// A small receive buffer so the gateway sees the slow reader.
-		c.(*net.TCPConn).SetReadBuffer(256 << 10)
-		fmt.Fprintf(c, "GET /download HTTP/1.1\r\nHost: x\r\n\r\n")
+		if err := c.(*net.TCPConn).SetReadBuffer(256 << 10); err != nil {
+			downErr = err
+			return
+		}
+		if _, err := fmt.Fprintf(c, "GET /download HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			downErr = err
+			return
+		}
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -311,7 +319,7 @@ endpoints = [ { address = %q } ]
 		h := sha256.New()
 		n, err := slowCopy(h, resp.Body, rate)
 		want := sha256.New()
-		io.Copy(io.Discard, &patternReader{n: size, h: want})
+		_, _ = io.Copy(io.Discard, &patternReader{n: size, h: want})
 		if err != nil || n != size || hex.EncodeToString(h.Sum(nil)) != hex.EncodeToString(want.Sum(nil)) {
 			downErr = fmt.Errorf("download: %d bytes, err %v, hash match %v", n, err, hex.EncodeToString(h.Sum(nil)) == hex.EncodeToString(want.Sum(nil)))
 		}

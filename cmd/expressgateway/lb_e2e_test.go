@@ -51,12 +51,12 @@ func (b *backend) start(t *testing.T) {
 		if r.URL.Path != "/healthz" {
 			b.hits.Add(1)
 		}
-		io.WriteString(w, b.name)
+		_, _ = io.WriteString(w, b.name)
 	})}
 	b.mu.Lock()
 	b.srv = srv
 	b.mu.Unlock()
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 }
 
 func (b *backend) stop() {
@@ -65,7 +65,7 @@ func (b *backend) stop() {
 	b.srv = nil
 	b.mu.Unlock()
 	if srv != nil {
-		srv.Close()
+		_ = srv.Close()
 	}
 }
 
@@ -126,7 +126,7 @@ func (c *lbClient) get(t *testing.T, hdr map[string]string) (int, string, *http.
 	if err != nil {
 		return 0, err.Error(), nil
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), resp
 }
@@ -320,7 +320,7 @@ func load(c *lbClient, workers int, stop <-chan struct{}) (func() (map[string]in
 					m["error: "+err.Error()]++
 				} else {
 					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
+					_ = resp.Body.Close()
 					if resp.StatusCode != 200 {
 						failed++
 						m[fmt.Sprintf("status %d: %s", resp.StatusCode, b)]++

@@ -25,7 +25,7 @@ func main() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, `usage:
+	_, _ = fmt.Fprintln(w, `usage:
   expressgateway run [--config FILE]      serve; without --config the embedded default config
   expressgateway validate --config FILE   check FILE; exit 1 and list every problem when invalid
   expressgateway version                  print the version`)
@@ -45,7 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		if err := serve(*cfg, stderr); err != nil {
-			fmt.Fprintln(stderr, "expressgateway:", err)
+			_, _ = fmt.Fprintln(stderr, "expressgateway:", err)
 			return 1
 		}
 		return 0
@@ -57,18 +57,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		if *cfg == "" {
-			fmt.Fprintln(stderr, "validate: --config FILE is required")
+			_, _ = fmt.Fprintln(stderr, "validate: --config FILE is required")
 			return 2
 		}
 		return validate(*cfg, stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "expressgateway %s\n", version)
+		if _, err := fmt.Fprintf(stdout, "expressgateway %s\n", version); err != nil {
+			return 1
+		}
 		return 0
 	case "help", "--help", "-h":
 		usage(stdout)
 		return 0
 	}
-	fmt.Fprintf(stderr, "unknown command %q\n", args[0])
+	_, _ = fmt.Fprintf(stderr, "unknown command %q\n", args[0])
 	usage(stderr)
 	return 2
 }
@@ -76,16 +78,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 func validate(path string, stdout, stderr io.Writer) int {
 	_, err := loadConfig(path)
 	if err == nil {
-		fmt.Fprintf(stdout, "%s: ok\n", path)
+		if _, err := fmt.Fprintf(stdout, "%s: ok\n", path); err != nil {
+			return 1
+		}
 		return 0
 	}
 	var ve *conf.ValidationError
 	if errors.As(err, &ve) {
 		for _, p := range ve.Problems {
-			fmt.Fprintln(stderr, p.String())
+			_, _ = fmt.Fprintln(stderr, p.String())
 		}
 		return 1
 	}
-	fmt.Fprintf(stderr, "%s: %v\n", path, err)
+	_, _ = fmt.Fprintf(stderr, "%s: %v\n", path, err)
 	return 1
 }

@@ -47,7 +47,7 @@ func newRawUpstream(t *testing.T, name string) *rawUpstream {
 		t.Fatal(err)
 	}
 	u := &rawUpstream{name: name, ln: ln}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { _ = ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -72,7 +72,7 @@ func (u *rawUpstream) requests() []seenRequest {
 }
 
 func (u *rawUpstream) serve(c net.Conn) {
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	br := bufio.NewReader(c)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -129,7 +129,7 @@ func rawExchange(t *testing.T, addr, raw string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ idle_keepalive = "60s"`, oneCluster(up.addr()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	start := time.Now()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := io.ReadAll(c)
@@ -409,12 +409,12 @@ max_inflight_bytes = "4KiB"`, oneCluster(up.addr()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(c, "PUT /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", size)
+		_, _ = fmt.Fprintf(c, "PUT /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", size)
 		br := bufio.NewReader(c)
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 		line, err := br.ReadString('\n')
 		if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
-			c.Close()
+			_ = c.Close()
 			t.Fatalf("%d-byte body: first line %q, %v", size, line, err)
 		}
 		if _, err := br.ReadString('\n'); err != nil { // the blank line
@@ -424,7 +424,7 @@ max_inflight_bytes = "4KiB"`, oneCluster(up.addr()))
 			t.Fatal(err)
 		}
 		rest, _ := io.ReadAll(br)
-		c.Close()
+		_ = c.Close()
 		if !strings.HasPrefix(string(rest), "HTTP/1.1 200 ") || strings.Contains(string(rest), "100 Continue") {
 			t.Fatalf("%d-byte body: after the 100: %q", size, rest)
 		}

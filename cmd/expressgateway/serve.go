@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,6 +25,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/conf"
 	"github.com/expressgateway/expressgateway/engine"
+	"github.com/expressgateway/expressgateway/engine/accesslog"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
@@ -44,6 +49,20 @@ func loadConfigData(path string) (*conf.Snapshot, []byte, error) {
 	return snap, data, err
 }
 
+// syncWriter serialises writes to one stream shared by the process log and
+// the access-log writer, so that a log line never lands inside a batch of
+// access lines (a pipe splits writes larger than PIPE_BUF).
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
 // newLogger is the process logger; log.level is zerolog's global level,
 // so that a reload can change it (setLogLevel).
 func newLogger(w io.Writer, level string) zerolog.Logger {
@@ -60,7 +79,7 @@ func serve(path string, stderr io.Writer) error {
 		var ve *conf.ValidationError
 		if errors.As(err, &ve) {
 			for _, p := range ve.Problems {
-				fmt.Fprintln(stderr, p.String())
+				_, _ = fmt.Fprintln(stderr, p.String())
 			}
 			return errors.New("invalid config")
 		}
@@ -73,12 +92,27 @@ func serve(path string, stderr io.Writer) error {
 	defer inh.closeUnused()
 	// Signals that arrive while starting wait until the process serves.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	cfg := &snap.Config
-	log := newLogger(stderr, cfg.Log.Level)
+	out := &syncWriter{w: stderr}
+	log := newLogger(out, cfg.Log.Level)
+	metrics.ExposeMetadata(true) // TYPE lines; writeMetrics adds the HELP text
 	set := metrics.NewSet()
 	m := engine.NewMetrics(set)
+	if err := engine.CheckFDs(cfg, log, set); err != nil {
+		return err
+	}
+	// The access log: one writer goroutine fed by a Buffer per event loop
+	// (engine/accesslog). SIGUSR1 reopens log.access_log_file.
+	alog, err := accesslog.New(accesslog.Options{
+		Out: out, File: cfg.Log.AccessLogFile, BufferSize: int(cfg.Log.AccessLogBuffer), Metrics: set,
+		OnError: func(err error) { log.Error().Err(err).Msg("access log: lines lost") },
+	})
+	if err != nil {
+		return err
+	}
+	defer closeAccessLog(alog, log)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -91,7 +125,7 @@ func serve(path string, stderr io.Writer) error {
 			return fmt.Errorf("demo upstream: %w", err)
 		}
 		demo, demoLn = startDemo(ln), ln
-		defer demo.Close()
+		defer func() { _ = demo.Close() }()
 		log.Info().Str("listen", ln.Addr().String()).Msg("demo upstream started")
 	}
 
@@ -116,40 +150,66 @@ func serve(path string, stderr io.Writer) error {
 	clusters.Start(ctx)
 	defer clusters.Close()
 
-	eng, err := engine.New(engine.Options{Snapshot: snap, Log: log, Metrics: m, Clusters: clusters, Inherited: inh.engineSockets()})
+	eng, err := engine.New(engine.Options{Snapshot: snap, Log: log, Metrics: m, Clusters: clusters, AccessLog: alog, Inherited: inh.engineSockets()})
 	if err != nil {
 		return err
 	}
 	rl := newReloader(path, snap, data, log, set, eng, clusters, xs)
 	up := newUpgrader(log, set)
+	// Ready (/readyz 200 and the "listening" lines) only once every socket
+	// is bound: the admin listener first, then every listener on every
+	// event loop. A bind failure ends the process before anything says
+	// ready.
 	var ready atomic.Bool
 	var admin *http.Server
 	var adminLn net.Listener
+	var adminAddr string
 	if cfg.Admin.Listen != "" {
+		var token string
+		if cfg.Admin.TokenFile != "" {
+			if token, err = conf.ReadToken(cfg.Admin.TokenFile); err != nil {
+				return fmt.Errorf("admin.token_file: %w", err)
+			}
+		}
+		pprofOn := cfg.Admin.Pprof != nil && *cfg.Admin.Pprof
+		if !cfg.Admin.Loopback() && token == "" {
+			open := "/metrics"
+			if pprofOn {
+				open = "/metrics and /debug/pprof/"
+			}
+			log.Warn().Str("listen", cfg.Admin.Listen).Bool("pprof", pprofOn).
+				Msg("the admin listener is not on a loopback address and has no admin.token_file: " + open + " are open to anyone who can reach it")
+		}
 		ln, err := inh.listen("admin", cfg.Admin.Listen)
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
+		adminAddr = ln.Addr().String()
 		var beforeScrape func()
 		if xs != nil {
 			beforeScrape = xs.collect
 		}
-		mux := adminMux(set, &ready, beforeScrape)
+		mux := adminMux(set, &ready, beforeScrape, pprofOn)
 		rl.handleConfig(mux)
-		admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		var h http.Handler = mux
+		if token != "" {
+			h = requireToken(token, h)
+		}
+		admin = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		adminLn = ln
 		go func() { _ = admin.Serve(ln) }()
-		defer admin.Close()
-		log.Info().Str("listen", ln.Addr().String()).Msg("admin listening")
+		defer func() { _ = admin.Close() }()
 	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- eng.Serve() }()
-	<-eng.Ready()
-	if err := eng.StartErr(); err != nil {
-		return fmt.Errorf("engine: %w", err)
+	if err := eng.Bound(); err != nil {
+		return err
 	}
 	ready.Store(true)
+	if adminAddr != "" {
+		log.Info().Str("listen", adminAddr).Msg("admin listening")
+	}
 	for _, l := range cfg.Listeners {
 		log.Info().Str("listener", l.Name).Str("listen", l.Listen).Str("protocol", l.Protocol).Msg("listening")
 	}
@@ -170,6 +230,7 @@ func serve(path string, stderr io.Writer) error {
 
 	upgraded := make(chan int, 1)
 	handedOver := false
+	var stop os.Signal
 wait:
 	for {
 		select {
@@ -218,32 +279,44 @@ wait:
 				}()
 				continue
 			}
-			log.Info().Str("signal", s.String()).Msg("shutting down")
+			if s == syscall.SIGUSR1 {
+				file := rl.snapshot().Config.Log.AccessLogFile
+				if err := alog.Reopen(); err != nil {
+					log.Error().Err(err).Msg("SIGUSR1: access log not reopened")
+				} else if file != "" {
+					log.Info().Str("file", file).Msg("SIGUSR1: access log reopened")
+				}
+				continue
+			}
 			sdNotify("STOPPING=1")
 			up.abort() // a new binary still starting goes too
+			stop = s
 			break wait
 		}
 	}
 	rl.stop()
-	ready.Store(false)
+	ready.Store(false) // lameduck: /readyz answers 503 from now on
 	cur := rl.snapshot()
-	sctx, scancel := context.WithTimeout(context.Background(), cur.Config.Engine.DrainTimeout.Std())
-	defer scancel()
-	start := time.Now()
-	eng.StopAccepting() // refused from now on, or accepted by the new process only
 	if handedOver {
-		// The new process serves these sockets now.
+		// The new process serves these sockets now: no settle, stop
+		// accepting at once and drain.
+		sctx, scancel := context.WithTimeout(context.Background(), cur.Config.Engine.DrainTimeout.Std())
+		defer scancel()
+		start := time.Now()
+		eng.StopAccepting() // accepted by the new process only from now on
 		if admin != nil {
 			_ = admin.Close()
 		}
 		if demo != nil {
 			_ = demo.Shutdown(sctx)
 		}
-	}
-	if left := eng.Drain(sctx); left > 0 {
-		log.Warn().Int("connections", left).Dur("after", time.Since(start)).Msg("drain budget spent; closing the rest")
+		if left := eng.Drain(sctx); left > 0 {
+			log.Warn().Int("connections", left).Dur("after", time.Since(start)).Msg("drain budget spent; closing the rest")
+		} else {
+			log.Info().Dur("after", time.Since(start)).Msg("drained")
+		}
 	} else {
-		log.Info().Dur("after", time.Since(start)).Msg("drained")
+		drain(eng, &cur.Config.Engine, stop, sigs, log)
 	}
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stopCancel()
@@ -251,7 +324,10 @@ wait:
 		log.Warn().Err(err).Msg("engine stop")
 	}
 	select {
-	case <-errc:
+	case err := <-errc:
+		if err != nil {
+			log.Warn().Err(err).Msg("engine stopped with an error")
+		}
 	case <-stopCtx.Done():
 	}
 	return nil
@@ -277,17 +353,35 @@ func handoverSockets(eng *engine.Engine, cfg *conf.Config, adminLn, demoLn net.L
 }
 
 // adminMux serves /metrics, the probes and pprof.
+
+// closeAccessLog writes what the access log still holds; after the engine
+// stopped, so that every loop's last lines are in. A stuck target (a full
+// pipe nobody reads) does not hold the exit for more than 5 s.
+func closeAccessLog(alog *accesslog.Log, log zerolog.Logger) {
+	done := make(chan error, 1)
+	go func() { done <- alog.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error().Err(err).Msg("access log close")
+		}
+	case <-time.After(5 * time.Second):
+		log.Error().Msg("access log: the last lines could not be written within 5s")
+	}
+}
+
+// adminMux serves /metrics, the probes and, when pprofOn, pprof.
 // beforeScrape, when set, refreshes collected families (the XDP counters)
 // so that a scrape reads current values.
-func adminMux(set *metrics.Set, ready *atomic.Bool, beforeScrape func()) *http.ServeMux {
+func adminMux(set *metrics.Set, ready *atomic.Bool, beforeScrape func(), pprofOn bool) *http.ServeMux {
 	mux := http.NewServeMux()
+	help := metricsHelp()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		if beforeScrape != nil {
 			beforeScrape()
 		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		set.WritePrometheus(w)
-		metrics.WriteProcessMetrics(w)
+		_ = writeMetrics(w, set, help) // a failed write is the scraper gone
 	})
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	readyz := func(w http.ResponseWriter, _ *http.Request) {
@@ -299,12 +393,37 @@ func adminMux(set *metrics.Set, ready *atomic.Bool, beforeScrape func()) *http.S
 	}
 	mux.HandleFunc("/readyz", readyz)
 	mux.HandleFunc("/healthz", readyz)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
+}
+
+// requireToken lets through only requests that carry
+// "Authorization: Bearer <token>", except for the readiness probes /healthz
+// and /readyz (exact paths), and answers 401 to the others. The
+// comparison takes the same time wherever the presented token differs
+// (both sides are hashed first, so not even the length leaks).
+func requireToken(token string, next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="expressgateway admin"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // startDemo serves a tiny upstream on ln so the default config answers at
@@ -313,10 +432,69 @@ func startDemo(ln net.Listener) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Hello from the ExpressGateway demo upstream.\nmethod=%s path=%s\nx-forwarded-for=%s\nvia=%s\n",
+		_, _ = fmt.Fprintf(w, "Hello from the ExpressGateway demo upstream.\nmethod=%s path=%s\nx-forwarded-for=%s\nvia=%s\n",
 			r.Method, r.URL.Path, r.Header.Get("X-Forwarded-For"), r.Header.Get("Via"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv
+}
+
+// drain runs the shutdown that signal stop asked for, once /readyz answers
+// 503. After SIGTERM the gateway first serves on, normally, for
+// engine.drain_settle, so that the load balancers in front see the 503 and
+// stop sending; SIGINT (a terminal's Ctrl-C) skips the settle. Then the
+// engine drains: new connections are refused, exchanges in flight finish
+// with "Connection: close", idle keep-alive connections are closed, tcp
+// pairs run to their end, within engine.drain_timeout. The connections
+// still open then are counted (expressgateway_shutdown_aborted_connections_total
+// and the log line) and closed by the caller's Stop. Another SIGINT or
+// SIGTERM cuts the settle or the drain short.
+func drain(eng *engine.Engine, cfg *conf.Engine, stop os.Signal, sigs <-chan os.Signal, log zerolog.Logger) {
+	settle := cfg.DrainSettle.Std()
+	if stop == syscall.SIGINT {
+		settle = 0
+	}
+	log.Info().Str("signal", stop.String()).Dur("settle", settle).Dur("drain_timeout", cfg.DrainTimeout.Std()).
+		Msg("shutting down: /readyz answers 503")
+	if settle > 0 {
+		t := time.NewTimer(settle)
+		if s, cut := untilStopSignal(t.C, sigs, log); cut {
+			log.Info().Str("signal", s.String()).Msg("settle cut short")
+		}
+		t.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout.Std())
+	defer cancel()
+	go func() {
+		if s, cut := untilStopSignal(ctx.Done(), sigs, log); cut {
+			log.Info().Str("signal", s.String()).Msg("drain cut short")
+			cancel()
+		}
+	}()
+	log.Info().Msg("draining")
+	start := time.Now()
+	if left := eng.Drain(ctx); left > 0 {
+		log.Warn().Int("connections", left).Dur("after", time.Since(start)).Msg("drain budget spent; closing the rest")
+	} else {
+		log.Info().Dur("after", time.Since(start)).Msg("drained")
+	}
+}
+
+// untilStopSignal waits for done or for SIGINT or SIGTERM on sigs, and
+// reports which signal came first (cut true). A SIGHUP while shutting down
+// is ignored.
+func untilStopSignal[T any](done <-chan T, sigs <-chan os.Signal, log zerolog.Logger) (os.Signal, bool) {
+	for {
+		select {
+		case <-done:
+			return nil, false
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				log.Warn().Msg("SIGHUP while shutting down: ignored")
+				continue
+			}
+			return s, true
+		}
+	}
 }

@@ -90,20 +90,24 @@ func TestZeroAllocs(t *testing.T) {
 	raw := crlf(browserGET)
 	var p RequestParser
 	var r Request
-	p.Parse(raw, &r) // warm the buffers
-	if a := testing.AllocsPerRun(200, func() { p.Parse(raw, &r) }); a != 0 {
+	if _, done, err := p.Parse(raw, &r); !done || err != nil { // warm the buffers
+		t.Fatal(done, err)
+	}
+	if a := testing.AllocsPerRun(200, func() { _, _, _ = p.Parse(raw, &r) }); a != 0 {
 		t.Errorf("Parse: %v allocs", a)
 	}
 	// Incomplete heads, as while a head trickles in, allocate nothing either.
 	var q RequestParser
-	if a := testing.AllocsPerRun(200, func() { q.Parse(raw[:len(raw)/2], &r); q.Reset() }); a != 0 {
+	if a := testing.AllocsPerRun(200, func() { _, _, _ = q.Parse(raw[:len(raw)/2], &r); q.Reset() }); a != 0 {
 		t.Errorf("partial Parse: %v allocs", a)
 	}
 	resp := crlf("HTTP/1.1 200 OK\nContent-Length: 5\nX: y\n\n")
 	var rp ResponseParser
 	var rr Response
-	rp.Parse(resp, []byte("GET"), &rr)
-	if a := testing.AllocsPerRun(200, func() { rp.Parse(resp, []byte("GET"), &rr) }); a != 0 {
+	if _, done, err := rp.Parse(resp, []byte("GET"), &rr); !done || err != nil {
+		t.Fatal(done, err)
+	}
+	if a := testing.AllocsPerRun(200, func() { _, _, _ = rp.Parse(resp, []byte("GET"), &rr) }); a != 0 {
 		t.Errorf("response Parse: %v allocs", a)
 	}
 	opts := &ProxyOptions{ClientIP: []byte("2001:db8:85a3::8a2e:370:7334"), Proto: "https", Via: "1.1 expressgateway"}
@@ -118,7 +122,9 @@ func TestZeroAllocs(t *testing.T) {
 	var d BodyDecoder
 	body := []byte("3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n")
 	d.Reset(BodyChunked, -1, DefaultLimits())
-	decodeAll(&d, body, 0)
+	if _, _, done, err := decodeAll(&d, body, 0); !done || err != nil {
+		t.Fatal(done, err)
+	}
 	if a := testing.AllocsPerRun(200, func() {
 		d.Reset(BodyChunked, -1, DefaultLimits())
 		for in := body; ; {

@@ -159,7 +159,9 @@ func TestBodyUntilClose(t *testing.T) {
 	lim := DefaultLimits()
 	lim.MaxBodyBytes = 4
 	d.ResetResponse(BodyUntilClose, -1, lim)
-	d.Decode([]byte("abc"))
+	if _, _, _, err := d.Decode([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
 	_, _, _, err = d.Decode([]byte("de"))
 	var he *Error
 	if !errors.As(err, &he) || he.Status != 502 || he.Token != "body_too_large" {

@@ -47,18 +47,6 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
-func equalFoldBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if lower(a[i]) != lower(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 func isOWS(c byte) bool { return c == ' ' || c == '\t' }
 
 func trimOWS(b []byte) []byte {

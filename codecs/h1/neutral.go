@@ -24,10 +24,7 @@ func (r *Request) Neutral(m *msg.Request, buf []byte, o *msg.PathOptions) ([]byt
 	}
 	switch r.Body {
 	case BodyLength:
-		m.Body = msg.BodyLength
-		if r.ContentLength == 0 {
-			m.Body = msg.BodyNone
-		}
+		m.Body = msg.BodyLength // Content-Length: 0 included: it is forwarded
 	case BodyChunked:
 		m.Body = msg.BodyStream
 	}

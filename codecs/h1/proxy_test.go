@@ -67,6 +67,7 @@ Authorization: Bearer t
 
 `, testOpts, `POST /api HTTP/1.1
 Host: api.local
+Trailer: X-Sum
 Authorization: Bearer t
 Content-Length: 7
 X-Forwarded-For: 10.0.0.1, 10.0.0.2, 203.0.113.7
@@ -184,6 +185,7 @@ Trailer: X-Sum
 Via: 1.1 origin-cache
 
 `, "GET", Version10, BodyUntilClose, true, `HTTP/1.1 200 OK
+Trailer: X-Sum
 Connection: close
 Via: 1.1 origin-cache, 1.1 expressgateway
 

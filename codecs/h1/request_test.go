@@ -351,14 +351,18 @@ func TestParseRequestIncrementalLinear(t *testing.T) {
 func TestParseRequestReset(t *testing.T) {
 	var p RequestParser
 	var r Request
-	p.Parse([]byte("GET /partial HTTP/1.1\r\nHo"), &r)
+	if _, done, err := p.Parse([]byte("GET /partial HTTP/1.1\r\nHo"), &r); done || err != nil {
+		t.Fatal(done, err)
+	}
 	p.Reset()
 	raw := crlf("GET /x HTTP/1.1\nHost: a\n\n")
 	if _, done, err := p.Parse(raw, &r); !done || err != nil || string(r.Target) != "/x" {
 		t.Fatal(done, err)
 	}
 	// A shorter buffer than last seen without Reset is detected too.
-	p.Parse([]byte("GET /partial HTTP/1.1\r\nHost: aaaaaaaaaaaaa"), &r)
+	if _, done, err := p.Parse([]byte("GET /partial HTTP/1.1\r\nHost: aaaaaaaaaaaaa"), &r); done || err != nil {
+		t.Fatal(done, err)
+	}
 	if _, done, err := p.Parse(raw, &r); !done || err != nil || string(r.Target) != "/x" {
 		t.Fatal(done, err)
 	}

@@ -33,8 +33,10 @@ type Scratch struct {
 // hopByHop are the fields RFC 9110 section 7.6.1 says a proxy must not
 // forward, the framing fields each encoder re-emits itself, HTTP2-Settings
 // (an h2c upgrade is never forwarded) and Host (carried as the authority).
+// Trailer is end to end (RFC 9110 section 6.6.2) and is kept: some
+// servers only accept the trailers it announces.
 var hopByHop = [...]string{
-	"connection", "keep-alive", "te", "trailer", "proxy-connection", "upgrade",
+	"connection", "keep-alive", "te", "proxy-connection", "upgrade",
 	"transfer-encoding", "content-length", "http2-settings", "host",
 }
 
@@ -152,6 +154,25 @@ func fieldName(name string) []byte {
 		return nameVia
 	}
 	return []byte(name)
+}
+
+// ListHas reports whether the comma-separated list v holds tok (ASCII
+// case-insensitive).
+func ListHas(v []byte, tok string) bool {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		if EqualFold(trimOWS(v[:i]), tok) {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
 }
 
 // listHas reports whether the comma-separated list v holds tok (ASCII

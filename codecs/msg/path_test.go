@@ -377,7 +377,7 @@ func TestNormalizeTargetTruncations(t *testing.T) {
 			in := []byte(c.in[:k])
 			for _, mode := range []EscapedSlashes{keep, reject, unescape} {
 				for _, merge := range []bool{false, true} {
-					checkTarget(t, in, &PathOptions{MergeSlashes: merge, EscapedSlashes: mode})
+					_, _ = checkTarget(t, in, &PathOptions{MergeSlashes: merge, EscapedSlashes: mode})
 				}
 			}
 		}
@@ -390,7 +390,7 @@ func TestNormalizeTargetAllOptions(t *testing.T) {
 	for _, c := range targetCases {
 		for _, mode := range []EscapedSlashes{keep, reject, unescape} {
 			for _, merge := range []bool{false, true} {
-				checkTarget(t, []byte(c.in), &PathOptions{MergeSlashes: merge, EscapedSlashes: mode})
+				_, _ = checkTarget(t, []byte(c.in), &PathOptions{MergeSlashes: merge, EscapedSlashes: mode})
 			}
 		}
 	}
@@ -401,7 +401,7 @@ func TestNormalizeTargetNoAllocs(t *testing.T) {
 	dst := make([]byte, 0, 256)
 	for _, in := range []string{cleanPath, dirtyPath, "/%zz", "/a#b"} {
 		b := []byte(in)
-		if n := testing.AllocsPerRun(100, func() { NormalizeTarget(dst, b, o) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { _, _, _ = NormalizeTarget(dst, b, o) }); n != 0 {
 			t.Errorf("%q: %v allocs, want 0", in, n)
 		}
 	}
@@ -469,6 +469,6 @@ func FuzzNormalizeTarget(f *testing.F) {
 	f.Add([]byte(dirtyPath), true, uint8(EscapedSlashesUnescape))
 	f.Fuzz(func(t *testing.T, in []byte, merge bool, mode uint8) {
 		o := &PathOptions{MergeSlashes: merge, EscapedSlashes: EscapedSlashes(mode % 3)}
-		checkTarget(t, in, o)
+		_, _ = checkTarget(t, in, o)
 	})
 }

@@ -159,13 +159,13 @@ func (n *NS) Do(fn func() error) error {
 			errc <- err
 			return
 		}
-		defer orig.Close()
+		defer func() { _ = orig.Close() }()
 		target, err := os.Open("/run/netns/" + n.Name)
 		if err != nil {
 			errc <- err
 			return
 		}
-		defer target.Close()
+		defer func() { _ = target.Close() }()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("setns %s: %w", n.Name, err)
 			return
@@ -249,7 +249,7 @@ func (n *NS) AttachXDPPass(dev string) {
 	if err != nil {
 		n.t.Fatalf("load xdp_pass: %v", err)
 	}
-	n.t.Cleanup(func() { prog.Close() })
+	n.t.Cleanup(func() { _ = prog.Close() })
 	n.MustDo(func() error {
 		ifc, err := net.InterfaceByName(dev)
 		if err != nil {
@@ -259,7 +259,11 @@ func (n *NS) AttachXDPPass(dev string) {
 		if err != nil {
 			return fmt.Errorf("attach xdp_pass to %s: %w", dev, err)
 		}
-		n.t.Cleanup(func() { lk.Close() })
+		n.t.Cleanup(func() {
+			if err := lk.Close(); err != nil {
+				n.t.Errorf("detach xdp_pass from %s: %v", dev, err)
+			}
+		})
 		return nil
 	})
 }

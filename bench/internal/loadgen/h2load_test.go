@@ -52,7 +52,7 @@ func TestParseH2loadLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var r Result
 	if err := ParseH2loadLog(&r, f); err != nil {
 		t.Fatal(err)

@@ -72,11 +72,11 @@ func openOne(ctx context.Context, addr string, req, buf []byte) (net.Conn, error
 	}
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(req); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("write: %w", err)
 	}
 	if err := readResponse(c, buf); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
@@ -167,7 +167,7 @@ func (ic *IdleConns) Alive() int {
 // Close closes every connection.
 func (ic *IdleConns) Close() {
 	for _, c := range ic.conns {
-		c.Close()
+		_ = c.Close()
 	}
 	ic.conns = nil
 }

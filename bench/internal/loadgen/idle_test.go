@@ -14,7 +14,7 @@ func TestOpenIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	go func() { _ = upstream.New().Serve(ln) }()
 
 	ic := OpenIdle(context.Background(), ln.Addr().String(), "/", 50, 8)
@@ -35,7 +35,7 @@ func TestAliveSeesClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	// A server that answers once and then closes: no connection stays alive.
 	go func() {
 		for {
@@ -46,7 +46,7 @@ func TestAliveSeesClose(t *testing.T) {
 			buf := make([]byte, 512)
 			_, _ = c.Read(buf)
 			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-			c.Close()
+			_ = c.Close()
 		}
 	}()
 	ic := OpenIdle(context.Background(), ln.Addr().String(), "/", 5, 5)

@@ -56,7 +56,7 @@ func TestCPUAccountingOfBusyChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		stdin.Close()
+		_ = stdin.Close()
 		_ = cmd.Wait()
 	}()
 	before, err := TreeCPU(cmd.Process.Pid)

@@ -285,7 +285,7 @@ func (r *Run) WriteFile(path string) error {
 		return err
 	}
 	if err := r.Write(f); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()

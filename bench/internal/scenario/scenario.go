@@ -41,6 +41,7 @@ var All = []Scenario{
 	{Name: "h1-large", Description: "HTTP/1.1 keep-alive, 1 MiB responses", Protocol: target.ProtoH1, Driver: Wrk, Path: "/large"},
 	{Name: "h1-idle", Description: "N idle HTTP/1.1 keep-alive connections, RSS per connection", Protocol: target.ProtoH1, Driver: Idle, Path: "/"},
 	{Name: "h2c", Description: "HTTP/2 cleartext (prior knowledge), 64-byte responses", Protocol: target.ProtoH2C, Driver: H2load, Path: "/"},
+	{Name: "h2c-h2c", Description: "HTTP/2 cleartext both sides (an h2c upstream), 64-byte responses", Protocol: target.ProtoH2CToH2C, Driver: H2load, Path: "/"},
 	{Name: "tls", Description: "HTTP/1.1 over TLS, keep-alive", Protocol: target.ProtoTLS, Driver: Wrk, Path: "/", Pending: true},
 	{Name: "h3", Description: "HTTP/3 over QUIC", Protocol: target.ProtoH3, Driver: H2load, Path: "/", Pending: true},
 	{Name: "grpc", Description: "gRPC unary calls", Protocol: target.ProtoGRPC, Driver: H2load, Path: "/", Pending: true},
@@ -48,7 +49,7 @@ var All = []Scenario{
 }
 
 // Default is the set `make bench` runs.
-var Default = []string{"h1-keepalive", "h1-close", "h1-large", "h1-idle"}
+var Default = []string{"h1-keepalive", "h1-close", "h1-large", "h1-idle", "h2c"}
 
 // Lookup returns the scenario with the given name.
 func Lookup(name string) (Scenario, bool) {

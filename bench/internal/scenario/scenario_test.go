@@ -23,7 +23,7 @@ func TestRegistry(t *testing.T) {
 		}
 	}
 	for _, name := range Default {
-		if s, ok := Lookup(name); !ok || s.Pending || s.Protocol != target.ProtoH1 {
+		if s, ok := Lookup(name); !ok || s.Pending || !target.NewGatewaySupports(s.Protocol) {
 			t.Errorf("default %s: %+v", name, s)
 		}
 	}

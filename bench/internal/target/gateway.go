@@ -11,7 +11,11 @@ import (
 
 // GatewayProtocols are the client-side protocols expressgateway serves today.
 // Add one here when its listener lands, and the scenario lights up.
-var GatewayProtocols = []string{ProtoH1}
+var GatewayProtocols = []string{ProtoH1, ProtoH2C, ProtoH2CToH2C}
+
+// NewGatewaySupports reports whether the gateway's HTTP path serves proto:
+// the default scenarios are the ones it can run.
+func NewGatewaySupports(proto string) bool { return slices.Contains(GatewayProtocols, proto) }
 
 // Gateway is expressgateway itself, on its HTTP (L7) path, or with L4 set on
 // its userspace TCP relay path: that relay does no HTTP work, so it is the
@@ -70,6 +74,8 @@ listen = "{{.Admin}}"
 
 [engine]
 event_loops = {{.Env.Workers}}
+# Stop sends SIGTERM; nothing watches /readyz, so no settle.
+drain_settle = "0s"
 
 [log]
 access_log = false
@@ -79,7 +85,7 @@ name = "l4"
 listen = "{{.Env.Listen}}"
 protocol = "tcp"
 cluster = "app"
-max_connections = 1000000
+max_connections = 5000
 max_connections_per_ip = 0
 
 [listeners.timeouts]
@@ -89,7 +95,7 @@ tcp_idle = "300s"
 name = "web"
 listen = "{{.Env.Listen}}"
 protocol = "http"
-max_connections = 1000000
+max_connections = 5000
 max_connections_per_ip = 0
 
 [listeners.timeouts]
@@ -104,7 +110,8 @@ cluster = "app"
 [[clusters]]
 name = "app"
 lb = "round_robin"
-max_idle_per_endpoint = 1024
+max_idle_per_endpoint = 1024{{if eq .Env.UpstreamProto "h2c"}}
+protocol = "h2c"{{end}}
 endpoints = [ { address = "{{.Env.Upstream}}" } ]
 `))
 

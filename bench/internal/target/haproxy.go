@@ -15,7 +15,9 @@ type HAProxy struct{}
 func (HAProxy) Name() string { return "haproxy" }
 
 // Supports implements Target.
-func (HAProxy) Supports(proto string) bool { return proto == ProtoH1 || proto == ProtoH2C }
+func (HAProxy) Supports(proto string) bool {
+	return proto == ProtoH1 || proto == ProtoH2C || proto == ProtoH2CToH2C
+}
 
 // Probe implements Target.
 func (HAProxy) Probe(ctx context.Context) (string, error) {
@@ -55,7 +57,7 @@ frontend web
     default_backend app
 
 backend app
-    server app1 {{.Upstream}}
+    server app1 {{.Upstream}}{{if eq .UpstreamProto "h2c"}} proto h2{{end}}
 `))
 
 // Start implements Target.

@@ -15,7 +15,8 @@ type Nginx struct{}
 // Name implements Target.
 func (Nginx) Name() string { return "nginx" }
 
-// Supports implements Target.
+// Supports implements Target. nginx proxies HTTP/2 to upstreams only for
+// gRPC (grpc_pass), so h2c-h2c is not a like-for-like row for it.
 func (Nginx) Supports(proto string) bool { return proto == ProtoH1 || proto == ProtoH2C }
 
 // Probe implements Target.

@@ -21,8 +21,11 @@ import (
 
 // Protocols a scenario can ask a target to speak on its client side.
 const (
-	ProtoH1        = "h1"
-	ProtoH2C       = "h2c"
+	ProtoH1  = "h1"
+	ProtoH2C = "h2c"
+	// ProtoH2CToH2C is h2c on both sides: the target proxies to the bench's
+	// h2c upstream.
+	ProtoH2CToH2C  = "h2c-h2c"
 	ProtoTLS       = "tls"
 	ProtoH3        = "h3"
 	ProtoGRPC      = "grpc"
@@ -31,13 +34,16 @@ const (
 
 // Env is what a target needs to start.
 type Env struct {
-	Dir      string   // scratch directory for configs and logs
-	Listen   string   // address the target listens on for clients
-	Upstream string   // the bench upstream
-	Workers  int      // event loops / threads / worker processes
-	Protocol string   // client-side protocol of the scenario
-	Pin      []string // command prefix that pins the process ("taskset -c 0"), or nil
-	NoFile   uint64   // RLIMIT_NOFILE the target inherits
+	Dir      string // scratch directory for configs and logs
+	Listen   string // address the target listens on for clients
+	Upstream string // the bench upstream
+	Workers  int    // event loops / threads / worker processes
+	Protocol string // client-side protocol of the scenario
+	// UpstreamProto is "h2c" when Upstream speaks HTTP/2 with prior
+	// knowledge, "" for HTTP/1.1.
+	UpstreamProto string
+	Pin           []string // command prefix that pins the process ("taskset -c 0"), or nil
+	NoFile        uint64   // RLIMIT_NOFILE the target inherits
 }
 
 // Target is one column of the comparison.
@@ -125,7 +131,7 @@ func Launch(argv []string, pin []string, dir string) (*Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		if logFile != nil {
-			logFile.Close()
+			_ = logFile.Close()
 		}
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
@@ -133,7 +139,7 @@ func Launch(argv []string, pin []string, dir string) (*Process, error) {
 	go func() {
 		p.waitErr = cmd.Wait()
 		if logFile != nil {
-			logFile.Close()
+			_ = logFile.Close()
 		}
 		close(p.done)
 	}()
@@ -158,7 +164,7 @@ func WaitReady(ctx context.Context, p *Process, addr, proto string, timeout time
 			var c net.Conn
 			c, last = net.DialTimeout("tcp", addr, time.Second)
 			if last == nil {
-				c.Close()
+				_ = c.Close()
 			}
 		}
 		if last == nil {
@@ -178,7 +184,7 @@ func ProbeHTTP(addr, path string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")); err != nil {
 		return err
@@ -200,7 +206,7 @@ func FreeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String(), nil
 }
 

@@ -176,7 +176,7 @@ func parseRequest(b []byte) (request, bool, error) {
 }
 
 func (s *Server) serveConn(c net.Conn) {
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	buf := make([]byte, readBufSize)
 	var n int        // bytes buffered in buf
 	var skip int     // request body bytes still to discard

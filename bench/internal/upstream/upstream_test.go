@@ -16,7 +16,7 @@ func serve(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { _ = ln.Close() })
 	go func() { _ = New().Serve(ln) }()
 	return ln.Addr().String()
 }
@@ -27,7 +27,7 @@ func TestResponses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	// Pipelined: a body to skip, three paths, then a close.
 	reqs := "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" +
@@ -76,7 +76,7 @@ func TestHTTP10AndBadRequests(t *testing.T) {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		go func() { _, _ = io.WriteString(c, req) }()
 		got, err := io.ReadAll(c) // every case ends with a close
-		c.Close()
+		_ = c.Close()
 		if err != nil || !strings.HasPrefix(string(got), want) {
 			t.Errorf("%.40q: got %.40q, %v; want %q", req, got, err, want)
 		}

@@ -25,14 +25,14 @@ const (
 )
 
 // upstream is one connection to an endpoint, living on the same event loop
-// as the client that uses it (DESIGN.md: dial with our own timeout, then
+// as the client that uses it (ARCHITECTURE.md; dial with our own timeout, then
 // Enroll). Owned by its loop except while detached.
 type upstream struct {
 	lp      *loop
 	c       gnet.Conn
 	cluster *stages.Cluster
 	ep      *lb.Endpoint
-	owner   *clientConn
+	owner   *leg
 	state   upState
 	reused  bool
 	counted bool // holds the cluster's active gauge and the endpoint's conn count
@@ -59,9 +59,9 @@ func (u *upstream) dial(timeout time.Duration) {
 
 func (u *upstream) onDialFailed(reason string) {
 	u.state = upClosed
-	if cc := u.owner; cc != nil && cc.up == u {
+	if lg := u.owner; lg != nil && lg.up == u {
 		u.owner = nil
-		cc.upstreamFailed(reason, 502, true)
+		lg.failed(reason, 502, true)
 	}
 }
 
@@ -82,15 +82,15 @@ func (u *upstream) onOpen(c gnet.Conn) {
 	u.counted = true
 	u.active.Add(1)
 	u.ep.ConnOpened()
-	cc := u.owner
-	if cc == nil || cc.up != u {
+	lg := u.owner
+	if lg == nil || lg.up != u {
 		// The client left while we dialed: keep the fresh connection.
 		u.owner = nil
 		u.release()
 		return
 	}
 	u.state = upActive
-	cc.onUpstreamReady(u)
+	lg.onReady(u)
 }
 
 func (u *upstream) onTraffic() {
@@ -103,7 +103,7 @@ func (u *upstream) onTraffic() {
 		u.close()
 		return
 	}
-	u.owner.onUpstreamData(u)
+	u.owner.onData(u)
 }
 
 func (u *upstream) onClose(c gnet.Conn, _ error) {
@@ -119,9 +119,9 @@ func (u *upstream) onClose(c gnet.Conn, _ error) {
 		}
 		return
 	}
-	if cc := u.owner; cc != nil {
+	if lg := u.owner; lg != nil {
 		u.owner = nil
-		cc.onUpstreamClosed(u)
+		lg.onUpstreamClosed(u)
 	}
 }
 
@@ -187,10 +187,10 @@ func (e *Engine) upstreamExtraBytes(u *upstream, n int) {
 		Msg("upstream sent more data than specified; connection closed, not reused")
 }
 
-// idleTTL is the pool idle timeout for connections of cc's listener.
-func (e *Engine) idleTTL(cc *clientConn) time.Duration {
-	if cc != nil {
-		return cc.l.upIdle
+// idleTTL is the pool idle timeout for connections of lg's listener.
+func (e *Engine) idleTTL(lg *leg) time.Duration {
+	if lg != nil {
+		return lg.l.upIdle
 	}
 	return e.defaultUpIdle()
 }

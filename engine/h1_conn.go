@@ -45,38 +45,23 @@ type clientConn struct {
 	closeBy   int64 // csClosing: give up flushing after this
 
 	// current exchange
-	up           *upstream
-	started      time.Time
-	attempts     int
-	epBegun      bool
-	counted      bool // holds a slot of lp.pending
-	closeAfter   bool
-	reqBody      h1.BodyDecoder
-	reqBodyDone  bool
-	bodySent     bool // some body bytes went upstream: never retry
-	bodyStart    int64
-	bodyBytes    int64
-	lastBodyAt   int64
-	reqSentAt    int64
-	respHead     bool
-	respStatus   int
-	respOut      h1.BodyKind
-	respKeep     bool
-	respBytes    int64
-	lastRespAt   int64
-	respPumping  bool // the response body is pumped off-loop
-	buffering    bool // reading a small body in full before going upstream
-	largeBody    bool // the body streams: the exchange leaves the loop
-	sent100      bool // we answered Expect: 100-continue ourselves
-	valOff       int
-	processing   bool // inside readHeads: don't recurse
-	upstreamAddr string
-	attemptStart int64
-	pending      *pendingDetach // a long exchange waiting to leave the loop
+	lg         leg // its upstream side
+	closeAfter bool
+	reqBody    h1.BodyDecoder
+	bodyStart  int64
+	lastBodyAt int64
+	respOut    h1.BodyKind
+	respKeep   bool
+	buffering  bool // reading a small body in full before going upstream
+	largeBody  bool // the body streams: the exchange leaves the loop
+	valOff     int
+	processing bool           // inside readHeads: don't recurse
+	pending    *pendingDetach // a long exchange waiting to leave the loop
 }
 
 func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
 	cc := &clientConn{lp: lp, l: l, c: c, ip: []byte(ip.String())}
+	cc.lg = leg{lp: lp, l: l, x: &cc.x, ds: cc, ip: cc.ip, proto: "h1"}
 	cc.parser.Limits = l.limits
 	cc.x.Req = &cc.mreq
 	cc.x.Owner = cc
@@ -110,11 +95,17 @@ func (cc *clientConn) onTraffic() {
 			}
 			return
 		}
-		if !cc.reqBodyDone && cc.up != nil && cc.up.state == upActive {
+		if !cc.lg.reqBodyDone && cc.lg.bodyWritable() {
 			cc.forwardReqBody()
+			if !cc.lg.reqBodyDone && cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
+				// The upstream's window holds the body back (HTTP/2)
+				// and the client keeps sending: bounded here.
+				cc.lp.e.guardHit(&cc.x, "upstream_window_overflow")
+				cc.abort()
+			}
 			return
 		}
-		if cc.largeBody && !cc.reqBodyDone {
+		if cc.largeBody && !cc.lg.reqBodyDone {
 			// A long body arriving while its upstream is being dialed
 			// (at most upstream_connect): gnet keeps reading it, so it is
 			// bounded here and the exchange leaves the loop once connected.
@@ -146,6 +137,22 @@ func (cc *clientConn) readHeads() {
 		buf, _ := cc.c.Peek(-1)
 		if len(buf) == 0 {
 			return
+		}
+		if cc.requests == 0 {
+			// HTTP/2 with prior knowledge shares the port: the client
+			// preface decides.
+			if isH2, decided := looksLikeH2(buf); isH2 && cc.l.h2 {
+				if decided {
+					cc.upgradeToH2()
+				}
+				return
+			} else if !cc.l.h1 {
+				// An HTTP/2-only listener: whatever this is, it gets no
+				// HTTP/1 answer.
+				cc.lp.e.guardHit(&cc.x, "h2_bad_preface")
+				cc.abort()
+				return
+			}
 		}
 		if cc.headStart == 0 {
 			cc.headStart = cc.lp.nowNano()
@@ -186,19 +193,12 @@ func (cc *clientConn) beginExchange() {
 	cc.requests++
 	cc.x.Reset()
 	cc.x.ConnRequests = cc.requests
-	cc.started = cc.lp.now()
+	cc.lg.reset()
 	cc.headStart = 0
-	cc.attempts = 0
-	cc.epBegun, cc.counted, cc.closeAfter = false, false, false
-	cc.reqBodyDone, cc.bodySent = false, false
-	cc.bodyBytes, cc.respBytes = 0, 0
-	cc.respHead, cc.respPumping = false, false
-	cc.buffering, cc.largeBody, cc.sent100 = false, false, false
+	cc.closeAfter = false
+	cc.buffering, cc.largeBody = false, false
 	cc.valOff = 0
 	cc.pending = nil
-	cc.reqSentAt, cc.lastRespAt = 0, 0
-	cc.respStatus = 0
-	cc.upstreamAddr = ""
 	cc.state = csUpstream
 }
 
@@ -216,15 +216,11 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		h(x)
 	}
 	l := cc.l
-	if cc.lp.pending[l] >= l.cfg.QueueSize {
-		cc.lp.e.guardHit(x, "queue_full")
+	if !cc.lg.admit() {
 		x.Status, x.Reason, x.RetryAfter = 503, "queue_full", true
 		cc.respondLocal(x)
 		return
 	}
-	cc.lp.pending[l]++
-	cc.counted = true
-	x.Cluster.LB.RecordRequest() // the retry budget is a share of these
 	if x.CloseConn || !cc.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
@@ -234,12 +230,12 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		// admitted, so the gateway asks for the body itself (as nginx
 		// does) and does not forward Expect; an upstream's own 100 is
 		// not relayed a second time.
-		cc.sent100 = true
+		cc.lg.sent100 = true
 		cc.lp.queue(cc.c, continue100)
 	}
 	switch {
 	case bodyless:
-		cc.reqBodyDone = true
+		cc.lg.reqBodyDone = true
 	case cc.req.Body == h1.BodyLength && cc.req.ContentLength > int64(l.inflight):
 		cc.largeBody = true
 	default:
@@ -254,7 +250,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		cc.checkBuffered()
 		return
 	}
-	cc.acquireUpstream()
+	cc.lg.acquire()
 }
 
 // dialWaitFactor × max_inflight_bytes of a long request body may arrive
@@ -278,7 +274,7 @@ func (cc *clientConn) checkBuffered() {
 		cc.lastBodyAt = cc.lp.nowNano()
 		if done {
 			cc.buffering = false
-			cc.acquireUpstream()
+			cc.lg.acquire()
 			return
 		}
 		if n == 0 {
@@ -288,56 +284,37 @@ func (cc *clientConn) checkBuffered() {
 	if cc.valOff > cc.l.inflight {
 		cc.buffering = false
 		cc.largeBody = true
-		cc.acquireUpstream()
+		cc.lg.acquire()
 	}
 }
 
-// acquireUpstream takes a pooled connection to the picked endpoint or dials.
-func (cc *clientConn) acquireUpstream() {
-	ep := cc.x.Pick.Endpoint
-	cl := cc.x.Cluster
-	cc.attempts++
-	cc.attemptStart = cc.lp.nowNano()
-	ep.Begin()
-	cc.epBegun = true
-	cc.upstreamAddr = ep.Address()
-	p := cc.lp.poolFor(ep, cc.lp.e.clusters.MaxIdle(cl), cc.l.upIdle)
-	if u := p.get(); u != nil {
-		cc.lp.e.clusters.countReuse(cl)
-		u.owner = cc
-		u.state = upActive
-		u.reused = true
-		cc.up = u
-		cc.onUpstreamReady(u)
+// upstreamReady implements downstream: send the request head, then the
+// body as far as the client sent it; a long body takes the whole exchange
+// off the loop instead.
+func (cc *clientConn) upstreamReady(lg *leg, u *upstream, head []byte) {
+	if u == nil {
+		// An HTTP/2 upstream: the leg sent the head on its stream; the body
+		// streams on the loop as the stream's window allows.
+		if !lg.reqBodyDone {
+			cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, cc.l.limits)
+			now := cc.lp.nowNano()
+			cc.bodyStart, cc.lastBodyAt = now, now
+			cc.forwardReqBody()
+		}
 		return
 	}
-	u := newUpstream(cc.lp, cl, ep)
-	u.owner = cc
-	cc.up = u
-	u.dial(cc.l.upConnect)
-}
-
-// onUpstreamReady sends the request head (and a small body) upstream.
-func (cc *clientConn) onUpstreamReady(u *upstream) {
-	opts := cc.l.proxyOpts
-	opts.ClientIP = cc.ip
-	opts.DropExpect = cc.sent100
-	head := h1.AppendProxyRequestHeadWith(cc.lp.scratch[:0], &cc.req, &opts, &cc.lp.fwd)
-	cc.lp.scratch = head[:0]
-	lp := cc.lp
-	now := cc.lp.nowNano()
-	u.beginResponse()
 	switch {
-	case cc.reqBodyDone:
-		lp.queue(u.c, head)
-		cc.reqSentAt = now
+	case lg.reqBodyDone:
+		cc.lp.queue(u.c, head)
+		lg.reqSentAt = cc.lp.nowNano()
 	case cc.largeBody:
 		// A long body: move the whole exchange off the loop so both sockets
 		// get kernel backpressure.
 		cc.detachExchange(u, append([]byte(nil), head...))
 	default:
-		lp.queue(u.c, head)
+		cc.lp.queue(u.c, head)
 		cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, cc.l.limits)
+		now := cc.lp.nowNano()
 		cc.bodyStart, cc.lastBodyAt = now, now
 		cc.forwardReqBody()
 	}
@@ -348,8 +325,7 @@ func (cc *clientConn) onUpstreamReady(u *upstream) {
 func (cc *clientConn) forwardReqBody() {
 	buf, _ := cc.c.Peek(-1)
 	total := 0
-	u := cc.up
-	for !cc.reqBodyDone && len(buf) > 0 {
+	for !cc.lg.reqBodyDone && len(buf) > 0 && (cc.lg.h2u == nil || cc.lg.upBacklog() < cc.l.inflight) {
 		n, data, done, err := cc.reqBody.Decode(buf)
 		if err != nil {
 			if total > 0 {
@@ -358,24 +334,13 @@ func (cc *clientConn) forwardReqBody() {
 			cc.failRequestBody(err)
 			return
 		}
-		if len(data) > 0 {
-			if cc.req.Body == h1.BodyChunked {
-				cc.lp.commitOut(h1.AppendChunk(cc.lp.outFor(u.c), data))
-			} else {
-				cc.lp.queue(u.c, data)
-			}
-			cc.bodySent = true
-			cc.bodyBytes += int64(len(data))
+		var trailers []h1.Header
+		if done {
+			trailers = cc.reqBody.Trailers()
 		}
+		cc.lg.sendBody(data, done, trailers)
 		buf = buf[n:]
 		total += n
-		if done {
-			if cc.req.Body == h1.BodyChunked {
-				cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(u.c), h1.FilterTrailers(cc.reqBody.Trailers())))
-			}
-			cc.reqBodyDone = true
-			cc.reqSentAt = cc.lp.nowNano()
-		}
 		if n == 0 {
 			break
 		}
@@ -393,105 +358,39 @@ func (cc *clientConn) failRequestBody(err error) {
 	if he, ok := err.(*h1.Error); ok {
 		status, token = he.Status, he.Token
 	}
-	if u := cc.up; u != nil {
-		cc.up = nil
-		u.owner = nil
-		u.close()
-	}
-	cc.endpointDone(0, false)
+	cc.lg.dropUpstream()
+	cc.lg.endpointDone(0, false)
 	cc.lp.e.guardHit(&cc.x, "codec_"+token)
 	cc.x.Status, cc.x.Reason, cc.x.CloseConn = status, "codec_"+token, true
 	cc.respondLocal(&cc.x)
 }
 
-// onUpstreamData parses the response head and forwards the body. What it
-// consumes is discarded from the upstream's inbound buffer before the
-// exchange finishes, so that the pool sees exactly what is left over.
-func (cc *clientConn) onUpstreamData(u *upstream) {
-	buf, _ := u.c.Peek(-1)
-	total := 0
-	cc.lastRespAt = cc.lp.nowNano()
-	for !cc.respHead {
-		if len(buf) == 0 {
-			break
-		}
-		n, done, err := u.parser.Parse(buf, cc.req.Method, &u.resp)
-		if err != nil {
-			cc.upstreamFailed("bad_response", 502, false)
-			return
-		}
-		if !done {
-			break
-		}
-		buf = buf[n:]
-		total += n
-		if u.resp.Status < 200 {
-			if u.resp.Status == 101 {
-				// Upgrade is never forwarded (it is stripped from every
-				// request), so a 101 is the upstream breaking the protocol:
-				// the client gets 502, the endpoint's health is not charged.
-				cc.upstreamProtocolError("unexpected_upgrade")
-				return
-			}
-			if cc.req.Version == h1.Version11 && !(cc.sent100 && u.resp.Status == 100) {
-				cc.lp.commitOut(h1.AppendProxyResponseHeadWith(cc.lp.outFor(cc.c), &u.resp, &cc.l.proxyOpts, cc.req.Version, h1.BodyNone, true, &cc.lp.fwd))
-			}
-			continue
-		}
-		if (u.resp.Status == 502 || u.resp.Status == 503) && cc.canRetry("status", u.resp.Status) {
-			cc.upstreamFailed("status_"+statusToken(u.resp.Status), u.resp.Status, false)
-			return
-		}
-		cc.writeResponseHead(u)
-		if u.resp.Body == h1.BodyNone {
-			_, _ = u.c.Discard(total)
-			cc.finishExchange(true)
-			return
-		}
-	}
-	for cc.respHead && len(buf) > 0 {
-		n, data, done, err := u.body.Decode(buf)
-		if err != nil {
-			cc.abortMidResponse("bad_response_body")
-			return
-		}
-		if len(data) > 0 {
-			cc.writeBody(data)
-		}
-		buf = buf[n:]
-		total += n
-		if done {
-			_, _ = u.c.Discard(total)
-			cc.finishBody(u)
-			return
-		}
-		if n == 0 {
-			break
-		}
-	}
-	if total > 0 {
-		_, _ = u.c.Discard(total)
-	}
-	if !cc.respHead {
+// respInterim implements downstream: a 1xx goes to an HTTP/1.1 client.
+func (cc *clientConn) respInterim(_ *leg, r *msg.Response) {
+	if cc.req.Version != h1.Version11 {
 		return
 	}
-	// A slow client: move the rest of this response off the loop so the
-	// upstream socket stops being read and TCP pushes back on it.
-	cc.lp.flushOut()
-	if cc.c.OutboundBuffered() > cc.l.inflight && cc.reqBodyDone && u.c.OutboundBuffered() == 0 {
-		cc.detachResponse(u)
-	}
+	fs, arena, added := msg.ForwardResponse(cc.lp.fwd.Fields[:0], cc.lp.fwd.Arena[:0], r.Fields, &cc.l.proxyOpts)
+	cc.lp.fwd.Fields, cc.lp.fwd.Arena = fs[:0], arena[:0]
+	cc.lp.commitOut(h1.AppendResponseHead(cc.lp.outFor(cc.c), r.Status, r.Reason, fs, added, cc.req.Version, h1.BodyNone, r.ContentLength, true, r.Fields, nil))
 }
 
-func (cc *clientConn) writeResponseHead(u *upstream) {
-	cc.respHead = true
-	cc.respStatus = u.resp.Status
-	cc.respOut = u.resp.Body
-	keep := cc.req.KeepAlive && !cc.closeAfter && u.resp.Body != h1.BodyUntilClose && !cc.draining()
-	if u.resp.Body == h1.BodyChunked && cc.req.Version == h1.Version10 {
-		cc.respOut = h1.BodyUntilClose
-		keep = false
+// respHead implements downstream: the response head in HTTP/1 framing for
+// this client (chunked for a body of unknown length to an HTTP/1.1 client,
+// until-close for HTTP/1.0).
+func (cc *clientConn) respHead(lg *leg, r *msg.Response, untilClose bool) {
+	out := h1.BodyNone
+	switch r.Body {
+	case msg.BodyLength:
+		out = h1.BodyLength
+	case msg.BodyStream:
+		out = h1.BodyChunked
+		if untilClose {
+			out = h1.BodyUntilClose
+		}
 	}
+	out, keep := cc.responseFraming(out)
+	cc.respOut = out
 	cc.respKeep = keep
 	opts := &cc.l.proxyOpts
 	if sc := cc.x.Pick.SetCookie; sc != "" {
@@ -499,12 +398,37 @@ func (cc *clientConn) writeResponseHead(u *upstream) {
 		o.SetCookie = sc
 		opts = &o
 	}
-	cc.lp.commitOut(h1.AppendProxyResponseHeadWith(cc.lp.outFor(cc.c), &u.resp, opts, cc.req.Version, cc.respOut, keep, &cc.lp.fwd))
-	u.body.ResetResponse(u.resp.Body, u.resp.ContentLength, h1.Limits{MaxTrailerBytes: cc.l.limits.MaxTrailerBytes, MaxChunkExtension: cc.l.limits.MaxChunkExtension})
+	fs, arena, added := msg.ForwardResponse(cc.lp.fwd.Fields[:0], cc.lp.fwd.Arena[:0], r.Fields, opts)
+	cc.lp.fwd.Fields, cc.lp.fwd.Arena = fs[:0], arena[:0]
+	cc.lp.commitOut(h1.AppendResponseHead(cc.lp.outFor(cc.c), r.Status, r.Reason, fs, added, cc.req.Version, out, r.ContentLength, keep, r.Fields, nil))
 }
 
-func (cc *clientConn) writeBody(data []byte) {
-	cc.respBytes += int64(len(data))
+// responseFraming decides how a response with upstream framing in goes to
+// this client, and whether the connection stays open after it: the one
+// rule for the loop and the off-loop pump. Chunked to an HTTP/1.0 client
+// becomes until-close.
+func (cc *clientConn) responseFraming(in h1.BodyKind) (out h1.BodyKind, keep bool) {
+	out = in
+	keep = cc.req.KeepAlive && !cc.closeAfter && in != h1.BodyUntilClose && !cc.draining()
+	if in == h1.BodyChunked && cc.req.Version == h1.Version10 {
+		out, keep = h1.BodyUntilClose, false
+	}
+	return out, keep
+}
+
+// tooSlow reports whether a request body that moved n bytes since start
+// (UnixNano) is below body_min_rate after its grace: the one slow-POST rule
+// for the loop and the off-loop pump.
+func (l *listenerRT) tooSlow(n, start, now int64) bool {
+	if l.minRate <= 0 {
+		return false
+	}
+	el := now - start
+	return el > int64(l.bodyGrace) && n*int64(time.Second)/el < l.minRate
+}
+
+// respData implements downstream.
+func (cc *clientConn) respData(_ *leg, data []byte) {
 	if cc.respOut == h1.BodyChunked {
 		cc.lp.commitOut(h1.AppendChunk(cc.lp.outFor(cc.c), data))
 		return
@@ -512,34 +436,50 @@ func (cc *clientConn) writeBody(data []byte) {
 	cc.lp.queue(cc.c, data)
 }
 
-func (cc *clientConn) finishBody(u *upstream) {
+// respEnd implements downstream.
+func (cc *clientConn) respEnd(_ *leg, trailers []msg.Field) {
 	if cc.respOut == h1.BodyChunked {
-		cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(cc.c), h1.FilterTrailers(u.body.Trailers())))
+		cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(cc.c), trailers))
 	}
-	cc.finishExchange(true)
 }
 
-// finishExchange completes the current exchange on the loop: the upstream
-// goes back to its pool when it is clean, the client reads its next request.
-func (cc *clientConn) finishExchange(ok bool) {
-	u := cc.up
-	cc.up = nil
-	if u != nil {
-		// A 2xx to CONNECT would have made the connection a tunnel: never
-		// pooled (CONNECT is refused before it gets here; this is the
-		// second lock on that door).
-		reusable := ok && cc.reqBodyDone && u.resp.KeepAlive && u.resp.Body != h1.BodyUntilClose &&
-			string(cc.req.Method) != "CONNECT"
-		u.owner = nil
-		if reusable {
-			u.release()
-		} else {
-			u.close()
-		}
+// respAbort implements downstream: a response that cannot complete is
+// signalled the only way HTTP/1 can, by closing.
+func (cc *clientConn) respAbort(_ *leg) {
+	cc.closeAfter = true
+	cc.abort()
+}
+
+// slowReader implements downstream: a client slower than its upstream gets
+// the rest of the response from an off-loop pump, so the upstream socket
+// stops being read and TCP pushes back on it.
+func (cc *clientConn) slowReader(lg *leg, u *upstream) bool {
+	cc.lp.flushOut()
+	if cc.c.OutboundBuffered() > cc.l.inflight {
+		cc.detachResponse(u)
+		return true
 	}
-	cc.endpointDone(cc.respStatus, false)
-	cc.record(cc.respStatus, "")
-	if !cc.reqBodyDone {
+	return false
+}
+
+// bodyDrained implements downstream: an HTTP/2 upstream took the body sent
+// so far; more may follow from what the client already sent.
+func (cc *clientConn) bodyDrained(lg *leg) {
+	if cc.state == csUpstream && !lg.reqBodyDone && lg.h2u != nil && cc.c != nil && cc.c.InboundBuffered() > 0 {
+		cc.forwardReqBody()
+	}
+}
+
+// roomFor implements downstream: the HTTP/1 session pumps slow responses
+// its own way (h1_pump.go), so it is only asked for completeness.
+func (cc *clientConn) roomFor(*leg) bool {
+	return cc.c != nil && cc.c.OutboundBuffered() <= cc.l.inflight
+}
+
+// exchangeDone implements downstream: the client reads its next request,
+// or the connection closes.
+func (cc *clientConn) exchangeDone(lg *leg) {
+	if !lg.reqBodyDone {
 		// The client's body was not read to its end: the connection cannot
 		// carry another request.
 		cc.closeAfter = true
@@ -561,47 +501,6 @@ func (cc *clientConn) toIdle() {
 	}
 }
 
-// endpointDone reports the outcome to the load balancer and releases the
-// listener queue slot.
-func (cc *clientConn) endpointDone(status int, connectFailed bool) {
-	if cc.epBegun {
-		cc.epBegun = false
-		cc.x.Pick.Endpoint.End(status, cc.lp.since(cc.started), connectFailed)
-	}
-	if cc.counted {
-		cc.counted = false
-		cc.lp.pending[cc.l]--
-	}
-}
-
-// record counts the request and writes its access-log line.
-func (cc *clientConn) record(status int, reason string) {
-	rc := cc.l.noRoute
-	if cc.x.Route != nil {
-		if r := cc.l.routes[cc.x.Route]; r != nil {
-			rc = r
-		}
-	}
-	rc.inc(status)
-	cc.lp.e.observeDuration(cc.l, cc.lp.since(cc.started))
-	if !cc.l.accessLog {
-		return
-	}
-	ev := cc.lp.e.log.Info().Str("type", "access").Str("listener", cc.l.cfg.Name).
-		Bytes("client", cc.ip).Bytes("method", cc.req.Method).Bytes("target", cc.req.Target).
-		Int("status", status).Int64("bytes", cc.respBytes).Dur("duration", cc.lp.since(cc.started))
-	if cc.x.Route != nil {
-		ev = ev.Str("route", cc.x.Route.Name).Str("cluster", cc.x.Cluster.Name)
-	}
-	if cc.upstreamAddr != "" {
-		ev = ev.Str("upstream", cc.upstreamAddr)
-	}
-	if reason != "" {
-		ev = ev.Str("reason", reason)
-	}
-	ev.Msg("")
-}
-
 // respondLocal writes a response generated by the gateway itself.
 func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	if cc.state == csClosed || cc.state == csClosing {
@@ -611,7 +510,7 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	if x.CloseConn || status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 505 || status == 501 {
 		cc.closeAfter = true
 	}
-	if cc.req.Body != h1.BodyNone && !cc.reqBodyDone {
+	if cc.req.Body != h1.BodyNone && !cc.lg.reqBodyDone {
 		cc.closeAfter = true // the unread body would be taken for the next request
 	}
 	if !cc.req.KeepAlive || cc.draining() {
@@ -626,9 +525,9 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	out := h1.AppendSimpleResponse(body[len(body):], status, extra, body, cc.closeAfter)
 	cc.lp.queue(cc.c, out)
 	cc.lp.e.m.LocalResponse(cc.l.cfg.Name, x.Reason).Inc()
-	cc.endpointDone(status, false)
-	cc.respStatus = status
-	cc.record(status, x.Reason)
+	cc.lg.endpointDone(status, false)
+	cc.lg.respStatus = status
+	cc.lg.record(status, x.Reason)
 	if cc.closeAfter {
 		cc.closeGracefully()
 		return
@@ -643,99 +542,6 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 }
 
 var retryAfterHeader = []h1.Header{{Name: []byte("Retry-After"), Value: []byte("1")}}
-
-// upstreamFailed handles a failure before any response byte reached the
-// client: retry on another endpoint when that is safe, else answer status.
-func (cc *clientConn) upstreamFailed(reason string, status int, connectFailed bool) {
-	u := cc.up
-	cc.up = nil
-	if u != nil {
-		u.owner = nil
-		u.close()
-	}
-	cl := cc.x.Cluster
-	cc.lp.e.m.UpstreamFailure(cl.Name, reason).Inc()
-	ep := cc.x.Pick.Endpoint
-	if cc.epBegun {
-		cc.epBegun = false
-		ep.End(status, cc.lp.since(cc.started), connectFailed)
-	}
-	cc.lp.e.log.Warn().Str("cluster", cl.Name).Str("endpoint", ep.Address()).Str("reason", reason).Msg("upstream failure")
-	if cc.canRetry(reason, status) {
-		cc.x.Exclude = ep
-		p, err := cl.LB.Pick(&cc.x, ep)
-		if err == nil {
-			cc.lp.e.m.UpstreamFailure(cl.Name, "retried").Inc()
-			cc.x.Pick = p
-			cc.acquireUpstream()
-			return
-		}
-	}
-	cc.x.Status, cc.x.Reason = status, "upstream_"+reason
-	cc.respondLocal(&cc.x)
-}
-
-// upstreamProtocolError answers 502 for an upstream that broke the protocol
-// before any response byte reached the client. It is counted as the
-// upstream's failure but not charged to the endpoint's health: a client can
-// provoke it, and must not be able to push endpoints into ejection.
-func (cc *clientConn) upstreamProtocolError(reason string) {
-	if u := cc.up; u != nil {
-		cc.up = nil
-		u.owner = nil
-		u.close()
-	}
-	cl := cc.x.Cluster
-	cc.lp.e.m.UpstreamFailure(cl.Name, reason).Inc()
-	cc.lp.e.log.Warn().Str("cluster", cl.Name).Str("endpoint", cc.x.Pick.Endpoint.Address()).Str("reason", reason).Msg("upstream protocol error")
-	cc.endpointDone(0, false)
-	cc.x.Status, cc.x.Reason, cc.x.CloseConn = 502, "upstream_"+reason, true
-	cc.respondLocal(&cc.x)
-}
-
-// canRetry: idempotent method, nothing of the body sent, nothing of the
-// response seen, attempts and the cluster's retry budget left.
-func (cc *clientConn) canRetry(reason string, status int) bool {
-	if cc.bodySent || cc.respHead || cc.req.Body != h1.BodyNone {
-		return false
-	}
-	return cc.lp.e.clusters.AllowRetry(cc.x.Cluster, cc.attempts, cc.req.Method, reason, status)
-}
-
-// abortMidResponse ends an exchange whose response head already went out:
-// the only honest signal left is closing the client connection.
-func (cc *clientConn) abortMidResponse(reason string) {
-	cl := cc.x.Cluster
-	cc.lp.e.m.UpstreamFailure(cl.Name, reason).Inc()
-	cc.closeAfter = true
-	if u := cc.up; u != nil {
-		cc.up = nil
-		u.owner = nil
-		u.close()
-	}
-	cc.endpointDone(502, false)
-	cc.record(cc.respStatus, reason)
-	cc.abort()
-}
-
-// onUpstreamClosed: the upstream went away while it served us.
-func (cc *clientConn) onUpstreamClosed(u *upstream) {
-	if cc.up != u {
-		return
-	}
-	if !cc.respHead {
-		cc.upstreamFailed("reset", 502, false)
-		return
-	}
-	if u.resp.Body == h1.BodyUntilClose {
-		cc.up = nil
-		cc.closeAfter = true
-		cc.finishExchange(true)
-		return
-	}
-	cc.up = nil
-	cc.abortMidResponse("reset_mid_body")
-}
 
 // onTimer enforces the connection's deadlines; now is UnixNano.
 func (cc *clientConn) onTimer(now int64) {
@@ -757,7 +563,7 @@ func (cc *clientConn) onTimer(now int64) {
 			cc.abort() // idle too long, or idle while draining
 		}
 	case csUpstream:
-		if cc.respPumping {
+		if cc.lg.respPumping {
 			return
 		}
 		if p := cc.pending; p != nil {
@@ -770,49 +576,31 @@ func (cc *clientConn) onTimer(now int64) {
 			cc.detachExchange(p.u, p.head)
 			return
 		}
-		u := cc.up
+		u := cc.lg.up
 		if cc.buffering {
 			if now-cc.lastBodyAt > int64(l.bodyIdle) {
 				cc.timeoutBody("body_idle")
 				return
 			}
-			if l.minRate > 0 {
-				el := now - cc.bodyStart
-				if el > int64(l.bodyGrace) && int64(cc.valOff)*int64(time.Second)/el < l.minRate {
-					cc.timeoutBody("slow_post")
-				}
+			if l.tooSlow(int64(cc.valOff), cc.bodyStart, now) {
+				cc.timeoutBody("slow_post")
 			}
 			return
 		}
-		if u == nil {
+		if u == nil && cc.lg.h2u == nil {
 			return
 		}
-		if !cc.reqBodyDone && u.state == upActive {
+		if !cc.lg.reqBodyDone && cc.lg.bodyWritable() {
 			if now-cc.lastBodyAt > int64(l.bodyIdle) {
 				cc.timeoutBody("body_idle")
 				return
 			}
-			if l.minRate > 0 {
-				el := now - cc.bodyStart
-				if el > int64(l.bodyGrace) && cc.bodyBytes*int64(time.Second)/el < l.minRate {
-					cc.timeoutBody("slow_post")
-					return
-				}
+			if l.tooSlow(cc.lg.bodyBytes, cc.bodyStart, now) {
+				cc.timeoutBody("slow_post")
+				return
 			}
 		}
-		if pt := cc.lp.e.clusters.PerTryTimeout(cc.x.Cluster); pt > 0 && !cc.respHead && now-cc.attemptStart > int64(pt) {
-			cc.lp.e.m.GuardHit("per_try_timeout").Inc()
-			cc.upstreamFailed("per_try_timeout", 504, false)
-			return
-		}
-		if u.state == upActive && cc.reqBodyDone && !cc.respHead && cc.reqSentAt != 0 && now-cc.reqSentAt > int64(l.upRespHeader) {
-			cc.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()
-			cc.upstreamFailed("response_header_timeout", 504, false)
-			return
-		}
-		if cc.respHead && now-cc.lastRespAt > int64(l.bodyIdle) {
-			cc.abortMidResponse("response_body_idle")
-		}
+		cc.lg.onTimer(now)
 	case csClosing:
 		cc.lp.flushOut()
 		if cc.c.OutboundBuffered() == 0 || now > cc.closeBy {
@@ -824,12 +612,8 @@ func (cc *clientConn) onTimer(now int64) {
 
 func (cc *clientConn) timeoutBody(guard string) {
 	cc.lp.e.guardHit(&cc.x, guard)
-	if u := cc.up; u != nil {
-		cc.up = nil
-		u.owner = nil
-		u.close()
-	}
-	cc.endpointDone(408, false)
+	cc.lg.dropUpstream()
+	cc.lg.endpointDone(408, false)
 	cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, guard, true
 	cc.respondLocal(&cc.x)
 }
@@ -852,12 +636,10 @@ func (cc *clientConn) closeGracefully() {
 
 // abort closes the client connection now, and any upstream it holds.
 func (cc *clientConn) abort() {
-	if u := cc.up; u != nil && !cc.respPumping {
-		cc.up = nil
-		u.owner = nil
-		u.close()
+	if !cc.lg.respPumping {
+		cc.lg.dropUpstream() // an HTTP/2 upstream stream gets RST_STREAM(CANCEL)
 	}
-	cc.endpointDone(0, false)
+	cc.lg.endpointDone(0, false)
 	if cc.state != csDetached && cc.c != nil {
 		cc.state = csClosed
 		_ = cc.c.Close()
@@ -870,14 +652,12 @@ func (cc *clientConn) onClose(c gnet.Conn, _ error) {
 		return // a connection we moved off the loop
 	}
 	cc.state = csClosed
-	if u := cc.up; u != nil && !cc.respPumping {
-		cc.up = nil
-		u.owner = nil
-		u.close()
+	if !cc.lg.respPumping {
+		cc.lg.dropUpstream() // an HTTP/2 upstream stream gets RST_STREAM(CANCEL)
 	}
-	if cc.epBegun || cc.counted {
-		cc.endpointDone(499, false)
-		cc.record(499, "client_closed")
+	if cc.lg.epBegun || cc.lg.counted {
+		cc.lg.endpointDone(499, false)
+		cc.lg.record(499, "client_closed")
 	}
 	cc.release()
 }
@@ -895,11 +675,4 @@ func (cc *clientConn) onReattach(c gnet.Conn) {
 	cc.c = c
 	cc.lp.clients[cc] = struct{}{}
 	cc.toIdle()
-}
-
-func statusToken(s int) string {
-	if s == 502 {
-		return "502"
-	}
-	return "503"
 }

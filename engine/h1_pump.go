@@ -26,7 +26,7 @@ import (
 // slow client only the upstream socket leaves, and the pump writes to the
 // client through AsyncWrite, waiting while its outbound buffer is above
 // max_inflight_bytes. When the exchange ends, the sockets return to the loop
-// through Enroll (see DESIGN.md, "Facts about gnet").
+// through Enroll (ARCHITECTURE.md, "Backpressure and bounded memory").
 
 const pumpBuf = 64 << 10
 
@@ -138,7 +138,7 @@ func (cc *clientConn) detachExchange(u *upstream, head []byte) {
 			_ = unc.Close()
 		}
 		u.finalClose()
-		cc.endpointDone(502, false)
+		cc.lg.endpointDone(502, false)
 		cc.release()
 		return
 	}
@@ -264,11 +264,9 @@ func (cc *clientConn) pumpRequestBody(src *prefixed, dst net.Conn, head []byte, 
 			}
 		}
 		have = copy(buf, p)
-		if l.minRate > 0 {
-			if el := time.Since(start); el > l.bodyGrace && res.bodyBytes*int64(time.Second)/int64(el) < l.minRate {
-				cc.lp.e.guardHit(nil, "slow_post")
-				return nil, errSlowPost
-			}
+		if l.tooSlow(res.bodyBytes, start.UnixNano(), time.Now().UnixNano()) {
+			cc.lp.e.guardHit(nil, "slow_post")
+			return nil, errSlowPost
 		}
 		if rerr != nil {
 			if rerr == io.EOF {
@@ -318,11 +316,7 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 				headSeen.Store(true)
 				res.respHead = true
 				res.status = resp.Status
-				outKind := resp.Body
-				keep := cc.req.KeepAlive && !cc.closeAfter && resp.Body != h1.BodyUntilClose && !cc.draining()
-				if resp.Body == h1.BodyChunked && cc.req.Version == h1.Version10 {
-					outKind, keep = h1.BodyUntilClose, false
-				}
+				outKind, keep := cc.responseFraming(resp.Body)
 				res.keepClient = keep
 				opts := l.proxyOpts
 				opts.SetCookie = cc.x.Pick.SetCookie
@@ -362,7 +356,7 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 			}
 			// Interim response: relay to an HTTP/1.1 client (a 100 only
 			// when the gateway did not already send its own).
-			if cc.req.Version == h1.Version11 && !(cc.sent100 && resp.Status == 100) {
+			if cc.req.Version == h1.Version11 && !(cc.lg.sent100 && resp.Status == 100) {
 				interim := h1.AppendProxyResponseHead(nil, &resp, &l.proxyOpts, cc.req.Version, h1.BodyNone, true)
 				if _, err := cnc.Write(interim); err != nil {
 					res.err, res.reason = err, "client_write"
@@ -482,8 +476,8 @@ func (cc *clientConn) handBack(u *upstream, res *exchangeResult) {
 
 // finishPumped runs on the loop when the pumps are done.
 func (cc *clientConn) finishPumped(res *exchangeResult, keepClient bool) {
-	cc.up = nil
-	cc.respBytes = res.respBytes
+	cc.lg.up = nil
+	cc.lg.respBytes = res.respBytes
 	status := res.status
 	if !res.respHead {
 		status = res.localStatus
@@ -491,7 +485,7 @@ func (cc *clientConn) finishPumped(res *exchangeResult, keepClient bool) {
 			status = 502
 		}
 	}
-	cc.respStatus = status
+	cc.lg.respStatus = status
 	if res.err != nil {
 		cc.lp.e.m.UpstreamFailure(cc.x.Cluster.Name, res.reason).Inc()
 		if res.reason == "body_idle" || res.reason == "slow_post" {
@@ -499,11 +493,11 @@ func (cc *clientConn) finishPumped(res *exchangeResult, keepClient bool) {
 		}
 	}
 	if res.err == errUnexpectedUpgrade {
-		cc.endpointDone(0, false) // the upstream's protocol error, not a health signal
+		cc.lg.endpointDone(0, false) // the upstream's protocol error, not a health signal
 	} else {
-		cc.endpointDone(status, false)
+		cc.lg.endpointDone(status, false)
 	}
-	cc.record(status, res.reason)
+	cc.lg.record(status, res.reason)
 	if keepClient {
 		// Enroll registers its own dup of the socket and closes res.cnc
 		// once it has; closing it here would race with that dup.
@@ -528,11 +522,11 @@ func (cc *clientConn) detachResponse(u *upstream) {
 	if err != nil {
 		cc.lp.e.log.Error().Err(err).Msg("detach failed")
 		u.finalClose()
-		cc.up = nil
-		cc.abortMidResponse("detach_failed")
+		cc.lg.up = nil
+		cc.lg.abortMid("detach_failed")
 		return
 	}
-	cc.respPumping = true
+	cc.lg.respPumping = true
 	cc.lp.e.m.Detach("response").Inc()
 	go cc.runResponsePump(u, unc, prefix, cc.c)
 }
@@ -612,13 +606,13 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 			u.state = upClosed
 			u.finalClose()
 		}
-		cc.respPumping = false
-		cc.respBytes += n
-		cc.up = nil
+		cc.lg.respPumping = false
+		cc.lg.respBytes += n
+		cc.lg.up = nil
 		if err != nil {
 			cc.lp.e.m.UpstreamFailure(cc.x.Cluster.Name, "response_body").Inc()
-			cc.endpointDone(cc.respStatus, false)
-			cc.record(cc.respStatus, "response_body_error")
+			cc.lg.endpointDone(cc.lg.respStatus, false)
+			cc.lg.record(cc.lg.respStatus, "response_body_error")
 			if cc.state != csClosed {
 				cc.abort()
 			}
@@ -626,10 +620,10 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 			return nil
 		}
 		if cc.state == csClosed {
-			cc.endpointDone(cc.respStatus, false)
+			cc.lg.endpointDone(cc.lg.respStatus, false)
 			return nil
 		}
-		cc.finishExchange(true)
+		cc.lg.finish(true)
 		lp.flushOut()
 		return nil
 	}))

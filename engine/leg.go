@@ -1,0 +1,637 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"time"
+
+	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/stages"
+)
+
+// downstream is what a leg needs from the session that owns its exchange
+// (ARCHITECTURE.md): an HTTP/1 connection, or one stream of an HTTP/2
+// connection. Every method runs on the loop that owns both.
+type downstream interface {
+	// upstreamReady: the leg has a connection and the encoded request head;
+	// the session sends it, then the body as it has it (lg.sendBody), or
+	// takes the whole exchange off the loop.
+	upstreamReady(lg *leg, u *upstream, head []byte)
+	// respInterim relays a 1xx (not 101) response.
+	respInterim(lg *leg, r *msg.Response)
+	// respHead starts the response; untilClose says the upstream delimits
+	// the body by closing.
+	respHead(lg *leg, r *msg.Response, untilClose bool)
+	// respData forwards response body bytes.
+	respData(lg *leg, b []byte)
+	// respEnd ends the response body, with trailers (already filtered).
+	respEnd(lg *leg, trailers []msg.Field)
+	// respondLocal answers with a response the gateway makes itself
+	// (x.Status, x.Reason); nothing of a response went out yet.
+	respondLocal(x *stages.Exchange)
+	// respAbort ends an exchange whose response already started: the
+	// session resets the stream or closes the connection.
+	respAbort(lg *leg)
+	// exchangeDone: the leg is finished (upstream released, accounted,
+	// logged); the session moves on.
+	exchangeDone(lg *leg)
+	// slowReader is asked after response bytes were forwarded: whether the
+	// client is too slow to keep reading the upstream on the loop; the
+	// session may then move the rest of the response off the loop.
+	slowReader(lg *leg, u *upstream) bool
+	// roomFor reports whether the session can take more response bytes for
+	// lg now (a paused upstream is read again when it can).
+	roomFor(lg *leg) bool
+	// bodyDrained: the upstream took all the request body it was given;
+	// the session may send (or credit) more.
+	bodyDrained(lg *leg)
+}
+
+// maxUnprocessedRetries bounds the retries of streams an h2 endpoint
+// refused or did not process (REFUSED_STREAM, GOAWAY).
+const maxUnprocessedRetries = 3
+
+// leg is the upstream side of one exchange: acquire a connection for the
+// picked endpoint (pool or dial), send, receive, retry, the per-try and
+// header timers, endpoint accounting and the access-log line. One leg type
+// serves every downstream protocol; the upstream codec (h1 today) sits
+// below it in up_h1.go. Owned by the loop of its session.
+type leg struct {
+	lp *loop
+	l  *listenerRT
+	x  *stages.Exchange
+	ds downstream
+	ip []byte // textual client IP for X-Forwarded-For and the access log
+
+	proto    string // the downstream protocol, for the access log: "h1", "h2"
+	streamID uint32 // the HTTP/2 stream, 0 for HTTP/1
+
+	up           *upstream   // an HTTP/1 upstream connection (up_h1.go), or
+	h2u          *h2Upstream // an HTTP/2 one and the leg's stream on it (up_h2.go)
+	h2id         uint32      // 0 until the stream is open
+	upPend       []byte      // request DATA the h2 stream's window did not take yet
+	upPendEnd    bool        // ... and the end of the request after it
+	upPendTrl    []msg.Field // ... with these trailers
+	upPendTrlB   []byte
+	upHeld       int // response DATA from the h2 upstream not credited back yet
+	started      time.Time
+	attempts     int
+	epBegun      bool
+	counted      bool // holds a slot of lp.pending
+	attemptStart int64
+	upstreamAddr string
+
+	reqBodyDone bool  // the request body went upstream in full (or there is none)
+	bodySent    bool  // some body bytes went upstream: never retry
+	sent100     bool  // the gateway answered Expect: 100-continue itself
+	reqSentAt   int64 // when the request finished going upstream
+	bodyBytes   int64
+
+	resp        msg.Response // the neutral view of the upstream's response head
+	respHead    bool
+	respStatus  int
+	respBytes   int64
+	lastRespAt  int64
+	respPumping bool // the response body is pumped off-loop
+}
+
+// reset readies the leg for a new exchange.
+func (lg *leg) reset() {
+	lg.up = nil
+	lg.h2u, lg.h2id, lg.upHeld = nil, 0, 0
+	lg.upPend, lg.upPendEnd, lg.upPendTrl = lg.upPend[:0], false, lg.upPendTrl[:0]
+	lg.started = lg.lp.now()
+	lg.attempts = 0
+	lg.epBegun, lg.counted = false, false
+	lg.attemptStart = 0
+	lg.upstreamAddr = ""
+	lg.reqBodyDone, lg.bodySent, lg.sent100 = false, false, false
+	lg.reqSentAt, lg.bodyBytes = 0, 0
+	lg.respHead, lg.respStatus, lg.respBytes, lg.lastRespAt, lg.respPumping = false, 0, 0, 0, false
+}
+
+// admit takes a slot of the listener's queue and counts the request for
+// the retry budget; false when the queue is full (the caller answers 503).
+func (lg *leg) admit() bool {
+	l := lg.l
+	if lg.lp.pending[l] >= l.cfg.QueueSize {
+		lg.lp.e.guardHit(lg.x, "queue_full")
+		return false
+	}
+	lg.lp.pending[l]++
+	lg.counted = true
+	lg.x.Cluster.LB.RecordRequest() // the retry budget is a share of these
+	return true
+}
+
+// acquire takes a pooled connection to the picked endpoint or dials one.
+func (lg *leg) acquire() {
+	ep := lg.x.Pick.Endpoint
+	cl := lg.x.Cluster
+	lg.attempts++
+	lg.attemptStart = lg.lp.nowNano()
+	ep.Begin()
+	lg.epBegun = true
+	lg.upstreamAddr = ep.Address()
+	if cl.H2 {
+		lg.lp.h2For(cl, ep, lg.l.upConnect).attach(lg)
+		return
+	}
+	p := lg.lp.poolFor(ep, lg.lp.e.clusters.MaxIdle(cl), lg.l.upIdle)
+	if u := p.get(); u != nil {
+		lg.lp.e.clusters.countReuse(cl)
+		u.owner = lg
+		u.state = upActive
+		u.reused = true
+		lg.up = u
+		lg.onReady(u)
+		return
+	}
+	u := newUpstream(lg.lp, cl, ep)
+	u.owner = lg
+	lg.up = u
+	u.dial(lg.l.upConnect)
+}
+
+// onReady encodes the request head for u and hands it to the session.
+func (lg *leg) onReady(u *upstream) {
+	r := lg.x.Req
+	opts := lg.l.proxyOpts
+	opts.ClientIP = lg.ip
+	opts.DropExpect = lg.sent100
+	fs, arena, added := msg.ForwardRequest(lg.lp.fwd.Fields[:0], lg.lp.fwd.Arena[:0], r.Fields, &opts)
+	lg.lp.fwd.Fields, lg.lp.fwd.Arena = fs[:0], arena[:0]
+	var body h1.BodyKind
+	switch r.Body {
+	case msg.BodyLength:
+		body = h1.BodyLength
+	case msg.BodyStream:
+		body = h1.BodyChunked
+	}
+	head := h1.AppendRequestHead(lg.lp.scratch[:0], r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
+	lg.lp.scratch = head[:0]
+	u.beginResponse()
+	lg.ds.upstreamReady(lg, u, head)
+}
+
+// sendBody writes request body bytes upstream in the upstream's framing
+// (chunked when the length is unknown); end finishes the body with trailers.
+func (lg *leg) sendBody(data []byte, end bool, trailers []msg.Field) {
+	if lg.h2u != nil {
+		lg.sendBodyH2(data, end, trailers)
+		return
+	}
+	u := lg.up
+	chunked := lg.x.Req.Body == msg.BodyStream
+	if len(data) > 0 {
+		if chunked {
+			lg.lp.commitOut(h1.AppendChunk(lg.lp.outFor(u.c), data))
+		} else {
+			lg.lp.queue(u.c, data)
+		}
+		lg.bodySent = true
+		lg.bodyBytes += int64(len(data))
+	}
+	if end {
+		if chunked {
+			lg.lp.commitOut(h1.AppendLastChunk(lg.lp.outFor(u.c), msg.FilterTrailers(trailers)))
+		}
+		lg.reqBodyDone = true
+		lg.reqSentAt = lg.lp.nowNano()
+	}
+}
+
+// sendBodyH2 writes request body bytes as DATA on the leg's stream as far
+// as the endpoint's windows allow; the rest waits in upPend (bounded by what
+// the downstream was credited: it is not credited again meanwhile).
+func (lg *leg) sendBodyH2(data []byte, end bool, trailers []msg.Field) {
+	if len(data) > 0 {
+		lg.bodySent = true
+		lg.bodyBytes += int64(len(data))
+		lg.upPend = append(lg.upPend, data...)
+	}
+	if end {
+		lg.upPendEnd = true
+		trailers = msg.FilterTrailers(trailers)
+		b := lg.upPendTrlB[:0]
+		fs := lg.upPendTrl[:0]
+		for _, f := range trailers {
+			start := len(b)
+			b = append(b, f.Name...)
+			mid := len(b)
+			b = append(b, f.Value...)
+			fs = append(fs, msg.Field{Name: b[start:mid:mid], Value: b[mid:len(b):len(b)]})
+		}
+		lg.upPendTrl, lg.upPendTrlB = fs, b
+	}
+	lg.pushUp(false)
+}
+
+// pushUp writes pending request DATA, then the end of the request. When
+// the endpoint's window opened (windowOpened) and everything went, the
+// downstream may send more; from sendBody it is not told (it is the one
+// sending, and would re-read what it has not consumed yet).
+func (lg *leg) pushUp(windowOpened bool) {
+	hu := lg.h2u
+	if hu == nil || lg.h2id == 0 {
+		return
+	}
+	if len(lg.upPend) > 0 {
+		last := lg.upPendEnd && len(lg.upPendTrl) == 0
+		n, err := hu.codec.WriteData(lg.h2id, lg.upPend, last)
+		if err != nil {
+			hu.flush()
+			return
+		}
+		all := n == len(lg.upPend)
+		lg.upPend = lg.upPend[:copy(lg.upPend, lg.upPend[n:])]
+		if all && last {
+			lg.upPendEnd = false
+			lg.reqBodyDone = true
+			lg.reqSentAt = lg.lp.nowNano()
+		}
+	}
+	if len(lg.upPend) == 0 && lg.upPendEnd {
+		var err error
+		if len(lg.upPendTrl) > 0 {
+			err = hu.codec.WriteTrailers(lg.h2id, lg.upPendTrl)
+		} else {
+			_, err = hu.codec.WriteData(lg.h2id, nil, true)
+		}
+		if err == nil {
+			lg.upPendEnd = false
+			lg.upPendTrl = lg.upPendTrl[:0]
+			lg.reqBodyDone = true
+			lg.reqSentAt = lg.lp.nowNano()
+		}
+	}
+	hu.flush()
+	if windowOpened && len(lg.upPend) == 0 {
+		lg.ds.bodyDrained(lg)
+	}
+}
+
+// bodyWritable reports whether request body bytes can go upstream now.
+func (lg *leg) bodyWritable() bool {
+	if lg.h2u != nil {
+		return lg.h2id != 0
+	}
+	return lg.up != nil && lg.up.state == upActive
+}
+
+// upBacklog is how many request bytes the upstream side holds that the
+// endpoint has not taken: the downstream holds its credit while it is large.
+func (lg *leg) upBacklog() int {
+	if lg.h2u != nil {
+		return len(lg.upPend)
+	}
+	if u := lg.up; u != nil && u.c != nil {
+		lg.lp.flushOut()
+		return u.c.OutboundBuffered()
+	}
+	return 0
+}
+
+// creditUp returns held response credit to an h2 upstream once the
+// downstream has room again.
+func (lg *leg) creditUp() {
+	if lg.upHeld > 0 && lg.h2u != nil && lg.h2id != 0 && lg.ds.roomFor(lg) {
+		lg.h2u.codec.Consumed(lg.h2id, lg.upHeld)
+		lg.upHeld = 0
+		lg.h2u.flush()
+	}
+}
+
+// onData parses the response head and forwards the body. What it consumes
+// is discarded from the upstream's inbound buffer before the exchange
+// finishes, so that the pool sees exactly what is left over.
+func (lg *leg) onData(u *upstream) {
+	buf, _ := u.c.Peek(-1)
+	total := 0
+	lg.lastRespAt = lg.lp.nowNano()
+	for !lg.respHead {
+		if len(buf) == 0 {
+			break
+		}
+		n, done, err := u.parser.Parse(buf, lg.x.Req.Method, &u.resp)
+		if err != nil {
+			lg.failed("bad_response", 502, false)
+			return
+		}
+		if !done {
+			break
+		}
+		buf = buf[n:]
+		total += n
+		if u.resp.Status < 200 {
+			if u.resp.Status == 101 {
+				// Upgrade is never forwarded (it is stripped from every
+				// request), so a 101 is the upstream breaking the protocol:
+				// the client gets 502, the endpoint's health is not charged.
+				lg.protocolError("unexpected_upgrade")
+				return
+			}
+			if !(lg.sent100 && u.resp.Status == 100) {
+				lg.resp = neutralResponse(&u.resp)
+				lg.ds.respInterim(lg, &lg.resp)
+			}
+			continue
+		}
+		if (u.resp.Status == 502 || u.resp.Status == 503) && lg.canRetry("status", u.resp.Status) {
+			lg.failed("status_"+statusToken(u.resp.Status), u.resp.Status, false)
+			return
+		}
+		lg.respHead = true
+		lg.respStatus = u.resp.Status
+		lg.resp = neutralResponse(&u.resp)
+		lg.ds.respHead(lg, &lg.resp, u.resp.Body == h1.BodyUntilClose)
+		u.body.ResetResponse(u.resp.Body, u.resp.ContentLength, h1.Limits{MaxTrailerBytes: lg.l.limits.MaxTrailerBytes, MaxChunkExtension: lg.l.limits.MaxChunkExtension})
+		if u.resp.Body == h1.BodyNone {
+			_, _ = u.c.Discard(total)
+			lg.ds.respEnd(lg, nil)
+			lg.finish(true)
+			return
+		}
+	}
+	if lg.respHead && len(buf) > 0 {
+		n, done, failed := lg.consumeBody(u, buf)
+		if failed {
+			return
+		}
+		total += n
+		if done {
+			_, _ = u.c.Discard(total)
+			lg.ds.respEnd(lg, msg.FilterTrailers(u.body.Trailers()))
+			lg.finish(true)
+			return
+		}
+	}
+	if total > 0 {
+		_, _ = u.c.Discard(total)
+	}
+	if lg.respHead && lg.reqBodyDone && u.c.OutboundBuffered() == 0 {
+		lg.ds.slowReader(lg, u)
+	}
+}
+
+// consumeBody decodes response body bytes of u from buf and forwards the
+// payload; it reports how much of buf it used, whether the body ended
+// there, and whether the exchange failed (already handled).
+func (lg *leg) consumeBody(u *upstream, buf []byte) (used int, done, failed bool) {
+	for len(buf) > 0 {
+		n, data, end, err := u.body.Decode(buf)
+		if err != nil {
+			lg.abortMid("bad_response_body")
+			return used, false, true
+		}
+		if len(data) > 0 {
+			lg.respBytes += int64(len(data))
+			lg.ds.respData(lg, data)
+			if lg.up != u {
+				return used, false, true // the downstream gave up on it
+			}
+		}
+		buf = buf[n:]
+		used += n
+		if end {
+			return used, true, false
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return used, false, false
+}
+
+// neutralResponse is the msg view of an HTTP/1 response head (no copy).
+func neutralResponse(r *h1.Response) msg.Response {
+	m := msg.Response{Status: r.Status, Reason: r.Reason, Fields: r.Headers, ContentLength: r.ContentLength}
+	switch r.Body {
+	case h1.BodyLength:
+		m.Body = msg.BodyLength
+	case h1.BodyChunked, h1.BodyUntilClose:
+		m.Body = msg.BodyStream
+	}
+	return m
+}
+
+// finish completes the exchange: the upstream goes back to its pool when it
+// is clean, the endpoint and the request are accounted, the access log
+// written; then the session moves on.
+func (lg *leg) finish(ok bool) {
+	if hu := lg.h2u; hu != nil {
+		hu.release(lg)
+	}
+	u := lg.up
+	lg.up = nil
+	if u != nil {
+		// A 2xx to CONNECT would have made the connection a tunnel: never
+		// pooled (CONNECT is refused before it gets here; this is the
+		// second lock on that door).
+		reusable := ok && lg.reqBodyDone && u.resp.KeepAlive && u.resp.Body != h1.BodyUntilClose &&
+			string(lg.x.Req.Method) != "CONNECT"
+		u.owner = nil
+		if reusable {
+			u.release()
+		} else {
+			u.close()
+		}
+	}
+	lg.endpointDone(lg.respStatus, false)
+	lg.record(lg.respStatus, "")
+	lg.ds.exchangeDone(lg)
+}
+
+// endpointDone reports the outcome to the load balancer and releases the
+// listener queue slot; each at most once per exchange.
+func (lg *leg) endpointDone(status int, connectFailed bool) {
+	if lg.epBegun {
+		lg.epBegun = false
+		lg.x.Pick.Endpoint.End(status, lg.lp.since(lg.started), connectFailed)
+	}
+	if lg.counted {
+		lg.counted = false
+		lg.lp.pending[lg.l]--
+	}
+}
+
+// record counts the request and writes its access-log line.
+func (lg *leg) record(status int, reason string) {
+	x := lg.x
+	rc := lg.l.noRoute
+	if x.Route != nil {
+		if r := lg.l.routes[x.Route]; r != nil {
+			rc = r
+		}
+	}
+	rc.inc(status)
+	lg.lp.e.observeDuration(lg.l, lg.lp.since(lg.started))
+	b := lg.lp.alog
+	if !lg.l.accessLog || b == nil {
+		return
+	}
+	// Formatted on the loop into its bounded buffer; one writer goroutine
+	// writes the batches (engine/accesslog): the loop never waits on I/O.
+	b.Begin(lg.lp.now())
+	b.Str("type", "access")
+	b.Str("listener", lg.l.cfg.Name)
+	b.Str("proto", lg.proto)
+	b.Bytes("client", lg.ip)
+	b.Bytes("method", x.Req.Method)
+	b.Bytes("target", x.Req.Path)
+	b.Int("status", int64(status))
+	b.Int("bytes", lg.respBytes)
+	b.Dur("duration", lg.lp.since(lg.started))
+	if x.Route != nil {
+		b.Str("route", x.Route.Name)
+		b.Str("cluster", x.Cluster.Name)
+	}
+	if lg.upstreamAddr != "" {
+		b.Str("upstream", lg.upstreamAddr)
+	}
+	if reason != "" {
+		b.Str("reason", reason)
+	}
+	if lg.streamID != 0 {
+		b.Int("stream", int64(lg.streamID))
+	}
+	b.End()
+}
+
+// dropUpstream closes the leg's upstream connection, if any.
+func (lg *leg) dropUpstream() {
+	if hu := lg.h2u; hu != nil {
+		hu.cancel(lg)
+	}
+	if u := lg.up; u != nil {
+		lg.up = nil
+		u.owner = nil
+		u.close()
+	}
+}
+
+// failed handles a failure before any response byte reached the client:
+// retry on another endpoint when that is safe, else answer status.
+func (lg *leg) failed(reason string, status int, connectFailed bool) {
+	lg.dropUpstream()
+	x := lg.x
+	cl := x.Cluster
+	lg.lp.e.m.UpstreamFailure(cl.Name, reason).Inc()
+	ep := x.Pick.Endpoint
+	if lg.epBegun {
+		lg.epBegun = false
+		ep.End(status, lg.lp.since(lg.started), connectFailed)
+	}
+	lg.lp.e.log.Warn().Str("cluster", cl.Name).Str("endpoint", ep.Address()).Str("reason", reason).Msg("upstream failure")
+	if lg.canRetry(reason, status) {
+		x.Exclude = ep
+		p, err := cl.LB.Pick(x, ep)
+		if err == nil {
+			lg.lp.e.m.UpstreamFailure(cl.Name, "retried").Inc()
+			x.Pick = p
+			lg.acquire()
+			return
+		}
+	}
+	x.Status, x.Reason = status, "upstream_"+reason
+	lg.ds.respondLocal(x)
+}
+
+// protocolError answers 502 for an upstream that broke the protocol before
+// any response byte reached the client. It is counted as the upstream's
+// failure but not charged to the endpoint's health: a client can provoke
+// it, and must not be able to push endpoints into ejection.
+func (lg *leg) protocolError(reason string) {
+	lg.dropUpstream()
+	x := lg.x
+	lg.lp.e.m.UpstreamFailure(x.Cluster.Name, reason).Inc()
+	lg.lp.e.log.Warn().Str("cluster", x.Cluster.Name).Str("endpoint", x.Pick.Endpoint.Address()).Str("reason", reason).Msg("upstream protocol error")
+	lg.endpointDone(0, false)
+	x.Status, x.Reason, x.CloseConn = 502, "upstream_"+reason, true
+	lg.ds.respondLocal(x)
+}
+
+// canRetry: idempotent method, nothing of the body sent, nothing of the
+// response seen, attempts and the cluster's retry budget left.
+func (lg *leg) canRetry(reason string, status int) bool {
+	if lg.bodySent || lg.respHead {
+		return false
+	}
+	connectFailed := reason == "connect_failed" || reason == "connect_timeout"
+	if lg.x.Req.Body != msg.BodyNone && !connectFailed {
+		// A body can go again only when none of it left: after a connect
+		// failure it is still whole where the session keeps it (the
+		// client's inbound buffer, the stream's held DATA).
+		return false
+	}
+	if reason == "refused_stream" || reason == "goaway_unprocessed" {
+		// The endpoint said it did not process the stream: any method may
+		// go elsewhere, without spending the retry budget.
+		return lg.attempts <= maxUnprocessedRetries
+	}
+	return lg.lp.e.clusters.AllowRetry(lg.x.Cluster, lg.attempts, lg.x.Req.Method, reason, status)
+}
+
+// abortMid ends an exchange whose response head already went out: the
+// only honest signal left is the session's reset or close.
+func (lg *leg) abortMid(reason string) {
+	lg.lp.e.m.UpstreamFailure(lg.x.Cluster.Name, reason).Inc()
+	lg.dropUpstream()
+	lg.endpointDone(502, false)
+	lg.record(lg.respStatus, reason)
+	lg.ds.respAbort(lg)
+}
+
+// onUpstreamClosed: the upstream went away while it served us.
+func (lg *leg) onUpstreamClosed(u *upstream) {
+	if lg.up != u {
+		return
+	}
+	if !lg.respHead {
+		lg.failed("reset", 502, false)
+		return
+	}
+	if u.resp.Body == h1.BodyUntilClose {
+		lg.up = nil
+		lg.ds.respEnd(lg, nil)
+		lg.finish(true)
+		return
+	}
+	lg.up = nil
+	lg.abortMid("reset_mid_body")
+}
+
+// onTimer enforces the upstream side's deadlines; it reports whether it
+// ended the exchange.
+func (lg *leg) onTimer(now int64) bool {
+	u := lg.up
+	if (u == nil && lg.h2u == nil) || lg.respPumping {
+		return false
+	}
+	lg.creditUp()
+	l := lg.l
+	if pt := lg.lp.e.clusters.PerTryTimeout(lg.x.Cluster); pt > 0 && !lg.respHead && now-lg.attemptStart > int64(pt) {
+		lg.lp.e.m.GuardHit("per_try_timeout").Inc()
+		lg.failed("per_try_timeout", 504, false)
+		return true
+	}
+	sent := lg.h2id != 0 || (u != nil && u.state == upActive)
+	if sent && lg.reqBodyDone && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
+		lg.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()
+		lg.failed("response_header_timeout", 504, false)
+		return true
+	}
+	if lg.respHead && now-lg.lastRespAt > int64(l.bodyIdle) {
+		lg.abortMid("response_body_idle")
+		return true
+	}
+	return false
+}
+
+func statusToken(s int) string {
+	if s == 502 {
+		return "502"
+	}
+	return "503"
+}
