@@ -117,7 +117,7 @@ func epollWatches(name, tfd, ino string) bool {
 	if err != nil {
 		return false
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
@@ -152,12 +152,12 @@ func idleSockets() (stream, dgram int, err error) {
 			}
 			// An empty address autobinds to a unique abstract name.
 			if err := unix.Bind(fd, &unix.SockaddrUnix{}); err != nil {
-				unix.Close(fd)
+				closeFD(fd)
 				return -1, fmt.Errorf("bind: %w", err)
 			}
 			if typ == unix.SOCK_STREAM {
 				if err := unix.Listen(fd, 1); err != nil {
-					unix.Close(fd)
+					closeFD(fd)
 					return -1, fmt.Errorf("listen: %w", err)
 				}
 			}
@@ -249,7 +249,7 @@ func listenFamily(family int, udp bool, sa unix.Sockaddr, reusePort, dualStack b
 	}
 	defer func() {
 		if err != nil {
-			unix.Close(fd)
+			closeFD(fd)
 			fd = -1
 		}
 	}()

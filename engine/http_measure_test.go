@@ -23,7 +23,7 @@ func TestHTTPMeasure(t *testing.T) {
 	if os.Getenv("EG_HTTP_MEASURE") == "" {
 		t.Skip("set EG_HTTP_MEASURE=1 to measure")
 	}
-	o := newOrigin(t, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
+	o := newOrigin(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 	g := startGWLoops(t, runtime.NumCPU(), []string{o.addr()}, "max_connections_per_ip = 0", "", nil)
 	const dur = 3 * time.Second
 	for _, keepAlive := range []bool{true, false} {
@@ -50,23 +50,23 @@ func TestHTTPMeasure(t *testing.T) {
 						req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 					}
 					if _, err := io.WriteString(c, req); err != nil {
-						c.Close()
+						_ = c.Close()
 						c = nil
 						continue
 					}
 					resp, err := http.ReadResponse(r, nil)
 					if err == nil {
 						_, _ = io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
+						_ = resp.Body.Close()
 						n.Add(1)
 					}
 					if err != nil || !keepAlive {
-						c.Close()
+						_ = c.Close()
 						c = nil
 					}
 				}
 				if c != nil {
-					c.Close()
+					_ = c.Close()
 				}
 			}()
 		}

@@ -38,25 +38,25 @@ func TestReusePortHandoverLosesQueuedConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer next.Close()
+	defer func() { _ = next.Close() }()
 	var conns []net.Conn
 	for range 64 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		conns = append(conns, c)
 	}
-	old.Close() // the old process stops accepting
+	_ = old.Close() // the old process stops accepting
 	go func() {
 		for {
 			c, err := next.Accept()
 			if err != nil {
 				return
 			}
-			c.Write([]byte("x"))
-			c.Close()
+			_, _ = c.Write([]byte("x"))
+			_ = c.Close()
 		}
 	}()
 	lost := 0

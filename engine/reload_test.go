@@ -58,7 +58,7 @@ func namedOrigin(t *testing.T, name string) *origin {
 		if r.URL.Path == "/slow" {
 			time.Sleep(300 * time.Millisecond)
 		}
-		io.WriteString(w, name)
+		_, _ = io.WriteString(w, name)
 	})
 }
 
@@ -68,7 +68,7 @@ func waitListening(t *testing.T, addr string) {
 	for {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			return
 		}
 		if time.Now().After(deadline) {
@@ -194,8 +194,8 @@ func TestReloadReplacedListenerKeepsItsSocket(t *testing.T) {
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
 				ok.Add(1)
 			}
 		}()
@@ -230,8 +230,8 @@ func TestReloadUpdatesClustersInPlace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
 	}
 	if err := g.reload(t, text(a.addr())); err != nil {
 		t.Fatal(err)
@@ -245,7 +245,7 @@ func TestReloadUpdatesClustersInPlace(t *testing.T) {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if string(body) != "a" {
 			t.Fatalf("removed endpoint still answers: %q", body)
 		}
@@ -267,7 +267,7 @@ func TestReloadThatCannotBindChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer taken.Close()
+	defer func() { _ = taken.Close() }()
 	g := runEngine(t, httpConfig(1, []string{"web=" + addr + ">ca"}, []string{"ca=" + a.addr(), "cb=" + b.addr()}, ""), nil)
 	waitListening(t, addr)
 	snap := g.eng.snap.Load()
@@ -284,7 +284,7 @@ func TestReloadThatCannotBindChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if string(body) != "a" {
 		t.Fatalf("routes changed by a refused reload: %q", body)
 	}
@@ -320,7 +320,7 @@ endpoints = %s
 	g := startL4(t, 2, text("c1", true))
 	old := dialTCP(t, taddr)
 	greet := func(c *net.TCPConn) string {
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 		buf := make([]byte, 3)
 		if _, err := io.ReadFull(c, buf); err != nil {
 			t.Fatal(err)
@@ -399,7 +399,7 @@ func TestHandoverBetweenEngines(t *testing.T) {
 					continue
 				}
 				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				if c := seen[string(body)]; c != nil {
 					c.Add(1)
 				}
@@ -466,7 +466,7 @@ endpoints = %s
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 	}
 	if err := g.reload(t, text("")); err != nil {
 		t.Fatal(err)

@@ -225,7 +225,7 @@ func (r *reloader) handleConfig(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("/config/generation", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "%d\n", r.gen.Load())
+		_, _ = fmt.Fprintf(w, "%d\n", r.gen.Load())
 	})
 }
 

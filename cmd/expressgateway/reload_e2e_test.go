@@ -56,7 +56,7 @@ func startFromFile(t *testing.T, bin, text, waitAddr, admin string) *gwProc {
 			_ = g.cmd.Process.Kill()
 			<-g.exited
 		}
-		logf.Close()
+		_ = logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(g.log)
 			if len(b) > 30000 {
@@ -94,7 +94,7 @@ func generation(admin string) int {
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
@@ -109,7 +109,7 @@ func waitAccepting(t *testing.T, addr string, within time.Duration) time.Duratio
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			return time.Since(start)
 		}
 		if time.Since(start) > within {
@@ -129,7 +129,7 @@ func streamBackend(t *testing.T, n int) string {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, _ := w.(http.Flusher)
 		for i := range n {
-			fmt.Fprintf(w, "chunk %03d\n", i)
+			_, _ = fmt.Fprintf(w, "chunk %03d\n", i)
 			f.Flush()
 			select {
 			case <-r.Context().Done():
@@ -138,8 +138,8 @@ func streamBackend(t *testing.T, n int) string {
 			}
 		}
 	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()
 }
 
@@ -206,7 +206,7 @@ endpoints = [ { address = %q } ]
 			streamDone <- err
 			return
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		n := 0
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
@@ -250,7 +250,7 @@ endpoints = [ { address = %q } ]
 					continue
 				}
 				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				if resp.StatusCode != 200 {
 					failures.Add(1)
 					firstFailure.CompareAndSwap(nil, fmt.Sprintf("status %d: %s", resp.StatusCode, b))
@@ -299,7 +299,7 @@ endpoints = [ { address = %q } ]
 			resp, err := probe.Get("http://" + gwAddr + "/")
 			if err == nil {
 				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				if string(b) == expect(version) {
 					break
 				}
@@ -374,14 +374,14 @@ func TestReloadListenersAndHealthThroughBinary(t *testing.T) {
 		if r.URL.Path == "/slow" {
 			time.Sleep(600 * time.Millisecond)
 		}
-		io.WriteString(w, "down")
+		_, _ = io.WriteString(w, "down")
 	})}
 	dln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go down.Serve(dln)
-	t.Cleanup(func() { down.Close() })
+	go func() { _ = down.Serve(dln) }()
+	t.Cleanup(func() { _ = down.Close() })
 	gwAddr, second, admin := freeAddr(t), freeAddr(t), freeAddr(t)
 	render := func(withSecond bool, prefix string) string {
 		s := fmt.Sprintf(`
@@ -436,7 +436,7 @@ endpoints = [ { address = %q } ]
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	r := bufio.NewReader(c)
 	ask := func(path string) (*http.Response, string, error) {
 		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
@@ -447,7 +447,7 @@ endpoints = [ { address = %q } ]
 			return nil, "", err
 		}
 		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return resp, string(b), err
 	}
 	if _, body, err := ask("/"); err != nil || body != "down" {
@@ -473,7 +473,7 @@ endpoints = [ { address = %q } ]
 			}
 			break
 		}
-		d.Close()
+		_ = d.Close()
 		if time.Now().After(deadline) {
 			t.Fatal("removed listener still accepts after 1s")
 		}
@@ -484,7 +484,7 @@ endpoints = [ { address = %q } ]
 		t.Fatalf("in-flight request on the removed listener: %v", err)
 	}
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 || string(b) != "down" || !resp.Close {
 		t.Fatalf("in-flight request on the removed listener: %d %q close=%v", resp.StatusCode, b, resp.Close)
 	}

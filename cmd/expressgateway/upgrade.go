@@ -208,7 +208,7 @@ func (u *upgrader) start(socks []handover, timeout time.Duration) (pid int, err 
 	if err != nil {
 		return 0, fmt.Errorf("pipe: %w", err)
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }()
 	// syscall.ForkExec, not os/exec: (*os.File).Fd, which os/exec calls on
 	// ExtraFiles, puts a file in blocking mode, and the sockets' file
 	// status is shared with the loops that accept from them.
@@ -269,7 +269,10 @@ func (u *upgrader) start(socks []handover, timeout time.Duration) (pid int, err 
 	fail := func(err error) (int, error) {
 		_ = proc.Kill()
 		select {
-		case <-exited:
+		case xerr := <-exited: // killed: the exit matters only without a cause of our own
+			if err == nil {
+				err = xerr
+			}
 		case <-time.After(2 * time.Second):
 		}
 		return 0, err
@@ -309,7 +312,7 @@ func sdNotify(state string) {
 	if err != nil {
 		return
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_, _ = c.Write([]byte(state))
 }
 

@@ -124,7 +124,7 @@ endpoints = [ { address = %q } ]
 				continue
 			}
 			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode != 200 || string(body) != "b1" {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %q", resp.StatusCode, body))
