@@ -468,7 +468,9 @@ endpoints = %s
 		}
 		_ = resp.Body.Close()
 	}
-	if err := g.reload(t, text("")); err != nil {
+	// A config needs a listener: "other" replaces "one".
+	other := fmt.Sprintf("[[listeners]]\nname = \"other\"\nlisten = %q\n[[listeners.routes]]\ncluster = \"ca\"\n", freePort(t))
+	if err := g.reload(t, text(other)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
