@@ -302,8 +302,8 @@ func (e *Engine) drainSlots(slots []*listenerSlot, timeout time.Duration) {
 	e.reapSets()
 }
 
-// closeConnsOf closes, on every loop, the client connections and tcp
-// pairs of the given listeners.
+// closeConnsOf closes, on every loop, the client connections (HTTP/1 and
+// HTTP/2) and tcp pairs of the given listeners.
 func (e *Engine) closeConnsOf(slots []*listenerSlot) {
 	of := map[*listenerSlot]bool{}
 	for _, s := range slots {
@@ -315,6 +315,11 @@ func (e *Engine) closeConnsOf(slots []*listenerSlot) {
 		for cc := range lp.clients {
 			if of[cc.l.slot] {
 				cc.abort()
+			}
+		}
+		for sc := range lp.h2conns {
+			if of[sc.l.slot] {
+				sc.abort()
 			}
 		}
 		if v, ok := e.l4.loops.Load(lp.el); ok {

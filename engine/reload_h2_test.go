@@ -70,7 +70,8 @@ func TestReloadRoutesReachOpenH2Connections(t *testing.T) {
 }
 
 // TestReloadRemovedListenerSendsH2GoAway: an HTTP/2 connection of a
-// listener a reload removed is told GOAWAY and closed, as on shutdown.
+// listener a reload removed is told GOAWAY, and closed once the drain
+// budget is spent.
 func TestReloadRemovedListenerSendsH2GoAway(t *testing.T) {
 	a := namedOrigin(t, "a")
 	addr, other := freePort(t), freePort(t)
@@ -85,28 +86,45 @@ func TestReloadRemovedListenerSendsH2GoAway(t *testing.T) {
 	if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
 		t.Fatal(err)
 	}
+	// The gateway's SETTINGS: the session is up.
+	if err := c.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var first [9]byte
+	if _, err := io.ReadFull(c, first[:]); err != nil || first[3] != 0x4 {
+		t.Fatalf("first frame %x, %v", first, err)
+	}
+	if _, err := io.CopyN(io.Discard, c, int64(first[0])<<16|int64(first[1])<<8|int64(first[2])); err != nil {
+		t.Fatal(err)
+	}
 	if err := g.reload(t, httpConfig(2, []string{"other=" + other + ">ca"}, []string{"ca=" + a.addr()}, "")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetReadDeadline(time.Now().Add(4 * time.Second)); err != nil {
+	// This client never answers the shutdown PING, so the session is
+	// closed when the removed listener's drain budget (3 s) is spent.
+	if err := c.SetReadDeadline(time.Now().Add(6 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	goaway := false
 	var hdr [9]byte
+	var rerr error
 	for {
-		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		if _, rerr = io.ReadFull(c, hdr[:]); rerr != nil {
 			break // closed by the gateway
 		}
 		n := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
 		if hdr[3] == 0x7 {
 			goaway = true
 		}
-		if _, err := io.CopyN(io.Discard, c, int64(n)); err != nil {
+		if _, rerr = io.CopyN(io.Discard, c, int64(n)); rerr != nil {
 			break
 		}
 	}
 	if !goaway {
 		t.Fatal("no GOAWAY on the HTTP/2 connection of a removed listener")
+	}
+	if ne, ok := rerr.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the HTTP/2 connection of a removed listener was not closed after its drain budget")
 	}
 }
 
