@@ -28,6 +28,7 @@ import (
 type reloader struct {
 	path     string
 	log      zerolog.Logger
+	set      *metrics.Set
 	eng      *engine.Engine
 	clusters *engine.Clusters
 	xs       *xdpStage // nil without XDP
@@ -53,7 +54,7 @@ type configInfo struct {
 func newReloader(path string, snap *conf.Snapshot, data []byte, log zerolog.Logger, set *metrics.Set,
 	eng *engine.Engine, clusters *engine.Clusters, xs *xdpStage) *reloader {
 	r := &reloader{
-		path: path, log: log, eng: eng, clusters: clusters, xs: xs, cur: snap,
+		path: path, log: log, set: set, eng: eng, clusters: clusters, xs: xs, cur: snap,
 		lastHash: sha256.Sum256(data),
 		ok:       set.NewCounter(`expressgateway_config_reload_total{result="ok"}`),
 		refused:  set.NewCounter(`expressgateway_config_reload_total{result="error"}`),
@@ -92,6 +93,12 @@ func (r *reloader) reload(trigger string) bool {
 	applied, needsRestart, err := conf.Carry(r.cur, next)
 	if err != nil {
 		r.refuse(trigger, problemLines(err))
+		return false
+	}
+	// The caps of the new config against the file-descriptor limit, as at
+	// start: a listener whose own cap cannot fit refuses the reload.
+	if err := engine.CheckFDs(&applied.Config, r.log, r.set); err != nil {
+		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.path, err)})
 		return false
 	}
 	if r.xs != nil {
