@@ -47,6 +47,8 @@ type Config struct {
 	Log Log `koanf:"log"`
 	// Engine sizes the event loops and the process-wide limits.
 	Engine Engine `koanf:"engine"`
+	// Process is the pid file, config-file watching and binary upgrades.
+	Process Process `koanf:"process"`
 	// Demo is the tiny built-in upstream used by the default config.
 	Demo Demo `koanf:"demo"`
 	// Listeners are the L7 (http) and userspace L4 (tcp, udp) listeners.
@@ -144,6 +146,27 @@ func (e *Engine) setDefaults() {
 	e.MaxConnections = 100000
 }
 
+// Process is the [process] section.
+type Process struct {
+	// PIDFile is a file the process writes its PID to once it serves and
+	// removes when it exits; after a USR2 upgrade the new process writes its
+	// own PID there. "" writes none. Default: "".
+	PIDFile string `koanf:"pid_file"`
+	// WatchConfig polls the config file every second and reloads it when
+	// its content changed, as SIGHUP does. Default: true.
+	WatchConfig bool `koanf:"watch_config"`
+	// UpgradeTimeout is how long a USR2 upgrade waits for the new process to
+	// report that it serves; after it the new process is killed and the
+	// running one keeps serving. Default: "10s".
+	UpgradeTimeout Duration `koanf:"upgrade_timeout"`
+}
+
+func (p *Process) setDefaults() {
+	p.PIDFile = ""
+	p.WatchConfig = true
+	p.UpgradeTimeout = Duration(10 * second)
+}
+
 // Demo is the [demo] section: a tiny built-in upstream for trying things out.
 type Demo struct {
 	// Enabled starts the built-in demo upstream. Default: false.
@@ -168,9 +191,10 @@ type Listener struct {
 	// Protocol is http (L7 with routes), tcp or udp (userspace L4 straight to
 	// a cluster). Default: "http".
 	Protocol string `koanf:"protocol"`
-	// ReusePort opens one SO_REUSEPORT socket per event loop. gnet applies
-	// it engine-wide: false on any listener turns it off for all, and a udp
-	// listener turns it on for all. Default: true.
+	// ReusePort opens one SO_REUSEPORT socket per event loop, so the kernel
+	// spreads new connections over the loops; false opens one socket that
+	// every loop accepts from. udp listeners always use one socket per loop.
+	// Default: true.
 	ReusePort bool `koanf:"reuse_port"`
 	// Cluster is where tcp and udp listeners send traffic; required for tcp
 	// and udp, not allowed for http (use routes).
@@ -739,6 +763,7 @@ var (
 	_ defaulter = (*Admin)(nil)
 	_ defaulter = (*Log)(nil)
 	_ defaulter = (*Engine)(nil)
+	_ defaulter = (*Process)(nil)
 	_ defaulter = (*Demo)(nil)
 	_ defaulter = (*Listener)(nil)
 	_ defaulter = (*Timeouts)(nil)

@@ -152,6 +152,7 @@ func (v *validator) config(c *Config) {
 	v.admin(&c.Admin)
 	v.log(&c.Log)
 	v.engine(&c.Engine)
+	v.process(&c.Process)
 	v.demo(&c.Demo)
 
 	clusters := make(map[string]int, len(c.Clusters))
@@ -258,6 +259,13 @@ func (v *validator) engine(e *Engine) {
 		v.addf("engine.ring_size", "must be a power of two between 2 and 65536, got %d", e.RingSize)
 	}
 	v.intRange("engine.max_connections", e.MaxConnections, 1, 100_000_000)
+}
+
+func (v *validator) process(p *Process) {
+	if strings.ContainsFunc(p.PIDFile, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		v.addf("process.pid_file", "must not contain control characters")
+	}
+	v.positive("process.upgrade_timeout", p.UpgradeTimeout)
 }
 
 func (v *validator) demo(d *Demo) {

@@ -5,6 +5,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -17,12 +19,35 @@ import (
 
 // Clusters is the runtime registry of the snapshot's clusters: their load
 // balancers (with health checking) and the settings the forwarder needs.
-// Safe for concurrent use once built.
+// Update applies a reloaded snapshot: a cluster keeps its *stages.Cluster
+// and its lb.Cluster (updated in place) across reloads, so routes, requests
+// in flight and per-loop pools holding them stay valid. Safe for concurrent
+// use once built.
 type Clusters struct {
-	byName  map[string]*stages.Cluster
-	list    []*stages.Cluster
-	maxIdle []int
-	hot     []clusterCounters
+	set   *metrics.Set
+	log   zerolog.Logger
+	hooks []func(lb.HealthEvent)
+	tab   atomic.Pointer[clusterTable]
+
+	mu      sync.Mutex // serialises Update, Start and Close
+	ctx     context.Context
+	started bool
+	all     []*stages.Cluster // every cluster ever built; Index points here
+}
+
+// clusterTable is one generation of the registry. rt is indexed by
+// stages.Cluster.Index and keeps the entries of removed clusters, which
+// requests in flight may still read.
+type clusterTable struct {
+	byName map[string]*stages.Cluster
+	list   []*stages.Cluster // config order
+	rt     []clusterRT
+}
+
+// clusterRT is what the forwarder reads per cluster on every request.
+type clusterRT struct {
+	maxIdle int
+	hot     clusterCounters
 }
 
 // clusterCounters are a cluster's per-request metrics, resolved once so
@@ -107,56 +132,206 @@ func LBSpec(c *conf.Cluster) lb.Spec {
 // transitions are logged once each and passed to the optional onHealth
 // hooks (the XDP stage follows them).
 func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger, onHealth ...func(lb.HealthEvent)) (*Clusters, error) {
-	cs := &Clusters{byName: map[string]*stages.Cluster{}}
+	cs := &Clusters{set: set, log: log, hooks: onHealth}
+	tab := &clusterTable{byName: map[string]*stages.Cluster{}}
 	for i := range snap.Config.Clusters {
 		c := &snap.Config.Clusters[i]
-		lbc, err := lb.New(LBSpec(c), lb.WithMetrics(set), lb.WithHealthEvents(func(ev lb.HealthEvent) {
-			e := log.Warn()
-			if ev.Healthy {
-				e = log.Info()
-			}
-			e.Str("cluster", ev.Cluster).Str("endpoint", ev.Endpoint).Str("zone", ev.Zone).
-				Bool("healthy", ev.Healthy).Str("reason", ev.Reason).AnErr("error", ev.Err).Msg("endpoint health changed")
-			for _, h := range onHealth {
-				h(ev)
-			}
-		}))
+		sc, err := cs.build(c, len(cs.all))
 		if err != nil {
-			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+			return nil, err
 		}
-		sc := &stages.Cluster{Name: c.Name, Index: i, LB: lbc, H2: c.Protocol == "h2c", MaxStreams: c.MaxStreamsPerConnection}
-		cs.byName[c.Name] = sc
-		cs.list = append(cs.list, sc)
-		cs.maxIdle = append(cs.maxIdle, c.MaxIdlePerEndpoint)
-		cs.hot = append(cs.hot, clusterCounters{
-			connects: set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, c.Name)),
-			reuses:   set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, c.Name)),
-		})
+		cs.all = append(cs.all, sc)
+		tab.byName[c.Name] = sc
+		tab.list = append(tab.list, sc)
+		tab.rt = append(tab.rt, cs.runtime(c))
 	}
+	cs.tab.Store(tab)
 	return cs, nil
 }
 
+// build makes the load balancer of c.
+func (cs *Clusters) build(c *conf.Cluster, index int) (*stages.Cluster, error) {
+	log := cs.log
+	lbc, err := lb.New(LBSpec(c), lb.WithMetrics(cs.set), lb.WithHealthEvents(func(ev lb.HealthEvent) {
+		e := log.Warn()
+		if ev.Healthy {
+			e = log.Info()
+		}
+		e.Str("cluster", ev.Cluster).Str("endpoint", ev.Endpoint).Str("zone", ev.Zone).
+			Bool("healthy", ev.Healthy).Str("reason", ev.Reason).AnErr("error", ev.Err).Msg("endpoint health changed")
+		for _, h := range cs.hooks {
+			h(ev)
+		}
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	return &stages.Cluster{Name: c.Name, Index: index, LB: lbc, H2: c.Protocol == "h2c", MaxStreams: c.MaxStreamsPerConnection}, nil
+}
+
+// runtime is the forwarder's view of c.
+func (cs *Clusters) runtime(c *conf.Cluster) clusterRT {
+	return clusterRT{
+		maxIdle: c.MaxIdlePerEndpoint,
+		hot: clusterCounters{
+			connects: cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, c.Name)),
+			reuses:   cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, c.Name)),
+		},
+	}
+}
+
+// clusterUpdate is a prepared Update: everything that can fail was checked
+// and the new clusters are built, but nothing is visible yet.
+type clusterUpdate struct {
+	cs       *Clusters
+	snap     *conf.Snapshot
+	tab      *clusterTable
+	prepared map[*stages.Cluster]*lb.Prepared // clusters that stay, their update built
+	added    []*stages.Cluster
+	removed  []*stages.Cluster
+	// shared are the added clusters that carry on an existing lb.Cluster
+	// under a new *stages.Cluster: the upstream protocol or
+	// max_streams_per_connection changed, which the forwarder reads from
+	// the immutable stages.Cluster. Requests in flight and pooled
+	// connections keep the old one.
+	shared map[*stages.Cluster]bool
+}
+
+// prepare checks and builds the clusters of snap without applying them:
+// the update of every cluster that stays is prepared (lb.Prepare: the new
+// pick sets are built, invisible), and the added ones are built (not
+// started), so that apply is a few atomic stores. On error nothing
+// changed. The caller holds the engine's reload lock; apply or discard the
+// result.
+func (cs *Clusters) prepare(snap *conf.Snapshot) (*clusterUpdate, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	old := cs.tab.Load()
+	u := &clusterUpdate{cs: cs, snap: snap, prepared: map[*stages.Cluster]*lb.Prepared{},
+		tab: &clusterTable{byName: map[string]*stages.Cluster{}, rt: append([]clusterRT(nil), old.rt...)}}
+	next := len(cs.all)
+	for i := range snap.Config.Clusters {
+		c := &snap.Config.Clusters[i]
+		sc := old.byName[c.Name]
+		if sc != nil {
+			p, err := sc.LB.Prepare(LBSpec(c))
+			if err != nil {
+				u.discard()
+				return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+			}
+			if sc.H2 != (c.Protocol == "h2c") || sc.MaxStreams != c.MaxStreamsPerConnection {
+				sc = &stages.Cluster{Name: c.Name, Index: next, LB: sc.LB, H2: c.Protocol == "h2c", MaxStreams: c.MaxStreamsPerConnection}
+				next++
+				if u.shared == nil {
+					u.shared = map[*stages.Cluster]bool{}
+				}
+				u.shared[sc] = true
+				u.added = append(u.added, sc)
+				u.tab.rt = append(u.tab.rt, cs.runtime(c))
+			} else {
+				u.tab.rt[sc.Index] = cs.runtime(c)
+			}
+			u.prepared[sc] = p
+		} else {
+			var err error
+			if sc, err = cs.build(c, next); err != nil {
+				u.discard()
+				return nil, err
+			}
+			next++
+			u.added = append(u.added, sc)
+			u.tab.rt = append(u.tab.rt, cs.runtime(c))
+		}
+		u.tab.byName[c.Name] = sc
+		u.tab.list = append(u.tab.list, sc)
+	}
+	for _, sc := range old.list {
+		if now := u.tab.byName[sc.Name]; now != sc && (now == nil || now.LB != sc.LB) {
+			u.removed = append(u.removed, sc)
+		}
+	}
+	return u, nil
+}
+
+// Get returns the cluster called name in the prepared table, or nil.
+func (u *clusterUpdate) Get(name string) *stages.Cluster { return u.tab.byName[name] }
+
+// discard drops a prepared update that will not be applied.
+func (u *clusterUpdate) discard() {
+	for _, p := range u.prepared {
+		p.Discard()
+	}
+	for _, sc := range u.added {
+		if !u.shared[sc] {
+			sc.LB.Retire()
+		}
+	}
+	u.prepared, u.added = nil, nil
+}
+
+// apply makes the update visible: clusters that stay are updated in place,
+// added ones start their health checks, and the new table is swapped in.
+// It returns the endpoints that left clusters that stay (their per-loop
+// pools should be closed) and the removed clusters, which the caller retires
+// once nothing routes to them.
+func (u *clusterUpdate) apply() (goneEndpoints []*lb.Endpoint, removed []*stages.Cluster) {
+	cs := u.cs
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, p := range u.prepared {
+		goneEndpoints = append(goneEndpoints, p.Commit()...)
+	}
+	for _, sc := range u.added {
+		cs.all = append(cs.all, sc)
+		if cs.started && !u.shared[sc] {
+			sc.LB.Start(cs.ctx)
+		}
+	}
+	cs.tab.Store(u.tab)
+	for _, sc := range u.removed {
+		goneEndpoints = append(goneEndpoints, sc.LB.Endpoints()...)
+	}
+	return goneEndpoints, u.removed
+}
+
 // Get returns the cluster called name, or nil.
-func (cs *Clusters) Get(name string) *stages.Cluster { return cs.byName[name] }
+func (cs *Clusters) Get(name string) *stages.Cluster { return cs.tab.Load().byName[name] }
 
 // All returns every cluster in config order.
-func (cs *Clusters) All() []*stages.Cluster { return cs.list }
+func (cs *Clusters) All() []*stages.Cluster { return cs.tab.Load().list }
 
 // MaxIdle is the per-loop, per-endpoint idle pool size of cl.
-func (cs *Clusters) MaxIdle(cl *stages.Cluster) int { return cs.maxIdle[cl.Index] }
+func (cs *Clusters) MaxIdle(cl *stages.Cluster) int { return cs.tab.Load().rt[cl.Index].maxIdle }
 
-// Start starts active health checking.
+// Start starts active health checking; clusters added by a reload start
+// theirs under the same ctx.
 func (cs *Clusters) Start(ctx context.Context) {
-	for _, c := range cs.list {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.ctx, cs.started = ctx, true
+	for _, c := range cs.tab.Load().list {
 		c.LB.Start(ctx)
 	}
 }
 
 // Close stops health checking.
 func (cs *Clusters) Close() {
-	for _, c := range cs.list {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, c := range cs.all {
 		c.LB.Close()
 	}
+}
+
+// Healthy reports whether the endpoint at addr of the cluster called name
+// is healthy now; false when there is no such endpoint.
+func (cs *Clusters) Healthy(cluster, addr string) bool {
+	c := cs.Get(cluster)
+	if c == nil {
+		return false
+	}
+	e := c.LB.Endpoint(addr)
+	return e != nil && e.Healthy()
 }
 
 // AllowRetry decides whether a failed attempt is retried, and spends the
@@ -201,10 +376,10 @@ func retryCause(reason string) (lb.RetryCause, bool) {
 }
 
 // countReuse counts a request sent on a pooled connection of cl.
-func (cs *Clusters) countReuse(cl *stages.Cluster) { cs.hot[cl.Index].reuses.Inc() }
+func (cs *Clusters) countReuse(cl *stages.Cluster) { cs.tab.Load().rt[cl.Index].hot.reuses.Inc() }
 
 // countConnect counts a dial to an endpoint of cl.
-func (cs *Clusters) countConnect(cl *stages.Cluster) { cs.hot[cl.Index].connects.Inc() }
+func (cs *Clusters) countConnect(cl *stages.Cluster) { cs.tab.Load().rt[cl.Index].hot.connects.Inc() }
 
 // PerTryTimeout bounds one attempt of cl; 0 means none.
 func (cs *Clusters) PerTryTimeout(cl *stages.Cluster) time.Duration {

@@ -41,6 +41,12 @@ type Options struct {
 	Log      zerolog.Logger
 	Metrics  *Metrics
 	Clusters *Clusters
+	// Inherited are listening sockets handed over by the process being
+	// upgraded, keyed like Socket.Key ("tcp 127.0.0.1:8080"). A listener
+	// with the same protocol family and listen address adopts them instead
+	// of binding. The engine owns these fds from New on and closes those no
+	// listener adopted.
+	Inherited map[string][]int
 	// TestHook, when set, runs on the loop for every exchange before it is
 	// forwarded. Tests use it to inject panics; production leaves it nil.
 	TestHook func(x *stages.Exchange)
@@ -49,35 +55,49 @@ type Options struct {
 	AccessLog *accesslog.Log
 }
 
-// Engine is the L7 data plane for the snapshot's http listeners.
+// Engine is the data plane for the snapshot's listeners: http (L7) and
+// userspace tcp and udp (L4).
 type Engine struct {
 	opts     Options
 	log      zerolog.Logger
 	m        *Metrics
 	clusters *Clusters
 
-	listeners  []*listenerRT
-	byBind     map[bindKey]*listenerRT // bind.go
 	global     *stages.ConnLimiter
 	loops      sync.Map // gnet.EventLoop → *loop
 	loopsList  []*loop
 	loopsMu    sync.Mutex
 	stages     []stages.Stage
 	ringSize   int
-	gnetEngine gnet.Engine
+	eventLoops int
 	booted     chan struct{}
 	bootOnce   sync.Once
-	bootErr    error // why binding failed; set before booted is closed
+	bootErr    error // why binding or starting failed; set before booted is closed
+	bindErr    error // why New could not bind every listener; Serve returns it
 	stopped    atomic.Bool
 	draining   atomic.Bool
-	eventLoops int
-	runErr     chan error
+	done       chan struct{} // closed by Stop
 	hook       func(x *stages.Exchange)
-	l4         *l4Engine // tcp and udp listeners (l4.go); nil when none
+	l4         *l4Engine // tcp and udp listeners (l4.go)
+
+	// The listener set (listeners.go, reload.go). lmu serialises Serve,
+	// Reload, StopAccepting and Stop.
+	lmu       sync.Mutex
+	snap      atomic.Pointer[conf.Snapshot]
+	slots     map[string]*listenerSlot // serving listeners by name
+	order     []*listenerSlot          // the initial listeners, in config order, for Serve
+	sets      []*loopSet               // running loop sets
+	inherited map[string][]int         // not yet adopted
+	upIdle    atomic.Int64             // the pool idle timeout of connections without a listener at hand
+	loopCount atomic.Int64             // running gnet loops
 }
 
-// listenerRT is the runtime state of one http listener.
+// listenerRT is the compiled, immutable view of one http listener for one
+// config generation. A connection picks up the listener's current view at
+// the start of each request (reload.go); the limiter and the active gauge
+// belong to the listener and are shared by its views.
 type listenerRT struct {
+	slot      *listenerSlot
 	cfg       *conf.Listener
 	view      *stages.Listener
 	limiter   *stages.ConnLimiter
@@ -87,7 +107,6 @@ type listenerRT struct {
 	active    *atomic.Int64
 	routes    map[*stages.Route]*requestCounters
 	noRoute   *requestCounters
-	addr      string
 	proxyOpts h1.ProxyOptions
 	// proxyOpts2 is proxyOpts for a message received over HTTP/2: Via
 	// names the protocol version the message came in with (RFC 9110
@@ -105,58 +124,136 @@ type listenerRT struct {
 	minRate                                        int64
 }
 
-// New builds an engine for the http listeners of opts.Snapshot.
+// New builds an engine for the listeners of opts.Snapshot and binds (or
+// adopts) their sockets; Serve starts the loops.
 func New(opts Options) (*Engine, error) {
 	cfg := &opts.Snapshot.Config
 	e := &Engine{
-		opts:     opts,
-		log:      opts.Log,
-		m:        opts.Metrics,
-		clusters: opts.Clusters,
-		byBind:   map[bindKey]*listenerRT{},
-		global:   &stages.ConnLimiter{MaxTotal: cfg.Engine.MaxConnections},
-		ringSize: cfg.Engine.RingSize,
-		booted:   make(chan struct{}),
-		runErr:   make(chan error, 1),
-		hook:     opts.TestHook,
+		opts:      opts,
+		log:       opts.Log,
+		m:         opts.Metrics,
+		clusters:  opts.Clusters,
+		global:    &stages.ConnLimiter{MaxTotal: cfg.Engine.MaxConnections},
+		ringSize:  cfg.Engine.RingSize,
+		booted:    make(chan struct{}),
+		done:      make(chan struct{}),
+		hook:      opts.TestHook,
+		slots:     map[string]*listenerSlot{},
+		inherited: map[string][]int{},
 	}
+	for k, fds := range opts.Inherited {
+		e.inherited[k] = append([]int(nil), fds...)
+	}
+	defer e.closeInherited()
 	e.eventLoops = cfg.Engine.EventLoops
 	if e.eventLoops <= 0 {
 		e.eventLoops = runtime.NumCPU()
 	}
 	guard := &stages.Guard{Hit: func(x *stages.Exchange, g string) { e.guardHit(x, g) }}
 	e.stages = stages.Order(guard, stages.RouteStage{}, &stages.Pick{}, &stages.Forward{})
+	e.l4 = newL4(e)
+	e.m.Set.GetOrCreateGauge("expressgateway_event_loops", func() float64 { return float64(e.loopCount.Load()) })
 
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
-		if lc.Protocol != conf.ProtocolHTTP {
-			continue
-		}
-		l, err := e.buildListener(lc)
-		if err != nil {
+		s := e.newSlot(lc)
+		if err := e.setView(s, lc); err != nil {
+			e.closeSlots()
 			return nil, err
 		}
-		key, addr, err := resolveBind(false, lc.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+		if err := e.bindSlot(s, nil); err != nil {
+			// Serve (and Bound) report a bind failure, naming the
+			// listener; nothing of the engine serves.
+			e.closeSlots()
+			e.slots, e.order = map[string]*listenerSlot{}, nil
+			e.bindErr = err
+			break
 		}
-		l.addr = addr
-		e.byBind[key] = l
-		e.listeners = append(e.listeners, l)
+		e.slots[s.name] = s
+		e.order = append(e.order, s)
 	}
-	// L4: tcp and udp listeners (l4.go).
-	l4, err := newL4(e, cfg)
-	if err != nil {
-		return nil, err
-	}
-	e.l4 = l4
+	e.snap.Store(opts.Snapshot)
+	e.setDefaultUpIdle(cfg)
 	return e, nil
 }
 
-func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
+// newSlot makes the runtime identity of a listener.
+func (e *Engine) newSlot(lc *conf.Listener) *listenerSlot {
+	return &listenerSlot{
+		name: lc.Name, proto: lc.Protocol, addr: lc.Listen, reuse: lc.ReusePort,
+		limiter: &stages.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
+	}
+}
+
+// slotPerIP is a listener's per-client-IP cap: connections, or for a udp
+// listener sessions (one limiter for its sessions on every loop, since the
+// kernel spreads one client IP's source ports over all of them).
+func slotPerIP(lc *conf.Listener) int {
+	if lc.Protocol == conf.ProtocolUDP {
+		return lc.MaxSessionsPerIP
+	}
+	return lc.MaxConnectionsPerIP
+}
+
+// setView compiles lc into a new view of s and publishes it.
+func (e *Engine) setView(s *listenerSlot, lc *conf.Listener) error {
+	if lc.Protocol == conf.ProtocolHTTP {
+		l, err := e.buildListener(s, lc, e.clusters.Get)
+		if err != nil {
+			return err
+		}
+		s.http.Store(l)
+		return nil
+	}
+	l, err := e.l4.buildListener(s, lc, e.clusters.Get)
+	if err != nil {
+		return err
+	}
+	s.l4.Store(l)
+	return nil
+}
+
+// closeSlots closes the sockets of every slot New made (New failed).
+func (e *Engine) closeSlots() {
+	for _, s := range e.order {
+		for _, k := range s.socks {
+			k.close()
+		}
+	}
+}
+
+// closeInherited closes the inherited fds no listener adopted.
+func (e *Engine) closeInherited() {
+	for k, fds := range e.inherited {
+		for _, fd := range fds {
+			closeFD(fd)
+		}
+		delete(e.inherited, k)
+	}
+}
+
+// setDefaultUpIdle is the pool idle timeout for upstream connections parked
+// without a client at hand: the first http listener's upstream_idle.
+func (e *Engine) setDefaultUpIdle(cfg *conf.Config) {
+	d := time.Minute
+	for _, l := range cfg.Listeners {
+		if l.Protocol == conf.ProtocolHTTP {
+			d = l.Timeouts.UpstreamIdle.Std()
+			break
+		}
+	}
+	e.upIdle.Store(int64(d))
+}
+
+// defaultUpIdle: see setDefaultUpIdle.
+func (e *Engine) defaultUpIdle() time.Duration { return time.Duration(e.upIdle.Load()) }
+
+// buildListener compiles an http listener's view; get resolves cluster
+// names (the registry in use, or the one a reload is about to apply).
+func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(string) *stages.Cluster) (*listenerRT, error) {
 	var specs []stages.RouteSpec
 	for i, r := range lc.Routes {
-		cl := e.clusters.Get(r.Cluster)
+		cl := get(r.Cluster)
 		if cl == nil {
 			return nil, fmt.Errorf("listener %s: route %d: unknown cluster %q", lc.Name, i, r.Cluster)
 		}
@@ -182,6 +279,7 @@ func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
 	h2lim.MaxContinuationFrames = hc.MaxContinuationFrames
 	h2lim.MaxHeaderBlockBytes = int(hc.MaxHeaderListSize) + 16<<10
 	l := &listenerRT{
+		slot:              slot,
 		h1:                slices.Contains(lc.HTTPVersions, "1.1"),
 		h2:                slices.Contains(lc.HTTPVersions, "2"),
 		h2Limits:          h2lim,
@@ -189,9 +287,7 @@ func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
 		pathOpts:          msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
 		cfg:               lc,
 		view:              &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
-		limiter: &stages.ConnLimiter{
-			MaxTotal: lc.MaxConnections, MaxPerIP: lc.MaxConnectionsPerIP,
-		},
+		limiter:           slot.limiter,
 		limits: h1.Limits{
 			MaxRequestLine: int(lim.MaxRequestLine), MaxHeaderBytes: int(lim.MaxHeaderBytes),
 			MaxHeaderCount: lim.MaxHeaderCount, MaxBodyBytes: int64(lim.MaxBodyBytes),
@@ -204,7 +300,6 @@ func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
 		routes:        map[*stages.Route]*requestCounters{},
 		noRoute:       newRequestCounters(e.m.Set, lc.Name, "none"),
 		duration:      e.m.Set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`expressgateway_request_duration_seconds{listener=%q}`, lc.Name)),
-		addr:          lc.Listen,
 		proxyOpts:     h1.ProxyOptions{Proto: "http", Via: "1.1 expressgateway"},
 		proxyOpts2:    h1.ProxyOptions{Proto: "http", Via: "2 expressgateway"},
 		headerRead:    t.HeaderRead.Std(),
@@ -222,58 +317,67 @@ func (e *Engine) buildListener(lc *conf.Listener) (*listenerRT, error) {
 	return l, nil
 }
 
-// Serve binds every http listener and runs the event loops until Stop. It
-// returns once the engine has stopped; Ready is closed once it is serving.
+// Serve starts the event loops of the listeners and serves until Stop; it
+// returns then, or at once when the loops could not start. Ready is closed
+// once they serve (or failed to start).
 func (e *Engine) Serve() error {
-	if len(e.listeners) == 0 && e.l4 == nil {
-		close(e.booted)
+	e.lmu.Lock()
+	if e.stopped.Load() {
+		e.lmu.Unlock()
+		e.bootOnce.Do(func() { close(e.booted) })
 		return nil
 	}
-	addrs := make([]string, 0, len(e.listeners))
-	reusePort := true
-	for _, l := range e.listeners {
-		addrs = append(addrs, "tcp://"+l.addr)
-		reusePort = reusePort && l.cfg.ReusePort
+	if e.bindErr != nil {
+		e.bootErr = e.bindErr
+		e.lmu.Unlock()
+		e.bootOnce.Do(func() { close(e.booted) })
+		return e.bootErr
 	}
-	// L4: tcp and udp listeners (l4.go).
-	if e.l4 != nil {
-		l4Addrs, l4Reuse := e.l4.addrs()
-		addrs = append(addrs, l4Addrs...)
-		reusePort = reusePort && l4Reuse
-		go e.l4.ticker()
-	}
-	go e.ticker()
-	err := gnet.Rotate(&handler{e: e}, addrs,
-		gnet.WithMulticore(true),
-		gnet.WithNumEventLoop(e.eventLoops),
-		gnet.WithReusePort(reusePort),
-		gnet.WithReuseAddr(true),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithLogger(gnetLogger{e.log}),
-		gnet.WithTicker(true), // the first tick says every socket is bound (bind.go)
-	)
-	e.bootOnce.Do(func() {
+	if len(e.order) > 0 {
+		set, err := e.startSet(e.order)
 		if err != nil {
-			err = e.bindError(err, reusePort)
 			e.bootErr = err
+			e.closeSlots()
+			e.lmu.Unlock()
+			e.bootOnce.Do(func() { close(e.booted) })
+			return err
 		}
-		close(e.booted)
-	})
-	return err
+		e.sets = append(e.sets, set)
+	}
+	e.lmu.Unlock()
+	go e.ticker()
+	go e.l4.ticker()
+	e.bootOnce.Do(func() { close(e.booted) })
+	<-e.done
+	return nil
 }
 
-// Ready is closed once every listening socket of every loop is bound, or
-// binding failed (Bound says which).
+// Ready is closed once the listeners serve (or starting them failed).
 func (e *Engine) Ready() <-chan struct{} { return e.booted }
 
-// Drain stops taking new connections and lets the open ones finish: an
-// exchange in flight completes with "Connection: close", idle keep-alive
-// connections are closed by the next sweep, and tcp pairs run until they
-// end. It returns when no client connection is left or ctx is done, and
-// reports how many were still open; those are counted in
-// expressgateway_shutdown_aborted_connections_total. Call Stop afterwards,
-// which closes them. Safe from any goroutine.
+// StartErr is, once Ready is closed, why the loops could not start; nil
+// when they serve.
+func (e *Engine) StartErr() error {
+	select {
+	case <-e.booted:
+		return e.bootErr
+	default:
+		return nil
+	}
+}
+
+// Loops is the number of gnet event loops running.
+func (e *Engine) Loops() int { return int(e.loopCount.Load()) }
+
+// Drain stops taking new connections (StopAccepting: the listening sockets
+// close, so connection attempts are refused) and lets the open ones
+// finish: an exchange in flight completes with "Connection: close", idle
+// keep-alive connections are closed by the next sweep, and tcp pairs run
+// until they end. It returns when no client connection is left or ctx is
+// done, and reports how many were still open. Call Stop afterwards. Safe
+// from any goroutine.
 func (e *Engine) Drain(ctx context.Context) int {
+	e.StopAccepting()
 	e.draining.Store(true)
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
@@ -296,19 +400,26 @@ func (e *Engine) Stop(ctx context.Context) error {
 	if e.stopped.Swap(true) {
 		return nil
 	}
-	select {
-	case <-e.booted:
-	case <-ctx.Done():
-		return ctx.Err()
+	e.lmu.Lock()
+	var wg sync.WaitGroup
+	for _, set := range e.sets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			set.stop(ctx)
+		}()
 	}
-	if len(e.listeners) == 0 && e.l4 == nil {
-		return nil
+	wg.Wait()
+	e.sets = nil
+	for _, s := range e.slots {
+		for _, k := range s.socks {
+			k.close()
+		}
 	}
-	err := e.gnetEngine.Stop(ctx)
-	if e.l4 != nil {
-		e.l4.stop() // L4 pairs relayed off the loops
-	}
-	return err
+	e.lmu.Unlock()
+	e.l4.stop() // L4 pairs relayed off the loops
+	close(e.done)
+	return ctx.Err()
 }
 
 func (e *Engine) guardHit(x *stages.Exchange, g string) {
@@ -349,9 +460,56 @@ func (e *Engine) ticker() {
 		lps := append([]*loop(nil), e.loopsList...)
 		e.loopsMu.Unlock()
 		for _, lp := range lps {
-			_ = lp.el.Execute(context.Background(), lp.sweepRunnable)
+			if err := lp.el.Execute(context.Background(), lp.sweepRunnable); err != nil {
+				e.dropLoop(lp) // its gnet engine stopped
+			}
 		}
 	}
+}
+
+// dropLoop forgets the state of a loop whose gnet engine stopped.
+func (e *Engine) dropLoop(lp *loop) {
+	e.loops.Delete(lp.el)
+	e.loopsMu.Lock()
+	defer e.loopsMu.Unlock()
+	for i, x := range e.loopsList {
+		if x == lp {
+			e.loopsList = append(e.loopsList[:i], e.loopsList[i+1:]...)
+			return
+		}
+	}
+}
+
+// eachLoop runs fn on every running loop, through Execute, and waits for
+// all of them (or ctx). fn runs on the loop.
+func (e *Engine) eachLoop(ctx context.Context, fn func(lp *loop)) {
+	e.loopsMu.Lock()
+	lps := append([]*loop(nil), e.loopsList...)
+	e.loopsMu.Unlock()
+	var wg sync.WaitGroup
+	for _, lp := range lps {
+		wg.Add(1)
+		done := make(chan struct{})
+		err := lp.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
+			defer close(done)
+			defer e.recoverConn(nil, "reload")
+			lp.tick()
+			fn(lp)
+			lp.flushOut()
+			return nil
+		}))
+		go func() {
+			defer wg.Done()
+			if err != nil {
+				return
+			}
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 const sweepEvery = 50 * time.Millisecond
@@ -382,19 +540,25 @@ func (e *Engine) recoverConn(c gnet.Conn, what string) {
 
 var errPanic = errors.New("panic while handling the connection")
 
-// handler adapts gnet callbacks to actors.
+// handler adapts the gnet callbacks of one gloop to actors.
 type handler struct {
 	gnet.BuiltinEventEngine
-	e *Engine
+	e  *Engine
+	gl *gloop
 }
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
-	h.e.gnetEngine = eng // ready at the first OnTick (bind.go)
+	err := h.gl.graftAll(eng)
+	h.gl.booted <- err
+	if err != nil {
+		return gnet.Shutdown
+	}
 	return gnet.None
 }
 
 func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 	defer h.e.recoverConn(c, "open")
+	h.gl.bind(h.e, c.EventLoop())
 	switch ctx := c.Context().(type) {
 	case *upstream:
 		lp := ctx.lp
@@ -414,12 +578,14 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 	case l4Actor:
 		return nil, ctx.onOpen(c)
 	}
-	if h.e.l4 != nil {
-		if ok, action := h.e.l4.acceptTCP(c); ok {
-			return nil, action
-		}
+	g := h.gl.graftOf(c.LocalAddr())
+	if g == nil {
+		return nil, gnet.Close
 	}
-	h.e.acceptClient(c)
+	if g.slot.proto == conf.ProtocolTCP {
+		return nil, h.e.l4.acceptTCP(c, g.slot)
+	}
+	h.e.acceptClient(c, g.slot)
 	return nil, gnet.None
 }
 
@@ -458,7 +624,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	case l4Actor:
 		return ctx.onTraffic(c)
 	default:
-		if h.e.l4 != nil && h.e.l4.datagram(c) {
+		if g := h.gl.graftOf(c.LocalAddr()); g != nil && g.sock.udp {
+			h.gl.bind(h.e, c.EventLoop())
+			h.e.l4.datagram(c, g)
 			return gnet.None
 		}
 		_, _ = c.Discard(-1)
@@ -489,15 +657,14 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	return gnet.None
 }
 
-// acceptClient admits a new client connection and gives it an actor.
-func (e *Engine) acceptClient(c gnet.Conn) {
-	l := e.listenerOf(c)
+// acceptClient admits a new client connection of an http listener and
+// gives it an actor. A connection accepted just before its listener left the
+// loops (drain, removal, handover) is admitted too: it was accepted, so it is
+// served, and closes after its first response.
+func (e *Engine) acceptClient(c gnet.Conn, s *listenerSlot) {
+	l := s.http.Load()
 	if l == nil {
 		_ = c.Close()
-		return
-	}
-	if e.draining.Load() {
-		_ = c.Close() // draining: no new connections
 		return
 	}
 	ip := addrIP(c.RemoteAddr())
@@ -517,15 +684,6 @@ func (e *Engine) acceptClient(c gnet.Conn) {
 	cc := newClientConn(lp, l, c, ip)
 	c.SetContext(cc)
 	l.active.Add(1)
-}
-
-func (e *Engine) listenerOf(c gnet.Conn) *listenerRT {
-	// By the exact address of the listening socket (bind.go), never by
-	// port alone.
-	if k, ok := connKey(c); ok && !k.udp {
-		return e.byBind[k]
-	}
-	return nil
 }
 
 func addrIP(a net.Addr) netip.Addr {

@@ -5,6 +5,8 @@ package engine
 import (
 	"fmt"
 	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
@@ -111,7 +113,8 @@ func RaiseFDLimit() (uint64, error) {
 // CheckFDs raises the file-descriptor limit and checks the caps of cfg
 // against it: an error when one listener's own cap cannot fit, a warn line
 // when all of them together may not. It registers expressgateway_fd_budget
-// and expressgateway_fd_limit in set.
+// and expressgateway_fd_limit in set, or updates them (a reload checks the
+// config it is about to apply too).
 func CheckFDs(cfg *conf.Config, log zerolog.Logger, set *metrics.Set) error {
 	p := PlanFDs(cfg)
 	limit, err := RaiseFDLimit()
@@ -121,8 +124,9 @@ func CheckFDs(cfg *conf.Config, log zerolog.Logger, set *metrics.Set) error {
 		}
 		log.Warn().Err(err).Uint64("fd_limit", limit).Msg("cannot raise the file-descriptor limit")
 	}
-	set.GetOrCreateGauge("expressgateway_fd_budget", func() float64 { return float64(p.Total) })
-	set.GetOrCreateGauge("expressgateway_fd_limit", func() float64 { return float64(limit) })
+	g := fdGaugesOf(set)
+	g.budget.Store(uint64(p.Total))
+	g.limit.Store(limit)
 	for _, n := range p.Listeners {
 		if uint64(n.Need) > limit {
 			return fmt.Errorf("listener %s: max_connections = %d needs %d file descriptors, more than the limit of %d: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower max_connections",
@@ -135,4 +139,24 @@ func CheckFDs(cfg *conf.Config, log zerolog.Logger, set *metrics.Set) error {
 			Msg("the connection and session caps together can exceed the file-descriptor limit: raise it (ulimit -Hn, LimitNOFILE=) or lower the caps")
 	}
 	return nil
+}
+
+// fdGauges are the values behind expressgateway_fd_budget and
+// expressgateway_fd_limit of one metrics set, which every CheckFDs (start
+// and reloads) updates.
+type fdGauges struct{ budget, limit atomic.Uint64 }
+
+var fdGaugeSets sync.Map // *metrics.Set → *fdGauges
+
+func fdGaugesOf(set *metrics.Set) *fdGauges {
+	if v, ok := fdGaugeSets.Load(set); ok {
+		return v.(*fdGauges)
+	}
+	g := &fdGauges{}
+	if v, loaded := fdGaugeSets.LoadOrStore(set, g); loaded {
+		return v.(*fdGauges)
+	}
+	set.GetOrCreateGauge("expressgateway_fd_budget", func() float64 { return float64(g.budget.Load()) })
+	set.GetOrCreateGauge("expressgateway_fd_limit", func() float64 { return float64(g.limit.Load()) })
+	return g
 }

@@ -189,6 +189,7 @@ func (cc *clientConn) readHeads() {
 }
 
 func (cc *clientConn) beginExchange() {
+	cc.refresh() // the listener's current view (reload)
 	cc.requests++
 	cc.x.Reset()
 	cc.x.ConnRequests = cc.requests
@@ -220,7 +221,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		cc.respondLocal(x)
 		return
 	}
-	if x.CloseConn || !cc.req.KeepAlive || cc.lp.e.draining.Load() {
+	if x.CloseConn || !cc.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
 	bodyless := cc.req.Body == h1.BodyNone || (cc.req.Body == h1.BodyLength && cc.req.ContentLength == 0)
@@ -408,7 +409,7 @@ func (cc *clientConn) respHead(lg *leg, r *msg.Response, untilClose bool) {
 // becomes until-close.
 func (cc *clientConn) responseFraming(in h1.BodyKind) (out h1.BodyKind, keep bool) {
 	out = in
-	keep = cc.req.KeepAlive && !cc.closeAfter && in != h1.BodyUntilClose && !cc.lp.e.draining.Load()
+	keep = cc.req.KeepAlive && !cc.closeAfter && in != h1.BodyUntilClose && !cc.draining()
 	if in == h1.BodyChunked && cc.req.Version == h1.Version10 {
 		out, keep = h1.BodyUntilClose, false
 	}
@@ -491,6 +492,7 @@ func (cc *clientConn) exchangeDone(lg *leg) {
 }
 
 func (cc *clientConn) toIdle() {
+	cc.refresh() // the listener's current view (reload)
 	cc.state = csHead
 	cc.idleSince = cc.lp.nowNano()
 	cc.parser.Reset()
@@ -511,7 +513,7 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	if cc.req.Body != h1.BodyNone && !cc.lg.reqBodyDone {
 		cc.closeAfter = true // the unread body would be taken for the next request
 	}
-	if !cc.req.KeepAlive || cc.lp.e.draining.Load() {
+	if !cc.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
 	var extra []h1.Header
@@ -547,7 +549,7 @@ func (cc *clientConn) onTimer(now int64) {
 	switch cc.state {
 	case csHead:
 		if cc.headStart != 0 {
-			if cc.lp.e.draining.Load() && cc.c.InboundBuffered() == 0 {
+			if cc.draining() && cc.c.InboundBuffered() == 0 {
 				cc.abort() // accepted, nothing sent yet, and we are draining
 				return
 			}
@@ -557,7 +559,7 @@ func (cc *clientConn) onTimer(now int64) {
 				cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, "header_timeout", true
 				cc.respondLocal(&cc.x)
 			}
-		} else if now-cc.idleSince > int64(l.idleKeepalive) || cc.lp.e.draining.Load() {
+		} else if now-cc.idleSince > int64(l.idleKeepalive) || cc.draining() {
 			cc.abort() // idle too long, or idle while draining
 		}
 	case csUpstream:

@@ -267,7 +267,7 @@ func (sc *h2Conn) onTimer(now int64) {
 		sc.connError(&h2.ConnError{Code: h2.ErrCodeSettingsTimeout, Token: "settings_timeout"})
 		return
 	}
-	if (sc.lp.e.draining.Load() || sc.reachedMaxRequests()) && !sc.shutdown {
+	if (sc.draining() || sc.reachedMaxRequests()) && !sc.shutdown {
 		sc.shutdown = true
 		_ = sc.codec.Shutdown()
 	}
@@ -360,6 +360,7 @@ var _ h2.Handler = (*h2Conn)(nil)
 // --- streams ---
 
 func (sc *h2Conn) newStream(id uint32) *h2Stream {
+	sc.refresh() // a new stream uses the listener's current view (reload)
 	s := sc.lp.getH2Stream()
 	s.sc, s.id = sc, id
 	s.x.Reset()
@@ -481,7 +482,7 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 	pathLen := 0
 	if !h.IsConnect() {
 		var err *msg.Error
-		if n, pathLen, err = msg.NormalizeTarget(n, path, &s.sc.l.pathOpts); err != nil {
+		if n, pathLen, err = msg.NormalizeTarget(n, path, &s.lg.l.pathOpts); err != nil {
 			s.x.ParseErr = err
 			s.submit()
 			return

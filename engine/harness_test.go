@@ -100,6 +100,17 @@ endpoints = [ %s ]
 // the test ends.
 func runEngine(t testing.TB, text string, hook func(*stages.Exchange)) *gw {
 	t.Helper()
+	return runEngineInherit(t, text, hook, nil)
+}
+
+// runEngineWith is runEngine adopting inherited listening sockets.
+func runEngineWith(t *testing.T, text string, inherited map[string][]int) *gw {
+	t.Helper()
+	return runEngineInherit(t, text, nil, inherited)
+}
+
+func runEngineInherit(t testing.TB, text string, hook func(*stages.Exchange), inherited map[string][]int) *gw {
+	t.Helper()
 	snap, err := conf.Parse("test.toml", []byte(text))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, text)
@@ -122,7 +133,7 @@ func runEngine(t testing.TB, text string, hook func(*stages.Exchange)) *gw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl, TestHook: hook, AccessLog: alog})
+	eng, err := New(Options{Snapshot: snap, Log: log, Metrics: m, Clusters: cl, TestHook: hook, AccessLog: alog, Inherited: inherited})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,12 +22,10 @@ import (
 // same gnet event loops as the L7 path and with the same load balancers.
 // l4_tcp.go has the stream relay, l4_udp.go the datagram session table.
 
-// l4Engine is the engine's L4 part. Its maps are built before Serve and only
-// read afterwards; loops and off are safe from any goroutine.
+// l4Engine is the engine's L4 part. loops and off are safe from any
+// goroutine.
 type l4Engine struct {
-	e         *Engine
-	listeners []*l4Listener
-	byBind    map[bindKey]*l4Listener // by the exact bound address (bind.go)
+	e *Engine
 
 	loops     sync.Map // gnet.EventLoop → *l4Loop
 	loopsMu   sync.Mutex
@@ -36,14 +34,16 @@ type l4Engine struct {
 	offMu sync.Mutex
 	off   map[*tcpRelay]struct{} // pairs relayed off the loops; Stop closes them
 
-	sweepEvery time.Duration
+	sweepEvery atomic.Int64 // nanoseconds; the shortest idle timeout / 8, at most 1s
 }
 
-// l4Listener is the runtime state of one tcp or udp listener.
+// l4Listener is the compiled, immutable view of one tcp or udp listener
+// for one config generation. A session keeps the view it started with; the
+// limiter belongs to the listener (its slot) and is shared by its views.
 type l4Listener struct {
+	slot     *listenerSlot
 	cfg      *conf.Listener
 	name     string
-	addr     string // the resolved address gnet binds
 	udp      bool
 	cluster  *stages.Cluster
 	limiter  *stages.ConnLimiter
@@ -69,7 +69,7 @@ type l4Loop struct {
 	l4    *l4Engine
 	lp    *loop
 	tcp   map[*tcpSession]struct{} // sessions relayed on this loop
-	udp   map[*l4Listener]*udpTable
+	udp   map[*listenerSlot]*udpTable
 	sweep gnet.RunnableFunc
 }
 
@@ -83,93 +83,59 @@ type l4Actor interface {
 	abort(c gnet.Conn)
 }
 
-// newL4 builds the L4 part for the snapshot's tcp and udp listeners, or
-// returns nil when there are none.
-func newL4(e *Engine, cfg *conf.Config) (*l4Engine, error) {
-	l4 := &l4Engine{
-		e:          e,
-		byBind:     map[bindKey]*l4Listener{},
-		off:        map[*tcpRelay]struct{}{},
-		sweepEvery: time.Second,
-	}
-	for i := range cfg.Listeners {
-		lc := &cfg.Listeners[i]
-		if lc.Protocol != conf.ProtocolTCP && lc.Protocol != conf.ProtocolUDP {
-			continue
-		}
-		cl := e.clusters.Get(lc.Cluster)
-		if cl == nil {
-			return nil, fmt.Errorf("listener %s: unknown cluster %q", lc.Name, lc.Cluster)
-		}
-		set := e.m.Set
-		l := &l4Listener{
-			cfg:      lc,
-			name:     lc.Name,
-			udp:      lc.Protocol == conf.ProtocolUDP,
-			cluster:  cl,
-			limiter:  &stages.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: lc.MaxConnectionsPerIP},
-			idle:     lc.Timeouts.TCPIdle.Std(),
-			connect:  lc.Timeouts.UpstreamConnect.Std(),
-			inflight: int(lc.Limits.MaxInflightBytes),
-			log:      lc.AccessLog != nil && *lc.AccessLog,
-			active:   set.GetOrCreateGauge(fmt.Sprintf(`expressgateway_l4_sessions_active{listener=%q}`, lc.Name), nil),
-			total:    set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_sessions_total{listener=%q}`, lc.Name)),
-			rx:       set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_bytes_total{listener=%q,direction="rx"}`, lc.Name)),
-			tx:       set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_bytes_total{listener=%q,direction="tx"}`, lc.Name)),
-
-			upActive:   e.m.UpstreamActive(cl.Name),
-			upConnects: e.m.UpstreamConnect(cl.Name),
-		}
-		if l.udp {
-			// One limiter for the listener's sessions on every loop: the
-			// kernel spreads one client IP's source ports over all of them.
-			l.limiter = &stages.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: lc.MaxSessionsPerIP}
-			l.idle = lc.UDPSessionTimeout.Std()
-			drop := func(reason string) *metrics.Counter {
-				return set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_udp_drops_total{listener=%q,reason=%q}`, lc.Name, reason))
-			}
-			l.dropFull, l.dropPerIP, l.dropNoEndpoint = drop("sessions_full"), drop("sessions_per_ip"), drop("no_endpoint")
-			l.dropQueue, l.dropSend, l.dropReply = drop("queue_full"), drop("send_failed"), drop("reply_failed")
-		}
-		// Deadlines are checked by a sweep; a few sweeps per timeout keep
-		// them accurate to about an eighth.
-		l4.sweepEvery = min(l4.sweepEvery, max(l.idle/8, 10*time.Millisecond))
-		key, addr, err := resolveBind(l.udp, lc.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
-		}
-		l.addr = addr
-		l4.byBind[key] = l
-		l4.listeners = append(l4.listeners, l)
-	}
-	if len(l4.listeners) == 0 {
-		return nil, nil
-	}
-	return l4, nil
+// newL4 builds the (empty) L4 part; buildListener adds views.
+func newL4(e *Engine) *l4Engine {
+	l4 := &l4Engine{e: e, off: map[*tcpRelay]struct{}{}}
+	l4.sweepEvery.Store(int64(time.Second))
+	return l4
 }
 
-// addrs are the gnet listen addresses of the L4 listeners; reusePort is
-// false when one of them asks for a single socket.
-func (l4 *l4Engine) addrs() (addrs []string, reusePort bool) {
-	reusePort = true
-	for _, l := range l4.listeners {
-		scheme := "tcp://"
-		if l.udp {
-			scheme = "udp://"
-		}
-		addrs = append(addrs, scheme+l.addr)
-		reusePort = reusePort && l.cfg.ReusePort
+// buildListener compiles the view of a tcp or udp listener; get resolves
+// its cluster.
+func (l4 *l4Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(string) *stages.Cluster) (*l4Listener, error) {
+	e := l4.e
+	cl := get(lc.Cluster)
+	if cl == nil {
+		return nil, fmt.Errorf("listener %s: unknown cluster %q", lc.Name, lc.Cluster)
 	}
-	return addrs, reusePort
-}
+	set := e.m.Set
+	l := &l4Listener{
+		slot:     slot,
+		cfg:      lc,
+		name:     lc.Name,
+		udp:      lc.Protocol == conf.ProtocolUDP,
+		cluster:  cl,
+		limiter:  slot.limiter,
+		idle:     lc.Timeouts.TCPIdle.Std(),
+		connect:  lc.Timeouts.UpstreamConnect.Std(),
+		inflight: int(lc.Limits.MaxInflightBytes),
+		log:      lc.AccessLog != nil && *lc.AccessLog,
+		active:   set.GetOrCreateGauge(fmt.Sprintf(`expressgateway_l4_sessions_active{listener=%q}`, lc.Name), nil),
+		total:    set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_sessions_total{listener=%q}`, lc.Name)),
+		rx:       set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_bytes_total{listener=%q,direction="rx"}`, lc.Name)),
+		tx:       set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_bytes_total{listener=%q,direction="tx"}`, lc.Name)),
 
-// listenerOf returns the L4 listener whose socket c came from, or nil.
-func (l4 *l4Engine) listenerOf(c gnet.Conn) *l4Listener {
-	k, ok := connKey(c)
-	if !ok {
-		return nil
+		upActive:   e.m.UpstreamActive(cl.Name),
+		upConnects: e.m.UpstreamConnect(cl.Name),
 	}
-	return l4.byBind[k]
+	if l.udp {
+		l.idle = lc.UDPSessionTimeout.Std()
+		drop := func(reason string) *metrics.Counter {
+			return set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_l4_udp_drops_total{listener=%q,reason=%q}`, lc.Name, reason))
+		}
+		l.dropFull, l.dropPerIP, l.dropNoEndpoint = drop("sessions_full"), drop("sessions_per_ip"), drop("no_endpoint")
+		l.dropQueue, l.dropSend, l.dropReply = drop("queue_full"), drop("send_failed"), drop("reply_failed")
+	}
+	// Deadlines are checked by a sweep; a few sweeps per timeout keep
+	// them accurate to about an eighth.
+	sweep := max(l.idle/8, 10*time.Millisecond)
+	for {
+		cur := l4.sweepEvery.Load()
+		if int64(sweep) >= cur || l4.sweepEvery.CompareAndSwap(cur, int64(sweep)) {
+			break
+		}
+	}
+	return l, nil
 }
 
 // loopFor returns the L4 state of el, creating it on first use.
@@ -177,7 +143,7 @@ func (l4 *l4Engine) loopFor(el gnet.EventLoop) *l4Loop {
 	if v, ok := l4.loops.Load(el); ok {
 		return v.(*l4Loop)
 	}
-	ll := &l4Loop{l4: l4, lp: l4.e.loopFor(el), tcp: map[*tcpSession]struct{}{}, udp: map[*l4Listener]*udpTable{}}
+	ll := &l4Loop{l4: l4, lp: l4.e.loopFor(el), tcp: map[*tcpSession]struct{}{}, udp: map[*listenerSlot]*udpTable{}}
 	ll.sweep = func(context.Context) error {
 		ll.onSweep()
 		return nil
@@ -194,17 +160,37 @@ func (l4 *l4Engine) loopFor(el gnet.EventLoop) *l4Loop {
 // ticker drives each loop's L4 sweep (idle TCP pairs, UDP session expiry)
 // through Execute, until the engine stops.
 func (l4 *l4Engine) ticker() {
-	t := time.NewTicker(l4.sweepEvery)
+	every := time.Duration(l4.sweepEvery.Load())
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for range t.C {
 		if l4.e.stopped.Load() {
 			return
 		}
+		if d := time.Duration(l4.sweepEvery.Load()); d != every {
+			every = d // a reload added a listener with a shorter idle timeout
+			t.Reset(every)
+		}
 		l4.loopsMu.Lock()
 		lls := append([]*l4Loop(nil), l4.loopsList...)
 		l4.loopsMu.Unlock()
 		for _, ll := range lls {
-			_ = ll.lp.el.Execute(context.Background(), ll.sweep)
+			if err := ll.lp.el.Execute(context.Background(), ll.sweep); err != nil {
+				l4.dropLoop(ll) // its gnet engine stopped
+			}
+		}
+	}
+}
+
+// dropLoop forgets the L4 state of a loop whose gnet engine stopped.
+func (l4 *l4Engine) dropLoop(ll *l4Loop) {
+	l4.loops.Delete(ll.lp.el)
+	l4.loopsMu.Lock()
+	defer l4.loopsMu.Unlock()
+	for i, x := range l4.loopsList {
+		if x == ll {
+			l4.loopsList = append(l4.loopsList[:i], l4.loopsList[i+1:]...)
+			return
 		}
 	}
 }

@@ -100,28 +100,25 @@ func (x *tcpEnd) writeFD() int {
 	return x.fd
 }
 
-// acceptTCP admits a client of an L4 tcp listener; handled is false when c
-// belongs to another listener.
-func (l4 *l4Engine) acceptTCP(c gnet.Conn) (handled bool, action gnet.Action) {
-	l := l4.listenerOf(c)
-	if l == nil || l.udp {
-		return false, gnet.None
-	}
+// acceptTCP admits a client of the L4 tcp listener slot; the pair keeps the
+// listener's current view for its whole life.
+func (l4 *l4Engine) acceptTCP(c gnet.Conn, slot *listenerSlot) gnet.Action {
+	l := slot.l4.Load()
 	e := l4.e
-	if e.draining.Load() {
-		return true, gnet.Close // draining: no new connections
+	if l == nil {
+		return gnet.Close
 	}
 	ip := addrIP(c.RemoteAddr())
 	if ok, lim := e.global.Acquire(ip); !ok {
 		e.m.GuardHit(lim).Inc()
 		e.log.Warn().Str("guard", lim).Str("listener", l.name).Str("client", ip.String()).Msg("limit hit")
-		return true, gnet.Close
+		return gnet.Close
 	}
 	if ok, lim := l.limiter.Acquire(ip); !ok {
 		e.global.Release(ip)
 		e.m.GuardHit(lim).Inc()
 		e.log.Warn().Str("guard", lim).Str("listener", l.name).Str("client", ip.String()).Msg("limit hit")
-		return true, gnet.Close
+		return gnet.Close
 	}
 	ll := l4.loopFor(c.EventLoop())
 	s := &tcpSession{
@@ -142,7 +139,7 @@ func (l4 *l4Engine) acceptTCP(c gnet.Conn) (handled bool, action gnet.Action) {
 	} else {
 		s.dial(p.Endpoint)
 	}
-	return true, ll.lp.leave()
+	return ll.lp.leave()
 }
 
 // dial connects to ep in a goroutine with the listener's connect timeout and

@@ -14,22 +14,23 @@ import (
 	"github.com/expressgateway/expressgateway/lb"
 )
 
-// The UDP relay. gnet binds one SO_REUSEPORT socket per loop for a udp
-// listener (it forces reuse_port for every listener once one is udp), so the
+// The UDP relay. A udp listener has one SO_REUSEPORT socket per loop, so the
 // kernel steers a client's datagrams to the same loop by their 4-tuple. Each
-// loop keeps a session table keyed by client address; a session owns a
-// connected UDP socket to its endpoint, enrolled on the same loop so that
-// replies arrive as OnTraffic on it. gnet hands out the listening socket
-// only as a per-datagram conn that dies with the callback, so replies go out
-// with sendto(2) on the listening fd (Conn.Fd of those conns), from the
-// loop, to the client address the session remembers. A datagram that does
-// not fit is dropped and counted, as UDP would.
+// loop keeps a session table per listener keyed by client address; a session
+// owns a connected UDP socket to its endpoint, enrolled on the same loop so
+// that replies arrive as OnTraffic on it, and keeps the listener's view it
+// started with. gnet hands out the listening socket only as a per-datagram
+// conn that dies with the callback, so replies go out with sendto(2) on our
+// own fd of the listening socket (it stays open while sessions drain after
+// the listener stopped reading), from the loop, to the client address the
+// session remembers. A datagram that does not fit is dropped and counted,
+// as UDP would.
 
 // udpTable is one udp listener's sessions on one loop.
 type udpTable struct {
 	ll       *l4Loop
-	l        *l4Listener
-	fd       int // this loop's listening socket
+	slot     *listenerSlot
+	fd       int // this loop's listening socket (our fd)
 	sessions map[netip.AddrPort]*udpSession
 }
 
@@ -48,6 +49,7 @@ const udpQueueMax = 64
 // udpSession is one client address's flow. Owned by its loop.
 type udpSession struct {
 	t      *udpTable
+	l      *l4Listener // the listener's view when the session opened
 	client netip.AddrPort
 	sa     unix.Sockaddr
 	up     gnet.Conn
@@ -62,42 +64,37 @@ type udpSession struct {
 	rx, tx    int64
 }
 
-// datagram handles a datagram that arrived on an L4 udp listener; false when
-// c is not one.
-func (l4 *l4Engine) datagram(c gnet.Conn) bool {
-	l := l4.listenerOf(c)
-	if l == nil || !l.udp {
-		return false
-	}
+// datagram handles a datagram that arrived through graft g of a udp
+// listener.
+func (l4 *l4Engine) datagram(c gnet.Conn, g *graft) {
 	data, _ := c.Next(-1)
 	ra, ok := c.RemoteAddr().(*net.UDPAddr)
-	if !ok {
-		return true
+	if !ok || g.slot.draining.Load() {
+		return
 	}
 	ll := l4.loopFor(c.EventLoop())
-	t := ll.udp[l]
+	t := ll.udp[g.slot]
 	if t == nil {
-		t = &udpTable{ll: ll, l: l, sessions: map[netip.AddrPort]*udpSession{}}
-		ll.udp[l] = t
+		t = &udpTable{ll: ll, slot: g.slot, sessions: map[netip.AddrPort]*udpSession{}}
+		ll.udp[g.slot] = t
 	}
-	t.fd = c.Fd()
+	t.fd = g.sock.fd
 	key := ra.AddrPort()
 	key = netip.AddrPortFrom(key.Addr().Unmap(), key.Port())
 	s := t.sessions[key]
 	if s == nil {
 		if s = t.open(key, ra); s == nil {
-			return true
+			return
 		}
 	}
 	s.fromClient(data)
-	return true
 }
 
 // open starts a session for a new client address, or returns nil when the
 // listener's session cap or the client IP's is reached, or no endpoint can
 // take it (the datagram is dropped).
 func (t *udpTable) open(key netip.AddrPort, ra *net.UDPAddr) *udpSession {
-	l, e := t.l, t.ll.l4.e
+	l, e := t.slot.l4.Load(), t.ll.l4.e
 	ip := key.Addr()
 	if ok, lim := l.limiter.Acquire(ip); !ok {
 		guard, drop := guardUDPSessions, l.dropFull
@@ -116,7 +113,7 @@ func (t *udpTable) open(key netip.AddrPort, ra *net.UDPAddr) *udpSession {
 		return nil
 	}
 	s := &udpSession{
-		t: t, client: key, sa: udpSockaddr(ra), ep: p.Endpoint, started: time.Now(),
+		t: t, l: l, client: key, sa: udpSockaddr(ra), ep: p.Endpoint, started: time.Now(),
 	}
 	s.last = s.started.UnixNano()
 	t.sessions[key] = s
@@ -150,11 +147,11 @@ func udpSockaddr(ra *net.UDPAddr) unix.Sockaddr {
 func (s *udpSession) dial() {
 	s.ep.Begin()
 	lp := s.t.ll.lp
-	addr, timeout := s.ep.Address(), s.t.l.connect
-	s.t.l.upConnects.Inc()
+	addr, timeout := s.ep.Address(), s.l.connect
+	s.l.upConnects.Inc()
 	lp.dialEnroll("udp", addr, timeout, s, func(reason string) {
 		if s.state == udpDialing {
-			lp.e.m.UpstreamFailure(s.t.l.cluster.Name, reason).Inc()
+			lp.e.m.UpstreamFailure(s.l.cluster.Name, reason).Inc()
 			s.close(502, true, reason)
 		}
 	})
@@ -162,7 +159,7 @@ func (s *udpSession) dial() {
 
 // fromClient relays one client datagram upstream.
 func (s *udpSession) fromClient(data []byte) {
-	l := s.t.l
+	l := s.l
 	s.last = time.Now().UnixNano()
 	switch s.state {
 	case udpOpen:
@@ -178,7 +175,7 @@ func (s *udpSession) fromClient(data []byte) {
 }
 
 func (s *udpSession) send(data []byte) {
-	l := s.t.l
+	l := s.l
 	if _, err := s.up.Write(data); err != nil {
 		l.dropSend.Inc()
 		if errors.Is(err, unix.ECONNREFUSED) {
@@ -202,7 +199,7 @@ func (s *udpSession) onOpen(c gnet.Conn) gnet.Action {
 	s.up = c
 	s.state = udpOpen
 	s.connected = true
-	s.t.l.upActive.Add(1)
+	s.l.upActive.Add(1)
 	s.ep.ConnOpened()
 	q := s.queue
 	s.queue, s.queued = nil, 0
@@ -222,7 +219,7 @@ func (s *udpSession) onTraffic(c gnet.Conn) gnet.Action {
 	if c != s.up || s.state != udpOpen {
 		return gnet.None
 	}
-	l := s.t.l
+	l := s.l
 	s.last = time.Now().UnixNano()
 	for {
 		err := unix.Sendto(s.t.fd, data, 0, s.sa)
@@ -248,7 +245,7 @@ func (s *udpSession) onClose(c gnet.Conn, err error) {
 	if err != nil && s.state == udpOpen {
 		// A read error on a connected UDP socket is an ICMP error from the
 		// endpoint (port unreachable, ...).
-		s.t.ll.l4.e.m.UpstreamFailure(s.t.l.cluster.Name, "refused").Inc()
+		s.t.ll.l4.e.m.UpstreamFailure(s.l.cluster.Name, "refused").Inc()
 		s.close(502, true, "refused")
 		return
 	}
@@ -260,11 +257,11 @@ func (s *udpSession) abort(c gnet.Conn) {
 	_ = c.Close()
 }
 
-// expire ends the sessions idle for udp_session_timeout.
+// expire ends the sessions idle for the udp_session_timeout they started
+// with.
 func (t *udpTable) expire(now int64) {
-	idle := int64(t.l.idle)
 	for _, s := range t.sessions {
-		if now-s.last > idle {
+		if now-s.last > int64(s.l.idle) {
 			s.close(200, false, "expired")
 		}
 	}
@@ -288,10 +285,10 @@ func (s *udpSession) close(status int, connectFailed bool, reason string) {
 	s.ep.End(status, time.Since(s.started), connectFailed)
 	if s.connected {
 		s.connected = false
-		s.t.l.upActive.Add(-1)
+		s.l.upActive.Add(-1)
 		s.ep.ConnClosed()
 	}
-	l := t.l
+	l := s.l
 	l.limiter.Release(s.client.Addr())
 	l.active.Dec()
 	if !l.log {

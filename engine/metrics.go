@@ -118,6 +118,10 @@ func MetricsHelp() map[string]string {
 		"expressgateway_access_log_dropped_total":           "access-log lines lost, never waited for.",
 		"expressgateway_upstream_http2_rst_stream_total":    "RST_STREAM frames on h2c upstream connections, by direction and error code.",
 		"expressgateway_upstream_http2_goaway_total":        "GOAWAY frames received from h2c upstreams, by error code.",
+		"expressgateway_event_loops":                        "gnet event loops running: engine.event_loops per loop set.",
+		"expressgateway_config_generation":                  "the generation of the config in use: 1 at start, +1 for every reload applied (also GET /config/generation on the admin listener).",
+		"expressgateway_config_reload_total":                "config reloads (SIGHUP or a change of the watched file), by result.",
+		"expressgateway_upgrade_total":                      "USR2 binary upgrades, by result.",
 	}
 }
 

@@ -192,8 +192,5 @@ func (e *Engine) idleTTL(lg *leg) time.Duration {
 	if lg != nil {
 		return lg.l.upIdle
 	}
-	if len(e.listeners) > 0 {
-		return e.listeners[0].upIdle
-	}
-	return time.Minute
+	return e.defaultUpIdle()
 }

@@ -33,6 +33,7 @@ type h2Upstream struct {
 	streams map[uint32]*leg
 	pending []*leg // waiting for the connection to come up
 	goaway  bool   // the endpoint said GOAWAY: no new streams
+	retired bool   // a reload removed the endpoint: out of the pool, closes once its streams end
 	idle    int64  // when the last stream ended
 	counted bool
 	dirty   bool // queued in lp.h2dirty
@@ -69,7 +70,7 @@ func (lp *loop) h2For(cl *stages.Cluster, ep *lb.Endpoint, connect time.Duration
 // once it is up.
 func (hu *h2Upstream) canTake() bool {
 	switch {
-	case hu.goaway || hu.state == upClosed:
+	case hu.goaway || hu.retired || hu.state == upClosed:
 		return false
 	case hu.state == upDialing:
 		return len(hu.pending) < hu.cluster.MaxStreams
@@ -312,7 +313,7 @@ func (hu *h2Upstream) cancel(lg *leg) {
 func (hu *h2Upstream) streamEnded() {
 	if len(hu.streams) == 0 {
 		hu.idle = hu.lp.nowNano()
-		if hu.goaway && hu.state == upActive {
+		if (hu.goaway || hu.retired) && hu.state == upActive {
 			hu.close()
 		}
 	}

@@ -22,11 +22,11 @@ func (c *Cluster) pinned(s *snapshot, ri RequestInfo, exclude *Endpoint) *Endpoi
 	if ri == nil {
 		return nil
 	}
-	v := ri.Cookie(c.spec.Affinity.CookieName)
+	v := ri.Cookie(s.cfg.spec.Affinity.CookieName)
 	if len(v) == 0 {
 		return nil
 	}
-	e := c.byCookie[string(v)]
+	e := s.cfg.byCookie[string(v)]
 	if e == nil || e == exclude || !(s.panicMode || e.Healthy()) {
 		return nil
 	}

@@ -56,7 +56,7 @@ func TestSessionAffinity(t *testing.T) {
 	if c2.Endpoint(pinned.Address()).cookieValue != pinned.cookieValue {
 		t.Fatal("cookie value not stable across builds")
 	}
-	if !strings.HasSuffix(c2.Endpoints()[0].setCookie, "; Path=/") {
-		t.Fatalf("session cookie %q", c2.Endpoints()[0].setCookie)
+	if !strings.HasSuffix((*c2.Endpoints()[0].setCookie.Load()), "; Path=/") {
+		t.Fatalf("session cookie %q", (*c2.Endpoints()[0].setCookie.Load()))
 	}
 }

@@ -75,32 +75,66 @@ func WithHealthEvents(fn func(HealthEvent)) Option { return func(o *options) { o
 
 // Cluster is a set of endpoints and the algorithm that spreads requests
 // over them. Pick, AllowRetry, RecordRequest and the Endpoint hooks are
-// safe for concurrent use and lock-free; health transitions rebuild an
-// immutable pick set that is swapped in atomically.
+// safe for concurrent use and lock-free; health transitions and Update
+// rebuild an immutable pick set that is swapped in atomically.
 type Cluster struct {
-	spec      Spec
-	endpoints []*Endpoint
-	key       hashKey
-	needsKey  bool
-	outlier   *OutlierSpec
-	epoch     time.Time
-	decayNs   float64
-	opts      options
-	byCookie  map[string]*Endpoint
-	budget    retryBudget
-	newPicker func(c *Cluster, eps []*Endpoint, all []*Endpoint) picker
+	epoch  time.Time
+	opts   options
+	budget retryBudget
 
 	snap atomic.Pointer[snapshot]
 
-	mu      sync.Mutex // serialises rebuilds, ejections and Close
-	ejected int        // endpoints ejected now; guarded by mu
-	closed  bool       // guarded by mu
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	mu        sync.Mutex  // serialises rebuilds, ejections, Update and Close
+	spec      Spec        // guarded by mu; lock-free readers use snap's cfg
+	endpoints []*Endpoint // guarded by mu
+	cur       *clusterCfg // guarded by mu: the cfg the next rebuild uses
+	version   uint64      // counts pick-set stores; guarded by mu
+	ejected   int         // endpoints ejected now; guarded by mu
+	closed    bool        // guarded by mu
+	hcCtx     context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
-// snapshot is the immutable pick set, rebuilt on every health transition.
+// clusterCfg is everything a pick, an End or a retry decision reads from
+// the spec, derived once per New or Update. It is immutable and reached
+// through the pick snapshot, so one Pick sees one consistent config.
+type clusterCfg struct {
+	spec          Spec
+	eps           []*Endpoint
+	key           hashKey
+	needsKey      bool
+	outlier       *OutlierSpec
+	decayNs       float64
+	byCookie      map[string]*Endpoint
+	newPicker     func(c *Cluster, s *Spec, eps []*Endpoint, all []*Endpoint) picker
+	budgetPercent float64
+	budgetReserve int64 // retries always allowed per window
+}
+
+func newClusterCfg(s Spec, eps []*Endpoint) *clusterCfg {
+	cfg := &clusterCfg{
+		spec:          s,
+		eps:           eps,
+		needsKey:      s.Algorithm == Maglev || s.Algorithm == RingHash,
+		outlier:       s.Outlier,
+		decayNs:       float64(s.EWMA.Decay),
+		byCookie:      make(map[string]*Endpoint, len(eps)),
+		newPicker:     pickerBuilders[s.Algorithm],
+		budgetPercent: max(s.Retry.BudgetPercent, 0),
+		budgetReserve: int64(max(s.Retry.MinRetriesPerSecond, 0)) * retryWindow,
+	}
+	cfg.key, _ = parseHashKey(s.HashKey)
+	for _, e := range eps {
+		cfg.byCookie[e.cookieValue] = e
+	}
+	return cfg
+}
+
+// snapshot is the immutable pick set, rebuilt on every health transition
+// and every Update.
 type snapshot struct {
+	cfg    *clusterCfg
 	levels []level
 	// cum[i] is the upper bound (exclusive, out of 1<<32) of the draw
 	// that selects levels[i].
@@ -122,10 +156,9 @@ type picker interface {
 	pick(key uint64) *Endpoint
 }
 
-// New builds a cluster from s after applying defaults and validating.
-// Active health checks start with Start; until then every endpoint counts
-// as healthy.
-func New(s Spec, opts ...Option) (*Cluster, error) {
+// normalize copies s (so the caller's slices are never shared), applies
+// the defaults and validates.
+func normalize(s Spec) (Spec, error) {
 	s.Endpoints = append([]EndpointSpec(nil), s.Endpoints...)
 	if s.HealthCheck != nil {
 		hc := *s.HealthCheck
@@ -138,56 +171,76 @@ func New(s Spec, opts ...Option) (*Cluster, error) {
 	}
 	s.Defaults()
 	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("cluster %q: %w", s.Name, err)
+		return s, fmt.Errorf("cluster %q: %w", s.Name, err)
 	}
-	c := &Cluster{
-		spec:     s,
-		outlier:  s.Outlier,
-		epoch:    time.Now(),
-		decayNs:  float64(s.EWMA.Decay),
-		byCookie: make(map[string]*Endpoint, len(s.Endpoints)),
+	return s, nil
+}
+
+// New builds a cluster from s after applying defaults and validating.
+// Active health checks start with Start; until then every endpoint counts
+// as healthy.
+func New(s Spec, opts ...Option) (*Cluster, error) {
+	s, err := normalize(s)
+	if err != nil {
+		return nil, err
 	}
+	c := &Cluster{spec: s, epoch: time.Now()}
 	for _, o := range opts {
 		o(&c.opts)
 	}
-	c.key, _ = parseHashKey(s.HashKey)
-	c.needsKey = s.Algorithm == Maglev || s.Algorithm == RingHash
-	c.newPicker = pickerBuilders[s.Algorithm]
-	c.budget.init(s.Retry)
-	for i, es := range s.Endpoints {
-		e := &Endpoint{
-			c:        c,
-			index:    i,
-			addr:     es.Address,
-			zone:     es.Zone,
-			priority: es.Priority,
-			weight:   es.Weight,
-		}
-		e.ewmaBits.Store(math.Float64bits(initialEWMA))
-		e.cookieValue = fmt.Sprintf("%016x", maglevHash(0, 0x616666696e697479, s.Name+"\x00"+es.Address)) // "affinity"
-		e.setCookie = affinityCookie(s.Affinity, e.cookieValue)
-		c.byCookie[e.cookieValue] = e
-		e.m = newEndpointMetrics(c.opts.metrics, s.Name, es.Address)
-		e.m.healthy.Set(1)
-		c.endpoints = append(c.endpoints, e)
+	c.budget.init()
+	for _, es := range s.Endpoints {
+		c.endpoints = append(c.endpoints, c.newEndpoint(es))
 	}
-	c.rebuild()
+	c.setEndpointAttrs(s)
+	c.cur = newClusterCfg(s, c.endpoints)
+	c.rebuildLocked()
 	return c, nil
 }
 
-// Name is the cluster's name.
-func (c *Cluster) Name() string { return c.spec.Name }
+// newEndpoint builds a healthy endpoint of c with its metric series.
+func (c *Cluster) newEndpoint(es EndpointSpec) *Endpoint {
+	e := &Endpoint{c: c, addr: es.Address}
+	e.ewmaBits.Store(math.Float64bits(initialEWMA))
+	e.cookieValue = fmt.Sprintf("%016x", maglevHash(0, 0x616666696e697479, c.spec.Name+"\x00"+es.Address)) // "affinity"
+	e.m = newEndpointMetrics(c.opts.metrics, c.spec.Name, es.Address)
+	e.m.healthy.Set(1)
+	return e
+}
+
+// setEndpointAttrs copies the per-endpoint settings of s (weight,
+// priority, zone, the affinity cookie) onto c.endpoints, which must be in
+// s.Endpoints order.
+func (c *Cluster) setEndpointAttrs(s Spec) {
+	for i, es := range s.Endpoints {
+		c.endpoints[i].index = i
+		c.endpoints[i].setAttrs(es, s.Affinity)
+	}
+}
+
+// setAttrs sets the endpoint's settings from its spec.
+func (e *Endpoint) setAttrs(es EndpointSpec, a AffinitySpec) {
+	zone := es.Zone
+	e.zone.Store(&zone)
+	e.priority.Store(int32(es.Priority))
+	e.weight.Store(es.Weight)
+	cookie := affinityCookie(a, e.cookieValue)
+	e.setCookie.Store(&cookie)
+}
+
+// Name is the cluster's name; Update never changes it.
+func (c *Cluster) Name() string { return c.snap.Load().cfg.spec.Name }
 
 // Spec returns the cluster's spec with defaults applied. Its pointer and
 // slice fields are shared with the cluster: do not modify them.
-func (c *Cluster) Spec() Spec { return c.spec }
+func (c *Cluster) Spec() Spec { return c.snap.Load().cfg.spec }
 
 // Endpoints lists the cluster's endpoints in spec order. Do not modify.
-func (c *Cluster) Endpoints() []*Endpoint { return c.endpoints }
+func (c *Cluster) Endpoints() []*Endpoint { return c.snap.Load().cfg.eps }
 
 // Endpoint finds an endpoint by address, or nil.
 func (c *Cluster) Endpoint(addr string) *Endpoint {
-	for _, e := range c.endpoints {
+	for _, e := range c.Endpoints() {
 		if e.addr == addr {
 			return e
 		}
@@ -211,22 +264,23 @@ func (c *Cluster) Pick(ri RequestInfo, exclude *Endpoint) (Pick, error) {
 	if s.fail {
 		return Pick{}, ErrNoHealthyEndpoint
 	}
-	if c.spec.Algorithm == SessionAffinity {
+	cfg := s.cfg
+	if cfg.spec.Algorithm == SessionAffinity {
 		if e := c.pinned(s, ri, exclude); e != nil {
 			e.m.picks.Inc()
 			return Pick{Endpoint: e}, nil
 		}
 	}
 	var key uint64
-	if c.needsKey {
-		key = c.requestKey(ri)
+	if cfg.needsKey {
+		key = cfg.requestKey(ri)
 	} else {
 		key = rand.Uint64()
 	}
 	l := &s.levels[0]
 	if len(s.levels) > 1 {
 		draw := key >> 32
-		if c.needsKey {
+		if cfg.needsKey {
 			draw = mix64(key) >> 32
 		}
 		for i := range s.cum {
@@ -252,19 +306,19 @@ func (c *Cluster) Pick(ri RequestInfo, exclude *Endpoint) (Pick, error) {
 	}
 	e.m.picks.Inc()
 	p := Pick{Endpoint: e}
-	if c.spec.Algorithm == SessionAffinity {
-		p.SetCookie = e.setCookie
+	if cfg.spec.Algorithm == SessionAffinity {
+		p.SetCookie = *e.setCookie.Load()
 	}
 	return p, nil
 }
 
 // requestKey hashes the configured hash key of ri; a request without one
 // gets a random key.
-func (c *Cluster) requestKey(ri RequestInfo) uint64 {
+func (cfg *clusterCfg) requestKey(ri RequestInfo) uint64 {
 	if ri == nil {
 		return rand.Uint64()
 	}
-	switch c.key.kind {
+	switch cfg.key.kind {
 	case keySourceIP:
 		a := ri.SourceIP()
 		if !a.IsValid() {
@@ -273,11 +327,11 @@ func (c *Cluster) requestKey(ri RequestInfo) uint64 {
 		b := a.Unmap().As16()
 		return hashBytes(b[:])
 	case keyHeader:
-		if v := ri.Header(c.key.name); len(v) > 0 {
+		if v := ri.Header(cfg.key.name); len(v) > 0 {
 			return hashBytes(v)
 		}
 	case keyCookie:
-		if v := ri.Cookie(c.key.name); len(v) > 0 {
+		if v := ri.Cookie(cfg.key.name); len(v) > 0 {
 			return hashBytes(v)
 		}
 	case keyPath:
@@ -299,39 +353,43 @@ func hashBytes(b []byte) uint64 {
 	return mix64(h)
 }
 
-// rebuild recomputes the pick set from every endpoint's health and swaps it
-// in. Envoy semantics: a level's health is min(100, healthy% × the
+// rebuildLocked recomputes the pick set from every endpoint's health and
+// swaps it in. It runs under c.mu (or in New, before c is shared).
+func (c *Cluster) rebuildLocked() {
+	c.snap.Store(c.buildSnapshot(c.cur))
+	c.version++
+}
+
+// buildSnapshot computes the pick set of cfg from its endpoints' health
+// now. Envoy semantics: a level's health is min(100, healthy% × the
 // overprovisioning factor); levels take load in priority order up to their
 // health, and if the levels' health sums below 100 the load is spread in
 // proportion to it. Below the panic threshold (healthy share of the whole
-// cluster) the mode decides: "all" routes over every endpoint, "fail" fails.
-func (c *Cluster) rebuild() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rebuildLocked()
-}
-
-func (c *Cluster) rebuildLocked() {
+// cluster) the mode decides: "all" routes over every endpoint, "fail"
+// fails. It reads only cfg and the endpoints' atomics, so Prepare can run
+// it for a config that is not in use yet.
+func (c *Cluster) buildSnapshot(cfg *clusterCfg) *snapshot {
+	spec := &cfg.spec
 	byPrio := map[int][]*Endpoint{}
 	var prios []int
 	healthyTotal := 0
-	for _, e := range c.endpoints {
-		if _, ok := byPrio[e.priority]; !ok {
-			prios = append(prios, e.priority)
+	for _, e := range cfg.eps {
+		prio := int(e.priority.Load())
+		if _, ok := byPrio[prio]; !ok {
+			prios = append(prios, prio)
 		}
-		byPrio[e.priority] = append(byPrio[e.priority], e)
+		byPrio[prio] = append(byPrio[prio], e)
 		if e.Healthy() {
 			healthyTotal++
 		}
 	}
 	sort.Ints(prios)
-	s := &snapshot{}
-	healthyPct := 100 * float64(healthyTotal) / float64(len(c.endpoints))
-	if c.spec.PanicThreshold > 0 && healthyPct < c.spec.PanicThreshold {
-		if c.spec.PanicMode == "fail" {
+	s := &snapshot{cfg: cfg}
+	healthyPct := 100 * float64(healthyTotal) / float64(len(cfg.eps))
+	if spec.PanicThreshold > 0 && healthyPct < spec.PanicThreshold {
+		if spec.PanicMode == "fail" {
 			s.fail = true
-			c.snap.Store(s)
-			return
+			return s
 		}
 		s.panicMode = true
 	}
@@ -345,13 +403,12 @@ func (c *Cluster) rebuildLocked() {
 				n++
 			}
 		}
-		health[i] = min(100, 100*float64(n)/float64(len(all))*c.spec.OverprovisioningFactor)
+		health[i] = min(100, 100*float64(n)/float64(len(all))*spec.OverprovisioningFactor)
 		sum += health[i]
 	}
 	if sum == 0 && !s.panicMode {
 		s.fail = true
-		c.snap.Store(s)
-		return
+		return s
 	}
 	norm := min(100, sum)
 	remaining := 100.0
@@ -380,7 +437,7 @@ func (c *Cluster) rebuildLocked() {
 				}
 			}
 		}
-		s.levels = append(s.levels, level{priority: p, eps: eps, p: c.newPicker(c, eps, all)})
+		s.levels = append(s.levels, level{priority: p, eps: eps, p: cfg.newPicker(c, spec, eps, all)})
 		loads = append(loads, load)
 	}
 	total := 0.0
@@ -396,7 +453,7 @@ func (c *Cluster) rebuildLocked() {
 		}
 		s.cum = append(s.cum, bound)
 	}
-	c.snap.Store(s)
+	return s
 }
 
 // LevelLoads reports the current share (0..1) of traffic each priority
@@ -421,6 +478,9 @@ func (c *Cluster) setState(e *Endpoint, bit uint32, on bool, reason string, err 
 }
 
 func (c *Cluster) setStateLocked(e *Endpoint, bit uint32, on bool, reason string, err error) {
+	if e.gone {
+		return
+	}
 	old := e.state.Load()
 	next := old &^ bit
 	if on {
@@ -446,7 +506,7 @@ func (c *Cluster) setStateLocked(e *Endpoint, bit uint32, on bool, reason string
 	}
 	if c.opts.onEvent != nil {
 		c.opts.onEvent(HealthEvent{
-			Cluster: c.spec.Name, Endpoint: e.addr, Zone: e.zone, Priority: e.priority,
+			Cluster: c.spec.Name, Endpoint: e.addr, Zone: e.Zone(), Priority: e.Priority(),
 			Healthy: healthy, Reason: reason, Err: err,
 		})
 	}
@@ -462,12 +522,13 @@ func (c *Cluster) setStateLocked(e *Endpoint, bit uint32, on bool, reason string
 func (c *Cluster) eject(e *Endpoint, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || e.state.Load()&stateEjected != 0 {
+	o := c.cur.outlier
+	if c.closed || e.gone || o == nil || e.state.Load()&stateEjected != 0 {
 		return
 	}
 	e.fails5xx.Store(0)
 	e.failsConn.Store(0)
-	if c.ejected > 0 && float64(c.ejected+1)*100 > c.outlier.MaxEjectionPercent*float64(len(c.endpoints)) {
+	if c.ejected > 0 && float64(c.ejected+1)*100 > o.MaxEjectionPercent*float64(len(c.endpoints)) {
 		return
 	}
 	if !c.otherHealthyLocked(e) {
@@ -476,7 +537,7 @@ func (c *Cluster) eject(e *Endpoint, reason string) {
 	c.ejected++
 	n := e.ejections.Add(1)
 	e.m.ejections.Inc()
-	d := min(time.Duration(n)*c.outlier.BaseEjectionTime, c.outlier.MaxEjectionTime)
+	d := min(time.Duration(n)*o.BaseEjectionTime, o.MaxEjectionTime)
 	c.setStateLocked(e, stateEjected, true, reason, nil)
 	e.ejectGen++
 	gen := e.ejectGen
@@ -507,7 +568,7 @@ func (c *Cluster) expire(e *Endpoint, gen uint64) {
 
 // unEjectLocked ends e's ejection now and stops its timer.
 func (c *Cluster) unEjectLocked(e *Endpoint, reason string) {
-	if c.closed || e.state.Load()&stateEjected == 0 {
+	if c.closed || e.gone || e.state.Load()&stateEjected == 0 {
 		return
 	}
 	c.ejected--
@@ -533,24 +594,41 @@ func (c *Cluster) activeCheckPassed(e *Endpoint) {
 }
 
 // Start runs active health checks (if configured) until ctx ends or Close.
-// Call it once.
+// Call it once; endpoints and health checks added by a later Update are
+// checked under the same ctx.
 func (c *Cluster) Start(ctx context.Context) {
-	if c.spec.HealthCheck == nil {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.cancel != nil {
 		return
 	}
-	ctx, c.cancel = context.WithCancel(ctx)
+	c.hcCtx, c.cancel = context.WithCancel(ctx)
+	if c.spec.HealthCheck == nil {
+		return
+	}
 	for _, e := range c.endpoints {
-		hc := newChecker(c, e)
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			hc.run(ctx)
-		}()
+		c.startCheckerLocked(e)
+	}
+}
+
+// startCheckerLocked runs a health checker for e on its own goroutine.
+func (c *Cluster) startCheckerLocked(e *Endpoint) {
+	ctx, cancel := context.WithCancel(c.hcCtx)
+	e.stopCheck = cancel
+	hc := newChecker(c, e)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		hc.run(ctx)
+	}()
+}
+
+// stopCheckerLocked stops e's health checker, if it has one; it exits
+// after the probe in flight, whose result is then ignored.
+func (c *Cluster) stopCheckerLocked(e *Endpoint) {
+	if e.stopCheck != nil {
+		e.stopCheck()
+		e.stopCheck = nil
 	}
 }
 

@@ -24,12 +24,14 @@ const initialEWMA = float64(time.Millisecond)
 // any goroutine and none blocks or allocates. The forwarder pairs each
 // Begin with exactly one End, and each ConnOpened with one ConnClosed.
 type Endpoint struct {
-	c        *Cluster
-	index    int
-	addr     string
-	zone     string
-	priority int
-	weight   uint32
+	c     *Cluster
+	addr  string
+	index int // position in the spec's endpoint list; guarded by c.mu
+
+	// Cluster.Update may change these while picks read them.
+	zone     atomic.Pointer[string]
+	priority atomic.Int32
+	weight   atomic.Uint32
 
 	state      atomic.Uint32
 	active     atomic.Int64
@@ -40,10 +42,15 @@ type Endpoint struct {
 	failsConn  atomic.Int32
 	ejections  atomic.Int32 // ejections so far; sets the next ejection's length
 	ejectTimer *time.Timer  // guarded by c.mu
-	ejectGen   uint64       // numbers ejections, so a stale timer is recognised; guarded by c.mu
+	// gone is set, under c.mu, when Cluster.Update removed the endpoint:
+	// requests still in flight on it end normally but no longer move its
+	// health.
+	gone      bool
+	stopCheck func() // cancels its health checker; guarded by c.mu
+	ejectGen  uint64 // numbers ejections, so a stale timer is recognised; guarded by c.mu
 
-	cookieValue string // session_affinity cookie value
-	setCookie   string // precomputed Set-Cookie header value
+	cookieValue string                 // session_affinity cookie value
+	setCookie   atomic.Pointer[string] // precomputed Set-Cookie header value
 
 	m endpointMetrics
 }
@@ -61,13 +68,13 @@ type endpointMetrics struct {
 func (e *Endpoint) Address() string { return e.addr }
 
 // Zone is the endpoint's locality label.
-func (e *Endpoint) Zone() string { return e.zone }
+func (e *Endpoint) Zone() string { return *e.zone.Load() }
 
 // Priority is the endpoint's failover level (0 = highest).
-func (e *Endpoint) Priority() int { return e.priority }
+func (e *Endpoint) Priority() int { return int(e.priority.Load()) }
 
 // Weight is the endpoint's configured weight.
-func (e *Endpoint) Weight() uint32 { return e.weight }
+func (e *Endpoint) Weight() uint32 { return e.weight.Load() }
 
 // Healthy reports whether the endpoint passes active checks and is not
 // ejected by outlier detection.
@@ -107,7 +114,7 @@ func (e *Endpoint) End(status int, latency time.Duration, connectFailed bool) {
 	if !connectFailed && status > 0 {
 		e.observeLatency(latency)
 	}
-	o := e.c.outlier
+	o := e.c.snap.Load().cfg.outlier
 	if o == nil {
 		return
 	}
@@ -152,7 +159,7 @@ func (e *Endpoint) observeLatency(latency time.Duration) {
 		old := math.Float64frombits(oldBits)
 		next := s
 		if s < old {
-			w := math.Exp(-float64(now-e.ewmaStamp.Load()) / e.c.decayNs)
+			w := math.Exp(-float64(now-e.ewmaStamp.Load()) / e.c.snap.Load().cfg.decayNs)
 			next = old*w + s*(1-w)
 		}
 		if e.ewmaBits.CompareAndSwap(oldBits, math.Float64bits(next)) {
@@ -169,12 +176,12 @@ func (e *Endpoint) decayed(est float64, now int64) float64 {
 	if elapsed <= 0 {
 		return est
 	}
-	return est * math.Exp(-float64(elapsed)/e.c.decayNs)
+	return est * math.Exp(-float64(elapsed)/e.c.snap.Load().cfg.decayNs)
 }
 
 // ewmaCost is the ewma picker's cost: latency estimate × (outstanding+1),
 // divided by weight.
 func (e *Endpoint) ewmaCost(now int64) float64 {
 	est := max(e.decayed(math.Float64frombits(e.ewmaBits.Load()), now), float64(time.Microsecond))
-	return est * float64(e.active.Load()+1) / float64(e.weight)
+	return est * float64(e.active.Load()+1) / float64(e.weight.Load())
 }

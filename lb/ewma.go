@@ -12,7 +12,7 @@ type ewmaPicker struct {
 	eps []*Endpoint
 }
 
-func newEWMA(c *Cluster, eps, _ []*Endpoint) picker { return &ewmaPicker{c: c, eps: eps} }
+func newEWMA(c *Cluster, _ *Spec, eps, _ []*Endpoint) picker { return &ewmaPicker{c: c, eps: eps} }
 
 func (p *ewmaPicker) pick(r uint64) *Endpoint {
 	a, b, ok := twoChoices(r, len(p.eps))

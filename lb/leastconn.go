@@ -13,7 +13,7 @@ type leastLoaded struct {
 
 // newLeastConnections balances open upstream connections (ConnOpened /
 // ConnClosed).
-func newLeastConnections(_ *Cluster, eps, _ []*Endpoint) picker {
+func newLeastConnections(_ *Cluster, _ *Spec, eps, _ []*Endpoint) picker {
 	return &leastLoaded{eps: eps, load: func(e *Endpoint) int64 { return e.conns.Load() }}
 }
 
@@ -26,7 +26,7 @@ func (p *leastLoaded) pick(r uint64) *Endpoint {
 		e := p.eps[(start+i)%n]
 		l := p.load(e) + 1
 		// l/e.weight < bestLoad/best.weight
-		if l*int64(best.weight) < bestLoad*int64(e.weight) {
+		if l*int64(best.weight.Load()) < bestLoad*int64(e.weight.Load()) {
 			best, bestLoad = e, l
 		}
 	}

@@ -166,13 +166,13 @@ type maglevPicker struct {
 	table []uint32
 }
 
-func newMaglev(c *Cluster, eps, _ []*Endpoint) picker {
+func newMaglev(_ *Cluster, s *Spec, eps, _ []*Endpoint) picker {
 	names := make([]string, len(eps))
 	weights := make([]uint32, len(eps))
 	for i, e := range eps {
-		names[i], weights[i] = e.addr, e.weight
+		names[i], weights[i] = e.addr, e.weight.Load()
 	}
-	table, err := BuildMaglevTable(names, weights, c.spec.MaglevTableSize, c.spec.MaglevSeed)
+	table, err := BuildMaglevTable(names, weights, s.MaglevTableSize, s.MaglevSeed)
 	if err != nil {
 		// Validate guarantees a prime size above the endpoint count and
 		// unique addresses, so this cannot happen; fall back to hashing.

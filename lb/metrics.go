@@ -58,6 +58,21 @@ func newEndpointMetrics(set *metrics.Set, cluster, endpoint string) endpointMetr
 	}
 }
 
+// unregisterEndpointMetrics removes the series newEndpointMetrics created,
+// for an endpoint or cluster a reload removed.
+func unregisterEndpointMetrics(set *metrics.Set, cluster, endpoint string) {
+	if set == nil {
+		return
+	}
+	l := `{cluster="` + escapeLabel(cluster) + `",endpoint="` + escapeLabel(endpoint) + `"`
+	for _, name := range []string{
+		metricHealthy + l + "}", metricActive + l + "}", metricPicks + l + "}", metricEjections + l + "}",
+		metricTransitions + l + `,to="healthy"}`, metricTransitions + l + `,to="unhealthy"}`,
+	} {
+		set.UnregisterMetric(name)
+	}
+}
+
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 func escapeLabel(s string) string { return labelEscaper.Replace(s) }

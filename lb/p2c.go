@@ -8,7 +8,7 @@ package lb
 // herding of a full scan.
 type p2c struct{ eps []*Endpoint }
 
-func newP2C(_ *Cluster, eps, _ []*Endpoint) picker { return &p2c{eps: eps} }
+func newP2C(_ *Cluster, _ *Spec, eps, _ []*Endpoint) picker { return &p2c{eps: eps} }
 
 func (p *p2c) pick(r uint64) *Endpoint {
 	a, b, ok := twoChoices(r, len(p.eps))
@@ -17,7 +17,7 @@ func (p *p2c) pick(r uint64) *Endpoint {
 	}
 	ea, eb := p.eps[a], p.eps[b]
 	// (active+1)/weight compared without division.
-	if (ea.active.Load()+1)*int64(eb.weight) <= (eb.active.Load()+1)*int64(ea.weight) {
+	if (ea.active.Load()+1)*int64(eb.weight.Load()) <= (eb.active.Load()+1)*int64(ea.weight.Load()) {
 		return ea
 	}
 	return eb

@@ -6,7 +6,7 @@ package lb
 // picker. eps are the level's routable endpoints (never empty); all are
 // every endpoint configured at the level, for pickers (ring_hash) whose
 // layout must not depend on which endpoints are healthy.
-var pickerBuilders = map[string]func(c *Cluster, eps, all []*Endpoint) picker{
+var pickerBuilders = map[string]func(c *Cluster, s *Spec, eps, all []*Endpoint) picker{
 	RoundRobin:         newRoundRobin,
 	WeightedRoundRobin: newSmoothWRR,
 	Random:             newRandom,

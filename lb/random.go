@@ -7,6 +7,6 @@ package lb
 // lock-free and allocation-free).
 type randomPicker struct{ eps []*Endpoint }
 
-func newRandom(_ *Cluster, eps, _ []*Endpoint) picker { return &randomPicker{eps: eps} }
+func newRandom(_ *Cluster, _ *Spec, eps, _ []*Endpoint) picker { return &randomPicker{eps: eps} }
 
 func (p *randomPicker) pick(r uint64) *Endpoint { return p.eps[scale(r, len(p.eps))] }

@@ -16,9 +16,9 @@ const retryWindow = 10
 // what lets a quiet cluster retry at all: at 2 requests a second, 20% would
 // allow one retry every 2.5 s. Buckets are rotated lock-free; a race at a
 // bucket boundary can misplace a count, never block.
+// The budget's share and reserve live in the cluster's clusterCfg, so
+// that Cluster.Update can change them while the counts carry on.
 type retryBudget struct {
-	percent float64
-	reserve int64 // retries always allowed per window
 	buckets [retryWindow]retryBucket
 	now     func() int64 // seconds
 }
@@ -29,9 +29,7 @@ type retryBucket struct {
 	retries  atomic.Int64
 }
 
-func (b *retryBudget) init(s RetrySpec) {
-	b.percent = max(s.BudgetPercent, 0)
-	b.reserve = int64(max(s.MinRetriesPerSecond, 0)) * retryWindow
+func (b *retryBudget) init() {
 	if b.now == nil {
 		b.now = func() int64 { return time.Now().Unix() }
 	}
@@ -59,13 +57,13 @@ func (b *retryBudget) sums(sec int64) (requests, retries int64) {
 	return requests, retries
 }
 
-// room reports whether the window has room for one more retry, and the
-// bucket a retry would be counted in.
-func (b *retryBudget) room() (*retryBucket, bool) {
+// room reports whether the window has room for one more retry under cfg's
+// share and reserve, and the bucket a retry would be counted in.
+func (b *retryBudget) room(cfg *clusterCfg) (*retryBucket, bool) {
 	sec := b.now()
 	k := b.bucket(sec)
 	requests, retries := b.sums(sec)
-	limit := max(int64(b.percent*float64(requests)/100), b.reserve)
+	limit := max(int64(cfg.budgetPercent*float64(requests)/100), cfg.budgetReserve)
 	return k, retries < limit
 }
 
@@ -81,10 +79,11 @@ func (c *Cluster) RecordRequest() {
 // actually sent; false means give the client the failed response.
 // Lock-free and allocation-free.
 func (c *Cluster) AllowRetry() bool {
-	if c.spec.Retry.MaxRetries < 0 {
+	cfg := c.snap.Load().cfg
+	if cfg.spec.Retry.MaxRetries < 0 {
 		return false
 	}
-	k, ok := c.budget.room()
+	k, ok := c.budget.room(cfg)
 	if !ok {
 		return false
 	}
@@ -96,18 +95,19 @@ func (c *Cluster) AllowRetry() bool {
 // spending anything: for a forwarder that must decide early (before it
 // discards a 502 or 503 response) whether a retry will follow.
 func (c *Cluster) RetryBudgetLeft() bool {
-	if c.spec.Retry.MaxRetries < 0 {
+	cfg := c.snap.Load().cfg
+	if cfg.spec.Retry.MaxRetries < 0 {
 		return false
 	}
-	_, ok := c.budget.room()
+	_, ok := c.budget.room(cfg)
 	return ok
 }
 
 // MaxRetries is the most retries one request may make (0 = none).
-func (c *Cluster) MaxRetries() int { return max(c.spec.Retry.MaxRetries, 0) }
+func (c *Cluster) MaxRetries() int { return max(c.snap.Load().cfg.spec.Retry.MaxRetries, 0) }
 
 // PerTryTimeout bounds each attempt; 0 means no per-try bound.
-func (c *Cluster) PerTryTimeout() time.Duration { return c.spec.Retry.PerTryTimeout }
+func (c *Cluster) PerTryTimeout() time.Duration { return c.snap.Load().cfg.spec.Retry.PerTryTimeout }
 
 // RetryCause says why an attempt failed, for ShouldRetry. The forwarder
 // maps its own failure reasons onto these; each names what the upstream
@@ -184,7 +184,7 @@ func (c *Cluster) ShouldRetry(method string, bodySent bool, attempt int, cause R
 		return false
 	}
 	cond := condition(cause, status)
-	if cond == 0 || c.spec.Retry.RetryOn&cond == 0 {
+	if cond == 0 || c.snap.Load().cfg.spec.Retry.RetryOn&cond == 0 {
 		return false
 	}
 	if cause == CauseConnectFailed {

@@ -23,16 +23,16 @@ type ringHash struct {
 	owner  []uint32 // owner[i] indexes eps for hashes[i]
 }
 
-func newRingHash(c *Cluster, eps, all []*Endpoint) picker {
+func newRingHash(_ *Cluster, s *Spec, eps, all []*Endpoint) picker {
 	var total float64
 	for _, e := range all {
-		total += float64(e.weight)
+		total += float64(e.weight.Load())
 	}
 	minNorm := math.Inf(1)
 	for _, e := range all {
-		minNorm = min(minNorm, float64(e.weight)/total)
+		minNorm = min(minNorm, float64(e.weight.Load())/total)
 	}
-	scale := min(math.Ceil(minNorm*float64(c.spec.RingHash.MinRingSize))/minNorm, float64(c.spec.RingHash.MaxRingSize))
+	scale := min(math.Ceil(minNorm*float64(s.RingHash.MinRingSize))/minNorm, float64(s.RingHash.MaxRingSize))
 
 	type vnode struct {
 		h     uint64
@@ -40,7 +40,7 @@ func newRingHash(c *Cluster, eps, all []*Endpoint) picker {
 	}
 	var nodes []vnode
 	for i, e := range eps {
-		n := max(1, int(math.Round(scale*float64(e.weight)/total)))
+		n := max(1, int(math.Round(scale*float64(e.weight.Load())/total)))
 		for j := range n {
 			nodes = append(nodes, vnode{ringPoint(e.addr, j), uint32(i)})
 		}

@@ -17,7 +17,7 @@ type roundRobin struct {
 
 // newRoundRobin starts at a random endpoint, so frequent pick-set
 // rebuilds (health flapping) do not favour the first endpoint.
-func newRoundRobin(_ *Cluster, eps, _ []*Endpoint) picker {
+func newRoundRobin(_ *Cluster, _ *Spec, eps, _ []*Endpoint) picker {
 	p := &roundRobin{eps: eps}
 	p.ctr.Store(rand.Uint64N(uint64(len(eps))))
 	return p

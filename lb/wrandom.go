@@ -9,11 +9,11 @@ type weightedRandom struct {
 	cum []uint64 // cum[i] = Σ weight[0..i]
 }
 
-func newWeightedRandom(_ *Cluster, eps, _ []*Endpoint) picker {
+func newWeightedRandom(_ *Cluster, _ *Spec, eps, _ []*Endpoint) picker {
 	p := &weightedRandom{eps: eps, cum: make([]uint64, len(eps))}
 	var acc uint64
 	for i, e := range eps {
-		acc += uint64(e.weight)
+		acc += uint64(e.weight.Load())
 		p.cum[i] = acc
 	}
 	return p

@@ -21,12 +21,12 @@ type smoothWRR struct {
 	ctr atomic.Uint64
 }
 
-func newSmoothWRR(_ *Cluster, eps, _ []*Endpoint) picker {
+func newSmoothWRR(_ *Cluster, _ *Spec, eps, _ []*Endpoint) picker {
 	weights := make([]uint64, len(eps))
 	var sum uint64
 	g := uint64(0)
 	for i, e := range eps {
-		weights[i] = uint64(e.weight)
+		weights[i] = uint64(e.weight.Load())
 		g = gcd(g, weights[i])
 	}
 	for i := range weights {

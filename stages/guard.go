@@ -54,6 +54,8 @@ func (g *Guard) hit(x *Exchange, name string) {
 // ConnLimiter caps concurrent connections per listener and per client IP.
 // It is called at accept and close, from any event loop.
 type ConnLimiter struct {
+	// The caps; set them before the limiter is shared, then only through
+	// SetLimits.
 	MaxTotal int // 0 = unlimited
 	MaxPerIP int // 0 = unlimited
 
@@ -95,6 +97,19 @@ func (l *ConnLimiter) Release(ip netip.Addr) {
 			l.perIP[ip] = n - 1
 		}
 	}
+}
+
+// SetLimits changes both caps (a config reload); connections already
+// admitted stay. When the per-IP cap is turned on or off the per-IP counts
+// start afresh, so a connection admitted before the change is not counted
+// against its IP until it closes.
+func (l *ConnLimiter) SetLimits(maxTotal, maxPerIP int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if (l.MaxPerIP > 0) != (maxPerIP > 0) {
+		l.perIP = nil
+	}
+	l.MaxTotal, l.MaxPerIP = maxTotal, maxPerIP
 }
 
 // Count is the number of admitted connections.

@@ -146,6 +146,38 @@ func TestConnLimiter(t *testing.T) {
 	}
 }
 
+func TestConnLimiterSetLimits(t *testing.T) {
+	l := &ConnLimiter{MaxTotal: 2, MaxPerIP: 0}
+	a := netip.MustParseAddr("198.18.0.1")
+	l.Acquire(a)
+	l.Acquire(a)
+	l.SetLimits(3, 1) // per-IP counting starts now
+	if ok, _ := l.Acquire(a); !ok {
+		t.Fatal("first connection counted after the change refused")
+	}
+	if ok, lim := l.Acquire(a); ok || lim != "max_connections" {
+		t.Fatalf("total cap after raise: %v %q", ok, lim)
+	}
+	l.Release(a) // one admitted before the change: never goes negative
+	l.Release(a)
+	l.Release(a)
+	if l.Count() != 0 {
+		t.Fatalf("count %d", l.Count())
+	}
+	if ok, _ := l.Acquire(a); !ok {
+		t.Fatal("refused after releases")
+	}
+	if ok, lim := l.Acquire(a); ok || lim != "max_connections_per_ip" {
+		t.Fatalf("per-IP cap: %v %q", ok, lim)
+	}
+	l.SetLimits(0, 0)
+	for range 5 {
+		if ok, _ := l.Acquire(a); !ok {
+			t.Fatal("unlimited refused")
+		}
+	}
+}
+
 // fakeStage records what it saw and answers a fixed verdict.
 type fakeStage struct {
 	name string

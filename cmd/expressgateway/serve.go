@@ -30,18 +30,23 @@ import (
 )
 
 func loadConfig(path string) (*conf.Snapshot, error) {
-	if path == "" {
-		return conf.Parse("default.toml (embedded)", conf.DefaultTOML())
-	}
-	return conf.Load(path)
+	snap, _, err := loadConfigData(path)
+	return snap, err
 }
 
-func newLogger(w io.Writer, level string) zerolog.Logger {
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil {
-		lvl = zerolog.InfoLevel
+// loadConfigData is loadConfig that also returns the bytes it parsed.
+func loadConfigData(path string) (*conf.Snapshot, []byte, error) {
+	if path == "" {
+		data := conf.DefaultTOML()
+		snap, err := conf.Parse("default.toml (embedded)", data)
+		return snap, data, err
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config: %w", err)
+	}
+	snap, err := conf.Parse(path, data)
+	return snap, data, err
 }
 
 // syncWriter serialises writes to one stream shared by the process log and
@@ -58,9 +63,18 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// serve runs the gateway until SIGINT or SIGTERM.
+// newLogger is the process logger; log.level is zerolog's global level,
+// so that a reload can change it (setLogLevel).
+func newLogger(w io.Writer, level string) zerolog.Logger {
+	setLogLevel(level)
+	return zerolog.New(w).With().Timestamp().Logger()
+}
+
+// serve runs the gateway until SIGINT or SIGTERM, or until a SIGUSR2
+// upgrade handed its sockets to a new process. SIGHUP (and a change of the
+// file, when watched) reloads the config (reload.go).
 func serve(path string, stderr io.Writer) error {
-	snap, err := loadConfig(path)
+	snap, data, err := loadConfigData(path)
 	if err != nil {
 		var ve *conf.ValidationError
 		if errors.As(err, &ve) {
@@ -71,6 +85,15 @@ func serve(path string, stderr io.Writer) error {
 		}
 		return err
 	}
+	inh, err := takeInherited()
+	if err != nil {
+		return err
+	}
+	defer inh.closeUnused()
+	// Signals that arrive while starting wait until the process serves.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 	cfg := &snap.Config
 	out := &syncWriter{w: stderr}
 	log := newLogger(out, cfg.Log.Level)
@@ -94,12 +117,16 @@ func serve(path string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	var demo *http.Server
+	var demoLn net.Listener
 	if cfg.Demo.Enabled {
-		addr, err := startDemo(cfg.Demo.Listen)
+		ln, err := inh.listen("demo", cfg.Demo.Listen)
 		if err != nil {
 			return fmt.Errorf("demo upstream: %w", err)
 		}
-		log.Info().Str("listen", addr).Msg("demo upstream started")
+		demo, demoLn = startDemo(ln), ln
+		defer func() { _ = demo.Close() }()
+		log.Info().Str("listen", ln.Addr().String()).Msg("demo upstream started")
 	}
 
 	var xs *xdpStage
@@ -123,15 +150,19 @@ func serve(path string, stderr io.Writer) error {
 	clusters.Start(ctx)
 	defer clusters.Close()
 
-	eng, err := engine.New(engine.Options{Snapshot: snap, Log: log, Metrics: m, Clusters: clusters, AccessLog: alog})
+	eng, err := engine.New(engine.Options{Snapshot: snap, Log: log, Metrics: m, Clusters: clusters, AccessLog: alog, Inherited: inh.engineSockets()})
 	if err != nil {
 		return err
 	}
+	rl := newReloader(path, snap, data, log, set, eng, clusters, xs)
+	up := newUpgrader(log, set)
 	// Ready (/readyz 200 and the "listening" lines) only once every socket
 	// is bound: the admin listener first, then every listener on every
 	// event loop. A bind failure ends the process before anything says
 	// ready.
 	var ready atomic.Bool
+	var admin *http.Server
+	var adminLn net.Listener
 	var adminAddr string
 	if cfg.Admin.Listen != "" {
 		var token string
@@ -149,7 +180,7 @@ func serve(path string, stderr io.Writer) error {
 			log.Warn().Str("listen", cfg.Admin.Listen).Bool("pprof", pprofOn).
 				Msg("the admin listener is not on a loopback address and has no admin.token_file: " + open + " are open to anyone who can reach it")
 		}
-		ln, err := net.Listen("tcp", cfg.Admin.Listen)
+		ln, err := inh.listen("admin", cfg.Admin.Listen)
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
@@ -158,13 +189,16 @@ func serve(path string, stderr io.Writer) error {
 		if xs != nil {
 			beforeScrape = xs.collect
 		}
-		var h http.Handler = adminMux(set, &ready, beforeScrape, pprofOn)
+		mux := adminMux(set, &ready, beforeScrape, pprofOn)
+		rl.handleConfig(mux)
+		var h http.Handler = mux
 		if token != "" {
 			h = requireToken(token, h)
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		defer func() { _ = srv.Close() }()
+		admin = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		adminLn = ln
+		go func() { _ = admin.Serve(ln) }()
+		defer func() { _ = admin.Close() }()
 	}
 
 	errc := make(chan error, 1)
@@ -179,9 +213,23 @@ func serve(path string, stderr io.Writer) error {
 	for _, l := range cfg.Listeners {
 		log.Info().Str("listener", l.Name).Str("listen", l.Listen).Str("protocol", l.Protocol).Msg("listening")
 	}
+	pidFile := cfg.Process.PIDFile
+	if err := writePIDFile(pidFile); err != nil {
+		log.Error().Err(err).Msg("pid file not written")
+	}
+	defer removePIDFile(pidFile)
+	if inh.upgraded() {
+		sdNotify(fmt.Sprintf("MAINPID=%d\nREADY=1", os.Getpid()))
+		log.Info().Int("pid", os.Getpid()).Msg("upgrade: serving on the inherited sockets")
+	} else {
+		sdNotify("READY=1")
+	}
+	inh.closeUnused() // sockets of listeners the new config does not have
+	inh.signalReady()
+	go rl.watch(ctx)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
+	upgraded := make(chan int, 1)
+	handedOver := false
 	var stop os.Signal
 wait:
 	for {
@@ -191,25 +239,85 @@ wait:
 				return fmt.Errorf("engine: %w", err)
 			}
 			return nil
+		case pid := <-upgraded:
+			log.Info().Int("new_pid", pid).Msg("upgrade: the new process serves; this one stops accepting and drains")
+			handedOver = true
+			break wait
 		case s := <-sigs:
-			if s == syscall.SIGHUP {
-				reloadXDP(path, xs, log)
+			switch s {
+			case syscall.SIGHUP:
+				if up.running.Load() {
+					log.Warn().Msg("SIGHUP ignored: an upgrade is in progress; the new process reads the file")
+					continue
+				}
+				rl.reload("sighup")
+				continue
+			case syscall.SIGUSR2:
+				if xs != nil {
+					up.refuse("xdp is attached by this process; restart to upgrade")
+					continue
+				}
+				if !up.running.CompareAndSwap(false, true) {
+					log.Warn().Msg("upgrade already in progress")
+					continue
+				}
+				rl.pause(true) // the sockets handed over must stay those of the file the new process reads
+				socks := handoverSockets(eng, cfg, adminLn, demoLn)
+				timeout := rl.snapshot().Config.Process.UpgradeTimeout.Std()
+				log.Info().Str("binary", up.exe).Int("sockets", len(socks)).Msg("upgrade: starting the new binary")
+				go func() {
+					pid, err := up.start(socks, timeout)
+					if err != nil {
+						up.failed.Inc()
+						log.Error().Err(err).Msg("upgrade failed; this process keeps serving")
+						rl.pause(false)
+						up.running.Store(false)
+						return
+					}
+					up.ok.Inc()
+					upgraded <- pid
+				}()
 				continue
 			}
 			if s == syscall.SIGUSR1 {
+				file := rl.snapshot().Config.Log.AccessLogFile
 				if err := alog.Reopen(); err != nil {
 					log.Error().Err(err).Msg("SIGUSR1: access log not reopened")
-				} else if cfg.Log.AccessLogFile != "" {
-					log.Info().Str("file", cfg.Log.AccessLogFile).Msg("SIGUSR1: access log reopened")
+				} else if file != "" {
+					log.Info().Str("file", file).Msg("SIGUSR1: access log reopened")
 				}
 				continue
 			}
+			sdNotify("STOPPING=1")
+			up.abort() // a new binary still starting goes too
 			stop = s
 			break wait
 		}
 	}
+	rl.stop()
 	ready.Store(false) // lameduck: /readyz answers 503 from now on
-	drain(eng, &cfg.Engine, stop, sigs, log)
+	cur := rl.snapshot()
+	if handedOver {
+		// The new process serves these sockets now: no settle, stop
+		// accepting at once and drain.
+		sctx, scancel := context.WithTimeout(context.Background(), cur.Config.Engine.DrainTimeout.Std())
+		defer scancel()
+		start := time.Now()
+		eng.StopAccepting() // accepted by the new process only from now on
+		if admin != nil {
+			_ = admin.Close()
+		}
+		if demo != nil {
+			_ = demo.Shutdown(sctx)
+		}
+		if left := eng.Drain(sctx); left > 0 {
+			log.Warn().Int("connections", left).Dur("after", time.Since(start)).Msg("drain budget spent; closing the rest")
+		} else {
+			log.Info().Dur("after", time.Since(start)).Msg("drained")
+		}
+	} else {
+		drain(eng, &cur.Config.Engine, stop, sigs, log)
+	}
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stopCancel()
 	if err := eng.Stop(stopCtx); err != nil {
@@ -224,6 +332,27 @@ wait:
 	}
 	return nil
 }
+
+// handoverSockets lists every listening socket for an upgrade.
+func handoverSockets(eng *engine.Engine, cfg *conf.Config, adminLn, demoLn net.Listener) []handover {
+	var out []handover
+	for _, s := range eng.Sockets() {
+		out = append(out, handover{key: s.Key, fd: s.FD})
+	}
+	if adminLn != nil {
+		if fd, ok := listenerFD(adminLn); ok {
+			out = append(out, handover{key: "admin " + cfg.Admin.Listen, fd: fd})
+		}
+	}
+	if demoLn != nil {
+		if fd, ok := listenerFD(demoLn); ok {
+			out = append(out, handover{key: "demo " + cfg.Demo.Listen, fd: fd})
+		}
+	}
+	return out
+}
+
+// adminMux serves /metrics, the probes and pprof.
 
 // closeAccessLog writes what the access log still holds; after the engine
 // stopped, so that every loop's last lines are in. A stuck target (a full
@@ -297,12 +426,9 @@ func requireToken(token string, next http.Handler) http.Handler {
 	})
 }
 
-// startDemo serves a tiny upstream so the default config answers at once.
-func startDemo(addr string) (string, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", err
-	}
+// startDemo serves a tiny upstream on ln so the default config answers at
+// once.
+func startDemo(ln net.Listener) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -311,39 +437,7 @@ func startDemo(addr string) (string, error) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return ln.Addr().String(), nil
-}
-
-// reloadXDP handles SIGHUP: the file is read and validated again; a bad file
-// never replaces the running config. Today only the [xdp] tables (VIPs and
-// the endpoints of their clusters) are swapped; listeners, routes and L7
-// clusters keep their running config until a restart.
-func reloadXDP(path string, xs *xdpStage, log zerolog.Logger) {
-	if path == "" {
-		log.Warn().Msg("SIGHUP: running the embedded config; nothing to reload")
-		return
-	}
-	snap, err := loadConfig(path)
-	if err != nil {
-		var ve *conf.ValidationError
-		if errors.As(err, &ve) {
-			for _, p := range ve.Problems {
-				log.Error().Str("problem", p.String()).Msg("reload refused")
-			}
-		} else {
-			log.Error().Err(err).Msg("reload refused")
-		}
-		return
-	}
-	if xs == nil || !snap.Config.XDP.Enabled {
-		log.Warn().Msg("SIGHUP: only the [xdp] tables reload today, and xdp is not running; restart to apply other changes")
-		return
-	}
-	if err := xs.reload(snap); err != nil {
-		log.Error().Err(err).Msg("reload refused")
-		return
-	}
-	log.Warn().Msg("SIGHUP: xdp tables reloaded; changes to listeners, routes and L7 clusters need a restart")
+	return srv
 }
 
 // drain runs the shutdown that signal stop asked for, once /readyz answers

@@ -18,8 +18,9 @@ import (
 
 // xdpConfig maps the [xdp] section and the clusters it names onto the
 // loader's config. Backends are named by their endpoint address, the same
-// name the lb health checker reports.
-func xdpConfig(snap *conf.Snapshot) (xdp.Config, error) {
+// name the lb health checker reports; healthy, when set, says whether an
+// endpoint is healthy now (nil: every backend starts healthy).
+func xdpConfig(snap *conf.Snapshot, healthy func(cluster, addr string) bool) (xdp.Config, error) {
 	x := &snap.Config.XDP
 	cfg := xdp.Config{
 		Interface:               x.Interface,
@@ -60,7 +61,7 @@ func xdpConfig(snap *conf.Snapshot) (xdp.Config, error) {
 			}
 			vip.Backends = append(vip.Backends, xdp.Backend{
 				Name: e.Address, Address: ap.Addr().Unmap(), Port: ap.Port(),
-				Weight: uint32(e.Weight), Healthy: true,
+				Weight: uint32(e.Weight), Healthy: healthy == nil || healthy(v.Cluster, e.Address),
 			})
 		}
 		cfg.VIPs = append(cfg.VIPs, vip)
@@ -71,21 +72,28 @@ func xdpConfig(snap *conf.Snapshot) (xdp.Config, error) {
 // xdpStage runs the XDP load balancer and follows the clusters' health.
 type xdpStage struct {
 	lb     atomic.Pointer[xdp.LB]
-	vipsOf map[string][]string // cluster → VIP names
+	vipsOf atomic.Pointer[map[string][]string] // cluster → VIP names
 	log    zerolog.Logger
 }
 
 func newXDPStage(snap *conf.Snapshot, log zerolog.Logger) *xdpStage {
-	s := &xdpStage{vipsOf: map[string][]string{}, log: log}
-	for _, v := range snap.Config.XDP.VIPs {
-		s.vipsOf[v.Cluster] = append(s.vipsOf[v.Cluster], v.Name)
-	}
+	s := &xdpStage{log: log}
+	s.setVIPs(snap)
 	return s
+}
+
+// setVIPs records which VIPs each cluster feeds, for onHealth.
+func (s *xdpStage) setVIPs(snap *conf.Snapshot) {
+	m := map[string][]string{}
+	for _, v := range snap.Config.XDP.VIPs {
+		m[v.Cluster] = append(m[v.Cluster], v.Name)
+	}
+	s.vipsOf.Store(&m)
 }
 
 // start loads and attaches the program.
 func (s *xdpStage) start(snap *conf.Snapshot, set *metrics.Set) error {
-	cfg, err := xdpConfig(snap)
+	cfg, err := xdpConfig(snap, nil)
 	if err != nil {
 		return err
 	}
@@ -104,7 +112,7 @@ func (s *xdpStage) onHealth(ev lb.HealthEvent) {
 	if l == nil {
 		return
 	}
-	for _, vip := range s.vipsOf[ev.Cluster] {
+	for _, vip := range (*s.vipsOf.Load())[ev.Cluster] {
 		if err := l.SetHealthy(vip, ev.Endpoint, ev.Healthy); err != nil {
 			s.log.Warn().Err(err).Str("vip", vip).Str("backend", ev.Endpoint).Msg("xdp health update")
 		}
@@ -113,21 +121,24 @@ func (s *xdpStage) onHealth(ev lb.HealthEvent) {
 
 // reload swaps in the VIP tables of a new snapshot: each VIP's Maglev table
 // is replaced in one map write, and established flows keep their backend
-// through the flow table.
-func (s *xdpStage) reload(snap *conf.Snapshot) error {
+// through the flow table. Backends take their current health from healthy.
+// Failures are logged (and counted by the xdp families).
+func (s *xdpStage) reload(snap *conf.Snapshot, healthy func(cluster, addr string) bool) {
 	l := s.lb.Load()
 	if l == nil {
-		return fmt.Errorf("xdp is not running")
+		return
 	}
-	cfg, err := xdpConfig(snap)
+	cfg, err := xdpConfig(snap, healthy)
+	if err == nil {
+		if err = l.Update(cfg); err == nil {
+			s.setVIPs(snap)
+		}
+	}
 	if err != nil {
-		return err
-	}
-	if err := l.Update(cfg); err != nil {
-		return fmt.Errorf("xdp update: %w", err)
+		s.log.Error().Err(err).Msg("xdp tables not reloaded")
+		return
 	}
 	s.log.Info().Int("vips", len(cfg.VIPs)).Msg("xdp tables reloaded")
-	return nil
 }
 
 // collect reads the BPF counters into the metric families now.
