@@ -467,6 +467,12 @@ endpoints = [ { address = %q } ]
 	deadline = time.Now().Add(time.Second)
 	for {
 		d, err := net.DialTimeout("tcp", second, time.Second)
+		if errors.Is(err, syscall.ECONNRESET) && time.Now().Before(deadline) {
+			// The SYN met the socket as it closed; the next dial sees
+			// the address without a listener.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Fatalf("removed listener: %v, want connection refused", err)
