@@ -183,6 +183,27 @@ func slowCopy(dst io.Writer, src io.Reader, rate int64) (int64, error) {
 	}
 }
 
+// sampleRSS records the peak RSS of pid every 100 ms until stop is called
+// (stop waits for the sampler to end).
+func sampleRSS(pid int) (peak *atomic.Int64, stop func()) {
+	peak = new(atomic.Int64)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if r := rssBytes(pid); r > peak.Load() {
+				peak.Store(r)
+			}
+			select {
+			case <-quit:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return peak, func() { close(quit); <-done }
+}
+
 func envInt(name string, def int64) int64 {
 	if v, err := strconv.ParseInt(os.Getenv(name), 10, 64); err == nil && v > 0 {
 		return v
@@ -255,23 +276,7 @@ endpoints = [ { address = %q } ]
 	}
 	time.Sleep(200 * time.Millisecond)
 	base := rssBytes(pid)
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	var samplerDone sync.WaitGroup
-	samplerDone.Add(1)
-	go func() {
-		defer samplerDone.Done()
-		for {
-			if r := rssBytes(pid); r > peak.Load() {
-				peak.Store(r)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
+	peak, stopSampling := sampleRSS(pid)
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -325,8 +330,7 @@ endpoints = [ { address = %q } ]
 		}
 	}()
 	wg.Wait()
-	close(stop)
-	samplerDone.Wait()
+	stopSampling()
 	if upErr != nil {
 		t.Error(upErr)
 	}

@@ -529,22 +529,7 @@ func TestH2MemoryBounded(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	base := rssBytes(pid)
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if r := rssBytes(pid); r > peak.Load() {
-				peak.Store(r)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
+	peak, stopSampling := sampleRSS(pid)
 	refSum := func(n int64) []byte {
 		h := sha256.New()
 		_, _ = io.Copy(io.Discard, &patternReader{n: n, h: h})
@@ -622,8 +607,7 @@ func TestH2MemoryBounded(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	<-sampled
+	stopSampling()
 	grow2 := peak.Load() - base
 	t.Logf("100 × 10 MiB on %d connection(s): peak RSS %d MiB (growth %d MiB)", dials.Load(), peak.Load()>>20, grow2>>20)
 	if failed.Load() != 0 {
