@@ -253,6 +253,10 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 	cc.lg.acquire()
 }
 
+// drainFirstByteGrace is how long a fresh connection may stay silent while
+// the gateway (or its listener) drains before it is closed.
+const drainFirstByteGrace = time.Second
+
 // dialWaitFactor × max_inflight_bytes of a long request body may arrive
 // while its upstream connection is being dialed.
 const dialWaitFactor = 4
@@ -549,8 +553,12 @@ func (cc *clientConn) onTimer(now int64) {
 	switch cc.state {
 	case csHead:
 		if cc.headStart != 0 {
-			if cc.draining() && cc.c.InboundBuffered() == 0 {
-				cc.abort() // accepted, nothing sent yet, and we are draining
+			if cc.draining() && cc.c.InboundBuffered() == 0 && now-cc.headStart > int64(drainFirstByteGrace) {
+				// Accepted, nothing sent for a while, and we are draining.
+				// A connection accepted just now keeps its grace: its
+				// request is most likely on the wire (a reload hands the
+				// socket on while clients connect).
+				cc.abort()
 				return
 			}
 			if now-cc.headStart > int64(l.headerRead) {
