@@ -182,27 +182,8 @@ func TestH2ToHTTP1(t *testing.T) {
 
 	t.Run("200 concurrent streams", func(t *testing.T) {
 		before := dials.Load()
-		var wg sync.WaitGroup
-		var failed atomic.Int64
-		for i := 0; i < 200; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				resp, err := c.Get(fmt.Sprintf("%s/echo?i=%d", base, i))
-				if err != nil {
-					failed.Add(1)
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode != 200 || !strings.HasPrefix(string(body), fmt.Sprintf("GET /echo?i=%d ", i)) {
-					failed.Add(1)
-				}
-			}(i)
-		}
-		wg.Wait()
-		if failed.Load() != 0 {
-			t.Fatalf("%d of 200 streams failed", failed.Load())
+		if failed := concurrentEchoGETs(c, base, 200); failed != 0 {
+			t.Fatalf("%d of 200 streams failed", failed)
 		}
 		if d := dials.Load() - before; d > 0 {
 			t.Errorf("the 200 streams opened %d new connections, want them multiplexed on the first", d)
@@ -293,6 +274,31 @@ func TestH2ToHTTP1(t *testing.T) {
 	if n := metricSum(t, admin, `^expressgateway_http2_streams_total$`); n < 200 {
 		t.Errorf("http2_streams_total %v", n)
 	}
+}
+
+// concurrentEchoGETs sends n GET /echo?i=N at once through c and returns
+// how many did not come back 200 with their own echo.
+func concurrentEchoGETs(c *http.Client, base string, n int) int64 {
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := c.Get(fmt.Sprintf("%s/echo?i=%d", base, i))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.HasPrefix(string(body), fmt.Sprintf("GET /echo?i=%d ", i)) {
+				failed.Add(1)
+			}
+		}(i)
+	}
+	wg.Wait()
+	return failed.Load()
 }
 
 // h2Framer opens a raw HTTP/2 connection (preface and SETTINGS sent, the

@@ -140,27 +140,8 @@ func TestTranslationMatrix(t *testing.T) {
 					t.Errorf("HEAD: %d len %d content-length %d", resp.StatusCode, len(body), resp.ContentLength)
 				}
 
-				var wg sync.WaitGroup
-				var failed atomic.Int64
-				for i := 0; i < 100; i++ {
-					wg.Add(1)
-					go func(i int) {
-						defer wg.Done()
-						resp, err := c.Get(fmt.Sprintf("%s/echo?i=%d", base, i))
-						if err != nil {
-							failed.Add(1)
-							return
-						}
-						b, _ := io.ReadAll(resp.Body)
-						_ = resp.Body.Close()
-						if !strings.HasPrefix(string(b), fmt.Sprintf("GET /echo?i=%d ", i)) {
-							failed.Add(1)
-						}
-					}(i)
-				}
-				wg.Wait()
-				if failed.Load() != 0 {
-					t.Errorf("%d of 100 concurrent requests failed", failed.Load())
+				if failed := concurrentEchoGETs(c, base, 100); failed != 0 {
+					t.Errorf("%d of 100 concurrent requests failed", failed)
 				}
 			})
 		}
