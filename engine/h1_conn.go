@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -57,9 +58,11 @@ type clientConn struct {
 	valOff     int
 	processing bool           // inside readHeads: don't recurse
 	pending    *pendingDetach // a long exchange waiting to leave the loop
+
+	tls *tlsInfo // the TLS connection this session runs over; nil for cleartext
 }
 
-func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
+func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip netip.Addr) *clientConn {
 	cc := &clientConn{lp: lp, l: l, c: c, ip: []byte(ip.String())}
 	cc.lg = leg{lp: lp, l: l, x: &cc.x, ds: cc, ip: cc.ip, proto: "h1"}
 	cc.parser.Limits = l.limits
@@ -67,7 +70,7 @@ func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() 
 	cc.x.Owner = cc
 	cc.x.Forwarder = cc
 	cc.x.Listener = l.view
-	cc.x.ClientIP = addrIP(c.RemoteAddr())
+	cc.x.ClientIP = ip
 	cc.idleSince = time.Now().UnixNano()
 	// The first request's header_read starts at accept: a connection that
 	// sends nothing is held for header_read, not for idle_keepalive.
@@ -141,12 +144,18 @@ func (cc *clientConn) readHeads() {
 		if cc.requests == 0 {
 			// HTTP/2 with prior knowledge shares the port: the client
 			// preface decides.
-			if isH2, decided := looksLikeH2(buf); isH2 && cc.l.h2 {
+			h1ok, h2ok := cc.l.h1, cc.l.h2
+			if cc.tls != nil {
+				// ALPN decided: h2, or HTTP/1.1 (also without ALPN).
+				h2ok = cc.tls.alpn == "h2"
+				h1ok = !h2ok
+			}
+			if isH2, decided := looksLikeH2(buf); isH2 && h2ok {
 				if decided {
 					cc.upgradeToH2()
 				}
 				return
-			} else if !cc.l.h1 {
+			} else if !h1ok {
 				// An HTTP/2-only listener: whatever this is, it gets no
 				// HTTP/1 answer.
 				cc.lp.e.guardHit(&cc.x, "h2_bad_preface")

@@ -64,6 +64,9 @@ type leg struct {
 	x  *stages.Exchange
 	ds downstream
 	ip []byte // textual client IP for X-Forwarded-For and the access log
+	// identity is the verified TLS client certificate as
+	// client_identity_header carries it; nil without one.
+	identity []byte
 
 	proto    string // the downstream protocol, for the access log: "h1", "h2"
 	streamID uint32 // the HTTP/2 stream, 0 for HTTP/1
@@ -163,6 +166,7 @@ func (lg *leg) onReady(u *upstream) {
 	r := lg.x.Req
 	opts := *lg.reqOpts()
 	opts.ClientIP = lg.ip
+	opts.Identity = lg.identity
 	opts.DropExpect = lg.sent100
 	fs, arena, added := msg.ForwardRequest(lg.lp.fwd.Fields[:0], lg.lp.fwd.Arena[:0], r.Fields, &opts)
 	lg.lp.fwd.Fields, lg.lp.fwd.Arena = fs[:0], arena[:0]

@@ -134,6 +134,7 @@ func (hu *h2Upstream) open(lg *leg) {
 	r := lg.x.Req
 	opts := *lg.reqOpts()
 	opts.ClientIP = lg.ip
+	opts.Identity = lg.identity
 	opts.DropExpect = lg.sent100
 	fs, arena, _ := msg.ForwardRequest(lp.fwd.Fields[:0], lp.fwd.Arena[:0], r.Fields, &opts)
 	if te := r.Field("te"); te != nil && msg.ListHas(te, "trailers") {
