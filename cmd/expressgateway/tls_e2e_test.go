@@ -80,6 +80,7 @@ access_log = false
 name = "tls"
 listen = %q
 protocol = "https"
+max_connections = 2000
 max_connections_per_ip = 0
 %s
 [listeners.timeouts]
@@ -429,4 +430,184 @@ func TestTLSPeers(t *testing.T) {
 		t.Fatalf("h2spec -t: %s\n%s", m[0], out)
 	}
 	t.Logf("h2spec over TLS: %s", m[0])
+}
+
+// TestTLSClientAuth: with client_auth = "require", a client certificate
+// from the client CA is accepted and its identity reaches the upstream in
+// client_identity_header; a client-sent header of that name never does;
+// no certificate, or one from another CA, is refused and counted. With
+// "request", a client without a certificate is served, still without the
+// forged header.
+func TestTLSClientAuth(t *testing.T) {
+	clients := newTestCA(t, "clients")
+	other := newTestCA(t, "other")
+	good := clients.pair(t, "alice", "alice", leafOpts{client: true, uris: []string{"spiffe://test/alice"}, dns: []string{"alice.clients.test"}})
+	bad := other.pair(t, "mallory", "mallory", leafOpts{client: true})
+	for _, mode := range []string{"require", "request"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startTLSGateway(t, "", fmt.Sprintf("client_auth = %q\nclient_ca_file = %q\nclient_identity_header = \"X-Client-Identity\"", mode, clients.file))
+			url := "https://" + s.gw + "/id"
+			for _, h2 := range []bool{false, true} {
+				code, body, _ := getBody(t, tlsClient(s.ca, "a.test", h2, good), url, "X-Client-Identity", "Hash=forged;URI=spiffe://test/admin", "x-client-identity", "again")
+				if code != 200 || !strings.Contains(body, "identities=1\n") || !strings.Contains(body, "URI=spiffe://test/alice") ||
+					!strings.Contains(body, `Subject="CN=alice,O=ExpressGateway tests"`) || !strings.Contains(body, "DNS=alice.clients.test") ||
+					strings.Contains(body, "forged") || strings.Contains(body, "again") {
+					t.Fatalf("h2=%v with a good certificate: %d %q", h2, code, body)
+				}
+			}
+			noCert := func(h2 bool, certs ...tls.Certificate) (int, string, error) {
+				c := tlsClient(s.ca, "a.test", h2)
+				if len(certs) > 0 {
+					// Sent even though the server names other CAs.
+					c.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+						return &certs[0], nil
+					}
+				}
+				req, _ := http.NewRequest("GET", url, nil)
+				req.Header.Set("X-Client-Identity", "Hash=forged")
+				resp, err := c.Do(req)
+				if err != nil {
+					return 0, "", err
+				}
+				defer func() { _ = resp.Body.Close() }()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b), nil
+			}
+			code, body, err := noCert(false)
+			switch mode {
+			case "require":
+				if err == nil {
+					t.Fatalf("no client certificate: served %d %q", code, body)
+				}
+			case "request":
+				if err != nil || code != 200 || !strings.Contains(body, "identities=0\n") {
+					t.Fatalf("no client certificate with request: %v %d %q", err, code, body)
+				}
+			}
+			if code, body, err := noCert(false, bad); err == nil {
+				t.Fatalf("a certificate from another CA: served %d %q", code, body)
+			}
+			deadline := time.Now().Add(3 * time.Second)
+			want := map[string]float64{"require": 2, "request": 1}[mode] // no certificate is no refusal with "request"
+			for {
+				v := metricValue(scrape(t, s.admin), `expressgateway_tls_handshakes_total{listener="tls",result="error",reason="client_certificate"}`)
+				if v >= want {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("client_certificate refusals = %v, want %v\n%s", v, want, grepLines(scrape(t, s.admin), "tls_handshakes"))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestTLSRotationUnderLoad: 10 s of keep-alive and new-connection load over
+// TLS while the certificate is replaced 5 times: no failed request, the new
+// certificate is served to new handshakes after each rotation, and a broken
+// replacement is ignored (the previous pair stays), counted.
+func TestTLSRotationUnderLoad(t *testing.T) {
+	s := startTLSGateway(t, "", "")
+	url := "https://" + s.gw + "/load"
+	stop := make(chan struct{})
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	load := func(c func() *http.Client) {
+		defer wg.Done()
+		cl := c()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			resp, err := cl.Get(url)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+					continue
+				}
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+			failed.Add(1)
+			firstErr.CompareAndSwap(nil, err.Error())
+		}
+	}
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go load(func() *http.Client { return tlsClient(s.ca, "a.test", i%2 == 1) }) // keep-alive, h1 and h2
+	}
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go load(func() *http.Client { // a new connection per request
+			c := tlsClient(s.ca, "a.test", false)
+			c.Transport.(*http.Transport).DisableKeepAlives = true
+			return c
+		})
+	}
+	served := func() string {
+		conn, err := tls.Dial("tcp", s.gw, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"})
+		if err != nil {
+			t.Errorf("dial: %v", err)
+			return ""
+		}
+		defer func() { _ = conn.Close() }()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	waitServed := func(serial string) {
+		deadline := time.Now().Add(4 * time.Second)
+		for served() != serial {
+			if time.Now().After(deadline) {
+				t.Fatalf("certificate %s not served 4 s after the rotation (still %s)", serial, served())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	start := time.Now()
+	var last string
+	for i := 0; i < 5; i++ {
+		time.Sleep(800 * time.Millisecond)
+		// The new pair is issued elsewhere, then moved over the served
+		// files (key first, as certbot's deploy hooks and cp do in turn).
+		cf, kf, leaf := s.ca.issue(t, fmt.Sprintf("next%d", i), "a.test", leafOpts{dns: []string{"a.test"}})
+		must(t, os.Rename(kf, s.keyA))
+		must(t, os.Rename(cf, s.certA))
+		last = leaf.SerialNumber.String()
+		waitServed(last)
+	}
+	before := metricValue(scrape(t, s.admin), `expressgateway_tls_certificate_rotations_total{listener="tls",result="error"}`)
+	must(t, os.WriteFile(s.certA, []byte("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"), 0o600))
+	deadline := time.Now().Add(4 * time.Second)
+	for metricValue(scrape(t, s.admin), `expressgateway_tls_certificate_rotations_total{listener="tls",result="error"}`) <= before {
+		if time.Now().After(deadline) {
+			t.Fatal("a broken certificate file was not counted as a failed rotation")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := served(); got != last {
+		t.Fatalf("after a broken replacement the gateway serves %s, want the previous %s", got, last)
+	}
+	if rest := 10*time.Second - time.Since(start); rest > 0 {
+		time.Sleep(rest)
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || ok.Load() < 100 {
+		t.Fatalf("under rotation: %d ok, %d failed (first: %v)", ok.Load(), failed.Load(), firstErr.Load())
+	}
+	if v := metricValue(scrape(t, s.admin), `expressgateway_tls_certificate_rotations_total{listener="tls",result="ok"}`); v < 5 {
+		t.Errorf("rotations ok = %v, want at least 5", v)
+	}
+	t.Logf("%d requests over TLS during 5 rotations and a broken one, 0 failed", ok.Load())
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
