@@ -146,7 +146,7 @@ func (lg *leg) acquire() {
 		return
 	}
 	p := lg.lp.poolFor(ep, lg.lp.e.clusters.MaxIdle(cl), lg.l.upIdle)
-	if u := p.get(); u != nil {
+	if u := p.get(lg.lp.e.clusters.TLS(cl) != nil); u != nil {
 		lg.lp.e.clusters.countReuse(cl)
 		u.owner = lg
 		u.state = upActive

@@ -428,14 +428,27 @@ func (f *tlsFront) serve(e *Engine, lp *loop, s *listenerSlot, nc net.Conn, ip n
 		release()
 		return
 	}
-	relay(tc, outer)
+	(&tlsRelay{tc: tc, outer: outer}).run()
 }
 
-// relay copies plaintext both ways between the TLS connection and the
-// session's socketpair end until either side ends. A session that closes
-// gets a close_notify sent to the client; a client that ends its side ends
-// the session's reading side.
-func relay(tc *tls.Conn, outer *net.UnixConn) {
+// tlsRelay bridges a TLS connection and the plaintext socketpair end whose
+// other end is on a loop.
+type tlsRelay struct {
+	tc    *tls.Conn
+	outer *net.UnixConn
+}
+
+// close drops a relay that will not run.
+func (r *tlsRelay) close() {
+	_ = r.tc.Close()
+	_ = r.outer.Close()
+}
+
+// run copies plaintext both ways until either side ends. A loop side that
+// closes gets a close_notify sent to the peer; a peer that ends its side
+// ends the loop side's reading.
+func (r *tlsRelay) run() {
+	tc, outer := r.tc, r.outer
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -42,6 +42,7 @@ type upstream struct {
 	body      h1.BodyDecoder
 	idleSince int64
 	active    *atomic.Int64
+	tls       bool // spoken over TLS (a pool keeps it only while the cluster says so)
 }
 
 func newUpstream(lp *loop, cl *stages.Cluster, ep *lb.Endpoint) *upstream {
@@ -54,7 +55,9 @@ func newUpstream(lp *loop, cl *stages.Cluster, ep *lb.Endpoint) *upstream {
 // loop; the outcome comes back through OnOpen or Execute.
 func (u *upstream) dial(timeout time.Duration) {
 	u.lp.e.clusters.countConnect(u.cluster)
-	u.lp.dialEnroll("tcp", u.ep.Address(), timeout, u, u.onDialFailed)
+	d := u.lp.e.clusters.TLS(u.cluster).dial(u.ep)
+	u.tls = d != nil
+	u.lp.dialEnrollTLS("tcp", u.ep.Address(), timeout, d, u, u.onDialFailed)
 }
 
 func (u *upstream) onDialFailed(reason string) {

@@ -611,3 +611,135 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// tlsUpstreamOrigin is an HTTPS origin with a certificate for api.internal
+// from ca, speaking HTTP/2 and HTTP/1.1 by ALPN; it answers with the
+// protocol, the SNI it got and the client certificate's CN, and counts
+// /healthz probes. requireClient demands a client certificate from
+// clientCA.
+func tlsUpstreamOrigin(t *testing.T, ca *testCA, clientCA *testCA) (addr string, probes *atomic.Int64) {
+	t.Helper()
+	probes = new(atomic.Int64)
+	cert := ca.pair(t, "api", "api.internal", leafOpts{dns: []string{"api.internal"}})
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+	if clientCA != nil {
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		cfg.ClientCAs = clientCA.pool
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			probes.Add(1)
+			return
+		}
+		cn := ""
+		if len(r.TLS.PeerCertificates) > 0 {
+			cn = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+		_, _ = fmt.Fprintf(w, "proto=%s sni=%s client=%s xfp=%s", r.Proto, r.TLS.ServerName, cn, r.Header.Get("X-Forwarded-Proto"))
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String(), probes
+}
+
+// TestTLSUpstream: clusters speak TLS to their endpoints, verified against
+// the cluster's CA and name: HTTP/1.1 and HTTP/2 (ALPN h2), a client
+// certificate for an endpoint that demands one, health checks over the
+// same TLS; a wrong CA or a wrong name answers 502 with the reason counted.
+func TestTLSUpstream(t *testing.T) {
+	upCA, otherCA, clientCA := newTestCA(t, "upstream"), newTestCA(t, "other"), newTestCA(t, "gwclients")
+	origin, probes := tlsUpstreamOrigin(t, upCA, nil)
+	mOrigin, _ := tlsUpstreamOrigin(t, upCA, clientCA)
+	gwCert, gwKey, _ := clientCA.issue(t, "gateway", "the gateway", leafOpts{client: true})
+	gw, admin := freeAddr(t), freeAddr(t)
+	cluster := func(name, proto, origin, tlsTable, extra string) string {
+		return fmt.Sprintf("[[clusters]]\nname = %q\nprotocol = %q\nendpoints = [ { address = %q } ]\ntls = %s\n%s\n", name, proto, origin, tlsTable, extra)
+	}
+	cfg := fmt.Sprintf(`
+[admin]
+listen = %q
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+[[listeners.routes]]
+host = "h1.test"
+cluster = "h1"
+[[listeners.routes]]
+host = "h2.test"
+cluster = "h2"
+[[listeners.routes]]
+host = "wrongca.test"
+cluster = "wrongca"
+[[listeners.routes]]
+host = "wrongname.test"
+cluster = "wrongname"
+[[listeners.routes]]
+host = "mtls.test"
+cluster = "mtls"
+[[listeners.routes]]
+host = "nocert.test"
+cluster = "nocert"
+`, admin, gw) +
+		cluster("h1", "http1", origin, fmt.Sprintf(`{ enabled = true, ca_file = %q, server_name = "api.internal" }`, upCA.file),
+			"[clusters.health_check]\ntype = \"http\"\npath = \"/healthz\"\ninterval = \"200ms\"\ntimeout = \"150ms\"") +
+		cluster("h2", "h2", origin, fmt.Sprintf(`{ enabled = true, ca_file = %q, server_name = "api.internal" }`, upCA.file), "") +
+		cluster("wrongca", "http1", origin, fmt.Sprintf(`{ enabled = true, ca_file = %q, server_name = "api.internal" }`, otherCA.file), "") +
+		cluster("wrongname", "http1", origin, fmt.Sprintf(`{ enabled = true, ca_file = %q, server_name = "other.internal" }`, upCA.file), "") +
+		cluster("mtls", "h2", mOrigin, fmt.Sprintf(`{ enabled = true, ca_file = %q, server_name = "api.internal", cert_file = %q, key_file = %q }`, upCA.file, gwCert, gwKey), "") +
+		cluster("nocert", "http1", mOrigin, fmt.Sprintf(`{ enabled = true, ca_file = %q, server_name = "api.internal" }`, upCA.file), "")
+	startBinary(t, cfg, gw)
+	waitReady(t, admin)
+	c := &http.Client{Timeout: 10 * time.Second}
+	get := func(host string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+gw+"/x", nil)
+		req.Host = host
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for i := 0; i < 3; i++ {
+		if code, body := get("h1.test"); code != 200 || body != "proto=HTTP/1.1 sni=api.internal client= xfp=http" {
+			t.Fatalf("h1 over TLS: %d %q", code, body)
+		}
+		if code, body := get("h2.test"); code != 200 || body != "proto=HTTP/2.0 sni=api.internal client= xfp=http" {
+			t.Fatalf("h2 over TLS: %d %q", code, body)
+		}
+		if code, body := get("mtls.test"); code != 200 || body != "proto=HTTP/2.0 sni=api.internal client=the gateway xfp=http" {
+			t.Fatalf("mTLS upstream: %d %q", code, body)
+		}
+	}
+	for _, host := range []string{"wrongca.test", "wrongname.test", "nocert.test"} {
+		if code, body := get(host); code != 502 {
+			t.Errorf("%s: %d %q, want 502", host, code, body)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for probes.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("health checks over TLS: %d probes", probes.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m := scrape(t, admin)
+	for sample, min := range map[string]float64{
+		`expressgateway_upstream_tls_handshakes_total{cluster="wrongca",result="error",reason="verify"}`:  1,
+		`expressgateway_upstream_tls_handshakes_total{cluster="wrongname",result="error",reason="name"}`: 1,
+		`expressgateway_upstream_tls_handshakes_total{cluster="h2",result="ok"}`:                          1,
+		`expressgateway_upstream_failures_total{cluster="wrongca",reason="tls_handshake"}`:               1,
+	} {
+		if v := metricValue(m, sample); v < min {
+			t.Errorf("%s = %v, want at least %v\n%s", sample, v, min, grepLines(m, "tls"))
+		}
+	}
+	checkScrapeAgainstDoc(t, m, metricsDoc(t), func(d docFamily) bool { return strings.Contains(d.help, "endpoints of clusters") })
+}
