@@ -463,8 +463,8 @@ type Cluster struct {
 	TLS *ClusterTLS `koanf:"tls"`
 	// ProxyProtocol sends a PROXY protocol header with the client's address
 	// at the start of every upstream connection: "" (none), "v1" or "v2".
-	// With it, upstream connections are not shared between clients.
-	// Default: "".
+	// With it, upstream connections are not shared between clients (each
+	// request has its own); http1 (and tcp listeners) only. Default: "".
 	ProxyProtocol string `koanf:"proxy_protocol"`
 	// MaxStreamsPerConnection caps the concurrent streams the gateway opens
 	// on one h2c upstream connection (the endpoint's own
@@ -905,11 +905,12 @@ func (t *ClusterTLS) setDefaults() {
 // front.
 type ProxyProtocol struct {
 	// Accept expects a PROXY protocol header at the start of every
-	// connection from a trusted address. Default: false.
+	// connection from a trusted address (one without it is refused); a
+	// connection from any other address is served with its own address,
+	// and refused if it sends a header. Default: false.
 	Accept bool `koanf:"accept"`
-	// Trusted are the CIDRs (or single addresses) allowed to send the
-	// header; a connection from anywhere else is refused. Required when
-	// accept is true. Default: [].
+	// Trusted are the CIDRs (or single addresses) of the balancers allowed
+	// to send the header. Required when accept is true. Default: [].
 	Trusted []string `koanf:"trusted"`
 	// Timeout is how long a trusted peer has to send the whole header.
 	// Default: "5s".

@@ -50,6 +50,7 @@ type clusterRT struct {
 	maxIdle int
 	hot     clusterCounters
 	tls     *upstreamTLS // nil: cleartext
+	proxy   string       // PROXY protocol header sent to endpoints: "", "v1", "v2"
 }
 
 // clusterCounters are a cluster's per-request metrics, resolved once so
@@ -199,9 +200,13 @@ func (cs *Clusters) runtime(c *conf.Cluster) (clusterRT, error) {
 			connects: cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, c.Name)),
 			reuses:   cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, c.Name)),
 		},
-		tls: ut,
+		tls:   ut,
+		proxy: c.ProxyProtocol,
 	}, nil
 }
+
+// ProxyProtocol is the PROXY protocol version the cluster sends ("" none).
+func (cs *Clusters) ProxyProtocol(cl *stages.Cluster) string { return cs.tab.Load().rt[cl.Index].proxy }
 
 // TLS is the cluster's upstream TLS, nil for cleartext.
 func (cs *Clusters) TLS(cl *stages.Cluster) *upstreamTLS { return cs.tab.Load().rt[cl.Index].tls }

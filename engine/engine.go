@@ -114,8 +114,9 @@ type listenerRT struct {
 	proxyOpts2 h1.ProxyOptions
 	pathOpts   msg.PathOptions
 	h2Limits   h2.Limits
-	h1, h2     bool   // the HTTP versions spoken (http_versions)
-	scheme     []byte // "http" or "https": the :scheme of requests received over HTTP/2
+	h1, h2     bool         // the HTTP versions spoken (http_versions)
+	proxy      *proxyAccept // PROXY protocol accepted from trusted balancers; nil: off
+	scheme     []byte       // "http" or "https": the :scheme of requests received over HTTP/2
 
 	h2SettingsTimeout time.Duration
 	duration          *metrics.PrometheusHistogram
@@ -338,6 +339,7 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 	for _, rt := range router.Routes() {
 		l.routes[rt] = newRequestCounters(e.m.Set, lc.Name, rt.Name)
 	}
+	l.proxy = e.newProxyAccept(lc)
 	if lc.Protocol == conf.ProtocolHTTPS {
 		l.proxyOpts.Proto, l.proxyOpts2.Proto = "https", "https"
 		l.scheme = schemeHTTPS
@@ -722,6 +724,10 @@ func (e *Engine) acceptClient(c gnet.Conn, s *listenerSlot) {
 	}
 	lp := e.loopFor(c.EventLoop())
 	cc := newClientConn(lp, l, c, ip)
+	if l.proxy != nil {
+		cc.proxyWait = l.proxy.trusts(ip)
+		cc.proxyCheck = !cc.proxyWait
+	}
 	c.SetContext(cc)
 	l.active.Add(1)
 }
@@ -741,9 +747,19 @@ func (e *Engine) openTLSSession(c gnet.Conn, a *tlsAccepted) {
 	cc := newClientConn(lp, l, c, a.ip)
 	cc.tls = a.info
 	cc.lg.identity = a.info.identity
+	cc.lg.peer, cc.lg.local = a.peer, a.local
 	c.SetContext(cc)
 	l.active.Add(1)
 	lp.leave()
+}
+
+// addrPort is a TCP address as a netip.AddrPort; zero for anything else.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
 }
 
 func addrIP(a net.Addr) netip.Addr {

@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
@@ -67,6 +68,10 @@ type leg struct {
 	// identity is the verified TLS client certificate as
 	// client_identity_header carries it; nil without one.
 	identity []byte
+	// peer and local are the client's address and the one it connected
+	// to (from a PROXY header when a balancer sent one), for a PROXY
+	// header to the upstream.
+	peer, local netip.AddrPort
 
 	proto    string // the downstream protocol, for the access log: "h1", "h2"
 	streamID uint32 // the HTTP/2 stream, 0 for HTTP/1
@@ -177,7 +182,12 @@ func (lg *leg) onReady(u *upstream) {
 	case msg.BodyStream:
 		body = h1.BodyChunked
 	}
-	head := h1.AppendRequestHead(lg.lp.scratch[:0], r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
+	pre := lg.lp.scratch[:0]
+	if u.noPool && !u.reused {
+		// A fresh connection for this client: the PROXY header first.
+		pre = appendProxyHeader(pre, lg.lp.e.clusters.ProxyProtocol(lg.x.Cluster), lg.peer, lg.local)
+	}
+	head := h1.AppendRequestHead(pre, r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
 	lg.lp.scratch = head[:0]
 	u.beginResponse()
 	lg.ds.upstreamReady(lg, u, head)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/expressgateway/expressgateway/codecs/proxyproto"
 	"github.com/expressgateway/expressgateway/conf"
 )
 
@@ -286,9 +287,10 @@ func (e *Engine) tlsWatch() {
 // tlsAccepted is the actor context of the plaintext end of a TLS
 // connection, until the loop makes it a session.
 type tlsAccepted struct {
-	slot *listenerSlot
-	ip   netip.Addr
-	info *tlsInfo
+	slot        *listenerSlot
+	ip          netip.Addr
+	peer, local netip.AddrPort
+	info        *tlsInfo
 	// release gives back the admission slots when the loop does not make
 	// the connection a session (its listener left meanwhile).
 	release func()
@@ -331,7 +333,8 @@ func (e *Engine) acceptTLS(c gnet.Conn, s *listenerSlot) {
 		return
 	}
 	lp := e.loopFor(c.EventLoop())
-	go s.tls.serve(e, lp, s, nc, ip, release)
+	a := &tlsAccepted{slot: s, ip: ip, peer: addrPort(c.RemoteAddr()), local: addrPort(c.LocalAddr())}
+	go s.tls.serve(e, lp, l, nc, a, release)
 }
 
 // dupConn wraps a dup of c's socket as a net.Conn (gnet keeps its own fd,
@@ -351,7 +354,7 @@ func dupConn(c gnet.Conn) (net.Conn, error) {
 }
 
 // serve is the TLS actor of one connection: handshake, then the relay.
-func (f *tlsFront) serve(e *Engine, lp *loop, s *listenerSlot, nc net.Conn, ip netip.Addr, release func()) {
+func (f *tlsFront) serve(e *Engine, lp *loop, l *listenerRT, nc net.Conn, a *tlsAccepted, release func()) {
 	defer func() {
 		if r := recover(); r != nil {
 			e.m.Panics.Inc()
@@ -359,6 +362,41 @@ func (f *tlsFront) serve(e *Engine, lp *loop, s *listenerSlot, nc net.Conn, ip n
 			_ = nc.Close()
 		}
 	}()
+	ip := a.ip
+	if p := l.proxy; p != nil && p.trusts(ip) {
+		// A trusted balancer: its PROXY header comes before the TLS
+		// handshake, and names the client.
+		h, rest, err := p.readProxyHeader(nc)
+		if err != nil {
+			reason := refuseReason(err)
+			if isTimeout(err) {
+				reason = "timeout"
+			}
+			p.count(reason)
+			e.m.GuardHit("proxy_protocol_" + reason).Inc()
+			_ = nc.Close()
+			release()
+			return
+		}
+		nc = &prefixConn{Conn: nc, prefix: rest}
+		if h.Local {
+			p.count("local")
+		} else {
+			to := h.Src.Addr().Unmap()
+			if ok, lim := e.readmit(l, ip, to); !ok {
+				p.count("over_limit")
+				e.m.GuardHit(lim).Inc()
+				_ = nc.Close()
+				return // readmit holds nothing now
+			}
+			p.count("accepted")
+			ip, a.ip, a.peer, a.local = to, to, h.Src, h.Dst
+			release = func() {
+				l.limiter.Release(to)
+				e.global.Release(to)
+			}
+		}
+	}
 	o := f.opts.Load()
 	timeout := time.Duration(o.HandshakeTimeout)
 	deadline := time.Now().Add(timeout)
@@ -387,6 +425,9 @@ func (f *tlsFront) serve(e *Engine, lp *loop, s *listenerSlot, nc net.Conn, ip n
 	if err != nil {
 		reason := handshakeReason(err)
 		f.m.failure(reason).Inc()
+		if reason == "proxy_untrusted" && l.proxy != nil {
+			l.proxy.count("untrusted")
+		}
 		if reason == "http_on_tls_port" {
 			var rhe tls.RecordHeaderError
 			if errors.As(err, &rhe) && rhe.Conn != nil {
@@ -414,7 +455,8 @@ func (f *tlsFront) serve(e *Engine, lp *loop, s *listenerSlot, nc net.Conn, ip n
 		release()
 		return
 	}
-	actor := &tlsAccepted{slot: s, ip: ip, info: info, release: release}
+	a.info, a.release = info, release
+	actor := a
 	ch, err := lp.el.Enroll(gnet.NewContext(context.Background(), actor), inner)
 	if err == nil {
 		if res := <-ch; res.Err != nil {
@@ -511,6 +553,9 @@ func handshakeReason(err error) string {
 	if errors.As(err, &rhe) {
 		if looksLikeHTTP(rhe.RecordHeader[:]) {
 			return "http_on_tls_port"
+		}
+		if proxyproto.Looks(rhe.RecordHeader[:]) {
+			return "proxy_untrusted" // a PROXY header from an address not trusted
 		}
 		return "not_tls"
 	}

@@ -106,8 +106,6 @@ func (u *upstreamTLS) configFor(addr string) *tls.Config {
 	return c
 }
 
-// HealthConfig is the config health checks of the cluster use for ep.
-func (u *upstreamTLS) healthConfig(addr string) *tls.Config { return u.configFor(addr) }
 
 // upTLSDial is one TLS dial: the config and the protocol required.
 type upTLSDial struct {

@@ -43,6 +43,9 @@ type upstream struct {
 	idleSince int64
 	active    *atomic.Int64
 	tls       bool // spoken over TLS (a pool keeps it only while the cluster says so)
+	// noPool: the connection carried a PROXY header naming one client,
+	// so it is never shared; it closes after its exchange.
+	noPool bool
 }
 
 func newUpstream(lp *loop, cl *stages.Cluster, ep *lb.Endpoint) *upstream {
@@ -57,6 +60,7 @@ func (u *upstream) dial(timeout time.Duration) {
 	u.lp.e.clusters.countConnect(u.cluster)
 	d := u.lp.e.clusters.TLS(u.cluster).dial(u.ep)
 	u.tls = d != nil
+	u.noPool = u.lp.e.clusters.ProxyProtocol(u.cluster) != ""
 	u.lp.dialEnrollTLS("tcp", u.ep.Address(), timeout, d, u, u.onDialFailed)
 }
 
@@ -155,6 +159,10 @@ func (u *upstream) release() {
 			u.close()
 			return
 		}
+	}
+	if u.noPool {
+		u.close()
+		return
 	}
 	u.state = upIdle
 	if !u.lp.poolFor(u.ep, u.lp.e.clusters.MaxIdle(u.cluster), u.lp.e.idleTTL(nil)).put(u) {

@@ -109,7 +109,9 @@ endpoints = [ { address = %q } ]
 func tlsClient(ca *testCA, serverName string, h2 bool, certs ...tls.Certificate) *http.Client {
 	cfg := &tls.Config{RootCAs: ca.pool, ServerName: serverName, Certificates: certs}
 	if h2 {
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{TLSClientConfig: cfg}}
+		tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, Protocols: new(http.Protocols)}
+		tr.Protocols.SetHTTP2(true)
+		return &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	}
 	cfg.NextProtos = []string{"http/1.1"}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 64}}
