@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Command bench runs load scenarios against expressgateway and its peers
 // (HAProxy, nginx) side by side, in front of the same upstream, and reports
 // rate, latency, errors, CPU per request and memory, as a table and as JSON.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Package scenario is the one table of load scenarios. A later protocol adds
 // its scenario here in a few lines; until the targets support the protocol,
 // the harness reports "not supported yet" for them instead of failing.

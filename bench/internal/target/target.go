@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Package target starts the things a load run is pointed at: the upstream
 // itself (the ceiling), expressgateway, HAProxy and nginx, each configured
 // the same way (same worker count, upstream keep-alive on, access logs off).
