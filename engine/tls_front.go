@@ -51,7 +51,7 @@ type tlsFront struct {
 	cfg      atomic.Pointer[tls.Config]
 	certs    atomic.Pointer[certSet]
 	opts     atomic.Pointer[conf.ListenerTLS]
-	sem      chan struct{} // handshake slots; replaced when max_handshakes changes
+	sem      atomic.Pointer[chan struct{}] // handshake slots; replaced when max_handshakes changes
 
 	mu         sync.Mutex
 	files      []fileStamp // the certificate and key files, as last loaded
@@ -191,8 +191,9 @@ func (f *tlsFront) configure(o *conf.ListenerTLS) error {
 		f.rotateTicketsLocked(time.Duration(o.TicketKeyRotation), true)
 		cfg.SetSessionTicketKeys(f.ticketKeys)
 	}
-	if f.sem == nil || cap(f.sem) != o.MaxHandshakes {
-		f.sem = make(chan struct{}, o.MaxHandshakes)
+	if s := f.sem.Load(); s == nil || cap(*s) != o.MaxHandshakes {
+		ch := make(chan struct{}, o.MaxHandshakes)
+		f.sem.Store(&ch)
 	}
 	f.files = stampsOf(o.Certificates)
 	f.opts.Store(o)
@@ -400,7 +401,7 @@ func (f *tlsFront) serve(e *Engine, lp *loop, l *listenerRT, nc net.Conn, a *tls
 	o := f.opts.Load()
 	timeout := time.Duration(o.HandshakeTimeout)
 	deadline := time.Now().Add(timeout)
-	sem := f.sem
+	sem := *f.sem.Load() // a reload may replace it; this handshake gives back what it took
 	select {
 	case sem <- struct{}{}:
 	default:
