@@ -285,8 +285,7 @@ func (e *Engine) tlsWatch() {
 	}
 }
 
-// tlsAccepted is the actor context of the plaintext end of a TLS
-// connection, until the loop makes it a session.
+// tlsAccepted is what the TLS actor hands the loop with a new connection.
 type tlsAccepted struct {
 	slot        *listenerSlot
 	ip          netip.Addr
