@@ -58,6 +58,9 @@ type Config struct {
 	Clusters []Cluster `koanf:"clusters"`
 	// XDP is the kernel L4 load balancer. Absent means disabled.
 	XDP XDP `koanf:"xdp"`
+	// ControlPlane says where the config lives: this file (standalone) or
+	// etcd (HA, shared by every node).
+	ControlPlane ControlPlane `koanf:"control_plane"`
 }
 
 func (c *Config) setDefaults() {}
@@ -165,6 +168,56 @@ func (p *Process) setDefaults() {
 	p.PIDFile = ""
 	p.WatchConfig = true
 	p.UpgradeTimeout = Duration(10 * second)
+}
+
+// Control-plane backends accepted by ControlPlane.Backend.
+const (
+	BackendFile = "file"
+	BackendEtcd = "etcd"
+)
+
+// ControlPlane is the [control_plane] section.
+type ControlPlane struct {
+	// Backend is where the config lives: "file" (this file, standalone) or
+	// "etcd" (the rest of the config is read from etcd and watched there;
+	// a node's own file then holds only [control_plane], [admin] and
+	// [log]). Default: "file".
+	Backend string `koanf:"backend"`
+	// Endpoints are the etcd client URLs, http://host:port. Default: ["http://127.0.0.1:2379"].
+	Endpoints []string `koanf:"endpoints"`
+	// Prefix is the etcd key prefix every key of the gateway lives under:
+	// PREFIX/config, PREFIX/nodes/ID, PREFIX/health/ID. It starts with "/"
+	// and does not end with one. Default: "/expressgateway".
+	Prefix string `koanf:"prefix"`
+	// NodeID names this node in the membership and the shared health; ""
+	// means the host name. Letters, digits, ".", "_" and "-", at most 128.
+	// Default: "".
+	NodeID string `koanf:"node_id"`
+	// LeaseTTL is the membership lease: a node that stops renewing it
+	// leaves GET /nodes, and its health reports are dropped, this long
+	// after, 2s to 1h. Default: "10s".
+	LeaseTTL Duration `koanf:"lease_ttl"`
+	// RequestTimeout bounds each etcd request (connect, read, write,
+	// lease grant); a store that does not answer within it counts as
+	// unreachable. 100ms to 1m. Default: "2s".
+	RequestTimeout Duration `koanf:"request_timeout"`
+	// Zone is this node's zone, for zone-aware routing (clusters with
+	// zone_aware) and GET /nodes. Default: "".
+	Zone string `koanf:"zone"`
+	// Region is this node's region, for zone-aware routing and GET
+	// /nodes. Default: "".
+	Region string `koanf:"region"`
+}
+
+func (c *ControlPlane) setDefaults() {
+	c.Backend = BackendFile
+	c.Endpoints = []string{"http://127.0.0.1:2379"}
+	c.Prefix = "/expressgateway"
+	c.NodeID = ""
+	c.LeaseTTL = Duration(10 * second)
+	c.RequestTimeout = Duration(2 * second)
+	c.Zone = ""
+	c.Region = ""
 }
 
 // Demo is the [demo] section: a tiny built-in upstream for trying things out.

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // validator checks a decoded Config and normalizes the few values that have a
@@ -154,6 +156,7 @@ func (v *validator) config(c *Config) {
 	v.engine(&c.Engine)
 	v.process(&c.Process)
 	v.demo(&c.Demo)
+	v.controlPlane(&c.ControlPlane)
 
 	clusters := make(map[string]int, len(c.Clusters))
 	for i := range c.Clusters {
@@ -243,6 +246,67 @@ func ReadToken(path string) (string, error) {
 		}
 	}
 	return tok, nil
+}
+
+func (v *validator) controlPlane(c *ControlPlane) {
+	v.oneOf("control_plane.backend", c.Backend, BackendFile, BackendEtcd)
+	if len(c.Endpoints) == 0 {
+		v.addf("control_plane.endpoints", "at least one etcd URL is required")
+	}
+	for i, e := range c.Endpoints {
+		u, err := url.Parse(e)
+		if err != nil || u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			v.addf(idx("control_plane.endpoints", i), "invalid etcd URL %q: want http://host:port (TLS to etcd is not supported yet)", e)
+		}
+	}
+	if !strings.HasPrefix(c.Prefix, "/") || (len(c.Prefix) > 1 && strings.HasSuffix(c.Prefix, "/")) || c.Prefix == "/" {
+		v.addf("control_plane.prefix", "must start with \"/\", not end with \"/\" and not be \"/\" alone, got %q", c.Prefix)
+	} else if strings.ContainsAny(c.Prefix, "\x00 ") {
+		v.addf("control_plane.prefix", "must not contain spaces or NUL bytes, got %q", c.Prefix)
+	}
+	if c.NodeID != "" && !ValidNodeID(c.NodeID) {
+		v.addf("control_plane.node_id", "must be 1 to 128 letters, digits, \".\", \"_\" or \"-\", got %q", c.NodeID)
+	}
+	if c.LeaseTTL < Duration(2*second) || c.LeaseTTL > Duration(hour) {
+		v.addf("control_plane.lease_ttl", "must be between 2s and 1h, got %s", c.LeaseTTL)
+	}
+	if c.RequestTimeout < Duration(100*time.Millisecond) || c.RequestTimeout > Duration(minute) {
+		v.addf("control_plane.request_timeout", "must be between 100ms and 1m, got %s", c.RequestTimeout)
+	}
+	for _, kv := range []struct{ key, val string }{{"control_plane.zone", c.Zone}, {"control_plane.region", c.Region}} {
+		if !validLocality(kv.val) {
+			v.addf(kv.key, "must be at most 128 characters without \"/\", spaces or control characters, got %q", kv.val)
+		}
+	}
+}
+
+// ValidNodeID reports whether id may name a node: 1 to 128 letters,
+// digits, ".", "_" or "-" (it is an etcd key segment).
+func ValidNodeID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validLocality accepts a zone or region label: at most 128 bytes, no
+// "/" (it joins region and zone), no space or control character.
+func validLocality(s string) bool {
+	if len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c == 0x7f || c == '/' {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) log(l *Log) {
