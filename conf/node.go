@@ -3,6 +3,7 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -56,11 +57,12 @@ func CheckNode(name string, data []byte) (ControlPlane, error) {
 	if err != nil {
 		return ControlPlane{}, err
 	}
-	cp, err := controlPlaneOf(name, raw)
-	if err != nil {
-		return cp, err
-	}
 	var problems []Problem
+	cp, err := controlPlaneOf(name, raw)
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		problems = append(problems, ve.Problems...)
+	}
 	problems = append(problems, nodeOnly(name, raw)...)
 	d := &decoder{file: name, present: make(map[string]bool)}
 	var cfg Config
