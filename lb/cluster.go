@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -224,8 +225,9 @@ func (c *Cluster) setEndpointAttrs(s Spec) {
 
 // setAttrs sets the endpoint's settings from its spec.
 func (e *Endpoint) setAttrs(es EndpointSpec, a AffinitySpec) {
-	zone := es.Zone
+	zone, region := es.Zone, es.Region
 	e.zone.Store(&zone)
+	e.region.Store(&region)
 	e.priority.Store(int32(es.Priority))
 	e.weight.Store(es.Weight)
 	cookie := affinityCookie(a, e.cookieValue)
@@ -441,7 +443,7 @@ func (c *Cluster) buildSnapshot(cfg *clusterCfg) *snapshot {
 				}
 			}
 		}
-		s.levels = append(s.levels, level{priority: p, eps: eps, p: cfg.newPicker(c, spec, eps, all)})
+		s.levels = append(s.levels, level{priority: p, eps: eps, p: c.levelPicker(cfg, eps, all, s.panicMode)})
 		loads = append(loads, load)
 	}
 	total := 0.0
@@ -634,23 +636,36 @@ func (c *Cluster) MaglevDigest() string {
 		binary.BigEndian.PutUint32(b[:4], uint32(l.priority))
 		binary.BigEndian.PutUint32(b[4:], uint32(s.cum[i]>>1))
 		h.Write(b[:])
-		switch p := l.p.(type) {
-		case *maglevPicker:
-			for _, slot := range p.table {
-				h.Write([]byte(p.eps[slot].addr))
-				h.Write([]byte{0})
-			}
-		default:
-			for _, e := range l.eps {
-				h.Write([]byte(e.addr))
-				h.Write([]byte{1})
-			}
-		}
+		digestPicker(h, l.p, l.eps)
 	}
 	if s.fail {
 		h.Write([]byte("fail"))
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// digestPicker writes p's layout into h: each Maglev table slot's owner,
+// the locality draw of a zone-aware level, or the endpoint list.
+func digestPicker(h hash.Hash, p picker, eps []*Endpoint) {
+	switch p := p.(type) {
+	case *maglevPicker:
+		for _, slot := range p.table {
+			h.Write([]byte(p.eps[slot].addr))
+			h.Write([]byte{0})
+		}
+	case *localityPicker:
+		var b [8]byte
+		for i, sub := range p.subs {
+			binary.BigEndian.PutUint64(b[:], p.cum[i])
+			h.Write(b[:])
+			digestPicker(h, sub, nil)
+		}
+	default:
+		for _, e := range eps {
+			h.Write([]byte(e.addr))
+			h.Write([]byte{1})
+		}
+	}
 }
 
 // Start runs active health checks (if configured) until ctx ends or Close.

@@ -35,6 +35,7 @@ type Endpoint struct {
 
 	// Cluster.Update may change these while picks read them.
 	zone     atomic.Pointer[string]
+	region   atomic.Pointer[string]
 	priority atomic.Int32
 	weight   atomic.Uint32
 
@@ -74,6 +75,9 @@ func (e *Endpoint) Address() string { return e.addr }
 
 // Zone is the endpoint's locality label.
 func (e *Endpoint) Zone() string { return *e.zone.Load() }
+
+// Region is the region of the endpoint's zone.
+func (e *Endpoint) Region() string { return *e.region.Load() }
 
 // Priority is the endpoint's failover level (0 = highest).
 func (e *Endpoint) Priority() int { return int(e.priority.Load()) }
