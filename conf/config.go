@@ -514,6 +514,16 @@ type Cluster struct {
 	// traffic spills to the next level (1 or more, like Envoy's).
 	// Default: 1.4.
 	OverprovisioningFactor float64 `koanf:"overprovisioning_factor"`
+	// ZoneAware turns on zone-aware routing: each priority level keeps the
+	// traffic of this node in its own zone (control_plane.zone) while that
+	// zone holds its share of the level's healthy capacity, and spills the
+	// rest by spare capacity to the zones of its region, then to other
+	// regions. Default: false.
+	ZoneAware bool `koanf:"zone_aware"`
+	// ZoneAwareMinSize is the number of endpoints a priority level needs
+	// for zone-aware routing (Envoy's min_cluster_size); a smaller level
+	// routes over every zone. 1 to 100000. Default: 6.
+	ZoneAwareMinSize int `koanf:"zone_aware_min_size"`
 	// Maglev tunes lb = "maglev" (and the XDP Maglev tables).
 	Maglev Maglev `koanf:"maglev"`
 	// RingHash tunes lb = "ring_hash".
@@ -542,6 +552,8 @@ func (c *Cluster) setDefaults() {
 	c.PanicThreshold = 50.0
 	c.OnPanic = "all"
 	c.OverprovisioningFactor = 1.4
+	c.ZoneAware = false
+	c.ZoneAwareMinSize = 6
 }
 
 // Endpoint is one inline table in a cluster's endpoints array.
@@ -551,8 +563,12 @@ type Endpoint struct {
 	Address string `koanf:"address"`
 	// Weight is the endpoint's relative share, 1 to 10000. Default: 1.
 	Weight int `koanf:"weight"`
-	// Zone is a free-form locality label (metrics and logs). Default: "".
+	// Zone is the endpoint's zone: a label in metrics and logs, and its
+	// locality for zone-aware routing. Default: "".
 	Zone string `koanf:"zone"`
+	// Region is the region of the endpoint's zone, for zone-aware routing.
+	// Default: "".
+	Region string `koanf:"region"`
 	// Priority is the failover level, 0 (highest) to 127. Default: 0.
 	Priority int `koanf:"priority"`
 }

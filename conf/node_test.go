@@ -61,7 +61,7 @@ prefix = "/eg/"
 node_id = "a b"
 lease_ttl = "1s"
 request_timeout = "2m"
-zone = "a/b"
+zone = "a\tb"
 bogus = 1
 `))
 	got := problemsOf(t, err)
@@ -73,7 +73,7 @@ bogus = 1
 		`bad.toml: control_plane.node_id: must be 1 to 128 letters`,
 		`bad.toml: control_plane.lease_ttl: must be between 2s and 1h, got 1s`,
 		`bad.toml: control_plane.request_timeout: must be between 100ms and 1m, got 2m0s`,
-		`bad.toml: control_plane.zone: must be at most 128 characters`,
+		`bad.toml: control_plane.zone: must be at most 128 bytes without control characters`,
 		`bad.toml: control_plane.bogus: unknown key`,
 	} {
 		found := false

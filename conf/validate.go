@@ -275,7 +275,7 @@ func (v *validator) controlPlane(c *ControlPlane) {
 	}
 	for _, kv := range []struct{ key, val string }{{"control_plane.zone", c.Zone}, {"control_plane.region", c.Region}} {
 		if !validLocality(kv.val) {
-			v.addf(kv.key, "must be at most 128 characters without \"/\", spaces or control characters, got %q", kv.val)
+			v.addf(kv.key, "must be at most 128 bytes without control characters, got %q", kv.val)
 		}
 	}
 }
@@ -296,13 +296,13 @@ func ValidNodeID(id string) bool {
 }
 
 // validLocality accepts a zone or region label: at most 128 bytes, no
-// "/" (it joins region and zone), no space or control character.
+// control character.
 func validLocality(s string) bool {
 	if len(s) > 128 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= 0x20 || c == 0x7f || c == '/' {
+		if c := s[i]; c < 0x20 || c == 0x7f {
 			return false
 		}
 	}
@@ -539,6 +539,7 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 		}
 	}
 	v.intRange(path+".max_idle_per_endpoint", c.MaxIdlePerEndpoint, 0, 100000)
+	v.intRange(path+".zone_aware_min_size", c.ZoneAwareMinSize, 1, 100000)
 	v.floatRange(path+".panic_threshold", c.PanicThreshold, 0, 100)
 	v.oneOf(path+".on_panic", c.OnPanic, "all", "fail")
 	if c.OverprovisioningFactor < 1 || c.OverprovisioningFactor > 100 {
@@ -611,6 +612,11 @@ func (v *validator) endpoint(path string, ep *Endpoint, xdpOnly bool) {
 	}
 	v.intRange(path+".weight", ep.Weight, 1, 10000)
 	v.intRange(path+".priority", ep.Priority, 0, 127)
+	for _, kv := range []struct{ key, val string }{{path + ".zone", ep.Zone}, {path + ".region", ep.Region}} {
+		if !validLocality(kv.val) {
+			v.addf(kv.key, "must be at most 128 bytes without control characters, got %q", kv.val)
+		}
+	}
 }
 
 func (v *validator) healthCheck(path string, h *HealthCheck) {
