@@ -29,12 +29,8 @@ import (
 	"github.com/expressgateway/expressgateway/lb"
 )
 
-func loadConfig(path string) (*conf.Snapshot, error) {
-	snap, _, err := loadConfigData(path)
-	return snap, err
-}
-
-// loadConfigData is loadConfig that also returns the bytes it parsed.
+// loadConfigData parses the config file at path (the embedded default
+// when path is empty) and also returns the bytes it parsed.
 func loadConfigData(path string) (*conf.Snapshot, []byte, error) {
 	if path == "" {
 		data := conf.DefaultTOML()
