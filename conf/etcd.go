@@ -13,6 +13,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // The etcd key layout, under control_plane.prefix (PREFIX):
@@ -49,6 +51,13 @@ func OpenEtcd(cp ControlPlane) (*EtcdStore, error) {
 		// gateway's own lines (and expressgateway_control_plane_connected)
 		// say once.
 		Logger: zap.NewNop(),
+		// gRPC's own reconnect backoff grows to two minutes: after a long
+		// outage a node would wait that long to notice etcd is back. Cap
+		// it at 2s so nodes catch up within seconds of its return.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: cp.RequestTimeout.Std(),
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(cp.Endpoints, ","), err)

@@ -425,10 +425,13 @@ func TestHAOnEtcd(t *testing.T) {
 	})
 
 	t.Run("etcd lost: nodes serve on; back: they catch up", func(t *testing.T) {
+		stopped := time.Now()
 		etcd.Stop()
-		all("the connected gauge at 0", 5*time.Second, func(n *node) bool {
+		t.Logf("etcd stopped in %v", time.Since(stopped))
+		took := all("the connected gauge at 0", 5*time.Second, func(n *node) bool {
 			return haMetric(n.admin, "expressgateway_control_plane_connected") == 0
 		})
+		t.Logf("every node reported the store unreachable %v after the stop", took)
 		for _, n := range nodes {
 			if code, _ := haGet(n.admin, "/readyz"); code != http.StatusOK {
 				t.Fatalf("%s: /readyz %d with etcd down", n.id, code)
@@ -447,17 +450,21 @@ func TestHAOnEtcd(t *testing.T) {
 			}
 		}
 		time.Sleep(2500 * time.Millisecond) // past lease_ttl: the leases are lost
+		restarted := time.Now()
 		etcd.Restart()
-		all("the connected gauge back at 1", 10*time.Second, func(n *node) bool {
+		t.Logf("etcd restarted in %v", time.Since(restarted))
+		took = all("the connected gauge back at 1", 10*time.Second, func(n *node) bool {
 			return haMetric(n.admin, "expressgateway_control_plane_connected") == 1
 		})
+		t.Logf("every node reconnected %v after the restart", took)
 		if code, _, stderr := runPush(t, haDoc(etcd.ClientURL, listen, bs, 4)); code != 0 {
 			t.Fatalf("push after the restart: %s", stderr)
 		}
 		all("generation 4 everywhere after the restart", 2*time.Second, func(n *node) bool { return generation(n.admin) == 4 })
-		all("every node registered again", 10*time.Second, func(n *node) bool {
+		took = all("every node registered again", 10*time.Second, func(n *node) bool {
 			return strings.Join(liveNodes(n.admin), ",") == "n1@za,n2@zb,n3@zc"
 		})
+		t.Logf("every node listed the three again %v after the push", took)
 	})
 
 	t.Run("a killed node leaves /nodes when its lease expires", func(t *testing.T) {
