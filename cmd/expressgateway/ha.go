@@ -54,6 +54,7 @@ type haNode struct {
 
 	mu        sync.Mutex
 	reports   map[string]conf.HealthReport // the other nodes' last reports; guarded by mu
+	badSeen   map[string]bool              // nodes whose report was not JSON last time; guarded by mu
 	peerDown  atomic.Int64                 // endpoints down in the shared view only
 	published atomic.Pointer[string]       // the report last written
 
@@ -78,7 +79,7 @@ func newHANode(st *conf.EtcdStore, cp conf.ControlPlane, rl *reloader, clusters 
 	}
 	h := &haNode{st: st, cp: cp, id: id, since: time.Now().UTC().Truncate(time.Second), rl: rl, clusters: clusters,
 		log: log.With().Str("node_id", id).Logger(), republish: make(chan struct{}, 1),
-		reports: map[string]conf.HealthReport{}, errs: map[string]*metrics.Counter{}}
+		reports: map[string]conf.HealthReport{}, badSeen: map[string]bool{}, errs: map[string]*metrics.Counter{}}
 	h.connected.Store(true) // the start read the document from the store
 	set.NewGauge("expressgateway_control_plane_connected", func() float64 {
 		if h.connected.Load() {
@@ -107,9 +108,31 @@ func (h *haNode) run(ctx context.Context) (wait func()) {
 	return wg.Wait
 }
 
+// count counts a failed control-plane request and logs it, unless the
+// store is known to be unreachable: the ping's one line covers an outage,
+// and the loops retrying every second would repeat it.
 func (h *haNode) count(op string, err error, msg string) {
 	h.errs[op].Inc()
-	h.log.Warn().Err(err).Str("op", op).Msg(msg)
+	if h.connected.Load() {
+		h.log.Warn().Err(err).Str("op", op).Msg(msg)
+	}
+}
+
+// badReports counts and logs the reports that are not valid JSON; a node
+// whose report stays bad is logged once, not on every change of another.
+func (h *haNode) badReports(bad []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := make(map[string]bool, len(bad))
+	for _, id := range bad {
+		now[id] = true
+		h.errs["bad_report"].Inc()
+		if !h.badSeen[id] {
+			h.log.Warn().Str("op", "bad_report").Str("reporter", id).
+				Msg("control plane: a node's health report is not valid JSON; ignored")
+		}
+	}
+	h.badSeen = now
 }
 
 func (h *haNode) watchConfig(ctx context.Context) {
@@ -206,11 +229,12 @@ func (h *haNode) publish(ctx context.Context) {
 			continue
 		}
 		if err := l.PutHealth(ctx, r); err != nil {
-			h.errs["publish"].Inc()
-			if force || h.connected.Load() {
-				h.log.Warn().Err(err).Msg("control plane: health report not written; trying again")
+			if !force {
+				h.count("publish", err, "control plane: health report not written; trying again")
+			} else {
+				h.errs["publish"].Inc()
 			}
-			force = true
+			force = true // again at the next tick, logged once per streak
 			continue
 		}
 		h.published.Store(&s)
@@ -220,15 +244,19 @@ func (h *haNode) publish(ctx context.Context) {
 
 func (h *haNode) watchHealth(ctx context.Context) {
 	h.st.WatchHealth(ctx, func(reports map[string]conf.HealthReport, bad []string) {
-		for _, id := range bad {
-			h.count("bad_report", nil, "control plane: the health report of node "+id+" is not valid JSON; ignored")
-		}
-		delete(reports, h.id)
-		h.mu.Lock()
-		h.reports = reports
-		h.mu.Unlock()
-		h.applyReports()
+		h.setReports(reports, bad)
 	}, func(err error) { h.count("watch", err, "control plane: health watch broken; reading again") })
+}
+
+// setReports takes the live nodes' reports (this node's own is dropped)
+// and applies them.
+func (h *haNode) setReports(reports map[string]conf.HealthReport, bad []string) {
+	h.badReports(bad)
+	delete(reports, h.id)
+	h.mu.Lock()
+	h.reports = reports
+	h.mu.Unlock()
+	h.applyReports()
 }
 
 // applyReports marks down every endpoint that another live node reports
@@ -305,14 +333,7 @@ func (h *haNode) ping(ctx context.Context) {
 			}
 			h.kick()
 			if reports, _, bad, err := h.st.HealthReports(ctx); err == nil {
-				for _, id := range bad {
-					h.count("bad_report", nil, "control plane: the health report of node "+id+" is not valid JSON; ignored")
-				}
-				delete(reports, h.id)
-				h.mu.Lock()
-				h.reports = reports
-				h.mu.Unlock()
-				h.applyReports()
+				h.setReports(reports, bad)
 			}
 		}
 	}

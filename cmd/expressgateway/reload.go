@@ -43,6 +43,7 @@ type reloader struct {
 	lastHash    [32]byte       // content of the last file tried; guarded by mu
 	stopped     bool           // after an upgrade handed over; guarded by mu
 	paused      bool           // while an upgrade starts; guarded by mu
+	pending     []byte         // a store document offered while paused; guarded by mu
 	gen         atomic.Uint64
 	info        atomic.Pointer[configInfo]
 	ok, refused *metrics.Counter
@@ -109,7 +110,11 @@ func (r *reloader) reload(trigger string) bool {
 func (r *reloader) offer(trigger string, data []byte) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stopped || r.paused || sha256.Sum256(data) == r.lastHash {
+	if r.stopped || sha256.Sum256(data) == r.lastHash {
+		return false
+	}
+	if r.paused {
+		r.pending = data // applied if the upgrade fails and this process goes on
 		return false
 	}
 	return r.applyLocked(trigger, data)
@@ -202,8 +207,13 @@ func (r *reloader) snapshot() *conf.Snapshot {
 // pause holds reloads back while an upgrade starts (or lets them go on).
 func (r *reloader) pause(on bool) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.paused = on
-	r.mu.Unlock()
+	if !on && r.pending != nil && !r.stopped {
+		data := r.pending
+		r.pending = nil
+		r.applyLocked("etcd", data)
+	}
 }
 
 // stop ends reloading (the process handed over to a new one).

@@ -290,17 +290,23 @@ func serve(path string, stderr io.Writer) error {
 	} else {
 		sdNotify("READY=1")
 	}
-	inh.closeUnused() // sockets of listeners the new config does not have
-	inh.signalReady()
-	go rl.watch(ctx)
+	// An HA node joins before an upgrading parent hears it is ready, so
+	// that the parent's leaving (it revokes its lease) never removes the
+	// keys this process has written again.
+	stopHA := func() {}
 	if ha != nil {
 		hctx, hcancel := context.WithCancel(ctx)
 		waitHA := ha.run(hctx)
+		var once sync.Once
+		stopHA = func() { once.Do(func() { hcancel(); waitHA() }) }
 		// Leave the group (revoke the lease) before the process goes.
-		defer func() { hcancel(); waitHA() }()
+		defer stopHA()
 		log.Info().Str("node_id", ha.id).Str("store", store.Name()).Str("zone", cfg.ControlPlane.Zone).
 			Str("region", cfg.ControlPlane.Region).Msg("control plane: etcd; this node follows the stored config")
 	}
+	inh.closeUnused() // sockets of listeners the new config does not have
+	inh.signalReady()
+	go rl.watch(ctx)
 
 	upgraded := make(chan int, 1)
 	handedOver := false
@@ -315,6 +321,7 @@ wait:
 			return nil
 		case pid := <-upgraded:
 			log.Info().Int("new_pid", pid).Msg("upgrade: the new process serves; this one stops accepting and drains")
+			stopHA() // the new process is the node now
 			handedOver = true
 			break wait
 		case s := <-sigs:
