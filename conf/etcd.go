@@ -293,11 +293,35 @@ func (l *Lease) Close(ctx context.Context) error {
 
 // Members lists the live nodes, by ID.
 func (s *EtcdStore) Members(ctx context.Context) ([]Member, error) {
+	ms, _, err := s.members(ctx)
+	return ms, err
+}
+
+// WatchMembers calls fn with the live nodes now and after each change,
+// until ctx ends; it starts over from a fresh read after the watch
+// breaks. onErr, when set, hears why.
+func (s *EtcdStore) WatchMembers(ctx context.Context, fn func([]Member), onErr func(error)) {
+	sync := func() (int64, error) {
+		ms, rev, err := s.members(ctx)
+		if err != nil {
+			return 0, err
+		}
+		fn(ms)
+		return rev, nil
+	}
+	s.watchLoop(ctx, s.prefix+dirNodes, true, sync, func([]*clientv3.Event) {
+		if _, err := sync(); err != nil && onErr != nil {
+			onErr(err)
+		}
+	}, onErr)
+}
+
+func (s *EtcdStore) members(ctx context.Context) ([]Member, int64, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.prefix+dirNodes, clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("etcd members: %w", err)
+		return nil, 0, fmt.Errorf("etcd members: %w", err)
 	}
 	out := make([]Member, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -308,7 +332,7 @@ func (s *EtcdStore) Members(ctx context.Context) ([]Member, error) {
 		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out, resp.Header.Revision, nil
 }
 
 // HealthReports reads every live node's health report, by node ID. A

@@ -87,7 +87,8 @@ type Cluster struct {
 	opts   options
 	budget retryBudget
 
-	snap atomic.Pointer[snapshot]
+	snap  atomic.Pointer[snapshot]
+	fleet atomic.Pointer[map[locality]float64] // SetFleet; nil: like the endpoints
 
 	mu        sync.Mutex  // serialises rebuilds, ejections, Update and Close
 	spec      Spec        // guarded by mu; lock-free readers use snap's cfg

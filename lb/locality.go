@@ -3,6 +3,7 @@
 package lb
 
 import (
+	"maps"
 	"sort"
 )
 
@@ -17,9 +18,10 @@ import (
 //   - u, the upstream share: each locality's share of the level's healthy
 //     (routable) weight;
 //   - f, the fleet share: each locality's share of the gateway nodes that
-//     send traffic. Nodes are assumed to be spread like the level's
-//     configured endpoints (weights, healthy or not): when every endpoint
-//     is healthy u equals f and every node stays in its zone.
+//     send traffic: the live members of an HA group (SetFleet), or else
+//     nodes assumed to be spread like the level's configured endpoints
+//     (weights, healthy or not), so that when every endpoint is healthy
+//     u equals f and every node stays in its zone.
 //
 // If u[L] ≥ f[L] for this node's locality L, all of L's traffic stays in
 // L. Otherwise L keeps u[L]/f[L] of it and its deficit f[L]−u[L] goes to
@@ -35,6 +37,40 @@ import (
 
 // locality is a (region, zone) pair.
 type locality struct{ region, zone string }
+
+// Locality names a zone of a region, for SetFleet.
+type Locality struct{ Region, Zone string }
+
+// SetFleet tells zone-aware routing how the gateways that send traffic to
+// the cluster are spread over the localities (a count or weight of nodes
+// per locality, such as the live members of an HA group); nil or empty
+// goes back to assuming they are spread like the configured endpoints.
+// Every node given the same fleet and the same health computes the same
+// plan. The pick set is rebuilt when the fleet changed.
+func (c *Cluster) SetFleet(fleet map[Locality]float64) {
+	var m map[locality]float64
+	for l, v := range fleet {
+		if v > 0 {
+			if m == nil {
+				m = make(map[locality]float64, len(fleet))
+			}
+			m[locality{l.Region, l.Zone}] += v
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.fleet.Load(); (old == nil && m == nil) || (old != nil && maps.Equal(*old, m)) {
+		return
+	}
+	if m == nil {
+		c.fleet.Store(nil)
+	} else {
+		c.fleet.Store(&m)
+	}
+	if !c.closed {
+		c.rebuildLocked()
+	}
+}
 
 func localityOf(e *Endpoint) locality { return locality{e.Region(), e.Zone()} }
 
@@ -175,6 +211,9 @@ func (c *Cluster) levelPicker(cfg *clusterCfg, eps, all []*Endpoint, panicMode b
 	}
 	if len(fleet) < 2 {
 		return cfg.newPicker(c, spec, eps, all)
+	}
+	if f := c.fleet.Load(); f != nil {
+		fleet = *f
 	}
 	shares := localityShares(locality{loc.Region, loc.Zone}, healthy, fleet)
 	keys := make([]locality, 0, len(shares))

@@ -168,3 +168,25 @@ func TestZoneAwareOff(t *testing.T) {
 		t.Fatalf("panic mode: panicking %v, shares %v", c.Panicking(), c.ZoneShares())
 	}
 }
+
+// The fleet of an HA group: with two of four nodes in za, za's own
+// endpoints cannot take half the traffic, so za's nodes spill; zb's stay.
+func TestZoneAwareFleet(t *testing.T) {
+	spec := Spec{Endpoints: zonedEndpoints(), Locality: LocalitySpec{Enabled: true, Zone: "za", Region: "r1"}}
+	a := mustCluster(t, spec)
+	spec.Locality.Zone = "zb"
+	b := mustCluster(t, spec)
+	fleet := map[Locality]float64{{"r1", "za"}: 2, {"r1", "zb"}: 1, {"r1", "zc"}: 1}
+	a.SetFleet(fleet)
+	b.SetFleet(fleet)
+	if sh := a.ZoneShares()[0]; !approx(sh["r1/za"], 2.0/3) || !approx(sh["r1/zb"], 1.0/6) || !approx(sh["r1/zc"], 1.0/6) {
+		t.Fatalf("za node shares %v", sh)
+	}
+	if sh := b.ZoneShares()[0]; !approx(sh["r1/zb"], 1) {
+		t.Fatalf("zb node shares %v", sh)
+	}
+	a.SetFleet(nil)
+	if sh := a.ZoneShares()[0]; !approx(sh["r1/za"], 1) {
+		t.Fatalf("without a fleet: %v", sh)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/conf"
 	"github.com/expressgateway/expressgateway/engine"
+	"github.com/expressgateway/expressgateway/lb"
 )
 
 // haNode is a gateway node of an HA group on etcd (control_plane.backend
@@ -32,6 +33,8 @@ import (
 //     its own checks see down, and marks down on this node every endpoint
 //     that any other live node reports down (the shared view: see
 //     applyReports for why "any");
+//   - follows the membership: the live nodes' zones are the fleet that
+//     zone-aware routing plans with (the same plan on every node);
 //   - pings the store every second: expressgateway_control_plane_connected
 //     and one log line per change of state; when the store comes back it
 //     reads the document and the reports again, so nothing written
@@ -55,6 +58,7 @@ type haNode struct {
 	mu        sync.Mutex
 	reports   map[string]conf.HealthReport // the other nodes' last reports; guarded by mu
 	badSeen   map[string]bool              // nodes whose report was not JSON last time; guarded by mu
+	fleet     map[lb.Locality]float64      // live nodes per locality; guarded by mu
 	peerDown  atomic.Int64                 // endpoints down in the shared view only
 	published atomic.Pointer[string]       // the report last written
 
@@ -98,7 +102,7 @@ func newHANode(st *conf.EtcdStore, cp conf.ControlPlane, rl *reloader, clusters 
 // (the node leaves /nodes at once). wait returns when they have.
 func (h *haNode) run(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){h.watchConfig, h.member, h.publish, h.watchHealth, h.ping} {
+	for _, f := range []func(context.Context){h.watchConfig, h.member, h.publish, h.watchHealth, h.watchMembers, h.ping} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -259,6 +263,42 @@ func (h *haNode) setReports(reports map[string]conf.HealthReport, bad []string) 
 	h.applyReports()
 }
 
+// watchMembers follows the live nodes: their spread over the zones is the
+// fleet zone-aware routing plans with (lb.Cluster.SetFleet), the same on
+// every node.
+func (h *haNode) watchMembers(ctx context.Context) {
+	h.st.WatchMembers(ctx, func(ms []conf.Member) {
+		fleet := make(map[lb.Locality]float64, len(ms))
+		for _, m := range ms {
+			fleet[lb.Locality{Region: m.Region, Zone: m.Zone}]++
+		}
+		h.mu.Lock()
+		h.fleet = fleet
+		h.mu.Unlock()
+		h.applyFleet()
+	}, func(err error) { h.count("watch", err, "control plane: membership watch broken; reading again") })
+}
+
+// applyFleet gives every cluster the fleet last seen; after each change of
+// the membership and after every reload.
+func (h *haNode) applyFleet() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fleet == nil {
+		return
+	}
+	for _, c := range h.clusters.All() {
+		c.LB.SetFleet(h.fleet)
+	}
+}
+
+// afterReload re-applies the shared view and the fleet to the clusters a
+// reload built.
+func (h *haNode) afterReload() {
+	h.applyReports()
+	h.applyFleet()
+}
+
 // applyReports marks down every endpoint that another live node reports
 // down, and clears the mark from the others. The rule is "any node": an
 // endpoint is down in the shared view when at least one live node's own
@@ -396,6 +436,22 @@ func (h *haNode) handleDebug(mux *http.ServeMux) {
 			Local     conf.HealthReport            `json:"local"`
 			Peers     map[string]conf.HealthReport `json:"peers"`
 		}{h.id, h.connected.Load(), h.localReport(), peers})
+	})
+}
+
+// handleZones serves GET /debug/zones: for every cluster routing
+// zone-aware, the share of each "region/zone" per priority level
+// (lb.Cluster.ZoneShares).
+func handleZones(mux *http.ServeMux, clusters *engine.Clusters) {
+	mux.HandleFunc("/debug/zones", func(w http.ResponseWriter, _ *http.Request) {
+		out := map[string]map[int]map[string]float64{}
+		for _, c := range clusters.All() {
+			if sh := c.LB.ZoneShares(); sh != nil {
+				out[c.Name] = sh
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
 	})
 }
 

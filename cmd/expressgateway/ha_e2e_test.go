@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,12 +27,14 @@ import (
 
 // haDoc is the document the HA tests push: one listener shared by every
 // node (SO_REUSEPORT), a maglev cluster of the given backends with an
-// active health check. Its one route serves /vGEN/, so a test can tell
+// active health check, and a zone-aware cluster of the same backends, one
+// in each of the zones za, zb, zc. Its one route serves /vGEN/, so a test can tell
 // which document a node runs.
 func haDoc(etcdURL, listen string, bs []*backend, gen int) string {
-	var eps []string
-	for _, b := range bs {
+	var eps, zoned []string
+	for i, b := range bs {
 		eps = append(eps, fmt.Sprintf("{ address = %q }", b.addr))
+		zoned = append(zoned, fmt.Sprintf(`{ address = %q, zone = "z%c", region = "r1" }`, b.addr, 'a'+i))
 	}
 	return fmt.Sprintf(`
 [control_plane]
@@ -70,7 +73,13 @@ interval = "150ms"
 timeout = "100ms"
 unhealthy_threshold = 2
 healthy_threshold = 2
-`, etcdURL, listen, gen, strings.Join(eps, ", "))
+
+[[clusters]]
+name = "zoned"
+zone_aware = true
+zone_aware_min_size = 1
+endpoints = [ %s ]
+`, etcdURL, listen, gen, strings.Join(eps, ", "), strings.Join(zoned, ", "))
 }
 
 // haNodeFile is a node's own file.
@@ -163,6 +172,16 @@ func haMetric(admin, series string) float64 {
 		}
 	}
 	return -1
+}
+
+// zoneShares is GET /debug/zones for one cluster's priority 0.
+func zoneShares(admin, cluster string) map[string]float64 {
+	_, b := haGet(admin, "/debug/zones")
+	var v map[string]map[string]map[string]float64
+	if json.Unmarshal(b, &v) != nil {
+		return nil
+	}
+	return v[cluster]["0"]
 }
 
 type nodeRow struct {
@@ -467,6 +486,14 @@ func TestHAOnEtcd(t *testing.T) {
 		t.Logf("every node listed the three again %v after the push", took)
 	})
 
+	// One node per zone: each keeps its zone-aware traffic at home.
+	for i, n := range nodes {
+		zone := fmt.Sprintf("r1/z%c", 'a'+i)
+		if sh := zoneShares(n.admin, "zoned"); len(sh) != 1 || sh[zone] != 1 {
+			t.Fatalf("%s: zone shares %v, want all to %s", n.id, sh, zone)
+		}
+	}
+
 	t.Run("a killed node leaves /nodes when its lease expires", func(t *testing.T) {
 		killed := nodes[2]
 		if err := killed.g.cmd.Process.Kill(); err != nil {
@@ -479,8 +506,17 @@ func TestHAOnEtcd(t *testing.T) {
 		})
 		took := time.Since(start)
 		t.Logf("n3 left /nodes %v after its kill (lease_ttl 2s)", took)
-		if took < time.Second {
+		// Renewed every lease_ttl/3, the lease had at least 1.3s to run
+		// at the kill: a node gone much sooner was not removed by it.
+		if took < 500*time.Millisecond {
 			t.Fatalf("n3 left after %v, before its lease could expire", took)
 		}
+		// The fleet is now half za, half zb, while the endpoints are a
+		// third in each zone: za's node keeps 2/3 at home and sends zc's
+		// spare third there.
+		eventually(t, 2*time.Second, "n1 plans with the smaller fleet", func() bool {
+			sh := zoneShares(nodes[0].admin, "zoned")
+			return math.Abs(sh["r1/za"]-2.0/3) < 1e-9 && math.Abs(sh["r1/zc"]-1.0/3) < 1e-9
+		})
 	})
 }

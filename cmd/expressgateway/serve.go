@@ -214,7 +214,7 @@ func serve(path string, stderr io.Writer) error {
 		if ha, err = newHANode(store, cfg.ControlPlane, rl, clusters, log, set); err != nil {
 			return err
 		}
-		rl.after = ha.applyReports
+		rl.after = ha.afterReload
 	}
 	up := newUpgrader(log, set)
 	// Ready (/readyz 200 and the "listening" lines) only once every socket
@@ -253,6 +253,7 @@ func serve(path string, stderr io.Writer) error {
 		mux := adminMux(set, &ready, beforeScrape, pprofOn)
 		rl.handleConfig(mux)
 		handleMaglev(mux, rl, clusters)
+		handleZones(mux, clusters)
 		if ha != nil {
 			ha.handleNodes(mux)
 			ha.handleDebug(mux)
