@@ -54,7 +54,7 @@ func (f *FileStore) Name() string { return f.Path }
 func (f *FileStore) Load(context.Context) ([]byte, error) {
 	b, err := os.ReadFile(f.Path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", f.Path, ErrNoConfig)
+		return nil, fmt.Errorf("read config: %w: %w", ErrNoConfig, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)

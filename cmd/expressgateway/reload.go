@@ -26,11 +26,10 @@ import (
 // apply to the engine (listeners, routes, clusters) and to XDP, then
 // publish the new generation. A file with any problem changes nothing.
 type reloader struct {
-	path     string // the config file (for etcd nodes, the node file)
-	name     string // where documents come from, for problem lines
-	read     func() ([]byte, error)
+	path     string     // the config file (for etcd nodes, the node file)
+	src      conf.Store // where documents come from: the file, or etcd
 	parse    func([]byte) (*conf.Snapshot, error)
-	store    bool   // documents come from a store (etcd), not a watched file
+	shared   bool   // src is a shared store (etcd) whose watch calls offer; the file is not watched
 	after    func() // runs after each applied reload (the shared health view)
 	log      zerolog.Logger
 	set      *metrics.Set
@@ -60,8 +59,7 @@ type configInfo struct {
 func newReloader(path string, snap *conf.Snapshot, data []byte, log zerolog.Logger, set *metrics.Set,
 	eng *engine.Engine, clusters *engine.Clusters, xs *xdpStage) *reloader {
 	r := &reloader{
-		path: path, name: path, log: log, set: set, eng: eng, clusters: clusters, xs: xs, cur: snap,
-		read:     func() ([]byte, error) { return os.ReadFile(path) },
+		path: path, src: &conf.FileStore{Path: path}, log: log, set: set, eng: eng, clusters: clusters, xs: xs, cur: snap,
 		parse:    func(data []byte) (*conf.Snapshot, error) { return conf.Parse(path, data) },
 		lastHash: sha256.Sum256(data),
 		ok:       set.NewCounter(`expressgateway_config_reload_total{result="ok"}`),
@@ -73,13 +71,13 @@ func newReloader(path string, snap *conf.Snapshot, data []byte, log zerolog.Logg
 	return r
 }
 
-// useStore makes documents come from a store: read fetches the current
-// one (SIGHUP), parse lays the node file over it; the file is no longer
+// useStore makes documents come from a shared store: SIGHUP loads the
+// current one, parse lays the node file over it; the file is no longer
 // watched (the store's watch calls offer).
-func (r *reloader) useStore(name string, read func() ([]byte, error), parse func([]byte) (*conf.Snapshot, error)) {
+func (r *reloader) useStore(st conf.Store, parse func([]byte) (*conf.Snapshot, error)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.name, r.read, r.parse, r.store = name, read, parse, true
+	r.src, r.parse, r.shared = st, parse, true
 }
 
 // reload reads the document and applies it; trigger names the cause in
@@ -95,9 +93,9 @@ func (r *reloader) reload(trigger string) bool {
 		r.log.Warn().Str("trigger", trigger).Msg("running the embedded config; nothing to reload")
 		return false
 	}
-	data, err := r.read()
+	data, err := r.src.Load(context.Background())
 	if err != nil {
-		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.name, err)})
+		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.src.Name(), err)})
 		return false
 	}
 	return r.applyLocked(trigger, data)
@@ -138,17 +136,17 @@ func (r *reloader) applyLocked(trigger string, data []byte) bool {
 	// The caps of the new config against the file-descriptor limit, as at
 	// start: a listener whose own cap cannot fit refuses the reload.
 	if err := engine.CheckFDs(&applied.Config, r.log, r.set); err != nil {
-		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.name, err)})
+		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.src.Name(), err)})
 		return false
 	}
 	if r.xs != nil {
 		if _, err := xdpConfig(applied, r.clusters.Healthy); err != nil {
-			r.refuse(trigger, []string{fmt.Sprintf("%s: xdp: %v", r.name, err)})
+			r.refuse(trigger, []string{fmt.Sprintf("%s: xdp: %v", r.src.Name(), err)})
 			return false
 		}
 	}
 	if err := r.eng.Reload(applied); err != nil {
-		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.name, err)})
+		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.src.Name(), err)})
 		return false
 	}
 	if r.xs != nil {
@@ -229,9 +227,9 @@ func (r *reloader) stop() {
 // and a file that was refused is not tried again until it changes.
 func (r *reloader) watch(ctx context.Context) {
 	r.mu.Lock()
-	store := r.store
+	shared := r.shared
 	r.mu.Unlock()
-	if r.path == "" || store {
+	if r.path == "" || shared {
 		return
 	}
 	t := time.NewTicker(time.Second)

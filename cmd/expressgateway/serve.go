@@ -75,9 +75,9 @@ func startConfig(path string) (snap *conf.Snapshot, data []byte, store *conf.Etc
 		snap, data, err = loadConfigData(path)
 		return snap, data, nil, err
 	}
-	node, err := os.ReadFile(path)
+	node, err := (&conf.FileStore{Path: path}).Load(context.Background())
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read config: %w", err)
+		return nil, nil, nil, err
 	}
 	// A bad [control_plane] of a standalone file is reported with the
 	// rest of its problems by Parse.
@@ -202,8 +202,7 @@ func serve(path string, stderr io.Writer) error {
 	rl := newReloader(path, snap, data, log, set, eng, clusters, xs)
 	var ha *haNode
 	if store != nil {
-		rl.useStore(store.Name(),
-			func() ([]byte, error) { return store.Load(context.Background()) },
+		rl.useStore(store,
 			func(doc []byte) (*conf.Snapshot, error) {
 				node, err := os.ReadFile(path)
 				if err != nil {
