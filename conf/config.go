@@ -201,6 +201,13 @@ type ControlPlane struct {
 	// lease grant); a store that does not answer within it counts as
 	// unreachable. 100ms to 1m. Default: "2s".
 	RequestTimeout Duration `koanf:"request_timeout"`
+	// Username is the etcd user the gateway authenticates as (etcd's
+	// auth, with a role limited to the prefix); "" sends no credentials.
+	// Default: "".
+	Username string `koanf:"username"`
+	// PasswordFile is a file whose trimmed contents are the etcd user's
+	// password; required with username. Default: "".
+	PasswordFile string `koanf:"password_file"`
 	// Zone is this node's zone, for zone-aware routing (clusters with
 	// zone_aware) and GET /nodes. Default: "".
 	Zone string `koanf:"zone"`
@@ -216,6 +223,8 @@ func (c *ControlPlane) setDefaults() {
 	c.NodeID = ""
 	c.LeaseTTL = Duration(10 * second)
 	c.RequestTimeout = Duration(2 * second)
+	c.Username = ""
+	c.PasswordFile = ""
 	c.Zone = ""
 	c.Region = ""
 }

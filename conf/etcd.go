@@ -41,11 +41,21 @@ type EtcdStore struct {
 	timeout time.Duration
 }
 
-// OpenEtcd connects to the etcd cluster cp names. It does not wait for a
-// connection: the first request does, within control_plane.request_timeout.
+// OpenEtcd connects to the etcd cluster cp names, as control_plane.username
+// when set. It does not wait for a connection: the first request does,
+// within control_plane.request_timeout.
 func OpenEtcd(cp ControlPlane) (*EtcdStore, error) {
+	var password string
+	if cp.Username != "" {
+		var err error
+		if password, err = ReadPassword(cp.PasswordFile); err != nil {
+			return nil, fmt.Errorf("control_plane.password_file: %w", err)
+		}
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   cp.Endpoints,
+		Username:    cp.Username,
+		Password:    password,
 		DialTimeout: cp.RequestTimeout.Std(),
 		// The client retries on its own; its log would repeat what the
 		// gateway's own lines (and expressgateway_control_plane_connected)

@@ -5,9 +5,14 @@ package conf
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/expressgateway/expressgateway/internal/etcdtest"
 )
@@ -138,5 +143,61 @@ func TestEtcdMembershipAndHealth(t *testing.T) {
 	case <-a.Lost():
 	case <-time.After(5 * time.Second):
 		t.Fatal("Lost did not close")
+	}
+}
+
+// With etcd's auth on, the store works as a user whose role reaches the
+// prefix, and refuses without the right password.
+func TestEtcdAuth(t *testing.T) {
+	e := etcdtest.Start(t)
+	root := openTestEtcd(t, e.ClientURL)
+	ctx := t.Context()
+	for _, step := range []func() error{
+		func() error { _, err := root.cli.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := root.cli.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := root.cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := root.cli.RoleAdd(ctx, "gw"); return err },
+		func() error {
+			_, err := root.cli.RoleGrantPermission(ctx, "gw", "/eg-test", clientv3.GetPrefixRangeEnd("/eg-test"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := root.cli.UserAdd(ctx, "gw", "s3cret"); return err },
+		func() error { _, err := root.cli.UserGrantRole(ctx, "gw", "gw"); return err },
+		func() error { _, err := root.cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	open := func(password string) (*EtcdStore, error) {
+		p := filepath.Join(dir, "pw")
+		if err := os.WriteFile(p, []byte(password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cp := ControlPlane{}
+		cp.setDefaults()
+		cp.Backend, cp.Endpoints, cp.Prefix, cp.Username, cp.PasswordFile = BackendEtcd, []string{e.ClientURL}, "/eg-test", "gw", p
+		return OpenEtcd(cp)
+	}
+	s, err := open("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if err := s.Save(ctx, []byte("doc")); err != nil {
+		t.Fatalf("save as gw: %v", err)
+	}
+	if b, err := s.Load(ctx); err != nil || string(b) != "doc" {
+		t.Fatalf("load as gw: %q %v", b, err)
+	}
+	if bad, err := open("wrong"); err == nil {
+		defer func() { _ = bad.Close() }()
+		if err := bad.Save(ctx, []byte("x")); err == nil {
+			t.Fatal("save with a wrong password succeeded")
+		}
+	}
+	if _, err := open(""); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Fatalf("empty password file: %v", err)
 	}
 }

@@ -231,18 +231,24 @@ func (v *validator) admin(a *Admin) {
 // ReadToken reads the admin bearer token from path: the file's contents
 // with surrounding whitespace trimmed, which must be one non-empty run of
 // visible ASCII characters.
-func ReadToken(path string) (string, error) {
+func ReadToken(path string) (string, error) { return readSecret(path, "token") }
+
+// ReadPassword reads the etcd password from path, as ReadToken reads a
+// token.
+func ReadPassword(path string) (string, error) { return readSecret(path, "password") }
+
+func readSecret(path, what string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read token: %w", err)
+		return "", fmt.Errorf("read %s: %w", what, err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("token file %q is empty", path)
+		return "", fmt.Errorf("%s file %q is empty", what, path)
 	}
 	for i := 0; i < len(tok); i++ {
 		if tok[i] <= 0x20 || tok[i] >= 0x7f {
-			return "", fmt.Errorf("token file %q: the token must be one word of visible ASCII characters", path)
+			return "", fmt.Errorf("%s file %q: the %s must be one word of visible ASCII characters", what, path, what)
 		}
 	}
 	return tok, nil
@@ -272,6 +278,16 @@ func (v *validator) controlPlane(c *ControlPlane) {
 	}
 	if c.RequestTimeout < Duration(100*time.Millisecond) || c.RequestTimeout > Duration(minute) {
 		v.addf("control_plane.request_timeout", "must be between 100ms and 1m, got %s", c.RequestTimeout)
+	}
+	switch {
+	case c.Username != "" && c.PasswordFile == "":
+		v.addf("control_plane.password_file", "is required with control_plane.username")
+	case c.Username == "" && c.PasswordFile != "":
+		v.addf("control_plane.username", "is required with control_plane.password_file")
+	case c.PasswordFile != "":
+		if _, err := ReadPassword(c.PasswordFile); err != nil {
+			v.addf("control_plane.password_file", "%v", err)
+		}
 	}
 	for _, kv := range []struct{ key, val string }{{"control_plane.zone", c.Zone}, {"control_plane.region", c.Region}} {
 		if !validLocality(kv.val) {

@@ -67,6 +67,7 @@ func (x *Etcd) Restart() {
 	cfg.AdvertisePeerUrls = []url.URL{x.peer}
 	cfg.InitialCluster = fmt.Sprintf("test=%s", x.peer.String())
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.BcryptCost = 4 // the minimum: auth tests under the race detector stay fast
 	var e *embed.Etcd
 	var err error
 	// The port of a member stopped a moment ago may still be taken.
