@@ -178,6 +178,9 @@ func TestEtcdAuth(t *testing.T) {
 		cp := ControlPlane{}
 		cp.setDefaults()
 		cp.Backend, cp.Endpoints, cp.Prefix, cp.Username, cp.PasswordFile = BackendEtcd, []string{e.ClientURL}, "/eg-test", "gw", p
+		// OpenEtcd authenticates within the request timeout: give a
+		// loaded test machine room for it.
+		cp.RequestTimeout = Duration(15 * time.Second)
 		return OpenEtcd(cp)
 	}
 	s, err := open("s3cret")
