@@ -14,7 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/expressgateway/expressgateway/internal/etcdtest"
+	"github.com/expressgateway/expressgateway/conf/etcdtest"
 )
 
 func openTestEtcd(t *testing.T, url string) *EtcdStore {

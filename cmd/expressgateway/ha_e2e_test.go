@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/expressgateway/expressgateway/conf"
-	"github.com/expressgateway/expressgateway/internal/etcdtest"
+	"github.com/expressgateway/expressgateway/conf/etcdtest"
 )
 
 // haDoc is the document the HA tests push: one listener shared by every
