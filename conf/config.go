@@ -302,6 +302,13 @@ type Timeouts struct {
 	// TCPIdle closes a tcp listener's proxied connection pair after this long
 	// without traffic in either direction. Default: "5m".
 	TCPIdle Duration `koanf:"tcp_idle"`
+	// WebSocketIdle closes a WebSocket tunnel (after the upstream's 101, or
+	// an HTTP/2 extended CONNECT's 200) after this long without a byte in
+	// either direction. Default: "1h".
+	WebSocketIdle Duration `koanf:"websocket_idle"`
+	// WebSocketMaxDuration closes a WebSocket tunnel this long after it
+	// opened, busy or not; "0s" means no limit. Default: "0s".
+	WebSocketMaxDuration Duration `koanf:"websocket_max_duration"`
 }
 
 func (t *Timeouts) setDefaults() {
@@ -314,6 +321,8 @@ func (t *Timeouts) setDefaults() {
 	t.UpstreamResponseHeader = Duration(30 * second)
 	t.UpstreamIdle = Duration(60 * second)
 	t.TCPIdle = Duration(5 * minute)
+	t.WebSocketIdle = Duration(60 * minute)
+	t.WebSocketMaxDuration = 0
 }
 
 // HTTP2 is a listener's [listeners.http2] table. The defaults follow

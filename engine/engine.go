@@ -90,6 +90,9 @@ type Engine struct {
 	inherited map[string][]int         // not yet adopted
 	upIdle    atomic.Int64             // the pool idle timeout of connections without a listener at hand
 	loopCount atomic.Int64             // running gnet loops
+
+	tunMu   sync.Mutex
+	tunnels map[*tunnel]struct{} // open WebSocket tunnels (tunnel.go)
 }
 
 // listenerRT is the compiled, immutable view of one http listener for one
@@ -121,6 +124,7 @@ type listenerRT struct {
 
 	headerRead, bodyIdle, bodyGrace, idleKeepalive time.Duration
 	upConnect, upRespHeader, upIdle                time.Duration
+	wsIdle, wsMax                                  time.Duration // websocket_idle, websocket_max_duration
 	minRate                                        int64
 }
 
@@ -309,6 +313,8 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		upConnect:     t.UpstreamConnect.Std(),
 		upRespHeader:  t.UpstreamResponseHeader.Std(),
 		upIdle:        t.UpstreamIdle.Std(),
+		wsIdle:        t.WebSocketIdle.Std(),
+		wsMax:         t.WebSocketMaxDuration.Std(),
 		minRate:       int64(t.BodyMinRate),
 	}
 	for _, rt := range router.Routes() {
@@ -417,7 +423,8 @@ func (e *Engine) Stop(ctx context.Context) error {
 		}
 	}
 	e.lmu.Unlock()
-	e.l4.stop() // L4 pairs relayed off the loops
+	e.l4.stop()      // L4 pairs relayed off the loops
+	e.closeTunnels() // WebSocket tunnels
 	close(e.done)
 	return ctx.Err()
 }

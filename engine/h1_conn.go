@@ -57,6 +57,12 @@ type clientConn struct {
 	valOff     int
 	processing bool           // inside readHeads: don't recurse
 	pending    *pendingDetach // a long exchange waiting to leave the loop
+
+	// A WebSocket tunnel waiting to leave the loop (h1_tunnel.go): the
+	// upstream that answered 101, the 101 for the client, since when.
+	tunUp    *upstream
+	tunHead  []byte
+	tunSince int64
 }
 
 func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
@@ -199,6 +205,7 @@ func (cc *clientConn) beginExchange() {
 	cc.buffering, cc.largeBody = false, false
 	cc.valOff = 0
 	cc.pending = nil
+	cc.tunUp, cc.tunHead = nil, nil
 	cc.state = csUpstream
 }
 
@@ -222,6 +229,15 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		return
 	}
 	if x.CloseConn || !cc.req.KeepAlive || cc.draining() {
+		cc.closeAfter = true
+	}
+	if wsRequested(&cc.req) && !x.Cluster.H2 {
+		// A WebSocket upgrade: forwarded as one (the only upgrade that
+		// is). Whatever the upstream answers, the connection ends with
+		// this exchange: what the client sends after its request is not
+		// HTTP.
+		cc.lg.ws = true
+		cc.lg.wsKey = cc.req.Header("sec-websocket-key")
 		cc.closeAfter = true
 	}
 	bodyless := cc.req.Body == h1.BodyNone || (cc.req.Body == h1.BodyLength && cc.req.ContentLength == 0)
@@ -572,6 +588,15 @@ func (cc *clientConn) onTimer(now int64) {
 		}
 	case csUpstream:
 		if cc.lg.respPumping {
+			return
+		}
+		if cc.tunUp != nil {
+			if now-cc.tunSince > int64(l.bodyIdle) {
+				cc.lp.e.guardHit(&cc.x, "tunnel_wait_timeout")
+				cc.lg.abortMid("tunnel_wait_timeout")
+				return
+			}
+			cc.startTunnel()
 			return
 		}
 		if p := cc.pending; p != nil {

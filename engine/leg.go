@@ -97,6 +97,22 @@ type leg struct {
 	respBytes   int64
 	lastRespAt  int64
 	respPumping bool // the response body is pumped off-loop
+
+	// ws: the exchange asks for a WebSocket upgrade (websocket.go); its
+	// upstream connection is a fresh one and never pooled. wsKey is the
+	// Sec-WebSocket-Key the upstream's 101 must answer.
+	ws    bool
+	wsKey []byte
+	// tunnel: the upstream answered 101 and the exchange became a tunnel
+	// (tunnel.go); it is logged once the tunnel ends.
+	tunnel bool
+}
+
+// tunnelOpener is a session that can carry a WebSocket tunnel: the leg
+// hands it the upstream connection whose 101 (head of headLen bytes, still
+// in the connection's inbound buffer) completed the handshake.
+type tunnelOpener interface {
+	openTunnel(lg *leg, u *upstream, headLen int)
 }
 
 // reset readies the leg for a new exchange.
@@ -112,6 +128,7 @@ func (lg *leg) reset() {
 	lg.reqBodyDone, lg.bodySent, lg.sent100, lg.staleRetried, lg.gotBytes = false, false, false, false, false
 	lg.reqSentAt, lg.bodyBytes = 0, 0
 	lg.respHead, lg.respStatus, lg.respBytes, lg.lastRespAt, lg.respPumping = false, 0, 0, 0, false
+	lg.ws, lg.wsKey, lg.tunnel = false, nil, false
 }
 
 // admit takes a slot of the listener's queue and counts the request for
@@ -143,7 +160,11 @@ func (lg *leg) acquire() {
 		return
 	}
 	p := lg.lp.poolFor(ep, lg.lp.e.clusters.MaxIdle(cl), lg.l.upIdle)
-	if u := p.get(); u != nil {
+	var u *upstream
+	if !lg.ws { // a connection that may become a tunnel is always a fresh one
+		u = p.get()
+	}
+	if u != nil {
 		lg.lp.e.clusters.countReuse(cl)
 		u.owner = lg
 		u.state = upActive
@@ -152,7 +173,7 @@ func (lg *leg) acquire() {
 		lg.onReady(u)
 		return
 	}
-	u := newUpstream(lg.lp, cl, ep)
+	u = newUpstream(lg.lp, cl, ep)
 	u.owner = lg
 	lg.up = u
 	u.dial(lg.l.upConnect)
@@ -174,6 +195,11 @@ func (lg *leg) onReady(u *upstream) {
 		body = h1.BodyChunked
 	}
 	head := h1.AppendRequestHead(lg.lp.scratch[:0], r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
+	if lg.ws {
+		// The only upgrade ever forwarded (ForwardRequest dropped the
+		// client's Upgrade and Connection).
+		head = append(append(head[:len(head)-2], wsUpgradeFields...), '\r', '\n')
+	}
 	lg.lp.scratch = head[:0]
 	u.beginResponse()
 	lg.ds.upstreamReady(lg, u, head)
@@ -335,6 +361,15 @@ func (lg *leg) onData(u *upstream) {
 	}
 	total := 0
 	lg.lastRespAt = lg.lp.nowNano()
+	if lg.tunnel {
+		// The 101 is in; the session is waiting to move both sockets off
+		// the loop. What the upstream sends meanwhile stays buffered for
+		// the tunnel, bounded like a pipelined flood.
+		if len(buf) > lg.l.limits.MaxHeaderBytes+lg.l.inflight {
+			lg.abortMid("tunnel_wait_overflow")
+		}
+		return
+	}
 	for !lg.respHead {
 		if len(buf) == 0 {
 			break
@@ -351,10 +386,22 @@ func (lg *leg) onData(u *upstream) {
 		total += n
 		if u.resp.Status < 200 {
 			if u.resp.Status == 101 {
-				// Upgrade is never forwarded (it is stripped from every
-				// request), so a 101 is the upstream breaking the protocol:
-				// the client gets 502, the endpoint's health is not charged.
-				lg.protocolError("unexpected_upgrade")
+				t, ok := lg.ds.(tunnelOpener)
+				if !lg.ws || !ok {
+					// Only a WebSocket upgrade is ever forwarded: a 101 to
+					// anything else is the upstream breaking the protocol.
+					// The client gets 502, the endpoint's health is not
+					// charged.
+					lg.protocolError("unexpected_upgrade")
+					return
+				}
+				if !ws101Valid(u.resp.Headers, lg.wsKey) {
+					lg.protocolError("bad_upgrade")
+					return
+				}
+				lg.respHead, lg.respStatus, lg.tunnel = true, 101, true
+				lg.resp = neutralResponse(&u.resp)
+				t.openTunnel(lg, u, total)
 				return
 			}
 			if !(lg.sent100 && u.resp.Status == 100) {
@@ -455,7 +502,7 @@ func (lg *leg) finish(ok bool) {
 		// pooled (CONNECT is refused before it gets here; this is the
 		// second lock on that door).
 		reusable := ok && lg.reqBodyDone && u.resp.KeepAlive && u.resp.Body != h1.BodyUntilClose &&
-			string(lg.x.Req.Method) != "CONNECT"
+			string(lg.x.Req.Method) != "CONNECT" && !lg.ws
 		u.owner = nil
 		if reusable {
 			u.release()
@@ -491,7 +538,10 @@ func (lg *leg) record(status int, reason string) {
 		}
 	}
 	rc.inc(status)
-	lg.lp.e.observeDuration(lg.l, lg.lp.since(lg.started))
+	if !lg.tunnel {
+		// A tunnel's lifetime is not a request latency.
+		lg.lp.e.observeDuration(lg.l, lg.lp.since(lg.started))
+	}
 	b := lg.lp.alog
 	if !lg.l.accessLog || b == nil {
 		return

@@ -1,0 +1,738 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1" //nolint:gosec // RFC 6455 accept value
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// WebSocket through the binary (issue 11). Every test runs once per front:
+// the client side is a gorilla/websocket Dialer, so another front (HTTP/2
+// extended CONNECT, TLS) is one more row in wsFronts with its own dialer.
+
+// wsFront is one way for a client to reach the gateway's WebSocket route.
+type wsFront struct {
+	name string
+	// dialer returns the gorilla Dialer to use against the gateway at gw.
+	dialer func(t *testing.T, gw string) *websocket.Dialer
+}
+
+var wsFronts = []wsFront{
+	{name: "h1", dialer: func(*testing.T, string) *websocket.Dialer {
+		return &websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 4096}
+	}},
+}
+
+// wsOrigin is a gorilla echo server: /echo echoes every message with its
+// type (streamed, so 16 MiB messages stay streamed), answers "close-me"
+// with a close frame (4001), "ping-me" with a ping (and "got-pong" once the
+// pong is back); /refuse answers 403; anything else 200.
+type wsOrigin struct {
+	addr   string
+	conns  atomic.Int64 // TCP connections accepted
+	closed atomic.Int64 // ... and closed since
+}
+
+// open is the number of the origin's connections open now.
+func (o *wsOrigin) open() int64 { return o.conns.Load() - o.closed.Load() }
+
+func newWSOrigin(t *testing.T) *wsOrigin {
+	t.Helper()
+	o := &wsOrigin{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.addr = ln.Addr().String()
+	up := websocket.Upgrader{ReadBufferSize: 32 << 10, WriteBufferSize: 32 << 10}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, http.Header{"X-Origin": {"echo"}})
+		if err != nil {
+			return
+		}
+		defer func() { _ = c.Close() }()
+		c.SetReadLimit(64 << 20)
+		c.SetPongHandler(func(string) error {
+			return c.WriteMessage(websocket.TextMessage, []byte("got-pong"))
+		})
+		for {
+			mt, rd, err := c.NextReader()
+			if err != nil {
+				return
+			}
+			if mt == websocket.TextMessage {
+				b, _ := io.ReadAll(rd)
+				switch string(b) {
+				case "close-me":
+					_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4001, "bye"), time.Now().Add(time.Second))
+					continue
+				case "ping-me":
+					_ = c.WriteControl(websocket.PingMessage, []byte("srv"), time.Now().Add(time.Second))
+					continue
+				}
+				rd = bytes.NewReader(b)
+			}
+			wr, err := c.NextWriter(mt)
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(wr, rd); err != nil {
+				return
+			}
+			if err := wr.Close(); err != nil {
+				return
+			}
+		}
+	})
+	mux.HandleFunc("/refuse", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no websocket for you", http.StatusForbidden)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "plain")
+	})
+	srv := &http.Server{Handler: mux, ConnState: func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			o.conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			o.closed.Add(1)
+		}
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return o
+}
+
+// wsGateway runs the binary with one listener routing to origin;
+// timeouts are extra [listeners.timeouts] keys.
+func wsGateway(t *testing.T, origin, timeouts string) (gw, admin string) {
+	gw, admin, _ = wsGatewayPID(t, origin, timeouts)
+	return gw, admin
+}
+
+// wsGatewayPID is wsGateway that also returns the gateway's process id.
+func wsGatewayPID(t *testing.T, origin, timeouts string) (gw, admin string, pid int) {
+	t.Helper()
+	gw, admin = freeAddr(t), freeAddr(t)
+	cmd := startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+max_connections_per_ip = 0
+[listeners.timeouts]
+body_min_rate = 0
+%s
+[[listeners.routes]]
+cluster = "ws"
+[[clusters]]
+name = "ws"
+endpoints = [ { address = %q } ]
+`, admin, gw, timeouts, origin), gw)
+	return gw, admin, cmd.Process.Pid
+}
+
+func wsDial(t *testing.T, f wsFront, gw, path string) *websocket.Conn {
+	t.Helper()
+	c, resp, err := f.dialer(t, gw).Dial("ws://"+gw+path, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v (response %v)", path, err, resp)
+	}
+	if resp.Header.Get("X-Origin") != "echo" {
+		t.Errorf("the 101 lost the origin's fields: %v", resp.Header)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func wsEcho(t *testing.T, c *websocket.Conn, mt int, msg []byte) {
+	t.Helper()
+	// Written while the echo is read: a message larger than the socket
+	// buffers on the way would otherwise stall both ends.
+	werr := make(chan error, 1)
+	go func() {
+		_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		werr <- c.WriteMessage(mt, msg)
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	gt, got, err := c.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	if gt != mt || !bytes.Equal(got, msg) {
+		t.Fatalf("echo: type %d, %d bytes; sent type %d, %d bytes", gt, len(got), mt, len(msg))
+	}
+}
+
+// TestWebSocketEcho: text, binary, a message fragmented into many frames,
+// 16 MiB messages, ping/pong both ways, the close handshake from either
+// side, and a plain request refused the upgrade by its upstream.
+func TestWebSocketEcho(t *testing.T) {
+	o := newWSOrigin(t)
+	gw, admin := wsGateway(t, o.addr, "")
+	for _, f := range wsFronts {
+		t.Run(f.name, func(t *testing.T) {
+			c := wsDial(t, f, gw, "/echo")
+			wsEcho(t, c, websocket.TextMessage, []byte("hello"))
+			wsEcho(t, c, websocket.BinaryMessage, []byte{0, 1, 2, 0xff})
+			// Fragmented: the client's 4 KiB write buffer sends a 100 KiB
+			// message as 25 frames (one text frame, continuations after).
+			big := bytes.Repeat([]byte("fragment "), 100<<10/9)
+			w, err := c.NextWriter(websocket.TextMessage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := big; len(p) > 0; {
+				n := min(len(p), 1000)
+				if _, err := w.Write(p[:n]); err != nil {
+					t.Fatal(err)
+				}
+				p = p[n:]
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if mt, got, err := c.ReadMessage(); err != nil || mt != websocket.TextMessage || !bytes.Equal(got, big) {
+				t.Fatalf("fragmented message: %v, type %d, %d bytes", err, mt, len(got))
+			}
+			// 16 MiB each way.
+			huge := make([]byte, 16<<20)
+			_, _ = rand.Read(huge)
+			wsEcho(t, c, websocket.BinaryMessage, huge)
+
+			// Client ping → upstream pong.
+			pong := make(chan string, 1)
+			c.SetPongHandler(func(s string) error { pong <- s; return nil })
+			if err := c.WriteControl(websocket.PingMessage, []byte("cli"), time.Now().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			// Upstream ping → client pong (gorilla answers it) → "got-pong".
+			if err := c.WriteMessage(websocket.TextMessage, []byte("ping-me")); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, got, err := c.ReadMessage(); err != nil || string(got) != "got-pong" {
+				t.Fatalf("upstream ping: %q %v", got, err)
+			}
+			select {
+			case s := <-pong:
+				if s != "cli" {
+					t.Fatalf("pong payload %q", s)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no pong for the client's ping")
+			}
+
+			// Close from the upstream: the client sees its code.
+			if err := c.WriteMessage(websocket.TextMessage, []byte("close-me")); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = c.ReadMessage()
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != 4001 || ce.Text != "bye" {
+				t.Fatalf("upstream close: %v", err)
+			}
+
+			// Close from the client: the upstream answers the close frame.
+			c2 := wsDial(t, f, gw, "/echo")
+			wsEcho(t, c2, websocket.TextMessage, []byte("before close"))
+			if err := c2.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"), time.Now().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _, err = c2.ReadMessage()
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
+				t.Fatalf("client close: the upstream's answer was %v", err)
+			}
+
+			// An upstream that refuses the upgrade: its answer is passed
+			// through as a normal response and no tunnel opens.
+			_, resp, err := f.dialer(t, gw).Dial("ws://"+gw+"/refuse", nil)
+			if err == nil || resp == nil || resp.StatusCode != 403 {
+				t.Fatalf("refused upgrade: %v %v", err, resp)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), "no websocket for you") {
+				t.Fatalf("refusal body %q", body)
+			}
+		})
+	}
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_active$`, 0)
+	if n := metricSum(t, admin, `^expressgateway_websocket_bytes_total\{direction="upstream_to_client"\}$`); n < 16<<20 {
+		t.Errorf("websocket_bytes_total upstream_to_client = %v, want at least 16 MiB", n)
+	}
+	if n := metricSum(t, admin, `^expressgateway_websocket_bytes_total\{direction="client_to_upstream"\}$`); n < 16<<20 {
+		t.Errorf("websocket_bytes_total client_to_upstream = %v, want at least 16 MiB", n)
+	}
+}
+
+// waitMetric waits up to 5 s for the sum of the series matching re to be want.
+func waitMetric(t *testing.T, admin, re string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := metricSum(t, admin, re)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want %v", re, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWebSocketFreshUpstreamConnection: a tunnel never uses a pooled
+// upstream connection, and the connection of a refused upgrade is never
+// pooled.
+func TestWebSocketFreshUpstreamConnection(t *testing.T) {
+	o := newWSOrigin(t)
+	gw, admin := wsGateway(t, o.addr, "")
+	for _, f := range wsFronts {
+		t.Run(f.name, func(t *testing.T) {
+			hc := &http.Client{Timeout: 5 * time.Second}
+			getPlain := func() {
+				t.Helper()
+				resp, err := hc.Get("http://" + gw + "/plain")
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+			}
+			getPlain() // leaves a pooled upstream connection
+			before := o.conns.Load()
+			c := wsDial(t, f, gw, "/echo")
+			wsEcho(t, c, websocket.TextMessage, []byte("x"))
+			if o.conns.Load() != before+1 {
+				t.Fatalf("the tunnel did not use a fresh upstream connection: %d → %d", before, o.conns.Load())
+			}
+			_ = c.Close()
+			// Only the pooled connection stays open once the tunnel is gone.
+			waitOpen(t, o, 1)
+			before = o.conns.Load()
+			_, _, err := f.dialer(t, gw).Dial("ws://"+gw+"/refuse", nil)
+			if err == nil {
+				t.Fatal("refused upgrade succeeded")
+			}
+			if o.conns.Load() != before+1 {
+				t.Fatalf("the refused upgrade did not use a fresh upstream connection")
+			}
+			// The refused upgrade's connection is closed, not pooled.
+			waitOpen(t, o, 1)
+			for i := 0; i < 3; i++ {
+				getPlain() // the pooled connection serves these
+			}
+		})
+	}
+	if n := metricSum(t, admin, `^expressgateway_upstream_reuses_total\{cluster="ws"\}$`); n < 1 {
+		t.Errorf("no upstream reuse at all (%v): the pool test proves nothing", n)
+	}
+}
+
+// waitOpen waits up to 5 s for the origin to have n connections open.
+func waitOpen(t *testing.T, o *wsOrigin, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for o.open() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("origin has %d connections open, want %d", o.open(), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWebSocketIdleTimeout: a tunnel without a byte for websocket_idle is
+// closed; traffic keeps one open past it; websocket_max_duration ends a
+// busy one.
+func TestWebSocketIdleTimeout(t *testing.T) {
+	o := newWSOrigin(t)
+	gw, admin := wsGateway(t, o.addr, "websocket_idle = \"600ms\"\nwebsocket_max_duration = \"3s\"")
+	for _, f := range wsFronts {
+		t.Run(f.name, func(t *testing.T) {
+			busy := wsDial(t, f, gw, "/echo")
+			idle := wsDial(t, f, gw, "/echo")
+			start := time.Now()
+			for time.Since(start) < 1500*time.Millisecond {
+				wsEcho(t, busy, websocket.TextMessage, []byte("keep"))
+				time.Sleep(200 * time.Millisecond)
+			}
+			_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := idle.ReadMessage(); err == nil || isNetTimeout(err) {
+				t.Fatalf("idle tunnel still open after 1.5 s (websocket_idle 600ms): %v", err)
+			}
+			// The busy one ends at websocket_max_duration.
+			for {
+				_ = busy.SetWriteDeadline(time.Now().Add(time.Second))
+				if err := busy.WriteMessage(websocket.TextMessage, []byte("keep")); err != nil {
+					break
+				}
+				_ = busy.SetReadDeadline(time.Now().Add(time.Second))
+				if _, _, err := busy.ReadMessage(); err != nil {
+					if isNetTimeout(err) {
+						t.Fatal("busy tunnel stalled")
+					}
+					break
+				}
+				if time.Since(start) > 6*time.Second {
+					t.Fatal("busy tunnel outlived websocket_max_duration (3s)")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if el := time.Since(start); el < 2500*time.Millisecond {
+				t.Fatalf("busy tunnel closed after %v, before websocket_max_duration", el)
+			}
+		})
+	}
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_closed_total\{reason="idle_timeout"\}$`, float64(len(wsFronts)))
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_closed_total\{reason="max_duration"\}$`, float64(len(wsFronts)))
+}
+
+func isNetTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// rawWSUpstream is a hand-written upstream for the attacks below: each
+// accepted connection is given to serve.
+func rawWSUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader, req *http.Request)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				br := bufio.NewReader(c)
+				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				serve(c, br, req)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func acceptFor(key string) string {
+	h := sha1.New() //nolint:gosec // RFC 6455
+	h.Write([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// wsFrame encodes one final frame; mask for client frames.
+func wsFrame(op byte, payload []byte, mask bool) []byte {
+	b := []byte{0x80 | op}
+	m := byte(0)
+	if mask {
+		m = 0x80
+	}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, m|byte(n))
+	case n < 1<<16:
+		b = append(b, m|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, m|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	if !mask {
+		return append(b, payload...)
+	}
+	key := [4]byte{1, 2, 3, 4}
+	b = append(b, key[:]...)
+	for i, c := range payload {
+		b = append(b, c^key[i%4])
+	}
+	return b
+}
+
+const wsKey = "dGhlIHNhbXBsZSBub25jZQ=="
+
+const wsUpgradeRequest = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + wsKey + "\r\n\r\n"
+
+// TestWebSocketEarlyFramesWaitFor101: frames a client sends right behind
+// its upgrade request reach the upstream only after the upstream's 101;
+// bytes the upstream sends right behind its 101 reach the client; a
+// half-close goes through in both directions.
+func TestWebSocketEarlyFramesWaitFor101(t *testing.T) {
+	early := make(chan int, 1)
+	up := rawWSUpstream(t, func(c net.Conn, br *bufio.Reader, req *http.Request) {
+		// Anything that arrives before our 101 is a leak.
+		_ = c.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+		n, _ := br.Read(make([]byte, 1024))
+		early <- n + br.Buffered()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
+		_, _ = c.Write(wsFrame(0x1, []byte("server-first"), false))
+		// Echo the client's bytes raw until its FIN, then answer after it.
+		got, _ := io.ReadAll(br)
+		_, _ = c.Write(wsFrame(0x2, got, false))
+		_, _ = c.Write(wsFrame(0x1, []byte("after-your-fin"), false))
+	})
+	gw, admin := wsGateway(t, up, "")
+	c, err := net.Dial("tcp", gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	frame := wsFrame(0x1, []byte("too-early"), true)
+	if _, err := io.WriteString(c, wsUpgradeRequest+string(frame)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != acceptFor(wsKey) || resp.Header.Get("Upgrade") != "websocket" {
+		t.Fatalf("handshake: %d %v", resp.StatusCode, resp.Header)
+	}
+	if n := <-early; n != 0 {
+		t.Fatalf("%d bytes reached the upstream before its 101", n)
+	}
+	want := wsFrame(0x1, []byte("server-first"), false)
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("bytes behind the 101: %q %v", got, err)
+	}
+	// Half-close: our FIN reaches the upstream, which still answers.
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := string(wsFrame(0x2, frame, false)) + string(wsFrame(0x1, []byte("after-your-fin"), false)); string(rest) != want {
+		t.Fatalf("after the half-close: %q, want %q", rest, want)
+	}
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_active$`, 0)
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_closed_total\{reason="closed"\}$`, 1)
+}
+
+// TestWebSocketBrokenUpstreams: an upstream that answers 101 to a request
+// that did not ask for it, with a wrong Sec-WebSocket-Accept or without
+// Upgrade: websocket, or closes right after its 101, never gets a tunnel
+// that outlives it and never takes the client's bytes as HTTP.
+func TestWebSocketBrokenUpstreams(t *testing.T) {
+	up := rawWSUpstream(t, func(c net.Conn, br *bufio.Reader, req *http.Request) {
+		acc := acceptFor(req.Header.Get("Sec-WebSocket-Key"))
+		switch req.URL.Path {
+		case "/plain101":
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n%s", acc, smuggled)
+		case "/badaccept":
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n%s", acceptFor("other"), smuggled)
+		case "/h2c101":
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n%s", acc, smuggled)
+		case "/noconn101":
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: %s\r\n\r\n%s", acc, smuggled)
+		case "/close101":
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acc)
+		default:
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	gw, admin := wsGateway(t, up, "")
+	// A 101 to a plain request: 502, nothing of what followed.
+	if got := rawExchange(t, gw, "GET /plain101 HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 502 ") || strings.Contains(got, "SMUGGLED") {
+		t.Fatalf("101 to a plain request: %q", got)
+	}
+	for _, path := range []string{"/badaccept", "/h2c101", "/noconn101"} {
+		req := strings.Replace(wsUpgradeRequest, "/ws", path, 1)
+		if got := rawExchange(t, gw, req); !strings.HasPrefix(got, "HTTP/1.1 502 ") || strings.Contains(got, "SMUGGLED") {
+			t.Fatalf("%s: %q", path, got)
+		}
+	}
+	// Upgrade without a key is no WebSocket request: served plain, without
+	// Upgrade.
+	if got := rawExchange(t, gw, "GET /nokey HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+		t.Fatalf("upgrade without a key: %q", got)
+	}
+	// An upstream that closes right after its 101: the client's tunnel ends.
+	c, err := net.Dial("tcp", gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	_, _ = io.WriteString(c, strings.Replace(wsUpgradeRequest, "/ws", "/close101", 1))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("close101: %v %v", resp, err)
+	}
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the upstream closed: %q %v", rest, err)
+	}
+	// The upstream's FIN came through as ours (it may have been a
+	// half-close); once the client closes too, the tunnel is gone.
+	_ = c.Close()
+	if n := metricSum(t, admin, `^expressgateway_upstream_failures_total\{cluster="ws",reason="bad_upgrade"\}$`); n != 3 {
+		t.Errorf("bad_upgrade counted %v times, want 3", n)
+	}
+	if n := metricSum(t, admin, `^expressgateway_upstream_failures_total\{cluster="ws",reason="unexpected_upgrade"\}$`); n != 1 {
+		t.Errorf("unexpected_upgrade counted %v times, want 1", n)
+	}
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_active$`, 0)
+}
+
+// TestWebSocketSlowReaderBounded: an upstream that floods a client reading
+// at 16 MiB/s, and a client that floods an upstream reading at 16 MiB/s, at
+// the same time through one tunnel: every byte arrives and the gateway's
+// RSS grows by less than 64 MiB (kernel backpressure, bounded buffers).
+// EG_WS_BYTES overrides the 128 MiB per direction.
+func TestWebSocketSlowReaderBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 256 MiB through the gateway")
+	}
+	n := envInt("EG_WS_BYTES", 128<<20)
+	rate := envInt("EG_WS_RATE", 16<<20)
+	// Raw upstream: after the 101, write n pattern bytes and read the
+	// client's at rate, hashing both.
+	type result struct {
+		read int64
+		err  error
+	}
+	upRead := make(chan result, 1)
+	up := rawWSUpstream(t, func(c net.Conn, br *bufio.Reader, req *http.Request) {
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
+		_ = c.SetDeadline(time.Time{})
+		go func() { _, _ = io.Copy(c, &patternReader{n: n, h: sha1.New()}) }() //nolint:gosec // test pattern
+		m, err := slowCopy(io.Discard, br, rate)
+		upRead <- result{m, err}
+	})
+	gw, _, cmd := wsGatewayPID(t, up, "")
+	c, err := net.Dial("tcp", gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	_, _ = io.WriteString(c, wsUpgradeRequest)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	base := rssBytes(cmd)
+	peak, stop := sampleRSS(cmd)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(c, &patternReader{n: n, h: sha1.New()}) //nolint:gosec // test pattern
+		_ = c.(*net.TCPConn).CloseWrite()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	go func() { <-ctx.Done(); _ = c.Close() }()
+	got, err := slowCopy(io.Discard, io.LimitReader(br, n), rate)
+	if err != nil || got != n {
+		t.Fatalf("client read %d of %d: %v", got, n, err)
+	}
+	wg.Wait()
+	r := <-upRead
+	stop()
+	if r.read != n {
+		t.Fatalf("upstream read %d of %d: %v", r.read, n, r.err)
+	}
+	if g := peak.Load() - base; g > 64<<20 {
+		t.Fatalf("gateway RSS grew by %d MiB (base %d MiB)", g>>20, base>>20)
+	}
+	t.Logf("RSS base %d MiB, peak %d MiB", base>>20, peak.Load()>>20)
+}
+
+// TestWebSocketSurvivesReload: a SIGHUP that moves the tunnel's cluster to
+// another endpoint (pooled connections to the old one close) does not cut a
+// tunnel that is open; new tunnels go to the new endpoint.
+func TestWebSocketSurvivesReload(t *testing.T) {
+	bin := gatewayBinary(t)
+	o1, o2 := newWSOrigin(t), newWSOrigin(t)
+	gw, admin := freeAddr(t), freeAddr(t)
+	render := func(origin, idle string) string {
+		return fmt.Sprintf(`
+[admin]
+listen = %q
+[process]
+watch_config = false
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+max_connections_per_ip = 0
+[listeners.timeouts]
+websocket_idle = %q
+[[listeners.routes]]
+cluster = "ws"
+[[clusters]]
+name = "ws"
+endpoints = [ { address = %q } ]
+`, admin, gw, idle, origin)
+	}
+	g := startFromFile(t, bin, render(o1.addr, "1h"), gw, admin)
+	for _, f := range wsFronts {
+		t.Run(f.name, func(t *testing.T) {
+			c := wsDial(t, f, gw, "/echo")
+			wsEcho(t, c, websocket.TextMessage, []byte("before"))
+			gen := generation(admin)
+			g.write(t, render(o2.addr, "30m"))
+			g.signal(t, syscall.SIGHUP)
+			deadline := time.Now().Add(5 * time.Second)
+			for generation(admin) != gen+1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("reload not applied: generation %d", generation(admin))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			wsEcho(t, c, websocket.TextMessage, []byte("after the reload"))
+			big := bytes.Repeat([]byte{7}, 1<<20)
+			wsEcho(t, c, websocket.BinaryMessage, big)
+			before := o2.conns.Load()
+			c2 := wsDial(t, f, gw, "/echo")
+			wsEcho(t, c2, websocket.TextMessage, []byte("new"))
+			if o2.conns.Load() != before+1 {
+				t.Fatal("a new tunnel did not go to the reloaded endpoint")
+			}
+		})
+	}
+}
