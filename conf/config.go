@@ -427,6 +427,13 @@ type Route struct {
 	// Cluster receives the matching requests; required, must name a
 	// [[clusters]] entry.
 	Cluster string `koanf:"cluster"`
+	// Timeout bounds each exchange on this route from its request head to
+	// the end of its response (the upstream leg's deadline: 504, or
+	// DEADLINE_EXCEEDED for gRPC); a gRPC request's grpc-timeout shortens
+	// it, never lengthens it. A WebSocket tunnel, once open, is bounded by
+	// websocket_idle and websocket_max_duration instead. "0s" means none.
+	// Default: "0s".
+	Timeout Duration `koanf:"timeout"`
 }
 
 func (r *Route) setDefaults() {

@@ -126,6 +126,21 @@ type listenerRT struct {
 	upConnect, upRespHeader, upIdle                time.Duration
 	wsIdle, wsMax                                  time.Duration // websocket_idle, websocket_max_duration
 	minRate                                        int64
+
+	routeTimeout map[*stages.Route]time.Duration // routes with a timeout
+	grpcCounters [len(grpcCodeNames) + 2]*metrics.Counter
+}
+
+// grpcCount is the counter of gRPC exchanges that ended with code (-1:
+// without a grpc-status).
+func (l *listenerRT) grpcCount(code int) *metrics.Counter {
+	switch {
+	case code < 0:
+		return l.grpcCounters[len(grpcCodeNames)+1]
+	case code >= len(grpcCodeNames):
+		return l.grpcCounters[len(grpcCodeNames)]
+	}
+	return l.grpcCounters[code]
 }
 
 // New builds an engine for the listeners of opts.Snapshot and binds (or
@@ -319,6 +334,15 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 	}
 	for _, rt := range router.Routes() {
 		l.routes[rt] = newRequestCounters(e.m.Set, lc.Name, rt.Name)
+		if i, err := strconv.Atoi(rt.Name); err == nil && i < len(lc.Routes) && lc.Routes[i].Timeout > 0 {
+			if l.routeTimeout == nil {
+				l.routeTimeout = map[*stages.Route]time.Duration{}
+			}
+			l.routeTimeout[rt] = lc.Routes[i].Timeout.Std()
+		}
+	}
+	for i := range l.grpcCounters {
+		l.grpcCounters[i] = e.m.Set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_grpc_requests_total{listener=%q,code=%q}`, lc.Name, grpcCodeName(grpcLabelCode(i))))
 	}
 	return l, nil
 }

@@ -223,11 +223,19 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		h(x)
 	}
 	l := cc.l
+	if isGRPCNative(cc.req.Header("content-type")) {
+		// gRPC needs HTTP/2 (trailers, full duplex): a clear gRPC error
+		// rather than a broken exchange (CONFIG.md, gRPC).
+		x.Status, x.Reason = 503, "grpc_needs_http2"
+		cc.respondLocal(x)
+		return
+	}
 	if !cc.lg.admit() {
 		x.Status, x.Reason, x.RetryAfter = 503, "queue_full", true
 		cc.respondLocal(x)
 		return
 	}
+	cc.lg.setDeadline()
 	if x.CloseConn || !cc.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
@@ -542,6 +550,11 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	}
 	body := append(cc.lp.scratch[:0], h1.StatusText(status)...)
 	body = append(body, '\n')
+	if x.ParseErr == nil && isGRPC(cc.req.Header("content-type")) {
+		// gRPC (gRPC-Web over HTTP/1.1, or native gRPC refused): the
+		// error is a gRPC status in the header section, no body.
+		extra, body, status = cc.grpcErrorFields(x), body[:0], 200
+	}
 	out := h1.AppendSimpleResponse(body[len(body):], status, extra, body, cc.closeAfter)
 	cc.lp.queue(cc.c, out)
 	cc.lp.e.m.LocalResponse(cc.l.cfg.Name, x.Reason).Inc()

@@ -258,7 +258,7 @@ func (sc *h2Conn) onTimer(now int64) {
 		return
 	}
 	for _, s := range sc.streams {
-		if !s.finished && !s.lg.respPumping && s.lg.up != nil {
+		if !s.finished && !s.lg.respPumping && (s.lg.up != nil || s.lg.h2u != nil) {
 			s.lg.onTimer(now)
 		}
 	}
@@ -322,6 +322,9 @@ func (sc *h2Conn) OnData(id uint32, data []byte, endStream bool) {
 func (sc *h2Conn) OnReset(id uint32, code h2.ErrCode) {
 	sc.lp.e.m.H2Reset("received", code.String()).Inc()
 	if s := sc.streams[id]; s != nil {
+		if s.lg.grpc {
+			s.lg.grpcStatus = grpcCancelled
+		}
 		s.abortLeg(499, "client_reset")
 		s.free()
 	}
@@ -470,6 +473,7 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 	path := cp(h.Path)
 	authority = cp(authority)
 	s.arena = a[:0]
+	s.lg.grpc = isGRPC(s.req.Field("content-type"))
 	if h.HostConflict() {
 		// RFC 9113 section 8.3.1: :authority and Host must agree for a
 		// proxy that routes on either.
@@ -520,6 +524,7 @@ func (s *h2Stream) Forward(x *stages.Exchange) {
 		s.respondLocal(x)
 		return
 	}
+	s.lg.setDeadline()
 	s.lg.acquire()
 }
 
@@ -721,6 +726,10 @@ func (s *h2Stream) push() {
 
 // respondLocal implements downstream (and the pipeline's local answers).
 func (s *h2Stream) respondLocal(x *stages.Exchange) {
+	if s.lg.grpc && !s.started {
+		s.respondGRPC(x)
+		return
+	}
 	sc := s.sc
 	status := x.Status
 	body := append(sc.lp.scratch[:0], h1.StatusText(status)...)
@@ -757,12 +766,17 @@ func (s *h2Stream) respondLocal(x *stages.Exchange) {
 	s.free()
 }
 
-// respAbort implements downstream: the stream is reset; the connection
-// and its other streams go on.
-func (s *h2Stream) respAbort(_ *leg) {
+// respAbort implements downstream: the stream is reset (CANCEL when the
+// upstream cancelled it, else INTERNAL_ERROR); the connection and its
+// other streams go on.
+func (s *h2Stream) respAbort(lg *leg) {
 	sc := s.sc
-	_ = sc.codec.WriteRST(s.id, h2.ErrCodeInternal)
-	sc.lp.e.m.H2Reset("sent", h2.ErrCodeInternal.String()).Inc()
+	code := h2.ErrCodeInternal
+	if lg.upCancel {
+		code = h2.ErrCodeCancel
+	}
+	_ = sc.codec.WriteRST(s.id, code)
+	sc.lp.e.m.H2Reset("sent", code.String()).Inc()
 	sc.flush()
 	s.finished = true
 	s.free()

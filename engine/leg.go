@@ -106,6 +106,21 @@ type leg struct {
 	// tunnel: the upstream answered 101 and the exchange became a tunnel
 	// (tunnel.go); it is logged once the tunnel ends.
 	tunnel bool
+
+	// grpc: the request is gRPC (grpc.go); grpcStatus is the grpc-status
+	// it ended with (-1: none seen). deadline (UnixNano, 0: none) is the
+	// route's timeout, shortened by grpc-timeout. upCancel: the upstream
+	// reset the stream with CANCEL, which the client gets as CANCEL too.
+	grpc       bool
+	grpcStatus int
+	deadline   int64
+	upCancel   bool
+}
+
+// grpcEnder is a session that can end a started gRPC response with a
+// status of the gateway's own (trailers), as HTTP/2 streams can.
+type grpcEnder interface {
+	endGRPC(lg *leg, code int, reason string)
 }
 
 // tunnelOpener is a session that can carry a WebSocket tunnel: the leg
@@ -129,6 +144,50 @@ func (lg *leg) reset() {
 	lg.reqSentAt, lg.bodyBytes = 0, 0
 	lg.respHead, lg.respStatus, lg.respBytes, lg.lastRespAt, lg.respPumping = false, 0, 0, 0, false
 	lg.ws, lg.wsKey, lg.tunnel = false, nil, false
+	lg.grpc, lg.grpcStatus, lg.deadline, lg.upCancel = false, -1, 0, false
+}
+
+// setDeadline starts the exchange's deadline: the route's timeout, or a
+// gRPC request's grpc-timeout when that is shorter.
+func (lg *leg) setDeadline() {
+	var d time.Duration
+	if x := lg.x; x.Route != nil && lg.l.routeTimeout != nil {
+		d = lg.l.routeTimeout[x.Route]
+	}
+	if lg.grpc {
+		if v, ok := parseGRPCTimeout(lg.x.Req.Field("grpc-timeout")); ok && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	if d > 0 {
+		lg.deadline = lg.lp.nowNano() + int64(d)
+	}
+}
+
+// deadlineExceeded ends an exchange past its deadline: the upstream stream
+// or connection is dropped (RST_STREAM(CANCEL) for HTTP/2); the client gets
+// 504 (gRPC: DEADLINE_EXCEEDED) or, mid-response, the end of a gRPC stream
+// with that status, or the reset of any other.
+func (lg *leg) deadlineExceeded() {
+	lg.lp.e.m.GuardHit("deadline_exceeded").Inc()
+	x := lg.x
+	if !lg.respHead {
+		lg.dropUpstream()
+		lg.endpointDone(504, false)
+		x.Status, x.Reason = 504, "deadline_exceeded"
+		lg.ds.respondLocal(x)
+		return
+	}
+	if e, ok := lg.ds.(grpcEnder); ok && lg.grpc {
+		lg.dropUpstream()
+		lg.endpointDone(504, false)
+		lg.grpcStatus = grpcDeadlineExceeded
+		e.endGRPC(lg, grpcDeadlineExceeded, "deadline_exceeded")
+		lg.record(lg.respStatus, "deadline_exceeded")
+		lg.ds.exchangeDone(lg)
+		return
+	}
+	lg.abortMid("deadline_exceeded")
 }
 
 // admit takes a slot of the listener's queue and counts the request for
@@ -538,6 +597,9 @@ func (lg *leg) record(status int, reason string) {
 		}
 	}
 	rc.inc(status)
+	if lg.grpc {
+		lg.l.grpcCount(lg.grpcStatus).Inc()
+	}
 	if !lg.tunnel {
 		// A tunnel's lifetime is not a request latency.
 		lg.lp.e.observeDuration(lg.l, lg.lp.since(lg.started))
@@ -570,6 +632,9 @@ func (lg *leg) record(status int, reason string) {
 	}
 	if lg.streamID != 0 {
 		b.Int("stream", int64(lg.streamID))
+	}
+	if lg.grpc && lg.grpcStatus >= 0 {
+		b.Int("grpc_status", int64(lg.grpcStatus))
 	}
 	b.End()
 }
@@ -704,10 +769,21 @@ func (lg *leg) onTimer(now int64) bool {
 	}
 	lg.creditUp()
 	l := lg.l
+	if lg.deadline != 0 && now > lg.deadline {
+		lg.deadlineExceeded()
+		return true
+	}
 	if pt := lg.lp.e.clusters.PerTryTimeout(lg.x.Cluster); pt > 0 && !lg.respHead && now-lg.attemptStart > int64(pt) {
 		lg.lp.e.m.GuardHit("per_try_timeout").Inc()
 		lg.failed("per_try_timeout", 504, false)
 		return true
+	}
+	if lg.grpc {
+		// A gRPC stream may be silent for as long as its deadline allows
+		// (a server stream that waits for events): it is bounded by its
+		// deadline and by the client's cancellation, not by the listener's
+		// HTTP timeouts.
+		return false
 	}
 	sent := lg.h2id != 0 || (u != nil && u.state == upActive)
 	if sent && lg.reqBodyDone && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {

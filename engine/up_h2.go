@@ -366,6 +366,9 @@ func (hu *h2Upstream) OnHeaders(id uint32, h *h2.Head, end bool) {
 		}
 		lg.respHead = true
 		lg.respStatus = h.Status
+		if end && lg.grpc {
+			lg.grpcStatus = grpcStatusField(h.Fields) // trailers-only
+		}
 		lg.resp = msg.Response{Status: h.Status, Fields: h.Fields, ContentLength: h.ContentLength}
 		switch {
 		case end:
@@ -384,6 +387,9 @@ func (hu *h2Upstream) OnHeaders(id uint32, h *h2.Head, end bool) {
 			lg.finish(true)
 		}
 	case h2.KindTrailers:
+		if lg.grpc {
+			lg.grpcStatus = grpcStatusField(h.Fields)
+		}
 		if lg.respHead {
 			lg.ds.respEnd(lg, msg.FilterTrailers(h.Fields))
 			lg.finish(true)
@@ -432,6 +438,11 @@ func (hu *h2Upstream) OnReset(id uint32, code h2.ErrCode) {
 	lg.h2u, lg.h2id = nil, 0
 	hu.streamEnded()
 	switch {
+	case code == h2.ErrCodeCancel:
+		// The endpoint cancelled the stream: the client's stream is
+		// cancelled too (never retried: the endpoint chose to stop).
+		lg.upCancel = true
+		lg.abortMid("upstream_cancel")
 	case lg.respHead:
 		lg.abortMid("reset_mid_body")
 	case code == h2.ErrCodeRefusedStream:
