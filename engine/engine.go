@@ -297,6 +297,7 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 	h2lim.MaxHeaderListSize = uint32(hc.MaxHeaderListSize)
 	h2lim.MaxContinuationFrames = hc.MaxContinuationFrames
 	h2lim.MaxHeaderBlockBytes = int(hc.MaxHeaderListSize) + 16<<10
+	h2lim.EnableConnectProtocol = true // RFC 8441: WebSocket over HTTP/2
 	l := &listenerRT{
 		slot:              slot,
 		h1:                slices.Contains(lc.HTTPVersions, "1.1"),

@@ -69,6 +69,7 @@ type h2Stream struct {
 	started  bool // the response head went out
 	finished bool // the leg is done; the stream lives on while pend drains
 	pump     *upPump
+	tun      *h2Tunnel // a WebSocket tunnel to an HTTP/1.1 upstream (h2_tunnel.go)
 }
 
 // Bounds of what one stream holds on the loop. Request DATA is bounded by
@@ -82,6 +83,7 @@ const (
 )
 
 var (
+	methodGET      = []byte("GET")
 	nameCL         = []byte("content-length")
 	nameCT         = []byte("content-type")
 	nameRetryAfter = []byte("retry-after")
@@ -206,6 +208,9 @@ func (sc *h2Conn) pushAll() {
 		if s.pump != nil && len(s.pend) < h2StreamPendMax/2 {
 			s.pump.resume()
 		}
+		if s.tun != nil {
+			s.tun.resume()
+		}
 		if s.lg.upHeld > 0 {
 			s.lg.creditUp()
 		}
@@ -258,6 +263,10 @@ func (sc *h2Conn) onTimer(now int64) {
 		return
 	}
 	for _, s := range sc.streams {
+		if s.tun != nil {
+			s.tun.onTimer(now)
+			continue
+		}
 		if !s.finished && !s.lg.respPumping && (s.lg.up != nil || s.lg.h2u != nil) {
 			s.lg.onTimer(now)
 		}
@@ -396,6 +405,9 @@ func (s *h2Stream) free() {
 		s.pump.cancel()
 		s.pump = nil
 	}
+	if s.tun != nil {
+		s.tun.close("stream_closed")
+	}
 	sc.lp.putH2Stream(s)
 }
 
@@ -482,9 +494,16 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 		s.submit()
 		return
 	}
+	if h.IsConnect() && msg.EqualFold(h.Protocol, "websocket") {
+		// RFC 8441: the neutral form of a WebSocket handshake is the same
+		// for every protocol: GET with Protocol websocket (routes with
+		// methods = ["GET"] match it as they match an HTTP/1.1 upgrade).
+		// Any other extended CONNECT stays CONNECT and is refused.
+		s.req.Method = methodGET
+	}
 	n := s.norm[:0]
 	pathLen := 0
-	if !h.IsConnect() {
+	if !h.IsConnect() || h.Protocol != nil {
 		var err *msg.Error
 		if n, pathLen, err = msg.NormalizeTarget(n, path, &s.lg.l.pathOpts); err != nil {
 			s.x.ParseErr = err
@@ -525,13 +544,23 @@ func (s *h2Stream) Forward(x *stages.Exchange) {
 		return
 	}
 	s.lg.setDeadline()
+	if s.req.Protocol != nil && string(s.req.Method) == "GET" {
+		s.lg.ws = true
+		if !x.Cluster.H2 {
+			s.lg.wsKey = wsNewKey() // the HTTP/1.1 handshake is the gateway's
+		}
+	}
 	s.lg.acquire()
 }
 
 // onData takes request DATA: straight upstream when the leg is connected,
 // else held (within the stream window, which the codec enforces).
 func (s *h2Stream) onData(data []byte, end bool) {
-	if s.upReady && s.lg.bodyWritable() {
+	if s.tun != nil {
+		s.tun.fromClient(data, end)
+		return
+	}
+	if s.upReady && s.lg.bodyWritable() && !(s.lg.ws && s.lg.h2u == nil) {
 		s.lg.sendBody(data, end, nil)
 		s.credit(len(data))
 		return
@@ -590,6 +619,12 @@ func (s *h2Stream) upstreamReady(lg *leg, u *upstream, head []byte) {
 	if u != nil {
 		s.sc.lp.queue(u.c, head)
 	} // else an HTTP/2 upstream: the leg opened the stream with the head
+	if lg.ws && u != nil {
+		// An Upgrade to an HTTP/1.1 upstream: what the client sends waits
+		// on the stream (within its window) until the 101.
+		lg.reqSentAt = s.sc.lp.nowNano()
+		return
+	}
 	if lg.reqBodyDone {
 		lg.reqSentAt = s.sc.lp.nowNano()
 		return
@@ -829,6 +864,11 @@ func (s *h2Stream) abortLeg(status int, reason string) {
 	if s.pump != nil {
 		s.pump.cancel()
 		s.pump = nil
+	}
+	if t := s.tun; t != nil {
+		t.close(reason)
+		s.lg.record(status, "websocket_"+reason)
+		return
 	}
 	if s.lg.epBegun || s.lg.counted || s.lg.up != nil {
 		s.lg.dropUpstream()

@@ -115,6 +115,20 @@ type leg struct {
 	grpcStatus int
 	deadline   int64
 	upCancel   bool
+
+	// A WebSocket stream an h2c endpoint accepted (extended CONNECT both
+	// ways): it stays an ordinary stream of the leg, counted as a tunnel.
+	h2Tunnel  bool
+	tunOpened int64
+	lastReqAt int64
+}
+
+// openH2Tunnel: the h2c endpoint answered 2xx to the extended CONNECT.
+func (lg *leg) openH2Tunnel() {
+	lg.tunnel, lg.h2Tunnel = true, true
+	lg.tunOpened = lg.lp.nowNano()
+	lg.lastReqAt = lg.tunOpened
+	lg.lp.e.m.WSActive.Add(1)
 }
 
 // grpcEnder is a session that can end a started gRPC response with a
@@ -145,6 +159,7 @@ func (lg *leg) reset() {
 	lg.respHead, lg.respStatus, lg.respBytes, lg.lastRespAt, lg.respPumping = false, 0, 0, 0, false
 	lg.ws, lg.wsKey, lg.tunnel = false, nil, false
 	lg.grpc, lg.grpcStatus, lg.deadline, lg.upCancel = false, -1, 0, false
+	lg.h2Tunnel, lg.tunOpened, lg.lastReqAt = false, 0, 0
 }
 
 // setDeadline starts the exchange's deadline: the route's timeout, or a
@@ -253,11 +268,22 @@ func (lg *leg) onReady(u *upstream) {
 	case msg.BodyStream:
 		body = h1.BodyChunked
 	}
+	if lg.ws && lg.proto == "h2" {
+		// An RFC 8441 extended CONNECT: the handshake is a bodyless GET
+		// with the key the gateway made (the client sent none, and any it
+		// sent is not the one our check expects).
+		body = h1.BodyNone
+		fs, added = dropField(fs, added, "sec-websocket-key")
+	}
 	head := h1.AppendRequestHead(lg.lp.scratch[:0], r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
 	if lg.ws {
 		// The only upgrade ever forwarded (ForwardRequest dropped the
 		// client's Upgrade and Connection).
-		head = append(append(head[:len(head)-2], wsUpgradeFields...), '\r', '\n')
+		head = append(head[:len(head)-2], wsUpgradeFields...)
+		if lg.proto == "h2" {
+			head = append(append(append(head, "Sec-WebSocket-Key: "...), lg.wsKey...), '\r', '\n')
+		}
+		head = append(head, '\r', '\n')
 	}
 	lg.lp.scratch = head[:0]
 	u.beginResponse()
@@ -317,6 +343,10 @@ func (lg *leg) sendBodyH2(data []byte, end bool, trailers []msg.Field) {
 		lg.bodySent = true
 		lg.bodyBytes += int64(len(data))
 		lg.upPend = append(lg.upPend, data...)
+		if lg.h2Tunnel {
+			lg.lastReqAt = lg.lp.nowNano()
+			lg.lp.e.m.WSBytes[tunClient].Add(len(data))
+		}
 	}
 	if end {
 		lg.upPendEnd = true
@@ -597,6 +627,15 @@ func (lg *leg) record(status int, reason string) {
 		}
 	}
 	rc.inc(status)
+	if lg.h2Tunnel {
+		lg.h2Tunnel = false
+		lg.lp.e.m.WSActive.Add(-1)
+		r := reason
+		if r == "" {
+			r = "closed"
+		}
+		lg.lp.e.m.WSClosed(r).Inc()
+	}
 	if lg.grpc {
 		lg.l.grpcCount(lg.grpcStatus).Inc()
 	}
@@ -778,6 +817,20 @@ func (lg *leg) onTimer(now int64) bool {
 		lg.failed("per_try_timeout", 504, false)
 		return true
 	}
+	if lg.h2Tunnel {
+		// A WebSocket stream: websocket_idle (either direction) and
+		// websocket_max_duration instead of the HTTP timeouts.
+		last := max(lg.lastRespAt, lg.lastReqAt)
+		switch {
+		case now-last > int64(l.wsIdle):
+			lg.abortMid("idle_timeout")
+			return true
+		case l.wsMax > 0 && now-lg.tunOpened > int64(l.wsMax):
+			lg.abortMid("max_duration")
+			return true
+		}
+		return false
+	}
 	if lg.grpc {
 		// A gRPC stream may be silent for as long as its deadline allows
 		// (a server stream that waits for events): it is bounded by its
@@ -786,7 +839,7 @@ func (lg *leg) onTimer(now int64) bool {
 		return false
 	}
 	sent := lg.h2id != 0 || (u != nil && u.state == upActive)
-	if sent && lg.reqBodyDone && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
+	if sent && (lg.reqBodyDone || lg.ws) && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
 		lg.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()
 		lg.failed("response_header_timeout", 504, false)
 		return true

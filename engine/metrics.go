@@ -136,7 +136,7 @@ func MetricsHelp() map[string]string {
 		"expressgateway_config_reload_total":                "config reloads (SIGHUP or a change of the watched file), by result.",
 		"expressgateway_upgrade_total":                      "USR2 binary upgrades, by result.",
 		"expressgateway_grpc_requests_total":                "gRPC exchanges finished, by listener and grpc-status.",
-		"expressgateway_websocket_tunnels_active":           "open WebSocket tunnels (upgraded connections relayed off the event loop).",
+		"expressgateway_websocket_tunnels_active":           "open WebSocket tunnels (upgraded connections relayed off the event loop, and WebSocket streams of HTTP/2 connections).",
 		"expressgateway_websocket_tunnels_closed_total":     "WebSocket tunnels ended, by how they ended.",
 		"expressgateway_websocket_bytes_total":              "bytes relayed through WebSocket tunnels after the handshake, by direction.",
 	}

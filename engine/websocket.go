@@ -69,6 +69,21 @@ func trimOWS(b []byte) []byte {
 	return b
 }
 
+// dropField removes the fields called name from fs[:added] (the forwarded
+// ones), keeping the order; added moves with them.
+func dropField(fs []msg.Field, added int, name string) ([]msg.Field, int) {
+	out := fs[:0]
+	n := added
+	for i, f := range fs {
+		if i < added && msg.EqualFold(f.Name, name) {
+			n--
+			continue
+		}
+		out = append(out, f)
+	}
+	return out, n
+}
+
 // wsAccept appends the Sec-WebSocket-Accept value for key to dst.
 func wsAccept(dst, key []byte) []byte {
 	h := sha1.New() //nolint:gosec // see the import

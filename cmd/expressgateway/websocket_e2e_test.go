@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1" //nolint:gosec // RFC 6455 accept value
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/net/http2"
 )
 
 // WebSocket through the binary (issue 11). Every test runs once per front:
@@ -40,7 +42,112 @@ var wsFronts = []wsFront{
 	{name: "h1", dialer: func(*testing.T, string) *websocket.Dialer {
 		return &websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 4096}
 	}},
+	{name: "h2", dialer: func(t *testing.T, gw string) *websocket.Dialer {
+		// gorilla speaks only the HTTP/1.1 handshake: h2WSConn turns it
+		// into an RFC 8441 extended CONNECT on an HTTP/2 connection (one
+		// per dialer, shared by its WebSockets) and the gateway's 200 back
+		// into the 101 gorilla checks.
+		tr := h2cTransport(t)
+		return &websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 4096,
+			NetDialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return &h2WSConn{tr: tr, addr: addr}, nil
+			}}
+	}},
 }
+
+// h2WSConn is a net.Conn over one HTTP/2 stream opened with extended
+// CONNECT :protocol websocket (RFC 8441), for gorilla's client: the
+// HTTP/1.1 upgrade request gorilla writes becomes the CONNECT's head, the
+// response head comes back as an HTTP/1.1 101 (or the refusal as it is),
+// then the stream's DATA is the connection. Deadlines are not supported
+// (the tests bound themselves with go test's timeout).
+type h2WSConn struct {
+	tr      *http2.Transport //nolint:staticcheck // h2cTransport
+	addr    string
+	reqBuf  []byte
+	started bool
+	pw      *io.PipeWriter
+	body    io.ReadCloser
+	head    []byte // the synthesized HTTP/1.1 response head, read first
+	status  int
+}
+
+func (c *h2WSConn) Write(p []byte) (int, error) {
+	if c.started {
+		return c.pw.Write(p)
+	}
+	c.reqBuf = append(c.reqBuf, p...)
+	if !bytes.Contains(c.reqBuf, []byte("\r\n\r\n")) {
+		return len(p), nil
+	}
+	c.started = true
+	in, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(c.reqBuf)))
+	if err != nil {
+		return 0, err
+	}
+	pr, pw := io.Pipe()
+	c.pw = pw
+	req, err := http.NewRequest("CONNECT", "http://"+c.addr+in.URL.RequestURI(), pr)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set(":protocol", "websocket")
+	for k, vs := range in.Header {
+		switch k {
+		case "Upgrade", "Connection", "Sec-Websocket-Key":
+			continue
+		}
+		req.Header[k] = vs
+	}
+	resp, err := c.tr.RoundTrip(req) //nolint:staticcheck // h2cTransport
+	if err != nil {
+		return 0, err
+	}
+	c.body, c.status = resp.Body, resp.StatusCode
+	var h bytes.Buffer
+	if resp.StatusCode == 200 {
+		fmt.Fprintf(&h, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", acceptFor(in.Header.Get("Sec-WebSocket-Key")))
+		_ = resp.Header.Write(&h)
+		h.WriteString("\r\n")
+	} else {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		fmt.Fprintf(&h, "HTTP/1.1 %d %s\r\nContent-Length: %d\r\n", resp.StatusCode, http.StatusText(resp.StatusCode), len(b))
+		resp.Header.Del("Content-Length")
+		_ = resp.Header.Write(&h)
+		h.WriteString("\r\n")
+		h.Write(b)
+	}
+	c.head = h.Bytes()
+	return len(p), nil
+}
+
+func (c *h2WSConn) Read(p []byte) (int, error) {
+	if len(c.head) > 0 {
+		n := copy(p, c.head)
+		c.head = c.head[n:]
+		return n, nil
+	}
+	if c.body == nil {
+		return 0, io.EOF
+	}
+	return c.body.Read(p)
+}
+
+func (c *h2WSConn) Close() error {
+	if c.pw != nil {
+		_ = c.pw.Close()
+	}
+	if c.body != nil {
+		_ = c.body.Close()
+	}
+	return nil
+}
+
+func (c *h2WSConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *h2WSConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *h2WSConn) SetDeadline(time.Time) error      { return nil }
+func (c *h2WSConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *h2WSConn) SetWriteDeadline(time.Time) error { return nil }
 
 // wsOrigin is a gorilla echo server: /echo echoes every message with its
 // type (streamed, so 16 MiB messages stay streamed), answers "close-me"
@@ -734,5 +841,247 @@ endpoints = [ { address = %q } ]
 				t.Fatal("a new tunnel did not go to the reloaded endpoint")
 			}
 		})
+	}
+}
+
+// h2cTransport is an HTTP/2 client transport over cleartext TCP (prior
+// knowledge): extended CONNECT is a CONNECT request with a :protocol field.
+// x/net's Transport, deprecated for net/http's, is the one that sends it:
+// net/http refuses a ":protocol" field.
+//
+//nolint:staticcheck // see above
+func h2cTransport(t *testing.T) *http2.Transport {
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// h2Connect opens an extended CONNECT (:protocol proto) stream to gw; the
+// returned writer is the request stream.
+func h2Connect(t *testing.T, tr *http2.Transport, //nolint:staticcheck // h2cTransport
+	gw, path, proto string) (*http.Response, *io.PipeWriter) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest("CONNECT", "http://"+gw+path, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(":protocol", proto)
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	resp, err := tr.RoundTrip(req) //nolint:staticcheck // h2cTransport
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pw.Close(); _ = resp.Body.Close() })
+	return resp, pw
+}
+
+// TestWebSocketH2Backpressure: 256 MiB echoed through one HTTP/2 WebSocket
+// (extended CONNECT, to an HTTP/1.1 upstream that echoes what follows its
+// 101) while the client reads the echo at 32 MiB/s: every byte comes back
+// in order and the gateway's RSS grows by less than 64 MiB (HTTP/2 flow
+// control towards the client, credit only as the upstream takes bytes,
+// and an upstream read only while the stream has room). EG_WS_BYTES and
+// EG_WS_RATE override the size and the rate.
+func TestWebSocketH2Backpressure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 512 MiB through the gateway")
+	}
+	n := envInt("EG_WS_BYTES", 256<<20)
+	rate := envInt("EG_WS_RATE", 32<<20)
+	up := rawWSUpstream(t, func(c net.Conn, br *bufio.Reader, req *http.Request) {
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
+		_ = c.SetDeadline(time.Time{})
+		_, _ = io.Copy(c, br)
+	})
+	gw, admin, pid := wsGatewayPID(t, up, "")
+	resp, pw := h2Connect(t, h2cTransport(t), gw, "/echo", "websocket")
+	if resp.StatusCode != 200 {
+		t.Fatalf("extended CONNECT: %d", resp.StatusCode)
+	}
+	base := rssBytes(pid)
+	peak, stop := sampleRSS(pid)
+	sent := &patternReader{n: n, h: sha1.New()} //nolint:gosec // test pattern
+	go func() {
+		_, _ = io.Copy(pw, sent)
+		_ = pw.Close()
+	}()
+	got := &patternCheck{}
+	m, err := slowCopy(got, io.LimitReader(resp.Body, n), rate)
+	stop()
+	if err != nil || m != n || got.bad >= 0 {
+		t.Fatalf("echo: %d of %d bytes (%v), first wrong byte at %d", m, n, err, got.bad)
+	}
+	if g := peak.Load() - base; g > 64<<20 {
+		t.Fatalf("gateway RSS grew by %d MiB (base %d MiB)", g>>20, base>>20)
+	}
+	t.Logf("RSS base %d MiB, peak %d MiB", base>>20, peak.Load()>>20)
+	if v := metricSum(t, admin, `^expressgateway_websocket_bytes_total\{direction="upstream_to_client"\}$`); v < float64(n) {
+		t.Errorf("websocket_bytes_total upstream_to_client = %v, want at least %d", v, n)
+	}
+}
+
+// patternCheck checks that what is written to it is the pattern stream.
+type patternCheck struct {
+	off int64
+	bad int64
+	buf []byte
+}
+
+func (p *patternCheck) Write(b []byte) (int, error) {
+	if p.off == 0 && p.bad == 0 {
+		p.bad = -1
+	}
+	// Compare whole 8-byte words as they complete.
+	p.buf = append(p.buf, b...)
+	k := len(p.buf) &^ 7
+	want := make([]byte, k)
+	pattern(want, p.off)
+	if p.bad < 0 && !bytes.Equal(want, p.buf[:k]) {
+		p.bad = p.off
+	}
+	p.off += int64(k)
+	p.buf = append(p.buf[:0], p.buf[k:]...)
+	return len(b), nil
+}
+
+// TestWebSocketH2Handshake: the HTTP/2 front advertises
+// SETTINGS_ENABLE_CONNECT_PROTOCOL; plain CONNECT and extended CONNECT for
+// another protocol are refused (501); an HTTP/1.1 upstream that refuses
+// the upgrade is passed through; one whose 101 does not answer the
+// gateway's key, or that sends 101 without Upgrade: websocket, is a 502;
+// an h2c upstream that advertises the setting gets the extended CONNECT
+// as it is and the stream's bytes both ways; one that does not is a 502.
+func TestWebSocketH2Handshake(t *testing.T) {
+	up := rawWSUpstream(t, func(c net.Conn, br *bufio.Reader, req *http.Request) {
+		key := req.Header.Get("Sec-WebSocket-Key")
+		switch {
+		case req.URL.Path == "/refuse":
+			_, _ = io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope")
+		case req.URL.Path == "/badaccept":
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor("other"))
+		case req.URL.Path == "/h2c101":
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(key))
+		case len(key) != 24 || req.Header.Get("Upgrade") != "websocket" || req.Method != "GET" || req.Header.Get("Sec-WebSocket-Version") != "13":
+			_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad")
+		default:
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: chat\r\n\r\n", acceptFor(key))
+			_, _ = io.Copy(c, br)
+		}
+	})
+	// h2c upstreams: one with extended CONNECT (a second gateway, whose
+	// HTTP/2 front advertises it, in front of the same HTTP/1.1 upstream:
+	// what reaches that upstream proves the first gateway sent an
+	// extended CONNECT), one without (a Framer that never advertises it).
+	h2up, admin2 := wsGateway(t, up, "")
+	h2old := rawH2Upstream(t, func(fr *http2.Framer, enc func(kv ...string) []byte, id uint32, path string) {
+		_ = fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
+	})
+	gw, admin := freeAddr(t), freeAddr(t)
+	startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+[[listeners.routes]]
+path_prefix = "/h2/"
+cluster = "h2"
+[[listeners.routes]]
+path_prefix = "/old/"
+cluster = "old"
+[[listeners.routes]]
+cluster = "h1"
+[[clusters]]
+name = "h1"
+endpoints = [ { address = %q } ]
+[[clusters]]
+name = "h2"
+protocol = "h2c"
+endpoints = [ { address = %q } ]
+[[clusters]]
+name = "old"
+protocol = "h2c"
+endpoints = [ { address = %q } ]
+`, admin, gw, up, h2up, h2old), gw)
+
+	fr := dialH2(t, gw)
+	var enabled bool
+	fr.until(t, "the gateway's SETTINGS", func(f http2.Frame) bool {
+		s, ok := f.(*http2.SettingsFrame)
+		if ok && !s.IsAck() {
+			v, ok := s.Value(http2.SettingEnableConnectProtocol)
+			enabled = ok && v == 1
+			return true
+		}
+		return false
+	})
+	if !enabled {
+		t.Fatal("SETTINGS_ENABLE_CONNECT_PROTOCOL not advertised")
+	}
+	rd := newGRPCReader(fr) // one HPACK decoder for the connection
+	fr.headers(t, 1, false, ":method", "CONNECT", ":authority", "example.com:443")
+	if got := rd.outcome(t, 1); got.httpStatus != "501" {
+		t.Errorf("plain CONNECT: %+v, want 501", got)
+	}
+	fr.headers(t, 3, false, ":method", "CONNECT", ":protocol", "connect-udp", ":scheme", "http", ":path", "/x", ":authority", "gw")
+	if got := rd.outcome(t, 3); got.httpStatus != "501" {
+		t.Errorf("extended CONNECT for connect-udp: %+v, want 501", got)
+	}
+
+	tr := h2cTransport(t)
+	resp, pw1 := h2Connect(t, tr, gw, "/ws", "websocket")
+	if resp.StatusCode != 200 || resp.Header.Get("Sec-Websocket-Protocol") != "chat" || resp.Header.Get("Sec-Websocket-Accept") != "" {
+		t.Fatalf("extended CONNECT to HTTP/1.1: %d %v", resp.StatusCode, resp.Header)
+	}
+	echoCheck(t, pw1, resp.Body, 1<<20)
+	for path, want := range map[string]int{"/refuse": 403, "/badaccept": 502, "/h2c101": 502} {
+		resp, _ := h2Connect(t, tr, gw, path, "websocket")
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+
+	// To an h2c upstream with extended CONNECT: it stays one (the second
+	// gateway makes it the HTTP/1.1 handshake the upstream checks).
+	resp, pw := h2Connect(t, tr, gw, "/h2/ws", "websocket")
+	if resp.StatusCode != 200 || resp.Header.Get("Sec-Websocket-Protocol") != "chat" {
+		t.Fatalf("extended CONNECT to h2c: %d %v", resp.StatusCode, resp.Header)
+	}
+	echoCheck(t, pw, resp.Body, 4<<20)
+	if n := metricSum(t, admin2, `^expressgateway_websocket_tunnels_active$`); n != 1 {
+		t.Errorf("the h2c upstream (a gateway) has %v tunnels open, want 1", n)
+	}
+	if n := metricSum(t, admin, `^expressgateway_websocket_tunnels_active$`); n != 2 {
+		t.Errorf("%v tunnels open, want 2 (HTTP/1.1 and h2c upstreams)", n)
+	}
+	resp, _ = h2Connect(t, tr, gw, "/old/ws", "websocket")
+	if resp.StatusCode != 502 {
+		t.Errorf("h2c upstream without extended CONNECT: %d, want 502", resp.StatusCode)
+	}
+	if n := metricSum(t, admin, `^expressgateway_upstream_failures_total\{cluster="h1",reason="bad_upgrade"\}$`); n != 2 {
+		t.Errorf("bad_upgrade counted %v times, want 2", n)
+	}
+	// The client's END_STREAM is the FIN the upstream sees; its close ends
+	// both tunnels.
+	_, _ = pw1.Close(), pw.Close()
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_active$`, 0)
+	waitMetric(t, admin2, `^expressgateway_websocket_tunnels_active$`, 0)
+}
+
+// echoCheck writes n random bytes to w and reads them back from r.
+func echoCheck(t *testing.T, w io.WriteCloser, r io.Reader, n int) {
+	t.Helper()
+	msg := make([]byte, n)
+	_, _ = rand.Read(msg)
+	go func() { _, _ = w.Write(msg) }()
+	got := make([]byte, n)
+	if _, err := io.ReadFull(r, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo of %d bytes: %v (equal %v)", n, err, bytes.Equal(got, msg))
 	}
 }
