@@ -16,9 +16,12 @@ type Driver string
 
 // Drivers.
 const (
-	Wrk    Driver = "wrk"    // HTTP/1.1 load, latency histogram
-	H2load Driver = "h2load" // HTTP/2 load (h2c prior knowledge)
-	Idle   Driver = "idle"   // the harness opens idle keep-alive connections itself
+	Wrk    Driver = "wrk"     // HTTP/1.1 load, latency histogram
+	H2load Driver = "h2load"  // HTTP/2 load (h2c prior knowledge)
+	Idle   Driver = "idle"    // the harness opens idle keep-alive connections itself
+	Ghz    Driver = "ghz"     // gRPC load (built from tools/ghz.mod)
+	WSEcho Driver = "ws-echo" // the harness's WebSocket echo load (gorilla/websocket)
+	WSIdle Driver = "ws-idle" // the harness opens idle WebSocket tunnels itself
 )
 
 // Scenario is one kind of load.
@@ -27,7 +30,7 @@ type Scenario struct {
 	Description string
 	Protocol    string   // client-side protocol the target must speak
 	Driver      Driver   // load generator
-	Path        string   // request path on the bench upstream
+	Path        string   // request path on the bench upstream (gRPC: the method)
 	Headers     []string // extra request headers
 	// Pending marks a slot whose driver is not written yet: every target
 	// reports "not supported yet".
@@ -44,8 +47,10 @@ var All = []Scenario{
 	{Name: "h2c-h2c", Description: "HTTP/2 cleartext both sides (an h2c upstream), 64-byte responses", Protocol: target.ProtoH2CToH2C, Driver: H2load, Path: "/"},
 	{Name: "tls", Description: "HTTP/1.1 over TLS, keep-alive", Protocol: target.ProtoTLS, Driver: Wrk, Path: "/", Pending: true},
 	{Name: "h3", Description: "HTTP/3 over QUIC", Protocol: target.ProtoH3, Driver: H2load, Path: "/", Pending: true},
-	{Name: "grpc", Description: "gRPC unary calls", Protocol: target.ProtoGRPC, Driver: H2load, Path: "/", Pending: true},
-	{Name: "websocket", Description: "WebSocket echo", Protocol: target.ProtoWebSocket, Driver: Wrk, Path: "/", Pending: true},
+	{Name: "grpc", Description: "gRPC unary calls over h2c to an h2c upstream, 64-byte messages", Protocol: target.ProtoGRPC, Driver: Ghz, Path: "grpc.testing.TestService.UnaryCall"},
+	{Name: "grpc-stream", Description: "gRPC bidirectional streams of 100 64-byte messages each way", Protocol: target.ProtoGRPC, Driver: Ghz, Path: "grpc.testing.TestService.FullDuplexCall"},
+	{Name: "websocket", Description: "WebSocket (HTTP/1.1) echo, 64-byte messages, one in flight per connection", Protocol: target.ProtoWebSocket, Driver: WSEcho, Path: "/ws"},
+	{Name: "websocket-idle", Description: "N idle WebSocket tunnels, RSS per tunnel", Protocol: target.ProtoWebSocket, Driver: WSIdle, Path: "/ws"},
 }
 
 // Default is the set `make bench` runs.

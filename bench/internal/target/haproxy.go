@@ -16,7 +16,7 @@ func (HAProxy) Name() string { return "haproxy" }
 
 // Supports implements Target.
 func (HAProxy) Supports(proto string) bool {
-	return proto == ProtoH1 || proto == ProtoH2C || proto == ProtoH2CToH2C
+	return proto == ProtoH1 || proto == ProtoH2C || proto == ProtoH2CToH2C || proto == ProtoGRPC || proto == ProtoWebSocket
 }
 
 // Probe implements Target.
@@ -51,9 +51,10 @@ defaults
     timeout server 300s
     timeout http-request 300s
     timeout http-keep-alive 300s
+    timeout tunnel 3600s
 
 frontend web
-    bind {{.Listen}}{{if eq .Protocol "h2c"}} proto h2{{end}}
+    bind {{.Listen}}{{if or (eq .Protocol "h2c") (eq .Protocol "grpc")}} proto h2{{end}}
     default_backend app
 
 backend app
