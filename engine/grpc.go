@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"bytes"
 	"strconv"
 	"time"
 
@@ -154,7 +155,28 @@ func grpcStatusField(fs []msg.Field) int {
 	return -1
 }
 
+// setField replaces the value of the field called name (lower case) in fs,
+// or appends the field.
+func setField(fs []msg.Field, name []byte, value []byte) []msg.Field {
+	for i := range fs {
+		if bytes.EqualFold(fs[i].Name, name) {
+			fs[i].Value = value
+			return fs
+		}
+	}
+	return append(fs, msg.Field{Name: name, Value: value})
+}
+
+// appendGRPCTimeout appends d as a grpc-timeout value (at most 8 digits).
+func appendGRPCTimeout(dst []byte, d time.Duration) []byte {
+	if ms := int64(d / time.Millisecond); ms <= 99_999_999 {
+		return append(strconv.AppendInt(dst, max(ms, 1), 10), 'm')
+	}
+	return append(strconv.AppendInt(dst, min(int64(d/time.Second), 99_999_999), 10), 'S')
+}
+
 var (
+	nameGRPCTimeout = []byte("grpc-timeout")
 	nameGRPCStatus  = []byte("grpc-status")
 	nameGRPCMessage = []byte("grpc-message")
 	valueGRPC       = []byte("application/grpc")

@@ -25,6 +25,21 @@ func TestParseGRPCTimeout(t *testing.T) {
 	}
 }
 
+func TestAppendGRPCTimeout(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		300 * time.Millisecond: "300m", 0: "1m", -time.Second: "1m", 2 * time.Hour: "7200000m",
+		48 * time.Hour: "172800S",
+	} {
+		got := string(appendGRPCTimeout(nil, d))
+		if got != want {
+			t.Errorf("%v: %q, want %q", d, got, want)
+		}
+		if v, ok := parseGRPCTimeout([]byte(got)); !ok || (d > time.Millisecond && v > d) {
+			t.Errorf("%v: %q parses as %v %v", d, got, v, ok)
+		}
+	}
+}
+
 func TestIsGRPC(t *testing.T) {
 	for ct, want := range map[string][2]bool{
 		"application/grpc":            {true, true},

@@ -550,7 +550,9 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	}
 	body := append(cc.lp.scratch[:0], h1.StatusText(status)...)
 	body = append(body, '\n')
-	if x.ParseErr == nil && isGRPC(cc.req.Header("content-type")) {
+	if x.ParseErr == nil && x.Reason != "header_timeout" && isGRPC(cc.req.Header("content-type")) {
+		// (A header timeout answers a head that never came: cc.req is
+		// still the previous request's.)
 		// gRPC (gRPC-Web over HTTP/1.1, or native gRPC refused): the
 		// error is a gRPC status in the header section, no body.
 		extra, body, status = cc.grpcErrorFields(x), body[:0], 200

@@ -36,7 +36,8 @@ import (
 
 // h2Tunnel is one HTTP/2 stream's WebSocket tunnel to an HTTP/1.1 upstream.
 type h2Tunnel struct {
-	s  *h2Stream
+	s  *h2Stream // loop only: the stream is recycled once the tunnel closed
+	lp *loop     // what the goroutines may use
 	u  *upstream
 	nc net.Conn
 
@@ -109,7 +110,7 @@ func (s *h2Stream) openTunnel(lg *leg, u *upstream, headLen int) {
 	lp.e.m.Detach("websocket").Inc()
 	lp.e.m.WSActive.Add(1)
 	now := lp.nowNano()
-	t := &h2Tunnel{s: s, u: u, nc: nc, reads: make(chan struct{}, 1), writes: make(chan tunWrite, 1), opened: now, last: now}
+	t := &h2Tunnel{s: s, lp: lp, u: u, nc: nc, reads: make(chan struct{}, 1), writes: make(chan tunWrite, 1), opened: now, last: now}
 	s.tun = t
 	go t.readLoop()
 	go t.writeLoop()
@@ -169,7 +170,7 @@ func (t *h2Tunnel) resume() {
 }
 
 func (t *h2Tunnel) readLoop() {
-	lp := t.s.sc.lp
+	lp := t.lp
 	defer t.recoverPanic()
 	for range t.reads {
 		n, err := t.nc.Read(t.buf[:])
@@ -191,7 +192,7 @@ func (t *h2Tunnel) readLoop() {
 }
 
 func (t *h2Tunnel) writeLoop() {
-	lp := t.s.sc.lp
+	lp := t.lp
 	defer t.recoverPanic()
 	for w := range t.writes {
 		var err error
@@ -221,7 +222,7 @@ func (t *h2Tunnel) writeLoop() {
 
 func (t *h2Tunnel) recoverPanic() {
 	if r := recover(); r != nil {
-		e := t.s.sc.lp.e
+		e := t.lp.e
 		e.m.Panics.Inc()
 		e.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic recovered in websocket tunnel")
 		_ = t.nc.Close()

@@ -158,6 +158,14 @@ func (hu *h2Upstream) open(lg *leg) {
 		arena = strconv.AppendInt(arena, r.ContentLength, 10)
 		fs = append(fs, msg.Field{Name: nameCL, Value: arena[start:len(arena):len(arena)]})
 	}
+	if lg.grpc && lg.deadline != 0 {
+		// The endpoint gets the deadline the gateway enforces (the
+		// client's grpc-timeout, or the route's timeout when shorter):
+		// what is left of it, in milliseconds.
+		start := len(arena)
+		arena = appendGRPCTimeout(arena, time.Duration(lg.deadline-lp.nowNano()))
+		fs = setField(fs, nameGRPCTimeout, arena[start:len(arena):len(arena)])
+	}
 	lp.fwd.Fields, lp.fwd.Arena = fs[:0], arena[:0]
 	scheme := r.Scheme
 	if len(scheme) == 0 {
