@@ -1085,3 +1085,50 @@ func echoCheck(t *testing.T, w io.WriteCloser, r io.Reader, n int) {
 		t.Fatalf("echo of %d bytes: %v (equal %v)", n, err, bytes.Equal(got, msg))
 	}
 }
+
+// TestWebSocketH2ZeroWindow: an HTTP/2 client opens a WebSocket and never
+// gives the gateway any window (SETTINGS_INITIAL_WINDOW_SIZE 0) while the
+// upstream floods it: the gateway stops reading the upstream (its writes
+// stall in TCP), its RSS stays flat, and websocket_idle ends the stalled
+// tunnel with RST_STREAM(CANCEL).
+func TestWebSocketH2ZeroWindow(t *testing.T) {
+	var written atomic.Int64
+	up := rawWSUpstream(t, func(c net.Conn, br *bufio.Reader, req *http.Request) {
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
+		_ = c.SetWriteDeadline(time.Now().Add(8 * time.Second))
+		chunk := make([]byte, 64<<10)
+		for written.Load() < 256<<20 {
+			n, err := c.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	})
+	gw, admin, pid := wsGatewayPID(t, up, `websocket_idle = "2s"`)
+	fr := dialH2(t, gw)
+	if err := fr.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
+		t.Fatal(err)
+	}
+	base := rssBytes(pid)
+	peak, stop := sampleRSS(pid)
+	start := time.Now()
+	fr.headers(t, 1, false, ":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/flood", ":authority", "gw", "sec-websocket-version", "13")
+	o := newGRPCReader(fr).outcome(t, 1)
+	el := time.Since(start)
+	stop()
+	if o.httpStatus != "200" || o.rst != "CANCEL" || o.data {
+		t.Fatalf("zero-window tunnel: %+v", o)
+	}
+	if el < 1500*time.Millisecond || el > 6*time.Second {
+		t.Errorf("the stalled tunnel ended after %v (websocket_idle 2s)", el)
+	}
+	if w := written.Load(); w > 32<<20 {
+		t.Errorf("the upstream wrote %d MiB to a client with no window: not pushed back", w>>20)
+	}
+	if g := peak.Load() - base; g > 16<<20 {
+		t.Errorf("gateway RSS grew by %d MiB", g>>20)
+	}
+	t.Logf("upstream wrote %d KiB before TCP pushed back; RSS base %d MiB, peak %d MiB", written.Load()>>10, base>>20, peak.Load()>>20)
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_closed_total\{reason="idle_timeout"\}$`, 1)
+}
