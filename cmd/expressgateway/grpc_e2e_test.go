@@ -183,19 +183,22 @@ func TestGRPCInterop(t *testing.T) {
 			// The outcomes are counted by grpc-status.
 			// OK: the 6 single-call cases and custom_metadata's 2 calls;
 			// UNKNOWN: status_code_and_message's 2 and special_status_message;
-			// CANCELLED: the two cancel cases (and maybe the sleeping
-			// server's, whose 1 ms deadline may fire before it is sent).
+			// CANCELLED: cancel_after_first_response's stream (that of
+			// cancel_after_begin too when its HEADERS left the client before
+			// the cancel, and the sleeping server's when its 1 ms deadline
+			// fired after; neither is certain).
 			for code, want := range map[string]float64{"OK": 8, "UNIMPLEMENTED": 2, "UNKNOWN": 3} {
 				re := fmt.Sprintf(`^expressgateway_grpc_requests_total\{listener="web",code=%q\}$`, code)
 				if n := metricSum(t, admin, re); n != want {
 					t.Errorf("grpc_requests_total{code=%q} = %v, want %v", code, n, want)
 				}
 			}
-			if n := metricSum(t, admin, `^expressgateway_grpc_requests_total\{listener="web",code="CANCELLED"\}$`); n < 2 {
-				t.Errorf("grpc_requests_total{code=\"CANCELLED\"} = %v, want at least 2", n)
+			if n := metricSum(t, admin, `^expressgateway_grpc_requests_total\{listener="web",code="CANCELLED"\}$`); n < 1 {
+				t.Errorf("grpc_requests_total{code=\"CANCELLED\"} = %v, want at least 1", n)
 			}
-			if n := metricSum(t, admin, `^expressgateway_upstream_http2_rst_stream_total\{direction="sent",code="CANCEL"\}$`); n < 2 {
-				t.Errorf("client cancellations sent %v RST_STREAM(CANCEL) upstream, want at least 2", n)
+			// The client's cancellation went upstream as RST_STREAM(CANCEL).
+			if n := metricSum(t, admin, `^expressgateway_upstream_http2_rst_stream_total\{direction="sent",code="CANCEL"\}$`); n < 1 {
+				t.Errorf("client cancellations sent %v RST_STREAM(CANCEL) upstream, want at least 1", n)
 			}
 		})
 	}
