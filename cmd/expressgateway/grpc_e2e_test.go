@@ -663,3 +663,51 @@ func TestGRPCStatusAndMetadataExact(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCAccessLog: the access-log line of a gRPC call carries its
+// grpc-status, from the upstream's trailers and from the gateway's own
+// errors.
+func TestGRPCAccessLog(t *testing.T) {
+	up, _ := interopServer(t)
+	for _, f := range grpcFronts {
+		t.Run(f.name, func(t *testing.T) {
+			gw, admin := freeAddr(t), freeAddr(t)
+			_, logPath := startBinaryLog(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[log]
+access_log = true
+[[listeners]]
+name = "web"
+listen = %q
+%s
+[[listeners.routes]]
+path_prefix = "/grpc.testing.TestService/"
+cluster = "g"
+%s`, admin, gw, f.listener, h2cCluster("g", "round_robin", up)), gw)
+			c := testgrpc.NewTestServiceClient(f.dial(t, gw))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.NotFound), Message: "nope"}})
+			if status.Code(err) != codes.NotFound {
+				t.Fatalf("NOT_FOUND call: %v", err)
+			}
+			if _, err := testgrpc.NewUnimplementedServiceClient(f.dial(t, gw)).UnimplementedCall(ctx, &testgrpc.Empty{}); status.Code(err) != codes.Unimplemented {
+				t.Fatalf("no route: %v", err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				b, _ := os.ReadFile(logPath)
+				log := string(b)
+				if strings.Contains(log, `"target":"/grpc.testing.TestService/UnaryCall","status":200`) && strings.Contains(log, `"grpc_status":5`) &&
+					strings.Contains(log, `"target":"/grpc.testing.UnimplementedService/UnimplementedCall","status":200`) && strings.Contains(log, `"grpc_status":12`) {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("access log without the grpc-status of both calls:\n%s", log)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}
