@@ -1132,3 +1132,53 @@ func TestWebSocketH2ZeroWindow(t *testing.T) {
 	t.Logf("upstream wrote %d KiB before TCP pushed back; RSS base %d MiB, peak %d MiB", written.Load()>>10, base>>20, peak.Load()>>20)
 	waitMetric(t, admin, `^expressgateway_websocket_tunnels_closed_total\{reason="idle_timeout"\}$`, 1)
 }
+
+// TestWebSocketH1ToH2cClusterNotUpgraded: an HTTP/1.1 WebSocket upgrade
+// routed to an h2c cluster is not an upgrade there (HTTP/1.1 clients get
+// no extended CONNECT): it is served as a plain request without Upgrade or
+// Connection, and no tunnel opens.
+func TestWebSocketH1ToH2cClusterNotUpgraded(t *testing.T) {
+	seen := make(chan http.Header, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case seen <- r.Header.Clone():
+		default:
+		}
+		_, _ = io.WriteString(w, "plain over h2c")
+	})}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	gw, admin := freeAddr(t), freeAddr(t)
+	startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+[[listeners.routes]]
+cluster = "h2"
+[[clusters]]
+name = "h2"
+protocol = "h2c"
+endpoints = [ { address = %q } ]
+`, admin, gw, ln.Addr().String()), gw)
+	got := rawExchange(t, gw, wsUpgradeRequest)
+	if !strings.HasPrefix(got, "HTTP/1.1 200 ") || !strings.HasSuffix(got, "plain over h2c") {
+		t.Fatalf("upgrade to an h2c cluster: %q", got)
+	}
+	h := <-seen
+	if h.Get("Upgrade") != "" || h.Get("Connection") != "" {
+		t.Fatalf("the h2c upstream saw an upgrade: %v", h)
+	}
+	if n := metricSum(t, admin, `^expressgateway_websocket_tunnels_active$`); n != 0 {
+		t.Fatalf("%v tunnels open", n)
+	}
+}
