@@ -101,8 +101,11 @@ func (cc *clientConn) tunnelDone(u *upstream, t *tunnel, reason string) {
 		// The loop is gone (its listener was removed and drained, or the
 		// engine stopped): release what is shared across loops here.
 		u.finalClose()
-		cc.l.limiter.Release(cc.x.ClientIP)
-		lp.e.global.Release(cc.x.ClientIP)
+		if !cc.released {
+			cc.released = true
+			cc.l.limiter.Release(cc.x.ClientIP)
+			lp.e.global.Release(cc.x.ClientIP)
+		}
 		cc.l.active.Add(-1)
 	}
 }

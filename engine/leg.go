@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
@@ -64,6 +65,13 @@ type leg struct {
 	x  *stages.Exchange
 	ds downstream
 	ip []byte // textual client IP for X-Forwarded-For and the access log
+	// identity is the verified TLS client certificate as
+	// client_identity_header carries it; nil without one.
+	identity []byte
+	// peer and local are the client's address and the one it connected
+	// to (from a PROXY header when a balancer sent one), for a PROXY
+	// header to the upstream.
+	peer, local netip.AddrPort
 
 	proto    string // the downstream protocol, for the access log: "h1", "h2"
 	streamID uint32 // the HTTP/2 stream, 0 for HTTP/1
@@ -236,7 +244,7 @@ func (lg *leg) acquire() {
 	p := lg.lp.poolFor(ep, lg.lp.e.clusters.MaxIdle(cl), lg.l.upIdle)
 	var u *upstream
 	if !lg.ws { // a connection that may become a tunnel is always a fresh one
-		u = p.get()
+		u = p.get(lg.lp.e.clusters.TLS(cl) != nil)
 	}
 	if u != nil {
 		lg.lp.e.clusters.countReuse(cl)
@@ -258,6 +266,7 @@ func (lg *leg) onReady(u *upstream) {
 	r := lg.x.Req
 	opts := *lg.reqOpts()
 	opts.ClientIP = lg.ip
+	opts.Identity = lg.identity
 	opts.DropExpect = lg.sent100
 	fs, arena, added := msg.ForwardRequest(lg.lp.fwd.Fields[:0], lg.lp.fwd.Arena[:0], r.Fields, &opts)
 	lg.lp.fwd.Fields, lg.lp.fwd.Arena = fs[:0], arena[:0]
@@ -275,7 +284,12 @@ func (lg *leg) onReady(u *upstream) {
 		body = h1.BodyNone
 		fs, added = dropField(fs, added, "sec-websocket-key")
 	}
-	head := h1.AppendRequestHead(lg.lp.scratch[:0], r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
+	pre := lg.lp.scratch[:0]
+	if u.noPool && !u.reused {
+		// A fresh connection for this client: the PROXY header first.
+		pre = appendProxyHeader(pre, lg.lp.e.clusters.ProxyProtocol(lg.x.Cluster), lg.peer, lg.local)
+	}
+	head := h1.AppendRequestHead(pre, r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
 	if lg.ws {
 		// The only upgrade ever forwarded (ForwardRequest dropped the
 		// client's Upgrade and Connection).

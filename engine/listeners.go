@@ -45,7 +45,7 @@ import (
 // that changes its identity replaces the slot.
 type listenerSlot struct {
 	name  string
-	proto string // conf.ProtocolHTTP, ProtocolTCP, ProtocolUDP
+	proto string // conf.ProtocolHTTP, ProtocolHTTPS, ProtocolTCP, ProtocolUDP
 	addr  string // listen, as configured
 	reuse bool
 
@@ -57,6 +57,8 @@ type listenerSlot struct {
 
 	limiter  *stages.ConnLimiter
 	draining atomic.Bool // removed: no new connections, open ones finish
+
+	tls *tlsFront // https listeners: certificates, ticket keys, handshake slots
 }
 
 func (s *listenerSlot) udp() bool { return s.proto == conf.ProtocolUDP }
