@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
@@ -37,16 +39,50 @@ import (
 // grpcFront is one way for a gRPC client to reach the gateway.
 type grpcFront struct {
 	name string
-	// listener is extra TOML for the gateway's listener.
-	listener string
+	// listener returns extra TOML for the gateway's listener (its last
+	// keys: it may open the listener's tls tables).
+	listener func(t *testing.T) string
 	// interopArgs are the interop client's flags to reach the gateway.
 	interopArgs func(gw string) []string
 	// dial opens a grpc-go client connection to the gateway.
 	dial func(t *testing.T, gw string) *grpc.ClientConn
+	// conn opens a raw connection to the gateway that speaks alpn
+	// ("h2" or "http/1.1") over it.
+	conn func(t *testing.T, gw, alpn string) net.Conn
+}
+
+func plainConn(t *testing.T, gw, _ string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// rawExchangeOn is rawExchange on the connection c.
+func rawExchangeOn(t *testing.T, c net.Conn, raw string) string {
+	t.Helper()
+	defer func() { _ = c.Close() }()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	buf := make([]byte, 64<<10)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil {
+			return string(out)
+		}
+	}
 }
 
 var grpcFronts = []grpcFront{{
-	name: "h2c",
+	name:     "h2c",
+	listener: func(*testing.T) string { return "" },
+	conn:     plainConn,
 	interopArgs: func(gw string) []string {
 		host, port, _ := net.SplitHostPort(gw)
 		return []string{"--server_host=" + host, "--server_port=" + port}
@@ -60,7 +96,46 @@ var grpcFronts = []grpcFront{{
 		t.Cleanup(func() { _ = cc.Close() })
 		return cc
 	},
+}, {
+	// TLS with ALPN h2 (https listener, a test CA's certificate for a.test).
+	name:     "tls",
+	listener: grpcTLSListener,
+	conn: func(t *testing.T, gw, alpn string) net.Conn {
+		t.Helper()
+		c, err := tls.Dial("tcp", gw, &tls.Config{RootCAs: grpcTLS.ca.pool, ServerName: "a.test", NextProtos: []string{alpn}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	},
+	interopArgs: func(gw string) []string {
+		host, port, _ := net.SplitHostPort(gw)
+		// The client reads --ca_file only with --use_test_ca.
+		return []string{"--server_host=" + host, "--server_port=" + port, "--use_tls", "--use_test_ca", "--ca_file=" + grpcTLS.ca.file, "--server_host_override=a.test"}
+	},
+	dial: func(t *testing.T, gw string) *grpc.ClientConn {
+		t.Helper()
+		creds := credentials.NewTLS(&tls.Config{RootCAs: grpcTLS.ca.pool, ServerName: "a.test"})
+		cc, err := grpc.NewClient("passthrough:///"+gw, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return cc
+	},
 }}
+
+// grpcTLS is the CA of the tls front's certificates (one per test that
+// starts a gateway with that front; tests run one at a time).
+var grpcTLS struct{ ca *testCA }
+
+func grpcTLSListener(t *testing.T) string {
+	grpcTLS.ca = newTestCA(t, "grpc")
+	cert, key, _ := grpcTLS.ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
+	// Three descriptors per TLS connection (socket, socketpair): a
+	// smaller cap fits the test machine's limit.
+	return fmt.Sprintf("protocol = \"https\"\nmax_connections = 2000\n[listeners.tls]\n[[listeners.tls.certificates]]\ncert_file = %q\nkey_file = %q\n", cert, key)
+}
 
 var grpcBins struct {
 	once           sync.Once
@@ -133,7 +208,7 @@ max_connections_per_ip = 0
 %s
 %s
 %s
-`, admin, gw, f.listener, listenerExtra, routesAndClusters), gw)
+`, admin, gw, listenerExtra, f.listener(t), routesAndClusters), gw)
 	waitAccepting(t, admin, 10*time.Second) // the tests read its metrics
 	return gw, admin
 }
@@ -562,7 +637,7 @@ cluster = "raw"
 path_prefix = "/cancel/"
 cluster = "raw"
 %s%s%s`, h2cCluster("dead", "round_robin", dead), h2cCluster("raw", "round_robin", up), h2cCluster("hang", "round_robin", up)))
-			fr := dialH2(t, gw)
+			fr := dialH2On(t, f.conn(t, gw, "h2"))
 			rd := newGRPCReader(fr)
 			check := func(id uint32, path, wantStatus, wantMessage string, extra ...string) grpcOutcome {
 				t.Helper()
@@ -619,7 +694,7 @@ cluster = "raw"
 			}
 
 			// Native gRPC over HTTP/1.1: a gRPC error in the header section.
-			got := rawExchange(t, gw, "POST /hang/EmptyCall HTTP/1.1\r\nHost: gw\r\nContent-Type: application/grpc\r\nContent-Length: 5\r\n\r\n\x00\x00\x00\x00\x00")
+			got := rawExchangeOn(t, f.conn(t, gw, "http/1.1"), "POST /hang/EmptyCall HTTP/1.1\r\nHost: gw\r\nContent-Type: application/grpc\r\nContent-Length: 5\r\n\r\n\x00\x00\x00\x00\x00")
 			if !strings.HasPrefix(got, "HTTP/1.1 200 ") || !strings.Contains(got, "grpc-status: 14\r\n") ||
 				!strings.Contains(got, "grpc-message: expressgateway: grpc_needs_http2\r\n") || !strings.HasSuffix(got, "\r\n\r\n") {
 				t.Errorf("gRPC over HTTP/1.1: %q", got)
@@ -684,7 +759,7 @@ listen = %q
 [[listeners.routes]]
 path_prefix = "/grpc.testing.TestService/"
 cluster = "g"
-%s`, admin, gw, f.listener, h2cCluster("g", "round_robin", up)), gw)
+%s`, admin, gw, f.listener(t), h2cCluster("g", "round_robin", up)), gw)
 			c := testgrpc.NewTestServiceClient(f.dial(t, gw))
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
