@@ -53,6 +53,70 @@ var wsFronts = []wsFront{
 				return &h2WSConn{tr: tr, addr: addr}, nil
 			}}
 	}},
+	// The same two over the https listener beside (wsTLSListener): the
+	// dialers reach it whatever address the test names.
+	{name: "h1-tls", dialer: func(t *testing.T, gw string) *websocket.Dialer {
+		tlsAddr, cfg := wsTLSFor(t, gw, "http/1.1")
+		return &websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 4096,
+			NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				d := tls.Dialer{Config: cfg}
+				return d.DialContext(ctx, "tcp", tlsAddr)
+			}}
+	}},
+	{name: "h2-tls", dialer: func(t *testing.T, gw string) *websocket.Dialer {
+		tlsAddr, cfg := wsTLSFor(t, gw, "h2")
+		tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) { //nolint:staticcheck // h2cTransport
+			d := tls.Dialer{Config: cfg}
+			return d.DialContext(ctx, "tcp", tlsAddr)
+		}}
+		t.Cleanup(tr.CloseIdleConnections) //nolint:staticcheck // h2cTransport
+		return &websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 4096,
+			NetDialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return &h2WSConn{tr: tr, addr: addr}, nil
+			}}
+	}},
+}
+
+// wsTLS maps a gateway's cleartext address to its https listener (the
+// TLS rows of wsFronts) and the CA that signed its certificate.
+var wsTLS sync.Map // string → wsTLSListener
+
+type wsTLSListener struct {
+	addr string
+	ca   *testCA
+}
+
+// wsTLSConfig returns the TOML of an https listener "tls" routing to
+// cluster "ws" on addr, registered for the cleartext address gw.
+func wsTLSConfig(t *testing.T, gw string) string {
+	t.Helper()
+	ca := newTestCA(t, "ws")
+	cert, key, _ := ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
+	addr := freeAddr(t)
+	wsTLS.Store(gw, wsTLSListener{addr: addr, ca: ca})
+	return fmt.Sprintf(`
+[[listeners]]
+name = "tls"
+listen = %q
+protocol = "https"
+max_connections = 2000
+max_connections_per_ip = 0
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+[[listeners.routes]]
+cluster = "ws"
+`, addr, cert, key)
+}
+
+func wsTLSFor(t *testing.T, gw, alpn string) (string, *tls.Config) {
+	t.Helper()
+	v, ok := wsTLS.Load(gw)
+	if !ok {
+		t.Fatalf("no https listener beside %s", gw)
+	}
+	l := v.(wsTLSListener)
+	return l.addr, &tls.Config{RootCAs: l.ca.pool, ServerName: "a.test", NextProtos: []string{alpn}}
 }
 
 // h2WSConn is a net.Conn over one HTTP/2 stream opened with extended
@@ -257,10 +321,14 @@ body_min_rate = 0
 %s
 [[listeners.routes]]
 cluster = "ws"
+%s
+[listeners.timeouts]
+body_min_rate = 0
+%s
 [[clusters]]
 name = "ws"
 endpoints = [ { address = %q } ]
-`, admin, gw, timeouts, origin), gw)
+`, admin, gw, timeouts, wsTLSConfig(t, gw), timeouts, origin), gw)
 	return gw, admin, cmd.Process.Pid
 }
 
@@ -795,6 +863,7 @@ func TestWebSocketSurvivesReload(t *testing.T) {
 	bin := gatewayBinary(t)
 	o1, o2 := newWSOrigin(t), newWSOrigin(t)
 	gw, admin := freeAddr(t), freeAddr(t)
+	tlsListener := wsTLSConfig(t, gw)
 	render := func(origin, idle string) string {
 		return fmt.Sprintf(`
 [admin]
@@ -811,10 +880,11 @@ max_connections_per_ip = 0
 websocket_idle = %q
 [[listeners.routes]]
 cluster = "ws"
+%s
 [[clusters]]
 name = "ws"
 endpoints = [ { address = %q } ]
-`, admin, gw, idle, origin)
+`, admin, gw, idle, tlsListener, origin)
 	}
 	g := startFromFile(t, bin, render(o1.addr, "1h"), gw, admin)
 	for _, f := range wsFronts {
