@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -30,8 +31,9 @@ type runner struct {
 	dir       string // artifacts folder of this run
 	upstream  string // upstream address
 	upProc    *target.Process
-	upH2      string // the h2c upstream, started on first use
-	upH2Proc  *target.Process
+	extraUp   map[string]extraUpstream // the h2c, gRPC and WebSocket upstreams by flag, started on first use
+	ghzBin    string                   // ghz, built from tools/ghz.mod on first use
+	ghzErr    error
 	targets   []target.Target
 	gateway   *target.Gateway
 	probes    map[string]probe // target name -> version or why unavailable
@@ -66,7 +68,7 @@ func run(ctx context.Context, cfg *config, args []string) (failed bool, err erro
 	if err != nil {
 		return false, err
 	}
-	r := &runner{cfg: cfg, dir: dir, probes: map[string]probe{}, tools: map[string]string{}}
+	r := &runner{cfg: cfg, dir: dir, probes: map[string]probe{}, tools: map[string]string{}, extraUp: map[string]extraUpstream{}}
 	pinning := "off"
 	if cfg.pin {
 		if pinning, err = r.setPinning(); err != nil {
@@ -123,8 +125,8 @@ func run(ctx context.Context, cfg *config, args []string) (failed bool, err erro
 	}
 	defer up.Stop()
 	defer func() {
-		if r.upH2Proc != nil {
-			r.upH2Proc.Stop()
+		for _, u := range r.extraUp {
+			u.proc.Stop()
 		}
 	}()
 	r.upstream, r.upProc = addr, up
@@ -207,7 +209,13 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 		res.Reason = strings.TrimPrefix(strings.TrimPrefix(p.err.Error(), target.ErrUnavailable.Error()+": "), res.Status+": ")
 		return res
 	}
-	if tool := string(sc.Driver); sc.Driver != scenario.Idle {
+	if sc.Driver == scenario.Ghz {
+		if err := r.buildGhz(ctx); err != nil {
+			res.Status = results.StatusNotInstalled
+			res.Reason = "load generator ghz: " + err.Error()
+			return res
+		}
+	} else if tool := string(sc.Driver); sc.Driver == scenario.Wrk || sc.Driver == scenario.H2load {
 		if _, err := exec.LookPath(tool); err != nil {
 			res.Status = results.StatusNotInstalled
 			res.Reason = "load generator " + tool + " not in PATH"
@@ -237,16 +245,24 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 		env.TLS = &c
 	}
 	upProc := r.upProc
-	if sc.Protocol == target.ProtoH2CToH2C {
-		if r.upH2Proc == nil {
-			p, a, err := startUpstream(ctx, r.loadPin, "-h2c")
+	if flag := upstreamFlag[sc.Protocol]; flag != "" {
+		u, ok := r.extraUp[flag]
+		if !ok {
+			p, a, err := startUpstream(ctx, r.loadPin, flag)
 			if err != nil {
 				return fail(res, results.StatusStartFailed, err)
 			}
-			r.upH2, r.upH2Proc = a, p
+			u = extraUpstream{a, p}
+			r.extraUp[flag] = u
 		}
-		env.Upstream, env.UpstreamProto, env.Protocol = r.upH2, "h2c", target.ProtoH2C
-		upProc = r.upH2Proc
+		env.Upstream = u.addr
+		upProc = u.proc
+		switch sc.Protocol {
+		case target.ProtoH2CToH2C:
+			env.UpstreamProto, env.Protocol = "h2c", target.ProtoH2C
+		case target.ProtoGRPC:
+			env.UpstreamProto = "h2c"
+		}
 	}
 	p, err := t.Start(ctx, env)
 	if err != nil {
@@ -256,7 +272,7 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 	addr := listen
 	measured := p // the process whose CPU and memory are the target's figures
 	if p == nil {
-		addr, measured = r.upstream, r.upProc
+		addr, measured = env.Upstream, upProc
 		if sc.Driver == scenario.Idle {
 			// RSS growth needs a fresh process: the shared upstream keeps
 			// the memory earlier rounds grew.
@@ -276,7 +292,7 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 		return fail(res, results.StatusStartFailed, err)
 	}
 
-	if sc.Driver == scenario.Idle {
+	if sc.Driver == scenario.Idle || sc.Driver == scenario.WSIdle {
 		res = r.measureIdle(ctx, res, sc, addr, measured)
 	} else {
 		res = r.measureLoad(ctx, res, sc, t, addr, dir, p, upProc)
@@ -374,6 +390,14 @@ func (r *runner) load(ctx context.Context, sc scenario.Scenario, o loadgen.Optio
 		logFile = filepath.Join(dir, tag+"-h2load.log")
 		argv = loadgen.H2loadArgs(o, logFile)
 		defer func() { _ = os.Remove(logFile) }()
+	case scenario.Ghz:
+		addr := strings.TrimSuffix(strings.TrimPrefix(o.URL, "http://"), sc.Path) // the URL is addr + method
+		argv = loadgen.GhzArgs(r.ghzBin, o, addr, sc.Path, ghzData(sc), max(o.Connections/max(o.Streams, 1), 1))
+	case scenario.WSEcho:
+		// In-process (the harness's CPU is counted apart as its own).
+		url := "ws://" + strings.TrimPrefix(o.URL, "http://")
+		lr := loadgen.WSEcho(ctx, url, o, 64)
+		return lr, fmt.Sprintf("harness: %d WebSocket connections to %s, 64-byte binary echo, one in flight each, %s", o.Connections, url, o.Duration), 0, nil
 	default:
 		return loadgen.Result{}, "", 0, fmt.Errorf("driver %q has no load generator", sc.Driver)
 	}
@@ -395,6 +419,8 @@ func (r *runner) load(ctx context.Context, sc scenario.Scenario, o loadgen.Optio
 	switch sc.Driver {
 	case scenario.Wrk:
 		lr, err = loadgen.ParseWrk(string(out))
+	case scenario.Ghz:
+		lr, err = loadgen.ParseGhz(string(out))
 	case scenario.H2load:
 		lr, err = loadgen.ParseH2load(string(out))
 		if err == nil {
@@ -416,7 +442,11 @@ func (r *runner) measureIdle(ctx context.Context, res results.Result, sc scenari
 		return fail(res, results.StatusError, fmt.Errorf("read rss: %w", err))
 	}
 	start := time.Now()
-	ic := loadgen.OpenIdle(ctx, addr, sc.Path, n, 64)
+	open := loadgen.OpenIdle
+	if sc.Driver == scenario.WSIdle {
+		open = loadgen.OpenIdleWebSocket
+	}
+	ic := open(ctx, addr, sc.Path, n, 64)
 	defer ic.Close()
 	opened := time.Since(start)
 	time.Sleep(r.cfg.idleSettle)
@@ -515,6 +545,57 @@ func (r *runner) pullProfile(ctx context.Context, dir string, g *target.Gateway)
 		pr.flame = ""
 	}
 	return pr
+}
+
+// extraUpstream is a bench upstream of another protocol.
+type extraUpstream struct {
+	addr string
+	proc *target.Process
+}
+
+// upstreamFlag is the `bench upstream` flag of the upstream a protocol's
+// scenarios proxy to ("" for the HTTP/1.1 one).
+var upstreamFlag = map[string]string{
+	target.ProtoH2CToH2C:  "-h2c",
+	target.ProtoGRPC:      "-grpc",
+	target.ProtoWebSocket: "-ws",
+}
+
+// ghzData is the request of a gRPC scenario: one 64-byte message asking
+// for 64 bytes back, or for a stream 100 of them.
+func ghzData(sc scenario.Scenario) string {
+	body := base64.StdEncoding.EncodeToString(make([]byte, 64))
+	if strings.HasSuffix(sc.Path, "FullDuplexCall") {
+		msg := `{"response_parameters":[{"size":64}],"payload":{"body":"` + body + `"}}`
+		return "[" + strings.TrimSuffix(strings.Repeat(msg+",", 100), ",") + "]"
+	}
+	return `{"response_size":64,"payload":{"body":"` + body + `"}}`
+}
+
+// buildGhz builds ghz once, pinned by tools/ghz.mod so that its
+// dependencies never move the gateway's go.mod.
+func (r *runner) buildGhz(ctx context.Context) error {
+	if r.ghzBin != "" || r.ghzErr != nil {
+		return r.ghzErr
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		r.ghzErr = err
+		return err
+	}
+	bin := filepath.Join(r.dir, "bin", "ghz")
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-modfile=tools/ghz.mod", "-o", bin, "github.com/bojand/ghz/cmd/ghz")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		r.ghzErr = fmt.Errorf("go build -modfile=tools/ghz.mod: %s", firstNonComment(string(out), err))
+		return r.ghzErr
+	}
+	r.ghzBin = bin
+	r.tools["ghz"] = "v0.120.0 (tools/ghz.mod)"
+	return nil
 }
 
 // buildGateway builds ./cmd/expressgateway unless -gateway-bin names a binary.

@@ -34,6 +34,8 @@ func runUpstream(args []string) error {
 	fs := flag.NewFlagSet(upstreamCommand, flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 	h2c := fs.Bool("h2c", false, "speak HTTP/2 with prior knowledge (net/http) instead of HTTP/1.1")
+	grpcUp := fs.Bool("grpc", false, "serve gRPC (grpc.testing.TestService over h2c, with reflection)")
+	ws := fs.Bool("ws", false, "serve WebSocket echo (HTTP/1.1 upgrade, gorilla/websocket)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,8 +51,13 @@ func runUpstream(args []string) error {
 		<-sig
 		_ = ln.Close()
 	}()
-	if *h2c {
+	switch {
+	case *h2c:
 		return serveH2C(ln)
+	case *grpcUp:
+		return serveGRPC(ln)
+	case *ws:
+		return serveWS(ln)
 	}
 	return upstream.New().Serve(ln)
 }

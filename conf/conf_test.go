@@ -83,7 +83,7 @@ func TestMinimalExampleLoadsWithDefaults(t *testing.T) {
 		BodyMinRate: 1024, BodyMinRateGrace: Duration(10 * time.Second),
 		IdleKeepalive: Duration(60 * time.Second), UpstreamConnect: Duration(3 * time.Second),
 		UpstreamResponseHeader: Duration(30 * time.Second), UpstreamIdle: Duration(60 * time.Second),
-		TCPIdle: Duration(5 * time.Minute),
+		TCPIdle: Duration(5 * time.Minute), WebSocketIdle: Duration(time.Hour),
 	}
 	if l.Timeouts != wantTimeouts {
 		t.Errorf("timeouts:\n got %+v\nwant %+v", l.Timeouts, wantTimeouts)

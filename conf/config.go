@@ -377,6 +377,13 @@ type Timeouts struct {
 	// TCPIdle closes a tcp listener's proxied connection pair after this long
 	// without traffic in either direction. Default: "5m".
 	TCPIdle Duration `koanf:"tcp_idle"`
+	// WebSocketIdle closes a WebSocket tunnel (after the upstream's 101, or
+	// an HTTP/2 extended CONNECT's 200) after this long without a byte in
+	// either direction. Default: "1h".
+	WebSocketIdle Duration `koanf:"websocket_idle"`
+	// WebSocketMaxDuration closes a WebSocket tunnel this long after it
+	// opened, busy or not; "0s" means no limit. Default: "0s".
+	WebSocketMaxDuration Duration `koanf:"websocket_max_duration"`
 }
 
 func (t *Timeouts) setDefaults() {
@@ -389,6 +396,8 @@ func (t *Timeouts) setDefaults() {
 	t.UpstreamResponseHeader = Duration(30 * second)
 	t.UpstreamIdle = Duration(60 * second)
 	t.TCPIdle = Duration(5 * minute)
+	t.WebSocketIdle = Duration(60 * minute)
+	t.WebSocketMaxDuration = 0
 }
 
 // HTTP2 is a listener's [listeners.http2] table. The defaults follow
@@ -493,6 +502,13 @@ type Route struct {
 	// Cluster receives the matching requests; required, must name a
 	// [[clusters]] entry.
 	Cluster string `koanf:"cluster"`
+	// Timeout bounds each exchange on this route from its request head to
+	// the end of its response (the upstream leg's deadline: 504, or
+	// DEADLINE_EXCEEDED for gRPC); a gRPC request's grpc-timeout shortens
+	// it, never lengthens it. A WebSocket tunnel, once open, is bounded by
+	// websocket_idle and websocket_max_duration instead. "0s" means none.
+	// Default: "0s".
+	Timeout Duration `koanf:"timeout"`
 }
 
 func (r *Route) setDefaults() {

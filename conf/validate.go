@@ -438,6 +438,7 @@ func (v *validator) timeouts(path string, t *Timeouts) {
 	v.positive(path+".upstream_response_header", t.UpstreamResponseHeader)
 	v.positive(path+".upstream_idle", t.UpstreamIdle)
 	v.positive(path+".tcp_idle", t.TCPIdle)
+	v.positive(path+".websocket_idle", t.WebSocketIdle)
 	// body_min_rate (0 disables) and body_min_rate_grace may be zero;
 	// the decoder already refused negative values.
 }

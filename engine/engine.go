@@ -90,6 +90,9 @@ type Engine struct {
 	inherited map[string][]int         // not yet adopted
 	upIdle    atomic.Int64             // the pool idle timeout of connections without a listener at hand
 	loopCount atomic.Int64             // running gnet loops
+
+	tunMu   sync.Mutex
+	tunnels map[*tunnel]struct{} // open WebSocket tunnels (tunnel.go)
 }
 
 // listenerRT is the compiled, immutable view of one http listener for one
@@ -123,7 +126,23 @@ type listenerRT struct {
 
 	headerRead, bodyIdle, bodyGrace, idleKeepalive time.Duration
 	upConnect, upRespHeader, upIdle                time.Duration
+	wsIdle, wsMax                                  time.Duration // websocket_idle, websocket_max_duration
 	minRate                                        int64
+
+	routeTimeout map[*stages.Route]time.Duration // routes with a timeout
+	grpcCounters [len(grpcCodeNames) + 2]*metrics.Counter
+}
+
+// grpcCount is the counter of gRPC exchanges that ended with code (-1:
+// without a grpc-status).
+func (l *listenerRT) grpcCount(code int) *metrics.Counter {
+	switch {
+	case code < 0:
+		return l.grpcCounters[len(grpcCodeNames)+1]
+	case code >= len(grpcCodeNames):
+		return l.grpcCounters[len(grpcCodeNames)]
+	}
+	return l.grpcCounters[code]
 }
 
 // New builds an engine for the listeners of opts.Snapshot and binds (or
@@ -302,6 +321,7 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 	h2lim.MaxHeaderListSize = uint32(hc.MaxHeaderListSize)
 	h2lim.MaxContinuationFrames = hc.MaxContinuationFrames
 	h2lim.MaxHeaderBlockBytes = int(hc.MaxHeaderListSize) + 16<<10
+	h2lim.EnableConnectProtocol = true // RFC 8441: WebSocket over HTTP/2
 	l := &listenerRT{
 		slot:              slot,
 		h1:                slices.Contains(lc.HTTPVersions, "1.1"),
@@ -334,10 +354,21 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		upConnect:     t.UpstreamConnect.Std(),
 		upRespHeader:  t.UpstreamResponseHeader.Std(),
 		upIdle:        t.UpstreamIdle.Std(),
+		wsIdle:        t.WebSocketIdle.Std(),
+		wsMax:         t.WebSocketMaxDuration.Std(),
 		minRate:       int64(t.BodyMinRate),
 	}
 	for _, rt := range router.Routes() {
 		l.routes[rt] = newRequestCounters(e.m.Set, lc.Name, rt.Name)
+		if i, err := strconv.Atoi(rt.Name); err == nil && i < len(lc.Routes) && lc.Routes[i].Timeout > 0 {
+			if l.routeTimeout == nil {
+				l.routeTimeout = map[*stages.Route]time.Duration{}
+			}
+			l.routeTimeout[rt] = lc.Routes[i].Timeout.Std()
+		}
+	}
+	for i := range l.grpcCounters {
+		l.grpcCounters[i] = e.m.Set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_grpc_requests_total{listener=%q,code=%q}`, lc.Name, grpcCodeName(grpcLabelCode(i))))
 	}
 	l.proxy = e.newProxyAccept(lc)
 	if lc.Protocol == conf.ProtocolHTTPS {
@@ -452,7 +483,8 @@ func (e *Engine) Stop(ctx context.Context) error {
 		}
 	}
 	e.lmu.Unlock()
-	e.l4.stop() // L4 pairs relayed off the loops
+	e.l4.stop()      // L4 pairs relayed off the loops
+	e.closeTunnels() // WebSocket tunnels
 	close(e.done)
 	return ctx.Err()
 }

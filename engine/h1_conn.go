@@ -62,6 +62,12 @@ type clientConn struct {
 	processing bool           // inside readHeads: don't recurse
 	pending    *pendingDetach // a long exchange waiting to leave the loop
 
+	// A WebSocket tunnel waiting to leave the loop (h1_tunnel.go): the
+	// upstream that answered 101, the 101 for the client, since when.
+	tunUp    *upstream
+	tunHead  []byte
+	tunSince int64
+
 	tls *tlsInfo // the TLS connection this session runs over; nil for cleartext
 
 	// PROXY protocol (proxy_accept.go): proxyWait while a trusted
@@ -280,6 +286,7 @@ func (cc *clientConn) beginExchange() {
 	cc.buffering, cc.largeBody = false, false
 	cc.valOff = 0
 	cc.pending = nil
+	cc.tunUp, cc.tunHead = nil, nil
 	cc.state = csUpstream
 }
 
@@ -297,12 +304,29 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		h(x)
 	}
 	l := cc.l
+	if isGRPCNative(cc.req.Header("content-type")) {
+		// gRPC needs HTTP/2 (trailers, full duplex): a clear gRPC error
+		// rather than a broken exchange (CONFIG.md, gRPC).
+		x.Status, x.Reason = 503, "grpc_needs_http2"
+		cc.respondLocal(x)
+		return
+	}
 	if !cc.lg.admit() {
 		x.Status, x.Reason, x.RetryAfter = 503, "queue_full", true
 		cc.respondLocal(x)
 		return
 	}
+	cc.lg.setDeadline()
 	if x.CloseConn || !cc.req.KeepAlive || cc.draining() {
+		cc.closeAfter = true
+	}
+	if wsRequested(&cc.req) && !x.Cluster.H2 {
+		// A WebSocket upgrade: forwarded as one (the only upgrade that
+		// is). Whatever the upstream answers, the connection ends with
+		// this exchange: what the client sends after its request is not
+		// HTTP.
+		cc.lg.ws = true
+		cc.lg.wsKey = cc.req.Header("sec-websocket-key")
 		cc.closeAfter = true
 	}
 	bodyless := cc.req.Body == h1.BodyNone || (cc.req.Body == h1.BodyLength && cc.req.ContentLength == 0)
@@ -607,6 +631,13 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	}
 	body := append(cc.lp.scratch[:0], h1.StatusText(status)...)
 	body = append(body, '\n')
+	if x.ParseErr == nil && x.Reason != "header_timeout" && isGRPC(cc.req.Header("content-type")) {
+		// (A header timeout answers a head that never came: cc.req is
+		// still the previous request's.)
+		// gRPC (gRPC-Web over HTTP/1.1, or native gRPC refused): the
+		// error is a gRPC status in the header section, no body.
+		extra, body, status = cc.grpcErrorFields(x), body[:0], 200
+	}
 	out := h1.AppendSimpleResponse(body[len(body):], status, extra, body, cc.closeAfter)
 	cc.lp.queue(cc.c, out)
 	cc.lp.e.m.LocalResponse(cc.l.cfg.Name, x.Reason).Inc()
@@ -659,6 +690,15 @@ func (cc *clientConn) onTimer(now int64) {
 		}
 	case csUpstream:
 		if cc.lg.respPumping {
+			return
+		}
+		if cc.tunUp != nil {
+			if now-cc.tunSince > int64(l.bodyIdle) {
+				cc.lp.e.guardHit(&cc.x, "tunnel_wait_timeout")
+				cc.lg.abortMid("tunnel_wait_timeout")
+				return
+			}
+			cc.startTunnel()
 			return
 		}
 		if p := cc.pending; p != nil {

@@ -583,7 +583,7 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 		src := &prefixed{prefix: prefix, nc: unc, timeout: cc.l.bodyIdle}
 		n, reusable, extra, err = pumpBody(src, &u.body, u.resp.Body, cc.respOut, write)
 	}()
-	reusable = reusable && err == nil && u.resp.KeepAlive
+	reusable = reusable && err == nil && u.resp.KeepAlive && !cc.lg.ws
 	if extra > 0 {
 		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			lp.e.upstreamExtraBytes(u, extra)

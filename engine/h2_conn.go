@@ -72,6 +72,7 @@ type h2Stream struct {
 	started  bool // the response head went out
 	finished bool // the leg is done; the stream lives on while pend drains
 	pump     *upPump
+	tun      *h2Tunnel // a WebSocket tunnel to an HTTP/1.1 upstream (h2_tunnel.go)
 }
 
 // Bounds of what one stream holds on the loop. Request DATA is bounded by
@@ -85,6 +86,7 @@ const (
 )
 
 var (
+	methodGET      = []byte("GET")
 	nameCL         = []byte("content-length")
 	nameCT         = []byte("content-type")
 	nameRetryAfter = []byte("retry-after")
@@ -210,6 +212,9 @@ func (sc *h2Conn) pushAll() {
 		if s.pump != nil && len(s.pend) < h2StreamPendMax/2 {
 			s.pump.resume()
 		}
+		if s.tun != nil {
+			s.tun.resume()
+		}
 		if s.lg.upHeld > 0 {
 			s.lg.creditUp()
 		}
@@ -262,7 +267,11 @@ func (sc *h2Conn) onTimer(now int64) {
 		return
 	}
 	for _, s := range sc.streams {
-		if !s.finished && !s.lg.respPumping && s.lg.up != nil {
+		if s.tun != nil {
+			s.tun.onTimer(now)
+			continue
+		}
+		if !s.finished && !s.lg.respPumping && (s.lg.up != nil || s.lg.h2u != nil) {
 			s.lg.onTimer(now)
 		}
 	}
@@ -326,6 +335,9 @@ func (sc *h2Conn) OnData(id uint32, data []byte, endStream bool) {
 func (sc *h2Conn) OnReset(id uint32, code h2.ErrCode) {
 	sc.lp.e.m.H2Reset("received", code.String()).Inc()
 	if s := sc.streams[id]; s != nil {
+		if s.lg.grpc {
+			s.lg.grpcStatus = grpcCancelled
+		}
 		s.abortLeg(499, "client_reset")
 		s.free()
 	}
@@ -396,6 +408,9 @@ func (s *h2Stream) free() {
 	if s.pump != nil {
 		s.pump.cancel()
 		s.pump = nil
+	}
+	if s.tun != nil {
+		s.tun.close("stream_closed")
 	}
 	sc.lp.putH2Stream(s)
 }
@@ -474,6 +489,7 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 	path := cp(h.Path)
 	authority = cp(authority)
 	s.arena = a[:0]
+	s.lg.grpc = isGRPC(s.req.Field("content-type"))
 	if h.HostConflict() {
 		// RFC 9113 section 8.3.1: :authority and Host must agree for a
 		// proxy that routes on either.
@@ -482,9 +498,16 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 		s.submit()
 		return
 	}
+	if h.IsConnect() && msg.EqualFold(h.Protocol, "websocket") {
+		// RFC 8441: the neutral form of a WebSocket handshake is the same
+		// for every protocol: GET with Protocol websocket (routes with
+		// methods = ["GET"] match it as they match an HTTP/1.1 upgrade).
+		// Any other extended CONNECT stays CONNECT and is refused.
+		s.req.Method = methodGET
+	}
 	n := s.norm[:0]
 	pathLen := 0
-	if !h.IsConnect() {
+	if !h.IsConnect() || h.Protocol != nil {
 		var err *msg.Error
 		if n, pathLen, err = msg.NormalizeTarget(n, path, &s.lg.l.pathOpts); err != nil {
 			s.x.ParseErr = err
@@ -524,13 +547,24 @@ func (s *h2Stream) Forward(x *stages.Exchange) {
 		s.respondLocal(x)
 		return
 	}
+	s.lg.setDeadline()
+	if s.req.Protocol != nil && string(s.req.Method) == "GET" {
+		s.lg.ws = true
+		if !x.Cluster.H2 {
+			s.lg.wsKey = wsNewKey() // the HTTP/1.1 handshake is the gateway's
+		}
+	}
 	s.lg.acquire()
 }
 
 // onData takes request DATA: straight upstream when the leg is connected,
 // else held (within the stream window, which the codec enforces).
 func (s *h2Stream) onData(data []byte, end bool) {
-	if s.upReady && s.lg.bodyWritable() {
+	if s.tun != nil {
+		s.tun.fromClient(data, end)
+		return
+	}
+	if s.upReady && s.lg.bodyWritable() && !(s.lg.ws && s.lg.h2u == nil) {
 		s.lg.sendBody(data, end, nil)
 		s.credit(len(data))
 		return
@@ -589,6 +623,12 @@ func (s *h2Stream) upstreamReady(lg *leg, u *upstream, head []byte) {
 	if u != nil {
 		s.sc.lp.queue(u.c, head)
 	} // else an HTTP/2 upstream: the leg opened the stream with the head
+	if lg.ws && u != nil {
+		// An Upgrade to an HTTP/1.1 upstream: what the client sends waits
+		// on the stream (within its window) until the 101.
+		lg.reqSentAt = s.sc.lp.nowNano()
+		return
+	}
 	if lg.reqBodyDone {
 		lg.reqSentAt = s.sc.lp.nowNano()
 		return
@@ -725,6 +765,10 @@ func (s *h2Stream) push() {
 
 // respondLocal implements downstream (and the pipeline's local answers).
 func (s *h2Stream) respondLocal(x *stages.Exchange) {
+	if s.lg.grpc && !s.started {
+		s.respondGRPC(x)
+		return
+	}
 	sc := s.sc
 	status := x.Status
 	body := append(sc.lp.scratch[:0], h1.StatusText(status)...)
@@ -761,12 +805,17 @@ func (s *h2Stream) respondLocal(x *stages.Exchange) {
 	s.free()
 }
 
-// respAbort implements downstream: the stream is reset; the connection
-// and its other streams go on.
-func (s *h2Stream) respAbort(_ *leg) {
+// respAbort implements downstream: the stream is reset (CANCEL when the
+// upstream cancelled it, else INTERNAL_ERROR); the connection and its
+// other streams go on.
+func (s *h2Stream) respAbort(lg *leg) {
 	sc := s.sc
-	_ = sc.codec.WriteRST(s.id, h2.ErrCodeInternal)
-	sc.lp.e.m.H2Reset("sent", h2.ErrCodeInternal.String()).Inc()
+	code := h2.ErrCodeInternal
+	if lg.upCancel {
+		code = h2.ErrCodeCancel
+	}
+	_ = sc.codec.WriteRST(s.id, code)
+	sc.lp.e.m.H2Reset("sent", code.String()).Inc()
 	sc.flush()
 	s.finished = true
 	s.free()
@@ -819,6 +868,11 @@ func (s *h2Stream) abortLeg(status int, reason string) {
 	if s.pump != nil {
 		s.pump.cancel()
 		s.pump = nil
+	}
+	if t := s.tun; t != nil {
+		t.close(reason)
+		s.lg.record(status, "websocket_"+reason)
+		return
 	}
 	if s.lg.epBegun || s.lg.counted || s.lg.up != nil {
 		s.lg.dropUpstream()

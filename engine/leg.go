@@ -105,6 +105,51 @@ type leg struct {
 	respBytes   int64
 	lastRespAt  int64
 	respPumping bool // the response body is pumped off-loop
+
+	// ws: the exchange asks for a WebSocket upgrade (websocket.go); its
+	// upstream connection is a fresh one and never pooled. wsKey is the
+	// Sec-WebSocket-Key the upstream's 101 must answer.
+	ws    bool
+	wsKey []byte
+	// tunnel: the upstream answered 101 and the exchange became a tunnel
+	// (tunnel.go); it is logged once the tunnel ends.
+	tunnel bool
+
+	// grpc: the request is gRPC (grpc.go); grpcStatus is the grpc-status
+	// it ended with (-1: none seen). deadline (UnixNano, 0: none) is the
+	// route's timeout, shortened by grpc-timeout. upCancel: the upstream
+	// reset the stream with CANCEL, which the client gets as CANCEL too.
+	grpc       bool
+	grpcStatus int
+	deadline   int64
+	upCancel   bool
+
+	// A WebSocket stream an h2c endpoint accepted (extended CONNECT both
+	// ways): it stays an ordinary stream of the leg, counted as a tunnel.
+	h2Tunnel  bool
+	tunOpened int64
+	lastReqAt int64
+}
+
+// openH2Tunnel: the h2c endpoint answered 2xx to the extended CONNECT.
+func (lg *leg) openH2Tunnel() {
+	lg.tunnel, lg.h2Tunnel = true, true
+	lg.tunOpened = lg.lp.nowNano()
+	lg.lastReqAt = lg.tunOpened
+	lg.lp.e.m.WSActive.Add(1)
+}
+
+// grpcEnder is a session that can end a started gRPC response with a
+// status of the gateway's own (trailers), as HTTP/2 streams can.
+type grpcEnder interface {
+	endGRPC(lg *leg, code int, reason string)
+}
+
+// tunnelOpener is a session that can carry a WebSocket tunnel: the leg
+// hands it the upstream connection whose 101 (head of headLen bytes, still
+// in the connection's inbound buffer) completed the handshake.
+type tunnelOpener interface {
+	openTunnel(lg *leg, u *upstream, headLen int)
 }
 
 // reset readies the leg for a new exchange.
@@ -120,6 +165,52 @@ func (lg *leg) reset() {
 	lg.reqBodyDone, lg.bodySent, lg.sent100, lg.staleRetried, lg.gotBytes = false, false, false, false, false
 	lg.reqSentAt, lg.bodyBytes = 0, 0
 	lg.respHead, lg.respStatus, lg.respBytes, lg.lastRespAt, lg.respPumping = false, 0, 0, 0, false
+	lg.ws, lg.wsKey, lg.tunnel = false, nil, false
+	lg.grpc, lg.grpcStatus, lg.deadline, lg.upCancel = false, -1, 0, false
+	lg.h2Tunnel, lg.tunOpened, lg.lastReqAt = false, 0, 0
+}
+
+// setDeadline starts the exchange's deadline: the route's timeout, or a
+// gRPC request's grpc-timeout when that is shorter.
+func (lg *leg) setDeadline() {
+	var d time.Duration
+	if x := lg.x; x.Route != nil && lg.l.routeTimeout != nil {
+		d = lg.l.routeTimeout[x.Route]
+	}
+	if lg.grpc {
+		if v, ok := parseGRPCTimeout(lg.x.Req.Field("grpc-timeout")); ok && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	if d > 0 {
+		lg.deadline = lg.lp.nowNano() + int64(d)
+	}
+}
+
+// deadlineExceeded ends an exchange past its deadline: the upstream stream
+// or connection is dropped (RST_STREAM(CANCEL) for HTTP/2); the client gets
+// 504 (gRPC: DEADLINE_EXCEEDED) or, mid-response, the end of a gRPC stream
+// with that status, or the reset of any other.
+func (lg *leg) deadlineExceeded() {
+	lg.lp.e.m.GuardHit("deadline_exceeded").Inc()
+	x := lg.x
+	if !lg.respHead {
+		lg.dropUpstream()
+		lg.endpointDone(504, false)
+		x.Status, x.Reason = 504, "deadline_exceeded"
+		lg.ds.respondLocal(x)
+		return
+	}
+	if e, ok := lg.ds.(grpcEnder); ok && lg.grpc {
+		lg.dropUpstream()
+		lg.endpointDone(504, false)
+		lg.grpcStatus = grpcDeadlineExceeded
+		e.endGRPC(lg, grpcDeadlineExceeded, "deadline_exceeded")
+		lg.record(lg.respStatus, "deadline_exceeded")
+		lg.ds.exchangeDone(lg)
+		return
+	}
+	lg.abortMid("deadline_exceeded")
 }
 
 // admit takes a slot of the listener's queue and counts the request for
@@ -151,7 +242,11 @@ func (lg *leg) acquire() {
 		return
 	}
 	p := lg.lp.poolFor(ep, lg.lp.e.clusters.MaxIdle(cl), lg.l.upIdle)
-	if u := p.get(lg.lp.e.clusters.TLS(cl) != nil); u != nil {
+	var u *upstream
+	if !lg.ws { // a connection that may become a tunnel is always a fresh one
+		u = p.get(lg.lp.e.clusters.TLS(cl) != nil)
+	}
+	if u != nil {
 		lg.lp.e.clusters.countReuse(cl)
 		u.owner = lg
 		u.state = upActive
@@ -160,7 +255,7 @@ func (lg *leg) acquire() {
 		lg.onReady(u)
 		return
 	}
-	u := newUpstream(lg.lp, cl, ep)
+	u = newUpstream(lg.lp, cl, ep)
 	u.owner = lg
 	lg.up = u
 	u.dial(lg.l.upConnect)
@@ -182,12 +277,28 @@ func (lg *leg) onReady(u *upstream) {
 	case msg.BodyStream:
 		body = h1.BodyChunked
 	}
+	if lg.ws && lg.proto == "h2" {
+		// An RFC 8441 extended CONNECT: the handshake is a bodyless GET
+		// with the key the gateway made (the client sent none, and any it
+		// sent is not the one our check expects).
+		body = h1.BodyNone
+		fs, added = dropField(fs, added, "sec-websocket-key")
+	}
 	pre := lg.lp.scratch[:0]
 	if u.noPool && !u.reused {
 		// A fresh connection for this client: the PROXY header first.
 		pre = appendProxyHeader(pre, lg.lp.e.clusters.ProxyProtocol(lg.x.Cluster), lg.peer, lg.local)
 	}
 	head := h1.AppendRequestHead(pre, r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
+	if lg.ws {
+		// The only upgrade ever forwarded (ForwardRequest dropped the
+		// client's Upgrade and Connection).
+		head = append(head[:len(head)-2], wsUpgradeFields...)
+		if lg.proto == "h2" {
+			head = append(append(append(head, "Sec-WebSocket-Key: "...), lg.wsKey...), '\r', '\n')
+		}
+		head = append(head, '\r', '\n')
+	}
 	lg.lp.scratch = head[:0]
 	u.beginResponse()
 	lg.ds.upstreamReady(lg, u, head)
@@ -246,6 +357,10 @@ func (lg *leg) sendBodyH2(data []byte, end bool, trailers []msg.Field) {
 		lg.bodySent = true
 		lg.bodyBytes += int64(len(data))
 		lg.upPend = append(lg.upPend, data...)
+		if lg.h2Tunnel {
+			lg.lastReqAt = lg.lp.nowNano()
+			lg.lp.e.m.WSBytes[tunClient].Add(len(data))
+		}
 	}
 	if end {
 		lg.upPendEnd = true
@@ -349,6 +464,15 @@ func (lg *leg) onData(u *upstream) {
 	}
 	total := 0
 	lg.lastRespAt = lg.lp.nowNano()
+	if lg.tunnel {
+		// The 101 is in; the session is waiting to move both sockets off
+		// the loop. What the upstream sends meanwhile stays buffered for
+		// the tunnel, bounded like a pipelined flood.
+		if len(buf) > lg.l.limits.MaxHeaderBytes+lg.l.inflight {
+			lg.abortMid("tunnel_wait_overflow")
+		}
+		return
+	}
 	for !lg.respHead {
 		if len(buf) == 0 {
 			break
@@ -365,10 +489,22 @@ func (lg *leg) onData(u *upstream) {
 		total += n
 		if u.resp.Status < 200 {
 			if u.resp.Status == 101 {
-				// Upgrade is never forwarded (it is stripped from every
-				// request), so a 101 is the upstream breaking the protocol:
-				// the client gets 502, the endpoint's health is not charged.
-				lg.protocolError("unexpected_upgrade")
+				t, ok := lg.ds.(tunnelOpener)
+				if !lg.ws || !ok {
+					// Only a WebSocket upgrade is ever forwarded: a 101 to
+					// anything else is the upstream breaking the protocol.
+					// The client gets 502, the endpoint's health is not
+					// charged.
+					lg.protocolError("unexpected_upgrade")
+					return
+				}
+				if !ws101Valid(u.resp.Headers, lg.wsKey) {
+					lg.protocolError("bad_upgrade")
+					return
+				}
+				lg.respHead, lg.respStatus, lg.tunnel = true, 101, true
+				lg.resp = neutralResponse(&u.resp)
+				t.openTunnel(lg, u, total)
 				return
 			}
 			if !(lg.sent100 && u.resp.Status == 100) {
@@ -469,7 +605,7 @@ func (lg *leg) finish(ok bool) {
 		// pooled (CONNECT is refused before it gets here; this is the
 		// second lock on that door).
 		reusable := ok && lg.reqBodyDone && u.resp.KeepAlive && u.resp.Body != h1.BodyUntilClose &&
-			string(lg.x.Req.Method) != "CONNECT"
+			string(lg.x.Req.Method) != "CONNECT" && !lg.ws
 		u.owner = nil
 		if reusable {
 			u.release()
@@ -505,7 +641,22 @@ func (lg *leg) record(status int, reason string) {
 		}
 	}
 	rc.inc(status)
-	lg.lp.e.observeDuration(lg.l, lg.lp.since(lg.started))
+	if lg.h2Tunnel {
+		lg.h2Tunnel = false
+		lg.lp.e.m.WSActive.Add(-1)
+		r := reason
+		if r == "" {
+			r = "closed"
+		}
+		lg.lp.e.m.WSClosed(r).Inc()
+	}
+	if lg.grpc {
+		lg.l.grpcCount(lg.grpcStatus).Inc()
+	}
+	if !lg.tunnel {
+		// A tunnel's lifetime is not a request latency.
+		lg.lp.e.observeDuration(lg.l, lg.lp.since(lg.started))
+	}
 	b := lg.lp.alog
 	if !lg.l.accessLog || b == nil {
 		return
@@ -534,6 +685,9 @@ func (lg *leg) record(status int, reason string) {
 	}
 	if lg.streamID != 0 {
 		b.Int("stream", int64(lg.streamID))
+	}
+	if lg.grpc && lg.grpcStatus >= 0 {
+		b.Int("grpc_status", int64(lg.grpcStatus))
 	}
 	b.End()
 }
@@ -668,13 +822,38 @@ func (lg *leg) onTimer(now int64) bool {
 	}
 	lg.creditUp()
 	l := lg.l
+	if lg.deadline != 0 && now > lg.deadline {
+		lg.deadlineExceeded()
+		return true
+	}
 	if pt := lg.lp.e.clusters.PerTryTimeout(lg.x.Cluster); pt > 0 && !lg.respHead && now-lg.attemptStart > int64(pt) {
 		lg.lp.e.m.GuardHit("per_try_timeout").Inc()
 		lg.failed("per_try_timeout", 504, false)
 		return true
 	}
+	if lg.h2Tunnel {
+		// A WebSocket stream: websocket_idle (either direction) and
+		// websocket_max_duration instead of the HTTP timeouts.
+		last := max(lg.lastRespAt, lg.lastReqAt)
+		switch {
+		case now-last > int64(l.wsIdle):
+			lg.abortMid("idle_timeout")
+			return true
+		case l.wsMax > 0 && now-lg.tunOpened > int64(l.wsMax):
+			lg.abortMid("max_duration")
+			return true
+		}
+		return false
+	}
+	if lg.grpc {
+		// A gRPC stream may be silent for as long as its deadline allows
+		// (a server stream that waits for events): it is bounded by its
+		// deadline and by the client's cancellation, not by the listener's
+		// HTTP timeouts.
+		return false
+	}
 	sent := lg.h2id != 0 || (u != nil && u.state == upActive)
-	if sent && lg.reqBodyDone && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
+	if sent && (lg.reqBodyDone || lg.ws) && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
 		lg.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()
 		lg.failed("response_header_timeout", 504, false)
 		return true

@@ -40,6 +40,13 @@ type Metrics struct {
 	H2UpStreams   *metrics.Counter
 	h2StallReq    *metrics.Counter
 	h2StallResp   *metrics.Counter
+
+	// WebSocket tunnels (tunnel.go).
+	WSActive *atomic.Int64
+	// WSBytes are the tunnel bytes relayed, indexed by the side read:
+	// [tunClient] client → upstream, [tunUpstream] upstream → client.
+	WSBytes  [2]*metrics.Counter
+	wsClosed map[string]*metrics.Counter
 }
 
 // h2FrameTypes are the frame types counted by name; others count as
@@ -61,6 +68,7 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		cliActive:  map[string]*atomic.Int64{},
 		detach:     map[string]*metrics.Counter{},
 		h2events:   map[string]*metrics.Counter{},
+		wsClosed:   map[string]*metrics.Counter{},
 
 		H2Connections: new(atomic.Int64),
 		H2Streams:     new(atomic.Int64),
@@ -80,6 +88,11 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		m.h2FramesOut[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="sent",type=%q}`, n))
 	}
 	m.ShutdownAborted = set.NewCounter("expressgateway_shutdown_aborted_connections_total")
+	m.WSActive = new(atomic.Int64)
+	set.NewGauge("expressgateway_websocket_tunnels_active", func() float64 { return float64(m.WSActive.Load()) })
+	m.WSBytes[tunClient] = set.NewCounter(`expressgateway_websocket_bytes_total{direction="client_to_upstream"}`)
+	m.WSBytes[tunUpstream] = set.NewCounter(`expressgateway_websocket_bytes_total{direction="upstream_to_client"}`)
+	m.WSClosed("closed")
 	return m
 }
 
@@ -122,6 +135,10 @@ func MetricsHelp() map[string]string {
 		"expressgateway_config_generation":                  "the generation of the config in use: 1 at start, +1 for every reload applied (also GET /config/generation on the admin listener).",
 		"expressgateway_config_reload_total":                "config reloads (SIGHUP or a change of the watched file), by result.",
 		"expressgateway_upgrade_total":                      "USR2 binary upgrades, by result.",
+		"expressgateway_grpc_requests_total":                "gRPC exchanges finished, by listener and grpc-status.",
+		"expressgateway_websocket_tunnels_active":           "open WebSocket tunnels (upgraded connections relayed off the event loop, and WebSocket streams of HTTP/2 connections).",
+		"expressgateway_websocket_tunnels_closed_total":     "WebSocket tunnels ended, by how they ended.",
+		"expressgateway_websocket_bytes_total":              "bytes relayed through WebSocket tunnels after the handshake, by direction.",
 		"expressgateway_tls_handshakes_total":               "TLS handshakes of https listeners, by result (ok, error) and, for errors, reason: timeout (handshake_timeout), client_closed, http_on_tls_port (plaintext HTTP; answered 400 in clear), not_tls, version, alpn, cipher, client_certificate (mTLS refusal), client_alert, alert_sent, proxy_untrusted (a PROXY header from an address not trusted), handshake_slots (max_handshakes busy for handshake_timeout), protocol.",
 		"expressgateway_proxy_protocol_total":               "connections by what their PROXY protocol header did: accepted (a trusted balancer named the client), local (v2 LOCAL or v1 UNKNOWN: the socket's address stands), untrusted (a header from an address not in trusted: refused), missing (a trusted balancer sent none: refused), malformed (refused), timeout (not complete within timeout: closed), over_limit (the named client is over a connection cap: refused).",
 		"expressgateway_tls_handshake_duration_seconds":     "time from the start of a handshake (after its slot) to its end, for handshakes that succeeded.",
@@ -164,6 +181,11 @@ func (m *Metrics) UpstreamConnect(cluster string) *metrics.Counter {
 func (m *Metrics) UpstreamFailure(cluster, reason string) *metrics.Counter {
 	return m.counter(m.upFailures, cluster+"\x00"+reason,
 		fmt.Sprintf(`expressgateway_upstream_failures_total{cluster=%q,reason=%q}`, cluster, reason))
+}
+
+// WSClosed counts WebSocket tunnels that ended for reason.
+func (m *Metrics) WSClosed(reason string) *metrics.Counter {
+	return m.counter(m.wsClosed, reason, fmt.Sprintf(`expressgateway_websocket_tunnels_closed_total{reason=%q}`, reason))
 }
 
 // Detach counts connections moved off the event loop for a long stream.

@@ -38,6 +38,7 @@ type h2Upstream struct {
 	idle    int64  // when the last stream ended
 	counted bool
 	dirty   bool // queued in lp.h2dirty
+	settled bool // the endpoint's first SETTINGS arrived
 	active  *atomic.Int64
 }
 
@@ -89,7 +90,9 @@ func (hu *h2Upstream) canTake() bool {
 // attach gives lg a stream on this connection, now or once it is up.
 func (hu *h2Upstream) attach(lg *leg) {
 	lg.h2u = hu
-	if hu.state != upActive {
+	if hu.state != upActive || (lg.ws && !hu.settled) {
+		// A WebSocket stream needs to know whether the endpoint takes
+		// extended CONNECT (its SETTINGS) before it opens.
 		hu.pending = append(hu.pending, lg)
 		return
 	}
@@ -122,12 +125,23 @@ func (hu *h2Upstream) onOpen(c gnet.Conn) {
 	hu.ep.ConnOpened()
 	hu.codec = h2.NewConn(h2.RoleClient, h2UpLimits(), hu, hu.lp.now())
 	hu.idle = hu.lp.nowNano()
+	hu.openPending()
+}
+
+// openPending opens the streams that waited for the connection (and, for
+// WebSocket streams, for the endpoint's SETTINGS).
+func (hu *h2Upstream) openPending() {
 	legs := hu.pending
 	hu.pending = nil
 	for _, lg := range legs {
-		if lg.h2u == hu {
-			hu.open(lg)
+		if lg.h2u != hu {
+			continue
 		}
+		if lg.ws && !hu.settled {
+			hu.pending = append(hu.pending, lg)
+			continue
+		}
+		hu.open(lg)
 	}
 	hu.flush()
 }
@@ -149,12 +163,31 @@ func (hu *h2Upstream) open(lg *leg) {
 		arena = strconv.AppendInt(arena, r.ContentLength, 10)
 		fs = append(fs, msg.Field{Name: nameCL, Value: arena[start:len(arena):len(arena)]})
 	}
+	if lg.grpc && lg.deadline != 0 {
+		// The endpoint gets the deadline the gateway enforces (the
+		// client's grpc-timeout, or the route's timeout when shorter):
+		// what is left of it, in milliseconds.
+		start := len(arena)
+		arena = appendGRPCTimeout(arena, time.Duration(lg.deadline-lp.nowNano()))
+		fs = setField(fs, nameGRPCTimeout, arena[start:len(arena):len(arena)])
+	}
 	lp.fwd.Fields, lp.fwd.Arena = fs[:0], arena[:0]
 	scheme := r.Scheme
 	if len(scheme) == 0 {
 		scheme = schemeHTTP
 	}
 	head := h2.Head{Method: r.Method, Scheme: scheme, Authority: r.Authority, Path: r.Path, Fields: fs}
+	if lg.ws {
+		// WebSocket stays an extended CONNECT (RFC 8441) to an endpoint
+		// that advertised SETTINGS_ENABLE_CONNECT_PROTOCOL; to one that did
+		// not, there is no way to carry it.
+		if !hu.codec.PeerSettings().EnableConnectProtocol {
+			lg.h2u = nil
+			lg.protocolError("no_extended_connect")
+			return
+		}
+		head.Method, head.Protocol = methodCONNECT, r.Protocol
+	}
 	end := lg.reqBodyDone
 	id, err := hu.codec.WriteRequest(&head, end)
 	if err != nil {
@@ -371,6 +404,9 @@ func (hu *h2Upstream) OnHeaders(id uint32, h *h2.Head, end bool) {
 		}
 		lg.respHead = true
 		lg.respStatus = h.Status
+		if end && lg.grpc {
+			lg.grpcStatus = grpcStatusField(h.Fields) // trailers-only
+		}
 		lg.resp = msg.Response{Status: h.Status, Fields: h.Fields, ContentLength: h.ContentLength}
 		switch {
 		case end:
@@ -383,12 +419,18 @@ func (hu *h2Upstream) OnHeaders(id uint32, h *h2.Head, end bool) {
 		if end && string(lg.x.Req.Method) == "HEAD" && h.ContentLength >= 0 {
 			lg.resp.ContentLength = h.ContentLength
 		}
+		if lg.ws && !end && h.Status >= 200 && h.Status < 300 {
+			lg.openH2Tunnel()
+		}
 		lg.ds.respHead(lg, &lg.resp, false)
 		if end && lg.h2u == hu {
 			lg.ds.respEnd(lg, nil)
 			lg.finish(true)
 		}
 	case h2.KindTrailers:
+		if lg.grpc {
+			lg.grpcStatus = grpcStatusField(h.Fields)
+		}
 		if lg.respHead {
 			lg.ds.respEnd(lg, msg.FilterTrailers(h.Fields))
 			lg.finish(true)
@@ -406,6 +448,9 @@ func (hu *h2Upstream) OnData(id uint32, data []byte, end bool) {
 	}
 	lg.lastRespAt = hu.lp.nowNano()
 	if len(data) > 0 {
+		if lg.tunnel {
+			hu.lp.e.m.WSBytes[tunUpstream].Add(len(data))
+		}
 		lg.respBytes += int64(len(data))
 		lg.ds.respData(lg, data)
 		if lg.h2u != hu {
@@ -437,6 +482,11 @@ func (hu *h2Upstream) OnReset(id uint32, code h2.ErrCode) {
 	lg.h2u, lg.h2id = nil, 0
 	hu.streamEnded()
 	switch {
+	case code == h2.ErrCodeCancel:
+		// The endpoint cancelled the stream: the client's stream is
+		// cancelled too (never retried: the endpoint chose to stop).
+		lg.upCancel = true
+		lg.abortMid("upstream_cancel")
 	case lg.respHead:
 		lg.abortMid("reset_mid_body")
 	case code == h2.ErrCodeRefusedStream:
@@ -502,12 +552,18 @@ func (hu *h2Upstream) OnWindowUpdate(id uint32) {
 
 // OnSettings implements h2.Handler: the endpoint's concurrency may have
 // grown; pending streams do not wait (they go at connect), nothing to do.
-func (hu *h2Upstream) OnSettings(h2.Settings) {}
+func (hu *h2Upstream) OnSettings(h2.Settings) {
+	hu.settled = true
+	if len(hu.pending) > 0 && hu.state == upActive {
+		hu.openPending()
+	}
+}
 
 // OnPing implements h2.Handler.
 func (hu *h2Upstream) OnPing([8]byte, bool) {}
 
 var (
+	methodCONNECT = []byte("CONNECT")
 	nameTE        = []byte("te")
 	valueTrailers = []byte("trailers")
 )

@@ -316,6 +316,12 @@ func dialH2(t *testing.T, addr string) *h2Framer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dialH2On(t, c)
+}
+
+// dialH2On is dialH2 over an open connection (TLS with ALPN h2, say).
+func dialH2On(t *testing.T, c net.Conn) *h2Framer {
+	t.Helper()
 	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	f := &h2Framer{c: c, fr: http2.NewFramer(c, c)}

@@ -27,8 +27,11 @@ type IdleConns struct {
 // keep-alive, reads the full response, and keeps them open. parallel bounds
 // the dials in flight (an accept backlog is finite).
 func OpenIdle(ctx context.Context, addr, path string, n, parallel int) *IdleConns {
+	return openIdle(ctx, addr, []byte("GET "+path+" HTTP/1.1\r\nHost: bench\r\n\r\n"), n, parallel, readResponse)
+}
+
+func openIdle(ctx context.Context, addr string, req []byte, n, parallel int, read func(net.Conn, []byte) error) *IdleConns {
 	ic := &IdleConns{conns: make([]net.Conn, 0, n)}
-	req := []byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n")
 	var mu sync.Mutex
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -38,7 +41,7 @@ func OpenIdle(ctx context.Context, addr, path string, n, parallel int) *IdleConn
 			defer wg.Done()
 			buf := make([]byte, 4096)
 			for int(next.Add(1)) <= n && ctx.Err() == nil {
-				c, err := openOne(ctx, addr, req, buf)
+				c, err := openOne(ctx, addr, req, buf, read)
 				mu.Lock()
 				if err != nil {
 					ic.Failed++
@@ -57,7 +60,7 @@ func OpenIdle(ctx context.Context, addr, path string, n, parallel int) *IdleConn
 	return ic
 }
 
-func openOne(ctx context.Context, addr string, req, buf []byte) (net.Conn, error) {
+func openOne(ctx context.Context, addr string, req, buf []byte, read func(net.Conn, []byte) error) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	var c net.Conn
 	var err error
@@ -77,7 +80,7 @@ func openOne(ctx context.Context, addr string, req, buf []byte) (net.Conn, error
 		_ = c.Close()
 		return nil, fmt.Errorf("write: %w", err)
 	}
-	if err := readResponse(c, buf); err != nil {
+	if err := read(c, buf); err != nil {
 		_ = c.Close()
 		return nil, err
 	}

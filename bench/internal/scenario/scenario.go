@@ -18,9 +18,12 @@ type Driver string
 
 // Drivers.
 const (
-	Wrk    Driver = "wrk"    // HTTP/1.1 load, latency histogram
-	H2load Driver = "h2load" // HTTP/2 load (h2c prior knowledge)
-	Idle   Driver = "idle"   // the harness opens idle keep-alive connections itself
+	Wrk    Driver = "wrk"     // HTTP/1.1 load, latency histogram
+	H2load Driver = "h2load"  // HTTP/2 load (h2c prior knowledge)
+	Idle   Driver = "idle"    // the harness opens idle keep-alive connections itself
+	Ghz    Driver = "ghz"     // gRPC load (built from tools/ghz.mod)
+	WSEcho Driver = "ws-echo" // the harness's WebSocket echo load (gorilla/websocket)
+	WSIdle Driver = "ws-idle" // the harness opens idle WebSocket tunnels itself
 )
 
 // Scenario is one kind of load.
@@ -29,7 +32,7 @@ type Scenario struct {
 	Description string
 	Protocol    string   // client-side protocol the target must speak
 	Driver      Driver   // load generator
-	Path        string   // request path on the bench upstream
+	Path        string   // request path on the bench upstream (gRPC: the method)
 	Headers     []string // extra request headers
 	// NoResumption (https) has every target turn TLS session resumption
 	// off, so that each new connection is a full handshake.
@@ -55,8 +58,10 @@ var All = []Scenario{
 	{Name: "tls-handshake", Description: "HTTPS, a new connection and a full TLS handshake per request (no resumption)", Protocol: target.ProtoTLS, Driver: Wrk, Path: "/",
 		Headers: []string{"Connection: close"}, NoResumption: true},
 	{Name: "h3", Description: "HTTP/3 over QUIC", Protocol: target.ProtoH3, Driver: H2load, Path: "/", Pending: true},
-	{Name: "grpc", Description: "gRPC unary calls", Protocol: target.ProtoGRPC, Driver: H2load, Path: "/", Pending: true},
-	{Name: "websocket", Description: "WebSocket echo", Protocol: target.ProtoWebSocket, Driver: Wrk, Path: "/", Pending: true},
+	{Name: "grpc", Description: "gRPC unary calls over h2c to an h2c upstream, 64-byte messages", Protocol: target.ProtoGRPC, Driver: Ghz, Path: "grpc.testing.TestService.UnaryCall"},
+	{Name: "grpc-stream", Description: "gRPC bidirectional streams of 100 64-byte messages each way", Protocol: target.ProtoGRPC, Driver: Ghz, Path: "grpc.testing.TestService.FullDuplexCall"},
+	{Name: "websocket", Description: "WebSocket (HTTP/1.1) echo, 64-byte messages, one in flight per connection", Protocol: target.ProtoWebSocket, Driver: WSEcho, Path: "/ws"},
+	{Name: "websocket-idle", Description: "N idle WebSocket tunnels, RSS per tunnel", Protocol: target.ProtoWebSocket, Driver: WSIdle, Path: "/ws"},
 }
 
 // Default is the set `make bench` runs.

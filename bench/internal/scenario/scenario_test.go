@@ -19,7 +19,7 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("%s: incomplete: %+v", s.Name, s)
 		}
 	}
-	for _, slot := range []string{"h2c", "tls-h1", "tls-h2", "tls-handshake", "h3", "grpc", "websocket"} {
+	for _, slot := range []string{"h2c", "tls-h1", "tls-h2", "tls-handshake", "h3", "grpc", "grpc-stream", "websocket", "websocket-idle"} {
 		if !seen[slot] {
 			t.Errorf("slot %s missing", slot)
 		}

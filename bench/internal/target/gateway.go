@@ -13,7 +13,7 @@ import (
 
 // GatewayProtocols are the client-side protocols expressgateway serves today.
 // Add one here when its listener lands, and the scenario lights up.
-var GatewayProtocols = []string{ProtoH1, ProtoH2C, ProtoH2CToH2C, ProtoTLS}
+var GatewayProtocols = []string{ProtoH1, ProtoH2C, ProtoH2CToH2C, ProtoTLS, ProtoGRPC, ProtoWebSocket}
 
 // NewGatewaySupports reports whether the gateway's HTTP path serves proto:
 // the default scenarios are the ones it can run.

@@ -18,7 +18,7 @@ func (HAProxy) Name() string { return "haproxy" }
 
 // Supports implements Target.
 func (HAProxy) Supports(proto string) bool {
-	return proto == ProtoH1 || proto == ProtoH2C || proto == ProtoH2CToH2C || proto == ProtoTLS
+	return proto == ProtoH1 || proto == ProtoH2C || proto == ProtoH2CToH2C || proto == ProtoTLS || proto == ProtoGRPC || proto == ProtoWebSocket
 }
 
 // Probe implements Target.
@@ -60,9 +60,10 @@ defaults
     timeout server 300s
     timeout http-request 300s
     timeout http-keep-alive 300s
+    timeout tunnel 3600s
 
 frontend web
-    bind {{.Listen}}{{with .TLS}} ssl crt {{.PEMFile}} alpn h2,http/1.1 ciphersuites ` + tls13Suites + `{{if .NoResumption}} no-tls-tickets{{end}}{{end}}{{if eq .Protocol "h2c"}} proto h2{{end}}
+    bind {{.Listen}}{{with .TLS}} ssl crt {{.PEMFile}} alpn h2,http/1.1 ciphersuites ` + tls13Suites + `{{if .NoResumption}} no-tls-tickets{{end}}{{end}}{{if or (eq .Protocol "h2c") (eq .Protocol "grpc")}} proto h2{{end}}
     default_backend app
 
 backend app

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"testing"
+	"time"
+
+	"github.com/expressgateway/expressgateway/codecs/msg"
+)
+
+func TestParseGRPCTimeout(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"1H": time.Hour, "2M": 2 * time.Minute, "3S": 3 * time.Second, "300m": 300 * time.Millisecond,
+		"5u": 5 * time.Microsecond, "99999999n": 99999999, "0m": 0,
+	} {
+		if got, ok := parseGRPCTimeout([]byte(in)); !ok || got != want {
+			t.Errorf("%q: %v %v, want %v", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "m", "1", "1x", "123456789S", "-1S", "1.5S", " 1S"} {
+		if _, ok := parseGRPCTimeout([]byte(in)); ok {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+func TestAppendGRPCTimeout(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		300 * time.Millisecond: "300m", 0: "1m", -time.Second: "1m", 2 * time.Hour: "7200000m",
+		48 * time.Hour: "172800S",
+	} {
+		got := string(appendGRPCTimeout(nil, d))
+		if got != want {
+			t.Errorf("%v: %q, want %q", d, got, want)
+		}
+		if v, ok := parseGRPCTimeout([]byte(got)); !ok || (d > time.Millisecond && v > d) {
+			t.Errorf("%v: %q parses as %v %v", d, got, v, ok)
+		}
+	}
+}
+
+func TestIsGRPC(t *testing.T) {
+	for ct, want := range map[string][2]bool{
+		"application/grpc":            {true, true},
+		"application/grpc+proto":      {true, true},
+		"Application/GRPC; charset=x": {true, true},
+		"application/grpc-web+proto":  {true, false},
+		"application/grpcx":           {false, false},
+		"application/json":            {false, false},
+		"":                            {false, false},
+	} {
+		if g, n := isGRPC([]byte(ct)), isGRPCNative([]byte(ct)); g != want[0] || n != want[1] {
+			t.Errorf("%q: grpc %v native %v, want %v", ct, g, n, want)
+		}
+	}
+}
+
+func TestGRPCCodeFor(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		reason string
+		want   int
+	}{
+		{404, "no_route", grpcUnimplemented},
+		{503, "no_healthy_endpoint", grpcUnavailable},
+		{502, "upstream_connect_failed", grpcUnavailable},
+		{504, "deadline_exceeded", grpcDeadlineExceeded},
+		{504, "upstream_response_header_timeout", grpcDeadlineExceeded},
+		{503, "queue_full", grpcResourceExhausted},
+		{431, "codec_header_too_large", grpcResourceExhausted},
+		{502, "upstream_h2_connection_header", grpcInternal},
+		{502, "upstream_bad_response", grpcInternal},
+		{400, "h2_bad_path", grpcInternal},
+	} {
+		if got := grpcCodeFor(tc.status, tc.reason); got != tc.want {
+			t.Errorf("%d %s: %d, want %d", tc.status, tc.reason, got, tc.want)
+		}
+	}
+}
+
+func TestGRPCStatusField(t *testing.T) {
+	f := func(v string) []msg.Field { return []msg.Field{{Name: []byte("grpc-status"), Value: []byte(v)}} }
+	if got := grpcStatusField(f("14")); got != 14 {
+		t.Errorf("14: %d", got)
+	}
+	if got := grpcStatusField(f("x")); grpcCodeName(got) != "other" {
+		t.Errorf("x: %d", got)
+	}
+	if got := grpcStatusField(nil); grpcCodeName(got) != "none" {
+		t.Errorf("none: %d", got)
+	}
+}
