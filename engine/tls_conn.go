@@ -53,6 +53,7 @@ type tlsConn struct {
 	closing  bool   // the loop closed its side: write what is left, then end
 	paired   bool   // a socketpair bridge replaced the in-memory hand-off
 	outer    *net.UnixConn
+	carried  chan struct{} // closed once what the loop had not taken yet is in the bridge
 	dead     bool // the TLS connection ended
 	spare    []byte
 	closedOn bool // OnClose dispatched
@@ -98,8 +99,9 @@ func (t *tlsConn) reader() {
 		if n > 0 {
 			t.mu.Lock()
 			if t.paired {
-				outer := t.outer
+				outer, carried := t.outer, t.carried
 				t.mu.Unlock()
+				<-carried // the bytes read before the bridge go first
 				if _, werr := outer.Write(buf[:n]); werr != nil {
 					err = werr
 				}
@@ -156,7 +158,9 @@ func (t *tlsConn) writer() {
 				}
 				break
 			}
-			t.out, t.writing = t.spare[:0], len(b)
+			// Swap buffers: the loop appends to the spare (never to b,
+			// which the writer holds until the write is done).
+			t.out, t.spare, t.writing = t.spare[:0], nil, len(b)
 			t.mu.Unlock()
 			_, err := t.tc.Write(b)
 			t.mu.Lock()
@@ -374,7 +378,9 @@ func (t *tlsConn) Close() error {
 
 // Dup (loop) turns the connection into a socketpair bridge and returns the
 // other end's descriptor, which the caller owns. The loop's buffered input
-// stays readable through Peek and Discard (takeInbound).
+// stays readable through Peek and Discard (takeInbound, before or after
+// Dup); what the reader had handed over but the loop not yet taken goes
+// into the bridge first, then everything read later.
 func (t *tlsConn) Dup() (int, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -387,11 +393,19 @@ func (t *tlsConn) Dup() (int, error) {
 		_ = syscall.Close(fds[0])
 		return -1, err
 	}
+	outer := oc.(*net.UnixConn)
+	carried := make(chan struct{})
 	t.mu.Lock()
-	t.paired, t.outer = true, oc.(*net.UnixConn)
-	t.in = append(t.in, t.pend...)
-	t.pend = t.pend[:0]
+	t.paired, t.outer, t.carried = true, outer, carried
+	carry := t.pend
+	t.pend = nil
 	t.mu.Unlock()
+	go func() {
+		defer close(carried)
+		if len(carry) > 0 {
+			_, _ = outer.Write(carry)
+		}
+	}()
 	t.inSize.Store(0)
 	select { // a paused reader goes on, into the bridge
 	case t.resume <- struct{}{}:
