@@ -32,6 +32,7 @@ import (
 	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/conf"
 	"github.com/expressgateway/expressgateway/engine/accesslog"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -63,7 +64,8 @@ type Engine struct {
 	m        *Metrics
 	clusters *Clusters
 
-	global     *stages.ConnLimiter
+	global     *guards.ConnLimiter
+	guards     *guards.Recorder
 	loops      sync.Map // gnet.EventLoop → *loop
 	loopsList  []*loop
 	loopsMu    sync.Mutex
@@ -100,7 +102,7 @@ type listenerRT struct {
 	slot      *listenerSlot
 	cfg       *conf.Listener
 	view      *stages.Listener
-	limiter   *stages.ConnLimiter
+	limiter   *guards.ConnLimiter
 	limits    h1.Limits
 	inflight  int // max_inflight_bytes
 	accessLog bool
@@ -133,7 +135,8 @@ func New(opts Options) (*Engine, error) {
 		log:       opts.Log,
 		m:         opts.Metrics,
 		clusters:  opts.Clusters,
-		global:    &stages.ConnLimiter{MaxTotal: cfg.Engine.MaxConnections},
+		global:    &guards.ConnLimiter{MaxTotal: cfg.Engine.MaxConnections},
+		guards:    guards.NewRecorder(opts.Metrics.Set, opts.Log),
 		ringSize:  cfg.Engine.RingSize,
 		booted:    make(chan struct{}),
 		done:      make(chan struct{}),
@@ -149,7 +152,7 @@ func New(opts Options) (*Engine, error) {
 	if e.eventLoops <= 0 {
 		e.eventLoops = runtime.NumCPU()
 	}
-	guard := &stages.Guard{Hit: func(x *stages.Exchange, g string) { e.guardHit(x, g) }}
+	guard := &stages.Guard{Hit: e.guardHit}
 	e.stages = stages.Order(guard, stages.RouteStage{}, &stages.Pick{}, &stages.Forward{})
 	e.l4 = newL4(e)
 	e.m.Set.GetOrCreateGauge("expressgateway_event_loops", func() float64 { return float64(e.loopCount.Load()) })
@@ -181,7 +184,7 @@ func New(opts Options) (*Engine, error) {
 func (e *Engine) newSlot(lc *conf.Listener) *listenerSlot {
 	return &listenerSlot{
 		name: lc.Name, proto: lc.Protocol, addr: lc.Listen, reuse: lc.ReusePort,
-		limiter: &stages.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
+		limiter: &guards.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
 	}
 }
 
@@ -422,16 +425,22 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (e *Engine) guardHit(x *stages.Exchange, g string) {
-	e.m.GuardHit(g).Inc()
-	ev := e.log.Warn().Str("guard", g)
+// guardHit records a hit of guard g for the exchange x (nil: none at
+// hand). On HTTP/2 a guard that would close an HTTP/1 connection refuses
+// only its stream (RFC 9113 section 8.1.1).
+func (e *Engine) guardHit(x *stages.Exchange, g guards.Name, scope guards.Scope) {
+	var listener string
+	var ip netip.Addr
 	if x != nil {
-		ev = ev.Str("client", x.ClientIP.String())
+		ip = x.ClientIP
 		if x.Listener != nil {
-			ev = ev.Str("listener", x.Listener.Name)
+			listener = x.Listener.Name
+		}
+		if _, ok := x.Owner.(*h2Stream); ok {
+			scope = guards.Stream
 		}
 	}
-	ev.Msg("limit hit")
+	e.guards.Hit(g, scope, listener, ip)
 }
 
 // loopFor returns the per-loop state of el, creating it on first use.
@@ -668,15 +677,8 @@ func (e *Engine) acceptClient(c gnet.Conn, s *listenerSlot) {
 		return
 	}
 	ip := addrIP(c.RemoteAddr())
-	if ok, lim := e.global.Acquire(ip); !ok {
-		e.guardHit(nil, lim)
-		_ = c.Close()
-		return
-	}
-	if ok, lim := l.limiter.Acquire(ip); !ok {
-		e.global.Release(ip)
-		e.m.GuardHit(lim).Inc()
-		e.log.Warn().Str("guard", lim).Str("listener", l.cfg.Name).Str("client", ip.String()).Msg("limit hit")
+	if ok, g := guards.Admit(e.global, l.limiter, l.slot.connRate.Load(), ip, time.Now()); !ok {
+		e.guards.Hit(g, guards.Connection, l.cfg.Name, ip)
 		_ = c.Close()
 		return
 	}

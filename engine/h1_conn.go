@@ -9,6 +9,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -90,7 +91,7 @@ func (cc *clientConn) onTraffic() {
 			// The body waits in gnet's inbound buffer until the exchange can
 			// leave the loop; a client that sends far more meanwhile is cut.
 			if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+cc.l.inflight {
-				cc.lp.e.guardHit(&cc.x, "detach_wait_overflow")
+				cc.lp.e.guardHit(&cc.x, guards.DetachWaitOverflow, guards.Connection)
 				cc.abort()
 			}
 			return
@@ -100,7 +101,7 @@ func (cc *clientConn) onTraffic() {
 			if !cc.lg.reqBodyDone && cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
 				// The upstream's window holds the body back (HTTP/2)
 				// and the client keeps sending: bounded here.
-				cc.lp.e.guardHit(&cc.x, "upstream_window_overflow")
+				cc.lp.e.guardHit(&cc.x, guards.UpstreamWindowOverflow, guards.Connection)
 				cc.abort()
 			}
 			return
@@ -110,7 +111,7 @@ func (cc *clientConn) onTraffic() {
 			// (at most upstream_connect): gnet keeps reading it, so it is
 			// bounded here and the exchange leaves the loop once connected.
 			if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
-				cc.lp.e.guardHit(&cc.x, "dial_wait_overflow")
+				cc.lp.e.guardHit(&cc.x, guards.DialWaitOverflow, guards.Connection)
 				cc.abort()
 			}
 			return
@@ -118,7 +119,7 @@ func (cc *clientConn) onTraffic() {
 		// Pipelined bytes wait until the current response is done; a client
 		// that floods them is cut off rather than buffered without bound.
 		if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+cc.l.inflight {
-			cc.lp.e.guardHit(&cc.x, "pipeline_flood")
+			cc.lp.e.guardHit(&cc.x, guards.PipelineFlood, guards.Connection)
 			cc.abort()
 		}
 	case csClosing, csClosed:
@@ -149,7 +150,7 @@ func (cc *clientConn) readHeads() {
 			} else if !cc.l.h1 {
 				// An HTTP/2-only listener: whatever this is, it gets no
 				// HTTP/1 answer.
-				cc.lp.e.guardHit(&cc.x, "h2_bad_preface")
+				cc.lp.e.guardHit(&cc.x, guards.H2BadPreface, guards.Connection)
 				cc.abort()
 				return
 			}
@@ -204,7 +205,7 @@ func (cc *clientConn) beginExchange() {
 
 func (cc *clientConn) submit() {
 	if !cc.lp.pipeline.SubmitAndDrain(&cc.x) {
-		cc.lp.e.m.GuardHit("ring_full_guard").Inc()
+		cc.lp.e.guardHit(&cc.x, guards.RingFull("guard"), guards.Stream)
 		cc.x.Status, cc.x.Reason, cc.x.RetryAfter = 503, "ring_full", true
 		cc.respondLocal(&cc.x)
 	}
@@ -364,7 +365,7 @@ func (cc *clientConn) failRequestBody(err error) {
 	}
 	cc.lg.dropUpstream()
 	cc.lg.endpointDone(0, false)
-	cc.lp.e.guardHit(&cc.x, "codec_"+token)
+	cc.lp.e.guardHit(&cc.x, guards.Codec(token), guards.Connection)
 	cc.x.Status, cc.x.Reason, cc.x.CloseConn = status, "codec_"+token, true
 	cc.respondLocal(&cc.x)
 }
@@ -424,11 +425,7 @@ func (cc *clientConn) responseFraming(in h1.BodyKind) (out h1.BodyKind, keep boo
 // (UnixNano) is below body_min_rate after its grace: the one slow-POST rule
 // for the loop and the off-loop pump.
 func (l *listenerRT) tooSlow(n, start, now int64) bool {
-	if l.minRate <= 0 {
-		return false
-	}
-	el := now - start
-	return el > int64(l.bodyGrace) && n*int64(time.Second)/el < l.minRate
+	return guards.MinRate{PerSecond: l.minRate, Grace: l.bodyGrace}.TooSlow(n, start, now)
 }
 
 // respData implements downstream.
@@ -562,7 +559,7 @@ func (cc *clientConn) onTimer(now int64) {
 				return
 			}
 			if now-cc.headStart > int64(l.headerRead) {
-				cc.lp.e.guardHit(&cc.x, "slow_loris")
+				cc.lp.e.guardHit(&cc.x, guards.SlowLoris, guards.Connection)
 				cc.beginExchange()
 				cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, "header_timeout", true
 				cc.respondLocal(&cc.x)
@@ -576,7 +573,7 @@ func (cc *clientConn) onTimer(now int64) {
 		}
 		if p := cc.pending; p != nil {
 			if now-p.since > int64(l.bodyIdle) {
-				cc.lp.e.guardHit(&cc.x, "detach_wait_timeout")
+				cc.lp.e.guardHit(&cc.x, guards.DetachWaitTimeout, guards.Connection)
 				cc.abort()
 				return
 			}
@@ -587,11 +584,11 @@ func (cc *clientConn) onTimer(now int64) {
 		u := cc.lg.up
 		if cc.buffering {
 			if now-cc.lastBodyAt > int64(l.bodyIdle) {
-				cc.timeoutBody("body_idle")
+				cc.timeoutBody(guards.BodyIdle)
 				return
 			}
 			if l.tooSlow(int64(cc.valOff), cc.bodyStart, now) {
-				cc.timeoutBody("slow_post")
+				cc.timeoutBody(guards.SlowPost)
 			}
 			return
 		}
@@ -600,11 +597,11 @@ func (cc *clientConn) onTimer(now int64) {
 		}
 		if !cc.lg.reqBodyDone && cc.lg.bodyWritable() {
 			if now-cc.lastBodyAt > int64(l.bodyIdle) {
-				cc.timeoutBody("body_idle")
+				cc.timeoutBody(guards.BodyIdle)
 				return
 			}
 			if l.tooSlow(cc.lg.bodyBytes, cc.bodyStart, now) {
-				cc.timeoutBody("slow_post")
+				cc.timeoutBody(guards.SlowPost)
 				return
 			}
 		}
@@ -618,11 +615,11 @@ func (cc *clientConn) onTimer(now int64) {
 	}
 }
 
-func (cc *clientConn) timeoutBody(guard string) {
-	cc.lp.e.guardHit(&cc.x, guard)
+func (cc *clientConn) timeoutBody(guard guards.Name) {
+	cc.lp.e.guardHit(&cc.x, guard, guards.Connection)
 	cc.lg.dropUpstream()
 	cc.lg.endpointDone(408, false)
-	cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, guard, true
+	cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, string(guard), true
 	cc.respondLocal(&cc.x)
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/expressgateway/expressgateway/codecs/h1"
 	"github.com/expressgateway/expressgateway/codecs/h2"
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -331,9 +332,7 @@ func (sc *h2Conn) OnReset(id uint32, code h2.ErrCode) {
 // malformed frame or head; nothing of it reaches an upstream.
 func (sc *h2Conn) OnStreamError(err *h2.StreamError) {
 	sc.lp.e.m.H2Reset("sent", err.Code.String()).Inc()
-	sc.lp.e.m.GuardHit("h2_" + err.Token).Inc()
-	sc.lp.e.log.Warn().Str("guard", "h2_"+err.Token).Str("listener", sc.l.cfg.Name).Str("client", sc.clientIP.String()).
-		Uint32("stream", err.StreamID).Msg("limit hit")
+	sc.lp.e.guards.Hit(guards.H2(err.Token), guards.Stream, sc.l.cfg.Name, sc.clientIP)
 	if s := sc.streams[err.StreamID]; s != nil {
 		s.abortLeg(400, "h2_"+err.Token)
 		s.free()
@@ -504,7 +503,7 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 
 func (s *h2Stream) submit() {
 	if !s.sc.lp.pipeline.SubmitAndDrain(&s.x) {
-		s.sc.lp.e.m.GuardHit("ring_full_guard").Inc()
+		s.sc.lp.e.guardHit(&s.x, guards.RingFull("guard"), guards.Stream)
 		s.x.Status, s.x.Reason, s.x.RetryAfter = 503, "ring_full", true
 		s.respondLocal(&s.x)
 	}
@@ -788,7 +787,7 @@ func (s *h2Stream) slowReader(lg *leg, u *upstream) bool {
 		// The upstream still receives the request body on the loop: it
 		// cannot leave yet. Past four times the bound the stream is cut.
 		if len(s.pend) > 4*h2StreamPendMax {
-			s.sc.lp.e.guardHit(&s.x, "h2_stream_buffer_overflow")
+			s.sc.lp.e.guardHit(&s.x, guards.H2StreamBufferOverflow, guards.Stream)
 			lg.abortMid("h2_stream_buffer_overflow")
 			return true
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
@@ -109,15 +110,8 @@ func (l4 *l4Engine) acceptTCP(c gnet.Conn, slot *listenerSlot) gnet.Action {
 		return gnet.Close
 	}
 	ip := addrIP(c.RemoteAddr())
-	if ok, lim := e.global.Acquire(ip); !ok {
-		e.m.GuardHit(lim).Inc()
-		e.log.Warn().Str("guard", lim).Str("listener", l.name).Str("client", ip.String()).Msg("limit hit")
-		return gnet.Close
-	}
-	if ok, lim := l.limiter.Acquire(ip); !ok {
-		e.global.Release(ip)
-		e.m.GuardHit(lim).Inc()
-		e.log.Warn().Str("guard", lim).Str("listener", l.name).Str("client", ip.String()).Msg("limit hit")
+	if ok, g := guards.Admit(e.global, l.limiter, slot.connRate.Load(), ip, time.Now()); !ok {
+		e.guards.Hit(g, guards.Connection, l.name, ip)
 		return gnet.Close
 	}
 	ll := l4.loopFor(c.EventLoop())

@@ -7,6 +7,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 	"github.com/expressgateway/expressgateway/stages"
 )
@@ -119,7 +120,7 @@ func (lg *leg) reset() {
 func (lg *leg) admit() bool {
 	l := lg.l
 	if lg.lp.pending[l] >= l.cfg.QueueSize {
-		lg.lp.e.guardHit(lg.x, "queue_full")
+		lg.lp.e.guardHit(lg.x, guards.QueueFull, guards.Stream)
 		return false
 	}
 	lg.lp.pending[l]++
@@ -655,13 +656,13 @@ func (lg *leg) onTimer(now int64) bool {
 	lg.creditUp()
 	l := lg.l
 	if pt := lg.lp.e.clusters.PerTryTimeout(lg.x.Cluster); pt > 0 && !lg.respHead && now-lg.attemptStart > int64(pt) {
-		lg.lp.e.m.GuardHit("per_try_timeout").Inc()
+		lg.lp.e.guardHit(lg.x, guards.PerTryTimeout, guards.Stream)
 		lg.failed("per_try_timeout", 504, false)
 		return true
 	}
 	sent := lg.h2id != 0 || (u != nil && u.state == upActive)
 	if sent && lg.reqBodyDone && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
-		lg.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()
+		lg.lp.e.guardHit(lg.x, guards.UpstreamResponseHeaderTimeout, guards.Stream)
 		lg.failed("response_header_timeout", 504, false)
 		return true
 	}

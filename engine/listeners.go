@@ -16,7 +16,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/expressgateway/expressgateway/conf"
-	"github.com/expressgateway/expressgateway/stages"
+	"github.com/expressgateway/expressgateway/guards"
 )
 
 // Listeners, sockets and loops.
@@ -55,8 +55,9 @@ type listenerSlot struct {
 	http atomic.Pointer[listenerRT] // http listeners
 	l4   atomic.Pointer[l4Listener] // tcp and udp listeners
 
-	limiter  *stages.ConnLimiter
-	draining atomic.Bool // removed: no new connections, open ones finish
+	limiter  *guards.ConnLimiter
+	connRate atomic.Pointer[guards.Buckets] // guards.new_connections_per_second; nil: off
+	draining atomic.Bool                    // removed: no new connections, open ones finish
 }
 
 func (s *listenerSlot) udp() bool { return s.proto == conf.ProtocolUDP }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
@@ -103,7 +104,7 @@ func TestRouteStage404(t *testing.T) {
 
 func TestGuardEnforcesCodecVerdictAndRequestCap(t *testing.T) {
 	var hits []string
-	g := &Guard{Hit: func(_ *Exchange, name string) { hits = append(hits, name) }}
+	g := &Guard{Hit: func(_ *Exchange, name guards.Name, _ guards.Scope) { hits = append(hits, string(name)) }}
 	x := fakeRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	x.Listener = &Listener{MaxRequestsPerConn: 2}
 	x.ParseErr = &msg.Error{Status: 400, Token: "cl_te_conflict"}
@@ -122,59 +123,6 @@ func TestGuardEnforcesCodecVerdictAndRequestCap(t *testing.T) {
 	}
 	if len(hits) != 2 || hits[0] != "codec_cl_te_conflict" || hits[1] != "max_requests_per_connection" {
 		t.Fatalf("hits %v", hits)
-	}
-}
-
-func TestConnLimiter(t *testing.T) {
-	l := &ConnLimiter{MaxTotal: 3, MaxPerIP: 2}
-	a, b := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
-	for i, want := range []string{"", "", "max_connections_per_ip"} {
-		ok, lim := l.Acquire(a)
-		if ok != (want == "") || lim != want {
-			t.Fatalf("acquire %d: %v %q", i, ok, lim)
-		}
-	}
-	if ok, _ := l.Acquire(b); !ok {
-		t.Fatal("other IP refused")
-	}
-	if ok, lim := l.Acquire(b); ok || lim != "max_connections" {
-		t.Fatalf("total cap: %v %q", ok, lim)
-	}
-	l.Release(a)
-	if ok, _ := l.Acquire(b); !ok || l.Count() != 3 {
-		t.Fatal("release did not free a slot")
-	}
-}
-
-func TestConnLimiterSetLimits(t *testing.T) {
-	l := &ConnLimiter{MaxTotal: 2, MaxPerIP: 0}
-	a := netip.MustParseAddr("198.18.0.1")
-	l.Acquire(a)
-	l.Acquire(a)
-	l.SetLimits(3, 1) // per-IP counting starts now
-	if ok, _ := l.Acquire(a); !ok {
-		t.Fatal("first connection counted after the change refused")
-	}
-	if ok, lim := l.Acquire(a); ok || lim != "max_connections" {
-		t.Fatalf("total cap after raise: %v %q", ok, lim)
-	}
-	l.Release(a) // one admitted before the change: never goes negative
-	l.Release(a)
-	l.Release(a)
-	if l.Count() != 0 {
-		t.Fatalf("count %d", l.Count())
-	}
-	if ok, _ := l.Acquire(a); !ok {
-		t.Fatal("refused after releases")
-	}
-	if ok, lim := l.Acquire(a); ok || lim != "max_connections_per_ip" {
-		t.Fatalf("per-IP cap: %v %q", ok, lim)
-	}
-	l.SetLimits(0, 0)
-	for range 5 {
-		if ok, _ := l.Acquire(a); !ok {
-			t.Fatal("unlimited refused")
-		}
 	}
 }
 
