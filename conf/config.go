@@ -398,10 +398,16 @@ type Guards struct {
 	// number of addresses an attacker has. 1024 to 16777216.
 	// Default: 65536.
 	TrackedClients int `koanf:"tracked_clients"`
+	// Penalty is how long a client IP opens no new connection on this
+	// listener after a connection guard closed one of its connections for
+	// an attack (Rapid Reset, a frame flood, the glitch score); "0s"
+	// disables. Up to "1h". Default: "1s".
+	Penalty Duration `koanf:"penalty"`
 }
 
 func (g *Guards) setDefaults() {
 	g.TrackedClients = 64 << 10
+	g.Penalty = Duration(1 * second)
 	g.RateLimit.setDefaults()
 }
 

@@ -374,6 +374,9 @@ func (v *validator) guards(path string, g *Guards) {
 	v.intRange(path+".new_connections_per_second", g.NewConnectionsPerSecond, 0, 1000000)
 	v.intRange(path+".new_connections_burst", g.NewConnectionsBurst, 0, 1000000)
 	v.intRange(path+".tracked_clients", g.TrackedClients, 1024, 16<<20)
+	if g.Penalty > Duration(hour) {
+		v.addf(path+".penalty", "must be at most 1h, got %s", g.Penalty.Std())
+	}
 	v.rateLimit(path+".rate_limit", &g.RateLimit)
 }
 

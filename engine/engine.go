@@ -119,6 +119,7 @@ type listenerRT struct {
 	h1, h2     bool // the HTTP versions spoken (http_versions)
 
 	h2SettingsTimeout time.Duration
+	h2Guards          h2GuardLimits
 	duration          *metrics.PrometheusHistogram
 
 	headerRead, bodyIdle, bodyGrace, idleKeepalive time.Duration
@@ -182,10 +183,12 @@ func New(opts Options) (*Engine, error) {
 
 // newSlot makes the runtime identity of a listener.
 func (e *Engine) newSlot(lc *conf.Listener) *listenerSlot {
-	return &listenerSlot{
+	s := &listenerSlot{
 		name: lc.Name, proto: lc.Protocol, addr: lc.Listen, reuse: lc.ReusePort,
 		limiter: &guards.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
 	}
+	s.setGuards(&lc.Guards)
+	return s
 }
 
 // slotPerIP is a listener's per-client-IP cap: connections, or for a udp
@@ -287,6 +290,7 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		h2:                slices.Contains(lc.HTTPVersions, "2"),
 		h2Limits:          h2lim,
 		h2SettingsTimeout: hc.SettingsTimeout.Std(),
+		h2Guards:          newH2GuardLimits(&hc),
 		pathOpts:          msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
 		cfg:               lc,
 		view:              &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
@@ -677,7 +681,7 @@ func (e *Engine) acceptClient(c gnet.Conn, s *listenerSlot) {
 		return
 	}
 	ip := addrIP(c.RemoteAddr())
-	if ok, g := guards.Admit(e.global, l.limiter, l.slot.connRate.Load(), ip, time.Now()); !ok {
+	if ok, g := guards.Admit(e.global, l.limiter, l.slot.connRate.Load(), l.slot.penalty, ip, time.Now()); !ok {
 		e.guards.Hit(g, guards.Connection, l.cfg.Name, ip)
 		_ = c.Close()
 		return

@@ -40,6 +40,8 @@ type h2Conn struct {
 	dirty     bool // queued in lp.h2dirty for the end of the round
 	prefaced  bool // the client preface was consumed
 	lastErr   *h2.ConnError
+	g         h2ConnGuards
+	deferred  []uint32 // streams opened by the current read, submitted after it
 }
 
 // h2Stream is one request of an HTTP/2 connection: its exchange, its leg
@@ -70,6 +72,9 @@ type h2Stream struct {
 	started  bool // the response head went out
 	finished bool // the leg is done; the stream lives on while pend drains
 	pump     *upPump
+	opened   int64 // UnixNano (guards: premature resets)
+	ended    bool  // counted in the premature-reset window
+	reset    bool  // reset by the client while its request is upstream
 }
 
 // Bounds of what one stream holds on the loop. Request DATA is bounded by
@@ -126,8 +131,17 @@ func (sc *h2Conn) onTraffic() {
 	}
 	buf, _ := sc.c.Peek(-1)
 	sc.feeding = true
+	sc.g.newInRead = 0
 	n, err := sc.codec.Feed(buf, sc.lp.now())
 	sc.feeding = false
+	if err == nil {
+		err = sc.trippedErr()
+	}
+	if err == nil {
+		sc.submitDeferred()
+	} else {
+		sc.deferred = sc.deferred[:0]
+	}
 	if n > 0 {
 		frames := buf[:n]
 		if !sc.prefaced {
@@ -304,6 +318,9 @@ func (sc *h2Conn) OnHeaders(id uint32, h *h2.Head, endStream bool) {
 		}
 		return
 	}
+	if !sc.admitStream(id) {
+		return
+	}
 	sc.requests++
 	s := sc.newStream(id)
 	s.begin(h, endStream)
@@ -323,6 +340,11 @@ func (sc *h2Conn) OnData(id uint32, data []byte, endStream bool) {
 func (sc *h2Conn) OnReset(id uint32, code h2.ErrCode) {
 	sc.lp.e.m.H2Reset("received", code.String()).Inc()
 	if s := sc.streams[id]; s != nil {
+		s.resetEnded()
+		if s.keepsSlot() {
+			s.reset = true
+			return
+		}
 		s.abortLeg(499, "client_reset")
 		s.free()
 	}
@@ -334,8 +356,11 @@ func (sc *h2Conn) OnStreamError(err *h2.StreamError) {
 	sc.lp.e.m.H2Reset("sent", err.Code.String()).Inc()
 	sc.lp.e.guards.Hit(guards.H2(err.Token), guards.Stream, sc.l.cfg.Name, sc.clientIP)
 	if s := sc.streams[err.StreamID]; s != nil {
+		s.resetEnded()
 		s.abortLeg(400, "h2_"+err.Token)
 		s.free()
+	} else if err.Code != h2.ErrCodeRefusedStream {
+		sc.streamEnded(true) // refused before it was a stream: MadeYouReset
 	}
 }
 
@@ -370,6 +395,7 @@ func (sc *h2Conn) newStream(id uint32) *h2Stream {
 	s.x.ClientIP = sc.clientIP
 	s.x.ConnRequests = sc.requests
 	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, proto: "h2", streamID: id}
+	s.opened, s.ended, s.reset = sc.lp.nowNano(), false, false
 	s.lg.reset()
 	sc.streams[id] = s
 	sc.lp.e.m.H2Streams.Add(1)
@@ -384,6 +410,10 @@ func (s *h2Stream) free() {
 		return
 	}
 	delete(sc.streams, s.id)
+	if !s.ended {
+		s.ended = true
+		sc.streamEnded(false)
+	}
 	sc.lp.e.m.H2Streams.Add(-1)
 	if len(sc.streams) == 0 {
 		sc.idleSince = sc.lp.nowNano()
@@ -502,6 +532,10 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 }
 
 func (s *h2Stream) submit() {
+	if s.sc.feeding {
+		s.sc.deferred = append(s.sc.deferred, s.id) // see submitDeferred
+		return
+	}
 	if !s.sc.lp.pipeline.SubmitAndDrain(&s.x) {
 		s.sc.lp.e.guardHit(&s.x, guards.RingFull("guard"), guards.Stream)
 		s.x.Status, s.x.Reason, s.x.RetryAfter = 503, "ring_full", true
@@ -604,6 +638,9 @@ func (s *h2Stream) upstreamReady(lg *leg, u *upstream, head []byte) {
 // which the leg already filters when the gateway sent its own).
 func (s *h2Stream) respInterim(_ *leg, r *msg.Response) {
 	sc := s.sc
+	if s.reset {
+		return
+	}
 	fs, arena, _ := msg.ForwardResponse(sc.lp.fwd.Fields[:0], sc.lp.fwd.Arena[:0], r.Fields, s.lg.respOpts())
 	sc.lp.fwd.Fields, sc.lp.fwd.Arena = fs[:0], arena[:0]
 	head := h2.Head{Status: r.Status, Fields: fs}
@@ -614,6 +651,10 @@ func (s *h2Stream) respInterim(_ *leg, r *msg.Response) {
 // respHead implements downstream.
 func (s *h2Stream) respHead(_ *leg, r *msg.Response, _ bool) {
 	sc := s.sc
+	if s.reset {
+		s.started = true // read and dropped: the client reset the stream
+		return
+	}
 	opts := s.lg.respOpts()
 	if ck := s.x.Pick.SetCookie; ck != "" {
 		o := *opts
@@ -640,6 +681,9 @@ func (s *h2Stream) respHead(_ *leg, r *msg.Response, _ bool) {
 // respData implements downstream: DATA as far as the windows allow, the
 // rest pending on the stream.
 func (s *h2Stream) respData(_ *leg, b []byte) {
+	if s.reset {
+		return
+	}
 	if len(s.pend) == 0 && s.sc.outRoom() {
 		n, err := s.sc.codec.WriteData(s.id, b, false)
 		if err != nil {
@@ -657,6 +701,9 @@ func (s *h2Stream) respData(_ *leg, b []byte) {
 
 // respEnd implements downstream.
 func (s *h2Stream) respEnd(_ *leg, trailers []msg.Field) {
+	if s.reset {
+		return // exchangeDone frees the slot
+	}
 	s.pendEnd = true
 	if len(trailers) > 0 {
 		b := s.pendTrlB[:0]

@@ -110,7 +110,7 @@ func (l4 *l4Engine) acceptTCP(c gnet.Conn, slot *listenerSlot) gnet.Action {
 		return gnet.Close
 	}
 	ip := addrIP(c.RemoteAddr())
-	if ok, g := guards.Admit(e.global, l.limiter, slot.connRate.Load(), ip, time.Now()); !ok {
+	if ok, g := guards.Admit(e.global, l.limiter, slot.connRate.Load(), slot.penalty, ip, time.Now()); !ok {
 		e.guards.Hit(g, guards.Connection, l.name, ip)
 		return gnet.Close
 	}

@@ -57,6 +57,9 @@ type listenerSlot struct {
 
 	limiter  *guards.ConnLimiter
 	connRate atomic.Pointer[guards.Buckets] // guards.new_connections_per_second; nil: off
+	penalty  *guards.Penalties              // client IPs a connection guard closed
+	penFor   atomic.Int64                   // guards.penalty (ns); 0: off
+	rateKey  [3]int                         // what connRate was built from (under Engine.lmu)
 	draining atomic.Bool                    // removed: no new connections, open ones finish
 }
 

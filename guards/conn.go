@@ -94,11 +94,15 @@ func (l *ConnLimiter) Count() int {
 	return l.total
 }
 
-// Admit admits a new connection from ip against the engine-wide limiter,
-// the listener's limiter and the listener's new-connection rate (nil: none),
-// in that order; on refusal nothing stays acquired and the refusing guard
-// is returned. Release undoes it when the connection closes.
-func Admit(global, listener *ConnLimiter, rate *Buckets, ip netip.Addr, now time.Time) (ok bool, g Name) {
+// Admit admits a new connection from ip: not penalised (pen, nil: none),
+// within the listener's new-connection rate (rate, nil: none), then within
+// the engine-wide limiter and the listener's, in that order. On refusal
+// nothing stays acquired and the refusing guard is returned. Release
+// undoes it when the connection closes.
+func Admit(global, listener *ConnLimiter, rate *Buckets, pen *Penalties, ip netip.Addr, now time.Time) (ok bool, g Name) {
+	if pen != nil && pen.Blocked(KeyIP(ip), now.UnixNano()) {
+		return false, Penalty
+	}
 	if rate != nil {
 		if ok, _ := rate.Take(KeyIP(ip), now.UnixNano()); !ok {
 			return false, NewConnectionRate

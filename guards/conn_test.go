@@ -67,10 +67,10 @@ func TestAdmitReleasesOnRefusal(t *testing.T) {
 	lis := &ConnLimiter{MaxTotal: 10, MaxPerIP: 1}
 	a := netip.MustParseAddr("198.18.0.1")
 	now := time.Unix(1000, 0)
-	if ok, g := Admit(global, lis, nil, a, now); !ok {
+	if ok, g := Admit(global, lis, nil, nil, a, now); !ok {
 		t.Fatalf("first refused by %s", g)
 	}
-	if ok, g := Admit(global, lis, nil, a, now); ok || g != MaxConnectionsPerIP {
+	if ok, g := Admit(global, lis, nil, nil, a, now); ok || g != MaxConnectionsPerIP {
 		t.Fatalf("second: %v %s", ok, g)
 	}
 	if global.Count() != 1 {
@@ -83,7 +83,7 @@ func TestAdmitReleasesOnRefusal(t *testing.T) {
 	rate := NewBuckets(1, 2, 64)
 	lis.SetLimits(10, 0)
 	for i, want := range []bool{true, true, false} {
-		ok, g := Admit(global, lis, rate, a, now)
+		ok, g := Admit(global, lis, rate, nil, a, now)
 		if ok != want || (!ok && g != NewConnectionRate) {
 			t.Fatalf("connection %d: %v %s", i, ok, g)
 		}
@@ -91,7 +91,21 @@ func TestAdmitReleasesOnRefusal(t *testing.T) {
 	if global.Count() != 2 {
 		t.Fatalf("count %d, want 2", global.Count())
 	}
-	if ok, _ := Admit(global, lis, rate, a, now.Add(time.Second)); !ok {
+	if ok, _ := Admit(global, lis, rate, nil, a, now.Add(time.Second)); !ok {
 		t.Fatal("a token is back after a second")
+	}
+}
+
+func TestAdmitPenalty(t *testing.T) {
+	global, lis := &ConnLimiter{}, &ConnLimiter{}
+	pen := NewPenalties(64)
+	a := netip.MustParseAddr("198.18.0.1")
+	now := time.Unix(1000, 0)
+	pen.Add(KeyIP(a), now.Add(time.Second).UnixNano())
+	if ok, g := Admit(global, lis, nil, pen, a, now); ok || g != Penalty || global.Count() != 0 {
+		t.Fatalf("penalised: %v %s", ok, g)
+	}
+	if ok, _ := Admit(global, lis, nil, pen, a, now.Add(time.Second)); !ok {
+		t.Fatal("refused after the penalty")
 	}
 }

@@ -339,6 +339,13 @@ func (c *Conn) fail(e *ConnError) *ConnError {
 	return c.err
 }
 
+// Abort ends the connection for a reason of the owner's (a guard tripped in
+// a handler): a GOAWAY with code and token is queued, Feed stops after the
+// frame being handled and returns the error, as do later calls.
+func (c *Conn) Abort(code ErrCode, token string) error {
+	return c.fail(&ConnError{Code: code, Token: token, Msg: "closed by a guard"})
+}
+
 // frameHandlers is the dispatch table of Feed, indexed by frame type; types
 // beyond it are ignored.
 var frameHandlers = [numFrameTypes]func(*Conn, FrameHeader, []byte) *ConnError{

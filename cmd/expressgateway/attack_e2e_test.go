@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package main
+
+// Attacks against the binary, one test per guard family (guards/README.md):
+// each reproduces the attack on the wire while a legitimate client measures
+// latency beside it, and asserts that the attacker is cut within a stated
+// bound, that the legitimate client's p99 stays within 2× its baseline +
+// 5 ms with no failed request, that the gateway's RSS grows by less than
+// 256 MiB, and that fewer than 1,000 attack requests reach the upstream.
+// The attacker dials from 127.0.0.2, the legitimate client from 127.0.0.1,
+// so per-IP guards tell them apart.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+const (
+	attackFor      = 3 * time.Second
+	attackRSSLimit = 256 << 20
+	attackUpMax    = 1000
+)
+
+var attackerIP = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+
+// attackOrigin is the upstream of the attack tests: it counts requests
+// whose path starts with /attack apart from the others.
+func attackOrigin(t *testing.T) (addr string, attacks *atomic.Int64) {
+	t.Helper()
+	attacks = new(atomic.Int64)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/attack") {
+			attacks.Add(1)
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok\n")
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String(), attacks
+}
+
+// attackGateway starts the binary in front of origin with extra TOML for
+// the listener (appended to [[listeners]]) and after it (tables).
+func attackGateway(t *testing.T, origin, listenerKeys, tables string) (gw, admin string, cmd *exec.Cmd) {
+	t.Helper()
+	gw, admin = freeAddr(t), freeAddr(t)
+	cmd = startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+%s
+%s
+[[listeners.routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [ { address = %q } ]
+`, admin, gw, listenerKeys, tables, origin), gw)
+	return gw, admin, cmd
+}
+
+// legitClient sends sequential keep-alive GETs from 127.0.0.1 on a few
+// connections (HTTP/1.1 or HTTP/2) and records their latencies.
+type legitClient struct {
+	c    *http.Client
+	url  string
+	mu   sync.Mutex
+	lat  []time.Duration
+	fail atomic.Int64
+	errs []string
+}
+
+func newLegitClient(gw string, h2 bool) *legitClient {
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}).DialContext}
+	if h2 {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return &legitClient{c: &http.Client{Timeout: 5 * time.Second, Transport: tr}, url: "http://" + gw + "/legit"}
+}
+
+// run measures for d with workers in parallel and returns the p99.
+func (l *legitClient) run(t *testing.T, d time.Duration, workers int) (p99 time.Duration, n int) {
+	t.Helper()
+	l.mu.Lock()
+	l.lat = l.lat[:0]
+	l.mu.Unlock()
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				start := time.Now()
+				resp, err := l.c.Get(l.url)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				el := time.Since(start)
+				l.mu.Lock()
+				if err != nil {
+					l.fail.Add(1)
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, err.Error())
+					}
+				} else {
+					l.lat = append(l.lat, el)
+				}
+				l.mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lat := slices.Clone(l.lat)
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		t.Fatalf("no legitimate request succeeded: %v", l.errs)
+	}
+	return lat[len(lat)*99/100], len(lat)
+}
+
+// attackRun is one attack measured against a legitimate client: a baseline,
+// then the attack (attack runs until ctx is done) with the client measuring
+// beside it, then the assertions every attack test shares.
+type attackRun struct {
+	gw, admin string
+	cmd       *exec.Cmd
+	attacks   *atomic.Int64
+	h2Legit   bool
+}
+
+func (a *attackRun) run(t *testing.T, attack func(ctx context.Context)) {
+	t.Helper()
+	legit := newLegitClient(a.gw, a.h2Legit)
+	legit.run(t, 300*time.Millisecond, 2) // warm the pools
+	base, nBase := legit.run(t, 1500*time.Millisecond, 2)
+	rss0 := rssBytes(a.cmd.Process.Pid)
+	peak, stopRSS := sampleRSS(a.cmd.Process.Pid)
+	up0 := a.attacks.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), attackFor)
+	done := make(chan struct{})
+	go func() { defer close(done); attack(ctx) }()
+	time.Sleep(200 * time.Millisecond) // the attack is under way
+	during, nDuring := legit.run(t, attackFor-400*time.Millisecond, 2)
+	cancel()
+	<-done
+	stopRSS()
+	up := a.attacks.Load() - up0
+	t.Logf("legitimate p99: baseline %v (%d requests), during the attack %v (%d); attack requests upstream: %d; RSS %d MiB → peak %d MiB",
+		base, nBase, during, nDuring, up, rss0>>20, peak.Load()>>20)
+	if f := legit.fail.Load(); f > 0 {
+		t.Errorf("%d legitimate requests failed: %v", f, legit.errs)
+	}
+	if limit := 2*base + 5*time.Millisecond; during > limit {
+		t.Errorf("legitimate p99 during the attack %v > 2 × baseline + 5 ms = %v", during, limit)
+	}
+	if up >= attackUpMax {
+		t.Errorf("%d attack requests reached the upstream, want < %d", up, attackUpMax)
+	}
+	if g := peak.Load() - rss0; g >= attackRSSLimit {
+		t.Errorf("RSS grew by %d MiB, want < 256", g>>20)
+	}
+}
+
+// h2Attacker is one raw HTTP/2 connection from the attacker's address.
+type h2Attacker struct {
+	c   net.Conn
+	bw  *bufio.Writer
+	fr  *http2.Framer
+	enc *hpack.Encoder
+	hb  bytes.Buffer
+	// goaway is closed when the gateway's GOAWAY arrives or the connection
+	// ends; code and after say which GOAWAY and when.
+	goaway chan struct{}
+	code   http2.ErrCode
+	opened time.Time
+	after  time.Duration
+	// gotFrame counts the frames the gateway sent.
+	gotFrame atomic.Int64
+}
+
+func dialAttacker(addr string) (*h2Attacker, error) {
+	c, err := (&net.Dialer{LocalAddr: attackerIP, Timeout: 2 * time.Second}).Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	a := &h2Attacker{c: c, bw: bufio.NewWriterSize(c, 64<<10), goaway: make(chan struct{}), opened: time.Now()}
+	a.fr = http2.NewFramer(a.bw, c)
+	a.enc = hpack.NewEncoder(&a.hb)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = a.bw.WriteString(http2.ClientPreface)
+	_ = a.fr.WriteSettings()
+	if err := a.bw.Flush(); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	go a.read()
+	return a, nil
+}
+
+// read answers SETTINGS and notes the first GOAWAY (or the end).
+func (a *h2Attacker) read() {
+	rf := http2.NewFramer(io.Discard, a.c)
+	defer func() {
+		if a.after == 0 {
+			a.after = time.Since(a.opened)
+		}
+		close(a.goaway)
+	}()
+	for {
+		f, err := rf.ReadFrame()
+		if err != nil {
+			return
+		}
+		a.gotFrame.Add(1)
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			a.code, a.after = g.ErrCode, time.Since(a.opened)
+			return
+		}
+	}
+}
+
+// head appends a HEADERS frame for a GET of path on stream id.
+func (a *h2Attacker) head(id uint32, path string, end bool) error {
+	a.hb.Reset()
+	for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "a.test"}, {":path", path}} {
+		_ = a.enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	return a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: a.hb.Bytes(), EndStream: end, EndHeaders: true})
+}
+
+// attackStats are what closedWithin saw.
+type attackStats struct {
+	cut      atomic.Int64 // connections the gateway ended with a GOAWAY or a close mid-attack
+	refused  atomic.Int64 // connections closed before any GOAWAY (penalty, admission)
+	longest  atomic.Int64 // the longest time a connection lived, ns
+	attempts atomic.Int64
+}
+
+// closedWithin runs conns attacker connections one after another until ctx
+// is done, each sending what step writes (id is the next stream) until the
+// gateway cuts it; it fails the test when a connection outlives bound, or
+// when the gateway ended one with a GOAWAY whose code is not want. A
+// connection refused at accept (closed before any frame came back) counts
+// as refused; the attacker then waits 1 ms before it dials again, since it
+// shares the machine's two cores with the gateway and the legitimate client
+// and the test measures the gateway, not the attacker's own CPU.
+func closedWithin(t *testing.T, ctx context.Context, gw string, conns int, bound time.Duration, want http2.ErrCode,
+	step func(a *h2Attacker, id uint32) error) *attackStats {
+	st := new(attackStats)
+	var wg sync.WaitGroup
+	var once sync.Once
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				st.attempts.Add(1)
+				a, err := dialAttacker(gw)
+				if err != nil {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				id := uint32(1)
+			send:
+				for ctx.Err() == nil {
+					select {
+					case <-a.goaway:
+						break send
+					default:
+					}
+					if step(a, id) != nil {
+						break
+					}
+					if id%32 == 31 && a.bw.Flush() != nil {
+						break // 16 streams a write
+					}
+					id += 2
+				}
+				select {
+				case <-a.goaway:
+				case <-time.After(bound + time.Second):
+				}
+				lived := time.Since(a.opened)
+				_ = a.c.Close()
+				<-a.goaway
+				if ctx.Err() != nil && a.after > lived-10*time.Millisecond {
+					continue // the attack ended before the gateway did
+				}
+				if a.after > time.Duration(st.longest.Load()) {
+					st.longest.Store(int64(a.after))
+				}
+				switch {
+				case a.code == 0 && a.gotFrame.Load() == 0:
+					st.refused.Add(1)
+					time.Sleep(time.Millisecond)
+				default:
+					st.cut.Add(1)
+				}
+				if a.after > bound || (a.code != want && a.gotFrame.Load() > 0) {
+					once.Do(func() {
+						t.Errorf("attacker connection cut after %v with %v, want within %v with %v", a.after, a.code, bound, want)
+					})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("attacker: %d connections, %d cut mid-attack, %d refused at accept, the longest lived %v",
+		st.attempts.Load(), st.cut.Load(), st.refused.Load(), time.Duration(st.longest.Load()))
+	return st
+}
+
+// TestAttackH2RapidReset: HEADERS then RST_STREAM at once, over and over,
+// on reconnecting connections (CVE-2023-44487). The premature-reset ratio
+// closes each connection with GOAWAY ENHANCE_YOUR_CALM within 1 s.
+func TestAttackH2RapidReset(t *testing.T) {
+	origin, attacks := attackOrigin(t)
+	gw, admin, cmd := attackGateway(t, origin, "", "")
+	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks, h2Legit: true}
+	var st *attackStats
+	a.run(t, func(ctx context.Context) {
+		st = closedWithin(t, ctx, gw, 2, time.Second, http2.ErrCodeEnhanceYourCalm, func(a *h2Attacker, id uint32) error {
+			if err := a.head(id, "/attack", true); err != nil {
+				return err
+			}
+			if id%16 == 15 {
+				// Now and then the reset goes in the next write, after the
+				// gateway may have started the request.
+				if err := a.bw.Flush(); err != nil {
+					return err
+				}
+			}
+			return a.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		})
+	})
+	if st.cut.Load() == 0 {
+		t.Error("no attacker connection was cut")
+	}
+	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_rapid_reset"\}$`); n < 1 {
+		t.Errorf("h2_rapid_reset tripped %v times", n)
+	}
+}
