@@ -61,7 +61,6 @@ func TestConnLimiterSetLimits(t *testing.T) {
 	}
 }
 
-
 func TestAdmitReleasesOnRefusal(t *testing.T) {
 	global := &ConnLimiter{MaxTotal: 10}
 	lis := &ConnLimiter{MaxTotal: 10, MaxPerIP: 1}
