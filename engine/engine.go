@@ -154,7 +154,7 @@ func New(opts Options) (*Engine, error) {
 		e.eventLoops = runtime.NumCPU()
 	}
 	guard := &stages.Guard{Hit: e.guardHit}
-	e.stages = stages.Order(guard, stages.RouteStage{}, &stages.Pick{}, &stages.Forward{})
+	e.stages = stages.Order(guard, stages.RouteStage{Hit: e.guardHit}, &stages.Pick{}, &stages.Forward{})
 	e.l4 = newL4(e)
 	e.m.Set.GetOrCreateGauge("expressgateway_event_loops", func() float64 { return float64(e.loopCount.Load()) })
 
@@ -258,6 +258,7 @@ func (e *Engine) defaultUpIdle() time.Duration { return time.Duration(e.upIdle.L
 // names (the registry in use, or the one a reload is about to apply).
 func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(string) *stages.Cluster) (*listenerRT, error) {
 	var specs []stages.RouteSpec
+	rates := newRateLimits(slot, lc)
 	for i, r := range lc.Routes {
 		cl := get(r.Cluster)
 		if cl == nil {
@@ -265,7 +266,7 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		}
 		specs = append(specs, stages.RouteSpec{
 			Name: strconv.Itoa(i), Host: r.Host, Path: r.Path, PathPrefix: r.PathPrefix,
-			Methods: r.Methods, Headers: r.Headers, Cluster: cl,
+			Methods: r.Methods, Headers: r.Headers, Cluster: cl, Rate: rates.route(i),
 		})
 	}
 	router := stages.NewRouter(specs)
@@ -293,7 +294,7 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		h2Guards:          newH2GuardLimits(&hc),
 		pathOpts:          msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
 		cfg:               lc,
-		view:              &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
+		view:              &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection, Rate: rates.listener},
 		limiter:           slot.limiter,
 		limits: h1.Limits{
 			MaxRequestLine: int(lim.MaxRequestLine), MaxHeaderBytes: int(lim.MaxHeaderBytes),

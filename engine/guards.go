@@ -8,6 +8,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/conf"
 	"github.com/expressgateway/expressgateway/guards"
+	"github.com/expressgateway/expressgateway/stages"
 )
 
 // setGuards applies a listener's [listeners.guards] admission settings to
@@ -40,3 +41,42 @@ func (s *listenerSlot) penalize(ip netip.Addr) {
 		s.penalty.Add(guards.KeyIP(ip), time.Now().UnixNano()+d)
 	}
 }
+
+// rateLimits are the request rate limiters of one listener view: a reload
+// keeps a limiter (and its buckets) whose rate_limit did not change.
+type rateLimits struct {
+	listener *guards.RateLimiter
+	routes   []*guards.RateLimiter
+}
+
+func newRateLimits(slot *listenerSlot, lc *conf.Listener) rateLimits {
+	var old *listenerRT
+	if slot != nil {
+		old = slot.http.Load()
+	}
+	slots := lc.Guards.TrackedClients
+	same := func(a, b conf.RateLimit) bool { return a == b && old.cfg.Guards.TrackedClients == slots }
+	var r rateLimits
+	g := lc.Guards.RateLimit
+	if old != nil && same(old.cfg.Guards.RateLimit, g) {
+		r.listener = old.view.Rate
+	} else {
+		r.listener = guards.NewRateLimiter(g.RequestsPerSecond, g.Burst, g.Key, slots)
+	}
+	r.routes = make([]*guards.RateLimiter, len(lc.Routes))
+	var oldRoutes []*stages.Route
+	if old != nil {
+		oldRoutes = old.view.Router.Routes()
+	}
+	for i, rt := range lc.Routes {
+		rl := rt.RateLimit
+		if i < len(oldRoutes) && i < len(old.cfg.Routes) && same(old.cfg.Routes[i].RateLimit, rl) {
+			r.routes[i] = oldRoutes[i].Rate
+			continue
+		}
+		r.routes[i] = guards.NewRateLimiter(rl.RequestsPerSecond, rl.Burst, rl.Key, slots)
+	}
+	return r
+}
+
+func (r rateLimits) route(i int) *guards.RateLimiter { return r.routes[i] }

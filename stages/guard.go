@@ -32,6 +32,11 @@ func (g *Guard) Process(x *Exchange) Verdict {
 		g.hit(x, guards.ConnectRefused, guards.Connection)
 		return x.Refuse(501, string(guards.ConnectRefused))
 	}
+	if rl := x.Listener.Rate; rl != nil && !allowRate(x, rl) {
+		g.hit(x, guards.RequestRate, guards.Stream)
+		x.RetryAfter = true
+		return x.Refuse(429, string(guards.RequestRate))
+	}
 	if max := x.Listener.MaxRequestsPerConn; max > 0 && x.ConnRequests >= max {
 		// The last request allowed on this connection is served, with
 		// Connection: close on its response.

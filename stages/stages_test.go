@@ -102,6 +102,41 @@ func TestRouteStage404(t *testing.T) {
 	}
 }
 
+// TestRateLimits: the listener's rate_limit (guard stage, before routing)
+// and a route's (route stage) answer 429 with Retry-After once the bucket
+// is empty, per key.
+func TestRateLimits(t *testing.T) {
+	var hits []string
+	hit := func(_ *Exchange, name guards.Name, _ guards.Scope) { hits = append(hits, string(name)) }
+	g := &Guard{Hit: hit}
+	lis := &Listener{Rate: guards.NewRateLimiter(1, 2, "client_ip", 1024)}
+	for i, want := range []Verdict{Continue, Continue, Respond} {
+		x := fakeRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		x.Listener = lis
+		if v := g.Process(x); v != want {
+			t.Fatalf("request %d: verdict %v", i, v)
+		}
+		if want == Respond && (x.Status != 429 || !x.RetryAfter || x.Reason != "request_rate" || x.CloseConn) {
+			t.Fatalf("refusal: %d %v %q close=%v", x.Status, x.RetryAfter, x.Reason, x.CloseConn)
+		}
+	}
+	rs := RouteStage{Hit: hit}
+	rl := &Listener{Router: NewRouter([]RouteSpec{{Cluster: &Cluster{}, Rate: guards.NewRateLimiter(1, 1, "header:X-Key", 1024)}})}
+	for i, c := range []struct {
+		key  string
+		want Verdict
+	}{{"a", Continue}, {"a", Respond}, {"b", Continue}} {
+		x := fakeRequest(t, "GET / HTTP/1.1\r\nHost: h\r\nX-Key: "+c.key+"\r\n\r\n")
+		x.Listener = rl
+		if v := rs.Process(x); v != c.want || (v == Respond && (x.Status != 429 || !x.RetryAfter)) {
+			t.Fatalf("route request %d (%s): verdict %v status %d", i, c.key, v, x.Status)
+		}
+	}
+	if strings.Join(hits, ",") != "request_rate,route_request_rate" {
+		t.Fatalf("hits %v", hits)
+	}
+}
+
 func TestGuardEnforcesCodecVerdictAndRequestCap(t *testing.T) {
 	var hits []string
 	g := &Guard{Hit: func(_ *Exchange, name guards.Name, _ guards.Scope) { hits = append(hits, string(name)) }}

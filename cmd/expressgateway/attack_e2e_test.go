@@ -61,8 +61,9 @@ func attackOrigin(t *testing.T) (addr string, attacks *atomic.Int64) {
 }
 
 // attackGateway starts the binary in front of origin with extra TOML for
-// the listener (appended to [[listeners]]) and after it (tables).
-func attackGateway(t *testing.T, origin, listenerKeys, tables string) (gw, admin string, cmd *exec.Cmd) {
+// the listener (appended to [[listeners]]) and after it (tables), and
+// routes before the catch-all one.
+func attackGateway(t *testing.T, origin, listenerKeys, tables, routes string) (gw, admin string, cmd *exec.Cmd) {
 	t.Helper()
 	gw, admin = freeAddr(t), freeAddr(t)
 	cmd = startBinary(t, fmt.Sprintf(`
@@ -77,12 +78,13 @@ name = "web"
 listen = %q
 %s
 %s
+%s
 [[listeners.routes]]
 cluster = "app"
 [[clusters]]
 name = "app"
 endpoints = [ { address = %q } ]
-`, admin, gw, listenerKeys, tables, origin), gw)
+`, admin, gw, listenerKeys, tables, routes, origin), gw)
 	return gw, admin, cmd
 }
 
@@ -352,7 +354,7 @@ func closedWithin(t *testing.T, ctx context.Context, gw string, conns int, bound
 // closes each connection with GOAWAY ENHANCE_YOUR_CALM within 1 s.
 func TestAttackH2RapidReset(t *testing.T) {
 	origin, attacks := attackOrigin(t)
-	gw, admin, cmd := attackGateway(t, origin, "", "")
+	gw, admin, cmd := attackGateway(t, origin, "", "", "")
 	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks, h2Legit: true}
 	var st *attackStats
 	a.run(t, func(ctx context.Context) {
@@ -375,5 +377,90 @@ func TestAttackH2RapidReset(t *testing.T) {
 	}
 	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_rapid_reset"\}$`); n < 1 {
 		t.Errorf("h2_rapid_reset tripped %v times", n)
+	}
+}
+
+// h1Flood runs conns HTTP/1.1 keep-alive connections from the attacker's
+// address, each writing batches of 16 pipelined GETs of path and reading
+// their responses, until ctx is done; it returns the statuses seen and
+// whether every 429 carried Retry-After.
+func h1Flood(ctx context.Context, gw, path string, conns int) (statuses map[int]int, retryAfter bool) {
+	var mu sync.Mutex
+	statuses, retryAfter = map[int]int{}, true
+	req := strings.Repeat("GET "+path+" HTTP/1.1\r\nHost: a.test\r\n\r\n", 16)
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				c, err := (&net.Dialer{LocalAddr: attackerIP}).Dial("tcp", gw)
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				br := bufio.NewReader(c)
+				for ctx.Err() == nil {
+					_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+					if _, err := io.WriteString(c, req); err != nil {
+						break
+					}
+					ok := true
+					for range 16 {
+						resp, err := http.ReadResponse(br, nil)
+						if err != nil {
+							ok = false
+							break
+						}
+						_, _ = io.Copy(io.Discard, resp.Body)
+						_ = resp.Body.Close()
+						mu.Lock()
+						statuses[resp.StatusCode]++
+						if resp.StatusCode == 429 && resp.Header.Get("Retry-After") == "" {
+							retryAfter = false
+						}
+						mu.Unlock()
+					}
+					if !ok {
+						break
+					}
+				}
+				_ = c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	return statuses, retryAfter
+}
+
+// TestAttackRequestFlood: an HTTP/1.1 client floods requests on keep-alive
+// connections. The listener's per-IP rate_limit (2000/s, above the
+// legitimate client's ~800/s) and the route's (100/s on /attack) answer 429 with Retry-After at once, so the upstream
+// sees at most the route's rate and burst; the attacker is refused
+// request by request (stream scope), never slowed down by a queue.
+func TestAttackRequestFlood(t *testing.T) {
+	origin, attacks := attackOrigin(t)
+	gw, admin, cmd := attackGateway(t, origin, "", `
+[listeners.guards]
+rate_limit = { requests_per_second = 2000, burst = 2000 }`, `
+[[listeners.routes]]
+path_prefix = "/attack"
+cluster = "app"
+rate_limit = { requests_per_second = 100, burst = 100, key = "client_ip" }`)
+	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks}
+	var statuses map[int]int
+	var retryAfter bool
+	a.run(t, func(ctx context.Context) { statuses, retryAfter = h1Flood(ctx, gw, "/attack", 4) })
+	t.Logf("attacker statuses: %v", statuses)
+	if statuses[429] < 1000 || !retryAfter {
+		t.Errorf("429s %d (Retry-After on every one: %v)", statuses[429], retryAfter)
+	}
+	if ok := statuses[200]; ok > int(100*attackFor/time.Second)+100+50 {
+		t.Errorf("%d attack requests answered 200, want about the route's rate × %v + burst", ok, attackFor)
+	}
+	for _, g := range []string{"request_rate", "route_request_rate"} {
+		if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="`+g+`"\}$`); n < 1 {
+			t.Errorf("%s tripped %v times", g, n)
+		}
 	}
 }
