@@ -360,6 +360,27 @@ type HTTP2 struct {
 	// open; more is GOAWAY ENHANCE_YOUR_CALM and close. 0 means twice
 	// max_concurrent_streams (nginx's rule); else 1 to 100000. Default: 0.
 	MaxStreamsPerRead int `koanf:"max_streams_per_read"`
+	// MaxControlFramesPerSecond caps the SETTINGS, PING, PRIORITY,
+	// RST_STREAM, empty DATA and unknown frames a client sends in any one
+	// second (CVE-2019-9512, -9514, -9515, -9518 and kin); more is GOAWAY
+	// ENHANCE_YOUR_CALM and close. 10 to 1000000. Default: 1000.
+	MaxControlFramesPerSecond int `koanf:"max_control_frames_per_second"`
+	// MaxWindowUpdatesPerSecond caps the WINDOW_UPDATE frames a client
+	// sends in any one second; more is GOAWAY ENHANCE_YOUR_CALM and close.
+	// 10 to 1000000. Default: 10000.
+	MaxWindowUpdatesPerSecond int `koanf:"max_window_updates_per_second"`
+	// GlitchThreshold closes a connection (GOAWAY ENHANCE_YOUR_CALM) whose
+	// glitch score reaches it: every stream error the client caused, stream
+	// refused for concurrency, premature reset, empty DATA frame and
+	// unknown frame counts one (HAProxy's glitches), so an attacker mixing
+	// small abuses is still closed. 0 disables; else 10 to 1000000.
+	// Default: 1000.
+	GlitchThreshold int `koanf:"glitch_threshold"`
+	// StallTimeout resets a stream whose response DATA waits behind the
+	// client's zero flow-control window, without progress, this long, and
+	// closes a connection whose socket takes no byte for this long while
+	// output is pending (zero-window stall, slow read). Default: "30s".
+	StallTimeout Duration `koanf:"stall_timeout"`
 }
 
 func (h *HTTP2) setDefaults() {
@@ -373,6 +394,10 @@ func (h *HTTP2) setDefaults() {
 	h.PrematureResetStreams = 100
 	h.PrematureResetLifetime = Duration(1 * second)
 	h.MaxStreamsPerRead = 0
+	h.MaxControlFramesPerSecond = 1000
+	h.MaxWindowUpdatesPerSecond = 10000
+	h.GlitchThreshold = 1000
+	h.StallTimeout = Duration(30 * second)
 }
 
 // Guards is a listener's [listeners.guards] table: the DoS guards that are

@@ -368,6 +368,12 @@ func (v *validator) http2(path string, h *HTTP2) {
 	if h.MaxStreamsPerRead != 0 {
 		v.intRange(path+".max_streams_per_read", h.MaxStreamsPerRead, 1, 100000)
 	}
+	v.intRange(path+".max_control_frames_per_second", h.MaxControlFramesPerSecond, 10, 1000000)
+	v.intRange(path+".max_window_updates_per_second", h.MaxWindowUpdatesPerSecond, 10, 1000000)
+	if h.GlitchThreshold != 0 {
+		v.intRange(path+".glitch_threshold", h.GlitchThreshold, 10, 1000000)
+	}
+	v.positive(path+".stall_timeout", h.StallTimeout)
 }
 
 func (v *validator) guards(path string, g *Guards) {

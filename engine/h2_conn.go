@@ -75,6 +75,9 @@ type h2Stream struct {
 	opened   int64 // UnixNano (guards: premature resets)
 	ended    bool  // counted in the premature-reset window
 	reset    bool  // reset by the client while its request is upstream
+	// stallSince is when pending response DATA last made progress; 0:
+	// none pending (guards: zero-window stall).
+	stallSince int64
 }
 
 // Bounds of what one stream holds on the loop. Request DATA is bounded by
@@ -135,6 +138,7 @@ func (sc *h2Conn) onTraffic() {
 	n, err := sc.codec.Feed(buf, sc.lp.now())
 	sc.feeding = false
 	if err == nil {
+		sc.checkFloods()
 		err = sc.trippedErr()
 	}
 	if err == nil {
@@ -166,6 +170,7 @@ func (sc *h2Conn) connError(err error) {
 	if ce, ok := err.(*h2.ConnError); ok {
 		tok = ce.Token
 		sc.lastErr = ce
+		sc.codecVerdict(ce)
 	}
 	sc.lp.e.m.H2GoAway("sent", tok).Inc()
 	sc.lp.e.log.Debug().Str("listener", sc.l.cfg.Name).Str("client", sc.clientIP.String()).Str("reason", tok).Msg("http2 connection error")
@@ -277,6 +282,9 @@ func (sc *h2Conn) onTimer(now int64) {
 			s.lg.onTimer(now)
 		}
 	}
+	if sc.checkStalls(now) {
+		return
+	}
 	if sc.codec.SettingsAckOverdue(sc.lp.now(), sc.l.h2SettingsTimeout) {
 		_ = sc.codec.WriteGoAway(h2.ErrCodeSettingsTimeout, nil)
 		sc.connError(&h2.ConnError{Code: h2.ErrCodeSettingsTimeout, Token: "settings_timeout"})
@@ -362,6 +370,9 @@ func (sc *h2Conn) OnStreamError(err *h2.StreamError) {
 	} else if err.Code != h2.ErrCodeRefusedStream {
 		sc.streamEnded(true) // refused before it was a stream: MadeYouReset
 	}
+	if err.Code != h2.ErrCodeRefusedStream {
+		sc.glitch(guards.GlitchStreamError)
+	}
 }
 
 // OnGoAway implements h2.Handler: a client's GOAWAY; our streams are all
@@ -395,7 +406,7 @@ func (sc *h2Conn) newStream(id uint32) *h2Stream {
 	s.x.ClientIP = sc.clientIP
 	s.x.ConnRequests = sc.requests
 	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, proto: "h2", streamID: id}
-	s.opened, s.ended, s.reset = sc.lp.nowNano(), false, false
+	s.opened, s.ended, s.reset, s.stallSince = sc.lp.nowNano(), false, false, 0
 	s.lg.reset()
 	sc.streams[id] = s
 	sc.lp.e.m.H2Streams.Add(1)
@@ -693,6 +704,9 @@ func (s *h2Stream) respData(_ *leg, b []byte) {
 		b = b[n:]
 	}
 	if len(b) > 0 {
+		if len(s.pend) == 0 {
+			s.stallSince = s.sc.lp.nowNano()
+		}
 		s.pend = append(s.pend, b...)
 		s.sc.lp.e.m.H2FlowStall("response").Inc()
 	}
@@ -734,6 +748,9 @@ func (s *h2Stream) push() {
 			return
 		}
 		s.pend = s.pend[:copy(s.pend, s.pend[n:])]
+		if n > 0 || len(s.pend) == 0 {
+			s.stallMark()
+		}
 		if len(s.pend) > 0 {
 			sc.flush()
 			return

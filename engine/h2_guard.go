@@ -20,6 +20,10 @@ type h2GuardLimits struct {
 	resetLifetime  time.Duration // premature_reset_lifetime
 	streamsPerRead int           // max_streams_per_read (resolved)
 	maxStreams     int           // max_concurrent_streams
+	ctrlPerSec     int           // max_control_frames_per_second
+	wuPerSec       int           // max_window_updates_per_second
+	glitchMax      int           // glitch_threshold; 0: off
+	stall          time.Duration // stall_timeout
 }
 
 // h2ConnGuards is one connection's guard state; owned by its loop.
@@ -27,6 +31,11 @@ type h2ConnGuards struct {
 	resets    guards.ResetWindow
 	newInRead int         // streams opened by the current read
 	tripped   guards.Name // a connection guard tripped: GOAWAY sent, closing
+	seen      h2.Stats    // the codec's counters at the last check
+	ctrl, wu  guards.Window
+	glitches  int
+	outLast   int   // gnet outbound bytes at the last sweep
+	outStall  int64 // UnixNano since when the socket took nothing; 0: it did
 }
 
 // admitStream judges a new stream before it becomes an exchange. It
@@ -59,6 +68,9 @@ func (sc *h2Conn) admitStream(id uint32) bool {
 // streamEnded records how a stream ended in the premature-reset window and
 // trips the Rapid Reset guard when most recent streams were reset young.
 func (sc *h2Conn) streamEnded(premature bool) {
+	if premature {
+		sc.glitch(guards.GlitchPrematureRst)
+	}
 	if sc.g.resets.Record(premature, sc.l.h2Guards.resetStreams) && sc.g.tripped == "" {
 		sc.trip(guards.RapidReset)
 	}
@@ -109,6 +121,10 @@ func newH2GuardLimits(hc *conf.HTTP2) h2GuardLimits {
 		resetLifetime:  hc.PrematureResetLifetime.Std(),
 		streamsPerRead: hc.MaxStreamsPerRead,
 		maxStreams:     hc.MaxConcurrentStreams,
+		ctrlPerSec:     hc.MaxControlFramesPerSecond,
+		wuPerSec:       hc.MaxWindowUpdatesPerSecond,
+		glitchMax:      hc.GlitchThreshold,
+		stall:          hc.StallTimeout.Std(),
 	}
 	if g.streamsPerRead <= 0 {
 		g.streamsPerRead = 2 * hc.MaxConcurrentStreams
@@ -126,4 +142,90 @@ func (sc *h2Conn) submitDeferred() {
 		}
 	}
 	sc.deferred = sc.deferred[:0]
+}
+
+// glitch adds n to the connection's glitch score and ends the connection
+// at glitch_threshold.
+func (sc *h2Conn) glitch(n int) {
+	sc.g.glitches += n
+	if m := sc.l.h2Guards.glitchMax; m > 0 && sc.g.glitches >= m {
+		sc.trip(guards.Glitches)
+	}
+}
+
+// checkFloods runs after each read: the control frames and WINDOW_UPDATEs
+// the client sent count in one-second windows, empty and unknown frames in
+// the glitch score.
+func (sc *h2Conn) checkFloods() {
+	st := sc.codec.Stats()
+	old := sc.g.seen
+	sc.g.seen = st
+	empty := int(st.EmptyDataFrames - old.EmptyDataFrames)
+	unknown := int(st.UnknownFrames - old.UnknownFrames)
+	ctrl := int(st.PingsReceived-old.PingsReceived) + int(st.SettingsReceived-old.SettingsReceived) +
+		int(st.PriorityFrames-old.PriorityFrames) + int(st.ResetsReceived-old.ResetsReceived) + empty + unknown
+	now := sc.lp.nowNano()
+	lim := &sc.l.h2Guards
+	if ctrl > 0 && sc.g.ctrl.Add(ctrl, now, lim.ctrlPerSec) {
+		sc.trip(guards.ControlFloodRate)
+	}
+	if wu := int(st.WindowUpdates - old.WindowUpdates); wu > 0 && sc.g.wu.Add(wu, now, lim.wuPerSec) {
+		sc.trip(guards.WindowUpdateFlood)
+	}
+	if n := empty*guards.GlitchEmptyFrame + unknown*guards.GlitchUnknownFrame; n > 0 {
+		sc.glitch(n)
+	}
+}
+
+// codecVerdict records a connection error the codec raised against the
+// client's frames: the flood and bomb verdicts (ENHANCE_YOUR_CALM) are
+// guards, counted and penalised like the session's own.
+func (sc *h2Conn) codecVerdict(ce *h2.ConnError) {
+	if ce.Code != h2.ErrCodeEnhanceYourCalm || sc.g.tripped != "" {
+		return
+	}
+	g := guards.H2(ce.Token)
+	sc.g.tripped = g
+	sc.lp.e.guards.Hit(g, guards.Connection, sc.l.cfg.Name, sc.clientIP)
+	sc.l.slot.penalize(sc.clientIP)
+}
+
+// checkStalls runs on the sweep: a stream whose response DATA made no
+// progress behind the client's window for stall_timeout is reset; a
+// connection whose socket took nothing for as long while output waits is
+// closed. It reports whether the connection was closed.
+func (sc *h2Conn) checkStalls(now int64) bool {
+	stall := int64(sc.l.h2Guards.stall)
+	for _, s := range sc.streams {
+		if s.stallSince != 0 && now-s.stallSince > stall {
+			sc.lp.e.guards.Hit(guards.StreamStall, guards.Stream, sc.l.cfg.Name, sc.clientIP)
+			_ = sc.codec.WriteRST(s.id, h2.ErrCodeCancel)
+			sc.lp.e.m.H2Reset("sent", h2.ErrCodeCancel.String()).Inc()
+			s.abortLeg(499, string(guards.StreamStall))
+			s.free()
+		}
+	}
+	ob := sc.c.OutboundBuffered()
+	switch {
+	case ob == 0 || ob < sc.g.outLast:
+		sc.g.outStall = 0
+	case sc.g.outStall == 0:
+		sc.g.outStall = now
+	case now-sc.g.outStall > stall:
+		sc.lp.e.guards.Hit(guards.ConnStall, guards.Connection, sc.l.cfg.Name, sc.clientIP)
+		sc.abort()
+		return true
+	}
+	sc.g.outLast = ob
+	return false
+}
+
+// stallMark notes response DATA progress on s: pending bytes start (or
+// restart) the stall clock, an empty pend stops it.
+func (s *h2Stream) stallMark() {
+	if len(s.pend) == 0 {
+		s.stallSince = 0
+	} else {
+		s.stallSince = s.sc.lp.nowNano()
+	}
 }

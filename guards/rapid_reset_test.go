@@ -48,3 +48,17 @@ func TestPremature(t *testing.T) {
 		t.Fatal("lifetime boundary")
 	}
 }
+
+func TestWindow(t *testing.T) {
+	var w Window
+	now := time.Unix(1000, 0).UnixNano()
+	if w.Add(10, now, 10) {
+		t.Fatal("at the limit is not over it")
+	}
+	if !w.Add(1, now+int64(500*time.Millisecond), 10) {
+		t.Fatal("over the limit within the second")
+	}
+	if w.Add(10, now+int64(time.Second), 10) {
+		t.Fatal("a new second starts afresh")
+	}
+}

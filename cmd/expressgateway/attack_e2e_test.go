@@ -164,21 +164,34 @@ type attackRun struct {
 	cmd       *exec.Cmd
 	attacks   *atomic.Int64
 	h2Legit   bool
+	// For is how long the attack runs (attackFor when zero).
+	For time.Duration
+
+	legit *legitClient
+	base  time.Duration // the baseline p99, measured once per binary
+	nBase int
 }
 
 func (a *attackRun) run(t *testing.T, attack func(ctx context.Context)) {
 	t.Helper()
-	legit := newLegitClient(a.gw, a.h2Legit)
-	legit.run(t, 300*time.Millisecond, 2) // warm the pools
-	base, nBase := legit.run(t, 1500*time.Millisecond, 2)
+	if a.legit == nil {
+		a.legit = newLegitClient(a.gw, a.h2Legit)
+		a.legit.run(t, 300*time.Millisecond, 2) // warm the pools
+		a.base, a.nBase = a.legit.run(t, 1500*time.Millisecond, 2)
+	}
+	legit, base, nBase := a.legit, a.base, a.nBase
+	d := a.For
+	if d == 0 {
+		d = attackFor
+	}
 	rss0 := rssBytes(a.cmd.Process.Pid)
 	peak, stopRSS := sampleRSS(a.cmd.Process.Pid)
 	up0 := a.attacks.Load()
-	ctx, cancel := context.WithTimeout(context.Background(), attackFor)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	done := make(chan struct{})
 	go func() { defer close(done); attack(ctx) }()
 	time.Sleep(200 * time.Millisecond) // the attack is under way
-	during, nDuring := legit.run(t, attackFor-400*time.Millisecond, 2)
+	during, nDuring := legit.run(t, d-400*time.Millisecond, 2)
 	cancel()
 	<-done
 	stopRSS()
@@ -462,5 +475,84 @@ rate_limit = { requests_per_second = 100, burst = 100, key = "client_ip" }`)
 		if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="`+g+`"\}$`); n < 1 {
 			t.Errorf("%s tripped %v times", g, n)
 		}
+	}
+}
+
+// TestAttackH2Floods: one binary, one flood after another from reconnecting
+// attacker connections, each cut with GOAWAY ENHANCE_YOUR_CALM within 1 s:
+// PING, SETTINGS, PRIORITY, empty DATA and WINDOW_UPDATE floods
+// (CVE-2019-9512, -9515, -9516, -9517, -9518 and the window-update kin),
+// a CONTINUATION flood, an HPACK bomb, and a client that mixes malformed
+// streams with good ones below every single limit (the glitch score).
+func TestAttackH2Floods(t *testing.T) {
+	origin, attacks := attackOrigin(t)
+	gw, admin, cmd := attackGateway(t, origin, "", `
+[listeners.http2]
+glitch_threshold = 100`, "")
+	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks, h2Legit: true, For: 2 * time.Second}
+	get := func(a *h2Attacker, id uint32, end bool) error { return a.head(id, "/attack", end) }
+	floods := []struct {
+		name  string
+		guard string
+		step  func(a *h2Attacker, id uint32) error
+	}{
+		{"ping", "h2_control_flood_rate|h2_control_flood", func(a *h2Attacker, id uint32) error {
+			return a.fr.WritePing(false, [8]byte{byte(id)})
+		}},
+		{"settings", "h2_control_flood_rate|h2_control_flood", func(a *h2Attacker, _ uint32) error { return a.fr.WriteSettings() }},
+		{"priority", "h2_control_flood_rate", func(a *h2Attacker, id uint32) error {
+			return a.fr.WritePriority(id, http2.PriorityParam{Weight: 1})
+		}},
+		{"empty_data", "h2_control_flood_rate|h2_glitches", func(a *h2Attacker, id uint32) error {
+			if id == 1 {
+				return get(a, 1, false) // one open stream, then empty DATA on it
+			}
+			return a.fr.WriteData(1, false, nil)
+		}},
+		{"window_update", "h2_window_update_flood", func(a *h2Attacker, _ uint32) error { return a.fr.WriteWindowUpdate(0, 1) }},
+		{"continuation", "h2_continuation_flood|h2_header_block_too_large", func(a *h2Attacker, id uint32) error {
+			if id == 1 {
+				a.hb.Reset()
+				_ = a.enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+				return a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: a.hb.Bytes()})
+			}
+			return a.fr.WriteContinuation(1, false, []byte{0x80 | 2})
+		}},
+		{"hpack_bomb", "h2_hpack_bomb|h2_header_list_too_large|h2_rapid_reset|h2_glitches", func(a *h2Attacker, id uint32) error {
+			// A 4000-octet value enters the dynamic table once, then one
+			// octet refers to it again, a thousand times a block.
+			blk := []byte{0x40, 0x01, 'x', 0x7f, 0x80 | 33, 30} // 127 + 33 + 30×128 = 4000
+			blk = append(blk, bytes.Repeat([]byte{'v'}, 4000)...)
+			blk = append(blk, bytes.Repeat([]byte{0x80 | 62}, 1000)...)
+			return a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true})
+		}},
+		{"glitches", "h2_glitches", func(a *h2Attacker, id uint32) error {
+			if id%6 == 1 {
+				// One malformed stream (an upper-case field name) in
+				// three: under the premature-reset ratio, over time
+				// past glitch_threshold.
+				a.hb.Reset()
+				for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "a.test"}, {":path", "/attack"}, {"X-Bad", "1"}} {
+					_ = a.enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+				}
+				return a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: a.hb.Bytes(), EndStream: true, EndHeaders: true})
+			}
+			return get(a, id, true)
+		}},
+	}
+	for _, f := range floods {
+		t.Run(f.name, func(t *testing.T) {
+			before := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="(`+f.guard+`)"\}$`)
+			var st *attackStats
+			a.run(t, func(ctx context.Context) {
+				st = closedWithin(t, ctx, gw, 2, time.Second, http2.ErrCodeEnhanceYourCalm, f.step)
+			})
+			if st.cut.Load() == 0 {
+				t.Error("no attacker connection was cut")
+			}
+			if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="(`+f.guard+`)"\}$`) - before; n < 1 {
+				t.Errorf("%s tripped %v times", f.guard, n)
+			}
+		})
 	}
 }

@@ -117,6 +117,7 @@ type Stats struct {
 	EmptyDataFrames  uint64 // DATA without payload and without END_STREAM
 	PriorityFrames   uint64
 	UnknownFrames    uint64
+	WindowUpdates    uint64 // WINDOW_UPDATE frames from the peer
 }
 
 // shutdownPing is the payload of the PING Shutdown sends; its ACK marks one
