@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,11 @@ func attackOrigin(t *testing.T) (addr string, attacks *atomic.Int64) {
 			attacks.Add(1)
 		}
 		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/attack-big" {
+			w.Header().Set("Content-Length", strconv.Itoa(1<<20))
+			_, _ = w.Write(make([]byte, 1<<20))
+			return
+		}
 		_, _ = io.WriteString(w, "ok\n")
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
@@ -229,7 +235,11 @@ type h2Attacker struct {
 	gotFrame atomic.Int64
 }
 
-func dialAttacker(addr string) (*h2Attacker, error) {
+func dialAttacker(addr string) (*h2Attacker, error) { return dialAttackerRead(addr, true) }
+
+// dialAttackerRead is dialAttacker; with read false nothing reads the
+// socket (a slow reader).
+func dialAttackerRead(addr string, read bool, settings ...http2.Setting) (*h2Attacker, error) {
 	c, err := (&net.Dialer{LocalAddr: attackerIP, Timeout: 2 * time.Second}).Dial("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -239,12 +249,14 @@ func dialAttacker(addr string) (*h2Attacker, error) {
 	a.enc = hpack.NewEncoder(&a.hb)
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	_, _ = a.bw.WriteString(http2.ClientPreface)
-	_ = a.fr.WriteSettings()
+	_ = a.fr.WriteSettings(settings...)
 	if err := a.bw.Flush(); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
-	go a.read()
+	if read {
+		go a.read()
+	}
 	return a, nil
 }
 
@@ -554,5 +566,111 @@ glitch_threshold = 100`, "")
 				t.Errorf("%s tripped %v times", f.guard, n)
 			}
 		})
+	}
+}
+
+// TestAttackH2ZeroWindowStall: slow readers. A client that opens streams
+// for large responses and never opens its flow-control window has each
+// stream reset (RST_STREAM CANCEL) once its data waited stall_timeout (1 s
+// here) without progress; a client that opens its windows wide and then
+// stops reading the socket has its connection closed after stall_timeout.
+// Meanwhile what waits stays bounded (128 KiB a stream, 1 MiB a
+// connection).
+func TestAttackH2ZeroWindowStall(t *testing.T) {
+	origin, attacks := attackOrigin(t)
+	gw, admin, cmd := attackGateway(t, origin, "", `
+[listeners.http2]
+stall_timeout = "1s"`, "")
+	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks, h2Legit: true}
+	const streamBound = 2500 * time.Millisecond // stall_timeout + the 1 s checks + sweep slack
+	t.Run("zero_window", func(t *testing.T) {
+		var resets, late atomic.Int64
+		a.run(t, func(ctx context.Context) {
+			var wg sync.WaitGroup
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					at, err := dialAttackerRead(gw, false, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer func() { _ = at.c.Close() }()
+					opened := map[uint32]time.Time{}
+					next := uint32(1)
+					open := func() {
+						_ = at.head(next, "/attack-big", true)
+						opened[next] = time.Now()
+						next += 2
+					}
+					for range 50 {
+						open()
+					}
+					_ = at.bw.Flush()
+					rf := http2.NewFramer(io.Discard, at.c)
+					for ctx.Err() == nil {
+						_ = at.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+						f, err := rf.ReadFrame()
+						if err != nil {
+							continue
+						}
+						if r, ok := f.(*http2.RSTStreamFrame); ok && r.ErrCode == http2.ErrCodeCancel {
+							resets.Add(1)
+							if el := time.Since(opened[r.StreamID]); el > streamBound {
+								late.Add(1)
+							}
+							open()
+							_ = at.bw.Flush()
+						}
+						if _, ok := f.(*http2.GoAwayFrame); ok {
+							t.Error("the connection was closed, not the stalled streams")
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+		t.Logf("stalled streams reset: %d, later than %v: %d", resets.Load(), streamBound, late.Load())
+		if resets.Load() < 100 || late.Load() > 0 {
+			t.Errorf("%d streams reset (want at least the first 100), %d late", resets.Load(), late.Load())
+		}
+	})
+	t.Run("not_reading", func(t *testing.T) {
+		var closedAfter time.Duration
+		a.run(t, func(ctx context.Context) {
+			at, err := dialAttackerRead(gw, false, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer func() { _ = at.c.Close() }()
+			_ = at.fr.WriteWindowUpdate(0, 1<<30)
+			for id := uint32(1); id < 40; id += 2 {
+				_ = at.head(id, "/attack-big", true)
+			}
+			_ = at.bw.Flush()
+			start := time.Now()
+			// Read nothing until the gateway must have given up, then see
+			// the connection end (after what the kernel buffered).
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+			_ = at.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, _ := io.Copy(io.Discard, at.c)
+			closedAfter = time.Since(start)
+			t.Logf("read %d KiB buffered before the end", n>>10)
+		})
+		if closedAfter == 0 || closedAfter > 4*time.Second {
+			t.Errorf("the slow reader's connection ended after %v, want within stall_timeout + slack", closedAfter)
+		}
+		if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_conn_stall"\}$`); n < 1 {
+			t.Errorf("h2_conn_stall tripped %v times", n)
+		}
+	})
+	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_stream_stall"\}$`); n < 100 {
+		t.Errorf("h2_stream_stall tripped %v times", n)
 	}
 }
