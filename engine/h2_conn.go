@@ -78,6 +78,8 @@ type h2Stream struct {
 	// stallSince is when pending response DATA last made progress; 0:
 	// none pending (guards: zero-window stall).
 	stallSince int64
+	bodyBytes  int64 // request DATA received (guards: slow body)
+	bodyAt     int64 // UnixNano of the last request DATA; 0: no body expected
 }
 
 // Bounds of what one stream holds on the loop. Request DATA is bounded by
@@ -282,7 +284,7 @@ func (sc *h2Conn) onTimer(now int64) {
 			s.lg.onTimer(now)
 		}
 	}
-	if sc.checkStalls(now) {
+	if sc.checkStalls(now) || sc.checkSlow(now) {
 		return
 	}
 	if sc.codec.SettingsAckOverdue(sc.lp.now(), sc.l.h2SettingsTimeout) {
@@ -331,6 +333,9 @@ func (sc *h2Conn) OnHeaders(id uint32, h *h2.Head, endStream bool) {
 	}
 	sc.requests++
 	s := sc.newStream(id)
+	if !endStream {
+		s.bodyAt = s.opened // a body is due: the slow-body clock runs
+	}
 	s.begin(h, endStream)
 }
 
@@ -407,6 +412,7 @@ func (sc *h2Conn) newStream(id uint32) *h2Stream {
 	s.x.ConnRequests = sc.requests
 	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, proto: "h2", streamID: id}
 	s.opened, s.ended, s.reset, s.stallSince = sc.lp.nowNano(), false, false, 0
+	s.bodyBytes, s.bodyAt = 0, 0
 	s.lg.reset()
 	sc.streams[id] = s
 	sc.lp.e.m.H2Streams.Add(1)
@@ -570,6 +576,8 @@ func (s *h2Stream) Forward(x *stages.Exchange) {
 // onData takes request DATA: straight upstream when the leg is connected,
 // else held (within the stream window, which the codec enforces).
 func (s *h2Stream) onData(data []byte, end bool) {
+	s.bodyBytes += int64(len(data))
+	s.bodyAt = s.sc.lp.nowNano()
 	if s.upReady && s.lg.bodyWritable() {
 		s.lg.sendBody(data, end, nil)
 		s.credit(len(data))

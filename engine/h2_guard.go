@@ -36,6 +36,7 @@ type h2ConnGuards struct {
 	glitches  int
 	outLast   int   // gnet outbound bytes at the last sweep
 	outStall  int64 // UnixNano since when the socket took nothing; 0: it did
+	hbSince   int64 // UnixNano since when a header block is open; 0: none
 }
 
 // admitStream judges a new stream before it becomes an exchange. It
@@ -175,6 +176,38 @@ func (sc *h2Conn) checkFloods() {
 	if n := empty*guards.GlitchEmptyFrame + unknown*guards.GlitchUnknownFrame; n > 0 {
 		sc.glitch(n)
 	}
+	switch {
+	case !sc.codec.HeaderBlockPending():
+		sc.g.hbSince = 0
+	case sc.g.hbSince == 0:
+		sc.g.hbSince = now
+	}
+}
+
+// checkSlow runs on the sweep: the HTTP/2 forms of slow-loris (a header
+// block left open past header_read ends the connection) and slow-POST (a
+// stream's request body below body_min_rate after its grace, or paused
+// past body_idle, gets 408 and a reset). It reports whether the
+// connection was closed.
+func (sc *h2Conn) checkSlow(now int64) bool {
+	l := sc.l
+	if sc.g.hbSince != 0 && now-sc.g.hbSince > int64(l.headerRead) {
+		sc.trip(guards.H2SlowHeaders)
+		sc.connError(sc.trippedErr())
+		return true
+	}
+	rate := guards.MinRate{PerSecond: l.minRate, Grace: l.bodyGrace}
+	for _, s := range sc.streams {
+		if s.finished || s.bodyEnd || s.lg.reqBodyDone || s.bodyAt == 0 {
+			continue
+		}
+		if now-s.bodyAt > int64(l.bodyIdle) || rate.TooSlow(s.bodyBytes, s.opened, now) {
+			sc.lp.e.guards.Hit(guards.H2SlowBody, guards.Stream, l.cfg.Name, sc.clientIP)
+			s.x.Status, s.x.Reason = 408, string(guards.H2SlowBody)
+			s.respondLocal(&s.x)
+		}
+	}
+	return false
 }
 
 // codecVerdict records a connection error the codec raised against the

@@ -15,6 +15,14 @@ const (
 	SlowPost Name = "slow_post"
 	// BodyIdle: a request body paused longer than timeouts.body_idle.
 	BodyIdle Name = "body_idle"
+	// H2SlowHeaders: an HTTP/2 header block (HEADERS without END_HEADERS,
+	// then CONTINUATION) still open after timeouts.header_read (GOAWAY
+	// ENHANCE_YOUR_CALM, close).
+	H2SlowHeaders Name = "h2_slow_headers"
+	// H2SlowBody: an HTTP/2 request body slower than timeouts.body_min_rate
+	// after its grace, or paused longer than timeouts.body_idle (408 on the
+	// stream, RST_STREAM; the connection goes on).
+	H2SlowBody Name = "h2_slow_body"
 )
 
 // MinRate is the slow-POST rule: a body must average at least PerSecond

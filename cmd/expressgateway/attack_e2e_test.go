@@ -38,6 +38,9 @@ const (
 	attackUpMax    = 1000
 )
 
+// guardsPenalty is listeners.guards.penalty's default and a little more.
+const guardsPenalty = 1100 * time.Millisecond
+
 var attackerIP = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
 
 // attackOrigin is the upstream of the attack tests: it counts requests
@@ -673,4 +676,141 @@ stall_timeout = "1s"`, "")
 	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_stream_stall"\}$`); n < 100 {
 		t.Errorf("h2_stream_stall tripped %v times", n)
 	}
+}
+
+// TestAttackSlowClients: slow-loris and slow-POST over HTTP/1.1 and their
+// HTTP/2 forms (a header block left open, a request body trickling on a
+// stream), many at once from the attacker's address, on one binary with
+// header_read = 1 s and body_min_rate = 1 KiB/s after a 1 s grace. Each is
+// cut within its bound: the HTTP/1 connection gets 408 and is closed, the
+// HTTP/2 connection with an open header block gets GOAWAY
+// ENHANCE_YOUR_CALM, the slow HTTP/2 stream gets 408 and RST_STREAM while
+// its connection goes on.
+func TestAttackSlowClients(t *testing.T) {
+	origin, attacks := attackOrigin(t)
+	gw, admin, cmd := attackGateway(t, origin, "", `
+[listeners.timeouts]
+header_read = "1s"
+body_min_rate = "1KiB"
+body_min_rate_grace = "1s"
+body_idle = "5s"`, "")
+	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks, h2Legit: true}
+	const bound = 3 * time.Second
+	// trickle opens conns raw connections that write first, then one byte
+	// of rest every 100 ms, and records how long each lasted until the
+	// gateway closed it.
+	trickle := func(ctx context.Context, conns int, first, rest string) (closed, late *atomic.Int64) {
+		closed, late = new(atomic.Int64), new(atomic.Int64)
+		var wg sync.WaitGroup
+		for range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					c, err := (&net.Dialer{LocalAddr: attackerIP}).Dial("tcp", gw)
+					if err != nil {
+						time.Sleep(10 * time.Millisecond)
+						continue
+					}
+					start := time.Now()
+					_, _ = io.WriteString(c, first)
+					go func() {
+						for i := 0; ctx.Err() == nil; i++ {
+							time.Sleep(100 * time.Millisecond)
+							if _, err := c.Write([]byte{rest[i%len(rest)]}); err != nil {
+								return
+							}
+						}
+					}()
+					_ = c.SetReadDeadline(time.Now().Add(bound + 2*time.Second))
+					_, _ = io.Copy(io.Discard, c)
+					_ = c.Close()
+					if ctx.Err() != nil {
+						return
+					}
+					closed.Add(1)
+					if time.Since(start) > bound {
+						late.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return closed, late
+	}
+	for _, c := range []struct {
+		name, guard, first, rest string
+	}{
+		{"h1_slowloris", "slow_loris", "GET /attack HTTP/1.1\r\n", "X-Slow: a\r\n"},
+		{"h1_slow_post", "slow_post", "POST /attack HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100000\r\n\r\n", "x"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var closed, late *atomic.Int64
+			a.run(t, func(ctx context.Context) { closed, late = trickle(ctx, 50, c.first, c.rest) })
+			t.Logf("slow connections closed: %d, later than %v: %d", closed.Load(), bound, late.Load())
+			if closed.Load() < 50 || late.Load() > 0 {
+				t.Errorf("%d closed (want every one of the 50 at least once), %d late", closed.Load(), late.Load())
+			}
+			if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="`+c.guard+`"\}$`); n < 50 {
+				t.Errorf("%s tripped %v times", c.guard, n)
+			}
+		})
+	}
+	t.Run("h2_slow_headers", func(t *testing.T) {
+		a.run(t, func(ctx context.Context) {
+			closedWithin(t, ctx, gw, 20, bound, http2.ErrCodeEnhanceYourCalm, func(at *h2Attacker, id uint32) error {
+				if id == 1 {
+					at.hb.Reset()
+					_ = at.enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+					return at.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: at.hb.Bytes()})
+				}
+				time.Sleep(100 * time.Millisecond) // and never END_HEADERS
+				return nil
+			})
+		})
+		if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_slow_headers"\}$`); n < 1 {
+			t.Errorf("h2_slow_headers tripped %v times", n)
+		}
+	})
+	t.Run("h2_slow_body", func(t *testing.T) {
+		var answered, late atomic.Int64
+		time.Sleep(guardsPenalty) // h2_slow_headers penalised the attacker's address
+		a.run(t, func(ctx context.Context) {
+			at, err := dialAttacker(gw)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer func() { _ = at.c.Close() }()
+			const streams = 20
+			start := time.Now()
+			for id := uint32(1); id < 2*streams; id += 2 {
+				at.hb.Reset()
+				for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "a.test"}, {":path", "/attack"}, {"content-length", "100000"}} {
+					_ = at.enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+				}
+				_ = at.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: at.hb.Bytes(), EndHeaders: true})
+			}
+			_ = at.bw.Flush()
+			for ctx.Err() == nil && metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_slow_body"\}$`) < streams {
+				for id := uint32(1); id < 2*streams; id += 2 {
+					_ = at.fr.WriteData(id, false, []byte("x"))
+				}
+				_ = at.bw.Flush()
+				time.Sleep(100 * time.Millisecond)
+			}
+			answered.Store(int64(metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_slow_body"\}$`)))
+			if time.Since(start) > bound {
+				late.Store(1)
+			}
+			select {
+			case <-at.goaway:
+				t.Error("the connection was closed, not the slow streams")
+			default:
+			}
+		})
+		if answered.Load() < 20 || late.Load() > 0 {
+			t.Errorf("%d slow streams refused (want 20) within %v: late %v", answered.Load(), bound, late.Load() > 0)
+		}
+	})
 }

@@ -340,6 +340,10 @@ func (c *Conn) fail(e *ConnError) *ConnError {
 	return c.err
 }
 
+// HeaderBlockPending reports whether a header block is open: HEADERS came
+// without END_HEADERS and its CONTINUATION frames are still due.
+func (c *Conn) HeaderBlockPending() bool { return c.hbActive }
+
 // Abort ends the connection for a reason of the owner's (a guard tripped in
 // a handler): a GOAWAY with code and token is queued, Feed stops after the
 // frame being handled and returns the error, as do later calls.
