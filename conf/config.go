@@ -357,8 +357,9 @@ type HTTP2 struct {
 	// as a premature reset. Default: "1s".
 	PrematureResetLifetime Duration `koanf:"premature_reset_lifetime"`
 	// MaxStreamsPerRead caps the new streams one read of the socket may
-	// open; more is GOAWAY ENHANCE_YOUR_CALM and close. 0 means twice
-	// max_concurrent_streams (nginx's rule); else 1 to 100000. Default: 0.
+	// open; more are refused with RST_STREAM(REFUSED_STREAM) and count as
+	// premature resets. 0 means twice max_concurrent_streams (nginx's
+	// rule); else 1 to 100000. Default: 0.
 	MaxStreamsPerRead int `koanf:"max_streams_per_read"`
 	// MaxControlFramesPerSecond caps the SETTINGS, PING, PRIORITY,
 	// RST_STREAM, empty DATA and unknown frames a client sends in any one

@@ -40,10 +40,10 @@ type h2ConnGuards struct {
 }
 
 // admitStream judges a new stream before it becomes an exchange. It
-// refuses the stream (RST_STREAM REFUSED_STREAM) while the connection
-// holds max_concurrent_streams of its own streams, reset ones whose
-// request is upstream included, and ends the connection when one read
-// opens more than max_streams_per_read.
+// refuses the stream (RST_STREAM REFUSED_STREAM) once one read opened
+// max_streams_per_read (nginx's rule), and while the connection holds
+// max_concurrent_streams of its own streams, reset ones whose request is
+// upstream included. A refusal counts as a premature reset and a glitch.
 func (sc *h2Conn) admitStream(id uint32) bool {
 	g := &sc.g
 	if g.tripped != "" {
@@ -51,19 +51,21 @@ func (sc *h2Conn) admitStream(id uint32) bool {
 		return false
 	}
 	g.newInRead++
-	if g.newInRead > sc.l.h2Guards.streamsPerRead {
-		_ = sc.codec.WriteRST(id, h2.ErrCodeRefusedStream)
-		sc.trip(guards.StreamsPerRead)
-		return false
+	refuse := guards.Name("")
+	switch {
+	case g.newInRead > sc.l.h2Guards.streamsPerRead:
+		refuse = guards.StreamsPerRead
+	case len(sc.streams) >= sc.l.h2Guards.maxStreams:
+		refuse = guards.StreamsBusy
+	default:
+		return true
 	}
-	if len(sc.streams) >= sc.l.h2Guards.maxStreams {
-		_ = sc.codec.WriteRST(id, h2.ErrCodeRefusedStream)
-		sc.lp.e.m.H2Reset("sent", h2.ErrCodeRefusedStream.String()).Inc()
-		sc.lp.e.guards.Hit(guards.StreamsBusy, guards.Stream, sc.l.cfg.Name, sc.clientIP)
-		sc.streamEnded(true)
-		return false
-	}
-	return true
+	_ = sc.codec.WriteRST(id, h2.ErrCodeRefusedStream)
+	sc.lp.e.m.H2Reset("sent", h2.ErrCodeRefusedStream.String()).Inc()
+	sc.lp.e.guards.Hit(refuse, guards.Stream, sc.l.cfg.Name, sc.clientIP)
+	sc.glitch(guards.GlitchRefusedStream)
+	sc.streamEnded(true)
+	return false
 }
 
 // streamEnded records how a stream ended in the premature-reset window and

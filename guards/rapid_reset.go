@@ -18,8 +18,13 @@ import "time"
 //     premature_reset_lifetime of opening, the connection gets GOAWAY
 //     ENHANCE_YOUR_CALM and is closed (RapidReset);
 //   - at most max_streams_per_read new streams per read of the socket
-//     (nginx: 2 × max_concurrent_streams); more is GOAWAY ENHANCE_YOUR_CALM
-//     and close (StreamsPerRead).
+//     (nginx: 2 × max_concurrent_streams); more are refused with
+//     REFUSED_STREAM (StreamsPerRead), which counts against the ratio.
+//
+// Streams a read opens are submitted once the whole read is decoded, so a
+// stream the same read resets never reaches an upstream; and the client's
+// address is penalised (Penalty) when its connection is closed, so that it
+// cannot buy a fresh window by reconnecting at once.
 const (
 	RapidReset     Name = "h2_rapid_reset"
 	StreamsPerRead Name = "h2_streams_per_read"
