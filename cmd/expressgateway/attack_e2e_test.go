@@ -838,3 +838,64 @@ body_idle = "5s"`, "")
 		}
 	})
 }
+
+// TestAttackH1Smuggling: reconnecting clients send request-smuggling
+// shapes (CL.TE, TE.CL, CL.CL, a Transfer-Encoding that does not end in
+// chunked) as fast as they can. Each gets 400 and its connection closed
+// within 1 s, under the codec's token as the guard name, and no smuggled
+// request (the /attack path inside the bodies) reaches the upstream.
+func TestAttackH1Smuggling(t *testing.T) {
+	origin, attacks := attackOrigin(t)
+	gw, admin, cmd := attackGateway(t, origin, "", "", "")
+	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks}
+	smuggled := "GET /attack-smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n"
+	shapes := []string{
+		"POST /attack HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+		"POST /attack HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n" + smuggled,
+		"POST /attack HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\n" + smuggled,
+		"POST /attack HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n" + smuggled,
+	}
+	var sent, refused, late atomic.Int64
+	a.run(t, func(ctx context.Context) {
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; ctx.Err() == nil; i++ {
+					c, err := (&net.Dialer{LocalAddr: attackerIP}).Dial("tcp", gw)
+					if err != nil {
+						time.Sleep(10 * time.Millisecond)
+						continue
+					}
+					start := time.Now()
+					_ = c.SetDeadline(start.Add(3 * time.Second))
+					_, _ = io.WriteString(c, shapes[i%len(shapes)])
+					sent.Add(1)
+					br := bufio.NewReader(c)
+					resp, err := http.ReadResponse(br, nil)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						_ = resp.Body.Close()
+						if resp.StatusCode == 400 {
+							refused.Add(1)
+						}
+						_, err = br.ReadByte() // the connection must end here
+					}
+					if err == nil || time.Since(start) > time.Second {
+						late.Add(1)
+					}
+					_ = c.Close()
+				}
+			}()
+		}
+		wg.Wait()
+	})
+	t.Logf("smuggling attempts %d, refused with 400 %d, not closed within 1 s %d", sent.Load(), refused.Load(), late.Load())
+	if refused.Load() < sent.Load()*9/10 || late.Load() > 0 {
+		t.Errorf("%d of %d attempts refused with 400, %d not closed within 1 s", refused.Load(), sent.Load(), late.Load())
+	}
+	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="codec_.*"\}$`); n < float64(refused.Load()) {
+		t.Errorf("codec guards tripped %v times for %d refusals", n, refused.Load())
+	}
+}
