@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Command bench runs load scenarios against expressgateway and its peers
 // (HAProxy, nginx) side by side, in front of the same upstream, and reports
 // rate, latency, errors, CPU per request and memory, as a table and as JSON.
@@ -53,7 +55,7 @@ const defaultTargets = "direct,expressgateway-l4,expressgateway,haproxy,nginx"
 func parseFlags(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&c.scenarios, "scenarios", strings.Join(scenario.Default, ","), "comma-separated scenarios, or \"all\" (see -list)")
+	fs.StringVar(&c.scenarios, "scenarios", strings.Join(scenario.Default, ","), "comma-separated scenarios or groups (\"tls\": the https scenarios), or \"all\" (see -list)")
 	fs.StringVar(&c.targets, "targets", defaultTargets, "comma-separated targets: direct, expressgateway-l4, expressgateway, haproxy, nginx")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured load per target and round (whole seconds)")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement (0 to skip)")
@@ -177,6 +179,10 @@ func printList() {
 			note = " (slot: not supported yet)"
 		}
 		fmt.Printf("  %-13s %-7s %-7s %s%s\n", s.Name, s.Protocol, s.Driver, s.Description, note)
+	}
+	fmt.Println("groups:")
+	for _, g := range scenario.GroupNames() {
+		fmt.Printf("  %-13s %s\n", g, strings.Join(scenario.Groups[g], ","))
 	}
 	fmt.Println("targets:")
 	fmt.Println("  direct          the bench upstream with nothing in front (the ceiling)")

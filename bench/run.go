@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 package main
 
 import (
@@ -38,6 +40,7 @@ type runner struct {
 	loadPin   []string
 	noFile    uint64
 	wrkScript string
+	cert      *target.TLS // the https scenarios' certificate, made on first use
 }
 
 type probe struct {
@@ -221,6 +224,18 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 	}
 	env := target.Env{Dir: dir, Listen: listen, Upstream: r.upstream, Workers: r.cfg.workers,
 		Protocol: sc.Protocol, Pin: r.proxyPin, NoFile: r.noFile}
+	if sc.Protocol == target.ProtoTLS {
+		if r.cert == nil {
+			c, err := target.WriteCert(r.dir)
+			if err != nil {
+				return fail(res, results.StatusError, fmt.Errorf("bench certificate: %w", err))
+			}
+			r.cert = &c
+		}
+		c := *r.cert
+		c.NoResumption = sc.NoResumption
+		env.TLS = &c
+	}
 	upProc := r.upProc
 	if sc.Protocol == target.ProtoH2CToH2C {
 		if r.upH2Proc == nil {
@@ -279,8 +294,12 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 // measureLoad runs the scenario's load generator: warm-up, then the measured
 // window with CPU sampled right before and right after it.
 func (r *runner) measureLoad(ctx context.Context, res results.Result, sc scenario.Scenario, t target.Target, addr, dir string, p, upProc *target.Process) results.Result {
+	scheme := "http"
+	if sc.Protocol == target.ProtoTLS {
+		scheme = "https"
+	}
 	opts := loadgen.Options{
-		URL: "http://" + addr + sc.Path, Duration: r.cfg.duration, Connections: r.cfg.connections,
+		URL: scheme + "://" + addr + sc.Path, Duration: r.cfg.duration, Connections: r.cfg.connections,
 		Threads: r.cfg.threads, Headers: sc.Headers, Timeout: r.cfg.timeout, Streams: r.cfg.streams,
 	}
 	if r.cfg.warmup > 0 {

@@ -32,10 +32,14 @@ var LBNames = []string{
 
 // Listener and VIP protocols.
 const (
-	ProtocolHTTP = "http"
-	ProtocolTCP  = "tcp"
-	ProtocolUDP  = "udp"
+	ProtocolHTTP  = "http"
+	ProtocolHTTPS = "https"
+	ProtocolTCP   = "tcp"
+	ProtocolUDP   = "udp"
 )
+
+// IsHTTP reports whether a listener protocol is L7 HTTP (http or https).
+func IsHTTP(protocol string) bool { return protocol == ProtocolHTTP || protocol == ProtocolHTTPS }
 
 // Config is the whole file. Its zero value is not useful: configs come from
 // Parse or Load, which apply the defaults and validate.
@@ -188,8 +192,9 @@ type Listener struct {
 	// Listen is the host:port to bind; required. An empty host binds all
 	// addresses. The port must be 1-65535.
 	Listen string `koanf:"listen"`
-	// Protocol is http (L7 with routes), tcp or udp (userspace L4 straight to
-	// a cluster). Default: "http".
+	// Protocol is http (L7 with routes), https (the same over TLS: see
+	// [listeners.tls]), tcp or udp (userspace L4 straight to a cluster).
+	// Default: "http".
 	Protocol string `koanf:"protocol"`
 	// ReusePort opens one SO_REUSEPORT socket per event loop, so the kernel
 	// spreads new connections over the loops; false opens one socket that
@@ -253,6 +258,14 @@ type Listener struct {
 	// Guards are the listener's DoS guards beyond the limits above
 	// (connection and request rates).
 	Guards Guards `koanf:"guards"`
+	// TLS is the TLS of an https listener: required for https, not allowed
+	// otherwise.
+	TLS *ListenerTLS `koanf:"tls"`
+	// ProxyProtocol accepts a PROXY protocol v1/v2 header from trusted L4
+	// balancers in front (http, https and tcp listeners); the client
+	// address it carries is the one routing, per-IP limits,
+	// X-Forwarded-For and the access log use. Absent means off.
+	ProxyProtocol *ProxyProtocol `koanf:"proxy_protocol"`
 	// Routes are tried in order and the first match wins; no match answers
 	// 404. http listeners need at least one; tcp and udp take none.
 	Routes []Route `koanf:"routes"`
@@ -546,14 +559,24 @@ type Cluster struct {
 	// Endpoints are the upstream addresses; at least one.
 	Endpoints []Endpoint `koanf:"endpoints"`
 	// Protocol is what the gateway speaks to the endpoints: "http1"
-	// (HTTP/1.1, a pooled connection per request in flight) or "h2c"
-	// (HTTP/2 with prior knowledge, streams multiplexed on pooled
-	// connections). Any client protocol goes to either. Default: "http1".
+	// (HTTP/1.1, a pooled connection per request in flight; over TLS when
+	// tls is enabled), "h2c" (HTTP/2 with prior knowledge, streams
+	// multiplexed on pooled connections) or "h2" (HTTP/2 over TLS, by
+	// ALPN; needs tls). Any client protocol goes to any. Default: "http1".
 	Protocol string `koanf:"protocol"`
+	// TLS is TLS to the endpoints, as an inline table: tls = { enabled =
+	// true, ca_file = "ca.pem", server_name = "api.internal" }. Absent
+	// means cleartext.
+	TLS *ClusterTLS `koanf:"tls"`
+	// ProxyProtocol sends a PROXY protocol header with the client's address
+	// at the start of every upstream connection: "" (none), "v1" or "v2".
+	// With it, upstream connections are not shared between clients (each
+	// request has its own); http1 (and tcp listeners) only. Default: "".
+	ProxyProtocol string `koanf:"proxy_protocol"`
 	// MaxStreamsPerConnection caps the concurrent streams the gateway opens
 	// on one h2c upstream connection (the endpoint's own
 	// SETTINGS_MAX_CONCURRENT_STREAMS caps it too); more open another
-	// connection. h2c only. 1 to 10000. Default: 100.
+	// connection. h2c and h2 only. 1 to 10000. Default: 100.
 	MaxStreamsPerConnection int `koanf:"max_streams_per_connection"`
 	// MaxIdlePerEndpoint caps idle pooled upstream connections per endpoint
 	// and per event loop; 0 disables pooling. 0 to 100000. Default: 64.
@@ -888,3 +911,119 @@ var (
 	_ defaulter = (*XDP)(nil)
 	_ defaulter = (*VIP)(nil)
 )
+
+// ListenerTLS is an https listener's [listeners.tls] table.
+type ListenerTLS struct {
+	// MinVersion is the lowest TLS version accepted: "1.2" or "1.3".
+	// Default: "1.2".
+	MinVersion string `koanf:"min_version"`
+	// ALPN are the application protocols offered, in preference order:
+	// "h2" and "http/1.1". A client that offers ALPN but none of these is
+	// refused; one that offers no ALPN speaks HTTP/1.1.
+	// Default: ["h2", "http/1.1"].
+	ALPN []string `koanf:"alpn"`
+	// HandshakeTimeout closes a connection whose TLS handshake has not
+	// completed within it. Default: "5s".
+	HandshakeTimeout Duration `koanf:"handshake_timeout"`
+	// MaxHandshakes caps the TLS handshakes in progress on this listener; a
+	// new connection over it waits for a slot (at most handshake_timeout)
+	// instead of taking CPU from the established ones. 1 to 100000.
+	// Default: 1024.
+	MaxHandshakes int `koanf:"max_handshakes"`
+	// ClientAuth is mutual TLS: "none", "request" (a client certificate is
+	// asked for and verified against client_ca_file when sent) or
+	// "require" (a connection without a valid one is refused).
+	// Default: "none".
+	ClientAuth string `koanf:"client_auth"`
+	// ClientCAFile is the PEM bundle client certificates are verified
+	// against; required unless client_auth = "none". Default: "".
+	ClientCAFile string `koanf:"client_ca_file"`
+	// ClientIdentityHeader, when set, is the request header that carries
+	// the verified client certificate's identity upstream, as
+	// Hash=<sha256 of the DER, hex>;Subject="<DN>";URI=<uri SAN>;DNS=<dns
+	// SAN> (Envoy's X-Forwarded-Client-Cert format). A client-sent header
+	// of that name is always removed, with or without a certificate.
+	// Default: "".
+	ClientIdentityHeader string `koanf:"client_identity_header"`
+	// SessionTickets enables TLS session resumption by tickets. The ticket
+	// keys are random, shared by the listener's connections, kept across
+	// reloads and rotated every ticket_key_rotation (the two previous keys
+	// still decrypt). Default: true.
+	SessionTickets bool `koanf:"session_tickets"`
+	// TicketKeyRotation is how often a new session ticket key is made.
+	// Default: "1h".
+	TicketKeyRotation Duration `koanf:"ticket_key_rotation"`
+	// Certificates are the listener's certificates; at least one. SNI
+	// picks the one whose DNS names match (exact, then wildcard); the first
+	// one is served when nothing matches or no SNI is sent.
+	Certificates []Certificate `koanf:"certificates"`
+}
+
+func (t *ListenerTLS) setDefaults() {
+	t.MinVersion = "1.2"
+	t.ALPN = []string{"h2", "http/1.1"}
+	t.HandshakeTimeout = Duration(5 * second)
+	t.MaxHandshakes = 1024
+	t.ClientAuth = "none"
+	t.SessionTickets = true
+	t.TicketKeyRotation = Duration(60 * minute)
+}
+
+// Certificate is one [[listeners.tls.certificates]] entry.
+type Certificate struct {
+	// CertFile is the PEM certificate chain, leaf first; required. It is
+	// watched: a changed file is loaded, checked and served to new
+	// handshakes (a bad one keeps the old pair).
+	CertFile string `koanf:"cert_file"`
+	// KeyFile is the PEM private key of the leaf; required.
+	KeyFile string `koanf:"key_file"`
+}
+
+// ClusterTLS is a cluster's tls table: TLS to its endpoints.
+type ClusterTLS struct {
+	// Enabled speaks TLS to the endpoints (and to their health checks).
+	// Default: false.
+	Enabled bool `koanf:"enabled"`
+	// CAFile is the PEM bundle endpoint certificates are verified against;
+	// "" uses the system's roots. Default: "".
+	CAFile string `koanf:"ca_file"`
+	// ServerName is the name sent as SNI and verified in the endpoint's
+	// certificate; "" uses the endpoint address's host. Default: "".
+	ServerName string `koanf:"server_name"`
+	// InsecureSkipVerify turns certificate verification off (tests and
+	// migrations only; logged at start). Default: false.
+	InsecureSkipVerify bool `koanf:"insecure_skip_verify"`
+	// CertFile and KeyFile are an optional client certificate presented to
+	// endpoints that ask for one (mTLS upstream). Default: "".
+	CertFile string `koanf:"cert_file"`
+	// KeyFile is the client certificate's private key. Default: "".
+	KeyFile string `koanf:"key_file"`
+	// MinVersion is the lowest TLS version spoken: "1.2" or "1.3".
+	// Default: "1.2".
+	MinVersion string `koanf:"min_version"`
+}
+
+func (t *ClusterTLS) setDefaults() {
+	t.MinVersion = "1.2"
+}
+
+// ProxyProtocol is a listener's proxy_protocol table: accepting the PROXY
+// protocol header (HAProxy's v1 text or v2 binary) from an L4 balancer in
+// front.
+type ProxyProtocol struct {
+	// Accept expects a PROXY protocol header at the start of every
+	// connection from a trusted address (one without it is refused); a
+	// connection from any other address is served with its own address,
+	// and refused if it sends a header. Default: false.
+	Accept bool `koanf:"accept"`
+	// Trusted are the CIDRs (or single addresses) of the balancers allowed
+	// to send the header. Required when accept is true. Default: [].
+	Trusted []string `koanf:"trusted"`
+	// Timeout is how long a trusted peer has to send the whole header.
+	// Default: "5s".
+	Timeout Duration `koanf:"timeout"`
+}
+
+func (p *ProxyProtocol) setDefaults() {
+	p.Timeout = Duration(5 * second)
+}

@@ -279,12 +279,12 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 	if v.required(path+".listen", l.Listen) {
 		v.listenAddr(path+".listen", l.Listen)
 	}
-	v.oneOf(path+".protocol", l.Protocol, ProtocolHTTP, ProtocolTCP, ProtocolUDP)
+	v.oneOf(path+".protocol", l.Protocol, ProtocolHTTP, ProtocolHTTPS, ProtocolTCP, ProtocolUDP)
 	v.oneOf(path+".escaped_slashes", l.EscapedSlashes, "keep", "reject", "unescape")
 	switch l.Protocol {
-	case ProtocolHTTP:
+	case ProtocolHTTP, ProtocolHTTPS:
 		if l.Cluster != "" {
-			v.addf(path+".cluster", "not allowed for protocol = \"http\" (send traffic to clusters with [[listeners.routes]])")
+			v.addf(path+".cluster", "not allowed for protocol = %q (send traffic to clusters with [[listeners.routes]])", l.Protocol)
 		}
 		if len(l.Routes) == 0 {
 			v.addf(path+".routes", "an http listener needs at least one [[listeners.routes]] entry")
@@ -297,6 +297,20 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 			v.addf(path+".routes", "not allowed for protocol = %q (set cluster instead)", l.Protocol)
 		}
 	}
+	switch {
+	case l.Protocol == ProtocolHTTPS && l.TLS == nil:
+		v.addf(path+".tls", "an https listener needs a [listeners.tls] table with its certificates")
+	case l.Protocol == ProtocolHTTPS:
+		v.listenerTLS(path+".tls", l.TLS)
+	case l.TLS != nil:
+		v.addf(path+".tls", "only allowed for protocol = \"https\"")
+	}
+	if l.ProxyProtocol != nil {
+		if l.Protocol == ProtocolUDP {
+			v.addf(path+".proxy_protocol", "not allowed for protocol = \"udp\"")
+		}
+		v.proxyProtocol(path+".proxy_protocol", l.ProxyProtocol)
+	}
 	if l.Protocol == ProtocolHTTP {
 		if len(l.HTTPVersions) == 0 {
 			v.addf(path+".http_versions", "needs at least one of \"1.1\", \"2\"")
@@ -305,9 +319,12 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 			v.oneOf(fmt.Sprintf("%s.http_versions[%d]", path, i), ver, "1.1", "2")
 		}
 	}
+	if l.Protocol == ProtocolHTTPS && v.present[path+".http_versions"] {
+		v.addf(path+".http_versions", "not used by https listeners: ALPN chooses (set tls.alpn)")
+	}
 	for _, k := range []string{"merge_slashes", "escaped_slashes", "allow_get_body", "http_versions", "http2"} {
-		if l.Protocol != ProtocolHTTP && v.present[path+"."+k] {
-			v.addf(path+"."+k, "only allowed for protocol = \"http\"")
+		if !IsHTTP(l.Protocol) && v.present[path+"."+k] {
+			v.addf(path+"."+k, "only allowed for protocol = \"http\" or \"https\"")
 		}
 	}
 	for _, k := range []string{".udp_session_timeout", ".max_sessions_per_ip"} {
@@ -482,10 +499,15 @@ func isPrime(n int) bool {
 func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	v.required(path+".name", c.Name)
 	v.oneOf(path+".lb", c.LB, LBNames...)
-	v.oneOf(path+".protocol", c.Protocol, "http1", "h2c")
+	v.oneOf(path+".protocol", c.Protocol, "http1", "h2c", "h2")
 	v.intRange(path+".max_streams_per_connection", c.MaxStreamsPerConnection, 1, 10000)
-	if c.Protocol != "h2c" && v.present[path+".max_streams_per_connection"] {
-		v.addf(path+".max_streams_per_connection", "only allowed for protocol = \"h2c\"")
+	if c.Protocol == "http1" && v.present[path+".max_streams_per_connection"] {
+		v.addf(path+".max_streams_per_connection", "only allowed for protocol = \"h2c\" or \"h2\"")
+	}
+	v.clusterTLS(path, c)
+	v.oneOf(path+".proxy_protocol", c.ProxyProtocol, "", "v1", "v2")
+	if c.ProxyProtocol != "" && c.Protocol != "http1" {
+		v.addf(path+".proxy_protocol", "needs protocol = \"http1\": a multiplexed HTTP/2 connection carries many clients, and a PROXY header names one")
 	}
 	if _, _, err := ParseHashKey(c.HashKey); err != nil {
 		v.addf(path+".hash_key", "%v", err)

@@ -4,6 +4,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,8 @@ type clusterTable struct {
 type clusterRT struct {
 	maxIdle int
 	hot     clusterCounters
+	tls     *upstreamTLS // nil: cleartext
+	proxy   string       // PROXY protocol header sent to endpoints: "", "v1", "v2"
 }
 
 // clusterCounters are a cluster's per-request metrics, resolved once so
@@ -106,7 +109,13 @@ func LBSpec(c *conf.Cluster) lb.Spec {
 		s.Endpoints = append(s.Endpoints, lb.EndpointSpec{Address: e.Address, Weight: uint32(e.Weight), Zone: e.Zone, Priority: e.Priority})
 	}
 	if hc := c.HealthCheck; hc != nil {
+		var hcTLS *tls.Config
+		if ut, err := newUpstreamTLS(c, metrics.NewSet()); err == nil && ut != nil {
+			hcTLS = ut.base.Clone()
+			hcTLS.ServerName = ut.serverName
+		}
 		s.HealthCheck = &lb.HealthCheckSpec{
+			TLS: hcTLS, TLSKey: fmt.Sprint(c.TLS),
 			Type: hc.Type, Path: hc.Path, Host: hc.Host, ExpectedStatuses: hc.ExpectedStatuses,
 			GRPCService: hc.GRPCService, Interval: hc.Interval.Std(), Timeout: hc.Timeout.Std(),
 			Jitter: hc.Jitter.Std(), HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
@@ -143,7 +152,11 @@ func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger, onHe
 		cs.all = append(cs.all, sc)
 		tab.byName[c.Name] = sc
 		tab.list = append(tab.list, sc)
-		tab.rt = append(tab.rt, cs.runtime(c))
+		rt, err := cs.runtime(c)
+		if err != nil {
+			return nil, err
+		}
+		tab.rt = append(tab.rt, rt)
 	}
 	cs.tab.Store(tab)
 	return cs, nil
@@ -166,19 +179,37 @@ func (cs *Clusters) build(c *conf.Cluster, index int) (*stages.Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 	}
-	return &stages.Cluster{Name: c.Name, Index: index, LB: lbc, H2: c.Protocol == "h2c", MaxStreams: c.MaxStreamsPerConnection}, nil
+	return &stages.Cluster{Name: c.Name, Index: index, LB: lbc, H2: isH2Cluster(c), MaxStreams: c.MaxStreamsPerConnection}, nil
 }
 
+// isH2Cluster: the endpoints speak HTTP/2 (h2c, or h2 over TLS).
+func isH2Cluster(c *conf.Cluster) bool { return c.Protocol == "h2c" || c.Protocol == "h2" }
+
 // runtime is the forwarder's view of c.
-func (cs *Clusters) runtime(c *conf.Cluster) clusterRT {
+func (cs *Clusters) runtime(c *conf.Cluster) (clusterRT, error) {
+	ut, err := newUpstreamTLS(c, cs.set)
+	if err != nil {
+		return clusterRT{}, err
+	}
+	if ut != nil && c.TLS.InsecureSkipVerify {
+		cs.log.Warn().Str("cluster", c.Name).Msg("tls.insecure_skip_verify: endpoint certificates are not verified")
+	}
 	return clusterRT{
 		maxIdle: c.MaxIdlePerEndpoint,
 		hot: clusterCounters{
 			connects: cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_connects_total{cluster=%q}`, c.Name)),
 			reuses:   cs.set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_reuses_total{cluster=%q}`, c.Name)),
 		},
-	}
+		tls:   ut,
+		proxy: c.ProxyProtocol,
+	}, nil
 }
+
+// ProxyProtocol is the PROXY protocol version the cluster sends ("" none).
+func (cs *Clusters) ProxyProtocol(cl *stages.Cluster) string { return cs.tab.Load().rt[cl.Index].proxy }
+
+// TLS is the cluster's upstream TLS, nil for cleartext.
+func (cs *Clusters) TLS(cl *stages.Cluster) *upstreamTLS { return cs.tab.Load().rt[cl.Index].tls }
 
 // clusterUpdate is a prepared Update: everything that can fail was checked
 // and the new clusters are built, but nothing is visible yet.
@@ -219,17 +250,22 @@ func (cs *Clusters) prepare(snap *conf.Snapshot) (*clusterUpdate, error) {
 				u.discard()
 				return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 			}
-			if sc.H2 != (c.Protocol == "h2c") || sc.MaxStreams != c.MaxStreamsPerConnection {
-				sc = &stages.Cluster{Name: c.Name, Index: next, LB: sc.LB, H2: c.Protocol == "h2c", MaxStreams: c.MaxStreamsPerConnection}
+			rt, err := cs.runtime(c)
+			if err != nil {
+				u.discard()
+				return nil, err
+			}
+			if sc.H2 != isH2Cluster(c) || sc.MaxStreams != c.MaxStreamsPerConnection {
+				sc = &stages.Cluster{Name: c.Name, Index: next, LB: sc.LB, H2: isH2Cluster(c), MaxStreams: c.MaxStreamsPerConnection}
 				next++
 				if u.shared == nil {
 					u.shared = map[*stages.Cluster]bool{}
 				}
 				u.shared[sc] = true
 				u.added = append(u.added, sc)
-				u.tab.rt = append(u.tab.rt, cs.runtime(c))
+				u.tab.rt = append(u.tab.rt, rt)
 			} else {
-				u.tab.rt[sc.Index] = cs.runtime(c)
+				u.tab.rt[sc.Index] = rt
 			}
 			u.prepared[sc] = p
 		} else {
@@ -238,9 +274,14 @@ func (cs *Clusters) prepare(snap *conf.Snapshot) (*clusterUpdate, error) {
 				u.discard()
 				return nil, err
 			}
+			rt, err := cs.runtime(c)
+			if err != nil {
+				u.discard()
+				return nil, err
+			}
 			next++
 			u.added = append(u.added, sc)
-			u.tab.rt = append(u.tab.rt, cs.runtime(c))
+			u.tab.rt = append(u.tab.rt, rt)
 		}
 		u.tab.byName[c.Name] = sc
 		u.tab.list = append(u.tab.list, sc)

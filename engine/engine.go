@@ -116,7 +116,9 @@ type listenerRT struct {
 	proxyOpts2 h1.ProxyOptions
 	pathOpts   msg.PathOptions
 	h2Limits   h2.Limits
-	h1, h2     bool // the HTTP versions spoken (http_versions)
+	h1, h2     bool         // the HTTP versions spoken (http_versions)
+	proxy      *proxyAccept // PROXY protocol accepted from trusted balancers; nil: off
+	scheme     []byte       // "http" or "https": the :scheme of requests received over HTTP/2
 
 	h2SettingsTimeout time.Duration
 	h2Guards          h2GuardLimits
@@ -188,7 +190,23 @@ func (e *Engine) newSlot(lc *conf.Listener) *listenerSlot {
 		limiter: &guards.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
 	}
 	s.setGuards(&lc.Guards)
+	if lc.Protocol == conf.ProtocolHTTPS {
+		s.tls = e.newTLSFront(lc.Name)
+	}
 	return s
+}
+
+// tlsFronts lists the TLS state of the serving https listeners.
+func (e *Engine) tlsFronts() []*tlsFront {
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	var out []*tlsFront
+	for _, s := range e.slots {
+		if s.tls != nil {
+			out = append(out, s.tls)
+		}
+	}
+	return out
 }
 
 // slotPerIP is a listener's per-client-IP cap: connections, or for a udp
@@ -203,7 +221,7 @@ func slotPerIP(lc *conf.Listener) int {
 
 // setView compiles lc into a new view of s and publishes it.
 func (e *Engine) setView(s *listenerSlot, lc *conf.Listener) error {
-	if lc.Protocol == conf.ProtocolHTTP {
+	if conf.IsHTTP(lc.Protocol) {
 		l, err := e.buildListener(s, lc, e.clusters.Get)
 		if err != nil {
 			return err
@@ -243,7 +261,7 @@ func (e *Engine) closeInherited() {
 func (e *Engine) setDefaultUpIdle(cfg *conf.Config) {
 	d := time.Minute
 	for _, l := range cfg.Listeners {
-		if l.Protocol == conf.ProtocolHTTP {
+		if conf.IsHTTP(l.Protocol) {
 			d = l.Timeouts.UpstreamIdle.Std()
 			break
 		}
@@ -270,6 +288,11 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		})
 	}
 	router := stages.NewRouter(specs)
+	if slot.tls != nil && lc.TLS != nil {
+		if err := slot.tls.configure(lc.TLS); err != nil {
+			return nil, fmt.Errorf("listener %s: tls: %w", lc.Name, err)
+		}
+	}
 	t := lc.Timeouts
 	lim := lc.Limits
 	escaped, err := msg.ParseEscapedSlashes(lc.EscapedSlashes)
@@ -293,6 +316,7 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		h2SettingsTimeout: hc.SettingsTimeout.Std(),
 		h2Guards:          newH2GuardLimits(&hc),
 		pathOpts:          msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
+		scheme:            schemeHTTP,
 		cfg:               lc,
 		view:              &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection, Rate: rates.listener},
 		limiter:           slot.limiter,
@@ -321,6 +345,15 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 	}
 	for _, rt := range router.Routes() {
 		l.routes[rt] = newRequestCounters(e.m.Set, lc.Name, rt.Name)
+	}
+	l.proxy = e.newProxyAccept(lc)
+	if lc.Protocol == conf.ProtocolHTTPS {
+		l.proxyOpts.Proto, l.proxyOpts2.Proto = "https", "https"
+		l.scheme = schemeHTTPS
+		if lc.TLS != nil && lc.TLS.ClientIdentityHeader != "" {
+			l.proxyOpts.IdentityHeader = strings.ToLower(lc.TLS.ClientIdentityHeader)
+			l.proxyOpts2.IdentityHeader = l.proxyOpts.IdentityHeader
+		}
 	}
 	return l, nil
 }
@@ -355,6 +388,7 @@ func (e *Engine) Serve() error {
 	e.lmu.Unlock()
 	go e.ticker()
 	go e.l4.ticker()
+	go e.tlsWatch()
 	e.bootOnce.Do(func() { close(e.booted) })
 	<-e.done
 	return nil
@@ -591,13 +625,20 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 		return nil, lp.leave()
 	case l4Actor:
 		return nil, ctx.onOpen(c)
+	case *tlsAccepted:
+		h.e.openTLSSession(c, ctx)
+		return nil, gnet.None
 	}
 	g := h.gl.graftOf(c.LocalAddr())
 	if g == nil {
 		return nil, gnet.Close
 	}
-	if g.slot.proto == conf.ProtocolTCP {
+	switch g.slot.proto {
+	case conf.ProtocolTCP:
 		return nil, h.e.l4.acceptTCP(c, g.slot)
+	case conf.ProtocolHTTPS:
+		h.e.acceptTLS(c, g.slot)
+		return nil, gnet.Close // the TLS actor holds a dup of the socket
 	}
 	h.e.acceptClient(c, g.slot)
 	return nil, gnet.None
@@ -689,8 +730,42 @@ func (e *Engine) acceptClient(c gnet.Conn, s *listenerSlot) {
 	}
 	lp := e.loopFor(c.EventLoop())
 	cc := newClientConn(lp, l, c, ip)
+	if l.proxy != nil {
+		cc.proxyWait = l.proxy.trusts(ip)
+		cc.proxyCheck = !cc.proxyWait
+	}
 	c.SetContext(cc)
 	l.active.Add(1)
+}
+
+// openTLSSession makes the plaintext end of a TLS connection a session of
+// its listener: HTTP/2 when ALPN chose h2, HTTP/1.1 otherwise. The
+// admission slots the TLS actor took move to the session.
+func (e *Engine) openTLSSession(c gnet.Conn, a *tlsAccepted) {
+	l := a.slot.http.Load()
+	if l == nil {
+		a.release()
+		_ = c.Close()
+		return
+	}
+	lp := e.loopFor(c.EventLoop())
+	lp.enter(c)
+	cc := newClientConn(lp, l, c, a.ip)
+	cc.tls = a.info
+	cc.lg.identity = a.info.identity
+	cc.lg.peer, cc.lg.local = a.peer, a.local
+	c.SetContext(cc)
+	l.active.Add(1)
+	lp.leave()
+}
+
+// addrPort is a TCP address as a netip.AddrPort; zero for anything else.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
 }
 
 func addrIP(a net.Addr) netip.Addr {

@@ -70,6 +70,14 @@ func PlanFDs(cfg *conf.Config) FDPlan {
 		case conf.ProtocolTCP:
 			n.Need = 2 * min(l.MaxConnections, global)
 			p.TCP += l.MaxConnections
+		case conf.ProtocolHTTPS:
+			// The TCP socket, and the socketpair that bridges the
+			// plaintext to the loop (tls_front.go).
+			n.Need = 3 * min(l.MaxConnections, global)
+			p.TCP += l.MaxConnections
+			for _, r := range l.Routes {
+				pooled[r.Cluster] = true
+			}
 		default:
 			n.Need = min(l.MaxConnections, global)
 			p.TCP += l.MaxConnections

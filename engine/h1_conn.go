@@ -3,12 +3,16 @@
 package engine
 
 import (
+	"bytes"
+	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/codecs/proxyproto"
 	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/stages"
 )
@@ -58,18 +62,28 @@ type clientConn struct {
 	valOff     int
 	processing bool           // inside readHeads: don't recurse
 	pending    *pendingDetach // a long exchange waiting to leave the loop
+
+	tls *tlsInfo // the TLS connection this session runs over; nil for cleartext
+
+	// PROXY protocol (proxy_accept.go): proxyWait while a trusted
+	// balancer's header is awaited; proxyCheck until the first bytes of
+	// an untrusted peer showed no header.
+	proxyWait, proxyCheck bool
+	accepted              int64
+	released              bool // the admission slots went back
 }
 
-func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip interface{ String() string }) *clientConn {
+func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip netip.Addr) *clientConn {
 	cc := &clientConn{lp: lp, l: l, c: c, ip: []byte(ip.String())}
-	cc.lg = leg{lp: lp, l: l, x: &cc.x, ds: cc, ip: cc.ip, proto: "h1"}
+	cc.lg = leg{lp: lp, l: l, x: &cc.x, ds: cc, ip: cc.ip, proto: "h1", peer: addrPort(c.RemoteAddr()), local: addrPort(c.LocalAddr())}
 	cc.parser.Limits = l.limits
 	cc.x.Req = &cc.mreq
 	cc.x.Owner = cc
 	cc.x.Forwarder = cc
 	cc.x.Listener = l.view
-	cc.x.ClientIP = addrIP(c.RemoteAddr())
+	cc.x.ClientIP = ip
 	cc.idleSince = time.Now().UnixNano()
+	cc.accepted = cc.idleSince
 	// The first request's header_read starts at accept: a connection that
 	// sends nothing is held for header_read, not for idle_keepalive.
 	cc.headStart = cc.idleSince
@@ -139,15 +153,27 @@ func (cc *clientConn) readHeads() {
 		if len(buf) == 0 {
 			return
 		}
+		if cc.proxyWait || cc.proxyCheck {
+			if !cc.proxyHeader(buf) {
+				return
+			}
+			continue
+		}
 		if cc.requests == 0 {
 			// HTTP/2 with prior knowledge shares the port: the client
 			// preface decides.
-			if isH2, decided := looksLikeH2(buf); isH2 && cc.l.h2 {
+			h1ok, h2ok := cc.l.h1, cc.l.h2
+			if cc.tls != nil {
+				// ALPN decided: h2, or HTTP/1.1 (also without ALPN).
+				h2ok = cc.tls.alpn == "h2"
+				h1ok = !h2ok
+			}
+			if isH2, decided := looksLikeH2(buf); isH2 && h2ok {
 				if decided {
 					cc.upgradeToH2()
 				}
 				return
-			} else if !cc.l.h1 {
+			} else if !h1ok {
 				// An HTTP/2-only listener: whatever this is, it gets no
 				// HTTP/1 answer.
 				cc.lp.e.guardHit(&cc.x, guards.H2BadPreface, guards.Connection)
@@ -187,6 +213,61 @@ func (cc *clientConn) readHeads() {
 		}
 		cc.submit()
 	}
+}
+
+// proxyHeader handles the PROXY protocol at the start of the connection:
+// a trusted balancer's header is read and its client address adopted; an
+// untrusted peer's header is refused. It reports whether the connection
+// goes on (false: wait for more bytes, or closed).
+func (cc *clientConn) proxyHeader(buf []byte) bool {
+	p := cc.l.proxy
+	if p == nil { // a reload turned it off: the connection goes on as it came
+		cc.proxyWait, cc.proxyCheck = false, false
+		return true
+	}
+	if cc.proxyCheck {
+		if proxyproto.Looks(buf) {
+			if len(buf) < 12 && !bytes.HasPrefix(buf, []byte("PROXY ")) {
+				return false // could still be one
+			}
+			p.count("untrusted")
+			cc.lp.e.guardHit(&cc.x, guards.ProxyProtocolUntrusted, guards.Connection)
+			cc.abort()
+			return false
+		}
+		cc.proxyCheck = false
+		return true
+	}
+	h, n, err := proxyproto.Parse(buf)
+	if errors.Is(err, proxyproto.ErrNeedMore) {
+		return false
+	}
+	if err != nil {
+		p.count(refuseReason(err))
+		cc.lp.e.guardHit(&cc.x, guards.ProxyProtocol(refuseReason(err)), guards.Connection)
+		cc.abort()
+		return false
+	}
+	_, _ = cc.c.Discard(n)
+	cc.proxyWait = false
+	if h.Local {
+		p.count("local")
+		return true
+	}
+	ip := h.Src.Addr().Unmap()
+	if ok, lim := cc.lp.e.readmit(cc.l, cc.x.ClientIP, ip); !ok {
+		p.count("over_limit")
+		cc.lp.e.guardHit(&cc.x, lim, guards.Connection)
+		cc.released = true // readmit holds nothing now
+		cc.abort()
+		return false
+	}
+	p.count("accepted")
+	cc.x.ClientIP = ip
+	cc.ip = append(cc.ip[:0], ip.String()...)
+	cc.lg.ip = cc.ip
+	cc.lg.peer, cc.lg.local = h.Src, h.Dst
+	return true
 }
 
 func (cc *clientConn) beginExchange() {
@@ -549,6 +630,12 @@ func (cc *clientConn) onTimer(now int64) {
 	l := cc.l
 	switch cc.state {
 	case csHead:
+		if cc.proxyWait && now-cc.accepted > int64(l.proxy.timeout) {
+			l.proxy.count("timeout")
+			cc.lp.e.guardHit(&cc.x, guards.ProxyProtocolTimeout, guards.Connection)
+			cc.abort()
+			return
+		}
 		if cc.headStart != 0 {
 			if cc.draining() && cc.c.InboundBuffered() == 0 && now-cc.headStart > int64(drainFirstByteGrace) {
 				// Accepted, nothing sent for a while, and we are draining.
@@ -670,8 +757,11 @@ func (cc *clientConn) onClose(c gnet.Conn, _ error) {
 // release returns the connection's admission slots; once per connection.
 func (cc *clientConn) release() {
 	delete(cc.lp.clients, cc)
-	cc.l.limiter.Release(cc.x.ClientIP)
-	cc.lp.e.global.Release(cc.x.ClientIP)
+	if !cc.released {
+		cc.released = true
+		cc.l.limiter.Release(cc.x.ClientIP)
+		cc.lp.e.global.Release(cc.x.ClientIP)
+	}
 	cc.l.active.Add(-1)
 }
 

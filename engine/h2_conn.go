@@ -29,6 +29,9 @@ type h2Conn struct {
 	c        gnet.Conn
 	ip       []byte
 	clientIP netip.Addr
+	identity []byte // the verified TLS client identity (leg.identity)
+	peer     netip.AddrPort
+	local    netip.AddrPort
 
 	codec     *h2.Conn
 	streams   map[uint32]*h2Stream
@@ -99,6 +102,7 @@ var (
 	valueTextPlain = []byte("text/plain; charset=utf-8")
 	valueOne       = []byte("1")
 	schemeHTTP     = []byte("http")
+	schemeHTTPS    = []byte("https")
 )
 
 // looksLikeH2 reports whether b starts (or could still start) the HTTP/2
@@ -117,7 +121,7 @@ func looksLikeH2(b []byte) (isH2, decided bool) {
 func (cc *clientConn) upgradeToH2() {
 	lp := cc.lp
 	delete(lp.clients, cc)
-	sc := &h2Conn{lp: lp, l: cc.l, c: cc.c, ip: cc.ip, clientIP: cc.x.ClientIP,
+	sc := &h2Conn{lp: lp, l: cc.l, c: cc.c, ip: cc.ip, clientIP: cc.x.ClientIP, identity: cc.lg.identity, peer: cc.lg.peer, local: cc.lg.local,
 		streams: map[uint32]*h2Stream{}, idleSince: lp.nowNano()}
 	sc.codec = h2.NewConn(h2.RoleServer, cc.l.h2Limits, sc, lp.now())
 	cc.state = csClosed
@@ -410,7 +414,7 @@ func (sc *h2Conn) newStream(id uint32) *h2Stream {
 	s.x.Listener = sc.l.view
 	s.x.ClientIP = sc.clientIP
 	s.x.ConnRequests = sc.requests
-	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, proto: "h2", streamID: id}
+	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, identity: sc.identity, peer: sc.peer, local: sc.local, proto: "h2", streamID: id}
 	s.opened, s.ended, s.reset, s.stallSince = sc.lp.nowNano(), false, false, 0
 	s.bodyBytes, s.bodyAt = 0, 0
 	s.lg.reset()
@@ -497,7 +501,7 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 	}
 	s.req = msg.Request{
 		Method:        cp(h.Method),
-		Scheme:        schemeHTTP,
+		Scheme:        s.sc.l.scheme,
 		Protocol:      cp(h.Protocol),
 		Fields:        fs,
 		ContentLength: h.ContentLength,

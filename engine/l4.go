@@ -52,6 +52,7 @@ type l4Listener struct {
 	connect  time.Duration // upstream_connect
 	inflight int           // max_inflight_bytes
 	log      bool          // access log: one line per session
+	proxy    *proxyAccept  // PROXY protocol from trusted balancers; nil: off
 
 	active *metrics.Gauge
 	total  *metrics.Counter
@@ -118,6 +119,7 @@ func (l4 *l4Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get fun
 
 		upActive:   e.m.UpstreamActive(cl.Name),
 		upConnects: e.m.UpstreamConnect(cl.Name),
+		proxy:      e.newProxyAccept(lc),
 	}
 	if l.udp {
 		l.idle = lc.UDPSessionTimeout.Std()

@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/expressgateway/expressgateway/codecs/proxyproto"
 	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 )
@@ -51,6 +53,7 @@ const (
 	tcpRelaying                 // both ends on the loop (or half-closed)
 	tcpOffloop                  // owned by the relay goroutines
 	tcpClosed
+	tcpProxy // waiting for a trusted balancer's PROXY header; nothing dialed
 )
 
 const (
@@ -74,6 +77,12 @@ type tcpSession struct {
 	started   time.Time
 	last      int64 // UnixNano of the last relayed byte
 	rx, tx    int64 // bytes from and to the client
+
+	// peer and local are the client's address and the one it reached
+	// (from a PROXY header when a trusted balancer sent one).
+	peer, local netip.AddrPort
+	checkProxy  bool // an untrusted peer: its first bytes must not be a PROXY header
+	released    bool // the admission slots went back
 }
 
 // tcpEnd is one side of a pair; it is the context of that side's gnet conn.
@@ -119,6 +128,7 @@ func (l4 *l4Engine) acceptTCP(c gnet.Conn, slot *listenerSlot) gnet.Action {
 		ll: ll, l: l, ip: ip, state: tcpDialing, started: time.Now(),
 	}
 	s.last = s.started.UnixNano()
+	s.peer, s.local = addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
 	s.ends[endClient] = tcpEnd{s: s, side: endClient, c: c, fd: -1}
 	s.ends[endUpstream] = tcpEnd{s: s, side: endUpstream, fd: -1}
 	c.SetContext(&s.ends[endClient])
@@ -126,14 +136,66 @@ func (l4 *l4Engine) acceptTCP(c gnet.Conn, slot *listenerSlot) gnet.Action {
 	l.active.Inc()
 	l.total.Inc()
 	ll.lp.enter(c)
-	p, err := l.cluster.LB.Pick(sourceIP(ip), nil)
+	if l.proxy != nil {
+		if l.proxy.trusts(ip) {
+			s.state = tcpProxy // the pick waits for the client's address
+			return ll.lp.leave()
+		}
+		s.checkProxy = true
+	}
+	s.pickAndDial()
+	return ll.lp.leave()
+}
+
+// pickAndDial picks the endpoint for the client and dials it.
+func (s *tcpSession) pickAndDial() {
+	e, l := s.ll.l4.e, s.l
+	s.state = tcpDialing
+	p, err := l.cluster.LB.Pick(sourceIP(s.ip), nil)
 	if err != nil {
 		e.m.UpstreamFailure(l.cluster.Name, "no_endpoint").Inc()
 		s.close(0, false, "no_endpoint")
 	} else {
 		s.dial(p.Endpoint)
 	}
-	return ll.lp.leave()
+}
+
+// proxyHeader reads a trusted balancer's PROXY header from the client end,
+// adopts the client address in it and picks; false while more is needed or
+// when the connection was refused.
+func (s *tcpSession) proxyHeader(c gnet.Conn) {
+	e, p := s.ll.l4.e, s.l.proxy
+	buf, _ := c.Peek(-1)
+	h, n, err := proxyproto.Parse(buf)
+	if errors.Is(err, proxyproto.ErrNeedMore) {
+		return
+	}
+	if err != nil {
+		p.count(refuseReason(err))
+		e.guards.Hit(guards.ProxyProtocol(refuseReason(err)), guards.Connection, s.l.name, s.ip)
+		s.close(0, false, "proxy_protocol")
+		return
+	}
+	_, _ = c.Discard(n)
+	if h.Local {
+		p.count("local")
+	} else {
+		to := h.Src.Addr().Unmap()
+		slot := s.l.slot
+		if ok, lim := guards.Readmit(e.global, s.l.limiter, slot.connRate.Load(), slot.penalty, s.ip, to, time.Now()); !ok {
+			s.released = true
+			p.count("over_limit")
+			e.guards.Hit(lim, guards.Connection, s.l.name, to)
+			s.close(0, false, string(lim))
+			return
+		}
+		p.count("accepted")
+		s.ip, s.peer, s.local = to, h.Src, h.Dst
+	}
+	s.pickAndDial()
+	if s.state == tcpDialing && c.InboundBuffered() > s.l.inflight {
+		s.detachEarly(&s.ends[endClient])
+	}
 }
 
 // dial connects to ep in a goroutine with the listener's connect timeout and
@@ -182,6 +244,15 @@ func (x *tcpEnd) onOpen(c gnet.Conn) gnet.Action {
 		return lp.leave()
 	}
 	x.c = c
+	if v := s.ll.l4.e.clusters.ProxyProtocol(s.l.cluster); v != "" {
+		// The PROXY header goes first, in one write to a fresh socket.
+		hdr := appendProxyHeader(nil, v, s.peer, s.local)
+		if n, err := writeFD(c.Fd(), hdr); err != nil || n != len(hdr) {
+			s.close(502, false, "proxy_protocol_send")
+			lp.closeNow(c)
+			return lp.leave()
+		}
+	}
 	s.state = tcpRelaying
 	s.connected = true
 	s.l.upActive.Add(1)
@@ -210,7 +281,22 @@ func (x *tcpEnd) onTraffic(c gnet.Conn) gnet.Action {
 	if h := l4TestHook.Load(); h != nil {
 		(*h)(c)
 	}
+	if s.checkProxy && x.side == endClient {
+		buf, _ := c.Peek(-1)
+		if proxyproto.Looks(buf) {
+			if len(buf) < 12 && !bytes.HasPrefix(buf, []byte("PROXY ")) {
+				return lp.leave() // could still be one
+			}
+			s.l.proxy.count("untrusted")
+			s.ll.l4.e.guards.Hit(guards.ProxyProtocolUntrusted, guards.Connection, s.l.name, s.ip)
+			s.close(0, false, "proxy_protocol_untrusted")
+			return lp.leave()
+		}
+		s.checkProxy = false
+	}
 	switch s.state {
+	case tcpProxy:
+		s.proxyHeader(c)
 	case tcpRelaying:
 		s.relay(x)
 	case tcpDialing:
@@ -288,6 +374,10 @@ func (x *tcpEnd) onClose(c gnet.Conn, err error) {
 	}
 	x.c = nil
 	y := x.peer()
+	if s.state == tcpProxy {
+		s.close(0, false, "proxy_protocol_missing")
+		return
+	}
 	if errors.Is(err, io.EOF) && !y.eof {
 		// Half-close: gnet is done with this socket, but its peer may still
 		// have bytes for it. Keep a dup as our write-only end and pass the
@@ -335,6 +425,11 @@ func (s *tcpSession) onTimer(now int64) {
 	if s.state == tcpRelaying && now-s.last > int64(s.l.idle) {
 		s.close(200, false, "idle_timeout")
 	}
+	if s.state == tcpProxy && s.l.proxy != nil && now-s.started.UnixNano() > int64(s.l.proxy.timeout) {
+		s.l.proxy.count("timeout")
+		s.ll.l4.e.guards.Hit(guards.ProxyProtocolTimeout, guards.Connection, s.l.name, s.ip)
+		s.close(0, false, "proxy_protocol_timeout")
+	}
 }
 
 // close ends the session on the loop: both sockets close, the slots and
@@ -377,8 +472,11 @@ func (s *tcpSession) finish(status int, connectFailed bool, reason string) {
 		s.ep.ConnClosed()
 	}
 	e := s.ll.l4.e
-	s.l.limiter.Release(s.ip)
-	e.global.Release(s.ip)
+	if !s.released {
+		s.released = true
+		s.l.limiter.Release(s.ip)
+		e.global.Release(s.ip)
+	}
 	s.l.active.Dec()
 	if !s.l.log {
 		return

@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
@@ -65,6 +66,13 @@ type leg struct {
 	x  *stages.Exchange
 	ds downstream
 	ip []byte // textual client IP for X-Forwarded-For and the access log
+	// identity is the verified TLS client certificate as
+	// client_identity_header carries it; nil without one.
+	identity []byte
+	// peer and local are the client's address and the one it connected
+	// to (from a PROXY header when a balancer sent one), for a PROXY
+	// header to the upstream.
+	peer, local netip.AddrPort
 
 	proto    string // the downstream protocol, for the access log: "h1", "h2"
 	streamID uint32 // the HTTP/2 stream, 0 for HTTP/1
@@ -144,7 +152,7 @@ func (lg *leg) acquire() {
 		return
 	}
 	p := lg.lp.poolFor(ep, lg.lp.e.clusters.MaxIdle(cl), lg.l.upIdle)
-	if u := p.get(); u != nil {
+	if u := p.get(lg.lp.e.clusters.TLS(cl) != nil); u != nil {
 		lg.lp.e.clusters.countReuse(cl)
 		u.owner = lg
 		u.state = upActive
@@ -164,6 +172,7 @@ func (lg *leg) onReady(u *upstream) {
 	r := lg.x.Req
 	opts := *lg.reqOpts()
 	opts.ClientIP = lg.ip
+	opts.Identity = lg.identity
 	opts.DropExpect = lg.sent100
 	fs, arena, added := msg.ForwardRequest(lg.lp.fwd.Fields[:0], lg.lp.fwd.Arena[:0], r.Fields, &opts)
 	lg.lp.fwd.Fields, lg.lp.fwd.Arena = fs[:0], arena[:0]
@@ -174,7 +183,12 @@ func (lg *leg) onReady(u *upstream) {
 	case msg.BodyStream:
 		body = h1.BodyChunked
 	}
-	head := h1.AppendRequestHead(lg.lp.scratch[:0], r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
+	pre := lg.lp.scratch[:0]
+	if u.noPool && !u.reused {
+		// A fresh connection for this client: the PROXY header first.
+		pre = appendProxyHeader(pre, lg.lp.e.clusters.ProxyProtocol(lg.x.Cluster), lg.peer, lg.local)
+	}
+	head := h1.AppendRequestHead(pre, r.Method, r.Path, r.Authority, fs, added, body, r.ContentLength, r.Fields)
 	lg.lp.scratch = head[:0]
 	u.beginResponse()
 	lg.ds.upstreamReady(lg, u, head)

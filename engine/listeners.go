@@ -45,7 +45,7 @@ import (
 // that changes its identity replaces the slot.
 type listenerSlot struct {
 	name  string
-	proto string // conf.ProtocolHTTP, ProtocolTCP, ProtocolUDP
+	proto string // conf.ProtocolHTTP, ProtocolHTTPS, ProtocolTCP, ProtocolUDP
 	addr  string // listen, as configured
 	reuse bool
 
@@ -61,6 +61,8 @@ type listenerSlot struct {
 	penFor   atomic.Int64                   // guards.penalty (ns); 0: off
 	rateKey  [3]int                         // what connRate was built from (under Engine.lmu)
 	draining atomic.Bool                    // removed: no new connections, open ones finish
+
+	tls *tlsFront // https listeners: certificates, ticket keys, handshake slots
 }
 
 func (s *listenerSlot) udp() bool { return s.proto == conf.ProtocolUDP }

@@ -197,14 +197,19 @@ func (lp *loop) poolFor(ep *lb.Endpoint, maxIdle int, ttl time.Duration) *pool {
 	return p
 }
 
-// get pops a live idle connection or returns nil.
-func (p *pool) get() *upstream {
+// get pops a live idle connection (over TLS or not, as tls says; one
+// of the other kind, left by a reload that turned TLS on or off, is closed)
+// or returns nil.
+func (p *pool) get(tls bool) *upstream {
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		u := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if u.state == upIdle {
+		if u.state == upIdle && u.tls == tls {
 			return u
+		}
+		if u.state == upIdle {
+			u.close()
 		}
 	}
 	return nil
@@ -319,9 +324,26 @@ const maxCoalesce = 256 << 10
 // "connect_timeout"; panics there are contained and the loop's output is
 // flushed afterwards.
 func (lp *loop) dialEnroll(network, addr string, timeout time.Duration, actor any, onFail func(reason string)) {
+	lp.dialEnrollTLS(network, addr, timeout, nil, actor, onFail)
+}
+
+// dialEnrollTLS is dialEnroll that, with up set, runs a TLS handshake
+// (within timeout too) and enrolls the plaintext end of a TLS actor
+// (tls_up.go) instead of the socket; a failed handshake is onFail
+// "tls_handshake".
+func (lp *loop) dialEnrollTLS(network, addr string, timeout time.Duration, up *upTLSDial, actor any, onFail func(reason string)) {
 	go func() {
 		d := net.Dialer{Timeout: timeout}
 		nc, err := d.Dial(network, addr)
+		var relayTo *tlsRelay
+		if err == nil && up != nil {
+			var inner net.Conn
+			if inner, relayTo, err = up.handshake(lp.e, nc, timeout); err != nil {
+				lp.failDial(onFail, "tls_handshake")
+				return
+			}
+			nc = inner
+		}
 		if err == nil {
 			var ch <-chan gnet.RegisteredResult
 			ch, err = lp.el.Enroll(gnet.NewContext(context.Background(), actor), nc)
@@ -332,6 +354,14 @@ func (lp *loop) dialEnroll(network, addr string, timeout time.Duration, actor an
 			}
 			_ = nc.Close() // Enroll registered its own dup of the fd
 		}
+		if relayTo != nil {
+			if err != nil {
+				relayTo.close()
+			} else {
+				relayTo.run()
+				return
+			}
+		}
 		if err == nil {
 			return
 		}
@@ -339,14 +369,19 @@ func (lp *loop) dialEnroll(network, addr string, timeout time.Duration, actor an
 		if isTimeout(err) {
 			reason = "connect_timeout"
 		}
-		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			defer lp.e.recoverConn(nil, "dial")
-			lp.tick()
-			onFail(reason)
-			lp.flushOut()
-			return nil
-		}))
+		lp.failDial(onFail, reason)
 	}()
+}
+
+// failDial runs onFail on the loop.
+func (lp *loop) failDial(onFail func(reason string), reason string) {
+	_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		defer lp.e.recoverConn(nil, "dial")
+		lp.tick()
+		onFail(reason)
+		lp.flushOut()
+		return nil
+	}))
 }
 
 // tick reads the clock; callbacks and hand-backs call it once on entry.

@@ -120,6 +120,14 @@ func MetricsHelp() map[string]string {
 		"expressgateway_config_generation":                  "the generation of the config in use: 1 at start, +1 for every reload applied (also GET /config/generation on the admin listener).",
 		"expressgateway_config_reload_total":                "config reloads (SIGHUP or a change of the watched file), by result.",
 		"expressgateway_upgrade_total":                      "USR2 binary upgrades, by result.",
+		"expressgateway_tls_handshakes_total":               "TLS handshakes of https listeners, by result (ok, error) and, for errors, reason: timeout (handshake_timeout), client_closed, http_on_tls_port (plaintext HTTP; answered 400 in clear), not_tls, version, alpn, cipher, client_certificate (mTLS refusal), client_alert, alert_sent, proxy_untrusted (a PROXY header from an address not trusted), handshake_slots (max_handshakes busy for handshake_timeout), protocol.",
+		"expressgateway_proxy_protocol_total":               "connections by what their PROXY protocol header did: accepted (a trusted balancer named the client), local (v2 LOCAL or v1 UNKNOWN: the socket's address stands), untrusted (a header from an address not in trusted: refused), missing (a trusted balancer sent none: refused), malformed (refused), timeout (not complete within timeout: closed), over_limit (the named client is over a connection cap: refused).",
+		"expressgateway_tls_handshake_duration_seconds":     "time from the start of a handshake (after its slot) to its end, for handshakes that succeeded.",
+		"expressgateway_tls_handshake_waits_total":          "handshakes that had to wait for a slot (tls.max_handshakes in progress).",
+		"expressgateway_tls_connections_total":              "TLS connections established, by TLS version (1.2, 1.3) and ALPN protocol chosen (h2, http/1.1, none).",
+		"expressgateway_tls_certificate_expiry_seconds":     "the Unix time at which each served certificate (by cert_file) expires; RUNBOOK.md alerts 14 days before.",
+		"expressgateway_tls_certificate_rotations_total":    "certificate reloads after a change of a watched cert or key file, by result; on error the previous certificates stay in use.",
+		"expressgateway_upstream_tls_handshakes_total":      "TLS handshakes to endpoints of clusters with tls enabled, by result and, for errors, reason (verify, name, timeout, closed, alpn, protocol).",
 	}
 }
 

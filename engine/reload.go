@@ -91,7 +91,7 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 	httpViews := map[*listenerSlot]*listenerRT{}
 	l4Views := map[*listenerSlot]*l4Listener{}
 	for s, lc := range views {
-		if lc.Protocol == conf.ProtocolHTTP {
+		if conf.IsHTTP(lc.Protocol) {
 			l, err := e.buildListener(s, lc, cu.Get)
 			if err != nil {
 				return fail(err, bound)

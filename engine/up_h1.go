@@ -42,6 +42,10 @@ type upstream struct {
 	body      h1.BodyDecoder
 	idleSince int64
 	active    *atomic.Int64
+	tls       bool // spoken over TLS (a pool keeps it only while the cluster says so)
+	// noPool: the connection carried a PROXY header naming one client,
+	// so it is never shared; it closes after its exchange.
+	noPool bool
 }
 
 func newUpstream(lp *loop, cl *stages.Cluster, ep *lb.Endpoint) *upstream {
@@ -54,7 +58,10 @@ func newUpstream(lp *loop, cl *stages.Cluster, ep *lb.Endpoint) *upstream {
 // loop; the outcome comes back through OnOpen or Execute.
 func (u *upstream) dial(timeout time.Duration) {
 	u.lp.e.clusters.countConnect(u.cluster)
-	u.lp.dialEnroll("tcp", u.ep.Address(), timeout, u, u.onDialFailed)
+	d := u.lp.e.clusters.TLS(u.cluster).dial(u.ep)
+	u.tls = d != nil
+	u.noPool = u.lp.e.clusters.ProxyProtocol(u.cluster) != ""
+	u.lp.dialEnrollTLS("tcp", u.ep.Address(), timeout, d, u, u.onDialFailed)
 }
 
 func (u *upstream) onDialFailed(reason string) {
@@ -152,6 +159,10 @@ func (u *upstream) release() {
 			u.close()
 			return
 		}
+	}
+	if u.noPool {
+		u.close()
+		return
 	}
 	u.state = upIdle
 	if !u.lp.poolFor(u.ep, u.lp.e.clusters.MaxIdle(u.cluster), u.lp.e.idleTTL(nil)).put(u) {

@@ -31,6 +31,7 @@ type h2Upstream struct {
 	codec   *h2.Conn
 	state   upState
 	streams map[uint32]*leg
+	tls     bool   // spoken over TLS (h2); a reload that turns TLS off or on leaves it be
 	pending []*leg // waiting for the connection to come up
 	goaway  bool   // the endpoint said GOAWAY: no new streams
 	retired bool   // a reload removed the endpoint: out of the pool, closes once its streams end
@@ -53,8 +54,9 @@ func h2UpLimits() h2.Limits {
 // h2For returns a connection to ep that can take one more stream,
 // creating (and dialing) one when none can.
 func (lp *loop) h2For(cl *stages.Cluster, ep *lb.Endpoint, connect time.Duration) *h2Upstream {
+	wantTLS := lp.e.clusters.TLS(cl) != nil
 	for _, hu := range lp.h2pools[ep] {
-		if hu.canTake() {
+		if hu.tls == wantTLS && hu.canTake() {
 			return hu
 		}
 	}
@@ -62,7 +64,9 @@ func (lp *loop) h2For(cl *stages.Cluster, ep *lb.Endpoint, connect time.Duration
 		active: lp.e.m.UpstreamActive(cl.Name)}
 	lp.h2pools[ep] = append(lp.h2pools[ep], hu)
 	lp.e.clusters.countConnect(cl)
-	lp.dialEnroll("tcp", ep.Address(), connect, hu, hu.onDialFailed)
+	d := lp.e.clusters.TLS(cl).dial(ep)
+	hu.tls = d != nil
+	lp.dialEnrollTLS("tcp", ep.Address(), connect, d, hu, hu.onDialFailed)
 	return hu
 }
 
@@ -134,6 +138,7 @@ func (hu *h2Upstream) open(lg *leg) {
 	r := lg.x.Req
 	opts := *lg.reqOpts()
 	opts.ClientIP = lg.ip
+	opts.Identity = lg.identity
 	opts.DropExpect = lg.sent100
 	fs, arena, _ := msg.ForwardRequest(lp.fwd.Fields[:0], lp.fwd.Arena[:0], r.Fields, &opts)
 	if te := r.Field("te"); te != nil && msg.ListHas(te, "trailers") {

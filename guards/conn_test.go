@@ -108,3 +108,21 @@ func TestAdmitPenalty(t *testing.T) {
 		t.Fatal("refused after the penalty")
 	}
 }
+
+func TestReadmit(t *testing.T) {
+	global, lis := &ConnLimiter{}, &ConnLimiter{MaxPerIP: 1}
+	lb, a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
+	now := time.Unix(1000, 0)
+	Admit(global, lis, nil, nil, lb, now)
+	if ok, _ := Readmit(global, lis, nil, nil, lb, a, now); !ok || global.Count() != 1 {
+		t.Fatal("readmit to the client failed")
+	}
+	Admit(global, lis, nil, nil, lb, now)
+	if ok, g := Readmit(global, lis, nil, nil, lb, a, now); ok || g != MaxConnectionsPerIP || global.Count() != 1 {
+		t.Fatalf("second client connection over the per-IP cap: %v %s, count %d", ok, g, global.Count())
+	}
+	Admit(global, lis, nil, nil, lb, now)
+	if ok, _ := Readmit(global, lis, nil, nil, lb, b, now); !ok || global.Count() != 2 {
+		t.Fatal("another client refused")
+	}
+}

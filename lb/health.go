@@ -4,6 +4,7 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -38,9 +40,13 @@ func newChecker(c *Cluster, e *Endpoint) *checker {
 		k.probe = k.probeTCP
 	case "grpc":
 		// NewClient connects lazily, reconnects by itself and speaks h2c
-		// with insecure credentials; passthrough skips name resolution.
-		conn, err := grpc.NewClient("passthrough:///"+e.addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
+		// with insecure credentials (or TLS with the cluster's);
+		// passthrough skips name resolution.
+		creds := insecure.NewCredentials()
+		if hc.TLS != nil {
+			creds = credentials.NewTLS(tlsFor(hc.TLS, e.addr, "h2"))
+		}
+		conn, err := grpc.NewClient("passthrough:///"+e.addr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			k.probe = func(context.Context) error { return fmt.Errorf("health check: grpc client: %w", err) }
 			break
@@ -61,6 +67,12 @@ func newChecker(c *Cluster, e *Endpoint) *checker {
 		}
 		k.close = client.CloseIdleConnections
 		url := "http://" + e.addr + hc.Path
+		if hc.TLS != nil {
+			tr := client.Transport.(*http.Transport)
+			tr.TLSClientConfig = tlsFor(hc.TLS, e.addr, "h2", "http/1.1")
+			tr.ForceAttemptHTTP2 = true
+			url = "https://" + e.addr + hc.Path
+		}
 		k.probe = func(ctx context.Context) error { return probeHTTP(ctx, client, url, hc.Host, ranges) }
 	}
 	return k
@@ -118,7 +130,30 @@ func (k *checker) probeTCP(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if k.spec.TLS != nil {
+		tc := tls.Client(conn, tlsFor(k.spec.TLS, k.e.addr))
+		err = tc.HandshakeContext(ctx)
+		_ = tc.Close()
+		return err
+	}
 	return conn.Close()
+}
+
+// tlsFor is the probe config for an endpoint: base with ServerName set
+// (the endpoint's host when base has none) and the ALPN protocols given.
+func tlsFor(base *tls.Config, addr string, alpn ...string) *tls.Config {
+	c := base.Clone()
+	if c.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		c.ServerName = host
+	}
+	if len(alpn) > 0 {
+		c.NextProtos = alpn
+	}
+	return c
 }
 
 // errStatus is a probe answered with an unexpected HTTP status.

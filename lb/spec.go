@@ -3,6 +3,7 @@
 package lb
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strconv"
@@ -176,6 +177,14 @@ type HealthCheckSpec struct {
 	HealthyThreshold int
 	// UnhealthyThreshold consecutive failures take it out; default 3.
 	UnhealthyThreshold int
+	// TLS, when set, is the client config probes use (the cluster's
+	// upstream TLS): http probes go over https, grpc probes over TLS, tcp
+	// probes complete a handshake. An empty ServerName means the
+	// endpoint's host.
+	TLS *tls.Config
+	// TLSKey identifies the TLS settings TLS was built from: a reload
+	// restarts the probes when it, not the config's pointer, changes.
+	TLSKey string
 }
 
 // OutlierSpec configures passive outlier detection from live traffic.

@@ -158,7 +158,7 @@ func (p *Prepared) Commit() []*Endpoint {
 			c.unEjectLocked(e, "outlier_detection_removed")
 		}
 	}
-	hcChanged := !reflect.DeepEqual(old.HealthCheck, s.HealthCheck)
+	hcChanged := !sameHealthCheck(old.HealthCheck, s.HealthCheck)
 	if hcChanged && s.HealthCheck == nil {
 		for _, e := range p.eps {
 			c.setStateLocked(e, stateActiveDown, false, "health_check_removed", nil)
@@ -222,4 +222,15 @@ func (c *Cluster) Retire() {
 	for _, e := range c.endpoints {
 		unregisterEndpointMetrics(c.opts.metrics, c.spec.Name, e.addr)
 	}
+}
+
+// sameHealthCheck compares two health check specs, their TLS configs by
+// TLSKey.
+func sameHealthCheck(a, b *HealthCheckSpec) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	x.TLS, y.TLS = nil, nil
+	return reflect.DeepEqual(x, y)
 }

@@ -20,6 +20,12 @@ type ForwardOptions struct {
 	// SetCookie, when not empty, is added to a response as one Set-Cookie
 	// field (session affinity).
 	SetCookie string
+	// IdentityHeader, when not empty, names (in lower case) a request field that only the
+	// proxy sets: every received field of that name is dropped, and
+	// Identity, when not empty, is added under it (the verified TLS client
+	// identity).
+	IdentityHeader string
+	Identity       []byte
 }
 
 // Scratch is reusable working memory for ForwardRequest and ForwardResponse
@@ -76,6 +82,14 @@ func ForwardRequest(dst []Field, arena []byte, fs []Field, o *ForwardOptions) (o
 	if o.Via != "" {
 		dst, arena = appendMerged(dst, arena, fs, "Via", "via", o.Via)
 	}
+	if o.IdentityHeader != "" && len(o.Identity) > 0 {
+		start := len(arena)
+		arena = append(arena, o.IdentityHeader...)
+		name := arena[start:len(arena):len(arena)]
+		start = len(arena)
+		arena = append(arena, o.Identity...)
+		dst = append(dst, Field{Name: name, Value: arena[start:len(arena):len(arena)]})
+	}
 	return dst, arena, added
 }
 
@@ -121,6 +135,8 @@ func dropOnForward(name []byte, fs []Field, conn bool, o *ForwardOptions) bool {
 		return true // merged or replaced at the end
 	case o.DropExpect && EqualFold(name, "expect"):
 		return true
+	case o.IdentityHeader != "" && EqualFold(name, o.IdentityHeader):
+		return true // only the proxy sets it
 	}
 	if conn {
 		for _, f := range fs {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Package flame reads a pprof CPU profile (gzipped protobuf, as served by
 // /debug/pprof/profile) without dependencies and renders it as a
 // self-contained HTML flame graph.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Package loadgen drives the load generators (wrk for HTTP/1.1, h2load for
 // HTTP/2) and parses what they print into one Result shape.
 package loadgen

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Package proc reads CPU time and memory of a process tree from /proc, and
 // describes the machine a run happens on.
 package proc

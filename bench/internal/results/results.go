@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Package results is the JSON schema of a bench run, the aggregation over
 // rounds, and the table printed on stdout.
 package results

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Package scenario is the one table of load scenarios. A later protocol adds
 // its scenario here in a few lines; until the targets support the protocol,
 // the harness reports "not supported yet" for them instead of failing.
@@ -29,6 +31,9 @@ type Scenario struct {
 	Driver      Driver   // load generator
 	Path        string   // request path on the bench upstream
 	Headers     []string // extra request headers
+	// NoResumption (https) has every target turn TLS session resumption
+	// off, so that each new connection is a full handshake.
+	NoResumption bool
 	// Pending marks a slot whose driver is not written yet: every target
 	// reports "not supported yet".
 	Pending bool
@@ -42,14 +47,25 @@ var All = []Scenario{
 	{Name: "h1-idle", Description: "N idle HTTP/1.1 keep-alive connections, RSS per connection", Protocol: target.ProtoH1, Driver: Idle, Path: "/"},
 	{Name: "h2c", Description: "HTTP/2 cleartext (prior knowledge), 64-byte responses", Protocol: target.ProtoH2C, Driver: H2load, Path: "/"},
 	{Name: "h2c-h2c", Description: "HTTP/2 cleartext both sides (an h2c upstream), 64-byte responses", Protocol: target.ProtoH2CToH2C, Driver: H2load, Path: "/"},
-	{Name: "tls", Description: "HTTP/1.1 over TLS, keep-alive", Protocol: target.ProtoTLS, Driver: Wrk, Path: "/", Pending: true},
+	{Name: "tls-h1", Description: "HTTP/1.1 over TLS, keep-alive, 64-byte responses", Protocol: target.ProtoTLS, Driver: Wrk, Path: "/"},
+	{Name: "tls-h2", Description: "HTTP/2 over TLS (ALPN h2), 64-byte responses", Protocol: target.ProtoTLS, Driver: H2load, Path: "/"},
+	// wrk keeps a connection's TLS session across its reconnects (SSL_clear)
+	// and offers it again, so a full handshake per request needs the
+	// targets to have nothing to resume from.
+	{Name: "tls-handshake", Description: "HTTPS, a new connection and a full TLS handshake per request (no resumption)", Protocol: target.ProtoTLS, Driver: Wrk, Path: "/",
+		Headers: []string{"Connection: close"}, NoResumption: true},
 	{Name: "h3", Description: "HTTP/3 over QUIC", Protocol: target.ProtoH3, Driver: H2load, Path: "/", Pending: true},
 	{Name: "grpc", Description: "gRPC unary calls", Protocol: target.ProtoGRPC, Driver: H2load, Path: "/", Pending: true},
 	{Name: "websocket", Description: "WebSocket echo", Protocol: target.ProtoWebSocket, Driver: Wrk, Path: "/", Pending: true},
 }
 
 // Default is the set `make bench` runs.
-var Default = []string{"h1-keepalive", "h1-close", "h1-large", "h1-idle", "h2c"}
+var Default = []string{"h1-keepalive", "h1-close", "h1-large", "h1-idle", "h2c", "tls-h1", "tls-h2", "tls-handshake"}
+
+// Groups are names that stand for several scenarios in -scenarios.
+var Groups = map[string][]string{
+	"tls": {"tls-h1", "tls-h2", "tls-handshake"},
+}
 
 // Lookup returns the scenario with the given name.
 func Lookup(name string) (Scenario, bool) {
@@ -61,7 +77,8 @@ func Lookup(name string) (Scenario, bool) {
 	return Scenario{}, false
 }
 
-// Select resolves a comma-separated list ("all" for every scenario).
+// Select resolves a comma-separated list of scenarios and groups ("all" for
+// every scenario).
 func Select(list string) ([]Scenario, error) {
 	if list == "all" {
 		return All, nil
@@ -72,9 +89,16 @@ func Select(list string) ([]Scenario, error) {
 		if name == "" {
 			continue
 		}
+		if group, ok := Groups[name]; ok {
+			for _, n := range group {
+				s, _ := Lookup(n)
+				out = append(out, s)
+			}
+			continue
+		}
 		s, ok := Lookup(name)
 		if !ok {
-			return nil, fmt.Errorf("unknown scenario %q (known: %s)", name, strings.Join(Names(), ", "))
+			return nil, fmt.Errorf("unknown scenario %q (known: %s; groups: %s)", name, strings.Join(Names(), ", "), strings.Join(GroupNames(), ", "))
 		}
 		out = append(out, s)
 	}
@@ -89,6 +113,16 @@ func Names() []string {
 	var n []string
 	for _, s := range All {
 		n = append(n, s.Name)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// GroupNames lists the group names, sorted.
+func GroupNames() []string {
+	var n []string
+	for g := range Groups {
+		n = append(n, g)
 	}
 	sort.Strings(n)
 	return n

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 package scenario
 
 import (
@@ -17,7 +19,7 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("%s: incomplete: %+v", s.Name, s)
 		}
 	}
-	for _, slot := range []string{"h2c", "tls", "h3", "grpc", "websocket"} {
+	for _, slot := range []string{"h2c", "tls-h1", "tls-h2", "tls-handshake", "h3", "grpc", "websocket"} {
 		if !seen[slot] {
 			t.Errorf("slot %s missing", slot)
 		}
@@ -32,6 +34,20 @@ func TestRegistry(t *testing.T) {
 	}
 	if got, err := Select("h1-close, h1-large"); err != nil || len(got) != 2 || got[1].Path != "/large" {
 		t.Fatalf("select: %+v, %v", got, err)
+	}
+	for g, names := range Groups {
+		if seen[g] {
+			t.Errorf("group %s shadows a scenario", g)
+		}
+		for _, n := range names {
+			if !seen[n] {
+				t.Errorf("group %s: unknown scenario %s", g, n)
+			}
+		}
+	}
+	got, err := Select("tls")
+	if err != nil || len(got) != 3 || got[2].Name != "tls-handshake" || !got[2].NoResumption || got[0].NoResumption {
+		t.Fatalf("select tls: %+v, %v", got, err)
 	}
 	for _, bad := range []string{"h9", "", " , "} {
 		if _, err := Select(bad); err == nil {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Package target starts the things a load run is pointed at: the upstream
 // itself (the ceiling), expressgateway, HAProxy and nginx, each configured
 // the same way (same worker count, upstream keep-alive on, access logs off).
@@ -6,6 +8,7 @@ package target
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,8 +28,10 @@ const (
 	ProtoH2C = "h2c"
 	// ProtoH2CToH2C is h2c on both sides: the target proxies to the bench's
 	// h2c upstream.
-	ProtoH2CToH2C  = "h2c-h2c"
-	ProtoTLS       = "tls"
+	ProtoH2CToH2C = "h2c-h2c"
+	// ProtoTLS is HTTPS: TLS 1.2/1.3, then HTTP/2 or HTTP/1.1 as ALPN
+	// chooses (HTTP/1.1 for a client that offers no ALPN).
+	ProtoTLS       = "https"
 	ProtoH3        = "h3"
 	ProtoGRPC      = "grpc"
 	ProtoWebSocket = "websocket"
@@ -42,8 +47,10 @@ type Env struct {
 	// UpstreamProto is "h2c" when Upstream speaks HTTP/2 with prior
 	// knowledge, "" for HTTP/1.1.
 	UpstreamProto string
-	Pin           []string // command prefix that pins the process ("taskset -c 0"), or nil
-	NoFile        uint64   // RLIMIT_NOFILE the target inherits
+	// TLS is the certificate to serve for ProtoTLS, nil otherwise.
+	TLS    *TLS
+	Pin    []string // command prefix that pins the process ("taskset -c 0"), or nil
+	NoFile uint64   // RLIMIT_NOFILE the target inherits
 }
 
 // Target is one column of the comparison.
@@ -146,8 +153,9 @@ func Launch(argv []string, pin []string, dir string) (*Process, error) {
 	return p, nil
 }
 
-// WaitReady polls until the target answers on addr (an HTTP GET / for h1, a
-// TCP connect otherwise) or the process exits or the timeout passes.
+// WaitReady polls until the target answers on addr (an HTTP GET / for h1, the
+// same over TLS for https, a TCP connect otherwise) or the process exits or
+// the timeout passes.
 func WaitReady(ctx context.Context, p *Process, addr, proto string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -158,9 +166,12 @@ func WaitReady(ctx context.Context, p *Process, addr, proto string, timeout time
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if proto == ProtoH1 {
+		switch proto {
+		case ProtoH1:
 			last = ProbeHTTP(addr, "/")
-		} else {
+		case ProtoTLS:
+			last = ProbeHTTPS(addr, "/")
+		default:
 			var c net.Conn
 			c, last = net.DialTimeout("tcp", addr, time.Second)
 			if last == nil {
@@ -184,6 +195,24 @@ func ProbeHTTP(addr, path string) error {
 	if err != nil {
 		return err
 	}
+	return probeGET(c, path)
+}
+
+// ProbeHTTPS is ProbeHTTP over TLS (ALPN http/1.1). It does not verify the
+// certificate: it is the bench's own, on loopback.
+func ProbeHTTPS(addr, path string) error {
+	d := &net.Dialer{Timeout: time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{
+		InsecureSkipVerify: true, // the bench's self-signed certificate, on loopback
+		NextProtos:         []string{"http/1.1"},
+	})
+	if err != nil {
+		return err
+	}
+	return probeGET(c, path)
+}
+
+func probeGET(c net.Conn, path string) error {
 	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")); err != nil {

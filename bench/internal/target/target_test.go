@@ -1,7 +1,10 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 package target
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,13 +13,32 @@ import (
 	"time"
 )
 
-// TestPeerConfigsAreValid renders each peer's config for both protocols and
+// testEnvs are the client-side setups the peers' configs are checked with:
+// h1, h2c, and https with and without session resumption (with a
+// certificate written into a temporary directory).
+func testEnvs(t *testing.T) map[string]Env {
+	cert, err := WriteCert(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	noResume := cert
+	noResume.NoResumption = true
+	envs := map[string]Env{}
+	for name, e := range map[string]struct {
+		proto string
+		tls   *TLS
+	}{"h1": {ProtoH1, nil}, "h2c": {ProtoH2C, nil}, "https": {ProtoTLS, &cert}, "https-noresume": {ProtoTLS, &noResume}} {
+		envs[name] = Env{Listen: "127.0.0.1:1", Upstream: "127.0.0.1:2", Workers: 2, Protocol: e.proto, TLS: e.tls, NoFile: 4096}
+	}
+	return envs
+}
+
+// TestPeerConfigsAreValid renders each peer's config for every protocol and
 // has the peer itself check it (haproxy -c, nginx -t). Skips a peer that is
 // not installed, saying so.
 func TestPeerConfigsAreValid(t *testing.T) {
-	for _, proto := range []string{ProtoH1, ProtoH2C} {
-		env := Env{Listen: "127.0.0.1:1", Upstream: "127.0.0.1:2", Workers: 2, Protocol: proto, NoFile: 4096}
-		t.Run("haproxy-"+proto, func(t *testing.T) {
+	for name, env := range testEnvs(t) {
+		t.Run("haproxy-"+name, func(t *testing.T) {
 			bin, err := exec.LookPath("haproxy")
 			if err != nil {
 				t.Skip("haproxy not installed")
@@ -26,7 +48,14 @@ func TestPeerConfigsAreValid(t *testing.T) {
 			if err := haproxyConfig.Execute(&b, env); err != nil {
 				t.Fatal(err)
 			}
-			for _, want := range []string{"nbthread 2", "http-reuse always", "bind 127.0.0.1:1", "server app1 127.0.0.1:2"} {
+			wants := []string{"nbthread 2", "http-reuse always", "bind 127.0.0.1:1", "server app1 127.0.0.1:2"}
+			if env.TLS != nil {
+				wants = append(wants, "ssl crt "+env.TLS.PEMFile+" alpn h2,http/1.1 ciphersuites "+tls13Suites)
+				if env.TLS.NoResumption {
+					wants = append(wants, "tune.ssl.cachesize 0", "no-tls-tickets")
+				}
+			}
+			for _, want := range wants {
 				if !strings.Contains(b.String(), want) {
 					t.Errorf("config lacks %q", want)
 				}
@@ -42,7 +71,7 @@ func TestPeerConfigsAreValid(t *testing.T) {
 				t.Fatalf("haproxy -c: %v\n%s\n%s", err, out, b.String())
 			}
 		})
-		t.Run("nginx-"+proto, func(t *testing.T) {
+		t.Run("nginx-"+name, func(t *testing.T) {
 			if _, err := exec.LookPath("nginx"); err != nil {
 				t.Skip("nginx not installed")
 			}
@@ -52,7 +81,15 @@ func TestPeerConfigsAreValid(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, want := range []string{"worker_processes 2;", "access_log off;", "keepalive 1024;", `proxy_set_header Connection "";`} {
+			wants := []string{"worker_processes 2;", "access_log off;", "keepalive 1024;", `proxy_set_header Connection "";`}
+			if env.TLS != nil {
+				wants = append(wants, "listen 127.0.0.1:1 ssl http2", "ssl_certificate "+env.TLS.CertFile+";",
+					"ssl_certificate_key "+env.TLS.KeyFile+";", "ssl_conf_command Ciphersuites "+tls13Suites+";")
+				if env.TLS.NoResumption {
+					wants = append(wants, "ssl_session_cache off;", "ssl_session_tickets off;")
+				}
+			}
+			for _, want := range wants {
 				if !strings.Contains(p.content, want) {
 					t.Errorf("config lacks %q", want)
 				}
@@ -95,8 +132,9 @@ func TestShellJoin(t *testing.T) {
 	}
 }
 
-// TestGatewayConfigIsValid has the gateway validate both of its configs when
-// it is built (bin/expressgateway, as `make build` leaves it).
+// TestGatewayConfigIsValid has the gateway validate its configs (L4, and L7
+// for every protocol) when it is built (bin/expressgateway, as `make build`
+// leaves it).
 func TestGatewayConfigIsValid(t *testing.T) {
 	bin, err := filepath.Abs("../../../bin/expressgateway")
 	if err != nil {
@@ -105,9 +143,14 @@ func TestGatewayConfigIsValid(t *testing.T) {
 	if _, err := os.Stat(bin); err != nil {
 		t.Skip("bin/expressgateway not built")
 	}
-	for _, l4 := range []bool{false, true} {
+	envs := testEnvs(t)
+	for _, c := range []struct {
+		name string
+		l4   bool
+	}{{"h1", true}, {"h1", false}, {"h2c", false}, {"https", false}, {"https-noresume", false}} {
+		env, l4 := envs[c.name], c.l4
+		env.Workers = 1
 		var b strings.Builder
-		env := Env{Listen: "127.0.0.1:1", Upstream: "127.0.0.1:2", Workers: 1, Protocol: ProtoH1}
 		if err := gatewayConfig.Execute(&b, struct {
 			Env   Env
 			Admin string
@@ -120,7 +163,15 @@ func TestGatewayConfigIsValid(t *testing.T) {
 			t.Fatal(err)
 		}
 		if out, err := exec.Command(bin, "validate", "--config", cfg).CombinedOutput(); err != nil {
-			t.Errorf("l4=%v: validate: %v\n%s\n%s", l4, err, out, b.String())
+			t.Errorf("%s l4=%v: validate: %v\n%s\n%s", c.name, l4, err, out, b.String())
+		}
+		if env.TLS != nil {
+			for _, want := range []string{`protocol = "https"`, `cert_file = "` + env.TLS.CertFile + `"`,
+				fmt.Sprintf("session_tickets = %v", !env.TLS.NoResumption)} {
+				if !strings.Contains(b.String(), want) {
+					t.Errorf("%s: config lacks %q", c.name, want)
+				}
+			}
 		}
 	}
 }

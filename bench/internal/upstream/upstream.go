@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
 // Package upstream is the origin server every target proxies to: a minimal
 // HTTP/1.1 responder with precomputed responses, so that the upstream costs
 // as little CPU as possible and the figures measure the proxy in front of it.
