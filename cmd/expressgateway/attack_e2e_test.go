@@ -57,6 +57,9 @@ func attackOrigin(t *testing.T) (addr string, attacks *atomic.Int64) {
 			attacks.Add(1)
 		}
 		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/attack-slow" {
+			time.Sleep(700 * time.Millisecond)
+		}
 		if r.URL.Path == "/attack-big" {
 			w.Header().Set("Content-Length", strconv.Itoa(1<<20))
 			_, _ = w.Write(make([]byte, 1<<20))
@@ -921,5 +924,45 @@ func TestAttackH1Smuggling(t *testing.T) {
 	}
 	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="codec_.*"\}$`); n < float64(refused.Load()) {
 		t.Errorf("codec guards tripped %v times for %d refusals", n, refused.Load())
+	}
+}
+
+// TestH2ResetStreamKeepsSlot: HAProxy's model against Rapid Reset. With
+// max_concurrent_streams = 2, two requests go upstream and the client
+// resets both at once; a third stream is refused (REFUSED_STREAM,
+// h2_streams_busy) while the upstream still works on the reset ones, and
+// admitted once the upstream answered them.
+func TestH2ResetStreamKeepsSlot(t *testing.T) {
+	origin, attacks := attackOrigin(t)
+	gw, admin, _ := attackGateway(t, origin, "", `
+[listeners.http2]
+max_concurrent_streams = 2`, "")
+	f := dialH2(t, gw)
+	get := func(id uint32, path string) {
+		f.headers(t, id, true, ":method", "GET", ":scheme", "http", ":authority", "a.test", ":path", path)
+	}
+	get(1, "/attack-slow")
+	get(3, "/attack-slow")
+	deadline := time.Now().Add(2 * time.Second)
+	for attacks.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upstream saw %d of the 2 requests", attacks.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	reset := time.Now()
+	_ = f.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	_ = f.fr.WriteRSTStream(3, http2.ErrCodeCancel)
+	get(5, "/legit")
+	if got := f.response(t, 5); got != "RST REFUSED_STREAM" {
+		t.Fatalf("a third stream while the reset ones are upstream: %s, want RST REFUSED_STREAM", got)
+	}
+	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_streams_busy"\}$`); n != 1 {
+		t.Errorf("h2_streams_busy tripped %v times, want 1", n)
+	}
+	time.Sleep(700*time.Millisecond - time.Since(reset) + 200*time.Millisecond)
+	get(7, "/legit")
+	if got := f.response(t, 7); got != "200" {
+		t.Fatalf("a stream after the upstream answered the reset ones: %s, want 200", got)
 	}
 }
