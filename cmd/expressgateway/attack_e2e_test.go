@@ -472,7 +472,7 @@ func h1Flood(ctx context.Context, gw, path string, conns int) (statuses map[int]
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				c, err := (&net.Dialer{LocalAddr: attackerIP}).Dial("tcp", gw)
+				c, err := (&net.Dialer{LocalAddr: attackerIP, Timeout: 500 * time.Millisecond}).Dial("tcp", gw)
 				if err != nil {
 					time.Sleep(10 * time.Millisecond)
 					continue
@@ -757,7 +757,7 @@ body_idle = "5s"`, "")
 			go func() {
 				defer wg.Done()
 				for ctx.Err() == nil {
-					c, err := (&net.Dialer{LocalAddr: attackerIP}).Dial("tcp", gw)
+					c, err := (&net.Dialer{LocalAddr: attackerIP, Timeout: 500 * time.Millisecond}).Dial("tcp", gw)
 					if err != nil {
 						time.Sleep(10 * time.Millisecond)
 						continue
@@ -890,7 +890,7 @@ func TestAttackH1Smuggling(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := w; ctx.Err() == nil; i++ {
-					c, err := (&net.Dialer{LocalAddr: attackerIP}).Dial("tcp", gw)
+					c, err := (&net.Dialer{LocalAddr: attackerIP, Timeout: 500 * time.Millisecond}).Dial("tcp", gw)
 					if err != nil {
 						time.Sleep(10 * time.Millisecond)
 						continue
@@ -964,5 +964,53 @@ max_concurrent_streams = 2`, "")
 	get(7, "/legit")
 	if got := f.response(t, 7); got != "200" {
 		t.Fatalf("a stream after the upstream answered the reset ones: %s, want 200", got)
+	}
+}
+
+// TestAttackConnectionFlood: one address opens HTTP/1.1 connections as fast
+// as it can, a request on each. With guards.new_connections_per_second =
+// 50 (burst 50) the connections over the rate are closed at accept, before
+// any byte is read, so the upstream sees at most the rate × the attack +
+// the burst; other addresses are not affected.
+func TestAttackConnectionFlood(t *testing.T) {
+	origin, attacks := attackOrigin(t)
+	gw, admin, cmd := attackGateway(t, origin, "", `
+[listeners.guards]
+new_connections_per_second = 50
+new_connections_burst = 50`, "")
+	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks}
+	var served, refused atomic.Int64
+	a.run(t, func(ctx context.Context) {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					c, err := (&net.Dialer{LocalAddr: attackerIP, Timeout: 500 * time.Millisecond}).Dial("tcp", gw)
+					if err != nil {
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+					_, _ = io.WriteString(c, "GET /attack HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+					if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+						_ = resp.Body.Close()
+						served.Add(1)
+					} else {
+						refused.Add(1)
+					}
+					_ = c.Close()
+				}
+			}()
+		}
+		wg.Wait()
+	})
+	t.Logf("attacker connections served %d, closed at accept %d", served.Load(), refused.Load())
+	if max := int64(50*attackFor/time.Second) + 50 + 25; served.Load() > max || refused.Load() < 1000 {
+		t.Errorf("served %d (want at most about %d), refused %d (want the flood)", served.Load(), max, refused.Load())
+	}
+	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="new_connection_rate"\}$`); n < float64(refused.Load())/2 {
+		t.Errorf("new_connection_rate tripped %v times for %d refusals", n, refused.Load())
 	}
 }
