@@ -62,6 +62,9 @@ type Config struct {
 	Clusters []Cluster `koanf:"clusters"`
 	// XDP is the kernel L4 load balancer. Absent means disabled.
 	XDP XDP `koanf:"xdp"`
+	// ControlPlane says where the config lives: this file (standalone) or
+	// etcd (HA, shared by every node).
+	ControlPlane ControlPlane `koanf:"control_plane"`
 }
 
 func (c *Config) setDefaults() {}
@@ -169,6 +172,65 @@ func (p *Process) setDefaults() {
 	p.PIDFile = ""
 	p.WatchConfig = true
 	p.UpgradeTimeout = Duration(10 * second)
+}
+
+// Control-plane backends accepted by ControlPlane.Backend.
+const (
+	BackendFile = "file"
+	BackendEtcd = "etcd"
+)
+
+// ControlPlane is the [control_plane] section.
+type ControlPlane struct {
+	// Backend is where the config lives: "file" (this file, standalone) or
+	// "etcd" (the rest of the config is read from etcd and watched there;
+	// a node's own file then holds only [control_plane], [admin] and
+	// [log]). Default: "file".
+	Backend string `koanf:"backend"`
+	// Endpoints are the etcd client URLs, http://host:port. Default: ["http://127.0.0.1:2379"].
+	Endpoints []string `koanf:"endpoints"`
+	// Prefix is the etcd key prefix every key of the gateway lives under:
+	// PREFIX/config, PREFIX/nodes/ID, PREFIX/health/ID. It starts with "/"
+	// and does not end with one. Default: "/expressgateway".
+	Prefix string `koanf:"prefix"`
+	// NodeID names this node in the membership and the shared health; ""
+	// means the host name. Letters, digits, ".", "_" and "-", at most 128.
+	// Default: "".
+	NodeID string `koanf:"node_id"`
+	// LeaseTTL is the membership lease: a node that stops renewing it
+	// leaves GET /nodes, and its health reports are dropped, this long
+	// after, 2s to 1h. Default: "10s".
+	LeaseTTL Duration `koanf:"lease_ttl"`
+	// RequestTimeout bounds each etcd request (connect, read, write,
+	// lease grant); a store that does not answer within it counts as
+	// unreachable. 100ms to 1m. Default: "2s".
+	RequestTimeout Duration `koanf:"request_timeout"`
+	// Username is the etcd user the gateway authenticates as (etcd's
+	// auth, with a role limited to the prefix); "" sends no credentials.
+	// Default: "".
+	Username string `koanf:"username"`
+	// PasswordFile is a file whose trimmed contents are the etcd user's
+	// password; required with username. Default: "".
+	PasswordFile string `koanf:"password_file"`
+	// Zone is this node's zone, for zone-aware routing (clusters with
+	// zone_aware) and GET /nodes. Default: "".
+	Zone string `koanf:"zone"`
+	// Region is this node's region, for zone-aware routing and GET
+	// /nodes. Default: "".
+	Region string `koanf:"region"`
+}
+
+func (c *ControlPlane) setDefaults() {
+	c.Backend = BackendFile
+	c.Endpoints = []string{"http://127.0.0.1:2379"}
+	c.Prefix = "/expressgateway"
+	c.NodeID = ""
+	c.LeaseTTL = Duration(10 * second)
+	c.RequestTimeout = Duration(2 * second)
+	c.Username = ""
+	c.PasswordFile = ""
+	c.Zone = ""
+	c.Region = ""
 }
 
 // Demo is the [demo] section: a tiny built-in upstream for trying things out.
@@ -591,6 +653,16 @@ type Cluster struct {
 	// traffic spills to the next level (1 or more, like Envoy's).
 	// Default: 1.4.
 	OverprovisioningFactor float64 `koanf:"overprovisioning_factor"`
+	// ZoneAware turns on zone-aware routing: each priority level keeps the
+	// traffic of this node in its own zone (control_plane.zone) while that
+	// zone holds its share of the level's healthy capacity, and spills the
+	// rest by spare capacity to the zones of its region, then to other
+	// regions. Default: false.
+	ZoneAware bool `koanf:"zone_aware"`
+	// ZoneAwareMinSize is the number of endpoints a priority level needs
+	// for zone-aware routing (Envoy's min_cluster_size); a smaller level
+	// routes over every zone. 1 to 100000. Default: 6.
+	ZoneAwareMinSize int `koanf:"zone_aware_min_size"`
 	// Maglev tunes lb = "maglev" (and the XDP Maglev tables).
 	Maglev Maglev `koanf:"maglev"`
 	// RingHash tunes lb = "ring_hash".
@@ -619,6 +691,8 @@ func (c *Cluster) setDefaults() {
 	c.PanicThreshold = 50.0
 	c.OnPanic = "all"
 	c.OverprovisioningFactor = 1.4
+	c.ZoneAware = false
+	c.ZoneAwareMinSize = 6
 }
 
 // Endpoint is one inline table in a cluster's endpoints array.
@@ -628,8 +702,12 @@ type Endpoint struct {
 	Address string `koanf:"address"`
 	// Weight is the endpoint's relative share, 1 to 10000. Default: 1.
 	Weight int `koanf:"weight"`
-	// Zone is a free-form locality label (metrics and logs). Default: "".
+	// Zone is the endpoint's zone: a label in metrics and logs, and its
+	// locality for zone-aware routing. Default: "".
 	Zone string `koanf:"zone"`
+	// Region is the region of the endpoint's zone, for zone-aware routing.
+	// Default: "".
+	Region string `koanf:"region"`
 	// Priority is the failover level, 0 (highest) to 127. Default: 0.
 	Priority int `koanf:"priority"`
 }

@@ -42,20 +42,44 @@ func Load(path string) (*Snapshot, error) {
 // Problem.File and Snapshot.Source. On any problem it returns a
 // *ValidationError with all of them and no snapshot.
 func Parse(name string, data []byte) (*Snapshot, error) {
+	raw, err := parseTOML(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return parseRaw(name, raw, nil)
+}
+
+// parseTOML reads data into koanf's nested map; a syntax error is a
+// *ValidationError.
+func parseTOML(name string, data []byte) (map[string]any, error) {
 	// A delimiter that cannot occur in a TOML key: keys are never split, so
 	// a header name such as "x.y" in a route survives koanf intact.
 	k := koanf.New("\x00")
 	if err := k.Load(rawbytes.Provider(data), toml.Parser()); err != nil {
 		return nil, &ValidationError{Problems: []Problem{syntaxProblem(name, err)}}
 	}
+	return k.Raw(), nil
+}
+
+// parseRaw decodes, defaults and validates raw; a problem whose key
+// fileOf names another file (a node file's sections laid over a stored
+// document) is reported under that name.
+func parseRaw(name string, raw map[string]any, fileOf func(key string) string) (*Snapshot, error) {
 	d := &decoder{file: name, present: make(map[string]bool)}
 	var cfg Config
-	d.decodeStruct("", k.Raw(), reflectValue(&cfg))
+	d.decodeStruct("", raw, reflectValue(&cfg))
 
 	v := &validator{file: name, present: d.present}
 	v.config(&cfg)
 
 	problems := mergeProblems(d.problems, v.problems)
+	if fileOf != nil {
+		for i := range problems {
+			if f := fileOf(problems[i].Key); f != "" {
+				problems[i].File = f
+			}
+		}
+	}
 	sortProblems(problems)
 	if len(problems) > 0 {
 		return nil, &ValidationError{Problems: problems}

@@ -27,13 +27,14 @@ var restartKeys = []struct {
 	{"xdp.interface", func(c *Config) any { return &c.XDP.Interface }},
 	{"xdp.attach_mode", func(c *Config) any { return &c.XDP.AttachMode }},
 	{"xdp.conntrack_size", func(c *Config) any { return &c.XDP.ConntrackSize }},
+	{"control_plane", func(c *Config) any { return &c.ControlPlane }},
 }
 
 // RestartKeys lists, in schema order, the keys a reload does not apply:
 // admin.listen, admin.pprof, admin.token_file, log.access_log_file,
 // log.access_log_buffer, engine.event_loops, engine.ring_size, process.pid_file,
-// demo.enabled, demo.listen, xdp.enabled, xdp.interface, xdp.attach_mode and
-// xdp.conntrack_size. Every other key, listeners included, takes effect on
+// demo.enabled, demo.listen, xdp.enabled, xdp.interface, xdp.attach_mode,
+// xdp.conntrack_size and the whole [control_plane] section. Every other key, listeners included, takes effect on
 // reload.
 func RestartKeys() []string {
 	out := make([]string, len(restartKeys))

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // validator checks a decoded Config and normalizes the few values that have a
@@ -154,6 +156,7 @@ func (v *validator) config(c *Config) {
 	v.engine(&c.Engine)
 	v.process(&c.Process)
 	v.demo(&c.Demo)
+	v.controlPlane(&c.ControlPlane)
 
 	clusters := make(map[string]int, len(c.Clusters))
 	for i := range c.Clusters {
@@ -228,21 +231,98 @@ func (v *validator) admin(a *Admin) {
 // ReadToken reads the admin bearer token from path: the file's contents
 // with surrounding whitespace trimmed, which must be one non-empty run of
 // visible ASCII characters.
-func ReadToken(path string) (string, error) {
+func ReadToken(path string) (string, error) { return readSecret(path, "token") }
+
+// ReadPassword reads the etcd password from path, as ReadToken reads a
+// token.
+func ReadPassword(path string) (string, error) { return readSecret(path, "password") }
+
+func readSecret(path, what string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read token: %w", err)
+		return "", fmt.Errorf("read %s: %w", what, err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("token file %q is empty", path)
+		return "", fmt.Errorf("%s file %q is empty", what, path)
 	}
 	for i := 0; i < len(tok); i++ {
 		if tok[i] <= 0x20 || tok[i] >= 0x7f {
-			return "", fmt.Errorf("token file %q: the token must be one word of visible ASCII characters", path)
+			return "", fmt.Errorf("%s file %q: the %s must be one word of visible ASCII characters", what, path, what)
 		}
 	}
 	return tok, nil
+}
+
+func (v *validator) controlPlane(c *ControlPlane) {
+	v.oneOf("control_plane.backend", c.Backend, BackendFile, BackendEtcd)
+	if len(c.Endpoints) == 0 {
+		v.addf("control_plane.endpoints", "at least one etcd URL is required")
+	}
+	for i, e := range c.Endpoints {
+		u, err := url.Parse(e)
+		if err != nil || u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			v.addf(idx("control_plane.endpoints", i), "invalid etcd URL %q: want http://host:port (TLS to etcd is not supported yet)", e)
+		}
+	}
+	if !strings.HasPrefix(c.Prefix, "/") || (len(c.Prefix) > 1 && strings.HasSuffix(c.Prefix, "/")) || c.Prefix == "/" {
+		v.addf("control_plane.prefix", "must start with \"/\", not end with \"/\" and not be \"/\" alone, got %q", c.Prefix)
+	} else if strings.ContainsAny(c.Prefix, "\x00 ") {
+		v.addf("control_plane.prefix", "must not contain spaces or NUL bytes, got %q", c.Prefix)
+	}
+	if c.NodeID != "" && !ValidNodeID(c.NodeID) {
+		v.addf("control_plane.node_id", "must be 1 to 128 letters, digits, \".\", \"_\" or \"-\", got %q", c.NodeID)
+	}
+	if c.LeaseTTL < Duration(2*second) || c.LeaseTTL > Duration(hour) {
+		v.addf("control_plane.lease_ttl", "must be between 2s and 1h, got %s", c.LeaseTTL)
+	}
+	if c.RequestTimeout < Duration(100*time.Millisecond) || c.RequestTimeout > Duration(minute) {
+		v.addf("control_plane.request_timeout", "must be between 100ms and 1m, got %s", c.RequestTimeout)
+	}
+	switch {
+	case c.Username != "" && c.PasswordFile == "":
+		v.addf("control_plane.password_file", "is required with control_plane.username")
+	case c.Username == "" && c.PasswordFile != "":
+		v.addf("control_plane.username", "is required with control_plane.password_file")
+	case c.PasswordFile != "":
+		if _, err := ReadPassword(c.PasswordFile); err != nil {
+			v.addf("control_plane.password_file", "%v", err)
+		}
+	}
+	for _, kv := range []struct{ key, val string }{{"control_plane.zone", c.Zone}, {"control_plane.region", c.Region}} {
+		if !validLocality(kv.val) {
+			v.addf(kv.key, "must be at most 128 bytes without control characters, got %q", kv.val)
+		}
+	}
+}
+
+// ValidNodeID reports whether id may name a node: 1 to 128 letters,
+// digits, ".", "_" or "-" (it is an etcd key segment).
+func ValidNodeID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validLocality accepts a zone or region label: at most 128 bytes, no
+// control character.
+func validLocality(s string) bool {
+	if len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) log(l *Log) {
@@ -532,6 +612,7 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 		}
 	}
 	v.intRange(path+".max_idle_per_endpoint", c.MaxIdlePerEndpoint, 0, 100000)
+	v.intRange(path+".zone_aware_min_size", c.ZoneAwareMinSize, 1, 100000)
 	v.floatRange(path+".panic_threshold", c.PanicThreshold, 0, 100)
 	v.oneOf(path+".on_panic", c.OnPanic, "all", "fail")
 	if c.OverprovisioningFactor < 1 || c.OverprovisioningFactor > 100 {
@@ -604,6 +685,11 @@ func (v *validator) endpoint(path string, ep *Endpoint, xdpOnly bool) {
 	}
 	v.intRange(path+".weight", ep.Weight, 1, 10000)
 	v.intRange(path+".priority", ep.Priority, 0, 127)
+	for _, kv := range []struct{ key, val string }{{path + ".zone", ep.Zone}, {path + ".region", ep.Region}} {
+		if !validLocality(kv.val) {
+			v.addf(kv.key, "must be at most 128 bytes without control characters, got %q", kv.val)
+		}
+	}
 }
 
 func (v *validator) healthCheck(path string, h *HealthCheck) {

@@ -29,6 +29,7 @@ type Clusters struct {
 	log   zerolog.Logger
 	hooks []func(lb.HealthEvent)
 	tab   atomic.Pointer[clusterTable]
+	cp    conf.ControlPlane // this node's; a restart key, so fixed
 
 	mu      sync.Mutex // serialises Update, Start and Close
 	ctx     context.Context
@@ -68,8 +69,10 @@ var retryOnBits = map[string]lb.RetryConditions{
 	conf.RetryOn504:            lb.RetryOn504,
 }
 
-// LBSpec maps a configured cluster onto the load balancer's spec.
-func LBSpec(c *conf.Cluster) lb.Spec {
+// LBSpec maps a configured cluster onto the load balancer's spec; cp is
+// this node's [control_plane], whose zone and region zone-aware routing
+// starts from (nil: none).
+func LBSpec(c *conf.Cluster, cp *conf.ControlPlane) lb.Spec {
 	s := lb.Spec{
 		Name:                   c.Name,
 		Algorithm:              c.LB,
@@ -106,7 +109,7 @@ func LBSpec(c *conf.Cluster) lb.Spec {
 		s.PanicThreshold = -1
 	}
 	for _, e := range c.Endpoints {
-		s.Endpoints = append(s.Endpoints, lb.EndpointSpec{Address: e.Address, Weight: uint32(e.Weight), Zone: e.Zone, Priority: e.Priority})
+		s.Endpoints = append(s.Endpoints, lb.EndpointSpec{Address: e.Address, Weight: uint32(e.Weight), Zone: e.Zone, Region: e.Region, Priority: e.Priority})
 	}
 	if hc := c.HealthCheck; hc != nil {
 		var hcTLS *tls.Config
@@ -134,6 +137,10 @@ func LBSpec(c *conf.Cluster) lb.Spec {
 			s.Outlier.ConsecutiveConnectFailures = -1
 		}
 	}
+	s.Locality = lb.LocalitySpec{Enabled: c.ZoneAware, MinEndpoints: c.ZoneAwareMinSize}
+	if cp != nil {
+		s.Locality.Zone, s.Locality.Region = cp.Zone, cp.Region
+	}
 	return s
 }
 
@@ -141,7 +148,7 @@ func LBSpec(c *conf.Cluster) lb.Spec {
 // transitions are logged once each and passed to the optional onHealth
 // hooks (the XDP stage follows them).
 func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger, onHealth ...func(lb.HealthEvent)) (*Clusters, error) {
-	cs := &Clusters{set: set, log: log, hooks: onHealth}
+	cs := &Clusters{set: set, log: log, hooks: onHealth, cp: snap.Config.ControlPlane}
 	tab := &clusterTable{byName: map[string]*stages.Cluster{}}
 	for i := range snap.Config.Clusters {
 		c := &snap.Config.Clusters[i]
@@ -165,7 +172,7 @@ func NewClusters(snap *conf.Snapshot, set *metrics.Set, log zerolog.Logger, onHe
 // build makes the load balancer of c.
 func (cs *Clusters) build(c *conf.Cluster, index int) (*stages.Cluster, error) {
 	log := cs.log
-	lbc, err := lb.New(LBSpec(c), lb.WithMetrics(cs.set), lb.WithHealthEvents(func(ev lb.HealthEvent) {
+	lbc, err := lb.New(LBSpec(c, &cs.cp), lb.WithMetrics(cs.set), lb.WithHealthEvents(func(ev lb.HealthEvent) {
 		e := log.Warn()
 		if ev.Healthy {
 			e = log.Info()
@@ -245,7 +252,7 @@ func (cs *Clusters) prepare(snap *conf.Snapshot) (*clusterUpdate, error) {
 		c := &snap.Config.Clusters[i]
 		sc := old.byName[c.Name]
 		if sc != nil {
-			p, err := sc.LB.Prepare(LBSpec(c))
+			p, err := sc.LB.Prepare(LBSpec(c, &cs.cp))
 			if err != nil {
 				u.discard()
 				return nil, fmt.Errorf("cluster %s: %w", c.Name, err)

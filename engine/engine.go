@@ -625,9 +625,6 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 		return nil, lp.leave()
 	case l4Actor:
 		return nil, ctx.onOpen(c)
-	case *tlsAccepted:
-		h.e.openTLSSession(c, ctx)
-		return nil, gnet.None
 	}
 	g := h.gl.graftOf(c.LocalAddr())
 	if g == nil {

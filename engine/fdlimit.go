@@ -71,8 +71,8 @@ func PlanFDs(cfg *conf.Config) FDPlan {
 			n.Need = 2 * min(l.MaxConnections, global)
 			p.TCP += l.MaxConnections
 		case conf.ProtocolHTTPS:
-			// The TCP socket, and the socketpair that bridges the
-			// plaintext to the loop (tls_front.go).
+			// The TCP socket; while an exchange runs off the loop, also
+			// the socketpair that bridges its plaintext (tls_conn.go).
 			n.Need = 3 * min(l.MaxConnections, global)
 			p.TCP += l.MaxConnections
 			for _, r := range l.Routes {

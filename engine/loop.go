@@ -278,6 +278,10 @@ func (lp *loop) closeNow(c gnet.Conn) {
 		lp.closeCurrent = true
 		return
 	}
+	if t, ok := c.(*tlsConn); ok {
+		_ = t.Close() // not a gnet conn: the TLS actor closes it
+		return
+	}
 	_ = c.EventLoop().Close(c)
 }
 

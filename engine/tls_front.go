@@ -286,8 +286,7 @@ func (e *Engine) tlsWatch() {
 	}
 }
 
-// tlsAccepted is the actor context of the plaintext end of a TLS
-// connection, until the loop makes it a session.
+// tlsAccepted is what the TLS actor hands the loop with a new connection.
 type tlsAccepted struct {
 	slot        *listenerSlot
 	ip          netip.Addr
@@ -444,29 +443,17 @@ func (f *tlsFront) serve(e *Engine, lp *loop, l *listenerRT, nc net.Conn, a *tls
 	if len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 && o.ClientIdentityHeader != "" {
 		info.identity = clientIdentity(st.PeerCertificates[0])
 	}
-	inner, outer, err := socketPair()
-	if err != nil {
-		e.log.Error().Err(err).Str("listener", f.listener).Msg("TLS connection: socketpair failed")
-		_ = tc.Close()
-		release()
-		return
-	}
 	a.info, a.release = info, release
-	actor := a
-	ch, err := lp.el.Enroll(gnet.NewContext(context.Background(), actor), inner)
-	if err == nil {
-		if res := <-ch; res.Err != nil {
-			err = res.Err
-		}
-	}
-	_ = inner.Close() // gnet registered its own dup
-	if err != nil {
-		_ = outer.Close()
+	t := newTLSConn(lp, tc, nc.LocalAddr(), nc.RemoteAddr())
+	if err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		e.openTLSSession(t, a)
+		return nil
+	})); err != nil {
 		_ = tc.Close()
 		release()
 		return
 	}
-	(&tlsRelay{tc: tc, outer: outer}).run()
+	t.start()
 }
 
 // tlsRelay bridges a TLS connection and the plaintext socketpair end whose

@@ -4,8 +4,12 @@ package lb
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -51,7 +55,8 @@ type HealthEvent struct {
 	Healthy  bool
 	// Reason is a short stable token: "active_check_failed",
 	// "active_check_passed", "consecutive_5xx",
-	// "consecutive_connect_failures", "ejection_expired".
+	// "consecutive_connect_failures", "ejection_expired",
+	// "peer_reported_down", "peer_reported_up".
 	Reason string
 	// Err is the last probe error for active-check transitions, if any.
 	Err error
@@ -82,7 +87,8 @@ type Cluster struct {
 	opts   options
 	budget retryBudget
 
-	snap atomic.Pointer[snapshot]
+	snap  atomic.Pointer[snapshot]
+	fleet atomic.Pointer[map[locality]float64] // SetFleet; nil: like the endpoints
 
 	mu        sync.Mutex  // serialises rebuilds, ejections, Update and Close
 	spec      Spec        // guarded by mu; lock-free readers use snap's cfg
@@ -220,8 +226,9 @@ func (c *Cluster) setEndpointAttrs(s Spec) {
 
 // setAttrs sets the endpoint's settings from its spec.
 func (e *Endpoint) setAttrs(es EndpointSpec, a AffinitySpec) {
-	zone := es.Zone
+	zone, region := es.Zone, es.Region
 	e.zone.Store(&zone)
+	e.region.Store(&region)
 	e.priority.Store(int32(es.Priority))
 	e.weight.Store(es.Weight)
 	cookie := affinityCookie(a, e.cookieValue)
@@ -437,7 +444,7 @@ func (c *Cluster) buildSnapshot(cfg *clusterCfg) *snapshot {
 				}
 			}
 		}
-		s.levels = append(s.levels, level{priority: p, eps: eps, p: cfg.newPicker(c, spec, eps, all)})
+		s.levels = append(s.levels, level{priority: p, eps: eps, p: c.levelPicker(cfg, eps, all, s.panicMode)})
 		loads = append(loads, load)
 	}
 	total := 0.0
@@ -591,6 +598,75 @@ func (c *Cluster) activeCheckPassed(e *Endpoint) {
 	defer c.mu.Unlock()
 	c.unEjectLocked(e, "active_check_passed")
 	c.setStateLocked(e, stateActiveDown, false, "active_check_passed", nil)
+}
+
+// SetPeerDown marks the endpoint at addr down (or no longer down) in the
+// shared view: another node of the HA group reports it down. An endpoint
+// is routable only when neither this node's checks nor the shared view
+// hold it down, so every node that sees the same reports builds the same
+// pick set (and the same Maglev tables). It reports whether addr names an
+// endpoint of c.
+func (c *Cluster) SetPeerDown(addr string, down bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.endpoints {
+		if e.addr == addr {
+			reason := "peer_reported_up"
+			if down {
+				reason = "peer_reported_down"
+			}
+			c.setStateLocked(e, statePeerDown, down, reason, nil)
+			return true
+		}
+	}
+	return false
+}
+
+// MaglevDigest is a SHA-256, in hex, of the cluster's Maglev lookup
+// tables as Pick uses them now (each level's priority and the address
+// owning every slot), or "" when the cluster's algorithm is not maglev.
+// Nodes whose digests are equal send every key to the same endpoint.
+func (c *Cluster) MaglevDigest() string {
+	s := c.snap.Load()
+	if s.cfg.spec.Algorithm != Maglev {
+		return ""
+	}
+	h := sha256.New()
+	var b [8]byte
+	for i, l := range s.levels {
+		binary.BigEndian.PutUint32(b[:4], uint32(l.priority))
+		binary.BigEndian.PutUint32(b[4:], uint32(s.cum[i]>>1))
+		h.Write(b[:])
+		digestPicker(h, l.p, l.eps)
+	}
+	if s.fail {
+		h.Write([]byte("fail"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// digestPicker writes p's layout into h: each Maglev table slot's owner,
+// the locality draw of a zone-aware level, or the endpoint list.
+func digestPicker(h hash.Hash, p picker, eps []*Endpoint) {
+	switch p := p.(type) {
+	case *maglevPicker:
+		for _, slot := range p.table {
+			h.Write([]byte(p.eps[slot].addr))
+			h.Write([]byte{0})
+		}
+	case *localityPicker:
+		var b [8]byte
+		for i, sub := range p.subs {
+			binary.BigEndian.PutUint64(b[:], p.cum[i])
+			h.Write(b[:])
+			digestPicker(h, sub, nil)
+		}
+	default:
+		for _, e := range eps {
+			h.Write([]byte(e.addr))
+			h.Write([]byte{1})
+		}
+	}
 }
 
 // Start runs active health checks (if configured) until ctx ends or Close.

@@ -14,7 +14,12 @@ import (
 const (
 	stateActiveDown uint32 = 1 << iota // failed active health checks
 	stateEjected                       // ejected by outlier detection
+	statePeerDown                      // down in the shared view: another node reports it down
 )
+
+// stateLocal are the bits this process observes itself; statePeerDown
+// comes from the other nodes (Cluster.SetPeerDown).
+const stateLocal = stateActiveDown | stateEjected
 
 // initialEWMA is the latency an endpoint is assumed to have before its
 // first response, so an unmeasured endpoint is neither shunned nor flooded.
@@ -30,6 +35,7 @@ type Endpoint struct {
 
 	// Cluster.Update may change these while picks read them.
 	zone     atomic.Pointer[string]
+	region   atomic.Pointer[string]
 	priority atomic.Int32
 	weight   atomic.Uint32
 
@@ -70,6 +76,9 @@ func (e *Endpoint) Address() string { return e.addr }
 // Zone is the endpoint's locality label.
 func (e *Endpoint) Zone() string { return *e.zone.Load() }
 
+// Region is the region of the endpoint's zone.
+func (e *Endpoint) Region() string { return *e.region.Load() }
+
 // Priority is the endpoint's failover level (0 = highest).
 func (e *Endpoint) Priority() int { return int(e.priority.Load()) }
 
@@ -79,6 +88,15 @@ func (e *Endpoint) Weight() uint32 { return e.weight.Load() }
 // Healthy reports whether the endpoint passes active checks and is not
 // ejected by outlier detection.
 func (e *Endpoint) Healthy() bool { return e.state.Load() == 0 }
+
+// LocallyHealthy reports whether this process's own checks pass the
+// endpoint (active checks and outlier detection), whatever the other
+// nodes report: what a node publishes as its view in the shared health.
+func (e *Endpoint) LocallyHealthy() bool { return e.state.Load()&stateLocal == 0 }
+
+// PeerDown reports whether another node reports the endpoint down
+// (Cluster.SetPeerDown).
+func (e *Endpoint) PeerDown() bool { return e.state.Load()&statePeerDown != 0 }
 
 // Ejected reports whether outlier detection has ejected the endpoint.
 func (e *Endpoint) Ejected() bool { return e.state.Load()&stateEjected != 0 }

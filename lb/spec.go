@@ -37,6 +37,7 @@ const (
 	DefaultAlgorithm              = RoundRobin
 	DefaultHashKey                = "source_ip"
 	DefaultWeight                 = 1
+	DefaultLocalityMinEndpoints   = 6
 	MaxWeight                     = 1 << 16
 	DefaultRingMinSize            = 1024
 	DefaultRingMaxSize            = 1 << 23
@@ -105,6 +106,24 @@ type Spec struct {
 	OverprovisioningFactor float64
 	// Retry bounds retries of failed requests.
 	Retry RetrySpec
+	// Locality turns on zone-aware routing (locality.go); the zero value
+	// leaves it off.
+	Locality LocalitySpec
+}
+
+// LocalitySpec is zone-aware routing: each priority level keeps as much
+// traffic as it can in the node's own zone and spills the rest to the
+// zones of the same region, then to other regions, in proportion to their
+// spare capacity (Envoy's zone-aware routing, with a region tier).
+type LocalitySpec struct {
+	// Enabled turns zone-aware routing on.
+	Enabled bool
+	// Zone and Region are this node's locality. Without a zone nothing
+	// is zone-aware.
+	Zone, Region string
+	// MinEndpoints is the size a level needs for zone-aware routing (Envoy's
+	// min_cluster_size); smaller levels route over every zone. Default 6.
+	MinEndpoints int
 }
 
 // EndpointSpec is one upstream.
@@ -114,8 +133,11 @@ type EndpointSpec struct {
 	Address string
 	// Weight is relative capacity, 1..65536; default 1.
 	Weight uint32
-	// Zone is the endpoint's locality, reported in metrics and events.
+	// Zone is the endpoint's locality, reported in metrics and events and
+	// used by zone-aware routing.
 	Zone string
+	// Region is the region of the endpoint's zone (zone-aware routing).
+	Region string
 	// Priority is the failover level; 0 is the highest and gets all
 	// traffic while it has enough healthy capacity.
 	Priority int
@@ -258,6 +280,9 @@ func (s *Spec) Defaults() {
 	}
 	if s.Affinity.Path == "" {
 		s.Affinity.Path = DefaultAffinityPath
+	}
+	if s.Locality.MinEndpoints == 0 {
+		s.Locality.MinEndpoints = DefaultLocalityMinEndpoints
 	}
 	if s.PanicThreshold == 0 {
 		s.PanicThreshold = DefaultPanicThreshold

@@ -24,6 +24,9 @@ type backend struct {
 	mu   sync.Mutex
 	srv  *http.Server
 	hits atomic.Int64
+	// srvHandler, when set before start, sees each request first and
+	// reports whether it answered it.
+	srvHandler func(w http.ResponseWriter, r *http.Request) bool
 }
 
 func newBackend(t *testing.T, name string) *backend {
@@ -48,6 +51,9 @@ func (b *backend) start(t *testing.T) {
 		t.Fatalf("backend %s: %v", b.name, err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b.srvHandler != nil && b.srvHandler(w, r) {
+			return
+		}
 		if r.URL.Path != "/healthz" {
 			b.hits.Add(1)
 		}

@@ -117,10 +117,18 @@ var runtimeRetyped = map[string]string{
 	"process_io_storage_written_bytes_total": "counter",
 }
 
+// haHelp is the HELP text of the control-plane families of an HA node
+// (ha.go).
+var haHelp = map[string]string{
+	"expressgateway_control_plane_connected":           "1 while the etcd control plane answers (a quorum read every second), 0 while it is unreachable.",
+	"expressgateway_control_plane_errors_total":        "control-plane requests that failed, by op.",
+	"expressgateway_shared_health_peer_down_endpoints": "endpoints this node's own checks pass but routes around because another live node reports them down.",
+}
+
 // metricsHelp is the HELP text of every family the binary can export.
 func metricsHelp() map[string]string {
 	help := map[string]string{}
-	for _, m := range []map[string]string{engine.MetricsHelp(), lb.MetricsHelp(), xdp.MetricsHelp(), runtimeHelp} {
+	for _, m := range []map[string]string{engine.MetricsHelp(), lb.MetricsHelp(), xdp.MetricsHelp(), haHelp, runtimeHelp} {
 		for k, v := range m {
 			help[k] = v
 		}

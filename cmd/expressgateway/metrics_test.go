@@ -442,7 +442,8 @@ func TestMetricsDocConditions(t *testing.T) {
 		got = append(got, c)
 	}
 	sort.Strings(got)
-	if want := []string{"Host-dependent", "PROXY protocol", "TLS", "XDP (L4)"}; !slices.Equal(got, want) {
+	// The HA table is checked by TestHAOnEtcd against a node's scrape.
+	if want := []string{"Control plane (HA on etcd)", "Host-dependent", "PROXY protocol", "TLS", "XDP (L4)"}; !slices.Equal(got, want) {
 		t.Fatalf("conditional sections %q, want %q", got, want)
 	}
 }

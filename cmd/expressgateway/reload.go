@@ -26,7 +26,11 @@ import (
 // apply to the engine (listeners, routes, clusters) and to XDP, then
 // publish the new generation. A file with any problem changes nothing.
 type reloader struct {
-	path     string
+	path     string     // the config file (for etcd nodes, the node file)
+	src      conf.Store // where documents come from: the file, or etcd
+	parse    func([]byte) (*conf.Snapshot, error)
+	shared   bool   // src is a shared store (etcd) whose watch calls offer; the file is not watched
+	after    func() // runs after each applied reload (the shared health view)
 	log      zerolog.Logger
 	set      *metrics.Set
 	eng      *engine.Engine
@@ -38,6 +42,7 @@ type reloader struct {
 	lastHash    [32]byte       // content of the last file tried; guarded by mu
 	stopped     bool           // after an upgrade handed over; guarded by mu
 	paused      bool           // while an upgrade starts; guarded by mu
+	pending     []byte         // a store document offered while paused; guarded by mu
 	gen         atomic.Uint64
 	info        atomic.Pointer[configInfo]
 	ok, refused *metrics.Counter
@@ -54,7 +59,8 @@ type configInfo struct {
 func newReloader(path string, snap *conf.Snapshot, data []byte, log zerolog.Logger, set *metrics.Set,
 	eng *engine.Engine, clusters *engine.Clusters, xs *xdpStage) *reloader {
 	r := &reloader{
-		path: path, log: log, set: set, eng: eng, clusters: clusters, xs: xs, cur: snap,
+		path: path, src: &conf.FileStore{Path: path}, log: log, set: set, eng: eng, clusters: clusters, xs: xs, cur: snap,
+		parse:    func(data []byte) (*conf.Snapshot, error) { return conf.Parse(path, data) },
 		lastHash: sha256.Sum256(data),
 		ok:       set.NewCounter(`expressgateway_config_reload_total{result="ok"}`),
 		refused:  set.NewCounter(`expressgateway_config_reload_total{result="error"}`),
@@ -65,8 +71,18 @@ func newReloader(path string, snap *conf.Snapshot, data []byte, log zerolog.Logg
 	return r
 }
 
-// reload reads the file and applies it; trigger names the cause in the
-// log ("sighup", "file"). It reports whether a new generation is in use.
+// useStore makes documents come from a shared store: SIGHUP loads the
+// current one, parse lays the node file over it; the file is no longer
+// watched (the store's watch calls offer).
+func (r *reloader) useStore(st conf.Store, parse func([]byte) (*conf.Snapshot, error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.src, r.parse, r.shared = st, parse, true
+}
+
+// reload reads the document and applies it; trigger names the cause in
+// the log ("sighup", "file"). It reports whether a new generation is in
+// use.
 func (r *reloader) reload(trigger string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -77,15 +93,37 @@ func (r *reloader) reload(trigger string) bool {
 		r.log.Warn().Str("trigger", trigger).Msg("running the embedded config; nothing to reload")
 		return false
 	}
-	data, err := os.ReadFile(r.path)
+	data, err := r.src.Load(context.Background())
 	if err != nil {
-		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.path, err)})
+		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.src.Name(), err)})
 		return false
 	}
+	return r.applyLocked(trigger, data)
+}
+
+// offer applies data, a document the store's watch delivered, unless it
+// is the one tried last (applied or refused): a refused document is not
+// tried again until it changes. It reports whether a new generation is in
+// use.
+func (r *reloader) offer(trigger string, data []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || sha256.Sum256(data) == r.lastHash {
+		return false
+	}
+	if r.paused {
+		r.pending = data // applied if the upgrade fails and this process goes on
+		return false
+	}
+	return r.applyLocked(trigger, data)
+}
+
+// applyLocked parses, validates and applies data; under r.mu.
+func (r *reloader) applyLocked(trigger string, data []byte) bool {
 	r.lastHash = sha256.Sum256(data)
 	sdNotify("RELOADING=1")
 	defer sdNotify("READY=1")
-	next, err := conf.Parse(r.path, data)
+	next, err := r.parse(data)
 	if err != nil {
 		r.refuse(trigger, problemLines(err))
 		return false
@@ -98,17 +136,17 @@ func (r *reloader) reload(trigger string) bool {
 	// The caps of the new config against the file-descriptor limit, as at
 	// start: a listener whose own cap cannot fit refuses the reload.
 	if err := engine.CheckFDs(&applied.Config, r.log, r.set); err != nil {
-		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.path, err)})
+		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.src.Name(), err)})
 		return false
 	}
 	if r.xs != nil {
 		if _, err := xdpConfig(applied, r.clusters.Healthy); err != nil {
-			r.refuse(trigger, []string{fmt.Sprintf("%s: xdp: %v", r.path, err)})
+			r.refuse(trigger, []string{fmt.Sprintf("%s: xdp: %v", r.src.Name(), err)})
 			return false
 		}
 	}
 	if err := r.eng.Reload(applied); err != nil {
-		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.path, err)})
+		r.refuse(trigger, []string{fmt.Sprintf("%s: %v", r.src.Name(), err)})
 		return false
 	}
 	if r.xs != nil {
@@ -124,6 +162,9 @@ func (r *reloader) reload(trigger string) bool {
 	}
 	r.info.Store(&configInfo{Generation: gen, File: applied.Source, LoadedAt: applied.LoadedAt, NeedsRestart: needsRestart})
 	r.ok.Inc()
+	if r.after != nil {
+		r.after()
+	}
 	ev := r.log.Info().Str("trigger", trigger).Uint64("generation", gen).Int("listeners", len(applied.Config.Listeners)).
 		Int("clusters", len(applied.Config.Clusters)).Int("event_loops", r.eng.Loops())
 	if len(needsRestart) > 0 {
@@ -164,8 +205,13 @@ func (r *reloader) snapshot() *conf.Snapshot {
 // pause holds reloads back while an upgrade starts (or lets them go on).
 func (r *reloader) pause(on bool) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.paused = on
-	r.mu.Unlock()
+	if !on && r.pending != nil && !r.stopped {
+		data := r.pending
+		r.pending = nil
+		r.applyLocked("etcd", data)
+	}
 }
 
 // stop ends reloading (the process handed over to a new one).
@@ -180,7 +226,10 @@ func (r *reloader) stop() {
 // first; the content hash decides, so touching the file reloads nothing
 // and a file that was refused is not tried again until it changes.
 func (r *reloader) watch(ctx context.Context) {
-	if r.path == "" {
+	r.mu.Lock()
+	shared := r.shared
+	r.mu.Unlock()
+	if r.path == "" || shared {
 		return
 	}
 	t := time.NewTicker(time.Second)

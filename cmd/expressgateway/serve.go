@@ -29,12 +29,8 @@ import (
 	"github.com/expressgateway/expressgateway/lb"
 )
 
-func loadConfig(path string) (*conf.Snapshot, error) {
-	snap, _, err := loadConfigData(path)
-	return snap, err
-}
-
-// loadConfigData is loadConfig that also returns the bytes it parsed.
+// loadConfigData parses the config file at path (the embedded default
+// when path is empty) and also returns the bytes it parsed.
 func loadConfigData(path string) (*conf.Snapshot, []byte, error) {
 	if path == "" {
 		data := conf.DefaultTOML()
@@ -70,11 +66,57 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 	return zerolog.New(w).With().Timestamp().Logger()
 }
 
+// startConfig is the config a process starts with. For a file whose
+// control_plane.backend is "etcd" it is the document stored in etcd with
+// the node file laid over it, and store is the open store (data is then
+// the document); otherwise store is nil and data the file.
+func startConfig(path string) (snap *conf.Snapshot, data []byte, store *conf.EtcdStore, err error) {
+	if path == "" {
+		snap, data, err = loadConfigData(path)
+		return snap, data, nil, err
+	}
+	node, err := (&conf.FileStore{Path: path}).Load(context.Background())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// A bad [control_plane] of a standalone file is reported with the
+	// rest of its problems by Parse.
+	cp, _ := conf.ReadControlPlane(path, node)
+	if cp.Backend != conf.BackendEtcd {
+		snap, err = conf.Parse(path, node)
+		return snap, node, nil, err
+	}
+	if _, err := conf.CheckNode(path, node); err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := conf.OpenEtcd(cp)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("control plane: %w", err)
+	}
+	doc, err := st.Load(context.Background())
+	if err == nil {
+		snap, err = conf.ParseLayered(st.Name(), doc, path, node)
+	}
+	if err != nil {
+		_ = st.Close()
+		if errors.Is(err, conf.ErrNoConfig) {
+			return nil, nil, nil, fmt.Errorf("control plane: %w; store one with `expressgateway config push --config FILE`", err)
+		}
+		var ve *conf.ValidationError
+		if errors.As(err, &ve) {
+			return nil, nil, nil, err
+		}
+		return nil, nil, nil, fmt.Errorf("control plane: %w (a node reads its config from etcd at start)", err)
+	}
+	return snap, doc, st, nil
+}
+
 // serve runs the gateway until SIGINT or SIGTERM, or until a SIGUSR2
 // upgrade handed its sockets to a new process. SIGHUP (and a change of the
-// file, when watched) reloads the config (reload.go).
+// file, when watched; of the document in etcd for an HA node) reloads the
+// config (reload.go, ha.go).
 func serve(path string, stderr io.Writer) error {
-	snap, data, err := loadConfigData(path)
+	snap, data, store, err := startConfig(path)
 	if err != nil {
 		var ve *conf.ValidationError
 		if errors.As(err, &ve) {
@@ -84,6 +126,9 @@ func serve(path string, stderr io.Writer) error {
 			return errors.New("invalid config")
 		}
 		return err
+	}
+	if store != nil {
+		defer func() { _ = store.Close() }()
 	}
 	inh, err := takeInherited()
 	if err != nil {
@@ -155,6 +200,21 @@ func serve(path string, stderr io.Writer) error {
 		return err
 	}
 	rl := newReloader(path, snap, data, log, set, eng, clusters, xs)
+	var ha *haNode
+	if store != nil {
+		rl.useStore(store,
+			func(doc []byte) (*conf.Snapshot, error) {
+				node, err := os.ReadFile(path)
+				if err != nil {
+					return nil, fmt.Errorf("read node file: %w", err)
+				}
+				return conf.ParseLayered(store.Name(), doc, path, node)
+			})
+		if ha, err = newHANode(store, cfg.ControlPlane, rl, clusters, log, set); err != nil {
+			return err
+		}
+		rl.after = ha.afterReload
+	}
 	up := newUpgrader(log, set)
 	// Ready (/readyz 200 and the "listening" lines) only once every socket
 	// is bound: the admin listener first, then every listener on every
@@ -191,6 +251,12 @@ func serve(path string, stderr io.Writer) error {
 		}
 		mux := adminMux(set, &ready, beforeScrape, pprofOn)
 		rl.handleConfig(mux)
+		handleMaglev(mux, rl, clusters)
+		handleZones(mux, clusters)
+		if ha != nil {
+			ha.handleNodes(mux)
+			ha.handleDebug(mux)
+		}
 		var h http.Handler = mux
 		if token != "" {
 			h = requireToken(token, h)
@@ -224,6 +290,20 @@ func serve(path string, stderr io.Writer) error {
 	} else {
 		sdNotify("READY=1")
 	}
+	// An HA node joins before an upgrading parent hears it is ready, so
+	// that the parent's leaving (it revokes its lease) never removes the
+	// keys this process has written again.
+	stopHA := func() {}
+	if ha != nil {
+		hctx, hcancel := context.WithCancel(ctx)
+		waitHA := ha.run(hctx)
+		var once sync.Once
+		stopHA = func() { once.Do(func() { hcancel(); waitHA() }) }
+		// Leave the group (revoke the lease) before the process goes.
+		defer stopHA()
+		log.Info().Str("node_id", ha.id).Str("store", store.Name()).Str("zone", cfg.ControlPlane.Zone).
+			Str("region", cfg.ControlPlane.Region).Msg("control plane: etcd; this node follows the stored config")
+	}
 	inh.closeUnused() // sockets of listeners the new config does not have
 	inh.signalReady()
 	go rl.watch(ctx)
@@ -241,6 +321,7 @@ wait:
 			return nil
 		case pid := <-upgraded:
 			log.Info().Int("new_pid", pid).Msg("upgrade: the new process serves; this one stops accepting and drains")
+			stopHA() // the new process is the node now
 			handedOver = true
 			break wait
 		case s := <-sigs:

@@ -4,6 +4,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -744,4 +747,88 @@ cluster = "nocert"
 		}
 	}
 	checkScrapeAgainstDoc(t, m, metricsDoc(t), func(d docFamily) bool { return strings.Contains(d.help, "endpoints of clusters") })
+}
+
+// TestTLSLargeBodiesAndSlowReaders: over TLS, 48 MiB up (past
+// max_inflight_bytes, so the exchange leaves the loop) and 48 MiB down to a
+// client reading slowly, hashes equal, on HTTP/1.1 and HTTP/2, with
+// pipelined keep-alive requests after each; the gateway's RSS stays
+// bounded.
+func TestTLSLargeBodiesAndSlowReaders(t *testing.T) {
+	origin, _ := h1Origin(t)
+	ca := newTestCA(t, "large")
+	cert, key, _ := ca.issue(t, "large", "large.test", leafOpts{dns: []string{"large.test"}})
+	gw, admin := freeAddr(t), freeAddr(t)
+	cmd := startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[log]
+access_log = false
+[[listeners]]
+name = "tls"
+listen = %q
+protocol = "https"
+max_connections = 1000
+[listeners.timeouts]
+body_min_rate = 0
+[listeners.limits]
+max_inflight_bytes = "256KiB"
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+[[listeners.routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [ { address = %q } ]
+`, admin, gw, cert, key, origin), admin)
+	waitReady(t, admin)
+	const size = 48 << 20
+	base := rssBytes(cmd.Process.Pid)
+	peak, stopRSS := sampleRSS(cmd.Process.Pid)
+	for _, h2 := range []bool{false, true} {
+		c := tlsClient(ca, "large.test", h2)
+		c.Timeout = 60 * time.Second
+		// Up.
+		pr := &patternReader{n: size, h: sha256.New()}
+		resp, err := c.Post("https://"+gw+"/upload", "application/octet-stream", pr)
+		if err != nil {
+			t.Fatalf("h2=%v upload: %v", h2, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		want := fmt.Sprintf("POST /upload %d %s", size, hex.EncodeToString(pr.h.Sum(nil)))
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), want) {
+			t.Fatalf("h2=%v upload: %d %q, want %q", h2, resp.StatusCode, body, want)
+		}
+		// Down, read at about 16 MiB/s.
+		resp, err = c.Get(fmt.Sprintf("https://%s/download?n=%d", gw, size))
+		if err != nil {
+			t.Fatalf("h2=%v download: %v", h2, err)
+		}
+		h := sha256.New()
+		n, err := slowCopy(h, resp.Body, 16<<20)
+		_ = resp.Body.Close()
+		ref := &patternReader{n: size, h: sha256.New()}
+		_, _ = io.Copy(io.Discard, ref)
+		if err != nil || n != size || !bytes.Equal(h.Sum(nil), ref.h.Sum(nil)) {
+			t.Fatalf("h2=%v download: %d bytes, err %v, hash equal %v", h2, n, err, bytes.Equal(h.Sum(nil), ref.h.Sum(nil)))
+		}
+		// The connection goes on.
+		if code, _, _ := getBody(t, c, "https://"+gw+"/after"); code != 200 {
+			t.Fatalf("h2=%v after the large bodies: %d", h2, code)
+		}
+	}
+	stopRSS()
+	m := scrape(t, admin)
+	for _, dir := range []string{"request", "response"} {
+		if v := metricValue(m, fmt.Sprintf(`expressgateway_stream_detach_total{direction=%q}`, dir)); v < 1 {
+			t.Errorf("the %s over HTTP/1.1 did not leave the loop (stream_detach_total = %v): the test missed the TLS pump path", dir, v)
+		}
+	}
+	if grew := peak.Load() - base; grew > 96<<20 {
+		t.Errorf("RSS grew by %d MiB moving 4 × 48 MiB over TLS", grew>>20)
+	}
+	t.Logf("RSS %d MiB at start, peak %d MiB", base>>20, peak.Load()>>20)
 }

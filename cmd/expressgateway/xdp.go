@@ -3,6 +3,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"sync/atomic"
@@ -157,4 +159,34 @@ func (s *xdpStage) close() {
 		}
 		s.log.Info().Msg("xdp detached")
 	}
+}
+
+// xdpTableDigest is the SHA-256, in hex, of the Maglev table the XDP
+// loader writes for v (the name of the backend owning each slot; the
+// backend slot numbers in the maps are local to a node), or of "empty"
+// when no backend is eligible (the program drops with no_backend).
+func xdpTableDigest(v xdp.VIP) string {
+	var names []string
+	var weights []uint32
+	for _, b := range v.Backends {
+		if b.Healthy && b.Weight > 0 {
+			names = append(names, b.Name)
+			weights = append(weights, b.Weight)
+		}
+	}
+	h := sha256.New()
+	if len(names) == 0 {
+		h.Write([]byte("empty"))
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	t, err := lb.BuildMaglevTable(names, weights, v.TableSize, v.Seed)
+	if err != nil {
+		h.Write([]byte("error: " + err.Error()))
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	for _, i := range t {
+		h.Write([]byte(names[i]))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
