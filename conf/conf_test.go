@@ -93,7 +93,7 @@ func TestMinimalExampleLoadsWithDefaults(t *testing.T) {
 	if l.Limits != wantLimits {
 		t.Errorf("limits:\n got %+v\nwant %+v", l.Limits, wantLimits)
 	}
-	wantRoutes := []Route{{Host: "*", PathPrefix: "/", Cluster: "app"}}
+	wantRoutes := []Route{{Host: "*", PathPrefix: "/", Cluster: "app", RateLimit: RateLimit{Key: "client_ip"}}}
 	if !reflect.DeepEqual(l.Routes, wantRoutes) {
 		t.Errorf("routes: %+v", l.Routes)
 	}

@@ -317,6 +317,9 @@ type Listener struct {
 	// HTTP2 are the HTTP/2 limits of an http listener (HTTP/2 with prior
 	// knowledge is spoken on the same port as HTTP/1.1).
 	HTTP2 HTTP2 `koanf:"http2"`
+	// Guards are the listener's DoS guards beyond the limits above
+	// (connection and request rates).
+	Guards Guards `koanf:"guards"`
 	// TLS is the TLS of an https listener: required for https, not allowed
 	// otherwise.
 	TLS *ListenerTLS `koanf:"tls"`
@@ -428,6 +431,41 @@ type HTTP2 struct {
 	// SettingsTimeout closes a connection whose client does not acknowledge
 	// the gateway's SETTINGS within it (SETTINGS_TIMEOUT). Default: "10s".
 	SettingsTimeout Duration `koanf:"settings_timeout"`
+	// PrematureResetStreams is the window of the Rapid Reset guard: when
+	// more than half of a connection's last this many streams were reset
+	// (by the client, or by the gateway because of the client's frames)
+	// within premature_reset_lifetime of opening, the connection gets
+	// GOAWAY ENHANCE_YOUR_CALM and is closed. 10 to 1024. Default: 100.
+	PrematureResetStreams int `koanf:"premature_reset_streams"`
+	// PrematureResetLifetime is how young a reset stream must be to count
+	// as a premature reset. Default: "1s".
+	PrematureResetLifetime Duration `koanf:"premature_reset_lifetime"`
+	// MaxStreamsPerRead caps the new streams one read of the socket may
+	// open; more are refused with RST_STREAM(REFUSED_STREAM) and count as
+	// premature resets. 0 means twice max_concurrent_streams (nginx's
+	// rule); else 1 to 100000. Default: 0.
+	MaxStreamsPerRead int `koanf:"max_streams_per_read"`
+	// MaxControlFramesPerSecond caps the SETTINGS, PING, PRIORITY,
+	// RST_STREAM, empty DATA and unknown frames a client sends in any one
+	// second (CVE-2019-9512, -9514, -9515, -9518 and kin); more is GOAWAY
+	// ENHANCE_YOUR_CALM and close. 10 to 1000000. Default: 1000.
+	MaxControlFramesPerSecond int `koanf:"max_control_frames_per_second"`
+	// MaxWindowUpdatesPerSecond caps the WINDOW_UPDATE frames a client
+	// sends in any one second; more is GOAWAY ENHANCE_YOUR_CALM and close.
+	// 10 to 1000000. Default: 10000.
+	MaxWindowUpdatesPerSecond int `koanf:"max_window_updates_per_second"`
+	// GlitchThreshold closes a connection (GOAWAY ENHANCE_YOUR_CALM) whose
+	// glitch score reaches it: every stream error the client caused, stream
+	// refused for concurrency, premature reset, empty DATA frame and
+	// unknown frame counts one (HAProxy's glitches), so an attacker mixing
+	// small abuses is still closed. 0 disables; else 10 to 1000000.
+	// Default: 1000.
+	GlitchThreshold int `koanf:"glitch_threshold"`
+	// StallTimeout resets a stream whose response DATA waits behind the
+	// client's zero flow-control window, without progress, this long, and
+	// closes a connection whose socket takes no byte for this long while
+	// output is pending (zero-window stall, slow read). Default: "30s".
+	StallTimeout Duration `koanf:"stall_timeout"`
 }
 
 func (h *HTTP2) setDefaults() {
@@ -438,6 +476,68 @@ func (h *HTTP2) setDefaults() {
 	h.MaxHeaderListSize = 64 * KiB
 	h.MaxContinuationFrames = 32
 	h.SettingsTimeout = Duration(10 * second)
+	h.PrematureResetStreams = 100
+	h.PrematureResetLifetime = Duration(1 * second)
+	h.MaxStreamsPerRead = 0
+	h.MaxControlFramesPerSecond = 1000
+	h.MaxWindowUpdatesPerSecond = 10000
+	h.GlitchThreshold = 1000
+	h.StallTimeout = Duration(30 * second)
+}
+
+// Guards is a listener's [listeners.guards] table: the DoS guards that are
+// not tied to one protocol's table (guards/README.md is the catalog). The
+// rates are off by default, as in Envoy, HAProxy and nginx: many clients
+// can share one address behind NAT, and max_connections_per_ip already
+// bounds what one address holds.
+type Guards struct {
+	// NewConnectionsPerSecond caps how fast one client IP may open
+	// connections (a token bucket; http and tcp listeners); over it the
+	// connection is closed at accept. 0 disables; else 1 to 1000000.
+	// Default: 0.
+	NewConnectionsPerSecond int `koanf:"new_connections_per_second"`
+	// NewConnectionsBurst is the bucket depth of new_connections_per_second;
+	// 0 means the rate itself. 0 to 1000000. Default: 0.
+	NewConnectionsBurst int `koanf:"new_connections_burst"`
+	// RateLimit caps the requests per second of each client IP (or header
+	// value) on this listener, before routing; over it a request gets 429
+	// with Retry-After. Off unless requests_per_second is set.
+	RateLimit RateLimit `koanf:"rate_limit"`
+	// TrackedClients is the number of keys (client IPs, header values) each
+	// rate table holds; the tables never grow beyond it, whatever the
+	// number of addresses an attacker has. 1024 to 16777216.
+	// Default: 65536.
+	TrackedClients int `koanf:"tracked_clients"`
+	// Penalty is how long a client IP opens no new connection on this
+	// listener after a connection guard closed one of its connections for
+	// an attack (Rapid Reset, a frame flood, the glitch score); "0s"
+	// disables. Up to "1h". Default: "1s".
+	Penalty Duration `koanf:"penalty"`
+}
+
+func (g *Guards) setDefaults() {
+	g.TrackedClients = 64 << 10
+	g.Penalty = Duration(1 * second)
+	g.RateLimit.setDefaults()
+}
+
+// RateLimit is a token-bucket request rate limit: a [listeners.guards]
+// rate_limit or a route's rate_limit = { requests_per_second, burst, key }.
+type RateLimit struct {
+	// RequestsPerSecond is the refill rate; 0 disables the limit; else 1 to
+	// 1000000. Default: 0.
+	RequestsPerSecond int `koanf:"requests_per_second"`
+	// Burst is the bucket depth; 0 means requests_per_second. 0 to 1000000.
+	// Default: 0.
+	Burst int `koanf:"burst"`
+	// Key is what a bucket belongs to: "client_ip", or "header:NAME" (the
+	// value of request header NAME; requests without it share one bucket).
+	// Default: "client_ip".
+	Key string `koanf:"key"`
+}
+
+func (r *RateLimit) setDefaults() {
+	r.Key = "client_ip"
 }
 
 // Limits is a listener's [listeners.limits] table.
@@ -509,10 +609,17 @@ type Route struct {
 	// websocket_idle and websocket_max_duration instead. "0s" means none.
 	// Default: "0s".
 	Timeout Duration `koanf:"timeout"`
+	// RateLimit caps the requests per second of this route per key, as in
+	// rate_limit = { requests_per_second = 100, burst = 200, key =
+	// "client_ip" }; over it a request gets 429 with Retry-After. Each route
+	// has its own table of listeners.guards.tracked_clients keys. Off unless
+	// requests_per_second is set.
+	RateLimit RateLimit `koanf:"rate_limit"`
 }
 
 func (r *Route) setDefaults() {
 	r.Host = "*"
+	r.RateLimit.setDefaults()
 }
 
 // Cluster is one [[clusters]] entry.

@@ -425,6 +425,7 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 	v.timeouts(path+".timeouts", &l.Timeouts)
 	v.limits(path+".limits", &l.Limits)
 	v.http2(path+".http2", &l.HTTP2)
+	v.guards(path+".guards", &l.Guards)
 	for i := range l.Routes {
 		v.route(idx(path+".routes", i), &l.Routes[i], clusters)
 	}
@@ -460,6 +461,39 @@ func (v *validator) http2(path string, h *HTTP2) {
 	v.sizeRange(path+".max_header_list_size", h.MaxHeaderListSize, 1*KiB, 16*MiB)
 	v.intRange(path+".max_continuation_frames", h.MaxContinuationFrames, 1, 10000)
 	v.positive(path+".settings_timeout", h.SettingsTimeout)
+	v.intRange(path+".premature_reset_streams", h.PrematureResetStreams, 10, 1024)
+	v.positive(path+".premature_reset_lifetime", h.PrematureResetLifetime)
+	if h.MaxStreamsPerRead != 0 {
+		v.intRange(path+".max_streams_per_read", h.MaxStreamsPerRead, 1, 100000)
+	}
+	v.intRange(path+".max_control_frames_per_second", h.MaxControlFramesPerSecond, 10, 1000000)
+	v.intRange(path+".max_window_updates_per_second", h.MaxWindowUpdatesPerSecond, 10, 1000000)
+	if h.GlitchThreshold != 0 {
+		v.intRange(path+".glitch_threshold", h.GlitchThreshold, 10, 1000000)
+	}
+	v.positive(path+".stall_timeout", h.StallTimeout)
+}
+
+func (v *validator) guards(path string, g *Guards) {
+	v.intRange(path+".new_connections_per_second", g.NewConnectionsPerSecond, 0, 1000000)
+	v.intRange(path+".new_connections_burst", g.NewConnectionsBurst, 0, 1000000)
+	v.intRange(path+".tracked_clients", g.TrackedClients, 1024, 16<<20)
+	if g.Penalty > Duration(hour) {
+		v.addf(path+".penalty", "must be at most 1h, got %s", g.Penalty.Std())
+	}
+	v.rateLimit(path+".rate_limit", &g.RateLimit)
+}
+
+func (v *validator) rateLimit(path string, r *RateLimit) {
+	v.intRange(path+".requests_per_second", r.RequestsPerSecond, 0, 1000000)
+	v.intRange(path+".burst", r.Burst, 0, 1000000)
+	if name, ok := strings.CutPrefix(r.Key, "header:"); ok {
+		if !isToken(name) {
+			v.addf(path+".key", "invalid header name %q in %q", name, r.Key)
+		}
+	} else if r.Key != "client_ip" {
+		v.addf(path+".key", "must be \"client_ip\" or \"header:NAME\", got %q", r.Key)
+	}
 }
 
 func (v *validator) clusterRef(key, name string, clusters map[string]int) {
@@ -515,6 +549,7 @@ func (v *validator) route(path string, r *Route, clusters map[string]int) {
 	if v.required(path+".cluster", r.Cluster) {
 		v.clusterRef(path+".cluster", r.Cluster, clusters)
 	}
+	v.rateLimit(path+".rate_limit", &r.RateLimit)
 }
 
 func validPath(p string) bool {

@@ -48,7 +48,7 @@ max_inflight_bytes = "8MiB"
 	if _, err := c.Write(body[:1<<20]); err != nil {
 		t.Fatal(err)
 	}
-	if g.waitMetric(`expressgateway_guard_hits_total{guard="detach_wait"}`, 1) != 1 {
+	if g.waitMetric(`expressgateway_guard_tripped_total{guard="detach_wait"}`, 1) != 1 {
 		t.Fatal("the upload did not wait for the pipelined response to drain")
 	}
 	resp, got := c.readResponse(t, "GET")
@@ -106,7 +106,7 @@ upstream_connect = "3s"
 	c := dialRaw(t, g.addr)
 	c.send(t, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n")
 	go func() { _, _ = c.Write([]byte(strings.Repeat("u", 1<<20))) }() // fails once the gateway cuts the client off
-	if g.waitMetric(`expressgateway_guard_hits_total{guard="dial_wait_overflow"}`, 1) != 1 {
+	if g.waitMetric(`expressgateway_guard_tripped_total{guard="dial_wait_overflow"}`, 1) != 1 {
 		t.Fatal("body beyond the dial-wait bound was not cut off")
 	}
 	if !c.closedByPeer(2 * time.Second) {

@@ -32,6 +32,7 @@ import (
 	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/conf"
 	"github.com/expressgateway/expressgateway/engine/accesslog"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -63,7 +64,8 @@ type Engine struct {
 	m        *Metrics
 	clusters *Clusters
 
-	global     *stages.ConnLimiter
+	global     *guards.ConnLimiter
+	guards     *guards.Recorder
 	loops      sync.Map // gnet.EventLoop → *loop
 	loopsList  []*loop
 	loopsMu    sync.Mutex
@@ -103,7 +105,7 @@ type listenerRT struct {
 	slot      *listenerSlot
 	cfg       *conf.Listener
 	view      *stages.Listener
-	limiter   *stages.ConnLimiter
+	limiter   *guards.ConnLimiter
 	limits    h1.Limits
 	inflight  int // max_inflight_bytes
 	accessLog bool
@@ -122,6 +124,7 @@ type listenerRT struct {
 	scheme     []byte       // "http" or "https": the :scheme of requests received over HTTP/2
 
 	h2SettingsTimeout time.Duration
+	h2Guards          h2GuardLimits
 	duration          *metrics.PrometheusHistogram
 
 	headerRead, bodyIdle, bodyGrace, idleKeepalive time.Duration
@@ -154,7 +157,8 @@ func New(opts Options) (*Engine, error) {
 		log:       opts.Log,
 		m:         opts.Metrics,
 		clusters:  opts.Clusters,
-		global:    &stages.ConnLimiter{MaxTotal: cfg.Engine.MaxConnections},
+		global:    &guards.ConnLimiter{MaxTotal: cfg.Engine.MaxConnections},
+		guards:    guards.NewRecorder(opts.Metrics.Set, opts.Log),
 		ringSize:  cfg.Engine.RingSize,
 		booted:    make(chan struct{}),
 		done:      make(chan struct{}),
@@ -170,8 +174,8 @@ func New(opts Options) (*Engine, error) {
 	if e.eventLoops <= 0 {
 		e.eventLoops = runtime.NumCPU()
 	}
-	guard := &stages.Guard{Hit: func(x *stages.Exchange, g string) { e.guardHit(x, g) }}
-	e.stages = stages.Order(guard, stages.RouteStage{}, &stages.Pick{}, &stages.Forward{})
+	guard := &stages.Guard{Hit: e.guardHit}
+	e.stages = stages.Order(guard, stages.RouteStage{Hit: e.guardHit}, &stages.Pick{}, &stages.Forward{})
 	e.l4 = newL4(e)
 	e.m.Set.GetOrCreateGauge("expressgateway_event_loops", func() float64 { return float64(e.loopCount.Load()) })
 
@@ -202,8 +206,9 @@ func New(opts Options) (*Engine, error) {
 func (e *Engine) newSlot(lc *conf.Listener) *listenerSlot {
 	s := &listenerSlot{
 		name: lc.Name, proto: lc.Protocol, addr: lc.Listen, reuse: lc.ReusePort,
-		limiter: &stages.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
+		limiter: &guards.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
 	}
+	s.setGuards(&lc.Guards)
 	if lc.Protocol == conf.ProtocolHTTPS {
 		s.tls = e.newTLSFront(lc.Name)
 	}
@@ -290,6 +295,7 @@ func (e *Engine) defaultUpIdle() time.Duration { return time.Duration(e.upIdle.L
 // names (the registry in use, or the one a reload is about to apply).
 func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(string) *stages.Cluster) (*listenerRT, error) {
 	var specs []stages.RouteSpec
+	rates := newRateLimits(slot, lc)
 	for i, r := range lc.Routes {
 		cl := get(r.Cluster)
 		if cl == nil {
@@ -297,7 +303,7 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		}
 		specs = append(specs, stages.RouteSpec{
 			Name: strconv.Itoa(i), Host: r.Host, Path: r.Path, PathPrefix: r.PathPrefix,
-			Methods: r.Methods, Headers: r.Headers, Cluster: cl,
+			Methods: r.Methods, Headers: r.Headers, Cluster: cl, Rate: rates.route(i),
 		})
 	}
 	router := stages.NewRouter(specs)
@@ -328,10 +334,11 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		h2:                slices.Contains(lc.HTTPVersions, "2"),
 		h2Limits:          h2lim,
 		h2SettingsTimeout: hc.SettingsTimeout.Std(),
+		h2Guards:          newH2GuardLimits(&hc),
 		pathOpts:          msg.PathOptions{MergeSlashes: lc.MergeSlashes, EscapedSlashes: escaped},
 		scheme:            schemeHTTP,
 		cfg:               lc,
-		view:              &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection},
+		view:              &stages.Listener{Name: lc.Name, Router: router, MaxRequestsPerConn: lc.MaxRequestsPerConnection, Rate: rates.listener},
 		limiter:           slot.limiter,
 		limits: h1.Limits{
 			MaxRequestLine: int(lim.MaxRequestLine), MaxHeaderBytes: int(lim.MaxHeaderBytes),
@@ -489,16 +496,22 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (e *Engine) guardHit(x *stages.Exchange, g string) {
-	e.m.GuardHit(g).Inc()
-	ev := e.log.Warn().Str("guard", g)
+// guardHit records a hit of guard g for the exchange x (nil: none at
+// hand). On HTTP/2 a guard that would close an HTTP/1 connection refuses
+// only its stream (RFC 9113 section 8.1.1).
+func (e *Engine) guardHit(x *stages.Exchange, g guards.Name, scope guards.Scope) {
+	var listener string
+	var ip netip.Addr
 	if x != nil {
-		ev = ev.Str("client", x.ClientIP.String())
+		ip = x.ClientIP
 		if x.Listener != nil {
-			ev = ev.Str("listener", x.Listener.Name)
+			listener = x.Listener.Name
+		}
+		if _, ok := x.Owner.(*h2Stream); ok {
+			scope = guards.Stream
 		}
 	}
-	ev.Msg("limit hit")
+	e.guards.Hit(g, scope, listener, ip)
 }
 
 // loopFor returns the per-loop state of el, creating it on first use.
@@ -739,15 +752,8 @@ func (e *Engine) acceptClient(c gnet.Conn, s *listenerSlot) {
 		return
 	}
 	ip := addrIP(c.RemoteAddr())
-	if ok, lim := e.global.Acquire(ip); !ok {
-		e.guardHit(nil, lim)
-		_ = c.Close()
-		return
-	}
-	if ok, lim := l.limiter.Acquire(ip); !ok {
-		e.global.Release(ip)
-		e.m.GuardHit(lim).Inc()
-		e.log.Warn().Str("guard", lim).Str("listener", l.cfg.Name).Str("client", ip.String()).Msg("limit hit")
+	if ok, g := guards.Admit(e.global, l.limiter, l.slot.connRate.Load(), l.slot.penalty, ip, time.Now()); !ok {
+		e.guards.Hit(g, guards.Connection, l.cfg.Name, ip)
 		_ = c.Close()
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/expressgateway/expressgateway/codecs/h1"
 	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/codecs/proxyproto"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -110,7 +111,7 @@ func (cc *clientConn) onTraffic() {
 			// The body waits in gnet's inbound buffer until the exchange can
 			// leave the loop; a client that sends far more meanwhile is cut.
 			if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+cc.l.inflight {
-				cc.lp.e.guardHit(&cc.x, "detach_wait_overflow")
+				cc.lp.e.guardHit(&cc.x, guards.DetachWaitOverflow, guards.Connection)
 				cc.abort()
 			}
 			return
@@ -120,7 +121,7 @@ func (cc *clientConn) onTraffic() {
 			if !cc.lg.reqBodyDone && cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
 				// The upstream's window holds the body back (HTTP/2)
 				// and the client keeps sending: bounded here.
-				cc.lp.e.guardHit(&cc.x, "upstream_window_overflow")
+				cc.lp.e.guardHit(&cc.x, guards.UpstreamWindowOverflow, guards.Connection)
 				cc.abort()
 			}
 			return
@@ -130,7 +131,7 @@ func (cc *clientConn) onTraffic() {
 			// (at most upstream_connect): gnet keeps reading it, so it is
 			// bounded here and the exchange leaves the loop once connected.
 			if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
-				cc.lp.e.guardHit(&cc.x, "dial_wait_overflow")
+				cc.lp.e.guardHit(&cc.x, guards.DialWaitOverflow, guards.Connection)
 				cc.abort()
 			}
 			return
@@ -138,7 +139,7 @@ func (cc *clientConn) onTraffic() {
 		// Pipelined bytes wait until the current response is done; a client
 		// that floods them is cut off rather than buffered without bound.
 		if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+cc.l.inflight {
-			cc.lp.e.guardHit(&cc.x, "pipeline_flood")
+			cc.lp.e.guardHit(&cc.x, guards.PipelineFlood, guards.Connection)
 			cc.abort()
 		}
 	case csClosing, csClosed:
@@ -181,7 +182,7 @@ func (cc *clientConn) readHeads() {
 			} else if !h1ok {
 				// An HTTP/2-only listener: whatever this is, it gets no
 				// HTTP/1 answer.
-				cc.lp.e.guardHit(&cc.x, "h2_bad_preface")
+				cc.lp.e.guardHit(&cc.x, guards.H2BadPreface, guards.Connection)
 				cc.abort()
 				return
 			}
@@ -236,7 +237,7 @@ func (cc *clientConn) proxyHeader(buf []byte) bool {
 				return false // could still be one
 			}
 			p.count("untrusted")
-			cc.lp.e.guardHit(&cc.x, "proxy_protocol_untrusted")
+			cc.lp.e.guardHit(&cc.x, guards.ProxyProtocolUntrusted, guards.Connection)
 			cc.abort()
 			return false
 		}
@@ -249,7 +250,7 @@ func (cc *clientConn) proxyHeader(buf []byte) bool {
 	}
 	if err != nil {
 		p.count(refuseReason(err))
-		cc.lp.e.guardHit(&cc.x, "proxy_protocol_"+refuseReason(err))
+		cc.lp.e.guardHit(&cc.x, guards.ProxyProtocol(refuseReason(err)), guards.Connection)
 		cc.abort()
 		return false
 	}
@@ -262,7 +263,7 @@ func (cc *clientConn) proxyHeader(buf []byte) bool {
 	ip := h.Src.Addr().Unmap()
 	if ok, lim := cc.lp.e.readmit(cc.l, cc.x.ClientIP, ip); !ok {
 		p.count("over_limit")
-		cc.lp.e.guardHit(&cc.x, lim)
+		cc.lp.e.guardHit(&cc.x, lim, guards.Connection)
 		cc.released = true // readmit holds nothing now
 		cc.abort()
 		return false
@@ -292,7 +293,7 @@ func (cc *clientConn) beginExchange() {
 
 func (cc *clientConn) submit() {
 	if !cc.lp.pipeline.SubmitAndDrain(&cc.x) {
-		cc.lp.e.m.GuardHit("ring_full_guard").Inc()
+		cc.lp.e.guardHit(&cc.x, guards.RingFull("guard"), guards.Stream)
 		cc.x.Status, cc.x.Reason, cc.x.RetryAfter = 503, "ring_full", true
 		cc.respondLocal(&cc.x)
 	}
@@ -469,7 +470,7 @@ func (cc *clientConn) failRequestBody(err error) {
 	}
 	cc.lg.dropUpstream()
 	cc.lg.endpointDone(0, false)
-	cc.lp.e.guardHit(&cc.x, "codec_"+token)
+	cc.lp.e.guardHit(&cc.x, guards.Codec(token), guards.Connection)
 	cc.x.Status, cc.x.Reason, cc.x.CloseConn = status, "codec_"+token, true
 	cc.respondLocal(&cc.x)
 }
@@ -529,11 +530,7 @@ func (cc *clientConn) responseFraming(in h1.BodyKind) (out h1.BodyKind, keep boo
 // (UnixNano) is below body_min_rate after its grace: the one slow-POST rule
 // for the loop and the off-loop pump.
 func (l *listenerRT) tooSlow(n, start, now int64) bool {
-	if l.minRate <= 0 {
-		return false
-	}
-	el := now - start
-	return el > int64(l.bodyGrace) && n*int64(time.Second)/el < l.minRate
+	return guards.MinRate{PerSecond: l.minRate, Grace: l.bodyGrace}.TooSlow(n, start, now)
 }
 
 // respData implements downstream.
@@ -666,7 +663,7 @@ func (cc *clientConn) onTimer(now int64) {
 	case csHead:
 		if cc.proxyWait && now-cc.accepted > int64(l.proxy.timeout) {
 			l.proxy.count("timeout")
-			cc.lp.e.guardHit(&cc.x, "proxy_protocol_timeout")
+			cc.lp.e.guardHit(&cc.x, guards.ProxyProtocolTimeout, guards.Connection)
 			cc.abort()
 			return
 		}
@@ -680,7 +677,7 @@ func (cc *clientConn) onTimer(now int64) {
 				return
 			}
 			if now-cc.headStart > int64(l.headerRead) {
-				cc.lp.e.guardHit(&cc.x, "slow_loris")
+				cc.lp.e.guardHit(&cc.x, guards.SlowLoris, guards.Connection)
 				cc.beginExchange()
 				cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, "header_timeout", true
 				cc.respondLocal(&cc.x)
@@ -694,7 +691,7 @@ func (cc *clientConn) onTimer(now int64) {
 		}
 		if cc.tunUp != nil {
 			if now-cc.tunSince > int64(l.bodyIdle) {
-				cc.lp.e.guardHit(&cc.x, "tunnel_wait_timeout")
+				cc.lp.e.guardHit(&cc.x, guards.TunnelWaitTimeout, guards.Stream)
 				cc.lg.abortMid("tunnel_wait_timeout")
 				return
 			}
@@ -703,7 +700,7 @@ func (cc *clientConn) onTimer(now int64) {
 		}
 		if p := cc.pending; p != nil {
 			if now-p.since > int64(l.bodyIdle) {
-				cc.lp.e.guardHit(&cc.x, "detach_wait_timeout")
+				cc.lp.e.guardHit(&cc.x, guards.DetachWaitTimeout, guards.Connection)
 				cc.abort()
 				return
 			}
@@ -714,11 +711,11 @@ func (cc *clientConn) onTimer(now int64) {
 		u := cc.lg.up
 		if cc.buffering {
 			if now-cc.lastBodyAt > int64(l.bodyIdle) {
-				cc.timeoutBody("body_idle")
+				cc.timeoutBody(guards.BodyIdle)
 				return
 			}
 			if l.tooSlow(int64(cc.valOff), cc.bodyStart, now) {
-				cc.timeoutBody("slow_post")
+				cc.timeoutBody(guards.SlowPost)
 			}
 			return
 		}
@@ -727,11 +724,11 @@ func (cc *clientConn) onTimer(now int64) {
 		}
 		if !cc.lg.reqBodyDone && cc.lg.bodyWritable() {
 			if now-cc.lastBodyAt > int64(l.bodyIdle) {
-				cc.timeoutBody("body_idle")
+				cc.timeoutBody(guards.BodyIdle)
 				return
 			}
 			if l.tooSlow(cc.lg.bodyBytes, cc.bodyStart, now) {
-				cc.timeoutBody("slow_post")
+				cc.timeoutBody(guards.SlowPost)
 				return
 			}
 		}
@@ -745,11 +742,11 @@ func (cc *clientConn) onTimer(now int64) {
 	}
 }
 
-func (cc *clientConn) timeoutBody(guard string) {
-	cc.lp.e.guardHit(&cc.x, guard)
+func (cc *clientConn) timeoutBody(guard guards.Name) {
+	cc.lp.e.guardHit(&cc.x, guard, guards.Connection)
 	cc.lg.dropUpstream()
 	cc.lg.endpointDone(408, false)
-	cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, guard, true
+	cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, string(guard), true
 	cc.respondLocal(&cc.x)
 }
 

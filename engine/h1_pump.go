@@ -16,6 +16,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
+	"github.com/expressgateway/expressgateway/guards"
 )
 
 // Long streams leave the event loop. gnet always drains a socket into an
@@ -116,7 +117,7 @@ func (cc *clientConn) detachExchange(u *upstream, head []byte) {
 		// it yet): wait until it has drained; the sweep retries.
 		if cc.pending == nil {
 			cc.pending = &pendingDetach{u: u, head: head, since: cc.lp.nowNano()}
-			cc.lp.e.m.GuardHit("detach_wait").Inc()
+			cc.lp.e.guardHit(&cc.x, guards.DetachWait, guards.Stream)
 		}
 		return
 	}
@@ -265,7 +266,7 @@ func (cc *clientConn) pumpRequestBody(src *prefixed, dst net.Conn, head []byte, 
 		}
 		have = copy(buf, p)
 		if l.tooSlow(res.bodyBytes, start.UnixNano(), time.Now().UnixNano()) {
-			cc.lp.e.guardHit(nil, "slow_post")
+			cc.lp.e.guardHit(nil, guards.SlowPost, guards.Connection)
 			return nil, errSlowPost
 		}
 		if rerr != nil {
@@ -488,8 +489,8 @@ func (cc *clientConn) finishPumped(res *exchangeResult, keepClient bool) {
 	cc.lg.respStatus = status
 	if res.err != nil {
 		cc.lp.e.m.UpstreamFailure(cc.x.Cluster.Name, res.reason).Inc()
-		if res.reason == "body_idle" || res.reason == "slow_post" {
-			cc.lp.e.guardHit(&cc.x, res.reason)
+		if res.reason == string(guards.BodyIdle) || res.reason == string(guards.SlowPost) {
+			cc.lp.e.guardHit(&cc.x, guards.Name(res.reason), guards.Connection)
 		}
 	}
 	if res.err == errUnexpectedUpgrade {

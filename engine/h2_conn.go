@@ -12,6 +12,7 @@ import (
 	"github.com/expressgateway/expressgateway/codecs/h1"
 	"github.com/expressgateway/expressgateway/codecs/h2"
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -42,6 +43,8 @@ type h2Conn struct {
 	dirty     bool // queued in lp.h2dirty for the end of the round
 	prefaced  bool // the client preface was consumed
 	lastErr   *h2.ConnError
+	g         h2ConnGuards
+	deferred  []uint32 // streams opened by the current read, submitted after it
 }
 
 // h2Stream is one request of an HTTP/2 connection: its exchange, its leg
@@ -73,6 +76,14 @@ type h2Stream struct {
 	finished bool // the leg is done; the stream lives on while pend drains
 	pump     *upPump
 	tun      *h2Tunnel // a WebSocket tunnel to an HTTP/1.1 upstream (h2_tunnel.go)
+	opened   int64     // UnixNano (guards: premature resets)
+	ended    bool  // counted in the premature-reset window
+	reset    bool  // reset by the client while its request is upstream
+	// stallSince is when pending response DATA last made progress; 0:
+	// none pending (guards: zero-window stall).
+	stallSince int64
+	bodyBytes  int64 // request DATA received (guards: slow body)
+	bodyAt     int64 // UnixNano of the last request DATA; 0: no body expected
 }
 
 // Bounds of what one stream holds on the loop. Request DATA is bounded by
@@ -131,8 +142,18 @@ func (sc *h2Conn) onTraffic() {
 	}
 	buf, _ := sc.c.Peek(-1)
 	sc.feeding = true
+	sc.g.newInRead = 0
 	n, err := sc.codec.Feed(buf, sc.lp.now())
 	sc.feeding = false
+	if err == nil {
+		sc.checkFloods()
+		err = sc.trippedErr()
+	}
+	if err == nil {
+		sc.submitDeferred()
+	} else {
+		sc.deferred = sc.deferred[:0]
+	}
 	if n > 0 {
 		frames := buf[:n]
 		if !sc.prefaced {
@@ -157,6 +178,7 @@ func (sc *h2Conn) connError(err error) {
 	if ce, ok := err.(*h2.ConnError); ok {
 		tok = ce.Token
 		sc.lastErr = ce
+		sc.codecVerdict(ce)
 	}
 	sc.lp.e.m.H2GoAway("sent", tok).Inc()
 	sc.lp.e.log.Debug().Str("listener", sc.l.cfg.Name).Str("client", sc.clientIP.String()).Str("reason", tok).Msg("http2 connection error")
@@ -275,6 +297,9 @@ func (sc *h2Conn) onTimer(now int64) {
 			s.lg.onTimer(now)
 		}
 	}
+	if sc.checkStalls(now) || sc.checkSlow(now) {
+		return
+	}
 	if sc.codec.SettingsAckOverdue(sc.lp.now(), sc.l.h2SettingsTimeout) {
 		_ = sc.codec.WriteGoAway(h2.ErrCodeSettingsTimeout, nil)
 		sc.connError(&h2.ConnError{Code: h2.ErrCodeSettingsTimeout, Token: "settings_timeout"})
@@ -316,8 +341,14 @@ func (sc *h2Conn) OnHeaders(id uint32, h *h2.Head, endStream bool) {
 		}
 		return
 	}
+	if !sc.admitStream(id) {
+		return
+	}
 	sc.requests++
 	s := sc.newStream(id)
+	if !endStream {
+		s.bodyAt = s.opened // a body is due: the slow-body clock runs
+	}
 	s.begin(h, endStream)
 }
 
@@ -335,8 +366,13 @@ func (sc *h2Conn) OnData(id uint32, data []byte, endStream bool) {
 func (sc *h2Conn) OnReset(id uint32, code h2.ErrCode) {
 	sc.lp.e.m.H2Reset("received", code.String()).Inc()
 	if s := sc.streams[id]; s != nil {
+		s.resetEnded()
 		if s.lg.grpc {
 			s.lg.grpcStatus = grpcCancelled
+		}
+		if s.keepsSlot() {
+			s.reset = true
+			return
 		}
 		s.abortLeg(499, "client_reset")
 		s.free()
@@ -347,12 +383,16 @@ func (sc *h2Conn) OnReset(id uint32, code h2.ErrCode) {
 // malformed frame or head; nothing of it reaches an upstream.
 func (sc *h2Conn) OnStreamError(err *h2.StreamError) {
 	sc.lp.e.m.H2Reset("sent", err.Code.String()).Inc()
-	sc.lp.e.m.GuardHit("h2_" + err.Token).Inc()
-	sc.lp.e.log.Warn().Str("guard", "h2_"+err.Token).Str("listener", sc.l.cfg.Name).Str("client", sc.clientIP.String()).
-		Uint32("stream", err.StreamID).Msg("limit hit")
+	sc.lp.e.guards.Hit(guards.H2(err.Token), guards.Stream, sc.l.cfg.Name, sc.clientIP)
 	if s := sc.streams[err.StreamID]; s != nil {
+		s.resetEnded()
 		s.abortLeg(400, "h2_"+err.Token)
 		s.free()
+	} else if err.Code != h2.ErrCodeRefusedStream {
+		sc.streamEnded(true) // refused before it was a stream: MadeYouReset
+	}
+	if err.Code != h2.ErrCodeRefusedStream {
+		sc.glitch(guards.GlitchStreamError)
 	}
 }
 
@@ -387,6 +427,8 @@ func (sc *h2Conn) newStream(id uint32) *h2Stream {
 	s.x.ClientIP = sc.clientIP
 	s.x.ConnRequests = sc.requests
 	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, identity: sc.identity, peer: sc.peer, local: sc.local, proto: "h2", streamID: id}
+	s.opened, s.ended, s.reset, s.stallSince = sc.lp.nowNano(), false, false, 0
+	s.bodyBytes, s.bodyAt = 0, 0
 	s.lg.reset()
 	sc.streams[id] = s
 	sc.lp.e.m.H2Streams.Add(1)
@@ -401,6 +443,10 @@ func (s *h2Stream) free() {
 		return
 	}
 	delete(sc.streams, s.id)
+	if !s.ended {
+		s.ended = true
+		sc.streamEnded(false)
+	}
 	sc.lp.e.m.H2Streams.Add(-1)
 	if len(sc.streams) == 0 {
 		sc.idleSince = sc.lp.nowNano()
@@ -530,8 +576,12 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 }
 
 func (s *h2Stream) submit() {
+	if s.sc.feeding {
+		s.sc.deferred = append(s.sc.deferred, s.id) // see submitDeferred
+		return
+	}
 	if !s.sc.lp.pipeline.SubmitAndDrain(&s.x) {
-		s.sc.lp.e.m.GuardHit("ring_full_guard").Inc()
+		s.sc.lp.e.guardHit(&s.x, guards.RingFull("guard"), guards.Stream)
 		s.x.Status, s.x.Reason, s.x.RetryAfter = 503, "ring_full", true
 		s.respondLocal(&s.x)
 	}
@@ -560,6 +610,8 @@ func (s *h2Stream) Forward(x *stages.Exchange) {
 // onData takes request DATA: straight upstream when the leg is connected,
 // else held (within the stream window, which the codec enforces).
 func (s *h2Stream) onData(data []byte, end bool) {
+	s.bodyBytes += int64(len(data))
+	s.bodyAt = s.sc.lp.nowNano()
 	if s.tun != nil {
 		s.tun.fromClient(data, end)
 		return
@@ -649,6 +701,9 @@ func (s *h2Stream) upstreamReady(lg *leg, u *upstream, head []byte) {
 // which the leg already filters when the gateway sent its own).
 func (s *h2Stream) respInterim(_ *leg, r *msg.Response) {
 	sc := s.sc
+	if s.reset {
+		return
+	}
 	fs, arena, _ := msg.ForwardResponse(sc.lp.fwd.Fields[:0], sc.lp.fwd.Arena[:0], r.Fields, s.lg.respOpts())
 	sc.lp.fwd.Fields, sc.lp.fwd.Arena = fs[:0], arena[:0]
 	head := h2.Head{Status: r.Status, Fields: fs}
@@ -659,6 +714,10 @@ func (s *h2Stream) respInterim(_ *leg, r *msg.Response) {
 // respHead implements downstream.
 func (s *h2Stream) respHead(_ *leg, r *msg.Response, _ bool) {
 	sc := s.sc
+	if s.reset {
+		s.started = true // read and dropped: the client reset the stream
+		return
+	}
 	opts := s.lg.respOpts()
 	if ck := s.x.Pick.SetCookie; ck != "" {
 		o := *opts
@@ -685,6 +744,9 @@ func (s *h2Stream) respHead(_ *leg, r *msg.Response, _ bool) {
 // respData implements downstream: DATA as far as the windows allow, the
 // rest pending on the stream.
 func (s *h2Stream) respData(_ *leg, b []byte) {
+	if s.reset {
+		return
+	}
 	if len(s.pend) == 0 && s.sc.outRoom() {
 		n, err := s.sc.codec.WriteData(s.id, b, false)
 		if err != nil {
@@ -694,6 +756,9 @@ func (s *h2Stream) respData(_ *leg, b []byte) {
 		b = b[n:]
 	}
 	if len(b) > 0 {
+		if len(s.pend) == 0 {
+			s.stallSince = s.sc.lp.nowNano()
+		}
 		s.pend = append(s.pend, b...)
 		s.sc.lp.e.m.H2FlowStall("response").Inc()
 	}
@@ -702,6 +767,9 @@ func (s *h2Stream) respData(_ *leg, b []byte) {
 
 // respEnd implements downstream.
 func (s *h2Stream) respEnd(_ *leg, trailers []msg.Field) {
+	if s.reset {
+		return // exchangeDone frees the slot
+	}
 	s.pendEnd = true
 	if len(trailers) > 0 {
 		b := s.pendTrlB[:0]
@@ -732,6 +800,9 @@ func (s *h2Stream) push() {
 			return
 		}
 		s.pend = s.pend[:copy(s.pend, s.pend[n:])]
+		if n > 0 || len(s.pend) == 0 {
+			s.stallMark()
+		}
 		if len(s.pend) > 0 {
 			sc.flush()
 			return
@@ -841,7 +912,7 @@ func (s *h2Stream) slowReader(lg *leg, u *upstream) bool {
 		// The upstream still receives the request body on the loop: it
 		// cannot leave yet. Past four times the bound the stream is cut.
 		if len(s.pend) > 4*h2StreamPendMax {
-			s.sc.lp.e.guardHit(&s.x, "h2_stream_buffer_overflow")
+			s.sc.lp.e.guardHit(&s.x, guards.H2StreamBufferOverflow, guards.Stream)
 			lg.abortMid("h2_stream_buffer_overflow")
 			return true
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/stages"
 )
 
@@ -46,7 +47,7 @@ type l4Listener struct {
 	name     string
 	udp      bool
 	cluster  *stages.Cluster
-	limiter  *stages.ConnLimiter
+	limiter  *guards.ConnLimiter
 	idle     time.Duration // tcp_idle, or udp_session_timeout
 	connect  time.Duration // upstream_connect
 	inflight int           // max_inflight_bytes

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/expressgateway/expressgateway/codecs/proxyproto"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
@@ -118,15 +119,8 @@ func (l4 *l4Engine) acceptTCP(c gnet.Conn, slot *listenerSlot) gnet.Action {
 		return gnet.Close
 	}
 	ip := addrIP(c.RemoteAddr())
-	if ok, lim := e.global.Acquire(ip); !ok {
-		e.m.GuardHit(lim).Inc()
-		e.log.Warn().Str("guard", lim).Str("listener", l.name).Str("client", ip.String()).Msg("limit hit")
-		return gnet.Close
-	}
-	if ok, lim := l.limiter.Acquire(ip); !ok {
-		e.global.Release(ip)
-		e.m.GuardHit(lim).Inc()
-		e.log.Warn().Str("guard", lim).Str("listener", l.name).Str("client", ip.String()).Msg("limit hit")
+	if ok, g := guards.Admit(e.global, l.limiter, slot.connRate.Load(), slot.penalty, ip, time.Now()); !ok {
+		e.guards.Hit(g, guards.Connection, l.name, ip)
 		return gnet.Close
 	}
 	ll := l4.loopFor(c.EventLoop())
@@ -178,7 +172,7 @@ func (s *tcpSession) proxyHeader(c gnet.Conn) {
 	}
 	if err != nil {
 		p.count(refuseReason(err))
-		e.l4GuardHit("proxy_protocol_"+refuseReason(err), s.l.name, s.ip)
+		e.guards.Hit(guards.ProxyProtocol(refuseReason(err)), guards.Connection, s.l.name, s.ip)
 		s.close(0, false, "proxy_protocol")
 		return
 	}
@@ -187,24 +181,13 @@ func (s *tcpSession) proxyHeader(c gnet.Conn) {
 		p.count("local")
 	} else {
 		to := h.Src.Addr().Unmap()
-		if to != s.ip {
-			s.l.limiter.Release(s.ip)
-			e.global.Release(s.ip)
-			if ok, lim := e.global.Acquire(to); !ok {
-				s.released = true
-				p.count("over_limit")
-				e.l4GuardHit(lim, s.l.name, to)
-				s.close(0, false, lim)
-				return
-			}
-			if ok, lim := s.l.limiter.Acquire(to); !ok {
-				e.global.Release(to)
-				s.released = true
-				p.count("over_limit")
-				e.l4GuardHit(lim, s.l.name, to)
-				s.close(0, false, lim)
-				return
-			}
+		slot := s.l.slot
+		if ok, lim := guards.Readmit(e.global, s.l.limiter, slot.connRate.Load(), slot.penalty, s.ip, to, time.Now()); !ok {
+			s.released = true
+			p.count("over_limit")
+			e.guards.Hit(lim, guards.Connection, s.l.name, to)
+			s.close(0, false, string(lim))
+			return
 		}
 		p.count("accepted")
 		s.ip, s.peer, s.local = to, h.Src, h.Dst
@@ -305,7 +288,7 @@ func (x *tcpEnd) onTraffic(c gnet.Conn) gnet.Action {
 				return lp.leave() // could still be one
 			}
 			s.l.proxy.count("untrusted")
-			s.ll.l4.e.l4GuardHit("proxy_protocol_untrusted", s.l.name, s.ip)
+			s.ll.l4.e.guards.Hit(guards.ProxyProtocolUntrusted, guards.Connection, s.l.name, s.ip)
 			s.close(0, false, "proxy_protocol_untrusted")
 			return lp.leave()
 		}
@@ -444,7 +427,7 @@ func (s *tcpSession) onTimer(now int64) {
 	}
 	if s.state == tcpProxy && s.l.proxy != nil && now-s.started.UnixNano() > int64(s.l.proxy.timeout) {
 		s.l.proxy.count("timeout")
-		s.ll.l4.e.l4GuardHit("proxy_protocol_timeout", s.l.name, s.ip)
+		s.ll.l4.e.guards.Hit(guards.ProxyProtocolTimeout, guards.Connection, s.l.name, s.ip)
 		s.close(0, false, "proxy_protocol_timeout")
 	}
 }

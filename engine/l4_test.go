@@ -486,7 +486,7 @@ func TestL4TCPPerIPLimit(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
 		t.Fatalf("third connection not refused: %v", err)
 	}
-	if v := g.metric(`expressgateway_guard_hits_total{guard="max_connections_per_ip"}`); v != 1 {
+	if v := g.metric(`expressgateway_guard_tripped_total{guard="max_connections_per_ip"}`); v != 1 {
 		t.Errorf("guard hits = %v", v)
 	}
 	// Closing one frees its slot.
@@ -705,7 +705,7 @@ func TestL4UDPSessionCap(t *testing.T) {
 	if r := udpAsk(t, dialUDP(t, addr), "hi", 300*time.Millisecond); r != "" {
 		t.Fatalf("fourth client served: %q", r)
 	}
-	if v := g.metric(`expressgateway_guard_hits_total{guard="udp_sessions"}`); v < 1 {
+	if v := g.metric(`expressgateway_guard_tripped_total{guard="udp_sessions"}`); v < 1 {
 		t.Errorf("guard hits = %v", v)
 	}
 }

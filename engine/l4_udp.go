@@ -11,6 +11,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
@@ -97,12 +98,12 @@ func (t *udpTable) open(key netip.AddrPort, ra *net.UDPAddr) *udpSession {
 	l, e := t.slot.l4.Load(), t.ll.l4.e
 	ip := key.Addr()
 	if ok, lim := l.limiter.Acquire(ip); !ok {
-		guard, drop := guardUDPSessions, l.dropFull
-		if lim == "max_connections_per_ip" {
-			guard, drop = guardUDPSessionsPerIP, l.dropPerIP
+		guard, drop := guards.UDPSessions, l.dropFull
+		if lim == guards.MaxConnectionsPerIP {
+			guard, drop = guards.UDPSessionsPerIP, l.dropPerIP
 		}
 		drop.Inc()
-		e.l4GuardHit(guard, l.name, ip)
+		e.guards.Hit(guard, guards.Connection, l.name, ip)
 		return nil
 	}
 	p, err := l.cluster.LB.Pick(sourceIP(ip), nil)

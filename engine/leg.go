@@ -8,6 +8,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 	"github.com/expressgateway/expressgateway/stages"
 )
@@ -192,7 +193,7 @@ func (lg *leg) setDeadline() {
 // 504 (gRPC: DEADLINE_EXCEEDED) or, mid-response, the end of a gRPC stream
 // with that status, or the reset of any other.
 func (lg *leg) deadlineExceeded() {
-	lg.lp.e.m.GuardHit("deadline_exceeded").Inc()
+	lg.lp.e.guardHit(lg.x, guards.DeadlineExceeded, guards.Stream)
 	x := lg.x
 	if !lg.respHead {
 		lg.dropUpstream()
@@ -218,7 +219,7 @@ func (lg *leg) deadlineExceeded() {
 func (lg *leg) admit() bool {
 	l := lg.l
 	if lg.lp.pending[l] >= l.cfg.QueueSize {
-		lg.lp.e.guardHit(lg.x, "queue_full")
+		lg.lp.e.guardHit(lg.x, guards.QueueFull, guards.Stream)
 		return false
 	}
 	lg.lp.pending[l]++
@@ -827,7 +828,7 @@ func (lg *leg) onTimer(now int64) bool {
 		return true
 	}
 	if pt := lg.lp.e.clusters.PerTryTimeout(lg.x.Cluster); pt > 0 && !lg.respHead && now-lg.attemptStart > int64(pt) {
-		lg.lp.e.m.GuardHit("per_try_timeout").Inc()
+		lg.lp.e.guardHit(lg.x, guards.PerTryTimeout, guards.Stream)
 		lg.failed("per_try_timeout", 504, false)
 		return true
 	}
@@ -854,7 +855,7 @@ func (lg *leg) onTimer(now int64) bool {
 	}
 	sent := lg.h2id != 0 || (u != nil && u.state == upActive)
 	if sent && (lg.reqBodyDone || lg.ws) && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
-		lg.lp.e.m.GuardHit("upstream_response_header_timeout").Inc()
+		lg.lp.e.guardHit(lg.x, guards.UpstreamResponseHeaderTimeout, guards.Stream)
 		lg.failed("response_header_timeout", 504, false)
 		return true
 	}

@@ -29,7 +29,7 @@ func TestListenerQueueFull503(t *testing.T) {
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	if g.waitMetric(`expressgateway_guard_hits_total{guard="queue_full"}`, 1) != 1 {
+	if g.waitMetric(`expressgateway_guard_tripped_total{guard="queue_full"}`, 1) != 1 {
 		t.Fatal("queue_full not counted")
 	}
 	release <- struct{}{}
@@ -64,7 +64,7 @@ body_min_rate_grace = "300ms"
 			if code != 408 {
 				t.Fatalf("status %d, want 408", code)
 			}
-			if g.waitMetric(`expressgateway_guard_hits_total{guard="slow_post"}`, 1) != 1 {
+			if g.waitMetric(`expressgateway_guard_tripped_total{guard="slow_post"}`, 1) != 1 {
 				t.Fatal("slow_post not counted")
 			}
 			if o.requests.Load() != 0 {
@@ -96,7 +96,7 @@ body_min_rate = 0
 	if resp.StatusCode != 408 {
 		t.Fatalf("status %d, want 408", resp.StatusCode)
 	}
-	if g.waitMetric(`expressgateway_guard_hits_total{guard="body_idle"}`, 1) != 1 {
+	if g.waitMetric(`expressgateway_guard_tripped_total{guard="body_idle"}`, 1) != 1 {
 		t.Fatal("body_idle not counted")
 	}
 }
@@ -140,7 +140,7 @@ max_inflight_bytes = "4KiB"
 	if !c.closedByPeer(3 * time.Second) {
 		t.Fatal("pipelining flood not cut off")
 	}
-	if g.waitMetric(`expressgateway_guard_hits_total{guard="pipeline_flood"}`, 1) != 1 {
+	if g.waitMetric(`expressgateway_guard_tripped_total{guard="pipeline_flood"}`, 1) != 1 {
 		t.Fatal("pipeline_flood not counted")
 	}
 }
@@ -189,7 +189,7 @@ budget_percent = 100.0
 			t.Fatalf("request %d took %v", i, el)
 		}
 	}
-	if g.metric(`expressgateway_guard_hits_total{guard="per_try_timeout"}`) < 1 {
+	if g.metric(`expressgateway_guard_tripped_total{guard="per_try_timeout"}`) < 1 {
 		t.Fatal("per-try timeout never fired")
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/expressgateway/expressgateway/conf"
-	"github.com/expressgateway/expressgateway/stages"
+	"github.com/expressgateway/expressgateway/guards"
 )
 
 // Listeners, sockets and loops.
@@ -55,8 +55,12 @@ type listenerSlot struct {
 	http atomic.Pointer[listenerRT] // http listeners
 	l4   atomic.Pointer[l4Listener] // tcp and udp listeners
 
-	limiter  *stages.ConnLimiter
-	draining atomic.Bool // removed: no new connections, open ones finish
+	limiter  *guards.ConnLimiter
+	connRate atomic.Pointer[guards.Buckets] // guards.new_connections_per_second; nil: off
+	penalty  *guards.Penalties              // client IPs a connection guard closed
+	penFor   atomic.Int64                   // guards.penalty (ns); 0: off
+	rateKey  [3]int                         // what connRate was built from (under Engine.lmu)
+	draining atomic.Bool                    // removed: no new connections, open ones finish
 
 	tls *tlsFront // https listeners: certificates, ticket keys, handshake slots
 }

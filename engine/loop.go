@@ -11,6 +11,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/codecs/msg"
 	"github.com/expressgateway/expressgateway/engine/accesslog"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 	"github.com/expressgateway/expressgateway/stages"
 )
@@ -71,7 +72,7 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 	}
 	lp.pipeline = stages.NewPipeline(e.stages, e.ringSize)
 	lp.pipeline.Done = func(x *stages.Exchange) { x.Owner.(localResponder).respondLocal(x) }
-	lp.pipeline.Full = func(stage string) { e.m.GuardHit("ring_full_" + stage).Inc() }
+	lp.pipeline.Full = func(stage string) { e.guardHit(nil, guards.RingFull(stage), guards.Stream) }
 	lp.h2flushRunnable = func(context.Context) error {
 		lp.flushH2()
 		return nil

@@ -22,7 +22,6 @@ type Metrics struct {
 	ShutdownAborted *metrics.Counter
 
 	mu         sync.Mutex
-	guardHits  map[string]*metrics.Counter
 	local      map[string]*metrics.Counter
 	upConnects map[string]*metrics.Counter
 	upFailures map[string]*metrics.Counter
@@ -60,7 +59,6 @@ func NewMetrics(set *metrics.Set) *Metrics {
 	m := &Metrics{
 		Set:        set,
 		Panics:     set.NewCounter("expressgateway_panic_total"),
-		guardHits:  map[string]*metrics.Counter{},
 		local:      map[string]*metrics.Counter{},
 		upConnects: map[string]*metrics.Counter{},
 		upFailures: map[string]*metrics.Counter{},
@@ -115,7 +113,7 @@ func MetricsHelp() map[string]string {
 		"expressgateway_l4_sessions_total":                  "tcp pairs or udp sessions opened.",
 		"expressgateway_l4_bytes_total":                     "payload bytes relayed, by direction: rx client → upstream, tx upstream → client.",
 		"expressgateway_l4_udp_drops_total":                 "datagrams dropped, by reason.",
-		"expressgateway_guard_hits_total":                   "requests and connections a guard or limit refused or cut, by guard.",
+		"expressgateway_guard_tripped_total":                "requests, streams and connections a guard refused or cut, by guard (guards/README.md).",
 		"expressgateway_panic_total":                        "panics recovered while handling a connection; each closed only its own connection.",
 		"expressgateway_fd_budget":                          "file descriptors the connection and session caps may hold at once, with the idle pools and a margin.",
 		"expressgateway_fd_limit":                           "the soft RLIMIT_NOFILE in force, after the start raised it to the hard limit.",
@@ -159,11 +157,6 @@ func (m *Metrics) counter(mp map[string]*metrics.Counter, key, name string) *met
 		mp[key] = c
 	}
 	return c
-}
-
-// GuardHit counts one hit of a named guard or limit.
-func (m *Metrics) GuardHit(guard string) *metrics.Counter {
-	return m.counter(m.guardHits, guard, fmt.Sprintf(`expressgateway_guard_hits_total{guard=%q}`, guard))
 }
 
 // LocalResponse counts a response the gateway generated itself.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/codecs/proxyproto"
 	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/guards"
 )
 
 // PROXY protocol on listeners (proxy_protocol = { accept = true, trusted =
@@ -106,20 +107,8 @@ func (p *proxyAccept) readProxyHeader(nc net.Conn) (proxyproto.Header, []byte, e
 
 // readmit moves a connection's admission from the balancer's address to
 // the client's; false when the client is over a cap (nothing is held then).
-func (e *Engine) readmit(l *listenerRT, from, to netip.Addr) (bool, string) {
-	if from == to {
-		return true, ""
-	}
-	l.limiter.Release(from)
-	e.global.Release(from)
-	if ok, lim := e.global.Acquire(to); !ok {
-		return false, lim
-	}
-	if ok, lim := l.limiter.Acquire(to); !ok {
-		e.global.Release(to)
-		return false, lim
-	}
-	return true, ""
+func (e *Engine) readmit(l *listenerRT, from, to netip.Addr) (bool, guards.Name) {
+	return guards.Readmit(e.global, l.limiter, l.slot.connRate.Load(), l.slot.penalty, from, to, time.Now())
 }
 
 // prefixConn is a net.Conn whose first reads return prefix.

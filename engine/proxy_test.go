@@ -311,7 +311,7 @@ header_read = "300ms"
 	if !c.closedByPeer(2 * time.Second) {
 		t.Fatal("slow-loris connection not closed")
 	}
-	if g.waitMetric(`expressgateway_guard_hits_total{guard="slow_loris"}`, 1) != 1 {
+	if g.waitMetric(`expressgateway_guard_tripped_total{guard="slow_loris"}`, 1) != 1 {
 		t.Fatal("slow_loris guard hit not counted")
 	}
 	if o.requests.Load() != 0 {
@@ -364,7 +364,7 @@ func TestConnectionCapPerIP(t *testing.T) {
 	if !c.closedByPeer(2 * time.Second) {
 		t.Fatal("third connection from the same IP admitted")
 	}
-	if g.metric(`expressgateway_guard_hits_total{guard="max_connections_per_ip"}`) < 1 {
+	if g.metric(`expressgateway_guard_tripped_total{guard="max_connections_per_ip"}`) < 1 {
 		t.Fatal("cap hit not counted")
 	}
 }

@@ -116,6 +116,7 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 			s.l4.Store(l)
 		}
 		s.limiter.SetLimits(lc.MaxConnections, slotPerIP(lc))
+		s.setGuards(&lc.Guards)
 	}
 	e.global.SetLimits(cfg.Engine.MaxConnections, 0)
 	e.snap.Store(snap)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/codecs/proxyproto"
 	"github.com/expressgateway/expressgateway/conf"
+	"github.com/expressgateway/expressgateway/guards"
 )
 
 // TLS termination (https listeners).
@@ -312,14 +313,8 @@ func (e *Engine) acceptTLS(c gnet.Conn, s *listenerSlot) {
 		return
 	}
 	ip := addrIP(c.RemoteAddr())
-	if ok, lim := e.global.Acquire(ip); !ok {
-		e.guardHit(nil, lim)
-		return
-	}
-	if ok, lim := l.limiter.Acquire(ip); !ok {
-		e.global.Release(ip)
-		e.m.GuardHit(lim).Inc()
-		e.log.Warn().Str("guard", lim).Str("listener", l.cfg.Name).Str("client", ip.String()).Msg("limit hit")
+	if ok, g := guards.Admit(e.global, l.limiter, s.connRate.Load(), s.penalty, ip, time.Now()); !ok {
+		e.guards.Hit(g, guards.Connection, l.cfg.Name, ip)
 		return
 	}
 	release := func() {
@@ -373,7 +368,7 @@ func (f *tlsFront) serve(e *Engine, lp *loop, l *listenerRT, nc net.Conn, a *tls
 				reason = "timeout"
 			}
 			p.count(reason)
-			e.m.GuardHit("proxy_protocol_" + reason).Inc()
+			e.guards.Hit(guards.ProxyProtocol(reason), guards.Connection, l.cfg.Name, ip)
 			_ = nc.Close()
 			release()
 			return
@@ -385,7 +380,7 @@ func (f *tlsFront) serve(e *Engine, lp *loop, l *listenerRT, nc net.Conn, a *tls
 			to := h.Src.Addr().Unmap()
 			if ok, lim := e.readmit(l, ip, to); !ok {
 				p.count("over_limit")
-				e.m.GuardHit(lim).Inc()
+				e.guards.Hit(lim, guards.Connection, l.cfg.Name, to)
 				_ = nc.Close()
 				return // readmit holds nothing now
 			}

@@ -52,7 +52,7 @@ udp_session_timeout = "400ms"`))
 	if r := udpAsk(t, dialUDPFrom(t, "127.0.0.1", addr), "hi", 2*time.Second); r != "a|hi" {
 		t.Fatalf("127.0.0.1: %q", r)
 	}
-	if v := g.metric(`expressgateway_guard_hits_total{guard="udp_sessions_per_ip"}`); v < 1 {
+	if v := g.metric(`expressgateway_guard_tripped_total{guard="udp_sessions_per_ip"}`); v < 1 {
 		t.Errorf("guard hits = %v", v)
 	}
 	if v := g.metric(`expressgateway_l4_udp_drops_total{listener="u4",reason="sessions_per_ip"}`); v < 1 {
@@ -61,22 +61,6 @@ udp_session_timeout = "400ms"`))
 	g.waitMetric(`expressgateway_l4_sessions_active{listener="u4"}`, 0)
 	if r := udpAsk(t, fourth, "again", 2*time.Second); r != "a|again" {
 		t.Fatalf("after expiry, the fourth port: %q", r)
-	}
-}
-
-func TestLogGate(t *testing.T) {
-	var g logGate
-	now := time.Now().UnixNano()
-	if ok, n := g.pass(now); !ok || n != 0 {
-		t.Fatalf("first: %v %d", ok, n)
-	}
-	for i := range 5 {
-		if ok, _ := g.pass(now + int64(i)*int64(100*time.Millisecond)); ok {
-			t.Fatalf("line %d within a second passed", i)
-		}
-	}
-	if ok, n := g.pass(now + int64(time.Second)); !ok || n != 5 {
-		t.Fatalf("after a second: %v, suppressed %d", ok, n)
 	}
 }
 

@@ -5,7 +5,9 @@ package stages
 import (
 	"bytes"
 	"strings"
+	"time"
 
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
@@ -27,6 +29,8 @@ type Listener struct {
 	Router *Router
 	// MaxRequestsPerConn closes a connection after that many requests (0 = no cap).
 	MaxRequestsPerConn int
+	// Rate is listeners.guards.rate_limit (nil: none), checked by Guard.
+	Rate *guards.RateLimiter
 }
 
 // RouteSpec describes one route. Empty fields match everything.
@@ -37,13 +41,15 @@ type RouteSpec struct {
 	Methods    []string
 	Headers    map[string]string // exact value match
 	Cluster    *Cluster
-	Name       string // label used in metrics; defaults to the index
+	Name       string              // label used in metrics; defaults to the index
+	Rate       *guards.RateLimiter // the route's rate_limit; nil: none
 }
 
 // Route is a compiled RouteSpec.
 type Route struct {
 	Name       string
 	Cluster    *Cluster
+	Rate       *guards.RateLimiter
 	hostAny    bool
 	hostExact  string // lower case
 	hostSuffix string // lower case, with the leading dot
@@ -67,7 +73,7 @@ type Router struct {
 func NewRouter(specs []RouteSpec) *Router {
 	r := &Router{}
 	for _, s := range specs {
-		rt := &Route{Name: s.Name, Cluster: s.Cluster}
+		rt := &Route{Name: s.Name, Cluster: s.Cluster, Rate: s.Rate}
 		// Hosts compare in their normal form: lower case, without the
 		// trailing dot of a fully qualified name.
 		h := strings.TrimSuffix(strings.ToLower(s.Host), ".")
@@ -150,20 +156,32 @@ func (rt *Route) matches(x *Exchange, host, path []byte) bool {
 	return true
 }
 
-// RouteStage is the route stage: it finds the route or answers 404.
-type RouteStage struct{}
+// RouteStage is the route stage: it finds the route or answers 404, and
+// applies the route's rate_limit (429).
+type RouteStage struct {
+	// Hit is called when the route's rate limit refuses a request (see
+	// Guard.Hit).
+	Hit func(x *Exchange, g guards.Name, scope guards.Scope)
+}
 
 // Name implements Stage.
 func (RouteStage) Name() string { return "route" }
 
 // Process implements Stage.
-func (RouteStage) Process(x *Exchange) Verdict {
+func (r RouteStage) Process(x *Exchange) Verdict {
 	rt := x.Listener.Router.Match(x)
 	if rt == nil {
 		return x.Refuse(404, "no_route")
 	}
 	x.Route = rt
 	x.Cluster = rt.Cluster
+	if rt.Rate != nil && !allowRate(x, rt.Rate) {
+		if r.Hit != nil {
+			r.Hit(x, guards.RouteRequestRate, guards.Stream)
+		}
+		x.RetryAfter = true
+		return x.Refuse(429, string(guards.RouteRequestRate))
+	}
 	return Continue
 }
 
@@ -171,3 +189,15 @@ var _ Stage = RouteStage{}
 
 // Routes returns the compiled routes in match order.
 func (r *Router) Routes() []*Route { return r.routes }
+
+// allowRate takes a token of rl for the exchange's key: its client IP, or
+// the value of rl's header.
+func allowRate(x *Exchange, rl *guards.RateLimiter) bool {
+	var ok bool
+	if h := rl.Header(); h != "" {
+		ok, _ = rl.AllowValue(x.Req.Field(h), time.Now())
+	} else {
+		ok, _ = rl.AllowIP(x.ClientIP, time.Now())
+	}
+	return ok
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/expressgateway/expressgateway/codecs/msg"
+	"github.com/expressgateway/expressgateway/guards"
 	"github.com/expressgateway/expressgateway/lb"
 )
 
@@ -101,9 +102,44 @@ func TestRouteStage404(t *testing.T) {
 	}
 }
 
+// TestRateLimits: the listener's rate_limit (guard stage, before routing)
+// and a route's (route stage) answer 429 with Retry-After once the bucket
+// is empty, per key.
+func TestRateLimits(t *testing.T) {
+	var hits []string
+	hit := func(_ *Exchange, name guards.Name, _ guards.Scope) { hits = append(hits, string(name)) }
+	g := &Guard{Hit: hit}
+	lis := &Listener{Rate: guards.NewRateLimiter(1, 2, "client_ip", 1024)}
+	for i, want := range []Verdict{Continue, Continue, Respond} {
+		x := fakeRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		x.Listener = lis
+		if v := g.Process(x); v != want {
+			t.Fatalf("request %d: verdict %v", i, v)
+		}
+		if want == Respond && (x.Status != 429 || !x.RetryAfter || x.Reason != "request_rate" || x.CloseConn) {
+			t.Fatalf("refusal: %d %v %q close=%v", x.Status, x.RetryAfter, x.Reason, x.CloseConn)
+		}
+	}
+	rs := RouteStage{Hit: hit}
+	rl := &Listener{Router: NewRouter([]RouteSpec{{Cluster: &Cluster{}, Rate: guards.NewRateLimiter(1, 1, "header:X-Key", 1024)}})}
+	for i, c := range []struct {
+		key  string
+		want Verdict
+	}{{"a", Continue}, {"a", Respond}, {"b", Continue}} {
+		x := fakeRequest(t, "GET / HTTP/1.1\r\nHost: h\r\nX-Key: "+c.key+"\r\n\r\n")
+		x.Listener = rl
+		if v := rs.Process(x); v != c.want || (v == Respond && (x.Status != 429 || !x.RetryAfter)) {
+			t.Fatalf("route request %d (%s): verdict %v status %d", i, c.key, v, x.Status)
+		}
+	}
+	if strings.Join(hits, ",") != "request_rate,route_request_rate" {
+		t.Fatalf("hits %v", hits)
+	}
+}
+
 func TestGuardEnforcesCodecVerdictAndRequestCap(t *testing.T) {
 	var hits []string
-	g := &Guard{Hit: func(_ *Exchange, name string) { hits = append(hits, name) }}
+	g := &Guard{Hit: func(_ *Exchange, name guards.Name, _ guards.Scope) { hits = append(hits, string(name)) }}
 	x := fakeRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	x.Listener = &Listener{MaxRequestsPerConn: 2}
 	x.ParseErr = &msg.Error{Status: 400, Token: "cl_te_conflict"}
@@ -122,59 +158,6 @@ func TestGuardEnforcesCodecVerdictAndRequestCap(t *testing.T) {
 	}
 	if len(hits) != 2 || hits[0] != "codec_cl_te_conflict" || hits[1] != "max_requests_per_connection" {
 		t.Fatalf("hits %v", hits)
-	}
-}
-
-func TestConnLimiter(t *testing.T) {
-	l := &ConnLimiter{MaxTotal: 3, MaxPerIP: 2}
-	a, b := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
-	for i, want := range []string{"", "", "max_connections_per_ip"} {
-		ok, lim := l.Acquire(a)
-		if ok != (want == "") || lim != want {
-			t.Fatalf("acquire %d: %v %q", i, ok, lim)
-		}
-	}
-	if ok, _ := l.Acquire(b); !ok {
-		t.Fatal("other IP refused")
-	}
-	if ok, lim := l.Acquire(b); ok || lim != "max_connections" {
-		t.Fatalf("total cap: %v %q", ok, lim)
-	}
-	l.Release(a)
-	if ok, _ := l.Acquire(b); !ok || l.Count() != 3 {
-		t.Fatal("release did not free a slot")
-	}
-}
-
-func TestConnLimiterSetLimits(t *testing.T) {
-	l := &ConnLimiter{MaxTotal: 2, MaxPerIP: 0}
-	a := netip.MustParseAddr("198.18.0.1")
-	l.Acquire(a)
-	l.Acquire(a)
-	l.SetLimits(3, 1) // per-IP counting starts now
-	if ok, _ := l.Acquire(a); !ok {
-		t.Fatal("first connection counted after the change refused")
-	}
-	if ok, lim := l.Acquire(a); ok || lim != "max_connections" {
-		t.Fatalf("total cap after raise: %v %q", ok, lim)
-	}
-	l.Release(a) // one admitted before the change: never goes negative
-	l.Release(a)
-	l.Release(a)
-	if l.Count() != 0 {
-		t.Fatalf("count %d", l.Count())
-	}
-	if ok, _ := l.Acquire(a); !ok {
-		t.Fatal("refused after releases")
-	}
-	if ok, lim := l.Acquire(a); ok || lim != "max_connections_per_ip" {
-		t.Fatalf("per-IP cap: %v %q", ok, lim)
-	}
-	l.SetLimits(0, 0)
-	for range 5 {
-		if ok, _ := l.Acquire(a); !ok {
-			t.Fatal("unlimited refused")
-		}
 	}
 }
 

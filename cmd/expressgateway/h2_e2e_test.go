@@ -468,7 +468,7 @@ func TestH2MalformedNeverForwarded(t *testing.T) {
 	if complete.Load() != before {
 		t.Errorf("content-length mismatch: the upstream got a complete request")
 	}
-	if n := metricSum(t, admin, `^expressgateway_guard_hits_total\{guard="h2_.*"\}$`); n < 13 {
+	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="h2_.*"\}$`); n < 13 {
 		t.Errorf("h2 guard hits %v, want at least 13", n)
 	}
 }

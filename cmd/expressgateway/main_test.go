@@ -85,6 +85,27 @@ cluster = "app"
 name = "app"
 endpoints = [ { address = "127.0.0.1:9001", weight = 0 } ]
 `, []string{"listeners[0].limits.max_header_count: ", "clusters[0].endpoints[0].weight: "}},
+		{"bad guard values", `
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:8080"
+[listeners.http2]
+premature_reset_streams = 5
+glitch_threshold = 3
+[listeners.guards]
+penalty = "2h"
+tracked_clients = 10
+rate_limit = { requests_per_second = -1, key = "cookie:sid" }
+[[listeners.routes]]
+cluster = "app"
+rate_limit = { requests_per_second = 10, key = "header:bad name" }
+[[clusters]]
+name = "app"
+endpoints = [ { address = "127.0.0.1:9001" } ]
+`, []string{"listeners[0].http2.premature_reset_streams: ", "listeners[0].http2.glitch_threshold: ",
+			"listeners[0].guards.penalty: ", "listeners[0].guards.tracked_clients: ",
+			"listeners[0].guards.rate_limit.requests_per_second: ", "listeners[0].guards.rate_limit.key: ",
+			"listeners[0].routes[0].rate_limit.key: "}},
 		{"syntax error", "[[listeners]\nname=", []string{""}},
 	}
 	for _, tc := range cases {

@@ -262,7 +262,7 @@ func TestConnectRefused(t *testing.T) {
 			t.Fatalf("a CONNECT reached the upstream: %+v", r)
 		}
 	}
-	if n := metricSum(t, admin, `^expressgateway_guard_hits_total\{guard="connect_refused"\}$`); n != 2 {
+	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="connect_refused"\}$`); n != 2 {
 		t.Errorf("connect_refused counted %v times, want 2", n)
 	}
 }
@@ -401,7 +401,7 @@ idle_keepalive = "60s"`, oneCluster(up.addr()))
 	if len(b) > 0 && !strings.HasPrefix(string(b), "HTTP/1.1 408 ") {
 		t.Fatalf("got %q", b)
 	}
-	if n := metricSum(t, admin, `^expressgateway_guard_hits_total\{guard="slow_loris"\}$`); n != 1 {
+	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="slow_loris"\}$`); n != 1 {
 		t.Errorf("slow_loris counted %v, want 1", n)
 	}
 }

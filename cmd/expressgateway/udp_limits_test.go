@@ -151,7 +151,7 @@ endpoints = [ { address = %q } ]
 	}
 
 	_, m := get(t, "http://"+admin+"/metrics")
-	hits := metricValue(m, `expressgateway_guard_hits_total{guard="udp_sessions_per_ip"}`)
+	hits := metricValue(m, `expressgateway_guard_tripped_total{guard="udp_sessions_per_ip"}`)
 	drops := metricValue(m, `expressgateway_l4_udp_drops_total{listener="dns",reason="sessions_per_ip"}`)
 	active := metricValue(m, `expressgateway_l4_sessions_active{listener="dns"}`)
 	t.Logf("guard hits %v, drops %v, active sessions %v", hits, drops, active)

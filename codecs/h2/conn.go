@@ -117,6 +117,7 @@ type Stats struct {
 	EmptyDataFrames  uint64 // DATA without payload and without END_STREAM
 	PriorityFrames   uint64
 	UnknownFrames    uint64
+	WindowUpdates    uint64 // WINDOW_UPDATE frames from the peer
 }
 
 // shutdownPing is the payload of the PING Shutdown sends; its ACK marks one
@@ -337,6 +338,17 @@ func (c *Conn) fail(e *ConnError) *ConnError {
 		c.goAwaySent, c.goAwaySentLast = true, last
 	}
 	return c.err
+}
+
+// HeaderBlockPending reports whether a header block is open: HEADERS came
+// without END_HEADERS and its CONTINUATION frames are still due.
+func (c *Conn) HeaderBlockPending() bool { return c.hbActive }
+
+// Abort ends the connection for a reason of the owner's (a guard tripped in
+// a handler): a GOAWAY with code and token is queued, Feed stops after the
+// frame being handled and returns the error, as do later calls.
+func (c *Conn) Abort(code ErrCode, token string) error {
+	return c.fail(&ConnError{Code: code, Token: token, Msg: "closed by a guard"})
 }
 
 // frameHandlers is the dispatch table of Feed, indexed by frame type; types

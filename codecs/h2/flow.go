@@ -99,6 +99,7 @@ func (c *Conn) applyLocalInitialWindow() {
 
 // onWindowUpdate handles WINDOW_UPDATE.
 func (c *Conn) onWindowUpdate(h FrameHeader, p []byte) *ConnError {
+	c.stats.WindowUpdates++
 	f, err := parseWindowUpdateFrame(h, p)
 	if err != nil {
 		if err == ErrWindowUpdateZero {
