@@ -112,6 +112,7 @@ type listenerRT struct {
 	// names the protocol version the message came in with (RFC 9110
 	// section 7.6.3).
 	proxyOpts2 h1.ProxyOptions
+	proxyOpts3 h1.ProxyOptions // ... and over HTTP/3
 	pathOpts   msg.PathOptions
 	h2Limits   h2.Limits
 	h1, h2     bool         // the HTTP versions spoken (http_versions)
@@ -185,7 +186,7 @@ func (e *Engine) newSlot(lc *conf.Listener) *listenerSlot {
 		name: lc.Name, proto: lc.Protocol, addr: lc.Listen, reuse: lc.ReusePort,
 		limiter: &stages.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
 	}
-	if lc.Protocol == conf.ProtocolHTTPS {
+	if lc.Protocol == conf.ProtocolHTTPS || lc.Protocol == conf.ProtocolH3 {
 		s.tls = e.newTLSFront(lc.Name)
 	}
 	return s
@@ -340,7 +341,11 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		l.routes[rt] = newRequestCounters(e.m.Set, lc.Name, rt.Name)
 	}
 	l.proxy = e.newProxyAccept(lc)
-	if lc.Protocol == conf.ProtocolHTTPS {
+	l.proxyOpts3 = h1.ProxyOptions{Proto: "https", Via: "3 expressgateway"}
+	if v := lc.AltSvcValue(); v != "" {
+		l.proxyOpts.AltSvc, l.proxyOpts2.AltSvc = []byte(v), []byte(v)
+	}
+	if lc.Protocol == conf.ProtocolHTTPS || lc.Protocol == conf.ProtocolH3 {
 		l.proxyOpts.Proto, l.proxyOpts2.Proto = "https", "https"
 		l.scheme = schemeHTTPS
 		if lc.TLS != nil && lc.TLS.ClientIdentityHeader != "" {
@@ -377,6 +382,12 @@ func (e *Engine) Serve() error {
 			return err
 		}
 		e.sets = append(e.sets, set)
+		if err := e.serveH3(set, e.order); err != nil {
+			e.bootErr = err
+			e.lmu.Unlock()
+			e.bootOnce.Do(func() { close(e.booted) })
+			return err
+		}
 	}
 	e.lmu.Unlock()
 	go e.ticker()
@@ -449,6 +460,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 	for _, s := range e.slots {
 		for _, k := range s.socks {
 			k.close()
+		}
+		if s.h3 != nil {
+			s.h3.close()
 		}
 	}
 	e.lmu.Unlock()
@@ -615,6 +629,8 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 	case *tlsAccepted:
 		h.e.openTLSSession(c, ctx)
 		return nil, gnet.None
+	case *h3Pilot:
+		return nil, gnet.Close // the loop is known now (bind above)
 	}
 	g := h.gl.graftOf(c.LocalAddr())
 	if g == nil {

@@ -59,6 +59,7 @@ type listenerSlot struct {
 	draining atomic.Bool // removed: no new connections, open ones finish
 
 	tls *tlsFront // https listeners: certificates, ticket keys, handshake slots
+	h3  *h3Front  // h3 listeners: the QUIC socket and connections (h3_front.go)
 }
 
 func (s *listenerSlot) udp() bool { return s.proto == conf.ProtocolUDP }
@@ -142,6 +143,9 @@ func placeholder(k int) string {
 // ones. tcp listeners with reuse_port and udp listeners get at least one
 // socket per loop.
 func (e *Engine) bindSlot(s *listenerSlot, take []*lsock) error {
+	if s.proto == conf.ProtocolH3 {
+		return e.bindH3(s)
+	}
 	s.socks = take
 	if len(s.socks) == 0 {
 		fds := e.inherited[s.key()]
@@ -500,6 +504,9 @@ func (e *Engine) StopAccepting() {
 		}
 	}
 	for _, s := range e.slots {
+		if s.h3 != nil {
+			s.h3.stopAccepting() // open QUIC connections go on (GOAWAY on drain)
+		}
 		if s.udp() {
 			continue
 		}

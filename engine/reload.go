@@ -134,6 +134,7 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 		s.socks, old.socks = old.socks, nil
 	}
 	e.endUDPSessions(draining)
+	e.drainH3(draining, cfg.Engine.DrainTimeout.Std())
 	for _, s := range draining {
 		for _, k := range s.socks {
 			k.close()
@@ -163,6 +164,9 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 			e.sets = append(e.sets, set)
 			for _, s := range start {
 				e.slots[s.name] = s
+			}
+			if err := e.serveH3(set, start); err != nil {
+				e.log.Error().Err(err).Msg("h3 listener not started after reload")
 			}
 		}
 	}

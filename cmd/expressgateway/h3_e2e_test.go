@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+)
+
+// h3Setup is a gateway with an h3 listener and an https listener that
+// announces it, in front of one origin.
+type h3Setup struct {
+	ca         *testCA
+	h3, https  string
+	admin      string
+	origin     string
+	originHits func() int64
+}
+
+func startH3Gateway(t *testing.T, h2cOrigin bool, quicExtra string) *h3Setup {
+	t.Helper()
+	s := &h3Setup{ca: newTestCA(t, "h3")}
+	cert, key, _ := s.ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
+	origin, reqs, _ := originServe(t, h2cOrigin)
+	s.origin, s.originHits = origin, reqs.Load
+	proto := "http1"
+	if h2cOrigin {
+		proto = "h2c"
+	}
+	s.h3, s.https, s.admin = freeUDPAddr(t), freeAddr(t), freeAddr(t)
+	startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "h3"
+listen = %q
+protocol = "h3"
+max_connections = 1000
+[listeners.timeouts]
+body_min_rate = 0
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+[listeners.quic]
+max_streams = 150
+%s
+[[listeners.routes]]
+cluster = "app"
+[[listeners]]
+name = "tls"
+listen = %q
+protocol = "https"
+alt_svc = "h3"
+max_connections = 1000
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+[[listeners.routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+protocol = %q
+endpoints = [ { address = %q } ]
+`, s.admin, s.h3, cert, key, quicExtra, s.https, cert, key, proto, origin), s.admin)
+	waitReady(t, s.admin)
+	return s
+}
+
+// freeUDPAddr is a loopback UDP address nobody listens on.
+func freeUDPAddr(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pc.Close() }()
+	return pc.LocalAddr().String()
+}
+
+func h3Client(ca *testCA) (*http.Client, *http3.Transport) {
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool, ServerName: "a.test"}}
+	return &http.Client{Timeout: 30 * time.Second, Transport: tr}, tr
+}
+
+// TestH3 sends HTTP/3 requests through the gateway to an HTTP/1.1 and to
+// an h2c upstream: GET, several MiB up and down with hashes, 100
+// concurrent streams on one connection, the forwarding headers.
+func TestH3(t *testing.T) {
+	for _, h2c := range []bool{false, true} {
+		name := "http1"
+		if h2c {
+			name = "h2c"
+		}
+		t.Run(name, func(t *testing.T) {
+			s := startH3Gateway(t, h2c, "")
+			c, tr := h3Client(s.ca)
+			defer func() { _ = tr.Close() }()
+			base := "https://" + s.h3
+
+			// Upload: 8 MiB with a hash.
+			const up = 8 << 20
+			h := sha256.New()
+			resp, err := c.Post(base+"/upload", "application/octet-stream", &patternReader{n: up, h: h})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			want := fmt.Sprintf("POST /upload %d %s", up, hex.EncodeToString(h.Sum(nil)))
+			if resp.StatusCode != 200 || !strings.HasPrefix(string(body), want) {
+				t.Fatalf("upload: %d %q, want prefix %q", resp.StatusCode, body, want)
+			}
+			if resp.Proto != "HTTP/3.0" {
+				t.Fatalf("proto %q", resp.Proto)
+			}
+
+			// Download: 16 MiB with a hash.
+			const down = 16 << 20
+			resp, err = c.Get(base + "/download?n=" + strconv.Itoa(down))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dh := sha256.New()
+			n, err := io.Copy(dh, resp.Body)
+			_ = resp.Body.Close()
+			wh := sha256.New()
+			_, _ = io.Copy(wh, &patternReader{n: down, h: sha256.New()})
+			if err != nil || n != down || !bytes.Equal(dh.Sum(nil), wh.Sum(nil)) {
+				t.Fatalf("download: %d bytes, err %v, hash match %v", n, err, bytes.Equal(dh.Sum(nil), wh.Sum(nil)))
+			}
+
+			// 100 concurrent streams on the one connection.
+			var wg sync.WaitGroup
+			errs := make(chan error, 100)
+			for i := range 100 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					resp, err := c.Get(fmt.Sprintf("%s/c/%d", base, i))
+					if err != nil {
+						errs <- err
+						return
+					}
+					b, _ := io.ReadAll(resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode != 200 || !strings.HasPrefix(string(b), fmt.Sprintf("GET /c/%d 0 ", i)) {
+						errs <- fmt.Errorf("stream %d: %d %q", i, resp.StatusCode, b)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			m := scrape(t, s.admin)
+			if v := metricValue(m, `expressgateway_h3_connections_total{listener="h3"}`); v != 1 {
+				t.Errorf("h3 connections: %v, want 1 (all streams on one connection)", v)
+			}
+			if v := metricValue(m, `expressgateway_requests_total{listener="h3",route="0",class="2xx"}`); v != 102 {
+				t.Errorf("h3 2xx requests: %v, want 102\n%s", v, grepLines(m, "requests_total"))
+			}
+		})
+	}
+}
+
+// TestH3ForwardingAndAltSvc checks what the upstream sees of an HTTP/3
+// request and the Alt-Svc announcement on the https listener.
+func TestH3ForwardingAndAltSvc(t *testing.T) {
+	s := startH3Gateway(t, false, "")
+	origin, _ := tlsOrigin(t, "X-Client-Identity")
+	_ = origin
+	c, tr := h3Client(s.ca)
+	defer func() { _ = tr.Close() }()
+	resp, err := c.Get("https://" + s.h3 + "/fwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(b), "host=a.test") && !strings.Contains(string(b), "host="+s.h3) {
+		t.Errorf("upstream saw %q", b)
+	}
+	if v := resp.Header.Get("X-Seen-Via"); v != "3 expressgateway" {
+		t.Errorf("upstream Via %q, want %q", v, "3 expressgateway")
+	}
+	_, port, _ := net.SplitHostPort(s.h3)
+	hc := tlsClient(s.ca, "a.test", false)
+	code, _, hr := getBody(t, hc, "https://"+s.https+"/x")
+	want := fmt.Sprintf(`h3=":%s"; ma=86400`, port)
+	if code != 200 || hr.Header.Get("Alt-Svc") != want {
+		t.Errorf("https response: %d Alt-Svc %q, want %q", code, hr.Header.Get("Alt-Svc"), want)
+	}
+	hc2 := tlsClient(s.ca, "a.test", true)
+	_, _, hr = getBody(t, hc2, "https://"+s.https+"/x")
+	if hr.ProtoMajor != 2 || hr.Header.Get("Alt-Svc") != want {
+		t.Errorf("https h2 response: %s Alt-Svc %q, want %q", hr.Proto, hr.Header.Get("Alt-Svc"), want)
+	}
+}
+
+// TestH3MaxRequestsPerConnection: after the cap the gateway sends GOAWAY
+// and the client continues on a fresh connection; every request succeeds.
+func TestH3MaxRequestsPerConnection(t *testing.T) {
+	s := startH3Gateway(t, false, "max_requests_per_connection = 3")
+	c, tr := h3Client(s.ca)
+	defer func() { _ = tr.Close() }()
+	for i := range 10 {
+		resp, err := c.Get(fmt.Sprintf("https://%s/r/%d", s.h3, i))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+	}
+	m := scrape(t, s.admin)
+	if v := metricValue(m, `expressgateway_h3_connections_total{listener="h3"}`); v != 4 {
+		t.Errorf("connections: %v, want 4 (3 requests each)", v)
+	}
+	if v := metricValue(m, `expressgateway_h3_goaway_total{listener="h3",reason="max_requests"}`); v < 3 {
+		t.Errorf("GOAWAY for max_requests: %v, want >= 3", v)
+	}
+}
+
+// TestH3BadInput: garbage datagrams to the QUIC port do not hurt the
+// gateway; they are counted, and a real client is served afterwards.
+func TestH3BadInput(t *testing.T) {
+	s := startH3Gateway(t, false, "")
+	uc, err := net.Dial("udp", s.h3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = uc.Close() }()
+	junk := [][]byte{
+		{0x00}, []byte("GET / HTTP/1.1\r\n\r\n"), bytes.Repeat([]byte{0xff}, 1200),
+		append([]byte{0xc0, 0x00, 0x00, 0x00, 0x01}, bytes.Repeat([]byte{0x01}, 1200)...), // Initial, garbage
+		append([]byte{0x40}, bytes.Repeat([]byte{0x11}, 40)...),                           // short header, unknown CID
+	}
+	for range 50 {
+		for _, j := range junk {
+			_, _ = uc.Write(j)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	c, tr := h3Client(s.ca)
+	defer func() { _ = tr.Close() }()
+	resp, err := c.Get("https://" + s.h3 + "/after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("after garbage: %d", resp.StatusCode)
+	}
+	m := scrape(t, s.admin)
+	total := 0.0
+	for _, line := range strings.Split(m, "\n") {
+		if strings.HasPrefix(line, `expressgateway_h3_packets_dropped_total{listener="h3"`) {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			total += v
+		}
+	}
+	if total < 100 {
+		t.Errorf("dropped datagrams counted: %v, want >= 100\n%s", total, grepLines(m, "h3_packets"))
+	}
+}

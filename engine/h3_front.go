@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
+	"github.com/quic-go/quic-go/qlogwriter"
+
+	"github.com/expressgateway/expressgateway/codecs/h3"
+)
+
+// HTTP/3 (h3 listeners).
+//
+// quic-go owns the UDP socket, QUIC (handshake, loss recovery, streams,
+// flow control) and its goroutines; the gateway speaks HTTP/3 framing and
+// QPACK over its streams itself (codecs/h3) and runs every request through
+// the same guard → route → pick → forward pipeline and leg as HTTP/1 and
+// HTTP/2, on an event loop. A QUIC connection is one downstream session
+// bound to one loop (round robin at accept); each request stream has a
+// reader goroutine that decodes the head and body frames and hands them to
+// the loop with Execute, and a writer goroutine that writes what the loop
+// produced for it. Both directions are bounded per stream: the reader does
+// not read more DATA while h3BodyInflightMax bytes it handed over are not
+// taken by the upstream (QUIC stream credit then stops the client), and
+// the loop stops reading the upstream while more than h3StreamPendMax bytes
+// wait for the writer (whose writes block on the client's QUIC credit).
+
+// h3Front is the QUIC state of one h3 listener slot.
+type h3Front struct {
+	e    *Engine
+	slot *listenerSlot
+	pc   *net.UDPConn
+	tr   *quic.Transport
+	ln   *quic.Listener
+
+	handshaking atomic.Int64 // connections admitted whose handshake is not done
+	next        atomic.Uint64
+
+	mu     sync.Mutex
+	conns  map[*h3Conn]struct{}
+	closed bool
+}
+
+// bindH3 opens an h3 listener's UDP socket (bindSlot's counterpart).
+func (e *Engine) bindH3(s *listenerSlot) error {
+	ua, err := net.ResolveUDPAddr("udp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listener %s: udp %s: %w", s.name, s.addr, err)
+	}
+	pc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return fmt.Errorf("listener %s: udp %s: %w", s.name, s.addr, err)
+	}
+	// quic-go asks for about 7 MiB socket buffers and logs when the kernel
+	// caps them (net.core.rmem_max); asking first keeps what we can get.
+	_ = pc.SetReadBuffer(7 << 20)
+	_ = pc.SetWriteBuffer(7 << 20)
+	s.h3 = &h3Front{e: e, slot: s, pc: pc, conns: map[*h3Conn]struct{}{}}
+	return nil
+}
+
+// h3Admission travels in a connection's context from ConnContext to
+// Accept: the admission slots it holds and whether it still counts as a
+// handshake in progress.
+type h3Admission struct {
+	ip   netip.Addr
+	done atomic.Bool
+}
+
+type h3AdmissionKey struct{}
+
+// start serves the listener; it runs once the loops are up.
+func (f *h3Front) start() error {
+	e, s := f.e, f.slot
+	l := s.http.Load()
+	if l == nil || s.tls == nil {
+		return fmt.Errorf("listener %s: not configured", s.name)
+	}
+	q := &l.cfg.QUIC
+	f.tr = &quic.Transport{
+		Conn:   f.pc,
+		Tracer: &h3DropCounter{f: f},
+		ConnContext: func(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
+			ip := addrIP(ci.RemoteAddr)
+			if ok, lim := e.global.Acquire(ip); !ok {
+				e.guardHit(nil, lim)
+				return ctx, errors.New(lim)
+			}
+			l := s.http.Load()
+			if ok, lim := l.limiter.Acquire(ip); !ok {
+				e.global.Release(ip)
+				e.m.GuardHit(lim).Inc()
+				e.log.Warn().Str("guard", lim).Str("listener", s.name).Str("client", ip.String()).Msg("limit hit")
+				return ctx, errors.New(lim)
+			}
+			a := &h3Admission{ip: ip}
+			f.handshaking.Add(1)
+			context.AfterFunc(ctx, func() {
+				if !a.done.Swap(true) {
+					f.handshaking.Add(-1)
+				}
+				l.limiter.Release(ip)
+				e.global.Release(ip)
+			})
+			return context.WithValue(ctx, h3AdmissionKey{}, a), nil
+		},
+		VerifySourceAddress: func(net.Addr) bool {
+			l := s.http.Load()
+			switch l.cfg.QUIC.Retry {
+			case "always":
+				f.e.m.h3(s.name).retries.Inc()
+				return true
+			case "never":
+				return false
+			}
+			if f.handshaking.Load() > int64(max(1, l.cfg.TLS.MaxHandshakes/2)) {
+				f.e.m.h3(s.name).retries.Inc()
+				return true
+			}
+			return false
+		},
+	}
+	tf := s.tls
+	tcfg := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{"h3"},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			c := tf.cfg.Load().Clone()
+			c.MinVersion, c.NextProtos = tls.VersionTLS13, []string{"h3"}
+			return c, nil
+		},
+	}
+	qcfg := &quic.Config{
+		MaxIdleTimeout:                 q.IdleTimeout.Std(),
+		MaxIncomingStreams:             int64(q.MaxStreams),
+		MaxIncomingUniStreams:          16,
+		InitialStreamReceiveWindow:     256 << 10,
+		MaxStreamReceiveWindow:         1 << 20,
+		MaxConnectionReceiveWindow:     16 << 20,
+		Allow0RTT:                      false,
+		HandshakeIdleTimeout:           time.Duration(l.cfg.TLS.HandshakeTimeout),
+		InitialConnectionReceiveWindow: 1 << 20,
+	}
+	ln, err := f.tr.Listen(tcfg, qcfg)
+	if err != nil {
+		return fmt.Errorf("listener %s: quic: %w", s.name, err)
+	}
+	f.ln = ln
+	go f.acceptLoop()
+	go f.watch()
+	return nil
+}
+
+// acceptLoop takes handshaken connections and gives each to a loop.
+func (f *h3Front) acceptLoop() {
+	e := f.e
+	for {
+		qc, err := f.ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		if a, ok := qc.Context().Value(h3AdmissionKey{}).(*h3Admission); ok && !a.done.Swap(true) {
+			f.handshaking.Add(-1)
+		}
+		lp := f.pickLoop()
+		l := f.slot.http.Load()
+		if lp == nil || l == nil || f.slot.draining.Load() || e.draining.Load() {
+			_ = qc.CloseWithError(quic.ApplicationErrorCode(h3.ErrCodeNo), "")
+			continue
+		}
+		c := newH3Conn(f, lp, l, qc)
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			_ = qc.CloseWithError(quic.ApplicationErrorCode(h3.ErrCodeNo), "")
+			continue
+		}
+		f.conns[c] = struct{}{}
+		f.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// pickLoop chooses the loop for a new connection, round robin.
+func (f *h3Front) pickLoop() *loop {
+	e := f.e
+	e.loopsMu.Lock()
+	defer e.loopsMu.Unlock()
+	if len(e.loopsList) == 0 {
+		return nil
+	}
+	return e.loopsList[int(f.next.Add(1)%uint64(len(e.loopsList)))]
+}
+
+// watch sends GOAWAY on drain and closes connections that are done.
+func (f *h3Front) watch() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for range t.C {
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			return
+		}
+		cs := make([]*h3Conn, 0, len(f.conns))
+		for c := range f.conns {
+			cs = append(cs, c)
+		}
+		f.mu.Unlock()
+		drain := f.e.draining.Load() || f.slot.draining.Load()
+		for _, c := range cs {
+			if drain {
+				c.goAway("drain")
+			}
+			c.closeIfDone()
+		}
+	}
+}
+
+func (f *h3Front) forget(c *h3Conn) {
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
+}
+
+// stopAccepting: no new connections (drain); open ones go on.
+func (f *h3Front) stopAccepting() {
+	if f.ln != nil {
+		_ = f.ln.Close()
+	}
+}
+
+// close ends every connection and the socket.
+func (f *h3Front) close() {
+	f.mu.Lock()
+	f.closed = true
+	cs := f.conns
+	f.conns = map[*h3Conn]struct{}{}
+	f.mu.Unlock()
+	for c := range cs {
+		_ = c.qc.CloseWithError(quic.ApplicationErrorCode(h3.ErrCodeNo), "shutdown")
+	}
+	if f.ln != nil {
+		_ = f.ln.Close()
+	}
+	if f.tr != nil {
+		_ = f.tr.Close()
+	} else {
+		_ = f.pc.Close()
+	}
+}
+
+// h3DropCounter counts the datagrams quic-go dropped without a connection
+// (garbage, unknown connection IDs, unsupported versions), by reason.
+type h3DropCounter struct{ f *h3Front }
+
+// RecordEvent implements qlogwriter.Recorder.
+func (d *h3DropCounter) RecordEvent(ev qlogwriter.Event) {
+	if pd, ok := ev.(qlog.PacketDropped); ok {
+		d.f.e.m.H3PacketDropped(d.f.slot.name, string(pd.Trigger)).Inc()
+	}
+}
+
+// Close implements qlogwriter.Recorder.
+func (d *h3DropCounter) Close() error { return nil }
+
+// h3Pilot is the context of a connection enrolled on each new loop only
+// to make the loop known (loopFor runs in its OnOpen), so that QUIC
+// connections can be given to loops before any TCP connection arrived.
+type h3Pilot struct{}
+
+// pilotLoops makes every loop of set known to the engine.
+func (e *Engine) pilotLoops(set *loopSet) {
+	for _, gl := range set.loops {
+		inner, outer, err := socketPair()
+		if err != nil {
+			continue
+		}
+		ctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), &h3Pilot{}), inner)
+		ch, err := gl.eng.Register(ctx)
+		if err == nil {
+			select {
+			case <-ch:
+			case <-time.After(2 * time.Second):
+			}
+		}
+		_ = inner.Close()
+		_ = outer.Close()
+	}
+}
+
+// serveH3 starts the h3 listeners of slots once their loops run.
+func (e *Engine) serveH3(set *loopSet, slots []*listenerSlot) error {
+	var fronts []*h3Front
+	for _, s := range slots {
+		if s.h3 != nil {
+			fronts = append(fronts, s.h3)
+		}
+	}
+	if len(fronts) == 0 {
+		return nil
+	}
+	if set != nil {
+		e.pilotLoops(set)
+	}
+	for _, f := range fronts {
+		if err := f.start(); err != nil {
+			return err
+		}
+		e.log.Info().Str("listener", f.slot.name).Str("listen", f.slot.addr).Str("protocol", "h3").Msg("listening")
+	}
+	return nil
+}
+
+// drainH3 lets the removed h3 listeners among slots finish: no new
+// connections, GOAWAY on the open ones (watch), closed once they are done
+// or the drain budget ran out.
+func (e *Engine) drainH3(slots []*listenerSlot, budget time.Duration) {
+	for _, s := range slots {
+		f := s.h3
+		if f == nil {
+			continue
+		}
+		f.stopAccepting()
+		go func() {
+			deadline := time.Now().Add(budget)
+			for time.Now().Before(deadline) {
+				f.mu.Lock()
+				n := len(f.conns)
+				f.mu.Unlock()
+				if n == 0 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			f.close()
+		}()
+	}
+}
