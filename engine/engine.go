@@ -212,6 +212,9 @@ func slotPerIP(lc *conf.Listener) int {
 	if lc.Protocol == conf.ProtocolUDP {
 		return lc.MaxSessionsPerIP
 	}
+	if lc.Protocol == conf.ProtocolH3 {
+		return lc.QUIC.MaxConnectionsPerIP
+	}
 	return lc.MaxConnectionsPerIP
 }
 
