@@ -109,7 +109,7 @@ func (c *h3Conn) serve() {
 		c.requests++
 		c.active.Add(1)
 		m.streams.Add(1)
-		go c.serveStream(st, m)
+		go c.serveStream(st, m, c.requests)
 		if max := c.view().cfg.QUIC.MaxRequestsPerConnection; max > 0 && c.requests >= max {
 			c.goAway("max_requests")
 		}

@@ -89,6 +89,7 @@ func (f *h3Front) start() error {
 		return fmt.Errorf("listener %s: not configured", s.name)
 	}
 	q := &l.cfg.QUIC
+	e.m.h3(s.name) // every family exported from the start
 	f.tr = &quic.Transport{
 		Conn:   f.pc,
 		Tracer: &h3DropCounter{f: f},

@@ -32,8 +32,9 @@ const (
 // line are shared by its reader and writer goroutines and its loop (atomics
 // and mu); the rest belong to the loop, like an h2Stream's.
 type h3Stream struct {
-	c  *h3Conn
-	st *quic.Stream
+	c   *h3Conn
+	st  *quic.Stream
+	nth int // the request's number on its connection
 
 	inflight atomic.Int64  // request DATA bytes on the loop not credited yet
 	creditCh chan struct{} // wakes the reader when inflight drops
@@ -65,7 +66,7 @@ type h3Stream struct {
 }
 
 // serveStream is a request stream's reader goroutine.
-func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics) {
+func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.f.e.m.Panics.Inc()
@@ -84,7 +85,7 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics) {
 		st.CancelRead(quic.StreamErrorCode(code))
 		st.CancelWrite(quic.StreamErrorCode(code))
 	}
-	s := &h3Stream{c: c, st: st, creditCh: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	s := &h3Stream{c: c, st: st, nth: nth, creditCh: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	// The head.
 	var block []byte
 	for {
@@ -336,7 +337,7 @@ func (s *h3Stream) begin(endNow bool) {
 	s.x.Forwarder = s
 	s.x.Listener = l.view
 	s.x.ClientIP = c.ip
-	s.x.ConnRequests = c.requests
+	s.x.ConnRequests = s.nth
 	s.lg = leg{lp: lp, l: l, x: &s.x, ds: s, ip: c.ipText, peer: c.peer, local: c.local, proto: "h3", streamID: uint32(s.st.StreamID())}
 	s.lg.reset()
 	lp.h3add(s)

@@ -173,6 +173,7 @@ func TestH3(t *testing.T) {
 				t.Error(err)
 			}
 			m := scrape(t, s.admin)
+			checkScrapeAgainstDoc(t, m, metricsDoc(t), func(d docFamily) bool { return d.section == "HTTP/3" })
 			if v := metricValue(m, `expressgateway_h3_connections_total{listener="h3"}`); v != 1 {
 				t.Errorf("h3 connections: %v, want 1 (all streams on one connection)", v)
 			}

@@ -428,7 +428,7 @@ endpoints = [ { address = %q } ]
 // TestMetricsDocConditions pins which METRICS.md tables are conditional,
 // so that a table cannot slip out of the check above by a stray
 // "**Conditional:**" paragraph. Each is checked where it is exported: TLS
-// by TestTLSFront and TestTLSUpstream, PROXY protocol by
+// by TestTLSFront and TestTLSUpstream, HTTP/3 by TestH3, PROXY protocol by
 // TestProxyProtocol, XDP by TestXDPThroughBinary.
 func TestMetricsDocConditions(t *testing.T) {
 	conds := map[string]bool{}
@@ -442,7 +442,7 @@ func TestMetricsDocConditions(t *testing.T) {
 		got = append(got, c)
 	}
 	sort.Strings(got)
-	if want := []string{"Host-dependent", "PROXY protocol", "TLS", "XDP (L4)"}; !slices.Equal(got, want) {
+	if want := []string{"HTTP/3", "Host-dependent", "PROXY protocol", "TLS", "XDP (L4)"}; !slices.Equal(got, want) {
 		t.Fatalf("conditional sections %q, want %q", got, want)
 	}
 }
