@@ -4,16 +4,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"github.com/quic-go/quic-go"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,9 +32,16 @@ type h3Setup struct {
 	admin      string
 	origin     string
 	originHits func() int64
+	cmd        *exec.Cmd
 }
 
 func startH3Gateway(t *testing.T, h2cOrigin bool, quicExtra string) *h3Setup {
+	t.Helper()
+	return startH3GatewayEngine(t, h2cOrigin, quicExtra, "")
+}
+
+// startH3GatewayEngine is startH3Gateway with extra [engine] keys.
+func startH3GatewayEngine(t *testing.T, h2cOrigin bool, quicExtra, engineExtra string) *h3Setup {
 	t.Helper()
 	s := &h3Setup{ca: newTestCA(t, "h3")}
 	cert, key, _ := s.ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
@@ -41,11 +52,12 @@ func startH3Gateway(t *testing.T, h2cOrigin bool, quicExtra string) *h3Setup {
 		proto = "h2c"
 	}
 	s.h3, s.https, s.admin = freeUDPAddr(t), freeAddr(t), freeAddr(t)
-	startBinary(t, fmt.Sprintf(`
+	s.cmd = startBinary(t, fmt.Sprintf(`
 [admin]
 listen = %q
 [engine]
 event_loops = 2
+%s
 [log]
 access_log = false
 [[listeners]]
@@ -80,7 +92,7 @@ cluster = "app"
 name = "app"
 protocol = %q
 endpoints = [ { address = %q } ]
-`, s.admin, s.h3, cert, key, quicExtra, s.https, cert, key, proto, origin), s.admin)
+`, s.admin, engineExtra, s.h3, cert, key, quicExtra, s.https, cert, key, proto, origin), s.admin)
 	waitReady(t, s.admin)
 	return s
 }
@@ -285,5 +297,132 @@ func TestH3BadInput(t *testing.T) {
 	}
 	if total < 100 {
 		t.Errorf("dropped datagrams counted: %v, want >= 100\n%s", total, grepLines(m, "h3_packets"))
+	}
+}
+
+// TestH3Drain: SIGTERM sends GOAWAY on open HTTP/3 connections (new
+// requests on them are refused by the client, which would reconnect), a
+// response in flight completes, and the process exits in time.
+func TestH3Drain(t *testing.T) {
+	s := startH3GatewayEngine(t, false, "", "drain_settle = \"100ms\"\ndrain_timeout = \"10s\"")
+	exited := make(chan error, 1)
+	go func() { exited <- s.cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	qc, err := quic.DialAddr(ctx, s.h3, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test", NextProtos: []string{http3.NextProtoH3}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http3.Transport{}
+	cc := tr.NewClientConn(qc)
+	const size = 8 << 20
+	req, _ := http.NewRequest("GET", "https://a.test/download?n="+strconv.Itoa(size), nil)
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 64<<10)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The GOAWAY arrives: the client refuses new requests on the connection.
+	refused := false
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		r2, _ := http.NewRequest("GET", "https://a.test/after-term", nil)
+		rs, err := cc.RoundTrip(r2)
+		if err != nil {
+			if !strings.Contains(err.Error(), "graceful shutdown") {
+				t.Fatalf("request after SIGTERM: %v, want the GOAWAY refusal", err)
+			}
+			refused = true
+			break
+		}
+		_, _ = io.Copy(io.Discard, rs.Body)
+		_ = rs.Body.Close()
+	}
+	if !refused {
+		t.Fatal("no GOAWAY within 3 s of SIGTERM")
+	}
+	// The response in flight completes.
+	h := sha256.New()
+	h.Write(first)
+	n, err := io.Copy(h, resp.Body)
+	_ = resp.Body.Close()
+	wh := sha256.New()
+	_, _ = io.Copy(wh, &patternReader{n: size, h: sha256.New()})
+	if err != nil || n+int64(len(first)) != size || !bytes.Equal(h.Sum(nil), wh.Sum(nil)) {
+		t.Fatalf("in-flight download: %d bytes, err %v", n+int64(len(first)), err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("the gateway did not exit after the drain")
+	}
+}
+
+// TestH3PerIPCap: quic.max_connections_per_ip refuses the connection over
+// the cap during its handshake; closing one lets a new one in.
+func TestH3PerIPCap(t *testing.T) {
+	s := startH3Gateway(t, false, "max_connections_per_ip = 2")
+	tlsConf := &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test", NextProtos: []string{http3.NextProtoH3}}
+	dial := func() (*quic.Conn, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		return quic.DialAddr(ctx, s.h3, tlsConf, &quic.Config{HandshakeIdleTimeout: 2 * time.Second})
+	}
+	var open []*quic.Conn
+	for i := range 2 {
+		qc, err := dial()
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		open = append(open, qc)
+	}
+	if qc, err := dial(); err == nil {
+		_ = qc.CloseWithError(0, "")
+		t.Fatal("a third connection from one IP was accepted")
+	}
+	_ = open[0].CloseWithError(0, "")
+	var err error
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var qc *quic.Conn
+		if qc, err = dial(); err == nil {
+			open = append(open, qc)
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("after one closed: %v", err)
+	}
+	for _, qc := range open[1:] {
+		_ = qc.CloseWithError(0, "")
+	}
+	if v := metricValue(scrape(t, s.admin), `expressgateway_guard_hits_total{guard="max_connections_per_ip"}`); v < 1 {
+		t.Errorf("per-IP refusals counted: %v", v)
+	}
+}
+
+// TestH3RetryAlways: with retry = "always" every connection first proves
+// its address with a Retry round trip (quic-go's client follows it).
+func TestH3RetryAlways(t *testing.T) {
+	s := startH3Gateway(t, false, "retry = \"always\"")
+	c, tr := h3Client(s.ca)
+	defer func() { _ = tr.Close() }()
+	resp, err := c.Get("https://" + s.h3 + "/r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if v := metricValue(scrape(t, s.admin), `expressgateway_h3_retries_total{listener="h3"}`); v < 1 {
+		t.Errorf("retries: %v, want >= 1", v)
 	}
 }
