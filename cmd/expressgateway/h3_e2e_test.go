@@ -43,14 +43,22 @@ func startH3Gateway(t *testing.T, h2cOrigin bool, quicExtra string) *h3Setup {
 // startH3GatewayEngine is startH3Gateway with extra [engine] keys.
 func startH3GatewayEngine(t *testing.T, h2cOrigin bool, quicExtra, engineExtra string) *h3Setup {
 	t.Helper()
-	s := &h3Setup{ca: newTestCA(t, "h3")}
-	cert, key, _ := s.ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
 	origin, reqs, _ := originServe(t, h2cOrigin)
-	s.origin, s.originHits = origin, reqs.Load
 	proto := "http1"
 	if h2cOrigin {
 		proto = "h2c"
 	}
+	s := startH3GatewayAt(t, origin, proto, quicExtra, engineExtra)
+	s.originHits = reqs.Load
+	return s
+}
+
+// startH3GatewayAt starts the gateway in front of origin, spoken to with
+// proto (a cluster protocol).
+func startH3GatewayAt(t *testing.T, origin, proto, quicExtra, engineExtra string) *h3Setup {
+	t.Helper()
+	s := &h3Setup{ca: newTestCA(t, "h3"), origin: origin}
+	cert, key, _ := s.ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
 	s.h3, s.https, s.admin = freeUDPAddr(t), freeAddr(t), freeAddr(t)
 	s.cmd = startBinary(t, fmt.Sprintf(`
 [admin]
@@ -424,5 +432,100 @@ func TestH3RetryAlways(t *testing.T) {
 	}
 	if v := metricValue(scrape(t, s.admin), `expressgateway_h3_retries_total{listener="h3"}`); v < 1 {
 		t.Errorf("retries: %v, want >= 1", v)
+	}
+}
+
+// TestH3MemoryBounded streams a large body each way through an HTTP/3
+// connection while the far side is slow (an upstream that reads the upload
+// at a fixed rate, a client that reads the download at that rate): the
+// gateway's memory stays bounded (QUIC stream credit and the per-stream
+// bounds are the backpressure), and both bodies arrive whole.
+func TestH3MemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 2 × 128 MiB at 16 MiB/s (about 10 s); skipped with -short")
+	}
+	size := envInt("EG_H3_STREAM_BYTES", 128<<20)
+	rate := envInt("EG_H3_STREAM_RATE", 16<<20)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/upload":
+			h := sha256.New()
+			n, err := slowCopy(h, r.Body, rate)
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			_, _ = fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
+		case "/download":
+			n, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+			_, _ = io.Copy(w, &patternReader{n: n, h: sha256.New()})
+		}
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	s := startH3GatewayAt(t, ln.Addr().String(), "http1", "", "")
+	pid := s.cmd.Process.Pid
+	c, tr := h3Client(s.ca)
+	defer func() { _ = tr.Close() }()
+	base := "https://" + s.h3
+	if resp, err := c.Get(base + "/download?n=8"); err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	rss0 := rssBytes(pid)
+	peak, stopSampling := sampleRSS(pid)
+	var wg sync.WaitGroup
+	var upErr, downErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		src := &patternReader{n: size, h: sha256.New()}
+		req, _ := http.NewRequest("POST", base+"/upload", src)
+		req.ContentLength = size
+		resp, err := c.Do(req)
+		if err != nil {
+			upErr = err
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if want := fmt.Sprintf("%d %s", size, hex.EncodeToString(src.h.Sum(nil))); string(body) != want {
+			upErr = fmt.Errorf("upload: %d %q, want %q", resp.StatusCode, body, want)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		resp, err := c.Get(base + "/download?n=" + strconv.FormatInt(size, 10))
+		if err != nil {
+			downErr = err
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		h := sha256.New()
+		n, err := slowCopy(h, resp.Body, rate)
+		want := sha256.New()
+		_, _ = io.Copy(io.Discard, &patternReader{n: size, h: want})
+		if err != nil || n != size || !bytes.Equal(h.Sum(nil), want.Sum(nil)) {
+			downErr = fmt.Errorf("download: %d of %d bytes, err %v, hash match %v", n, size, err, bytes.Equal(h.Sum(nil), want.Sum(nil)))
+		}
+	}()
+	wg.Wait()
+	stopSampling()
+	if upErr != nil {
+		t.Error(upErr)
+	}
+	if downErr != nil {
+		t.Error(downErr)
+	}
+	grew := peak.Load() - rss0
+	t.Logf("RSS %d MiB at rest, peak %d MiB while streaming 2 × %d MiB", rss0>>20, peak.Load()>>20, size>>20)
+	if grew > 64<<20 {
+		t.Errorf("RSS grew by %d MiB while streaming: not bounded", grew>>20)
 	}
 }
