@@ -632,14 +632,14 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 	case *tlsAccepted:
 		h.e.openTLSSession(c, ctx)
 		return nil, gnet.None
-	case *h3Pilot:
-		return nil, gnet.Close // the loop is known now (bind above)
 	}
 	g := h.gl.graftOf(c.LocalAddr())
 	if g == nil {
 		return nil, gnet.Close
 	}
 	switch g.slot.proto {
+	case protoH3Pilot:
+		return nil, gnet.Close // the loop is known now (bind above)
 	case conf.ProtocolTCP:
 		return nil, h.e.l4.acceptTCP(c, g.slot)
 	case conf.ProtocolHTTPS:

@@ -11,9 +11,9 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
 	"github.com/quic-go/quic-go/qlogwriter"
@@ -277,28 +277,72 @@ func (d *h3DropCounter) RecordEvent(ev qlogwriter.Event) {
 // Close implements qlogwriter.Recorder.
 func (d *h3DropCounter) Close() error { return nil }
 
-// h3Pilot is the context of a connection enrolled on each new loop only
-// to make the loop known (loopFor runs in its OnOpen), so that QUIC
-// connections can be given to loops before any TCP connection arrived.
-type h3Pilot struct{}
+// The loops an h3 listener hands its connections to must be known to the
+// engine (loopFor runs in a loop's first callback) before any TCP
+// connection arrives. So a loop set that hosts an h3 listener gets one
+// loopback pilot socket grafted into each of its loops; serveH3 connects
+// to each once (the loop closes that connection in OnOpen, after bind),
+// then ungrafts and closes them.
+const protoH3Pilot = "h3-pilot"
 
-// pilotLoops makes every loop of set known to the engine.
-func (e *Engine) pilotLoops(set *loopSet) {
-	for _, gl := range set.loops {
-		inner, outer, err := socketPair()
-		if err != nil {
+var h3PilotSlot = &listenerSlot{name: protoH3Pilot, proto: protoH3Pilot}
+
+// h3PilotPlans adds a pilot socket to each loop's graft plan when slots
+// include an h3 listener.
+func (e *Engine) h3PilotPlans(slots []*listenerSlot, per [][]graftPlan) []*lsock {
+	need := false
+	for _, s := range slots {
+		need = need || s.h3 != nil
+	}
+	if !need {
+		return nil
+	}
+	var socks []*lsock
+	for i := range per {
+		if len(per[i]) == 0 {
 			continue
 		}
-		ctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), &h3Pilot{}), inner)
-		ch, err := gl.eng.Register(ctx)
-		if err == nil {
-			select {
-			case <-ch:
-			case <-time.After(2 * time.Second):
-			}
+		fd, err := listenSocket(false, "127.0.0.1:0", false)
+		if err != nil {
+			e.log.Warn().Err(err).Msg("h3: pilot socket")
+			continue
 		}
-		_ = inner.Close()
-		_ = outer.Close()
+		ino, _ := socketInode(fd)
+		k := &lsock{fd: fd, ino: ino}
+		socks = append(socks, k)
+		per[i] = append(per[i], graftPlan{k, h3PilotSlot})
+	}
+	return socks
+}
+
+func closePilots(socks []*lsock) {
+	for _, k := range socks {
+		k.close()
+	}
+}
+
+// pilotLoops makes every loop of set known (runs under Engine.lmu).
+func (e *Engine) pilotLoops(set *loopSet) {
+	for _, gl := range set.loops {
+		for _, g := range gl.grafts {
+			if g.slot != h3PilotSlot {
+				continue
+			}
+			sa, err := syscall.Getsockname(g.sock.fd)
+			if in, ok := sa.(*syscall.SockaddrInet4); err == nil && ok {
+				addr := netip.AddrPortFrom(netip.AddrFrom4(in.Addr), uint16(in.Port)).String()
+				if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+					for deadline := time.Now().Add(2 * time.Second); gl.lp.Load() == nil && time.Now().Before(deadline); {
+						time.Sleep(time.Millisecond)
+					}
+					_ = nc.Close()
+				}
+			}
+			if err := g.ungraft(); err != nil {
+				e.log.Warn().Err(err).Msg("h3: pilot socket ungraft")
+			}
+			g.sock.close()
+		}
 	}
 }
 
@@ -320,7 +364,6 @@ func (e *Engine) serveH3(set *loopSet, slots []*listenerSlot) error {
 		if err := f.start(); err != nil {
 			return err
 		}
-		e.log.Info().Str("listener", f.slot.name).Str("listen", f.slot.addr).Str("protocol", "h3").Msg("listening")
 	}
 	return nil
 }

@@ -35,6 +35,10 @@ type h3Stream struct {
 	c   *h3Conn
 	st  *quic.Stream
 	nth int // the request's number on its connection
+	m   *h3Metrics
+	// refs counts the stream's goroutines (reader, writer): the stream is
+	// open for the connection (GOAWAY waits for it) until both ended.
+	refs atomic.Int32
 
 	inflight atomic.Int64  // request DATA bytes on the loop not credited yet
 	creditCh chan struct{} // wakes the reader when inflight drops
@@ -67,6 +71,8 @@ type h3Stream struct {
 
 // serveStream is a request stream's reader goroutine.
 func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
+	s := &h3Stream{c: c, st: st, m: m, nth: nth, creditCh: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	s.refs.Store(1)
 	defer func() {
 		if r := recover(); r != nil {
 			c.f.e.m.Panics.Inc()
@@ -74,8 +80,7 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 			st.CancelRead(quic.StreamErrorCode(h3.ErrCodeInternal))
 			st.CancelWrite(quic.StreamErrorCode(h3.ErrCodeInternal))
 		}
-		c.active.Add(-1)
-		m.streams.Add(-1)
+		s.release()
 	}()
 	l := c.view()
 	maxField := int(l.cfg.QUIC.MaxFieldSectionSize)
@@ -85,7 +90,6 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 		st.CancelRead(quic.StreamErrorCode(code))
 		st.CancelWrite(quic.StreamErrorCode(code))
 	}
-	s := &h3Stream{c: c, st: st, nth: nth, creditCh: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	// The head.
 	var block []byte
 	for {
@@ -145,6 +149,7 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 			return // reset by the client
 		}
 	}
+	s.refs.Add(1)
 	go s.writeLoop()
 	if !c.onLoop(func() { s.begin(endNow) }) {
 		reset(h3.ErrCodeInternal, "loop_gone")
@@ -235,6 +240,14 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 	}
 }
 
+// release ends one of the stream's goroutines.
+func (s *h3Stream) release() {
+	if s.refs.Add(-1) == 0 {
+		s.c.active.Add(-1)
+		s.m.streams.Add(-1)
+	}
+}
+
 // localDirect answers from the reader goroutine, before the loop knew of
 // the stream (a head over the limit).
 func (s *h3Stream) localDirect(status int) {
@@ -251,6 +264,7 @@ func (s *h3Stream) localDirect(status int) {
 // writeLoop is the stream's writer goroutine: it writes what the loop
 // encoded, blocking on the client's QUIC credit.
 func (s *h3Stream) writeLoop() {
+	defer s.release()
 	var buf []byte
 	ctx := s.st.Context()
 	for {

@@ -221,6 +221,7 @@ func (e *Engine) startSet(slots []*listenerSlot) (*loopSet, error) {
 			}
 		}
 	}
+	pilots := e.h3PilotPlans(slots, per)
 	for i := range per {
 		if len(per[i]) == 0 {
 			continue
@@ -228,6 +229,7 @@ func (e *Engine) startSet(slots []*listenerSlot) (*loopSet, error) {
 		gl, err := e.bootLoop(set, per[i])
 		if err != nil {
 			set.stopNow()
+			closePilots(pilots)
 			return nil, err
 		}
 		set.loops = append(set.loops, gl)
