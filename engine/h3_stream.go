@@ -63,6 +63,7 @@ type h3Stream struct {
 	held          int
 	pump          *upPump
 	hasRequestEnd bool
+	lastBodyAt    int64 // when request DATA last arrived (body_idle)
 	upReady       bool
 	started       bool
 	finished      bool
@@ -90,13 +91,16 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 		st.CancelRead(quic.StreamErrorCode(code))
 		st.CancelWrite(quic.StreamErrorCode(code))
 	}
-	// The head.
+	// The head, within timeouts.header_read (slow-loris guard).
+	_ = st.SetReadDeadline(time.Now().Add(l.headerRead))
 	var block []byte
 	for {
 		typ, n, err := readFrameHeader(br)
 		if err != nil {
-			if err != io.EOF {
-				m.streamError("incomplete_head").Inc()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.f.e.guardHit(nil, "h3_slow_loris")
+				reset(h3.ErrCodeRequestIncomplete, "header_timeout")
+				return
 			}
 			reset(h3.ErrCodeRequestIncomplete, "incomplete_head")
 			return
@@ -109,6 +113,9 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 			}
 			block = make([]byte, n)
 			if _, err := io.ReadFull(br, block); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					c.f.e.guardHit(nil, "h3_slow_loris")
+				}
 				reset(h3.ErrCodeRequestIncomplete, "incomplete_head")
 				return
 			}
@@ -395,8 +402,10 @@ func (s *h3Stream) begin(endNow bool) {
 		s.lg.reqBodyDone = true
 	case h.ContentLength >= 0:
 		s.req.Body = msg.BodyLength
+		s.lastBodyAt = lp.nowNano()
 	default:
 		s.req.Body = msg.BodyStream
+		s.lastBodyAt = lp.nowNano()
 	}
 	if host != nil && h.Authority != nil && string(host) != string(h.Authority) {
 		s.perr = msg.Error{Status: 400, Token: "h3_host_mismatch", Msg: ":authority and host differ"}
@@ -459,6 +468,7 @@ func (s *h3Stream) onData(data []byte, end bool) {
 	if end {
 		s.hasRequestEnd = true
 	}
+	s.lastBodyAt = s.c.lp.nowNano()
 	if s.upReady && s.lg.bodyWritable() && len(s.body) == 0 {
 		s.lg.sendBody(data, end, nil)
 		s.credit(len(data))
@@ -520,6 +530,13 @@ func (s *h3Stream) resume() {
 
 // onTimer runs the leg's deadlines from the loop's sweep.
 func (s *h3Stream) onTimer(now int64) {
+	if !s.finished && !s.hasRequestEnd && !s.started && now-s.lastBodyAt > int64(s.lg.l.bodyIdle) {
+		// timeouts.body_idle: the client stopped sending its body.
+		s.c.lp.e.guardHit(&s.x, "body_idle")
+		s.x.Status, s.x.Reason = 408, "body_idle"
+		s.respondLocal(&s.x)
+		return
+	}
 	if !s.finished && !s.lg.respPumping {
 		s.lg.onTimer(now)
 	}

@@ -21,7 +21,12 @@ import (
 	"testing"
 	"time"
 
+	"bufio"
+	"errors"
+	h3codec "github.com/expressgateway/expressgateway/codecs/h3"
+	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/quicvarint"
 )
 
 // h3Setup is a gateway with an h3 listener and an https listener that
@@ -57,6 +62,18 @@ func startH3GatewayEngine(t *testing.T, h2cOrigin bool, quicExtra, engineExtra s
 // proto (a cluster protocol).
 func startH3GatewayAt(t *testing.T, origin, proto, quicExtra, engineExtra string) *h3Setup {
 	t.Helper()
+	return startH3GatewayFull(t, origin, proto, quicExtra, engineExtra, "")
+}
+
+// startH3GatewayAtTimeouts is startH3GatewayAt with the h3 listener's
+// [listeners.timeouts] keys.
+func startH3GatewayAtTimeouts(t *testing.T, origin, timeouts string) *h3Setup {
+	t.Helper()
+	return startH3GatewayFull(t, origin, "http1", "", "", timeouts)
+}
+
+func startH3GatewayFull(t *testing.T, origin, proto, quicExtra, engineExtra, timeouts string) *h3Setup {
+	t.Helper()
 	s := &h3Setup{ca: newTestCA(t, "h3"), origin: origin}
 	cert, key, _ := s.ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
 	s.h3, s.https, s.admin = freeUDPAddr(t), freeAddr(t), freeAddr(t)
@@ -75,6 +92,7 @@ protocol = "h3"
 max_connections = 1000
 [listeners.timeouts]
 body_min_rate = 0
+%s
 [listeners.tls]
 [[listeners.tls.certificates]]
 cert_file = %q
@@ -100,7 +118,7 @@ cluster = "app"
 name = "app"
 protocol = %q
 endpoints = [ { address = %q } ]
-`, s.admin, engineExtra, s.h3, cert, key, quicExtra, s.https, cert, key, proto, origin), s.admin)
+`, s.admin, engineExtra, s.h3, timeouts, cert, key, quicExtra, s.https, cert, key, proto, origin), s.admin)
 	waitReady(t, s.admin)
 	return s
 }
@@ -532,5 +550,173 @@ func TestH3MemoryBounded(t *testing.T) {
 	t.Logf("RSS %d MiB at rest, peak %d MiB while streaming 2 × %d MiB", rss0>>20, peak.Load()>>20, size>>20)
 	if grew > 64<<20 {
 		t.Errorf("RSS grew by %d MiB while streaming: not bounded", grew>>20)
+	}
+}
+
+// h3Raw is a QUIC connection to the gateway on which the test writes
+// HTTP/3 frames by hand.
+type h3Raw struct {
+	t  *testing.T
+	qc *quic.Conn
+}
+
+func dialH3Raw(t *testing.T, s *h3Setup) *h3Raw {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	qc, err := quic.DialAddr(ctx, s.h3, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test", NextProtos: []string{http3.NextProtoH3}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = qc.CloseWithError(0, "") })
+	return &h3Raw{t: t, qc: qc}
+}
+
+// request opens a stream and writes a HEADERS frame with fields (and data
+// as one DATA frame when not nil); fin ends the stream.
+func (r *h3Raw) request(fields []string, data []byte, fin bool) *quic.Stream {
+	r.t.Helper()
+	st, err := r.qc.OpenStreamSync(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var blk bytes.Buffer
+	enc := qpack.NewEncoder(&blk)
+	for i := 0; i+1 < len(fields); i += 2 {
+		_ = enc.WriteField(qpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	b := h3codec.AppendFrameHeader(nil, h3codec.FrameHeaders, uint64(blk.Len()))
+	b = append(b, blk.Bytes()...)
+	if data != nil {
+		b = h3codec.AppendData(b, data)
+	}
+	if _, err := st.Write(b); err != nil {
+		r.t.Fatal(err)
+	}
+	if fin {
+		_ = st.Close()
+	}
+	return st
+}
+
+// status reads the response head of st: its :status, or the stream error
+// code when the gateway reset the stream.
+func (r *h3Raw) status(st *quic.Stream) (status int, resetCode quic.StreamErrorCode) {
+	r.t.Helper()
+	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(st)
+	for {
+		typ, err := quicvarint.Read(br)
+		if err != nil {
+			var se *quic.StreamError
+			if errors.As(err, &se) {
+				return 0, se.ErrorCode
+			}
+			r.t.Fatalf("reading the response: %v", err)
+		}
+		n, err := quicvarint.Read(br)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(br, p); err != nil {
+			r.t.Fatal(err)
+		}
+		if h3codec.FrameType(typ) != h3codec.FrameHeaders {
+			continue
+		}
+		next := qpack.NewDecoder().Decode(p)
+		for {
+			f, err := next()
+			if err != nil {
+				r.t.Fatalf("no :status in the response head: %v", err)
+			}
+			if f.Name == ":status" {
+				v, _ := strconv.Atoi(f.Value)
+				return v, 0
+			}
+		}
+	}
+}
+
+// TestH3MalformedNeverForwarded: heads RFC 9114 calls malformed reset the
+// stream with H3_MESSAGE_ERROR and never reach the upstream; the
+// connection and its other streams go on. Over-long heads get 431; a
+// stalled head or body is cut by header_read and body_idle.
+func TestH3MalformedNeverForwarded(t *testing.T) {
+	s := startH3GatewayEngine(t, false, "max_field_section_size = \"4KiB\"", "")
+	r := dialH3Raw(t, s)
+	ok := []string{":method", "GET", ":scheme", "https", ":authority", "a.test", ":path", "/ok"}
+	bad := map[string][]string{
+		"uppercase name":       append(append([]string{}, ok...), "X-Up", "1"),
+		"connection header":    append(append([]string{}, ok...), "connection", "keep-alive"),
+		"transfer-encoding":    append(append([]string{}, ok...), "transfer-encoding", "chunked"),
+		"pseudo after regular": {":method", "GET", "x-a", "1", ":scheme", "https", ":path", "/"},
+		"no :path":             {":method", "GET", ":scheme", "https", ":authority", "a.test"},
+		"unknown pseudo":       append(append([]string{}, ok...), ":foo", "1"),
+		"two content-lengths":  append(append([]string{}, ok...), "content-length", "1", "content-length", "2"),
+	}
+	before := s.originHits()
+	for name, fields := range bad {
+		st := r.request(fields, nil, true)
+		if code, reset := r.status(st); code != 0 || reset != quic.StreamErrorCode(h3codec.ErrCodeMessage) {
+			t.Errorf("%s: status %d, reset 0x%x, want a H3_MESSAGE_ERROR reset", name, code, reset)
+		}
+	}
+	st := r.request(append(append([]string{}, ok...), "x-big", strings.Repeat("a", 5000)), nil, true)
+	if code, _ := r.status(st); code != 431 {
+		t.Errorf("over max_field_section_size: %d, want 431", code)
+	}
+	st = r.request(append(append([]string{":method", "POST"}, ok[2:]...), "content-length", "3"), []byte("abcd"), true)
+	if code, reset := r.status(st); code == 200 {
+		t.Errorf("DATA beyond content-length: status %d (reset 0x%x), want refused", code, reset)
+	}
+	if got := s.originHits() - before; got != 0 {
+		t.Errorf("%d malformed requests reached the upstream", got)
+	}
+	st = r.request(ok, nil, true)
+	if code, _ := r.status(st); code != 200 {
+		t.Fatalf("a good request on the same connection: %d", code)
+	}
+	m := scrape(t, s.admin)
+	if v := metricValue(m, `expressgateway_guard_hits_total{guard="h3_uppercase_name"}`); v != 1 {
+		t.Errorf("h3_uppercase_name guard hits: %v", v)
+	}
+	if v := metricValue(m, `expressgateway_guard_hits_total{guard="h3_field_section_too_large"}`); v != 1 {
+		t.Errorf("h3_field_section_too_large guard hits: %v", v)
+	}
+}
+
+// TestH3Stalls: a stream that never completes its head is reset after
+// timeouts.header_read; a body that stops is answered 408 after
+// timeouts.body_idle.
+func TestH3Stalls(t *testing.T) {
+	origin, _, _ := originServe(t, false)
+	s := startH3GatewayAtTimeouts(t, origin, "header_read = \"300ms\"\nbody_idle = \"300ms\"")
+	r := dialH3Raw(t, s)
+	st, err := r.qc.OpenStreamSync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write([]byte{0x01, 0x20}); err != nil { // HEADERS of 32 bytes, never sent
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if code, reset := r.status(st); code != 0 || reset != quic.StreamErrorCode(h3codec.ErrCodeRequestIncomplete) {
+		t.Errorf("stalled head: status %d reset 0x%x, want H3_REQUEST_INCOMPLETE", code, reset)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("stalled head cut after %v", d)
+	}
+	st = r.request([]string{":method", "POST", ":scheme", "https", ":authority", "a.test", ":path", "/up", "content-length", "100"}, []byte("0123456789"), false)
+	if code, _ := r.status(st); code != 408 {
+		t.Errorf("stalled body: %d, want 408", code)
+	}
+	m := scrape(t, s.admin)
+	if v := metricValue(m, `expressgateway_guard_hits_total{guard="h3_slow_loris"}`); v != 1 {
+		t.Errorf("h3_slow_loris: %v", v)
+	}
+	if v := metricValue(m, `expressgateway_guard_hits_total{guard="body_idle"}`); v != 1 {
+		t.Errorf("body_idle: %v", v)
 	}
 }
