@@ -55,14 +55,12 @@ type h3Front struct {
 
 // bindH3 opens an h3 listener's UDP socket (bindSlot's counterpart).
 func (e *Engine) bindH3(s *listenerSlot) error {
-	ua, err := net.ResolveUDPAddr("udp", s.addr)
+	lc := net.ListenConfig{Control: h3SocketControl}
+	p, err := lc.ListenPacket(context.Background(), "udp", s.addr)
 	if err != nil {
 		return fmt.Errorf("listener %s: udp %s: %w", s.name, s.addr, err)
 	}
-	pc, err := net.ListenUDP("udp", ua)
-	if err != nil {
-		return fmt.Errorf("listener %s: udp %s: %w", s.name, s.addr, err)
-	}
+	pc := p.(*net.UDPConn)
 	// quic-go asks for about 7 MiB socket buffers and logs when the kernel
 	// caps them (net.core.rmem_max); asking first keeps what we can get.
 	_ = pc.SetReadBuffer(7 << 20)
@@ -246,6 +244,10 @@ func (f *h3Front) stopAccepting() {
 // close ends every connection and the socket.
 func (f *h3Front) close() {
 	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
 	f.closed = true
 	cs := f.conns
 	f.conns = map[*h3Conn]struct{}{}

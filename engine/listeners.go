@@ -65,7 +65,12 @@ type listenerSlot struct {
 func (s *listenerSlot) udp() bool { return s.proto == conf.ProtocolUDP }
 
 // key names the slot's sockets for a handover: "tcp ADDR" or "udp ADDR".
-func (s *listenerSlot) key() string { return socketKey(s.udp(), s.addr) }
+func (s *listenerSlot) key() string {
+	if s.proto == conf.ProtocolH3 {
+		return "h3 " + s.addr // quic-go's socket: never handed over
+	}
+	return socketKey(s.udp(), s.addr)
+}
 
 func socketKey(udp bool, addr string) string {
 	if udp {

@@ -720,3 +720,124 @@ func TestH3Stalls(t *testing.T) {
 		t.Errorf("body_idle: %v", v)
 	}
 }
+
+// TestH3Reload: a reload that changes an h3 listener's routes reaches its
+// open QUIC connection at the next request; one that adds an h3 listener
+// serves it; one that removes it drains it.
+func TestH3Reload(t *testing.T) {
+	ca := newTestCA(t, "h3")
+	cert, key, _ := ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
+	originA, _, _ := originServe(t, false)
+	originB, _, _ := originServe(t, true)
+	h3a, h3b, web, admin := freeUDPAddr(t), freeUDPAddr(t), freeAddr(t), freeAddr(t)
+	cfg := func(cluster string, second bool) string {
+		extra := ""
+		if second {
+			extra = fmt.Sprintf(`
+[[listeners]]
+name = "h3b"
+listen = %q
+protocol = "h3"
+max_connections = 100
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+[[listeners.routes]]
+cluster = "b"
+`, h3b, cert, key)
+		}
+		return fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+max_connections = 100
+[[listeners.routes]]
+cluster = "a"
+[[listeners]]
+name = "h3"
+listen = %q
+protocol = "h3"
+max_connections = 100
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+[[listeners.routes]]
+cluster = %q
+%s
+[[clusters]]
+name = "a"
+endpoints = [ { address = %q } ]
+[[clusters]]
+name = "b"
+protocol = "h2c"
+endpoints = [ { address = %q } ]
+`, admin, web, h3a, cert, key, cluster, extra, originA, originB)
+	}
+	g := startFromFile(t, gatewayBinary(t), cfg("a", false), web, admin)
+	waitReady(t, admin)
+	c, tr := &http.Client{Timeout: 10 * time.Second}, &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool, ServerName: "a.test"}}
+	c.Transport = tr
+	defer func() { _ = tr.Close() }()
+	proto := func(addr string) string {
+		t.Helper()
+		resp, err := c.Get("https://" + addr + "/p")
+		if err != nil {
+			t.Fatalf("GET via %s: %v", addr, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		i := strings.Index(string(b), "proto=")
+		if i < 0 {
+			t.Fatalf("response %q", b)
+		}
+		return string(b[i+len("proto="):])
+	}
+	if p := proto(h3a); p != "HTTP/1.1" {
+		t.Fatalf("before the reload: upstream saw %s, want HTTP/1.1 (cluster a)", p)
+	}
+	reloads := func() float64 {
+		return metricValue(scrape(t, admin), `expressgateway_config_reload_total{result="ok"}`)
+	}
+	reload := func(text string) {
+		t.Helper()
+		before := reloads()
+		g.write(t, text)
+		g.signal(t, syscall.SIGHUP)
+		for deadline := time.Now().Add(5 * time.Second); reloads() <= before; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("reload not applied")
+			}
+		}
+	}
+	reload(cfg("b", true))
+	if p := proto(h3a); p != "HTTP/2.0" {
+		t.Errorf("after the reload, same connection: upstream saw %s, want HTTP/2.0 (cluster b)", p)
+	}
+	if v := metricValue(scrape(t, admin), `expressgateway_h3_connections_total{listener="h3"}`); v != 1 {
+		t.Errorf("h3 connections: %v, want 1 (the reload kept the connection)", v)
+	}
+	if p := proto(h3b); p != "HTTP/2.0" {
+		t.Errorf("the h3 listener added by reload: upstream saw %s", p)
+	}
+	reload(cfg("b", false))
+	// The removed listener drains: its connection gets GOAWAY, the client
+	// opens a new one that nobody accepts.
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if qc, err := quic.DialAddr(ctx, h3b, &tls.Config{RootCAs: ca.pool, ServerName: "a.test", NextProtos: []string{http3.NextProtoH3}}, nil); err == nil {
+		_ = qc.CloseWithError(0, "")
+		t.Error("a removed h3 listener still accepts connections")
+	}
+	if p := proto(h3a); p != "HTTP/2.0" {
+		t.Errorf("the kept h3 listener after the second reload: %s", p)
+	}
+}
