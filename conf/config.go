@@ -928,8 +928,13 @@ type ListenerQUIC struct {
 	// IdleTimeout closes a connection after this long without a packet.
 	// Default: "30s".
 	IdleTimeout Duration `koanf:"idle_timeout"`
-	// EarlyData accepts 0-RTT data. Only false is supported for now (the
-	// replay policy for 0-RTT requests is not built yet). Default: false.
+	// EarlyData accepts 0-RTT (TLS early data) from resuming clients
+	// (needs tls.session_tickets). 0-RTT can be replayed by anyone who
+	// captured it, so only GET, HEAD and OPTIONS requests are forwarded
+	// before the handshake completes, with "Early-Data: 1" (RFC 8470) for
+	// the upstream to answer 425 if it must; other methods wait for the
+	// handshake to complete (a replayed flight never completes it), or are
+	// answered 425 after tls.handshake_timeout. Default: false.
 	EarlyData bool `koanf:"early_data"`
 	// Retry is QUIC address validation with a Retry packet before a
 	// connection is accepted: "always", "never", or "auto" (only while

@@ -207,6 +207,9 @@ func (v *validator) listenerTLSQUIC(path string, t *ListenerTLS) {
 	if v.present[path+".alpn"] {
 		v.addf(path+".alpn", "not used by h3 listeners (ALPN is \"h3\")")
 	}
+	if v.quicEarly && !t.SessionTickets {
+		v.addf(path+".session_tickets", "must be true when quic.early_data is (0-RTT resumes a session)")
+	}
 	saved := t.ALPN
 	t.ALPN = []string{"h2"} // what listenerTLS accepts; the engine offers "h3"
 	v.listenerTLS(path, t)
@@ -216,9 +219,7 @@ func (v *validator) listenerTLSQUIC(path string, t *ListenerTLS) {
 func (v *validator) quic(path string, q *ListenerQUIC) {
 	v.intRange(path+".max_streams", q.MaxStreams, 1, 10000)
 	v.positive(path+".idle_timeout", q.IdleTimeout)
-	if q.EarlyData {
-		v.addf(path+".early_data", "0-RTT is not supported yet: only false")
-	}
+
 	v.oneOf(path+".retry", q.Retry, "always", "never", "auto")
 	v.intRange(path+".max_connections_per_ip", q.MaxConnectionsPerIP, 0, 100_000_000)
 	v.intRange(path+".max_requests_per_connection", q.MaxRequestsPerConnection, 0, 1<<31-1)

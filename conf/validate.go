@@ -20,6 +20,8 @@ type validator struct {
 	problems []Problem
 	// present is the set of key paths found in the file (from the decoder).
 	present map[string]bool
+	// quicEarly: the h3 listener being checked has quic.early_data.
+	quicEarly bool
 	// resolved caches listen host names looked up during this validation.
 	resolved map[string][]netip.Addr
 }
@@ -318,6 +320,7 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 	case l.Protocol == ProtocolHTTPS:
 		v.listenerTLS(path+".tls", l.TLS)
 	case l.Protocol == ProtocolH3:
+		v.quicEarly = l.QUIC.EarlyData
 		v.listenerTLSQUIC(path+".tls", l.TLS)
 	case l.TLS != nil:
 		v.addf(path+".tls", "only allowed for protocol = \"https\" or \"h3\"")

@@ -43,7 +43,7 @@ type h3Front struct {
 	slot *listenerSlot
 	pc   *net.UDPConn
 	tr   *quic.Transport
-	ln   *quic.Listener
+	ln   h3Listener
 
 	handshaking atomic.Int64 // connections admitted whose handshake is not done
 	next        atomic.Uint64
@@ -67,6 +67,12 @@ func (e *Engine) bindH3(s *listenerSlot) error {
 	_ = pc.SetWriteBuffer(7 << 20)
 	s.h3 = &h3Front{e: e, slot: s, pc: pc, conns: map[*h3Conn]struct{}{}}
 	return nil
+}
+
+// h3Listener is quic-go's Listener or EarlyListener (early_data).
+type h3Listener interface {
+	Accept(context.Context) (*quic.Conn, error)
+	Close() error
 }
 
 // h3Admission travels in a connection's context from ConnContext to
@@ -148,15 +154,21 @@ func (f *h3Front) start() error {
 		InitialStreamReceiveWindow:     256 << 10,
 		MaxStreamReceiveWindow:         1 << 20,
 		MaxConnectionReceiveWindow:     16 << 20,
-		Allow0RTT:                      false,
+		Allow0RTT:                      q.EarlyData,
 		HandshakeIdleTimeout:           time.Duration(l.cfg.TLS.HandshakeTimeout),
 		InitialConnectionReceiveWindow: 1 << 20,
 	}
-	ln, err := f.tr.Listen(tcfg, qcfg)
+	var err error
+	if q.EarlyData {
+		// Accept returns a connection once its 0-RTT data may be read,
+		// before the handshake completed (h3_stream.go applies the policy).
+		f.ln, err = f.tr.ListenEarly(tcfg, qcfg)
+	} else {
+		f.ln, err = f.tr.Listen(tcfg, qcfg)
+	}
 	if err != nil {
 		return fmt.Errorf("listener %s: quic: %w", s.name, err)
 	}
-	f.ln = ln
 	go f.acceptLoop()
 	go f.watch()
 	return nil

@@ -20,6 +20,7 @@ var h3MetricsHelp = map[string]string{
 	"expressgateway_h3_connection_errors_total": "QUIC connections the gateway closed for an HTTP/3 protocol error, by reason.",
 	"expressgateway_h3_packets_dropped_total":   "UDP datagrams of h3 listeners that quic-go dropped without a connection (garbage, unknown connection IDs, unsupported versions), by reason.",
 	"expressgateway_h3_retries_total":           "QUIC Retry packets sent to validate a client's address (quic.retry).",
+	"expressgateway_h3_early_requests_total":    "requests read from 0-RTT data before the handshake completed (quic.early_data), by what happened: forwarded (GET, HEAD, OPTIONS, with Early-Data: 1), waited (other methods, held until the handshake completed), too_early (the handshake did not complete within tls.handshake_timeout: 425).",
 }
 
 // h3Metrics are one h3 listener's families.
@@ -55,6 +56,9 @@ func (m *Metrics) h3(name string) *h3Metrics {
 	}
 	set.GetOrCreateGauge(fmt.Sprintf(`expressgateway_h3_connections_active{listener=%q}`, name), func() float64 { return float64(hm.conns.Load()) })
 	set.GetOrCreateGauge(fmt.Sprintf(`expressgateway_h3_streams_active{listener=%q}`, name), func() float64 { return float64(hm.streams.Load()) })
+	hm.early("forwarded")
+	hm.early("waited")
+	hm.early("too_early")
 	hm.goAway("max_requests")
 	hm.goAway("drain")
 	hm.streamError("rejected_after_goaway")
@@ -77,6 +81,10 @@ func (hm *h3Metrics) counter(key, format string, args ...any) *metrics.Counter {
 
 func (hm *h3Metrics) goAway(reason string) *metrics.Counter {
 	return hm.counter("goaway "+reason, `expressgateway_h3_goaway_total{listener=%q,reason=%q}`, reason)
+}
+
+func (hm *h3Metrics) early(result string) *metrics.Counter {
+	return hm.counter("early "+result, `expressgateway_h3_early_requests_total{listener=%q,result=%q}`, result)
 }
 
 func (hm *h3Metrics) streamError(reason string) *metrics.Counter {

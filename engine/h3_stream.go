@@ -63,6 +63,7 @@ type h3Stream struct {
 	held          int
 	pump          *upPump
 	hasRequestEnd bool
+	early         bool  // read from 0-RTT data: forwarded with Early-Data: 1
 	lastBodyAt    int64 // when request DATA last arrived (body_idle)
 	upReady       bool
 	started       bool
@@ -108,7 +109,7 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 		if typ == h3.FrameHeaders {
 			if maxField > 0 && n > uint64(maxField) {
 				c.f.e.guardHit(nil, "h3_field_section_too_large")
-				s.localDirect(431)
+				s.localDirect(431, "h3_field_section_too_large")
 				return
 			}
 			block = make([]byte, n)
@@ -134,7 +135,7 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 		var he *h3.Error
 		if errors.As(err, &he) && he.Code == h3.ErrCodeExcessiveLoad {
 			c.f.e.guardHit(nil, "h3_field_section_too_large")
-			s.localDirect(431)
+			s.localDirect(431, "h3_field_section_too_large")
 			return
 		}
 		tok := "malformed"
@@ -144,6 +145,32 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 		c.f.e.guardHit(nil, "h3_"+tok)
 		reset(h3.ErrCodeMessage, tok)
 		return
+	}
+	// 0-RTT (RFC 8470): a request read before the handshake completed may
+	// be a replay; only safe methods go on now, marked Early-Data: 1.
+	if !handshakeDone(c.qc) {
+		switch string(s.head.Method) {
+		case "GET", "HEAD", "OPTIONS":
+			s.early = true
+			m.early("forwarded").Inc()
+		default:
+			t := time.NewTimer(l.cfg.TLS.HandshakeTimeout.Std())
+			select {
+			case <-c.qc.HandshakeComplete():
+				t.Stop()
+				m.early("waited").Inc()
+			case <-t.C:
+				m.early("too_early").Inc()
+				s.localDirect(425, "too_early")
+				return
+			case <-c.qc.Context().Done():
+				// The handshake never completed (a replayed flight, or a
+				// client that went away): nothing was forwarded.
+				t.Stop()
+				m.early("too_early").Inc()
+				return
+			}
+		}
 	}
 	// A request without a body usually ends with its HEADERS frame.
 	_ = st.SetReadDeadline(time.Now().Add(streamEndPeek))
@@ -247,6 +274,18 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 	}
 }
 
+var nameEarlyData = []byte("Early-Data")
+
+// handshakeDone reports whether c's TLS handshake completed.
+func handshakeDone(qc *quic.Conn) bool {
+	select {
+	case <-qc.HandshakeComplete():
+		return true
+	default:
+		return false
+	}
+}
+
 // release ends one of the stream's goroutines.
 func (s *h3Stream) release() {
 	if s.refs.Add(-1) == 0 {
@@ -257,14 +296,14 @@ func (s *h3Stream) release() {
 
 // localDirect answers from the reader goroutine, before the loop knew of
 // the stream (a head over the limit).
-func (s *h3Stream) localDirect(status int) {
+func (s *h3Stream) localDirect(status int, reason string) {
 	body := h1.StatusText(status) + "\n"
 	b := h3.AppendHeaders(nil, status, []msg.Field{{Name: nameCT, Value: valueTextPlain}, {Name: nameCL, Value: strconv.AppendInt(nil, int64(len(body)), 10)}})
 	b = h3.AppendData(b, []byte(body))
 	s.st.CancelRead(quic.StreamErrorCode(h3.ErrCodeNo))
 	_, _ = s.st.Write(b)
 	_ = s.st.Close()
-	s.c.f.e.m.LocalResponse(s.c.f.slot.name, "h3_field_section_too_large").Inc()
+	s.c.f.e.m.LocalResponse(s.c.f.slot.name, reason).Inc()
 	s.c.view().noRoute.inc(status)
 }
 
@@ -389,6 +428,9 @@ func (s *h3Stream) begin(endNow bool) {
 			out = append(out, f)
 		}
 		fs = append(out, msg.Field{Name: []byte("cookie"), Value: joined})
+	}
+	if s.early {
+		fs = append(fs, msg.Field{Name: nameEarlyData, Value: valueOne})
 	}
 	authority := h.Authority
 	if authority == nil {

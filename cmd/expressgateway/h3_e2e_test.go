@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -839,5 +840,301 @@ endpoints = [ { address = %q } ]
 	}
 	if p := proto(h3a); p != "HTTP/2.0" {
 		t.Errorf("the kept h3 listener after the second reload: %s", p)
+	}
+}
+
+// earlyOrigin records each request's method, path and Early-Data field.
+type earlyOrigin struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (o *earlyOrigin) start(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		o.mu.Lock()
+		o.seen = append(o.seen, r.Method+" "+r.URL.Path+" early="+r.Header.Get("Early-Data"))
+		o.mu.Unlock()
+		_, _ = io.WriteString(w, "ok")
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+func (o *earlyOrigin) requests() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.seen...)
+}
+
+// handshakeDelayProxy relays UDP between one QUIC client and the gateway,
+// holding back every client datagram that carries a Handshake packet (the
+// client's Finished) for delay, so that what the client sent as 0-RTT
+// reaches the gateway well before the handshake can complete. It records
+// the client's datagrams sent before the gateway's first reply (its first
+// flight: Initial and 0-RTT) for replay.
+type handshakeDelayProxy struct {
+	pc     net.PacketConn
+	target *net.UDPAddr
+	delay  time.Duration
+
+	mu      sync.Mutex
+	client  net.Addr
+	up      *net.UDPConn
+	replied bool
+	flight  [][]byte
+}
+
+func newHandshakeDelayProxy(t *testing.T, target string, delay time.Duration) *handshakeDelayProxy {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta, _ := net.ResolveUDPAddr("udp", target)
+	p := &handshakeDelayProxy{pc: pc, target: ta, delay: delay}
+	t.Cleanup(func() { _ = pc.Close() })
+	go p.run()
+	return p
+}
+
+func (p *handshakeDelayProxy) addr() string { return p.pc.LocalAddr().String() }
+
+// reset forgets the client: the next datagram starts a new session.
+func (p *handshakeDelayProxy) reset() (flight [][]byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.up != nil {
+		_ = p.up.Close()
+	}
+	flight, p.client, p.up, p.replied, p.flight = p.flight, nil, nil, false, nil
+	return flight
+}
+
+func (p *handshakeDelayProxy) run() {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := p.pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		d := append([]byte(nil), buf[:n]...)
+		p.mu.Lock()
+		if p.up == nil {
+			up, err := net.DialUDP("udp", nil, p.target)
+			if err != nil {
+				p.mu.Unlock()
+				continue
+			}
+			p.client, p.up = from, up
+			go p.back(up, from)
+		}
+		up := p.up
+		if !p.replied {
+			p.flight = append(p.flight, d)
+		}
+		p.mu.Unlock()
+		if carriesHandshake(d) {
+			go func() {
+				time.Sleep(p.delay)
+				_, _ = up.Write(d)
+			}()
+			continue
+		}
+		_, _ = up.Write(d)
+	}
+}
+
+func (p *handshakeDelayProxy) back(up *net.UDPConn, client net.Addr) {
+	buf := make([]byte, 65536)
+	for {
+		n, err := up.Read(buf)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.replied = true
+		p.mu.Unlock()
+		_, _ = p.pc.WriteTo(buf[:n], client)
+	}
+}
+
+// carriesHandshake reports whether a QUIC v1 datagram holds a Handshake
+// packet (long header type 2), walking its coalesced long-header packets.
+func carriesHandshake(b []byte) bool {
+	for len(b) > 6 && b[0]&0x80 != 0 {
+		typ := b[0] >> 4 & 3
+		if typ == 2 {
+			return true
+		}
+		if typ == 3 {
+			return false
+		}
+		pos := 6 + int(b[5])
+		if pos >= len(b) {
+			return false
+		}
+		pos += 1 + int(b[pos])
+		if typ == 0 {
+			tl, n, err := quicvarint.Parse(b[min(pos, len(b)):])
+			if err != nil {
+				return false
+			}
+			pos += n + int(tl)
+		}
+		if pos > len(b) {
+			return false
+		}
+		l, n, err := quicvarint.Parse(b[pos:])
+		if err != nil {
+			return false
+		}
+		pos += n + int(l)
+		if pos > len(b) {
+			return false
+		}
+		b = b[pos:]
+	}
+	return false
+}
+
+// TestH3EarlyData: with early_data, a resumed client's 0-RTT GET goes
+// upstream before the handshake completes, with Early-Data: 1; a 0-RTT POST
+// waits for the handshake and goes without it; replaying the POST's first
+// flight (Initial and 0-RTT, as an attacker who captured it would) gets
+// nothing forwarded: the replay cannot complete the handshake.
+func TestH3EarlyData(t *testing.T) {
+	o := &earlyOrigin{}
+	origin := o.start(t)
+	ca := newTestCA(t, "h3")
+	cert, key, _ := ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
+	h3addr, web, admin := freeUDPAddr(t), freeAddr(t), freeAddr(t)
+	startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+max_connections = 100
+[[listeners.routes]]
+cluster = "app"
+[[listeners]]
+name = "h3"
+listen = %q
+protocol = "h3"
+max_connections = 100
+[listeners.tls]
+handshake_timeout = "1s"
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+[listeners.quic]
+early_data = true
+[[listeners.routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [ { address = %q } ]
+`, admin, web, h3addr, cert, key, origin), web)
+	waitReady(t, admin)
+	tlsConf := &tls.Config{RootCAs: ca.pool, ServerName: "a.test", NextProtos: []string{http3.NextProtoH3}, ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	get := []string{":method", "GET", ":scheme", "https", ":authority", "a.test", ":path", "/early"}
+	post := []string{":method", "POST", ":scheme", "https", ":authority", "a.test", ":path", "/unsafe", "content-length", "1"}
+
+	// A first, full handshake gets a session ticket.
+	qc, err := quic.DialAddr(ctx, h3addr, tlsConf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &h3Raw{t: t, qc: qc}
+	if code, _ := r.status(r.request(append(append([]string{}, get[:6]...), ":path", "/first"), nil, true)); code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+	time.Sleep(200 * time.Millisecond) // the ticket arrives after the handshake
+	_ = qc.CloseWithError(0, "")
+
+	proxy := newHandshakeDelayProxy(t, h3addr, 500*time.Millisecond)
+	zeroRTT := func(fields []string, body []byte) (*quic.Conn, int, time.Duration) {
+		t.Helper()
+		qc, err := quic.DialAddrEarly(ctx, proxy.addr(), tlsConf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		r := &h3Raw{t: t, qc: qc}
+		code, reset := r.status(r.request(fields, body, true))
+		if reset != 0 {
+			t.Fatalf("0-RTT request reset: 0x%x", reset)
+		}
+		took := time.Since(start)
+		<-qc.HandshakeComplete()
+		if !qc.ConnectionState().Used0RTT {
+			t.Fatal("the gateway did not accept 0-RTT")
+		}
+		time.Sleep(200 * time.Millisecond) // a fresh ticket for the next one
+		return qc, code, took
+	}
+
+	qc, code, took := zeroRTT(get, nil)
+	_ = qc.CloseWithError(0, "")
+	if code != 200 || took > 400*time.Millisecond {
+		t.Errorf("0-RTT GET: %d after %v, want 200 before the handshake completed (500 ms)", code, took)
+	}
+	proxy.reset()
+	qc, code, took = zeroRTT(post, []byte("x"))
+	_ = qc.CloseWithError(0, "")
+	if code != 200 || took < 450*time.Millisecond {
+		t.Errorf("0-RTT POST: %d after %v, want 200 once the handshake completed (500 ms)", code, took)
+	}
+	flight := proxy.reset()
+	if len(flight) == 0 {
+		t.Fatal("no first flight recorded")
+	}
+	want := []string{"GET /first early=", "GET /early early=1", "POST /unsafe early="}
+	if got := o.requests(); !slices.Equal(got, want) {
+		t.Fatalf("upstream saw %q, want %q", got, want)
+	}
+
+	// Replay the POST's first flight from another address, once the
+	// gateway forgot the connection it belonged to.
+	time.Sleep(1500 * time.Millisecond)
+	rc, err := net.Dial("udp", h3addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rc.Close() }()
+	for _, d := range flight {
+		_, _ = rc.Write(d)
+	}
+	var tooEarly float64
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if tooEarly = metricValue(scrape(t, admin), `expressgateway_h3_early_requests_total{listener="h3",result="too_early"}`); tooEarly >= 1 {
+			break
+		}
+	}
+	if tooEarly < 1 {
+		t.Errorf("the replayed 0-RTT POST was not held back as too early (metric %v)", tooEarly)
+	}
+	if got := o.requests(); !slices.Equal(got, want) {
+		t.Errorf("after the replay the upstream saw %q, want %q (nothing more)", got, want)
+	}
+	m := scrape(t, admin)
+	if v := metricValue(m, `expressgateway_h3_early_requests_total{listener="h3",result="forwarded"}`); v != 1 {
+		t.Errorf("forwarded early: %v", v)
+	}
+	if v := metricValue(m, `expressgateway_h3_early_requests_total{listener="h3",result="waited"}`); v != 1 {
+		t.Errorf("waited early: %v", v)
 	}
 }
