@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -61,10 +62,15 @@ func (e *Engine) bindH3(s *listenerSlot) error {
 		return fmt.Errorf("listener %s: udp %s: %w", s.name, s.addr, err)
 	}
 	pc := p.(*net.UDPConn)
-	// quic-go asks for about 7 MiB socket buffers and logs when the kernel
-	// caps them (net.core.rmem_max); asking first keeps what we can get.
-	_ = pc.SetReadBuffer(7 << 20)
-	_ = pc.SetWriteBuffer(7 << 20)
+	// quic-go wants 7 MiB socket buffers and otherwise prints an
+	// unstructured warning to stderr; the gateway grows them itself (with
+	// the FORCE options when it may), logs one structured line when the
+	// kernel caps them, and silences quic-go's.
+	if rcv, snd := h3GrowBuffers(pc); rcv < h3WantBuffer || snd < h3WantBuffer {
+		e.log.Warn().Str("listener", s.name).Int("receive_buffer", rcv).Int("send_buffer", snd).Int("wanted", h3WantBuffer).
+			Msg("h3: UDP socket buffers smaller than QUIC wants (raise net.core.rmem_max and net.core.wmem_max); throughput may suffer under load")
+	}
+	_ = os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	s.h3 = &h3Front{e: e, slot: s, pc: pc, conns: map[*h3Conn]struct{}{}}
 	return nil
 }
