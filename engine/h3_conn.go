@@ -41,10 +41,9 @@ type h3Conn struct {
 	quietTicks int // watch goroutine only
 }
 
-func newH3Conn(f *h3Front, lp *loop, l *listenerRT, qc *quic.Conn) *h3Conn {
+func newH3Conn(f *h3Front, lp *loop, qc *quic.Conn) *h3Conn {
 	peer := addrPort(qc.RemoteAddr())
 	ip := peer.Addr().Unmap()
-	_ = l
 	return &h3Conn{f: f, lp: lp, qc: qc, ip: ip, ipText: []byte(ip.String()), peer: peer, local: addrPort(qc.LocalAddr()), lastID: -1}
 }
 
@@ -259,7 +258,7 @@ func (c *h3Conn) onLoop(fn func()) bool {
 	return err == nil
 }
 
-// streamDeadline is how long a request stream's reader waits to see
+// streamEndPeek is how long a request stream's reader waits to see
 // whether the head is followed by the end of the stream (a request
 // without a body) before forwarding it as one with a body.
 const streamEndPeek = 20 * time.Millisecond

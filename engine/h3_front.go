@@ -197,7 +197,7 @@ func (f *h3Front) acceptLoop() {
 			_ = qc.CloseWithError(quic.ApplicationErrorCode(h3.ErrCodeNo), "")
 			continue
 		}
-		c := newH3Conn(f, lp, l, qc)
+		c := newH3Conn(f, lp, qc)
 		f.mu.Lock()
 		if f.closed {
 			f.mu.Unlock()

@@ -420,9 +420,11 @@ func TestH3PerIPCap(t *testing.T) {
 		_ = qc.CloseWithError(0, "")
 		t.Fatal("a third connection from one IP was accepted")
 	}
+	// The slot comes back once the gateway dropped the closed connection
+	// (after QUIC's closing period, three probe timeouts).
 	_ = open[0].CloseWithError(0, "")
 	var err error
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		var qc *quic.Conn
 		if qc, err = dial(); err == nil {
 			open = append(open, qc)
@@ -876,7 +878,9 @@ func (o *earlyOrigin) requests() []string {
 // handshakeDelayProxy relays UDP between one QUIC client and the gateway,
 // holding back every client datagram that carries a Handshake packet (the
 // client's Finished) for delay, so that what the client sent as 0-RTT
-// reaches the gateway well before the handshake can complete. It records
+// reaches the gateway well before the handshake can complete (and the
+// server's Handshake packets for delay/3, so that the client writes its
+// request before it has 1-RTT keys, as 0-RTT). It records
 // the client's datagrams that hold only Initial and 0-RTT packets (what an
 // attacker on the path could replay).
 type handshakeDelayProxy struct {
@@ -966,6 +970,15 @@ func (p *handshakeDelayProxy) back(up *net.UDPConn, client net.Addr) {
 		p.mu.Lock()
 		p.replied = true
 		p.mu.Unlock()
+		if d := append([]byte(nil), buf[:n]...); carriesHandshake(d) {
+			// The server's Finished too, a little: until it arrives the
+			// client has no 1-RTT keys, so what it writes goes as 0-RTT.
+			go func() {
+				time.Sleep(p.delay / 3)
+				_, _ = p.pc.WriteTo(d, client)
+			}()
+			continue
+		}
 		_, _ = p.pc.WriteTo(buf[:n], client)
 	}
 }
@@ -1106,6 +1119,9 @@ endpoints = [ { address = %q } ]
 	flight := proxy.reset()
 	if len(flight) == 0 {
 		t.Fatal("no first flight recorded")
+	}
+	if v := metricValue(scrape(t, admin), `expressgateway_h3_early_requests_total{listener="h3",result="waited"}`); v != 1 {
+		t.Fatalf("the POST was not read from 0-RTT data (waited %v)", v)
 	}
 	want := []string{"GET /first early=", "GET /early early=1", "POST /unsafe early="}
 	if got := o.requests(); !slices.Equal(got, want) {
