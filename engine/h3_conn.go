@@ -42,9 +42,9 @@ type h3Conn struct {
 }
 
 func newH3Conn(f *h3Front, lp *loop, qc *quic.Conn) *h3Conn {
-	peer := addrPort(qc.RemoteAddr())
-	ip := peer.Addr().Unmap()
-	return &h3Conn{f: f, lp: lp, qc: qc, ip: ip, ipText: []byte(ip.String()), peer: peer, local: addrPort(qc.LocalAddr()), lastID: -1}
+	peer := udpAddrPort(qc.RemoteAddr())
+	ip := peer.Addr()
+	return &h3Conn{f: f, lp: lp, qc: qc, ip: ip, ipText: []byte(ip.String()), peer: peer, local: udpAddrPort(qc.LocalAddr()), lastID: -1}
 }
 
 // view is the listener's current compiled view (reload swaps it).

@@ -104,7 +104,7 @@ func (f *h3Front) start() error {
 		Conn:   f.pc,
 		Tracer: &h3DropCounter{f: f},
 		ConnContext: func(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
-			ip := addrIP(ci.RemoteAddr)
+			ip := udpAddrPort(ci.RemoteAddr).Addr()
 			if ok, lim := e.global.Acquire(ip); !ok {
 				e.guardHit(nil, lim)
 				return ctx, errors.New(lim)
@@ -281,6 +281,15 @@ func (f *h3Front) close() {
 	} else {
 		_ = f.pc.Close()
 	}
+}
+
+// udpAddrPort is a QUIC peer's address (addrPort knows TCP addresses only).
+func udpAddrPort(a net.Addr) netip.AddrPort {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return addrPort(a)
 }
 
 // h3DropCounter counts the datagrams quic-go dropped without a connection

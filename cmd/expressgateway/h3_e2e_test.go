@@ -227,8 +227,6 @@ func TestH3(t *testing.T) {
 // request and the Alt-Svc announcement on the https listener.
 func TestH3ForwardingAndAltSvc(t *testing.T) {
 	s := startH3Gateway(t, false, "")
-	origin, _ := tlsOrigin(t, "X-Client-Identity")
-	_ = origin
 	c, tr := h3Client(s.ca)
 	defer func() { _ = tr.Close() }()
 	resp, err := c.Get("https://" + s.h3 + "/fwd")
@@ -237,11 +235,27 @@ func TestH3ForwardingAndAltSvc(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	if !strings.Contains(string(b), "host=a.test") && !strings.Contains(string(b), "host="+s.h3) {
-		t.Errorf("upstream saw %q", b)
+	if !strings.Contains(string(b), "GET /fwd 0 ") || !strings.Contains(string(b), "host="+s.h3+" proto=HTTP/1.1") {
+		t.Errorf("upstream saw %q, want GET /fwd with host %s over HTTP/1.1", b, s.h3)
 	}
 	if v := resp.Header.Get("X-Seen-Via"); v != "3 expressgateway" {
 		t.Errorf("upstream Via %q, want %q", v, "3 expressgateway")
+	}
+	// X-Forwarded-Proto and X-Forwarded-For, from an origin that echoes them.
+	echo, _ := tlsOrigin(t, "X-Client-Identity")
+	s2 := startH3GatewayAt(t, echo, "http1", "", "")
+	c2, tr2 := h3Client(s2.ca)
+	defer func() { _ = tr2.Close() }()
+	req, _ := http.NewRequest("GET", "https://"+s2.h3+"/xf", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	resp, err = c2.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if want := "xfp=https\nxff=203.0.113.7, 127.0.0.1\n"; !strings.Contains(string(b), want) {
+		t.Errorf("upstream saw %q, want %q", b, want)
 	}
 	_, port, _ := net.SplitHostPort(s.h3)
 	hc := tlsClient(s.ca, "a.test", false)
@@ -420,10 +434,24 @@ func TestH3PerIPCap(t *testing.T) {
 		_ = qc.CloseWithError(0, "")
 		t.Fatal("a third connection from one IP was accepted")
 	}
+	// Another client IP has slots of its own.
+	pc2, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qtr := &quic.Transport{Conn: pc2}
+	defer func() { _ = qtr.Close() }()
+	ua, _ := net.ResolveUDPAddr("udp", s.h3)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel2()
+	other, err := qtr.Dial(ctx2, ua, tlsConf, nil)
+	if err != nil {
+		t.Fatalf("a connection from 127.0.0.2 while 127.0.0.1 is at its cap: %v", err)
+	}
+	_ = other.CloseWithError(0, "")
 	// The slot comes back once the gateway dropped the closed connection
 	// (after QUIC's closing period, three probe timeouts).
 	_ = open[0].CloseWithError(0, "")
-	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		var qc *quic.Conn
 		if qc, err = dial(); err == nil {
