@@ -812,7 +812,7 @@ protocol = "h2c"
 endpoints = [ { address = %q } ]
 `, admin, web, h3a, cert, key, cluster, extra, originA, originB)
 	}
-	g := startFromFile(t, gatewayBinary(t), cfg("a", false), web, admin)
+	g := startFromFile(t, gatewayBinary(t), cfg("a", false), admin, admin)
 	waitReady(t, admin)
 	c, tr := &http.Client{Timeout: 10 * time.Second}, &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool, ServerName: "a.test"}}
 	c.Transport = tr
@@ -1091,7 +1091,7 @@ cluster = "app"
 [[clusters]]
 name = "app"
 endpoints = [ { address = %q } ]
-`, admin, web, h3addr, cert, key, origin), web)
+`, admin, web, h3addr, cert, key, origin), admin)
 	waitReady(t, admin)
 	tlsConf := &tls.Config{RootCAs: ca.pool, ServerName: "a.test", NextProtos: []string{http3.NextProtoH3}, ClientSessionCache: tls.NewLRUClientSessionCache(8)}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
