@@ -195,7 +195,7 @@ func (v *validator) addressConflicts(c *Config) {
 		if !ok {
 			continue
 		}
-		if l.Protocol == ProtocolUDP {
+		if l.Protocol == ProtocolUDP || l.Protocol == ProtocolH3 {
 			claim(&udp, s)
 		} else {
 			claim(&tcp, s)

@@ -425,7 +425,7 @@ endpoints = [ { address = "127.0.0.1:9001" } ]
 			"t.toml: listeners[1].cluster: is required",
 			"t.toml: listeners[1].max_sessions_per_ip: only allowed for protocol = \"udp\"",
 			`t.toml: listeners[1].routes: not allowed for protocol = "tcp" (set cluster instead)`,
-			`t.toml: listeners[2].protocol: must be one of "http", "https", "tcp", "udp", got "quic"`,
+			`t.toml: listeners[2].protocol: must be one of "http", "https", "h3", "tcp", "udp", got "quic"`,
 		}},
 		{"out-of-range limits", `
 [[clusters]]

@@ -34,12 +34,15 @@ var LBNames = []string{
 const (
 	ProtocolHTTP  = "http"
 	ProtocolHTTPS = "https"
+	ProtocolH3    = "h3"
 	ProtocolTCP   = "tcp"
 	ProtocolUDP   = "udp"
 )
 
-// IsHTTP reports whether a listener protocol is L7 HTTP (http or https).
-func IsHTTP(protocol string) bool { return protocol == ProtocolHTTP || protocol == ProtocolHTTPS }
+// IsHTTP reports whether a listener protocol is L7 HTTP (http, https or h3).
+func IsHTTP(protocol string) bool {
+	return protocol == ProtocolHTTP || protocol == ProtocolHTTPS || protocol == ProtocolH3
+}
 
 // Config is the whole file. Its zero value is not useful: configs come from
 // Parse or Load, which apply the defaults and validate.
@@ -255,7 +258,9 @@ type Listener struct {
 	// addresses. The port must be 1-65535.
 	Listen string `koanf:"listen"`
 	// Protocol is http (L7 with routes), https (the same over TLS: see
-	// [listeners.tls]), tcp or udp (userspace L4 straight to a cluster).
+	// [listeners.tls]), h3 (HTTP/3 over QUIC on a UDP port: see
+	// [listeners.tls] and [listeners.quic]), tcp or udp (userspace L4
+	// straight to a cluster).
 	// Default: "http".
 	Protocol string `koanf:"protocol"`
 	// ReusePort opens one SO_REUSEPORT socket per event loop, so the kernel
@@ -323,6 +328,16 @@ type Listener struct {
 	// TLS is the TLS of an https listener: required for https, not allowed
 	// otherwise.
 	TLS *ListenerTLS `koanf:"tls"`
+	// QUIC are the QUIC and HTTP/3 settings of an h3 listener; only
+	// allowed for protocol = "h3".
+	QUIC ListenerQUIC `koanf:"quic"`
+	// AltSvc names an h3 listener that an http or https listener announces
+	// to its clients: responses carry `Alt-Svc: h3=":PORT"; ma=86400` with
+	// that listener's port. Empty: no announcement. Default: "".
+	AltSvc string `koanf:"alt_svc"`
+	// altSvcValue is the Alt-Svc field value alt_svc resolves to (set by
+	// validation, which sees the h3 listener's port).
+	altSvcValue string
 	// ProxyProtocol accepts a PROXY protocol v1/v2 header from trusted L4
 	// balancers in front (http, https and tcp listeners); the client
 	// address it carries is the one routing, per-IP limits,
@@ -332,6 +347,10 @@ type Listener struct {
 	// 404. http listeners need at least one; tcp and udp take none.
 	Routes []Route `koanf:"routes"`
 }
+
+// AltSvcValue is the Alt-Svc field value an http or https listener adds to
+// its responses (alt_svc resolved to the h3 listener's port); "" for none.
+func (l *Listener) AltSvcValue() string { return l.altSvcValue }
 
 func (l *Listener) setDefaults() {
 	l.Protocol = ProtocolHTTP
@@ -1099,6 +1118,53 @@ type ClusterTLS struct {
 
 func (t *ClusterTLS) setDefaults() {
 	t.MinVersion = "1.2"
+}
+
+// ListenerQUIC is an h3 listener's [listeners.quic] table.
+type ListenerQUIC struct {
+	// MaxStreams caps the concurrent request streams (bidirectional) of
+	// one connection; the client is given that much stream credit
+	// (1 to 10000). Default: 100.
+	MaxStreams int `koanf:"max_streams"`
+	// IdleTimeout closes a connection after this long without a packet.
+	// Default: "30s".
+	IdleTimeout Duration `koanf:"idle_timeout"`
+	// EarlyData accepts 0-RTT (TLS early data) from resuming clients
+	// (needs tls.session_tickets). 0-RTT can be replayed by anyone who
+	// captured it, so only GET, HEAD and OPTIONS requests are forwarded
+	// before the handshake completes, with "Early-Data: 1" (RFC 8470) for
+	// the upstream to answer 425 if it must; other methods wait for the
+	// handshake to complete (a replayed flight never completes it), or are
+	// answered 425 after tls.handshake_timeout. Default: false.
+	EarlyData bool `koanf:"early_data"`
+	// Retry is QUIC address validation with a Retry packet before a
+	// connection is accepted: "always", "never", or "auto" (only while
+	// more handshakes are in progress than half of tls.max_handshakes).
+	// Default: "auto".
+	Retry string `koanf:"retry"`
+	// MaxConnectionsPerIP caps the open QUIC connections of one client IP;
+	// 0 means unlimited. Default: 64.
+	MaxConnectionsPerIP int `koanf:"max_connections_per_ip"`
+	// MaxRequestsPerConnection ends a connection after this many requests:
+	// the last one is followed by an HTTP/3 GOAWAY and the client opens a
+	// fresh connection; 0 means unlimited. Default: 0.
+	MaxRequestsPerConnection int `koanf:"max_requests_per_connection"`
+	// MaxFieldSectionSize caps a request's (and trailers') field section as
+	// RFC 9114 counts it (name + value + 32 per field), announced in
+	// SETTINGS_MAX_FIELD_SECTION_SIZE; larger sections are answered 431.
+	// The QPACK dynamic table is not used (capacity 0 is announced).
+	// Default: "64KiB".
+	MaxFieldSectionSize Size `koanf:"max_field_section_size"`
+}
+
+func (q *ListenerQUIC) setDefaults() {
+	q.MaxStreams = 100
+	q.IdleTimeout = Duration(30 * second)
+	q.EarlyData = false
+	q.Retry = "auto"
+	q.MaxConnectionsPerIP = 64
+	q.MaxRequestsPerConnection = 0
+	q.MaxFieldSectionSize = 64 << 10
 }
 
 // ProxyProtocol is a listener's proxy_protocol table: accepting the PROXY

@@ -197,3 +197,50 @@ func (v *validator) proxyProtocol(path string, p *ProxyProtocol) {
 	}
 	v.positive(path+".timeout", p.Timeout)
 }
+
+// listenerTLSQUIC checks an h3 listener's [listeners.tls]: QUIC is TLS 1.3
+// with ALPN "h3" only, so min_version and alpn are not settable.
+func (v *validator) listenerTLSQUIC(path string, t *ListenerTLS) {
+	if v.present[path+".min_version"] && t.MinVersion != "1.3" {
+		v.addf(path+".min_version", "QUIC is TLS 1.3 only: leave it unset or \"1.3\"")
+	}
+	if v.present[path+".alpn"] {
+		v.addf(path+".alpn", "not used by h3 listeners (ALPN is \"h3\")")
+	}
+	if v.quicEarly && !t.SessionTickets {
+		v.addf(path+".session_tickets", "must be true when quic.early_data is (0-RTT resumes a session)")
+	}
+	saved := t.ALPN
+	t.ALPN = []string{"h2"} // what listenerTLS accepts; the engine offers "h3"
+	v.listenerTLS(path, t)
+	t.ALPN = saved
+}
+
+func (v *validator) quic(path string, q *ListenerQUIC) {
+	v.intRange(path+".max_streams", q.MaxStreams, 1, 10000)
+	v.positive(path+".idle_timeout", q.IdleTimeout)
+
+	v.oneOf(path+".retry", q.Retry, "always", "never", "auto")
+	v.intRange(path+".max_connections_per_ip", q.MaxConnectionsPerIP, 0, 100_000_000)
+	v.intRange(path+".max_requests_per_connection", q.MaxRequestsPerConnection, 0, 1<<31-1)
+	v.sizeRange(path+".max_field_section_size", q.MaxFieldSectionSize, 1*KiB, 16*MiB)
+}
+
+// h3NeedsLoops: an h3 listener's requests run on the event loops of the
+// TCP listeners (http, https, tcp), so at least one must exist.
+func (v *validator) h3NeedsLoops(c *Config) {
+	h3, tcp := -1, false
+	for i, l := range c.Listeners {
+		switch l.Protocol {
+		case ProtocolH3:
+			if h3 < 0 {
+				h3 = i
+			}
+		case ProtocolHTTP, ProtocolHTTPS, ProtocolTCP:
+			tcp = true
+		}
+	}
+	if h3 >= 0 && !tcp {
+		v.addf(idx("listeners", h3)+".protocol", "an h3 listener needs an http, https or tcp listener beside it (its requests run on their event loops)")
+	}
+}

@@ -22,6 +22,8 @@ type validator struct {
 	problems []Problem
 	// present is the set of key paths found in the file (from the decoder).
 	present map[string]bool
+	// quicEarly: the h3 listener being checked has quic.early_data.
+	quicEarly bool
 	// resolved caches listen host names looked up during this validation.
 	resolved map[string][]netip.Addr
 }
@@ -195,6 +197,21 @@ func (v *validator) config(c *Config) {
 			usedByUserspace[r.Cluster] = true
 		}
 	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.AltSvc == "" {
+			continue
+		}
+		j, ok := listenerNames[l.AltSvc]
+		if !ok || c.Listeners[j].Protocol != ProtocolH3 {
+			v.addf(idx("listeners", i)+".alt_svc", "must name an h3 listener, not %q", l.AltSvc)
+			continue
+		}
+		if _, port, err := net.SplitHostPort(c.Listeners[j].Listen); err == nil {
+			l.altSvcValue = `h3=":` + port + `"; ma=86400`
+		}
+	}
+	v.h3NeedsLoops(c)
 	if len(c.Listeners) == 0 {
 		v.addf("listeners", "at least one [[listeners]] entry is required: without one the gateway serves nothing")
 	}
@@ -359,10 +376,10 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 	if v.required(path+".listen", l.Listen) {
 		v.listenAddr(path+".listen", l.Listen)
 	}
-	v.oneOf(path+".protocol", l.Protocol, ProtocolHTTP, ProtocolHTTPS, ProtocolTCP, ProtocolUDP)
+	v.oneOf(path+".protocol", l.Protocol, ProtocolHTTP, ProtocolHTTPS, ProtocolH3, ProtocolTCP, ProtocolUDP)
 	v.oneOf(path+".escaped_slashes", l.EscapedSlashes, "keep", "reject", "unescape")
 	switch l.Protocol {
-	case ProtocolHTTP, ProtocolHTTPS:
+	case ProtocolHTTP, ProtocolHTTPS, ProtocolH3:
 		if l.Cluster != "" {
 			v.addf(path+".cluster", "not allowed for protocol = %q (send traffic to clusters with [[listeners.routes]])", l.Protocol)
 		}
@@ -378,12 +395,31 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 		}
 	}
 	switch {
-	case l.Protocol == ProtocolHTTPS && l.TLS == nil:
-		v.addf(path+".tls", "an https listener needs a [listeners.tls] table with its certificates")
+	case (l.Protocol == ProtocolHTTPS || l.Protocol == ProtocolH3) && l.TLS == nil:
+		v.addf(path+".tls", "an %s listener needs a [listeners.tls] table with its certificates", l.Protocol)
 	case l.Protocol == ProtocolHTTPS:
 		v.listenerTLS(path+".tls", l.TLS)
+	case l.Protocol == ProtocolH3:
+		v.quicEarly = l.QUIC.EarlyData
+		v.listenerTLSQUIC(path+".tls", l.TLS)
 	case l.TLS != nil:
-		v.addf(path+".tls", "only allowed for protocol = \"https\"")
+		v.addf(path+".tls", "only allowed for protocol = \"https\" or \"h3\"")
+	}
+	if l.Protocol == ProtocolH3 {
+		v.quic(path+".quic", &l.QUIC)
+		if l.ProxyProtocol != nil {
+			v.addf(path+".proxy_protocol", "not allowed for protocol = \"h3\"")
+		}
+		for _, k := range []string{"http_versions", "http2", "max_connections_per_ip", "max_requests_per_connection", "reuse_port"} {
+			if v.present[path+"."+k] {
+				v.addf(path+"."+k, "not used by h3 listeners (see [listeners.quic])")
+			}
+		}
+	} else if v.present[path+".quic"] {
+		v.addf(path+".quic", "only allowed for protocol = \"h3\"")
+	}
+	if l.AltSvc != "" && l.Protocol != ProtocolHTTP && l.Protocol != ProtocolHTTPS {
+		v.addf(path+".alt_svc", "only allowed for protocol = \"http\" or \"https\"")
 	}
 	if l.ProxyProtocol != nil {
 		if l.Protocol == ProtocolUDP {

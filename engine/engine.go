@@ -117,6 +117,7 @@ type listenerRT struct {
 	// names the protocol version the message came in with (RFC 9110
 	// section 7.6.3).
 	proxyOpts2 h1.ProxyOptions
+	proxyOpts3 h1.ProxyOptions // ... and over HTTP/3
 	pathOpts   msg.PathOptions
 	h2Limits   h2.Limits
 	h1, h2     bool         // the HTTP versions spoken (http_versions)
@@ -209,7 +210,7 @@ func (e *Engine) newSlot(lc *conf.Listener) *listenerSlot {
 		limiter: &guards.ConnLimiter{MaxTotal: lc.MaxConnections, MaxPerIP: slotPerIP(lc)},
 	}
 	s.setGuards(&lc.Guards)
-	if lc.Protocol == conf.ProtocolHTTPS {
+	if lc.Protocol == conf.ProtocolHTTPS || lc.Protocol == conf.ProtocolH3 {
 		s.tls = e.newTLSFront(lc.Name)
 	}
 	return s
@@ -234,6 +235,9 @@ func (e *Engine) tlsFronts() []*tlsFront {
 func slotPerIP(lc *conf.Listener) int {
 	if lc.Protocol == conf.ProtocolUDP {
 		return lc.MaxSessionsPerIP
+	}
+	if lc.Protocol == conf.ProtocolH3 {
+		return lc.QUIC.MaxConnectionsPerIP
 	}
 	return lc.MaxConnectionsPerIP
 }
@@ -378,7 +382,11 @@ func (e *Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get func(s
 		l.grpcCounters[i] = e.m.Set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_grpc_requests_total{listener=%q,code=%q}`, lc.Name, grpcCodeName(grpcLabelCode(i))))
 	}
 	l.proxy = e.newProxyAccept(lc)
-	if lc.Protocol == conf.ProtocolHTTPS {
+	l.proxyOpts3 = h1.ProxyOptions{Proto: "https", Via: "3 expressgateway"}
+	if v := lc.AltSvcValue(); v != "" {
+		l.proxyOpts.AltSvc, l.proxyOpts2.AltSvc = []byte(v), []byte(v)
+	}
+	if lc.Protocol == conf.ProtocolHTTPS || lc.Protocol == conf.ProtocolH3 {
 		l.proxyOpts.Proto, l.proxyOpts2.Proto = "https", "https"
 		l.scheme = schemeHTTPS
 		if lc.TLS != nil && lc.TLS.ClientIdentityHeader != "" {
@@ -415,6 +423,12 @@ func (e *Engine) Serve() error {
 			return err
 		}
 		e.sets = append(e.sets, set)
+		if err := e.serveH3(set, e.order); err != nil {
+			e.bootErr = err
+			e.lmu.Unlock()
+			e.bootOnce.Do(func() { close(e.booted) })
+			return err
+		}
 	}
 	e.lmu.Unlock()
 	go e.ticker()
@@ -487,6 +501,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 	for _, s := range e.slots {
 		for _, k := range s.socks {
 			k.close()
+		}
+		if s.h3 != nil {
+			s.h3.close()
 		}
 	}
 	e.lmu.Unlock()
@@ -663,6 +680,8 @@ func (h *handler) OnOpen(c gnet.Conn) (out []byte, action gnet.Action) {
 		return nil, gnet.Close
 	}
 	switch g.slot.proto {
+	case protoH3Pilot:
+		return nil, gnet.Close // the loop is known now (bind above)
 	case conf.ProtocolTCP:
 		return nil, h.e.l4.acceptTCP(c, g.slot)
 	case conf.ProtocolHTTPS:

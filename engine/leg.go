@@ -308,8 +308,11 @@ func (lg *leg) onReady(u *upstream) {
 // reqOpts are the forwarding options for the request, by the protocol it
 // was received with.
 func (lg *leg) reqOpts() *h1.ProxyOptions {
-	if lg.proto == "h2" {
+	switch lg.proto {
+	case "h2":
 		return &lg.l.proxyOpts2
+	case "h3":
+		return &lg.l.proxyOpts3
 	}
 	return &lg.l.proxyOpts
 }

@@ -63,12 +63,18 @@ type listenerSlot struct {
 	draining atomic.Bool                    // removed: no new connections, open ones finish
 
 	tls *tlsFront // https listeners: certificates, ticket keys, handshake slots
+	h3  *h3Front  // h3 listeners: the QUIC socket and connections (h3_front.go)
 }
 
 func (s *listenerSlot) udp() bool { return s.proto == conf.ProtocolUDP }
 
 // key names the slot's sockets for a handover: "tcp ADDR" or "udp ADDR".
-func (s *listenerSlot) key() string { return socketKey(s.udp(), s.addr) }
+func (s *listenerSlot) key() string {
+	if s.proto == conf.ProtocolH3 {
+		return "h3 " + s.addr // quic-go's socket: never handed over
+	}
+	return socketKey(s.udp(), s.addr)
+}
 
 func socketKey(udp bool, addr string) string {
 	if udp {
@@ -146,6 +152,9 @@ func placeholder(k int) string {
 // ones. tcp listeners with reuse_port and udp listeners get at least one
 // socket per loop.
 func (e *Engine) bindSlot(s *listenerSlot, take []*lsock) error {
+	if s.proto == conf.ProtocolH3 {
+		return e.bindH3(s)
+	}
 	s.socks = take
 	if len(s.socks) == 0 {
 		fds := e.inherited[s.key()]
@@ -221,6 +230,7 @@ func (e *Engine) startSet(slots []*listenerSlot) (*loopSet, error) {
 			}
 		}
 	}
+	pilots := e.h3PilotPlans(slots, per)
 	for i := range per {
 		if len(per[i]) == 0 {
 			continue
@@ -228,6 +238,7 @@ func (e *Engine) startSet(slots []*listenerSlot) (*loopSet, error) {
 		gl, err := e.bootLoop(set, per[i])
 		if err != nil {
 			set.stopNow()
+			closePilots(pilots)
 			return nil, err
 		}
 		set.loops = append(set.loops, gl)
@@ -504,6 +515,9 @@ func (e *Engine) StopAccepting() {
 		}
 	}
 	for _, s := range e.slots {
+		if s.h3 != nil {
+			s.h3.stopAccepting() // open QUIC connections go on (GOAWAY on drain)
+		}
 		if s.udp() {
 			continue
 		}

@@ -27,8 +27,9 @@ type loop struct {
 	h2pools  map[*lb.Endpoint][]*h2Upstream // h2c upstream connections, by endpoint
 	clients  map[*clientConn]struct{}
 	h2conns  map[*h2Conn]struct{}
-	h2free   []*h2Stream // finished HTTP/2 streams, reused
-	h2dirty  []h2Output  // HTTP/2 connections with output to write at the end of the round
+	h2free   []*h2Stream            // finished HTTP/2 streams, reused
+	h2dirty  []h2Output             // HTTP/2 connections with output to write at the end of the round
+	h3       map[*h3Stream]struct{} // HTTP/3 streams with an exchange on this loop
 
 	h2flushQueued   bool
 	h2flushRunnable gnet.RunnableFunc
@@ -100,6 +101,7 @@ func (lp *loop) sweep() {
 			sc.onTimer(now)
 		}()
 	}
+	lp.sweepH3(now)
 	for _, p := range lp.pools {
 		p.trim(now)
 	}

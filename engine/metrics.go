@@ -4,6 +4,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +16,8 @@ import (
 // never allocates.
 type Metrics struct {
 	Set *metrics.Set
+
+	h3m map[string]*h3Metrics // h3 listeners' families (h3_metrics.go)
 
 	Panics *metrics.Counter
 	// ShutdownAborted counts the client connections Drain found still open
@@ -98,7 +101,7 @@ func NewMetrics(set *metrics.Set) *Metrics {
 // keyed by family name. Each is the first sentence of the family's row in
 // METRICS.md (a test in cmd/expressgateway keeps the two equal).
 func MetricsHelp() map[string]string {
-	return map[string]string{
+	help := map[string]string{
 		"expressgateway_requests_total":                     "requests answered, by listener, route and status class (1xx…5xx).",
 		"expressgateway_request_duration_seconds":           "time from the complete request head to the end of the response (Prometheus le buckets from 5 ms to 10 s).",
 		"expressgateway_local_responses_total":              "responses the gateway generated itself, by listener and reason.",
@@ -146,6 +149,8 @@ func MetricsHelp() map[string]string {
 		"expressgateway_tls_certificate_rotations_total":    "certificate reloads after a change of a watched cert or key file, by result; on error the previous certificates stay in use.",
 		"expressgateway_upstream_tls_handshakes_total":      "TLS handshakes to endpoints of clusters with tls enabled, by result and, for errors, reason (verify, name, timeout, closed, alpn, protocol).",
 	}
+	maps.Copy(help, h3MetricsHelp)
+	return help
 }
 
 func (m *Metrics) counter(mp map[string]*metrics.Counter, key, name string) *metrics.Counter {

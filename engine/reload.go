@@ -62,7 +62,7 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 	for _, s := range removed {
 		byKey[s.key()] = s
 	}
-	var late, bound []*listenerSlot
+	var late, bound, replacedH3 []*listenerSlot
 	views := map[*listenerSlot]*conf.Listener{}
 	takeFrom := map[*listenerSlot]*listenerSlot{}
 	for i := range cfg.Listeners {
@@ -75,6 +75,11 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 		views[s] = lc
 		if old := byKey[s.key()]; old != nil {
 			delete(byKey, s.key())
+			if old.proto == conf.ProtocolH3 || s.proto == conf.ProtocolH3 {
+				replacedH3 = append(replacedH3, old) // its UDP socket closes at once
+				late = append(late, s)
+				continue
+			}
 			if old.reuse == s.reuse {
 				takeFrom[s] = old // same address and socket shape: keep the sockets
 				continue
@@ -135,6 +140,12 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 		s.socks, old.socks = old.socks, nil
 	}
 	e.endUDPSessions(draining)
+	for _, s := range replacedH3 {
+		if s.h3 != nil {
+			s.h3.close() // the new listener on its address needs the port now
+		}
+	}
+	e.drainH3(draining, cfg.Engine.DrainTimeout.Std())
 	for _, s := range draining {
 		for _, k := range s.socks {
 			k.close()
@@ -164,6 +175,9 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 			e.sets = append(e.sets, set)
 			for _, s := range start {
 				e.slots[s.name] = s
+			}
+			if err := e.serveH3(set, start); err != nil {
+				e.log.Error().Err(err).Msg("h3 listener not started after reload")
 			}
 		}
 	}

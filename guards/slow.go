@@ -19,6 +19,9 @@ const (
 	// then CONTINUATION) still open after timeouts.header_read (GOAWAY
 	// ENHANCE_YOUR_CALM, close).
 	H2SlowHeaders Name = "h2_slow_headers"
+	// H3SlowHeaders: an HTTP/3 request stream's head not complete within
+	// timeouts.header_read (the stream is reset).
+	H3SlowHeaders Name = "h3_slow_loris"
 	// H2SlowBody: an HTTP/2 request body slower than timeouts.body_min_rate
 	// after its grace, or paused longer than timeouts.body_idle (408 on the
 	// stream, RST_STREAM; the connection goes on).

@@ -13,6 +13,10 @@ const (
 	// H2Prefix + token: an HTTP/2 stream error the codec raised, such as
 	// h2_header_list_too_large or h2_bad_pseudo.
 	H2Prefix = "h2_"
+	// H3Prefix + token: an HTTP/3 request stream refused for a malformed
+	// or oversized head, a slow head or a buffer bound, such as
+	// h3_field_section_too_large.
+	H3Prefix = "h3_"
 	// ConnectRefused: CONNECT is refused (501) before routing: no route
 	// tunnels.
 	ConnectRefused Name = "connect_refused"
@@ -29,3 +33,6 @@ func Codec(token string) Name { return Name(CodecPrefix + token) }
 // H2 is the guard of an HTTP/2 stream or connection error with the given
 // codec token.
 func H2(token string) Name { return Name(H2Prefix + token) }
+
+// H3 is the guard of an HTTP/3 request stream refusal with the given token.
+func H3(token string) Name { return Name(H3Prefix + token) }

@@ -428,7 +428,7 @@ endpoints = [ { address = %q } ]
 // TestMetricsDocConditions pins which METRICS.md tables are conditional,
 // so that a table cannot slip out of the check above by a stray
 // "**Conditional:**" paragraph. Each is checked where it is exported: TLS
-// by TestTLSFront and TestTLSUpstream, PROXY protocol by
+// by TestTLSFront and TestTLSUpstream, HTTP/3 by TestH3, PROXY protocol by
 // TestProxyProtocol, XDP by TestXDPThroughBinary.
 func TestMetricsDocConditions(t *testing.T) {
 	conds := map[string]bool{}
@@ -443,7 +443,7 @@ func TestMetricsDocConditions(t *testing.T) {
 	}
 	sort.Strings(got)
 	// The HA table is checked by TestHAOnEtcd against a node's scrape.
-	if want := []string{"Control plane (HA on etcd)", "Host-dependent", "PROXY protocol", "TLS", "XDP (L4)"}; !slices.Equal(got, want) {
+	if want := []string{"Control plane (HA on etcd)", "HTTP/3", "Host-dependent", "PROXY protocol", "TLS", "XDP (L4)"}; !slices.Equal(got, want) {
 		t.Fatalf("conditional sections %q, want %q", got, want)
 	}
 }

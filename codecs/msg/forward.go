@@ -26,6 +26,10 @@ type ForwardOptions struct {
 	// identity).
 	IdentityHeader string
 	Identity       []byte
+	// AltSvc, when not empty, is added to a response as Alt-Svc (unless
+	// the upstream sent one): the h3 listener an http or https listener
+	// announces.
+	AltSvc []byte
 }
 
 // Scratch is reusable working memory for ForwardRequest and ForwardResponse
@@ -109,6 +113,9 @@ func ForwardResponse(dst []Field, arena []byte, fs []Field, o *ForwardOptions) (
 	if o.Via != "" {
 		dst, arena = appendMerged(dst, arena, fs, "Via", "via", o.Via)
 	}
+	if len(o.AltSvc) > 0 && lookup(fs, "alt-svc") == nil {
+		dst = append(dst, Field{Name: nameAltSvc, Value: o.AltSvc})
+	}
 	if o.SetCookie != "" {
 		start := len(arena)
 		arena = append(arena, o.SetCookie...)
@@ -122,6 +129,7 @@ var (
 	nameXFP       = []byte("X-Forwarded-Proto")
 	nameVia       = []byte("Via")
 	nameSetCookie = []byte("Set-Cookie")
+	nameAltSvc    = []byte("Alt-Svc")
 )
 
 func dropOnForward(name []byte, fs []Field, conn bool, o *ForwardOptions) bool {

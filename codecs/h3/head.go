@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package h3
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+
+	"github.com/quic-go/qpack"
+
+	"github.com/expressgateway/expressgateway/codecs/msg"
+)
+
+// Head is a decoded request (or trailer) field section. Its byte slices
+// point into Arena.
+type Head struct {
+	Method, Scheme, Authority, Path, Protocol []byte
+	Fields                                    []msg.Field
+	ContentLength                             int64 // -1: none
+	Arena                                     []byte
+}
+
+// IsConnect reports a CONNECT request (classic or extended).
+func (h *Head) IsConnect() bool { return string(h.Method) == "CONNECT" }
+
+var decoder = qpack.NewDecoder()
+
+// connectionSpecific are the fields RFC 9114 section 4.2 forbids.
+var connectionSpecific = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true,
+	"transfer-encoding": true, "upgrade": true,
+}
+
+func malformed(tok string) error { return &Error{Code: ErrCodeMessage, Token: tok} }
+
+// DecodeFields decodes a QPACK field section, at most max bytes as RFC 9114
+// section 4.2.2 counts them (name + value + 32 per field); trailers is set
+// for a trailer section (no pseudo-headers at all).
+func DecodeFields(block []byte, max int, trailers bool, h *Head) error {
+	*h = Head{Fields: h.Fields[:0], Arena: h.Arena[:0], ContentLength: -1}
+	next := decoder.Decode(block)
+	size := 0
+	regular := false
+	type span struct{ start, end int }
+	var method, scheme, authority, path, protocol span
+	set := map[string]*span{":method": &method, ":scheme": &scheme, ":authority": &authority, ":path": &path, ":protocol": &protocol}
+	seenPseudo := map[string]bool{}
+	type fspan struct{ n, v span }
+	var fs []fspan
+	for {
+		f, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return &Error{Code: ErrCodeQPACKDecompression, Token: "qpack"}
+		}
+		size += len(f.Name) + len(f.Value) + 32
+		if max > 0 && size > max {
+			return &Error{Code: ErrCodeExcessiveLoad, Token: "field_section_too_large"}
+		}
+		for i := 0; i < len(f.Name); i++ {
+			if c := f.Name[i]; c >= 'A' && c <= 'Z' {
+				return malformed("uppercase_name")
+			}
+		}
+		if f.Name == "" {
+			return malformed("empty_name")
+		}
+		if f.Name[0] == ':' {
+			sp := set[f.Name]
+			if trailers || regular || sp == nil || seenPseudo[f.Name] {
+				return malformed("bad_pseudo_header")
+			}
+			seenPseudo[f.Name] = true
+			start := len(h.Arena)
+			h.Arena = append(h.Arena, f.Value...)
+			*sp = span{start, len(h.Arena)}
+			continue
+		}
+		regular = true
+		if connectionSpecific[f.Name] || (f.Name == "te" && f.Value != "trailers") {
+			return malformed("connection_specific_field")
+		}
+		if f.Name == "content-length" && !trailers {
+			n, err := strconv.ParseInt(f.Value, 10, 64)
+			if err != nil || n < 0 || (h.ContentLength >= 0 && n != h.ContentLength) {
+				return malformed("bad_content_length")
+			}
+			h.ContentLength = n
+		}
+		ns := len(h.Arena)
+		h.Arena = append(h.Arena, f.Name...)
+		vs := len(h.Arena)
+		h.Arena = append(h.Arena, f.Value...)
+		fs = append(fs, fspan{span{ns, vs}, span{vs, len(h.Arena)}})
+	}
+	a := h.Arena
+	get := func(s span) []byte { return a[s.start:s.end:s.end] }
+	for _, f := range fs {
+		h.Fields = append(h.Fields, msg.Field{Name: get(f.n), Value: get(f.v)})
+	}
+	if trailers {
+		return nil
+	}
+	if seenPseudo[":method"] {
+		h.Method = get(method)
+	}
+	if seenPseudo[":scheme"] {
+		h.Scheme = get(scheme)
+	}
+	if seenPseudo[":authority"] {
+		h.Authority = get(authority)
+	}
+	if seenPseudo[":path"] {
+		h.Path = get(path)
+	}
+	if seenPseudo[":protocol"] {
+		h.Protocol = get(protocol)
+	}
+	switch {
+	case len(h.Method) == 0:
+		return malformed("missing_method")
+	case h.IsConnect() && h.Protocol == nil:
+		if h.Scheme != nil || h.Path != nil || len(h.Authority) == 0 {
+			return malformed("bad_connect")
+		}
+	case h.Protocol != nil && !h.IsConnect():
+		return malformed("bad_protocol")
+	case len(h.Scheme) == 0 || len(h.Path) == 0:
+		return malformed("missing_pseudo_header")
+	}
+	return nil
+}
+
+// AppendHeaders appends a HEADERS frame with a response head (status > 0)
+// or a trailer section (status 0). Names are lowercased (field names are
+// case-insensitive and HTTP/3 requires lowercase).
+func AppendHeaders(b []byte, status int, fields []msg.Field) []byte {
+	var buf bytes.Buffer
+	enc := qpack.NewEncoder(&buf)
+	var num [3]byte
+	if status > 0 {
+		_ = enc.WriteField(qpack.HeaderField{Name: ":status", Value: string(strconv.AppendInt(num[:0], int64(status), 10))})
+	}
+	for _, f := range fields {
+		_ = enc.WriteField(qpack.HeaderField{Name: string(bytes.ToLower(f.Name)), Value: string(f.Value)})
+	}
+	b = AppendFrameHeader(b, FrameHeaders, uint64(buf.Len()))
+	return append(b, buf.Bytes()...)
+}
