@@ -470,8 +470,9 @@ type HTTP2 struct {
 	// ENHANCE_YOUR_CALM and close. 10 to 1000000. Default: 1000.
 	MaxControlFramesPerSecond int `koanf:"max_control_frames_per_second"`
 	// MaxWindowUpdatesPerSecond caps the WINDOW_UPDATE frames a client
-	// sends in any one second; more is GOAWAY ENHANCE_YOUR_CALM and close.
-	// 10 to 1000000. Default: 10000.
+	// sends in any one second beyond the two (stream and connection) that
+	// each DATA frame the gateway sent earns it; more is GOAWAY
+	// ENHANCE_YOUR_CALM and close. 10 to 1000000. Default: 10000.
 	MaxWindowUpdatesPerSecond int `koanf:"max_window_updates_per_second"`
 	// GlitchThreshold closes a connection (GOAWAY ENHANCE_YOUR_CALM) whose
 	// glitch score reaches it: every stream error the client caused, stream

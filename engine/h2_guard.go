@@ -36,6 +36,9 @@ type h2ConnGuards struct {
 	glitches  int
 	outLast   int   // gnet outbound bytes at the last sweep
 	outStall  int64 // UnixNano since when the socket took nothing; 0: it did
+	winStall  int64  // UnixNano since when DATA waits behind a shut connection window and none went out; 0: not so
+	dataSeen  uint64 // DATA frames sent, at the last stall check
+	wuCredit  int    // WINDOW_UPDATEs the DATA sent so far earned the client
 	hbSince   int64 // UnixNano since when a header block is open; 0: none
 }
 
@@ -174,7 +177,15 @@ func (sc *h2Conn) checkFloods() {
 	if ctrl > 0 && sc.g.ctrl.Add(ctrl, now, lim.ctrlPerSec) {
 		sc.trip(guards.ControlFloodRate)
 	}
-	if wu := int(st.WindowUpdates - old.WindowUpdates); wu > 0 && sc.g.wu.Add(wu, now, lim.wuPerSec) {
+	// A client credits what it read: each DATA frame sent earns it a
+	// stream and a connection WINDOW_UPDATE (Go's client sends one per
+	// 4 KiB read), so only updates beyond those count against the rate
+	// (Envoy judges them against the DATA it sends, too).
+	sc.g.wuCredit = min(sc.g.wuCredit+2*int(st.DataFramesSent-old.DataFramesSent), 1<<20)
+	wu := int(st.WindowUpdates - old.WindowUpdates)
+	earned := min(wu, sc.g.wuCredit)
+	sc.g.wuCredit -= earned
+	if wu -= earned; wu > 0 && sc.g.wu.Add(wu, now, lim.wuPerSec) {
 		sc.trip(guards.WindowUpdateFlood)
 	}
 	if n := empty*guards.GlitchEmptyFrame + unknown*guards.GlitchUnknownFrame; n > 0 {
@@ -233,7 +244,16 @@ func (sc *h2Conn) codecVerdict(ce *h2.ConnError) {
 // closed. It reports whether the connection was closed.
 func (sc *h2Conn) checkStalls(now int64) bool {
 	stall := int64(sc.l.h2Guards.stall)
+	pending := false
 	for _, s := range sc.streams {
+		if len(s.pend) > 0 {
+			pending = true
+		}
+		if s.stallSince != 0 && sc.codec.StreamSendWindow(s.id) > 0 {
+			// Its own window is open: it waits for the connection's
+			// window or its turn, which the connection checks below.
+			s.stallSince = now
+		}
 		if s.stallSince != 0 && now-s.stallSince > stall && !s.lg.ws { // a tunnel: websocket_idle
 			sc.lp.e.guards.Hit(guards.StreamStall, guards.Stream, sc.l.cfg.Name, sc.clientIP)
 			_ = sc.codec.WriteRST(s.id, h2.ErrCodeCancel)
@@ -241,6 +261,21 @@ func (sc *h2Conn) checkStalls(now int64) bool {
 			s.abortLeg(499, string(guards.StreamStall))
 			s.free()
 		}
+	}
+	// DATA waits behind a shut connection window and none went out since
+	// the last check: the client gives no connection credit.
+	sent := sc.codec.Stats().DataFramesSent
+	progressed := sent != sc.g.dataSeen
+	sc.g.dataSeen = sent
+	switch {
+	case !pending || progressed || sc.codec.ConnSendWindow() > 0:
+		sc.g.winStall = 0
+	case sc.g.winStall == 0:
+		sc.g.winStall = now
+	case now-sc.g.winStall > stall:
+		sc.lp.e.guards.Hit(guards.ConnStall, guards.Connection, sc.l.cfg.Name, sc.clientIP)
+		sc.abort()
+		return true
 	}
 	ob := sc.c.OutboundBuffered()
 	switch {

@@ -118,6 +118,7 @@ type Stats struct {
 	PriorityFrames   uint64
 	UnknownFrames    uint64
 	WindowUpdates    uint64 // WINDOW_UPDATE frames from the peer
+	DataFramesSent   uint64 // DATA frames we wrote (each earns the peer a stream and a connection WINDOW_UPDATE)
 }
 
 // shutdownPing is the payload of the PING Shutdown sends; its ACK marks one

@@ -65,6 +65,20 @@ func (c *Conn) SendWindow(streamID uint32) int {
 	return int(max(0, min(s.sendWindow, c.connSend)))
 }
 
+// StreamSendWindow is the stream's own send window (the connection's
+// aside): whether the peer keeps this stream shut. 0 for an unknown or
+// closed stream.
+func (c *Conn) StreamSendWindow(streamID uint32) int {
+	s := c.streams[streamID]
+	if s == nil || !s.canSend() {
+		return 0
+	}
+	return int(max(0, s.sendWindow))
+}
+
+// ConnSendWindow is the connection's send window.
+func (c *Conn) ConnSendWindow() int { return int(max(0, c.connSend)) }
+
 // applyPeerInitialWindow adjusts every stream's send window by the change
 // of the peer's SETTINGS_INITIAL_WINDOW_SIZE (RFC 9113 section 6.9.2).
 func (c *Conn) applyPeerInitialWindow(v uint32) *ConnError {

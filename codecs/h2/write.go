@@ -123,6 +123,7 @@ func (c *Conn) WriteData(streamID uint32, data []byte, endStream bool) (int, err
 		chunk := min(int64(len(rest)), maxFrame)
 		last := chunk == int64(len(rest))
 		c.out = AppendData(c.out, streamID, rest[:chunk], last && end)
+		c.stats.DataFramesSent++
 		rest = rest[chunk:]
 		if last {
 			break
