@@ -77,8 +77,8 @@ type h2Stream struct {
 	pump     *upPump
 	tun      *h2Tunnel // a WebSocket tunnel to an HTTP/1.1 upstream (h2_tunnel.go)
 	opened   int64     // UnixNano (guards: premature resets)
-	ended    bool  // counted in the premature-reset window
-	reset    bool  // reset by the client while its request is upstream
+	ended    bool      // counted in the premature-reset window
+	reset    bool      // reset by the client while its request is upstream
 	// stallSince is when pending response DATA last made progress; 0:
 	// none pending (guards: zero-window stall).
 	stallSince int64

@@ -34,12 +34,12 @@ type h2ConnGuards struct {
 	seen      h2.Stats    // the codec's counters at the last check
 	ctrl, wu  guards.Window
 	glitches  int
-	outLast   int   // gnet outbound bytes at the last sweep
-	outStall  int64 // UnixNano since when the socket took nothing; 0: it did
+	outLast   int    // gnet outbound bytes at the last sweep
+	outStall  int64  // UnixNano since when the socket took nothing; 0: it did
 	winStall  int64  // UnixNano since when DATA waits behind a shut connection window and none went out; 0: not so
 	dataSeen  uint64 // DATA frames sent, at the last stall check
 	wuCredit  int    // WINDOW_UPDATEs the DATA sent so far earned the client
-	hbSince   int64 // UnixNano since when a header block is open; 0: none
+	hbSince   int64  // UnixNano since when a header block is open; 0: none
 }
 
 // admitStream judges a new stream before it becomes an exchange. It

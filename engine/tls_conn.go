@@ -54,7 +54,7 @@ type tlsConn struct {
 	paired   bool   // a socketpair bridge replaced the in-memory hand-off
 	outer    *net.UnixConn
 	carried  chan struct{} // closed once what the loop had not taken yet is in the bridge
-	dead     bool // the TLS connection ended
+	dead     bool          // the TLS connection ended
 	spare    []byte
 	closedOn bool // OnClose dispatched
 

@@ -106,7 +106,6 @@ func (u *upstreamTLS) configFor(addr string) *tls.Config {
 	return c
 }
 
-
 // upTLSDial is one TLS dial: the config and the protocol required.
 type upTLSDial struct {
 	u    *upstreamTLS

@@ -5,10 +5,10 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -255,7 +255,9 @@ func TestTLSFront(t *testing.T) {
 	if v := metricValue(m, fmt.Sprintf(`expressgateway_tls_certificate_expiry_seconds{listener="tls",certificate=%q}`, s.certA)); v < float64(time.Now().Unix()) {
 		t.Errorf("certificate expiry gauge = %v", v)
 	}
-	checkScrapeAgainstDoc(t, m, metricsDoc(t), func(d docFamily) bool { return d.section == "TLS" && !strings.Contains(d.help, "endpoints of clusters") })
+	checkScrapeAgainstDoc(t, m, metricsDoc(t), func(d docFamily) bool {
+		return d.section == "TLS" && !strings.Contains(d.help, "endpoints of clusters")
+	})
 }
 
 func grepLines(text, sub string) string {
@@ -737,9 +739,9 @@ cluster = "nocert"
 	}
 	m := scrape(t, admin)
 	for sample, min := range map[string]float64{
-		`expressgateway_upstream_tls_handshakes_total{cluster="wrongca",result="error",reason="verify"}`:  1,
+		`expressgateway_upstream_tls_handshakes_total{cluster="wrongca",result="error",reason="verify"}`: 1,
 		`expressgateway_upstream_tls_handshakes_total{cluster="wrongname",result="error",reason="name"}`: 1,
-		`expressgateway_upstream_tls_handshakes_total{cluster="h2",result="ok"}`:                          1,
+		`expressgateway_upstream_tls_handshakes_total{cluster="h2",result="ok"}`:                         1,
 		`expressgateway_upstream_failures_total{cluster="wrongca",reason="tls_handshake"}`:               1,
 	} {
 		if v := metricValue(m, sample); v < min {
