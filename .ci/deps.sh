@@ -2,7 +2,8 @@
 # Installs what the test suite needs when it is missing (Debian/Ubuntu, as
 # root): clang, llvm and libbpf-dev for the BPF freshness check; iproute2 and
 # ethtool for the network-namespace tests; haproxy, nginx, wrk and h2load for
-# bench and, with nghttp and curl, the HTTP/2 tests; promtool (Debian
+# bench and, with nghttp and curl, the HTTP/2 tests; ngtcp2-client
+# (gtlsclient) as an HTTP/3 client that is not quic-go; promtool (Debian
 # package prometheus) for the metrics and alerting
 # rules tests. Prints what is missing and exits 1 when it cannot install.
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v nghttp >/dev/null || need+=(nghttp2-client)
 command -v curl >/dev/null || need+=(curl)
+command -v gtlsclient >/dev/null || need+=(ngtcp2-client)
 command -v promtool >/dev/null || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
