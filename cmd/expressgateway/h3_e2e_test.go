@@ -298,7 +298,8 @@ func TestH3MaxRequestsPerConnection(t *testing.T) {
 }
 
 // TestH3BadInput: garbage datagrams to the QUIC port do not hurt the
-// gateway; they are counted, and a real client is served afterwards.
+// gateway; they are counted, an unknown version gets Version Negotiation,
+// and a real client is served afterwards.
 func TestH3BadInput(t *testing.T) {
 	s := startH3Gateway(t, false, "")
 	uc, err := net.Dial("udp", s.h3)
@@ -317,6 +318,41 @@ func TestH3BadInput(t *testing.T) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
+	// An Initial-sized long-header packet of a version nobody speaks gets a
+	// Version Negotiation packet (RFC 9000 §6, §17.2.1): version 0, our
+	// CIDs echoed swapped, QUIC v1 offered.
+	vc, err := net.Dial("udp", s.h3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = vc.Close() }()
+	dcid, scid := []byte{1, 2, 3, 4, 5, 6, 7, 8}, []byte{9, 10, 11, 12}
+	probe := []byte{0xc0, 0x1a, 0x2a, 0x3a, 0x4a, byte(len(dcid))}
+	probe = append(append(append(probe, dcid...), byte(len(scid))), scid...)
+	probe = append(probe, make([]byte, 1200-len(probe))...)
+	if _, err := vc.Write(probe); err != nil {
+		t.Fatal(err)
+	}
+	_ = vc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	vn := make([]byte, 1500)
+	n, err := vc.Read(vn)
+	if err != nil {
+		t.Fatalf("no version negotiation for an unknown version: %v", err)
+	}
+	vn = vn[:n]
+	wantHead := append(append(append([]byte{0, 0, 0, 0, byte(len(scid))}, scid...), byte(len(dcid))), dcid...)
+	if n < 1+len(wantHead)+4 || vn[0]&0x80 == 0 || !bytes.Equal(vn[1:1+len(wantHead)], wantHead) {
+		t.Fatalf("version negotiation packet % x, want long header, version 0, CIDs % x", vn, wantHead)
+	}
+	offered := false
+	for v := vn[1+len(wantHead):]; len(v) >= 4; v = v[4:] {
+		if bytes.Equal(v[:4], []byte{0, 0, 0, 1}) {
+			offered = true
+		}
+	}
+	if !offered {
+		t.Fatalf("version negotiation % x does not offer QUIC v1", vn)
+	}
 	c, tr := h3Client(s.ca)
 	defer func() { _ = tr.Close() }()
 	resp, err := c.Get("https://" + s.h3 + "/after")
