@@ -98,11 +98,13 @@ func run(ctx context.Context, cfg *config, args []string) (failed bool, err erro
 			r.targets = append(r.targets, &target.Gateway{Bin: r.gateway.Bin, BuildErr: r.gateway.BuildErr, L4: true})
 		case "haproxy":
 			r.targets = append(r.targets, target.HAProxy{})
+		case "haproxy-tcp":
+			r.targets = append(r.targets, target.HAProxy{TCP: true})
 		case "nginx":
 			r.targets = append(r.targets, target.Nginx{})
 		case "":
 		default:
-			return false, fmt.Errorf("unknown target %q (known: %s)", name, defaultTargets)
+			return false, fmt.Errorf("unknown target %q (known: %s,haproxy-tcp)", name, defaultTargets)
 		}
 	}
 	if len(r.targets) == 0 {

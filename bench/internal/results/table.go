@@ -145,16 +145,27 @@ func Bytes(b uint64) string {
 }
 
 // ceilingLines compares, per scenario, the gateway's HTTP path with its own
-// L4 relay (the engine's ceiling: DESIGN.md sets the L7 goal within 5% of it).
+// L4 relay (the engine's ceiling: DESIGN.md sets the L7 goal within 5% of it),
+// and that relay with HAProxy's mode tcp (haproxy-tcp).
 func ceilingLines(rows []Result) []string {
-	l4 := map[string]Result{}
+	l4, htcp := map[string]Result{}, map[string]Result{}
 	for _, r := range rows {
-		if r.Target == "expressgateway-l4" && r.Status == StatusOK && r.Requests > 0 {
+		if r.Status != StatusOK || r.Requests == 0 {
+			continue
+		}
+		switch r.Target {
+		case "expressgateway-l4":
 			l4[r.Scenario] = r
+		case "haproxy-tcp":
+			htcp[r.Scenario] = r
 		}
 	}
 	var out []string
 	for _, r := range rows {
+		if h, ok := htcp[r.Scenario]; ok && r.Target == "expressgateway-l4" && r.Status == StatusOK && r.Requests > 0 {
+			out = append(out, fmt.Sprintf("%s: expressgateway L4 relay vs haproxy mode tcp: cpu-µs/req %s, rps %s",
+				r.Scenario, times(ratio(r.CPUMicrosPerRequest, h.CPUMicrosPerRequest)), times(ratio(r.RPS, h.RPS))))
+		}
 		c, ok := l4[r.Scenario]
 		if !ok || r.Target != "expressgateway" || r.Status != StatusOK || r.Requests == 0 {
 			continue

@@ -71,6 +71,38 @@ func TestPeerConfigsAreValid(t *testing.T) {
 				t.Fatalf("haproxy -c: %v\n%s\n%s", err, out, b.String())
 			}
 		})
+		t.Run("haproxy-tcp-"+name, func(t *testing.T) {
+			if env.Protocol != ProtoH1 {
+				if (HAProxy{TCP: true}).Supports(env.Protocol) {
+					t.Fatalf("haproxy-tcp claims %s", env.Protocol)
+				}
+				return
+			}
+			bin, err := exec.LookPath("haproxy")
+			if err != nil {
+				t.Skip("haproxy not installed")
+			}
+			env.Dir = t.TempDir()
+			var b strings.Builder
+			if err := haproxyTCPConfig.Execute(&b, env); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"nbthread 2", "mode tcp", "bind 127.0.0.1:1", "server app1 127.0.0.1:2"} {
+				if !strings.Contains(b.String(), want) {
+					t.Errorf("config lacks %q", want)
+				}
+			}
+			if strings.Contains(b.String(), "mode http") || strings.Contains(b.String(), "\n    log ") {
+				t.Error("haproxy-tcp config speaks HTTP or logs")
+			}
+			cfg := env.Dir + "/haproxy.cfg"
+			if err := writeConfig(cfg, b.String()); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(bin, "-c", "-f", cfg).CombinedOutput(); err != nil {
+				t.Fatalf("haproxy -c: %v\n%s\n%s", err, out, b.String())
+			}
+		})
 		t.Run("nginx-"+name, func(t *testing.T) {
 			if _, err := exec.LookPath("nginx"); err != nil {
 				t.Skip("nginx not installed")
