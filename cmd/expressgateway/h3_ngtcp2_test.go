@@ -13,28 +13,13 @@ import (
 	"time"
 )
 
-// gtlsclient returns the path of ngtcp2's example HTTP/3 client (Debian
-// package ngtcp2-client, built on GnuTLS and nghttp3). It skips the test
-// when the client is missing, except in CI, where .ci/deps.sh installs it.
-func gtlsclient(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("gtlsclient")
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("gtlsclient not found in CI (the Debian package ngtcp2-client provides it; .ci/deps.sh installs it): %v", err)
-	}
-	t.Skipf("gtlsclient not installed (apt-get install ngtcp2-client): %v", err)
-	return ""
-}
-
 // TestH3Ngtcp2Client drives the h3 front with an HTTP/3 stack that is not
 // quic-go: ngtcp2 + nghttp3 + GnuTLS. Several requests on one connection,
 // a 1 MiB download saved to disk and checked by size and content, and a
 // GET whose answer from the origin must arrive whole.
 func TestH3Ngtcp2Client(t *testing.T) {
-	bin := gtlsclient(t)
+	// ngtcp2's example client (Debian ngtcp2-client: ngtcp2, nghttp3, GnuTLS).
+	bin := requireTool(t, "gtlsclient", "ngtcp2-client")
 	s := startH3Gateway(t, false, "")
 	host, port, ok := strings.Cut(s.h3, ":")
 	if !ok {

@@ -195,19 +195,26 @@ func checkScrapeAgainstDoc(t *testing.T, scrape string, doc map[string]docFamily
 	}
 }
 
-// promtool returns the path of promtool. It skips the test when promtool
-// is missing, except in CI (CI set), where .ci/run installs it and a
-// missing promtool fails.
+// promtool returns the path of promtool (Debian package prometheus).
 func promtool(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("promtool")
+	return requireTool(t, "promtool", "prometheus")
+}
+
+// requireTool returns the path of the command name, which the Debian
+// package pkg provides. It skips the test when the command is missing,
+// except in CI (CI set), where .ci/deps.sh installs it and a missing
+// command fails.
+func requireTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
 	if err == nil {
 		return p
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatalf("promtool not found in CI (the Debian package prometheus provides it; .ci/deps.sh installs it): %v", err)
+		t.Fatalf("%s not found in CI (the Debian package %s provides it; .ci/deps.sh installs it): %v", name, pkg, err)
 	}
-	t.Skipf("promtool not installed (apt-get install prometheus): %v", err)
+	t.Skipf("%s not installed (apt-get install %s): %v", name, pkg, err)
 	return ""
 }
 
