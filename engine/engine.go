@@ -94,7 +94,7 @@ type Engine struct {
 	loopCount atomic.Int64             // running gnet loops
 
 	tunMu   sync.Mutex
-	tunnels map[*tunnel]struct{} // open WebSocket tunnels (tunnel.go)
+	tunnels map[*relay]struct{} // WebSocket tunnels off the loops (tunnel.go)
 }
 
 // listenerRT is the compiled, immutable view of one http listener for one

@@ -33,7 +33,7 @@ type l4Engine struct {
 	loopsList []*l4Loop
 
 	offMu sync.Mutex
-	off   map[*tcpRelay]struct{} // pairs relayed off the loops; Stop closes them
+	off   map[*relay]*tcpSession // pairs relayed off the loops; Stop closes them
 
 	sweepEvery atomic.Int64 // nanoseconds; the shortest idle timeout / 8, at most 1s
 }
@@ -87,7 +87,7 @@ type l4Actor interface {
 
 // newL4 builds the (empty) L4 part; buildListener adds views.
 func newL4(e *Engine) *l4Engine {
-	l4 := &l4Engine{e: e, off: map[*tcpRelay]struct{}{}}
+	l4 := &l4Engine{e: e, off: map[*relay]*tcpSession{}}
 	l4.sweepEvery.Store(int64(time.Second))
 	return l4
 }
@@ -219,7 +219,7 @@ func (ll *l4Loop) onSweep() {
 // stop closes the pairs relayed off the loops; the loops close the rest.
 func (l4 *l4Engine) stop() {
 	l4.offMu.Lock()
-	rs := make([]*tcpRelay, 0, len(l4.off))
+	rs := make([]*relay, 0, len(l4.off))
 	for r := range l4.off {
 		rs = append(rs, r)
 	}

@@ -9,10 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime/debug"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -492,14 +489,14 @@ func (s *tcpSession) finish(status int, connectFailed bool, reason string) {
 	ev.Msg("")
 }
 
-// goOffloop hands both sockets to a tcpRelay. Runs on the loop; gnet's
-// outbound buffers of both conns are empty (we never write through them).
+// goOffloop hands both sockets to an off-loop relay (tunnel.go). Runs on
+// the loop; gnet's outbound buffers of both conns are empty (we never write
+// through them).
 func (s *tcpSession) goOffloop() {
 	lp := s.ll.lp
 	s.state = tcpOffloop
 	delete(s.ll.tcp, s)
-	r := &tcpRelay{s: s, idle: s.l.idle}
-	r.last.Store(time.Now().UnixNano())
+	r := &relay{e: lp.e, what: "l4 relay", idle: s.l.idle, count: s.count}
 	var failed error
 	for i := range s.ends {
 		x := &s.ends[i]
@@ -534,40 +531,16 @@ func (s *tcpSession) goOffloop() {
 	}
 	lp.e.m.Detach("l4").Inc()
 	l4 := s.ll.l4
+	r.done = func(errs [2]error, _ bool) { s.offloopDone(r, errs) }
 	l4.offMu.Lock()
-	l4.off[r] = struct{}{}
+	l4.off[r] = s
 	l4.offMu.Unlock()
-	go r.run()
+	r.start()
 }
 
-// tcpRelay relays a pair off the loop with blocking I/O: one goroutine per
-// direction, kernel flow control on both sockets, FIN propagated with
-// CloseWrite. Direction i reads conns[i] and writes conns[1-i].
-type tcpRelay struct {
-	s      *tcpSession
-	conns  [2]net.Conn
-	prefix [2][]byte // read from side i, not yet written to its peer
-	eof    [2]bool   // side i already sent EOF
-	shut   [2]bool   // side i already got our FIN
-	idle   time.Duration
-	last   atomic.Int64 // UnixNano of the last byte moved either way
-	once   sync.Once
-}
-
-var relayBufs = sync.Pool{New: func() any { b := make([]byte, pumpBuf); return &b }}
-
-func (r *tcpRelay) run() {
-	s := r.s
-	var errs [2]error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		errs[endUpstream] = r.pipe(endUpstream)
-	}()
-	errs[endClient] = r.pipe(endClient)
-	wg.Wait()
-	r.closeAll()
+// offloopDone runs on a relay goroutine once both directions of a pair off
+// the loop ended.
+func (s *tcpSession) offloopDone(r *relay, errs [2]error) {
 	l4 := s.ll.l4
 	l4.offMu.Lock()
 	delete(l4.off, r)
@@ -588,153 +561,6 @@ func (r *tcpRelay) run() {
 		reason = "idle_timeout"
 	}
 	s.finish(status, false, reason)
-}
-
-var errIdle = errors.New("tcp_idle expired")
-
-// pipe copies side i to its peer until EOF, then passes the FIN on. Any
-// other outcome closes both sockets, which ends the other direction too.
-func (r *tcpRelay) pipe(i int) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			e := r.s.ll.l4.e
-			e.m.Panics.Inc()
-			e.log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("panic recovered in l4 relay")
-			err = errPanic
-		}
-		if err != nil {
-			r.closeAll()
-		}
-	}()
-	src, dst := r.conns[i], r.conns[1-i]
-	var wdl time.Time
-	if len(r.prefix[i]) > 0 {
-		if err = r.write(dst, r.prefix[i], i, &wdl); err != nil {
-			return err
-		}
-		r.prefix[i] = nil
-	}
-	if !r.eof[i] {
-		sc, ok := src.(syscall.Conn)
-		if !ok {
-			return errors.New("relay: not a syscall.Conn")
-		}
-		rc, err := sc.SyscallConn()
-		if err != nil {
-			return err
-		}
-		var rdl time.Time
-		for {
-			now := time.Now()
-			if rdl.Sub(now) < r.idle/2 {
-				rdl = now.Add(r.idle)
-				_ = src.SetReadDeadline(rdl)
-			}
-			bp, n, rerr := readPooled(rc)
-			if n > 0 {
-				r.last.Store(time.Now().UnixNano())
-				err = r.write(dst, (*bp)[:n], i, &wdl)
-				relayBufs.Put(bp)
-				if err != nil {
-					return err
-				}
-				continue
-			}
-			if rerr == nil {
-				break // EOF
-			}
-			if isTimeout(rerr) {
-				if !r.idleExpired() {
-					rdl = time.Time{}
-					continue
-				}
-				return errIdle
-			}
-			return rerr
-		}
-	}
-	if !r.shut[1-i] {
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		}
-	}
-	return nil
-}
-
-// write writes b to dst in full; a write stalled for tcp_idle while the other
-// direction is idle too ends the pair.
-func (r *tcpRelay) write(dst net.Conn, b []byte, i int, dl *time.Time) error {
-	for len(b) > 0 {
-		now := time.Now()
-		if dl.Sub(now) < r.idle/2 {
-			*dl = now.Add(r.idle)
-			_ = dst.SetWriteDeadline(*dl)
-		}
-		n, err := dst.Write(b)
-		if n > 0 {
-			b = b[n:]
-			r.last.Store(time.Now().UnixNano())
-			r.s.count(i, n)
-		}
-		if err != nil {
-			if isTimeout(err) {
-				if n > 0 || !r.idleExpired() {
-					*dl = time.Time{}
-					continue
-				}
-				return errIdle
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// readPooled waits until rc is readable without holding a buffer, then
-// reads into one from the pool: an idle pair off the loop costs its two
-// goroutines and no buffers. n == 0 with a nil error is EOF; a buffer is
-// returned only when n > 0.
-func readPooled(rc syscall.RawConn) (bp *[]byte, n int, err error) {
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		b := relayBufs.Get().(*[]byte)
-		for {
-			n, rerr = unix.Read(int(fd), *b)
-			if rerr != unix.EINTR {
-				break
-			}
-		}
-		if rerr == unix.EAGAIN {
-			relayBufs.Put(b)
-			return false // wait for readability (and the deadline)
-		}
-		if n > 0 {
-			bp = b
-		} else {
-			n = 0
-			relayBufs.Put(b)
-		}
-		return true
-	})
-	if err == nil {
-		err = rerr
-	}
-	return bp, n, err
-}
-
-func (r *tcpRelay) idleExpired() bool {
-	return time.Now().UnixNano()-r.last.Load() >= int64(r.idle)
-}
-
-// closeAll closes both sockets; safe from any goroutine, more than once.
-func (r *tcpRelay) closeAll() {
-	r.once.Do(func() {
-		for _, c := range r.conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	})
 }
 
 // writeFD writes b to a non-blocking socket without blocking: it returns how

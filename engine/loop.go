@@ -30,6 +30,7 @@ type loop struct {
 	h2free   []*h2Stream            // finished HTTP/2 streams, reused
 	h2dirty  []h2Output             // HTTP/2 connections with output to write at the end of the round
 	h3       map[*h3Stream]struct{} // HTTP/3 streams with an exchange on this loop
+	wsPairs  map[*wsPair]struct{}   // HTTP/1.1 WebSocket tunnels relayed on this loop
 
 	h2flushQueued   bool
 	h2flushRunnable gnet.RunnableFunc
@@ -65,6 +66,7 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 		h2pools: map[*lb.Endpoint][]*h2Upstream{},
 		clients: map[*clientConn]struct{}{},
 		h2conns: map[*h2Conn]struct{}{},
+		wsPairs: map[*wsPair]struct{}{},
 		pending: map[*listenerRT]int{},
 		scratch: make([]byte, 0, 16<<10),
 	}
@@ -102,6 +104,12 @@ func (lp *loop) sweep() {
 		}()
 	}
 	lp.sweepH3(now)
+	for p := range lp.wsPairs {
+		func() {
+			defer lp.e.recoverConn(nil, "websocket timer")
+			p.onTimer(now)
+		}()
+	}
 	for _, p := range lp.pools {
 		p.trim(now)
 	}

@@ -137,7 +137,7 @@ func MetricsHelp() map[string]string {
 		"expressgateway_config_reload_total":                "config reloads (SIGHUP or a change of the watched file), by result.",
 		"expressgateway_upgrade_total":                      "USR2 binary upgrades, by result.",
 		"expressgateway_grpc_requests_total":                "gRPC exchanges finished, by listener and grpc-status.",
-		"expressgateway_websocket_tunnels_active":           "open WebSocket tunnels (upgraded connections relayed off the event loop, and WebSocket streams of HTTP/2 connections).",
+		"expressgateway_websocket_tunnels_active":           "open WebSocket tunnels (upgraded HTTP/1.1 connections, relayed on the event loop or off it, and WebSocket streams of HTTP/2 connections).",
 		"expressgateway_websocket_tunnels_closed_total":     "WebSocket tunnels ended, by how they ended.",
 		"expressgateway_websocket_bytes_total":              "bytes relayed through WebSocket tunnels after the handshake, by direction.",
 		"expressgateway_tls_handshakes_total":               "TLS handshakes of https listeners, by result (ok, error) and, for errors, reason: timeout (handshake_timeout), client_closed, http_on_tls_port (plaintext HTTP; answered 400 in clear), not_tls, version, alpn, cipher, client_certificate (mTLS refusal), client_alert, alert_sent, proxy_untrusted (a PROXY header from an address not trusted), handshake_slots (max_handshakes busy for handshake_timeout), protocol.",

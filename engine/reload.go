@@ -346,9 +346,9 @@ func (e *Engine) closeConnsOf(slots []*listenerSlot) {
 		}
 	})
 	e.l4.offMu.Lock()
-	var rs []*tcpRelay
-	for r := range e.l4.off {
-		if of[r.s.l.slot] {
+	var rs []*relay
+	for r, s := range e.l4.off {
+		if of[s.l.slot] {
 			rs = append(rs, r)
 		}
 	}

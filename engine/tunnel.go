@@ -10,62 +10,260 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// A WebSocket tunnel (ARCHITECTURE.md, "WebSocket tunnels"): once the
-// upstream answered 101 to an upgrade the gateway forwarded, both sockets
-// leave the event loop (the same dup as h1_pump.go) and two goroutines copy
-// bytes with blocking I/O, one per direction. Kernel TCP flow control is the
-// backpressure both ways: a direction reads only while its previous write
-// went out, so each holds at most one pooled buffer, and none while idle
-// (readPooled). A FIN is passed on with CloseWrite (half-close); the tunnel
-// ends when both directions ended, on websocket_idle without a byte either
-// way, at websocket_max_duration, or when the engine stops.
+// The off-loop relay: two sockets copied to each other by two goroutines
+// with blocking I/O, one per direction. It carries the pairs that cannot
+// stay on the event loop: an L4 tcp pair or a WebSocket tunnel whose peer
+// did not take a whole read (backpressure), and WebSocket tunnels with a
+// TLS side (ARCHITECTURE.md, "WebSocket tunnels"). Kernel TCP flow control
+// is the backpressure both ways: a direction reads only while its previous
+// write went out, so each holds at most one pooled buffer, and none while
+// idle (readPooled). A FIN is passed on with CloseWrite (half-close); the
+// relay ends when both directions ended, on its idle timeout without a byte
+// either way, at its maximum duration, or when closed from outside.
 
-// Tunnel sides: what side i reads is written to side 1-i.
+// Relay sides: what side i reads is written to side 1-i. The L4 names
+// (endClient, endUpstream) are the same two indexes.
 const (
 	tunClient   = 0
 	tunUpstream = 1
 )
 
-var errTunnelIdle = errors.New("websocket_idle expired")
+var errIdle = errors.New("idle timeout expired")
 
-// tunnel relays one upgraded connection pair off the loop. Safe from any
-// goroutine: its fields are set before run and only read after.
-type tunnel struct {
+// relay relays one connection pair off the loop. Safe from any goroutine:
+// its fields are set before start and only read after, except the atomics.
+type relay struct {
 	e      *Engine
+	what   string // "l4 relay", "websocket tunnel": for the panic log
 	conns  [2]net.Conn
-	prefix [2][]byte // read from side i before the tunnel opened, for its peer
+	head   []byte    // written to side 0 first, not counted (a 101's head)
+	prefix [2][]byte // read from side i, not yet written to its peer
+	eof    [2]bool   // side i already sent EOF
+	shut   [2]bool   // side i already got our FIN
 	idle   time.Duration
-	max    time.Duration
-	last   atomic.Int64 // UnixNano of the last byte moved either way
-	bytes  [2]atomic.Int64
+	max    time.Duration // 0: no limit
+	last   atomic.Int64  // UnixNano of the last byte moved either way
 	maxHit atomic.Bool
 	once   sync.Once
-	// done runs once both directions ended, with why the tunnel ended
-	// ("closed" when both sides closed cleanly).
-	done func(t *tunnel, reason string)
+	// count runs on the relay's goroutines for n bytes read from side and
+	// written to its peer; one goroutine per side.
+	count func(side, n int)
+	// done runs once, on a relay goroutine, when both directions ended.
+	done func(errs [2]error, maxHit bool)
 }
 
-// openTunnel registers t with the engine (Stop closes it) and runs it on
-// its own goroutines; head is written to the client first.
-func (e *Engine) openTunnel(t *tunnel, head []byte) {
-	t.e = e
-	t.last.Store(time.Now().UnixNano())
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, pumpBuf); return &b }}
+
+// start runs the relay on its own goroutines.
+func (r *relay) start() {
+	r.last.Store(time.Now().UnixNano())
+	go r.run()
+}
+
+func (r *relay) run() {
+	var errs [2]error
+	defer func() { r.done(errs, r.maxHit.Load()) }()
+	if r.max > 0 {
+		tm := time.AfterFunc(r.max, func() {
+			r.maxHit.Store(true)
+			r.closeAll()
+		})
+		defer tm.Stop()
+	}
+	if len(r.head) > 0 {
+		_ = r.conns[0].SetWriteDeadline(time.Now().Add(r.idle))
+		if _, err := r.conns[0].Write(r.head); err != nil {
+			r.closeAll()
+			errs[1] = err
+			return
+		}
+		r.head = nil
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs[1] = r.pipe(1)
+	}()
+	errs[0] = r.pipe(0)
+	wg.Wait()
+	r.closeAll()
+}
+
+// pipe copies side i to its peer until EOF, then passes the FIN on. Any
+// other outcome closes both sockets, which ends the other direction too.
+func (r *relay) pipe(i int) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.e.m.Panics.Inc()
+			r.e.log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("panic recovered in " + r.what)
+			err = errPanic
+		}
+		if err != nil {
+			r.closeAll()
+		}
+	}()
+	src, dst := r.conns[i], r.conns[1-i]
+	var wdl time.Time
+	if len(r.prefix[i]) > 0 {
+		if err = r.write(dst, r.prefix[i], i, &wdl); err != nil {
+			return err
+		}
+		r.prefix[i] = nil
+	}
+	if !r.eof[i] {
+		sc, ok := src.(syscall.Conn)
+		if !ok {
+			return errors.New("relay: not a syscall.Conn")
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var rdl time.Time
+		for {
+			now := time.Now()
+			if rdl.Sub(now) < r.idle/2 {
+				rdl = now.Add(r.idle)
+				_ = src.SetReadDeadline(rdl)
+			}
+			bp, n, rerr := readPooled(rc)
+			if n > 0 {
+				r.last.Store(time.Now().UnixNano())
+				err = r.write(dst, (*bp)[:n], i, &wdl)
+				relayBufs.Put(bp)
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if rerr == nil {
+				break // EOF
+			}
+			if isTimeout(rerr) {
+				if !r.idleExpired() {
+					rdl = time.Time{}
+					continue
+				}
+				return errIdle
+			}
+			return rerr
+		}
+	}
+	if !r.shut[1-i] {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	}
+	return nil
+}
+
+// write writes b to dst in full; a write stalled for the idle timeout while
+// the other direction is idle too ends the pair.
+func (r *relay) write(dst net.Conn, b []byte, i int, dl *time.Time) error {
+	for len(b) > 0 {
+		now := time.Now()
+		if dl.Sub(now) < r.idle/2 {
+			*dl = now.Add(r.idle)
+			_ = dst.SetWriteDeadline(*dl)
+		}
+		n, err := dst.Write(b)
+		if n > 0 {
+			b = b[n:]
+			r.last.Store(time.Now().UnixNano())
+			r.count(i, n)
+		}
+		if err != nil {
+			if isTimeout(err) {
+				if n > 0 || !r.idleExpired() {
+					*dl = time.Time{}
+					continue
+				}
+				return errIdle
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *relay) idleExpired() bool {
+	return time.Now().UnixNano()-r.last.Load() >= int64(r.idle)
+}
+
+// closeAll closes both sockets; safe from any goroutine, more than once.
+func (r *relay) closeAll() {
+	r.once.Do(func() {
+		for _, c := range r.conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	})
+}
+
+// readPooled waits until rc is readable without holding a buffer, then
+// reads into one from the pool: an idle pair off the loop costs its two
+// goroutines and no buffers. n == 0 with a nil error is EOF; a buffer is
+// returned only when n > 0.
+func readPooled(rc syscall.RawConn) (bp *[]byte, n int, err error) {
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		b := relayBufs.Get().(*[]byte)
+		for {
+			n, rerr = unix.Read(int(fd), *b)
+			if rerr != unix.EINTR {
+				break
+			}
+		}
+		if rerr == unix.EAGAIN {
+			relayBufs.Put(b)
+			return false // wait for readability (and the deadline)
+		}
+		if n > 0 {
+			bp = b
+		} else {
+			n = 0
+			relayBufs.Put(b)
+		}
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	return bp, n, err
+}
+
+// WebSocket tunnels off the loop are registered with the engine, so that
+// Stop closes them.
+
+// openTunnel registers r with the engine and starts it.
+func (e *Engine) openTunnel(r *relay) {
+	r.e = e
 	e.tunMu.Lock()
 	if e.tunnels == nil {
-		e.tunnels = map[*tunnel]struct{}{}
+		e.tunnels = map[*relay]struct{}{}
 	}
-	e.tunnels[t] = struct{}{}
+	e.tunnels[r] = struct{}{}
 	e.tunMu.Unlock()
-	e.m.WSActive.Add(1)
-	go t.run(head)
+	r.start()
+}
+
+// tunnelClosed unregisters r.
+func (e *Engine) tunnelClosed(r *relay) {
+	e.tunMu.Lock()
+	delete(e.tunnels, r)
+	e.tunMu.Unlock()
 }
 
 // closeTunnels ends every open tunnel (engine stop).
 func (e *Engine) closeTunnels() {
 	e.tunMu.Lock()
-	ts := make([]*tunnel, 0, len(e.tunnels))
+	ts := make([]*relay, 0, len(e.tunnels))
 	for t := range e.tunnels {
 		ts = append(ts, t)
 	}
@@ -75,50 +273,12 @@ func (e *Engine) closeTunnels() {
 	}
 }
 
-func (t *tunnel) run(head []byte) {
-	var errs [2]error
-	defer func() {
-		e := t.e
-		e.tunMu.Lock()
-		delete(e.tunnels, t)
-		e.tunMu.Unlock()
-		e.m.WSActive.Add(-1)
-		reason := tunnelReason(errs, t.maxHit.Load())
-		e.m.WSClosed(reason).Inc()
-		t.done(t, reason)
-	}()
-	if t.max > 0 {
-		tm := time.AfterFunc(t.max, func() {
-			t.maxHit.Store(true)
-			t.closeAll()
-		})
-		defer tm.Stop()
-	}
-	if len(head) > 0 {
-		_ = t.conns[tunClient].SetWriteDeadline(time.Now().Add(t.idle))
-		if _, err := t.conns[tunClient].Write(head); err != nil {
-			t.closeAll()
-			errs[tunUpstream] = err
-			return
-		}
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		errs[tunUpstream] = t.pipe(tunUpstream)
-	}()
-	errs[tunClient] = t.pipe(tunClient)
-	wg.Wait()
-	t.closeAll()
-}
-
 // tunnelReason is the stable token for how a tunnel ended.
 func tunnelReason(errs [2]error, maxHit bool) string {
 	if maxHit {
 		return "max_duration"
 	}
-	if errors.Is(errs[0], errTunnelIdle) || errors.Is(errs[1], errTunnelIdle) {
+	if errors.Is(errs[0], errIdle) || errors.Is(errs[1], errIdle) {
 		return "idle_timeout"
 	}
 	for _, err := range errs {
@@ -130,113 +290,4 @@ func tunnelReason(errs [2]error, maxHit bool) string {
 		return "engine_stop" // closed from outside: the engine stopped
 	}
 	return "closed"
-}
-
-// pipe copies side i to its peer until EOF, then half-closes the peer. Any
-// other outcome closes both sockets, which ends the other direction too.
-func (t *tunnel) pipe(i int) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			t.e.m.Panics.Inc()
-			t.e.log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("panic recovered in websocket tunnel")
-			err = errPanic
-		}
-		if err != nil {
-			t.closeAll()
-		}
-	}()
-	src, dst := t.conns[i], t.conns[1-i]
-	var wdl time.Time
-	if len(t.prefix[i]) > 0 {
-		if err = t.write(dst, t.prefix[i], i, &wdl); err != nil {
-			return err
-		}
-		t.prefix[i] = nil
-	}
-	sc, ok := src.(syscall.Conn)
-	if !ok {
-		return errors.New("tunnel: not a syscall.Conn")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var rdl time.Time
-	for {
-		now := time.Now()
-		if rdl.Sub(now) < t.idle/2 {
-			rdl = now.Add(t.idle)
-			_ = src.SetReadDeadline(rdl)
-		}
-		bp, n, rerr := readPooled(rc)
-		if n > 0 {
-			t.last.Store(time.Now().UnixNano())
-			err = t.write(dst, (*bp)[:n], i, &wdl)
-			relayBufs.Put(bp)
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		if rerr == nil {
-			break // EOF
-		}
-		if isTimeout(rerr) {
-			if !t.idleExpired() {
-				rdl = time.Time{}
-				continue
-			}
-			return errTunnelIdle
-		}
-		return rerr
-	}
-	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	return nil
-}
-
-// write writes b to dst in full; a write stalled for websocket_idle while
-// the other direction is idle too ends the tunnel.
-func (t *tunnel) write(dst net.Conn, b []byte, i int, dl *time.Time) error {
-	for len(b) > 0 {
-		now := time.Now()
-		if dl.Sub(now) < t.idle/2 {
-			*dl = now.Add(t.idle)
-			_ = dst.SetWriteDeadline(*dl)
-		}
-		n, err := dst.Write(b)
-		if n > 0 {
-			b = b[n:]
-			t.last.Store(time.Now().UnixNano())
-			t.bytes[i].Add(int64(n))
-			t.e.m.WSBytes[i].Add(n)
-		}
-		if err != nil {
-			if isTimeout(err) {
-				if n > 0 || !t.idleExpired() {
-					*dl = time.Time{}
-					continue
-				}
-				return errTunnelIdle
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-func (t *tunnel) idleExpired() bool {
-	return time.Now().UnixNano()-t.last.Load() >= int64(t.idle)
-}
-
-// closeAll closes both sockets; safe from any goroutine, more than once.
-func (t *tunnel) closeAll() {
-	t.once.Do(func() {
-		for _, c := range t.conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	})
 }

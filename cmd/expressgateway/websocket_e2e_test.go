@@ -791,6 +791,75 @@ func TestWebSocketBrokenUpstreams(t *testing.T) {
 	waitMetric(t, admin, `^expressgateway_websocket_tunnels_active$`, 0)
 }
 
+// TestWebSocketTunnelStaysOnLoop: a tunnel whose peers keep up is relayed
+// on the event loop (no detach), byte for byte both ways, with the bytes
+// counted exactly; a half-close from the client reaches the upstream, whose
+// last bytes and FIN still reach the client; the tunnel then ends "closed".
+func TestWebSocketTunnelStaysOnLoop(t *testing.T) {
+	const rounds = 500
+	upDone := make(chan error, 1)
+	up := rawWSUpstream(t, func(c net.Conn, br *bufio.Reader, req *http.Request) {
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		// Echo every byte until the client's FIN, then say goodbye and close.
+		if _, err := io.Copy(c, br); err != nil {
+			upDone <- err
+			return
+		}
+		_, err := io.WriteString(c, "bye")
+		upDone <- err
+	})
+	gw, admin := wsGateway(t, up, "")
+	c, err := net.Dial("tcp", gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	_, _ = io.WriteString(c, wsUpgradeRequest)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_active$`, 1)
+	sent := 0
+	for i := range rounds {
+		msg := wsFrame(2, bytes.Repeat([]byte{byte(i)}, 1+i%300), true)
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("round %d: echo %x, %v", i, got, err)
+		}
+		sent += len(msg)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(br)
+	if err != nil || string(rest) != "bye" {
+		t.Fatalf("after the half-close: %q %v", rest, err)
+	}
+	if err := <-upDone; err != nil {
+		t.Fatalf("upstream: %v", err)
+	}
+	waitMetric(t, admin, `^expressgateway_websocket_tunnels_active$`, 0)
+	if n := metricSum(t, admin, `^expressgateway_stream_detach_total\{direction="websocket"\}$`); n != 0 {
+		t.Errorf("a tunnel that keeps up left the loop %v times", n)
+	}
+	if n := metricSum(t, admin, `^expressgateway_websocket_tunnels_closed_total\{reason="closed"\}$`); n != 1 {
+		t.Errorf("closed cleanly: %v, want 1", n)
+	}
+	if n := metricSum(t, admin, `^expressgateway_websocket_bytes_total\{direction="client_to_upstream"\}$`); n != float64(sent) {
+		t.Errorf("client_to_upstream bytes %v, want %d", n, sent)
+	}
+	if n := metricSum(t, admin, `^expressgateway_websocket_bytes_total\{direction="upstream_to_client"\}$`); n != float64(sent+3) {
+		t.Errorf("upstream_to_client bytes %v, want %d", n, sent+3)
+	}
+}
+
 // TestWebSocketSlowReaderBounded: an upstream that floods a client reading
 // at 16 MiB/s, and a client that floods an upstream reading at 16 MiB/s, at
 // the same time through one tunnel: every byte arrives and the gateway's
