@@ -800,8 +800,8 @@ func (e *Engine) openTLSSession(c gnet.Conn, a *tlsAccepted) {
 	lp.enter(c)
 	cc := newClientConn(lp, l, c, a.ip)
 	cc.tls = a.info
-	cc.lg.identity = a.info.identity
-	cc.lg.peer, cc.lg.local = a.peer, a.local
+	cc.identity = a.info.identity
+	cc.peer, cc.local = a.peer, a.local
 	c.SetContext(cc)
 	l.active.Add(1)
 	lp.leave()

@@ -36,13 +36,15 @@ type clientConn struct {
 	c  gnet.Conn
 	ip []byte // textual client IP for X-Forwarded-For
 
+	// The client's address (from a PROXY header when a trusted balancer
+	// sent one) and the one it reached; identity is the verified TLS client
+	// certificate as client_identity_header carries it (nil: none).
+	clientIP    netip.Addr
+	peer, local netip.AddrPort
+	identity    []byte
+
 	state    clientState
-	parser   h1.RequestParser
-	req      h1.Request  // the wire head; Target and Host replaced by their normal forms
-	mreq     msg.Request // the neutral head the pipeline reads (x.Req)
-	norm     []byte      // the normalised path and authority mreq points into
-	perr     msg.Error   // the codec's verdict on a malformed head
-	x        stages.Exchange
+	r        *h1Exchange // the current request's state; nil while idle (h1_exchange.go)
 	requests int
 
 	headStart int64 // first byte of the current head, 0 while idle
@@ -50,9 +52,7 @@ type clientConn struct {
 	closeBy   int64 // csClosing: give up flushing after this
 
 	// current exchange
-	lg         leg // its upstream side
 	closeAfter bool
-	reqBody    h1.BodyDecoder
 	bodyStart  int64
 	lastBodyAt int64
 	respOut    h1.BodyKind
@@ -80,14 +80,7 @@ type clientConn struct {
 }
 
 func newClientConn(lp *loop, l *listenerRT, c gnet.Conn, ip netip.Addr) *clientConn {
-	cc := &clientConn{lp: lp, l: l, c: c, ip: []byte(ip.String())}
-	cc.lg = leg{lp: lp, l: l, x: &cc.x, ds: cc, ip: cc.ip, proto: "h1", peer: addrPort(c.RemoteAddr()), local: addrPort(c.LocalAddr())}
-	cc.parser.Limits = l.limits
-	cc.x.Req = &cc.mreq
-	cc.x.Owner = cc
-	cc.x.Forwarder = cc
-	cc.x.Listener = l.view
-	cc.x.ClientIP = ip
+	cc := &clientConn{lp: lp, l: l, c: c, ip: []byte(ip.String()), clientIP: ip, peer: addrPort(c.RemoteAddr()), local: addrPort(c.LocalAddr())}
 	cc.idleSince = time.Now().UnixNano()
 	cc.accepted = cc.idleSince
 	// The first request's header_read starts at accept: a connection that
@@ -111,27 +104,27 @@ func (cc *clientConn) onTraffic() {
 			// The body waits in gnet's inbound buffer until the exchange can
 			// leave the loop; a client that sends far more meanwhile is cut.
 			if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+cc.l.inflight {
-				cc.lp.e.guardHit(&cc.x, guards.DetachWaitOverflow, guards.Connection)
+				cc.lp.e.guardHit(&cc.r.x, guards.DetachWaitOverflow, guards.Connection)
 				cc.abort()
 			}
 			return
 		}
-		if !cc.lg.reqBodyDone && cc.lg.bodyWritable() {
+		if !cc.r.lg.reqBodyDone && cc.r.lg.bodyWritable() {
 			cc.forwardReqBody()
-			if !cc.lg.reqBodyDone && cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
+			if !cc.r.lg.reqBodyDone && cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
 				// The upstream's window holds the body back (HTTP/2)
 				// and the client keeps sending: bounded here.
-				cc.lp.e.guardHit(&cc.x, guards.UpstreamWindowOverflow, guards.Connection)
+				cc.lp.e.guardHit(&cc.r.x, guards.UpstreamWindowOverflow, guards.Connection)
 				cc.abort()
 			}
 			return
 		}
-		if cc.largeBody && !cc.lg.reqBodyDone {
+		if cc.largeBody && !cc.r.lg.reqBodyDone {
 			// A long body arriving while its upstream is being dialed
 			// (at most upstream_connect): gnet keeps reading it, so it is
 			// bounded here and the exchange leaves the loop once connected.
 			if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
-				cc.lp.e.guardHit(&cc.x, guards.DialWaitOverflow, guards.Connection)
+				cc.lp.e.guardHit(&cc.r.x, guards.DialWaitOverflow, guards.Connection)
 				cc.abort()
 			}
 			return
@@ -139,7 +132,7 @@ func (cc *clientConn) onTraffic() {
 		// Pipelined bytes wait until the current response is done; a client
 		// that floods them is cut off rather than buffered without bound.
 		if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+cc.l.inflight {
-			cc.lp.e.guardHit(&cc.x, guards.PipelineFlood, guards.Connection)
+			cc.lp.e.guardHit(&cc.r.x, guards.PipelineFlood, guards.Connection)
 			cc.abort()
 		}
 	case csClosing, csClosed:
@@ -157,8 +150,10 @@ func (cc *clientConn) readHeads() {
 	for cc.state == csHead {
 		buf, _ := cc.c.Peek(-1)
 		if len(buf) == 0 {
+			cc.putExchange()
 			return
 		}
+		cc.take()
 		if cc.proxyWait || cc.proxyCheck {
 			if !cc.proxyHeader(buf) {
 				return
@@ -182,7 +177,7 @@ func (cc *clientConn) readHeads() {
 			} else if !h1ok {
 				// An HTTP/2-only listener: whatever this is, it gets no
 				// HTTP/1 answer.
-				cc.lp.e.guardHit(&cc.x, guards.H2BadPreface, guards.Connection)
+				cc.lp.e.guardHit(&cc.r.x, guards.H2BadPreface, guards.Connection)
 				cc.abort()
 				return
 			}
@@ -190,14 +185,14 @@ func (cc *clientConn) readHeads() {
 		if cc.headStart == 0 {
 			cc.headStart = cc.lp.nowNano()
 		}
-		n, done, err := cc.parser.Parse(buf, &cc.req)
+		n, done, err := cc.r.parser.Parse(buf, &cc.r.req)
 		if err != nil {
 			cc.beginExchange()
-			cc.perr = msg.Error{Status: 400, Token: "bad_request", Msg: err.Error()}
+			cc.r.perr = msg.Error{Status: 400, Token: "bad_request", Msg: err.Error()}
 			if he, ok := err.(*h1.Error); ok {
-				cc.perr = msg.Error{Status: he.Status, Token: he.Token, Msg: he.Msg}
+				cc.r.perr = msg.Error{Status: he.Status, Token: he.Token, Msg: he.Msg}
 			}
-			cc.x.ParseErr = &cc.perr
+			cc.r.x.ParseErr = &cc.r.perr
 			_, _ = cc.c.Discard(-1)
 			cc.submit()
 			return
@@ -208,14 +203,14 @@ func (cc *clientConn) readHeads() {
 		_, _ = cc.c.Discard(n)
 		cc.beginExchange()
 		var merr *msg.Error
-		if cc.norm, merr = cc.req.Neutral(&cc.mreq, cc.norm[:0], &cc.l.pathOpts); merr != nil {
+		if cc.r.norm, merr = cc.r.req.Neutral(&cc.r.mreq, cc.r.norm[:0], &cc.l.pathOpts); merr != nil {
 			// No single normal form (a fragment, bad percent-encoding, a
 			// backslash, a bad host or port): routing and forwarding could
 			// disagree, so the request is refused.
-			cc.x.ParseErr = merr
+			cc.r.x.ParseErr = merr
 		} else {
 			// Forward exactly what the pipeline routed on.
-			cc.req.Target, cc.req.Host = cc.mreq.Path, cc.mreq.Authority
+			cc.r.req.Target, cc.r.req.Host = cc.r.mreq.Path, cc.r.mreq.Authority
 		}
 		cc.submit()
 	}
@@ -237,7 +232,7 @@ func (cc *clientConn) proxyHeader(buf []byte) bool {
 				return false // could still be one
 			}
 			p.count("untrusted")
-			cc.lp.e.guardHit(&cc.x, guards.ProxyProtocolUntrusted, guards.Connection)
+			cc.lp.e.guardHit(&cc.r.x, guards.ProxyProtocolUntrusted, guards.Connection)
 			cc.abort()
 			return false
 		}
@@ -250,7 +245,7 @@ func (cc *clientConn) proxyHeader(buf []byte) bool {
 	}
 	if err != nil {
 		p.count(refuseReason(err))
-		cc.lp.e.guardHit(&cc.x, guards.ProxyProtocol(refuseReason(err)), guards.Connection)
+		cc.lp.e.guardHit(&cc.r.x, guards.ProxyProtocol(refuseReason(err)), guards.Connection)
 		cc.abort()
 		return false
 	}
@@ -261,27 +256,29 @@ func (cc *clientConn) proxyHeader(buf []byte) bool {
 		return true
 	}
 	ip := h.Src.Addr().Unmap()
-	if ok, lim := cc.lp.e.readmit(cc.l, cc.x.ClientIP, ip); !ok {
+	if ok, lim := cc.lp.e.readmit(cc.l, cc.clientIP, ip); !ok {
 		p.count("over_limit")
-		cc.lp.e.guardHit(&cc.x, lim, guards.Connection)
+		cc.lp.e.guardHit(&cc.r.x, lim, guards.Connection)
 		cc.released = true // readmit holds nothing now
 		cc.abort()
 		return false
 	}
 	p.count("accepted")
-	cc.x.ClientIP = ip
+	cc.clientIP, cc.r.x.ClientIP = ip, ip
 	cc.ip = append(cc.ip[:0], ip.String()...)
-	cc.lg.ip = cc.ip
-	cc.lg.peer, cc.lg.local = h.Src, h.Dst
+	cc.r.lg.ip = cc.ip
+	cc.peer, cc.local = h.Src, h.Dst
+	cc.r.lg.peer, cc.r.lg.local = h.Src, h.Dst
 	return true
 }
 
 func (cc *clientConn) beginExchange() {
 	cc.refresh() // the listener's current view (reload)
+	cc.take()
 	cc.requests++
-	cc.x.Reset()
-	cc.x.ConnRequests = cc.requests
-	cc.lg.reset()
+	cc.r.x.Reset()
+	cc.r.x.ConnRequests = cc.requests
+	cc.r.lg.reset()
 	cc.headStart = 0
 	cc.closeAfter = false
 	cc.buffering, cc.largeBody = false, false
@@ -292,10 +289,10 @@ func (cc *clientConn) beginExchange() {
 }
 
 func (cc *clientConn) submit() {
-	if !cc.lp.pipeline.SubmitAndDrain(&cc.x) {
-		cc.lp.e.guardHit(&cc.x, guards.RingFull("guard"), guards.Stream)
-		cc.x.Status, cc.x.Reason, cc.x.RetryAfter = 503, "ring_full", true
-		cc.respondLocal(&cc.x)
+	if !cc.lp.pipeline.SubmitAndDrain(&cc.r.x) {
+		cc.lp.e.guardHit(&cc.r.x, guards.RingFull("guard"), guards.Stream)
+		cc.r.x.Status, cc.r.x.Reason, cc.r.x.RetryAfter = 503, "ring_full", true
+		cc.respondLocal(&cc.r.x)
 	}
 }
 
@@ -305,44 +302,44 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		h(x)
 	}
 	l := cc.l
-	if isGRPCNative(cc.req.Header("content-type")) {
+	if isGRPCNative(cc.r.req.Header("content-type")) {
 		// gRPC needs HTTP/2 (trailers, full duplex): a clear gRPC error
 		// rather than a broken exchange (CONFIG.md, gRPC).
 		x.Status, x.Reason = 503, "grpc_needs_http2"
 		cc.respondLocal(x)
 		return
 	}
-	if !cc.lg.admit() {
+	if !cc.r.lg.admit() {
 		x.Status, x.Reason, x.RetryAfter = 503, "queue_full", true
 		cc.respondLocal(x)
 		return
 	}
-	cc.lg.setDeadline()
-	if x.CloseConn || !cc.req.KeepAlive || cc.draining() {
+	cc.r.lg.setDeadline()
+	if x.CloseConn || !cc.r.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
-	if wsRequested(&cc.req) && !x.Cluster.H2 {
+	if wsRequested(&cc.r.req) && !x.Cluster.H2 {
 		// A WebSocket upgrade: forwarded as one (the only upgrade that
 		// is). Whatever the upstream answers, the connection ends with
 		// this exchange: what the client sends after its request is not
 		// HTTP.
-		cc.lg.ws = true
-		cc.lg.wsKey = cc.req.Header("sec-websocket-key")
+		cc.r.lg.ws = true
+		cc.r.lg.wsKey = cc.r.req.Header("sec-websocket-key")
 		cc.closeAfter = true
 	}
-	bodyless := cc.req.Body == h1.BodyNone || (cc.req.Body == h1.BodyLength && cc.req.ContentLength == 0)
-	if !bodyless && cc.req.ExpectContinue && cc.req.Version == h1.Version11 {
+	bodyless := cc.r.req.Body == h1.BodyNone || (cc.r.req.Body == h1.BodyLength && cc.r.req.ContentLength == 0)
+	if !bodyless && cc.r.req.ExpectContinue && cc.r.req.Version == h1.Version11 {
 		// One rule for every body size: the request was routed and
 		// admitted, so the gateway asks for the body itself (as nginx
 		// does) and does not forward Expect; an upstream's own 100 is
 		// not relayed a second time.
-		cc.lg.sent100 = true
+		cc.r.lg.sent100 = true
 		cc.lp.queue(cc.c, continue100)
 	}
 	switch {
 	case bodyless:
-		cc.lg.reqBodyDone = true
-	case cc.req.Body == h1.BodyLength && cc.req.ContentLength > int64(l.inflight):
+		cc.r.lg.reqBodyDone = true
+	case cc.r.req.Body == h1.BodyLength && cc.r.req.ContentLength > int64(l.inflight):
 		cc.largeBody = true
 	default:
 		// A body that fits in max_inflight_bytes is read and validated in
@@ -352,11 +349,11 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		now := cc.lp.nowNano()
 		cc.bodyStart, cc.lastBodyAt = now, now
 		// reqBody validates now; onUpstreamReady resets it to forward.
-		cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, l.limits)
+		cc.r.reqBody.Reset(cc.r.req.Body, cc.r.req.ContentLength, l.limits)
 		cc.checkBuffered()
 		return
 	}
-	cc.lg.acquire()
+	cc.r.lg.acquire()
 }
 
 // drainFirstByteGrace is how long a fresh connection may stay silent while
@@ -374,7 +371,7 @@ var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 func (cc *clientConn) checkBuffered() {
 	buf, _ := cc.c.Peek(-1)
 	for cc.valOff < len(buf) {
-		n, _, done, err := cc.reqBody.Decode(buf[cc.valOff:])
+		n, _, done, err := cc.r.reqBody.Decode(buf[cc.valOff:])
 		if err != nil {
 			cc.buffering = false
 			cc.failRequestBody(err)
@@ -384,7 +381,7 @@ func (cc *clientConn) checkBuffered() {
 		cc.lastBodyAt = cc.lp.nowNano()
 		if done {
 			cc.buffering = false
-			cc.lg.acquire()
+			cc.r.lg.acquire()
 			return
 		}
 		if n == 0 {
@@ -394,7 +391,7 @@ func (cc *clientConn) checkBuffered() {
 	if cc.valOff > cc.l.inflight {
 		cc.buffering = false
 		cc.largeBody = true
-		cc.lg.acquire()
+		cc.r.lg.acquire()
 	}
 }
 
@@ -406,7 +403,7 @@ func (cc *clientConn) upstreamReady(lg *leg, u *upstream, head []byte) {
 		// An HTTP/2 upstream: the leg sent the head on its stream; the body
 		// streams on the loop as the stream's window allows.
 		if !lg.reqBodyDone {
-			cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, cc.l.limits)
+			cc.r.reqBody.Reset(cc.r.req.Body, cc.r.req.ContentLength, cc.l.limits)
 			now := cc.lp.nowNano()
 			cc.bodyStart, cc.lastBodyAt = now, now
 			cc.forwardReqBody()
@@ -423,7 +420,7 @@ func (cc *clientConn) upstreamReady(lg *leg, u *upstream, head []byte) {
 		cc.detachExchange(u, append([]byte(nil), head...))
 	default:
 		cc.lp.queue(u.c, head)
-		cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, cc.l.limits)
+		cc.r.reqBody.Reset(cc.r.req.Body, cc.r.req.ContentLength, cc.l.limits)
 		now := cc.lp.nowNano()
 		cc.bodyStart, cc.lastBodyAt = now, now
 		cc.forwardReqBody()
@@ -435,8 +432,8 @@ func (cc *clientConn) upstreamReady(lg *leg, u *upstream, head []byte) {
 func (cc *clientConn) forwardReqBody() {
 	buf, _ := cc.c.Peek(-1)
 	total := 0
-	for !cc.lg.reqBodyDone && len(buf) > 0 && (cc.lg.h2u == nil || cc.lg.upBacklog() < cc.l.inflight) {
-		n, data, done, err := cc.reqBody.Decode(buf)
+	for !cc.r.lg.reqBodyDone && len(buf) > 0 && (cc.r.lg.h2u == nil || cc.r.lg.upBacklog() < cc.l.inflight) {
+		n, data, done, err := cc.r.reqBody.Decode(buf)
 		if err != nil {
 			if total > 0 {
 				_, _ = cc.c.Discard(total)
@@ -446,9 +443,9 @@ func (cc *clientConn) forwardReqBody() {
 		}
 		var trailers []h1.Header
 		if done {
-			trailers = cc.reqBody.Trailers()
+			trailers = cc.r.reqBody.Trailers()
 		}
-		cc.lg.sendBody(data, done, trailers)
+		cc.r.lg.sendBody(data, done, trailers)
 		buf = buf[n:]
 		total += n
 		if n == 0 {
@@ -468,21 +465,21 @@ func (cc *clientConn) failRequestBody(err error) {
 	if he, ok := err.(*h1.Error); ok {
 		status, token = he.Status, he.Token
 	}
-	cc.lg.dropUpstream()
-	cc.lg.endpointDone(0, false)
-	cc.lp.e.guardHit(&cc.x, guards.Codec(token), guards.Connection)
-	cc.x.Status, cc.x.Reason, cc.x.CloseConn = status, "codec_"+token, true
-	cc.respondLocal(&cc.x)
+	cc.r.lg.dropUpstream()
+	cc.r.lg.endpointDone(0, false)
+	cc.lp.e.guardHit(&cc.r.x, guards.Codec(token), guards.Connection)
+	cc.r.x.Status, cc.r.x.Reason, cc.r.x.CloseConn = status, "codec_"+token, true
+	cc.respondLocal(&cc.r.x)
 }
 
 // respInterim implements downstream: a 1xx goes to an HTTP/1.1 client.
 func (cc *clientConn) respInterim(_ *leg, r *msg.Response) {
-	if cc.req.Version != h1.Version11 {
+	if cc.r.req.Version != h1.Version11 {
 		return
 	}
-	fs, arena, added := msg.ForwardResponse(cc.lp.fwd.Fields[:0], cc.lp.fwd.Arena[:0], r.Fields, cc.lg.respOpts())
+	fs, arena, added := msg.ForwardResponse(cc.lp.fwd.Fields[:0], cc.lp.fwd.Arena[:0], r.Fields, cc.r.lg.respOpts())
 	cc.lp.fwd.Fields, cc.lp.fwd.Arena = fs[:0], arena[:0]
-	cc.lp.commitOut(h1.AppendResponseHead(cc.lp.outFor(cc.c), r.Status, r.Reason, fs, added, cc.req.Version, h1.BodyNone, r.ContentLength, true, r.Fields, nil))
+	cc.lp.commitOut(h1.AppendResponseHead(cc.lp.outFor(cc.c), r.Status, r.Reason, fs, added, cc.r.req.Version, h1.BodyNone, r.ContentLength, true, r.Fields, nil))
 }
 
 // respHead implements downstream: the response head in HTTP/1 framing for
@@ -503,14 +500,14 @@ func (cc *clientConn) respHead(lg *leg, r *msg.Response, untilClose bool) {
 	cc.respOut = out
 	cc.respKeep = keep
 	opts := lg.respOpts()
-	if sc := cc.x.Pick.SetCookie; sc != "" {
+	if sc := cc.r.x.Pick.SetCookie; sc != "" {
 		o := *opts
 		o.SetCookie = sc
 		opts = &o
 	}
 	fs, arena, added := msg.ForwardResponse(cc.lp.fwd.Fields[:0], cc.lp.fwd.Arena[:0], r.Fields, opts)
 	cc.lp.fwd.Fields, cc.lp.fwd.Arena = fs[:0], arena[:0]
-	cc.lp.commitOut(h1.AppendResponseHead(cc.lp.outFor(cc.c), r.Status, r.Reason, fs, added, cc.req.Version, out, r.ContentLength, keep, r.Fields, nil))
+	cc.lp.commitOut(h1.AppendResponseHead(cc.lp.outFor(cc.c), r.Status, r.Reason, fs, added, cc.r.req.Version, out, r.ContentLength, keep, r.Fields, nil))
 }
 
 // responseFraming decides how a response with upstream framing in goes to
@@ -519,8 +516,8 @@ func (cc *clientConn) respHead(lg *leg, r *msg.Response, untilClose bool) {
 // becomes until-close.
 func (cc *clientConn) responseFraming(in h1.BodyKind) (out h1.BodyKind, keep bool) {
 	out = in
-	keep = cc.req.KeepAlive && !cc.closeAfter && in != h1.BodyUntilClose && !cc.draining()
-	if in == h1.BodyChunked && cc.req.Version == h1.Version10 {
+	keep = cc.r.req.KeepAlive && !cc.closeAfter && in != h1.BodyUntilClose && !cc.draining()
+	if in == h1.BodyChunked && cc.r.req.Version == h1.Version10 {
 		out, keep = h1.BodyUntilClose, false
 	}
 	return out, keep
@@ -601,10 +598,12 @@ func (cc *clientConn) toIdle() {
 	cc.refresh() // the listener's current view (reload)
 	cc.state = csHead
 	cc.idleSince = cc.lp.nowNano()
-	cc.parser.Reset()
-	if cc.c.InboundBuffered() > 0 {
-		cc.readHeads()
+	if cc.c.InboundBuffered() == 0 {
+		cc.putExchange() // idle: the request state goes back to the loop
+		return
 	}
+	cc.r.parser.Reset()
+	cc.readHeads()
 }
 
 // respondLocal writes a response generated by the gateway itself.
@@ -616,10 +615,10 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	if x.CloseConn || status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 505 || status == 501 {
 		cc.closeAfter = true
 	}
-	if cc.req.Body != h1.BodyNone && !cc.lg.reqBodyDone {
+	if cc.r.req.Body != h1.BodyNone && !cc.r.lg.reqBodyDone {
 		cc.closeAfter = true // the unread body would be taken for the next request
 	}
-	if !cc.req.KeepAlive || cc.draining() {
+	if !cc.r.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
 	var extra []h1.Header
@@ -628,8 +627,8 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	}
 	body := append(cc.lp.scratch[:0], h1.StatusText(status)...)
 	body = append(body, '\n')
-	if x.ParseErr == nil && x.Reason != "header_timeout" && isGRPC(cc.req.Header("content-type")) {
-		// (A header timeout answers a head that never came: cc.req is
+	if x.ParseErr == nil && x.Reason != "header_timeout" && isGRPC(cc.r.req.Header("content-type")) {
+		// (A header timeout answers a head that never came: cc.r.req is
 		// still the previous request's.)
 		// gRPC (gRPC-Web over HTTP/1.1, or native gRPC refused): the
 		// error is a gRPC status in the header section, no body.
@@ -638,9 +637,9 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	out := h1.AppendSimpleResponse(body[len(body):], status, extra, body, cc.closeAfter)
 	cc.lp.queue(cc.c, out)
 	cc.lp.e.m.LocalResponse(cc.l.cfg.Name, x.Reason).Inc()
-	cc.lg.endpointDone(status, false)
-	cc.lg.respStatus = status
-	cc.lg.record(status, x.Reason)
+	cc.r.lg.endpointDone(status, false)
+	cc.r.lg.respStatus = status
+	cc.r.lg.record(status, x.Reason)
 	if cc.closeAfter {
 		cc.closeGracefully()
 		return
@@ -648,7 +647,7 @@ func (cc *clientConn) respondLocal(x *stages.Exchange) {
 	if cc.processing {
 		cc.state = csHead
 		cc.idleSince = cc.lp.nowNano()
-		cc.parser.Reset()
+		cc.r.parser.Reset()
 		return // readHeads loops on
 	}
 	cc.toIdle()
@@ -663,7 +662,7 @@ func (cc *clientConn) onTimer(now int64) {
 	case csHead:
 		if cc.proxyWait && now-cc.accepted > int64(l.proxy.timeout) {
 			l.proxy.count("timeout")
-			cc.lp.e.guardHit(&cc.x, guards.ProxyProtocolTimeout, guards.Connection)
+			cc.lp.e.guardHit(&cc.take().x, guards.ProxyProtocolTimeout, guards.Connection)
 			cc.abort()
 			return
 		}
@@ -677,22 +676,22 @@ func (cc *clientConn) onTimer(now int64) {
 				return
 			}
 			if now-cc.headStart > int64(l.headerRead) {
-				cc.lp.e.guardHit(&cc.x, guards.SlowLoris, guards.Connection)
+				cc.lp.e.guardHit(&cc.take().x, guards.SlowLoris, guards.Connection)
 				cc.beginExchange()
-				cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, "header_timeout", true
-				cc.respondLocal(&cc.x)
+				cc.r.x.Status, cc.r.x.Reason, cc.r.x.CloseConn = 408, "header_timeout", true
+				cc.respondLocal(&cc.r.x)
 			}
 		} else if now-cc.idleSince > int64(l.idleKeepalive) || cc.draining() {
 			cc.abort() // idle too long, or idle while draining
 		}
 	case csUpstream:
-		if cc.lg.respPumping {
+		if cc.r.lg.respPumping {
 			return
 		}
 		if cc.tunUp != nil {
 			if now-cc.tunSince > int64(l.bodyIdle) {
-				cc.lp.e.guardHit(&cc.x, guards.TunnelWaitTimeout, guards.Stream)
-				cc.lg.abortMid("tunnel_wait_timeout")
+				cc.lp.e.guardHit(&cc.r.x, guards.TunnelWaitTimeout, guards.Stream)
+				cc.r.lg.abortMid("tunnel_wait_timeout")
 				return
 			}
 			cc.startTunnel()
@@ -700,7 +699,7 @@ func (cc *clientConn) onTimer(now int64) {
 		}
 		if p := cc.pending; p != nil {
 			if now-p.since > int64(l.bodyIdle) {
-				cc.lp.e.guardHit(&cc.x, guards.DetachWaitTimeout, guards.Connection)
+				cc.lp.e.guardHit(&cc.r.x, guards.DetachWaitTimeout, guards.Connection)
 				cc.abort()
 				return
 			}
@@ -708,7 +707,7 @@ func (cc *clientConn) onTimer(now int64) {
 			cc.detachExchange(p.u, p.head)
 			return
 		}
-		u := cc.lg.up
+		u := cc.r.lg.up
 		if cc.buffering {
 			if now-cc.lastBodyAt > int64(l.bodyIdle) {
 				cc.timeoutBody(guards.BodyIdle)
@@ -719,20 +718,20 @@ func (cc *clientConn) onTimer(now int64) {
 			}
 			return
 		}
-		if u == nil && cc.lg.h2u == nil {
+		if u == nil && cc.r.lg.h2u == nil {
 			return
 		}
-		if !cc.lg.reqBodyDone && cc.lg.bodyWritable() {
+		if !cc.r.lg.reqBodyDone && cc.r.lg.bodyWritable() {
 			if now-cc.lastBodyAt > int64(l.bodyIdle) {
 				cc.timeoutBody(guards.BodyIdle)
 				return
 			}
-			if l.tooSlow(cc.lg.bodyBytes, cc.bodyStart, now) {
+			if l.tooSlow(cc.r.lg.bodyBytes, cc.bodyStart, now) {
 				cc.timeoutBody(guards.SlowPost)
 				return
 			}
 		}
-		cc.lg.onTimer(now)
+		cc.r.lg.onTimer(now)
 	case csClosing:
 		cc.lp.flushOut()
 		if cc.c.OutboundBuffered() == 0 || now > cc.closeBy {
@@ -743,11 +742,11 @@ func (cc *clientConn) onTimer(now int64) {
 }
 
 func (cc *clientConn) timeoutBody(guard guards.Name) {
-	cc.lp.e.guardHit(&cc.x, guard, guards.Connection)
-	cc.lg.dropUpstream()
-	cc.lg.endpointDone(408, false)
-	cc.x.Status, cc.x.Reason, cc.x.CloseConn = 408, string(guard), true
-	cc.respondLocal(&cc.x)
+	cc.lp.e.guardHit(&cc.r.x, guard, guards.Connection)
+	cc.r.lg.dropUpstream()
+	cc.r.lg.endpointDone(408, false)
+	cc.r.x.Status, cc.r.x.Reason, cc.r.x.CloseConn = 408, string(guard), true
+	cc.respondLocal(&cc.r.x)
 }
 
 // closeGracefully closes once the pending output is flushed (gnet's own
@@ -768,10 +767,12 @@ func (cc *clientConn) closeGracefully() {
 
 // abort closes the client connection now, and any upstream it holds.
 func (cc *clientConn) abort() {
-	if !cc.lg.respPumping {
-		cc.lg.dropUpstream() // an HTTP/2 upstream stream gets RST_STREAM(CANCEL)
+	if r := cc.r; r != nil {
+		if !r.lg.respPumping {
+			r.lg.dropUpstream() // an HTTP/2 upstream stream gets RST_STREAM(CANCEL)
+		}
+		r.lg.endpointDone(0, false)
 	}
-	cc.lg.endpointDone(0, false)
 	if cc.state != csDetached && cc.c != nil {
 		cc.state = csClosed
 		_ = cc.c.Close()
@@ -784,12 +785,14 @@ func (cc *clientConn) onClose(c gnet.Conn, _ error) {
 		return // a connection we moved off the loop
 	}
 	cc.state = csClosed
-	if !cc.lg.respPumping {
-		cc.lg.dropUpstream() // an HTTP/2 upstream stream gets RST_STREAM(CANCEL)
-	}
-	if cc.lg.epBegun || cc.lg.counted {
-		cc.lg.endpointDone(499, false)
-		cc.lg.record(499, "client_closed")
+	if r := cc.r; r != nil {
+		if !r.lg.respPumping {
+			r.lg.dropUpstream() // an HTTP/2 upstream stream gets RST_STREAM(CANCEL)
+		}
+		if r.lg.epBegun || r.lg.counted {
+			r.lg.endpointDone(499, false)
+			r.lg.record(499, "client_closed")
+		}
 	}
 	cc.release()
 }
@@ -799,10 +802,11 @@ func (cc *clientConn) release() {
 	delete(cc.lp.clients, cc)
 	if !cc.released {
 		cc.released = true
-		cc.l.limiter.Release(cc.x.ClientIP)
-		cc.lp.e.global.Release(cc.x.ClientIP)
+		cc.l.limiter.Release(cc.clientIP)
+		cc.lp.e.global.Release(cc.clientIP)
 	}
 	cc.l.active.Add(-1)
+	cc.putExchange()
 }
 
 // onReattach: a connection the pumps hand back to the loop.

@@ -117,7 +117,7 @@ func (cc *clientConn) detachExchange(u *upstream, head []byte) {
 		// it yet): wait until it has drained; the sweep retries.
 		if cc.pending == nil {
 			cc.pending = &pendingDetach{u: u, head: head, since: cc.lp.nowNano()}
-			cc.lp.e.guardHit(&cc.x, guards.DetachWait, guards.Stream)
+			cc.lp.e.guardHit(&cc.r.x, guards.DetachWait, guards.Stream)
 		}
 		return
 	}
@@ -139,12 +139,12 @@ func (cc *clientConn) detachExchange(u *upstream, head []byte) {
 			_ = unc.Close()
 		}
 		u.finalClose()
-		cc.lg.endpointDone(502, false)
+		cc.r.lg.endpointDone(502, false)
 		cc.release()
 		return
 	}
 	cc.lp.e.m.Detach("request").Inc()
-	cc.reqBody.Reset(cc.req.Body, cc.req.ContentLength, cc.l.limits)
+	cc.r.reqBody.Reset(cc.r.req.Body, cc.r.req.ContentLength, cc.l.limits)
 	go cc.runExchangePump(u, cnc, unc, head, prefix)
 }
 
@@ -234,14 +234,14 @@ func (cc *clientConn) pumpRequestBody(src *prefixed, dst net.Conn, head []byte, 
 		have += n
 		p := buf[:have]
 		for len(p) > 0 {
-			used, data, done, derr := cc.reqBody.Decode(p)
+			used, data, done, derr := cc.r.reqBody.Decode(p)
 			if derr != nil {
 				return nil, derr
 			}
 			if len(data) > 0 {
 				res.bodyBytes += int64(len(data))
 				w := data
-				if cc.req.Body == h1.BodyChunked {
+				if cc.r.req.Body == h1.BodyChunked {
 					out = h1.AppendChunk(out[:0], data)
 					w = out
 				}
@@ -252,8 +252,8 @@ func (cc *clientConn) pumpRequestBody(src *prefixed, dst net.Conn, head []byte, 
 			}
 			p = p[used:]
 			if done {
-				if cc.req.Body == h1.BodyChunked {
-					out = h1.AppendLastChunk(out[:0], h1.FilterTrailers(cc.reqBody.Trailers()))
+				if cc.r.req.Body == h1.BodyChunked {
+					out = h1.AppendLastChunk(out[:0], h1.FilterTrailers(cc.r.reqBody.Trailers()))
 					if _, err := dst.Write(out); err != nil {
 						return nil, err
 					}
@@ -305,7 +305,7 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 		n, err := unc.Read(buf[have:])
 		have += n
 		for {
-			hn, done, perr := parser.Parse(buf[:have], cc.req.Method, &resp)
+			hn, done, perr := parser.Parse(buf[:have], cc.r.req.Method, &resp)
 			if perr != nil {
 				res.err, res.reason, res.localStatus = perr, "bad_response", 502
 				return
@@ -320,8 +320,8 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 				outKind, keep := cc.responseFraming(resp.Body)
 				res.keepClient = keep
 				opts := l.proxyOpts
-				opts.SetCookie = cc.x.Pick.SetCookie
-				head := h1.AppendProxyResponseHead(nil, &resp, &opts, cc.req.Version, outKind, keep)
+				opts.SetCookie = cc.r.x.Pick.SetCookie
+				head := h1.AppendProxyResponseHead(nil, &resp, &opts, cc.r.req.Version, outKind, keep)
 				if _, err := cnc.Write(head); err != nil {
 					res.err, res.reason = err, "client_write"
 					return
@@ -357,8 +357,8 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 			}
 			// Interim response: relay to an HTTP/1.1 client (a 100 only
 			// when the gateway did not already send its own).
-			if cc.req.Version == h1.Version11 && !(cc.lg.sent100 && resp.Status == 100) {
-				interim := h1.AppendProxyResponseHead(nil, &resp, &l.proxyOpts, cc.req.Version, h1.BodyNone, true)
+			if cc.r.req.Version == h1.Version11 && !(cc.r.lg.sent100 && resp.Status == 100) {
+				interim := h1.AppendProxyResponseHead(nil, &resp, &l.proxyOpts, cc.r.req.Version, h1.BodyNone, true)
 				if _, err := cnc.Write(interim); err != nil {
 					res.err, res.reason = err, "client_write"
 					return
@@ -477,8 +477,8 @@ func (cc *clientConn) handBack(u *upstream, res *exchangeResult) {
 
 // finishPumped runs on the loop when the pumps are done.
 func (cc *clientConn) finishPumped(res *exchangeResult, keepClient bool) {
-	cc.lg.up = nil
-	cc.lg.respBytes = res.respBytes
+	cc.r.lg.up = nil
+	cc.r.lg.respBytes = res.respBytes
 	status := res.status
 	if !res.respHead {
 		status = res.localStatus
@@ -486,19 +486,19 @@ func (cc *clientConn) finishPumped(res *exchangeResult, keepClient bool) {
 			status = 502
 		}
 	}
-	cc.lg.respStatus = status
+	cc.r.lg.respStatus = status
 	if res.err != nil {
-		cc.lp.e.m.UpstreamFailure(cc.x.Cluster.Name, res.reason).Inc()
+		cc.lp.e.m.UpstreamFailure(cc.r.x.Cluster.Name, res.reason).Inc()
 		if res.reason == string(guards.BodyIdle) || res.reason == string(guards.SlowPost) {
-			cc.lp.e.guardHit(&cc.x, guards.Name(res.reason), guards.Connection)
+			cc.lp.e.guardHit(&cc.r.x, guards.Name(res.reason), guards.Connection)
 		}
 	}
 	if res.err == errUnexpectedUpgrade {
-		cc.lg.endpointDone(0, false) // the upstream's protocol error, not a health signal
+		cc.r.lg.endpointDone(0, false) // the upstream's protocol error, not a health signal
 	} else {
-		cc.lg.endpointDone(status, false)
+		cc.r.lg.endpointDone(status, false)
 	}
-	cc.lg.record(status, res.reason)
+	cc.r.lg.record(status, res.reason)
 	if keepClient {
 		// Enroll registers its own dup of the socket and closes res.cnc
 		// once it has; closing it here would race with that dup.
@@ -523,11 +523,11 @@ func (cc *clientConn) detachResponse(u *upstream) {
 	if err != nil {
 		cc.lp.e.log.Error().Err(err).Msg("detach failed")
 		u.finalClose()
-		cc.lg.up = nil
-		cc.lg.abortMid("detach_failed")
+		cc.r.lg.up = nil
+		cc.r.lg.abortMid("detach_failed")
 		return
 	}
-	cc.lg.respPumping = true
+	cc.r.lg.respPumping = true
 	cc.lp.e.m.Detach("response").Inc()
 	go cc.runResponsePump(u, unc, prefix, cc.c)
 }
@@ -584,7 +584,7 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 		src := &prefixed{prefix: prefix, nc: unc, timeout: cc.l.bodyIdle}
 		n, reusable, extra, err = pumpBody(src, &u.body, u.resp.Body, cc.respOut, write)
 	}()
-	reusable = reusable && err == nil && u.resp.KeepAlive && !cc.lg.ws
+	reusable = reusable && err == nil && u.resp.KeepAlive && !cc.r.lg.ws
 	if extra > 0 {
 		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			lp.e.upstreamExtraBytes(u, extra)
@@ -607,13 +607,13 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 			u.state = upClosed
 			u.finalClose()
 		}
-		cc.lg.respPumping = false
-		cc.lg.respBytes += n
-		cc.lg.up = nil
+		cc.r.lg.respPumping = false
+		cc.r.lg.respBytes += n
+		cc.r.lg.up = nil
 		if err != nil {
-			cc.lp.e.m.UpstreamFailure(cc.x.Cluster.Name, "response_body").Inc()
-			cc.lg.endpointDone(cc.lg.respStatus, false)
-			cc.lg.record(cc.lg.respStatus, "response_body_error")
+			cc.lp.e.m.UpstreamFailure(cc.r.x.Cluster.Name, "response_body").Inc()
+			cc.r.lg.endpointDone(cc.r.lg.respStatus, false)
+			cc.r.lg.record(cc.r.lg.respStatus, "response_body_error")
 			if cc.state != csClosed {
 				cc.abort()
 			}
@@ -621,10 +621,10 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 			return nil
 		}
 		if cc.state == csClosed {
-			cc.lg.endpointDone(cc.lg.respStatus, false)
+			cc.r.lg.endpointDone(cc.r.lg.respStatus, false)
 			return nil
 		}
-		cc.lg.finish(true)
+		cc.r.lg.finish(true)
 		lp.flushOut()
 		return nil
 	}))

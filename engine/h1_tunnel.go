@@ -66,7 +66,7 @@ func (cc *clientConn) startTunnel() {
 	u.state = upDetached
 	u.c = nil
 	u.owner = nil
-	cc.lg.up = nil
+	cc.r.lg.up = nil
 	delete(lp.clients, cc)
 	lp.e.m.WSActive.Add(1)
 	now := lp.nowNano()
@@ -333,9 +333,9 @@ func (p *wsPair) offloop(head []byte, pre [2][]byte) {
 func (cc *clientConn) finishTunnel(u *upstream, bytes [2]int64, reason string) {
 	u.state = upClosed
 	u.finalClose()
-	cc.lg.respBytes = bytes[tunUpstream]
-	cc.lg.bodyBytes = bytes[tunClient]
-	cc.lg.record(101, "websocket_"+reason)
+	cc.r.lg.respBytes = bytes[tunUpstream]
+	cc.r.lg.bodyBytes = bytes[tunClient]
+	cc.r.lg.record(101, "websocket_"+reason)
 	cc.state = csClosed
 	cc.release()
 }
@@ -355,8 +355,8 @@ func (cc *clientConn) tunnelDone(u *upstream, bytes [2]int64, reason string) {
 		u.finalClose()
 		if !cc.released {
 			cc.released = true
-			cc.l.limiter.Release(cc.x.ClientIP)
-			lp.e.global.Release(cc.x.ClientIP)
+			cc.l.limiter.Release(cc.clientIP)
+			lp.e.global.Release(cc.clientIP)
 		}
 		cc.l.active.Add(-1)
 	}

@@ -123,7 +123,7 @@ func looksLikeH2(b []byte) (isH2, decided bool) {
 func (cc *clientConn) upgradeToH2() {
 	lp := cc.lp
 	delete(lp.clients, cc)
-	sc := &h2Conn{lp: lp, l: cc.l, c: cc.c, ip: cc.ip, clientIP: cc.x.ClientIP, identity: cc.lg.identity, peer: cc.lg.peer, local: cc.lg.local,
+	sc := &h2Conn{lp: lp, l: cc.l, c: cc.c, ip: cc.ip, clientIP: cc.clientIP, identity: cc.identity, peer: cc.peer, local: cc.local,
 		streams: map[uint32]*h2Stream{}, idleSince: lp.nowNano()}
 	sc.codec = h2.NewConn(h2.RoleServer, cc.l.h2Limits, sc, lp.now())
 	cc.state = csClosed

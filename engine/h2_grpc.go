@@ -70,9 +70,9 @@ func (cc *clientConn) grpcErrorFields(x *stages.Exchange) []msg.Field {
 	if x.Reason == "grpc_needs_http2" {
 		code = grpcUnavailable
 	}
-	cc.lg.grpc, cc.lg.grpcStatus = true, code
+	cc.r.lg.grpc, cc.r.lg.grpcStatus = true, code
 	return []msg.Field{
-		{Name: nameCT, Value: cc.req.Header("content-type")},
+		{Name: nameCT, Value: cc.r.req.Header("content-type")},
 		{Name: nameGRPCStatus, Value: strconv.AppendInt(nil, int64(code), 10)},
 		{Name: nameGRPCMessage, Value: append([]byte(grpcMessagePrefix), x.Reason...)},
 	}

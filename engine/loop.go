@@ -28,6 +28,7 @@ type loop struct {
 	clients  map[*clientConn]struct{}
 	h2conns  map[*h2Conn]struct{}
 	h2free   []*h2Stream            // finished HTTP/2 streams, reused
+	h1free   []*h1Exchange          // HTTP/1.1 request states, reused (h1_exchange.go)
 	h2dirty  []h2Output             // HTTP/2 connections with output to write at the end of the round
 	h3       map[*h3Stream]struct{} // HTTP/3 streams with an exchange on this loop
 	wsPairs  map[*wsPair]struct{}   // HTTP/1.1 WebSocket tunnels relayed on this loop

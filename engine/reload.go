@@ -397,8 +397,10 @@ func (e *Engine) reapSets() {
 func (cc *clientConn) refresh() {
 	if l := cc.l.slot.http.Load(); l != cc.l && l != nil {
 		cc.l = l
-		cc.x.Listener = l.view
-		cc.parser.Limits = l.limits
+		if r := cc.r; r != nil {
+			r.x.Listener = l.view
+			r.parser.Limits = l.limits
+		}
 	}
 }
 
