@@ -65,6 +65,22 @@ func (g *Gateway) Probe(ctx context.Context) (string, error) {
 	return v, nil
 }
 
+// gatewayMaxConns is the listener's connection cap: as many connections
+// as the inherited descriptor limit holds (the gateway's fd check counts two
+// per connection, three on TLS), so that the idle scenarios hold the same
+// number of connections as the peers, which size themselves from the same
+// limit; 5000 when the limit is unknown.
+func gatewayMaxConns(env Env) int {
+	if env.NoFile == 0 {
+		return 5000
+	}
+	per := 2
+	if env.TLS != nil {
+		per = 3
+	}
+	return max((int(env.NoFile)-256)/per, 1000)
+}
+
 // gatewayConfig is the TOML the gateway reads (CONFIG.md), set up like the
 // peers: one event loop per worker, access log off, upstream keep-alive pool
 // as large as nginx's, keep-alive timeouts as long as the peers', and no
@@ -89,7 +105,7 @@ name = "l4"
 listen = "{{.Env.Listen}}"
 protocol = "tcp"
 cluster = "app"
-max_connections = 5000
+max_connections = {{.MaxConns}}
 max_connections_per_ip = 0
 
 [listeners.timeouts]
@@ -99,7 +115,7 @@ tcp_idle = "300s"
 name = "web"
 listen = "{{.Env.Listen}}"
 protocol = "{{if .Env.TLS}}https{{else}}http{{end}}"
-max_connections = 5000
+max_connections = {{.MaxConns}}
 max_connections_per_ip = 0
 
 [listeners.timeouts]
@@ -138,10 +154,11 @@ func (g *Gateway) Start(ctx context.Context, env Env) (*Process, error) {
 	g.AdminAddr = admin
 	var b strings.Builder
 	if err := gatewayConfig.Execute(&b, struct {
-		Env   Env
-		Admin string
-		L4    bool
-	}{env, admin, g.L4}); err != nil {
+		Env      Env
+		Admin    string
+		L4       bool
+		MaxConns int
+	}{env, admin, g.L4, gatewayMaxConns(env)}); err != nil {
 		return nil, err
 	}
 	cfg := filepath.Join(env.Dir, "expressgateway.toml")
