@@ -24,6 +24,11 @@ const (
 	// (a flood hits them once per datagram).
 	UDPSessions      Name = "udp_sessions"
 	UDPSessionsPerIP Name = "udp_sessions_per_ip"
+	// QUICFlows and QUICFlowsPerIP are the quic-passthrough listener's caps
+	// on its connection table (max_connections, max_sessions_per_ip): a
+	// new QUIC connection over them is dropped at its first datagram.
+	QUICFlows      Name = "quic_flows"
+	QUICFlowsPerIP Name = "quic_flows_per_ip"
 )
 
 // ConnLimiter caps concurrent connections per listener and per client IP.

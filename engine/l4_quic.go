@@ -1,0 +1,588 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/expressgateway/expressgateway/codecs/quicinv"
+	"github.com/expressgateway/expressgateway/guards"
+	"github.com/expressgateway/expressgateway/lb"
+)
+
+// QUIC passthrough: a quic-passthrough listener relays QUIC datagrams to its
+// cluster without decrypting them, routed by connection ID (CID), so that
+// HTTP/3 (or any QUIC application) terminates on the backends.
+//
+// A flow is one QUIC connection as the balancer sees it. The first
+// long-header datagram (an Initial: at least 1200 bytes) with an unknown
+// destination CID opens one: its endpoint is the cluster's Maglev (or ring
+// hash) pick over that DCID, so a retransmitted Initial, and any other
+// balancer node with the same healthy endpoints, picks the same backend.
+// The flow owns a connected UDP socket to the endpoint, enrolled on the loop
+// that opened it: the backend sees one stable address per QUIC connection,
+// whatever the client's address does. The flow is known in the listener's
+// table by that first DCID and by every source CID the backend puts in its
+// long-header packets (Initial, Handshake, Retry), which the client then
+// uses as its destination CID; a short header does not carry its DCID's
+// length, so the table counts its backend-chosen CIDs per length and a
+// short header is looked up at each length in use (quic-go's servers use 4
+// bytes; one length in practice).
+//
+// Client datagrams: a known DCID goes to its flow, from any client address,
+// and replies go to the address the last such datagram came from (a NAT
+// rebinding or a migration keeps its backend). A short header with an
+// unknown DCID goes to the flow last seen at the same client address (the
+// client moved to a CID the backend issued in an encrypted
+// NEW_CONNECTION_ID frame, which the balancer cannot read), else it is
+// dropped as unknown_cid: hashing it would pick a backend unrelated to the
+// one that chose the CID, which would answer with a stateless reset. A
+// client that changes its address and its CID at once is therefore lost
+// unless the backends encode a server ID in their CIDs (QUIC-LB), which
+// this listener does not yet read.
+//
+// The table is shared by the listener's loops (the kernel spreads client
+// addresses over the per-loop sockets, and a migrated client lands on any
+// of them), under one mutex held for a map lookup; a datagram that arrives
+// on another loop than its flow's goes there through the loop's Execute.
+
+// quicMaxCIDsPerFlow caps the table entries one flow holds (its first DCID
+// plus the backend's long-header source CIDs: usually 2, 3 after a Retry).
+const quicMaxCIDsPerFlow = 8
+
+// quicMinClientDCID is the shortest DCID a client's first Initial may
+// carry (RFC 9000 §7.2).
+const quicMinClientDCID = 8
+
+// quicHopsMax caps a flow's datagrams in flight to its loop from others.
+const quicHopsMax = 256
+
+// cidKey is a connection ID as a map key.
+type cidKey struct {
+	n uint8
+	b [quicinv.MaxCIDLen]byte
+}
+
+func keyOf(id []byte) cidKey {
+	k := cidKey{n: uint8(len(id))}
+	copy(k.b[:], id)
+	return k
+}
+
+// quicTable is one quic-passthrough listener's connection IDs, across its
+// loops and config generations. Safe from any goroutine.
+type quicTable struct {
+	mu     sync.Mutex
+	byCID  map[cidKey]*quicFlow
+	byAddr map[netip.AddrPort]*quicFlow // the flow last seen at each client address
+	lens   [quicinv.MaxCIDLen + 1]int   // backend-chosen CIDs in byCID, by length
+}
+
+func newQUICTable() *quicTable {
+	return &quicTable{byCID: map[cidKey]*quicFlow{}, byAddr: map[netip.AddrPort]*quicFlow{}}
+}
+
+// quicKey is one CID a flow holds in the table.
+type quicKey struct {
+	k      cidKey
+	server bool // chosen by the backend (counted in lens)
+}
+
+// quicFlow is one QUIC connection. Owned by its loop (ll), except keys,
+// which are guarded by t.mu.
+type quicFlow struct {
+	t  *quicTable
+	ll *l4Loop
+	fd int         // the owner loop's listening socket: replies go out on it
+	l  *l4Listener // the listener's view when the flow opened
+	ep *lb.Endpoint
+	up gnet.Conn
+
+	state  udpState
+	ip     netip.Addr // the client IP the flow opened from (its limiter slot)
+	client netip.AddrPort
+	sa     unix.Sockaddr
+	keys   []quicKey
+	learnt cidKey // the last backend source CID seen: skips the lock for repeats
+
+	started   time.Time
+	last      int64 // UnixNano of the last datagram either way
+	queue     [][]byte
+	queued    int
+	connected bool
+	rx, tx    int64
+	moves     int
+	hops      atomic.Int32
+}
+
+// quicRoute is how a client datagram found its flow.
+type quicRoute uint8
+
+const (
+	quicByCID quicRoute = iota
+	quicByAddress
+	quicNew
+)
+
+// quicDrop is a reason a client datagram was dropped: the label of
+// expressgateway_quic_passthrough_drops_total.
+type quicDrop uint8
+
+const (
+	dropNone quicDrop = iota
+	dropTruncated
+	dropGarbage
+	dropUnknownCID
+	dropSmallInitial
+	dropFlowsFull
+	dropFlowsPerIP
+	dropNoEndpointQ
+	dropQueueFull
+	dropSendFailed
+	dropReplyFailed
+	dropHandoff
+	quicDropCount
+)
+
+var quicDropNames = [quicDropCount]string{
+	dropNone: "", dropTruncated: "truncated", dropGarbage: "garbage", dropUnknownCID: "unknown_cid",
+	dropSmallInitial: "small_initial", dropFlowsFull: "flows_full", dropFlowsPerIP: "flows_per_ip",
+	dropNoEndpointQ: "no_endpoint", dropQueueFull: "queue_full", dropSendFailed: "send_failed",
+	dropReplyFailed: "reply_failed", dropHandoff: "handoff_full",
+}
+
+// quicMetrics are a quic-passthrough listener's families.
+type quicMetrics struct {
+	flows, cids                    *metrics.Gauge
+	flowsTotal                     *metrics.Counter
+	pktRx, pktTx, bytesRx, bytesTx *metrics.Counter
+	byMaglev, byCID, byAddress     *metrics.Counter
+	migrations, collisions         *metrics.Counter
+	handoffs                       *metrics.Counter
+	drops                          [quicDropCount]*metrics.Counter
+}
+
+func newQUICMetrics(set *metrics.Set, name string) *quicMetrics {
+	c := func(family, labels string) *metrics.Counter {
+		return set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_quic_passthrough_%s{listener=%q%s}`, family, name, labels))
+	}
+	g := func(family string) *metrics.Gauge {
+		return set.GetOrCreateGauge(fmt.Sprintf(`expressgateway_quic_passthrough_%s{listener=%q}`, family, name), nil)
+	}
+	m := &quicMetrics{
+		flows: g("flows_active"), cids: g("cids"), flowsTotal: c("flows_total", ""),
+		pktRx: c("packets_total", `,direction="rx"`), pktTx: c("packets_total", `,direction="tx"`),
+		bytesRx: c("bytes_total", `,direction="rx"`), bytesTx: c("bytes_total", `,direction="tx"`),
+		byMaglev: c("routed_total", `,by="maglev"`), byCID: c("routed_total", `,by="cid"`),
+		byAddress:  c("routed_total", `,by="address"`),
+		migrations: c("migrations_total", ""), collisions: c("cid_collisions_total", ""),
+		handoffs: c("handoffs_total", ""),
+	}
+	for i := dropTruncated; i < quicDropCount; i++ {
+		m.drops[i] = c("drops_total", fmt.Sprintf(",reason=%q", quicDropNames[i]))
+	}
+	return m
+}
+
+// quicMetricsHelp is the HELP text of the quic-passthrough families.
+var quicMetricsHelp = map[string]string{
+	"expressgateway_quic_passthrough_flows_active":         "QUIC connections in a quic-passthrough listener's table.",
+	"expressgateway_quic_passthrough_cids":                 "connection IDs in a quic-passthrough listener's table.",
+	"expressgateway_quic_passthrough_flows_total":          "QUIC connections a quic-passthrough listener opened.",
+	"expressgateway_quic_passthrough_packets_total":        "datagrams relayed, by direction: rx client → backend, tx backend → client.",
+	"expressgateway_quic_passthrough_bytes_total":          "datagram bytes relayed, by direction.",
+	"expressgateway_quic_passthrough_routed_total":         "client datagrams relayed, by how their connection was found.",
+	"expressgateway_quic_passthrough_drops_total":          "datagrams dropped, by reason.",
+	"expressgateway_quic_passthrough_migrations_total":     "times a QUIC connection's client address changed.",
+	"expressgateway_quic_passthrough_cid_collisions_total": "backend connection IDs not learnt because another connection holds the same ID.",
+	"expressgateway_quic_passthrough_handoffs_total":       "client datagrams passed to the event loop that owns their connection.",
+}
+
+// quicDatagram handles a datagram that arrived through graft g of a
+// quic-passthrough listener.
+func (l4 *l4Engine) quicDatagram(c gnet.Conn, g *graft) {
+	data, _ := c.Next(-1)
+	ra, ok := c.RemoteAddr().(*net.UDPAddr)
+	if !ok || g.slot.draining.Load() {
+		return
+	}
+	l := g.slot.l4.Load()
+	if l == nil || l.qm == nil {
+		return
+	}
+	ll := l4.loopFor(c.EventLoop())
+	from := ra.AddrPort()
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	t := g.slot.quic
+	f, how, dcid, drop := t.route(data, from)
+	m := l.qm
+	switch {
+	case drop != dropNone:
+		m.drops[drop].Inc()
+		return
+	case how == quicNew:
+		if f, drop = t.open(ll, l, g.sock.fd, dcid, from, ra); f == nil {
+			m.drops[drop].Inc()
+			return
+		}
+		m.byMaglev.Inc()
+	case how == quicByAddress:
+		m.byAddress.Inc()
+	default:
+		m.byCID.Inc()
+	}
+	if f.ll == ll {
+		f.fromClient(data, from, ra, how)
+		return
+	}
+	// The flow's socket is on another loop (the client moved to an address
+	// the kernel steers elsewhere): hand the datagram over.
+	if f.hops.Add(1) > quicHopsMax {
+		f.hops.Add(-1)
+		m.drops[dropHandoff].Inc()
+		return
+	}
+	m.handoffs.Inc()
+	buf := append([]byte(nil), data...)
+	err := f.ll.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		defer f.ll.l4.e.recoverConn(nil, "quic handoff")
+		f.hops.Add(-1)
+		f.fromClient(buf, from, ra, how)
+		return nil
+	}))
+	if err != nil {
+		f.hops.Add(-1)
+		m.drops[dropHandoff].Inc()
+	}
+}
+
+// route finds the flow of a client datagram. It returns the flow (nil with
+// quicNew: open one for dcid), or the reason to drop the datagram.
+func (t *quicTable) route(data []byte, from netip.AddrPort) (*quicFlow, quicRoute, []byte, quicDrop) {
+	if quicinv.IsLong(data) {
+		h, err := quicinv.ParseLong(data)
+		switch {
+		case errors.Is(err, quicinv.ErrTruncated):
+			return nil, 0, nil, dropTruncated
+		case err != nil, h.Version == quicinv.VersionNegotiation:
+			return nil, 0, nil, dropGarbage // clients never send version negotiation
+		}
+		t.mu.Lock()
+		f := t.byCID[keyOf(h.DCID)]
+		t.mu.Unlock()
+		switch {
+		case f != nil:
+			return f, quicByCID, nil, dropNone
+		case len(h.DCID) < quicMinClientDCID:
+			return nil, 0, nil, dropGarbage
+		case len(data) < quicinv.MinInitialDatagram:
+			// Not a first Initial (too small to be one), and not for a
+			// connection the balancer knows.
+			return nil, 0, nil, dropSmallInitial
+		}
+		return nil, quicNew, h.DCID, dropNone
+	}
+	if _, err := quicinv.ShortDCID(data, 0); err != nil {
+		if errors.Is(err, quicinv.ErrTruncated) {
+			return nil, 0, nil, dropTruncated
+		}
+		return nil, 0, nil, dropGarbage
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for n := 1; n <= quicinv.MaxCIDLen; n++ {
+		if t.lens[n] == 0 {
+			continue
+		}
+		id, err := quicinv.ShortDCID(data, n)
+		if err != nil {
+			break // too short for this length and every longer one
+		}
+		if f := t.byCID[keyOf(id)]; f != nil {
+			return f, quicByCID, nil, dropNone
+		}
+	}
+	if f := t.byAddr[from]; f != nil {
+		return f, quicByAddress, nil, dropNone
+	}
+	return nil, 0, nil, dropUnknownCID
+}
+
+// open starts a flow for an Initial with an unknown dcid, on loop ll (it
+// owns the flow's upstream socket), or returns the reason it could not.
+func (t *quicTable) open(ll *l4Loop, l *l4Listener, fd int, dcid []byte, from netip.AddrPort, ra *net.UDPAddr) (*quicFlow, quicDrop) {
+	e := ll.l4.e
+	ip := from.Addr()
+	k := keyOf(dcid)
+	t.mu.Lock()
+	if f := t.byCID[k]; f != nil {
+		t.mu.Unlock() // another loop opened it for a copy of this Initial
+		return f, dropNone
+	}
+	if ok, lim := l.limiter.Acquire(ip); !ok {
+		t.mu.Unlock()
+		guard, drop := guards.QUICFlows, dropFlowsFull
+		if lim == guards.MaxConnectionsPerIP {
+			guard, drop = guards.QUICFlowsPerIP, dropFlowsPerIP
+		}
+		e.guards.Hit(guard, guards.Connection, l.name, ip)
+		return nil, drop
+	}
+	p, err := l.cluster.LB.PickHash(dcid, nil)
+	if err != nil {
+		t.mu.Unlock()
+		l.limiter.Release(ip)
+		e.m.UpstreamFailure(l.cluster.Name, "no_endpoint").Inc()
+		return nil, dropNoEndpointQ
+	}
+	f := &quicFlow{
+		t: t, ll: ll, fd: fd, l: l, ep: p.Endpoint, ip: ip, client: from, sa: udpSockaddr(ra),
+		keys: []quicKey{{k: k}}, started: time.Now(),
+	}
+	f.last = f.started.UnixNano()
+	t.byCID[k] = f
+	t.byAddr[from] = f
+	t.mu.Unlock()
+	ll.quic[f] = struct{}{}
+	m := l.qm
+	m.flows.Inc()
+	m.cids.Inc()
+	m.flowsTotal.Inc()
+	l.total.Inc()
+	f.dial()
+	return f, dropNone
+}
+
+// dial opens the flow's connected socket to its endpoint (see
+// udpSession.dial); it arrives as onOpen.
+func (f *quicFlow) dial() {
+	f.ep.Begin()
+	lp := f.ll.lp
+	f.l.upConnects.Inc()
+	lp.dialEnroll("udp", f.ep.Address(), f.l.connect, f, func(reason string) {
+		if f.state == udpDialing {
+			lp.e.m.UpstreamFailure(f.l.cluster.Name, reason).Inc()
+			f.close(502, true, reason)
+		}
+	})
+}
+
+// fromClient relays one client datagram to the backend, on the flow's
+// loop; a datagram found by its CID from a new address moves the flow's
+// replies there.
+func (f *quicFlow) fromClient(data []byte, from netip.AddrPort, ra *net.UDPAddr, how quicRoute) {
+	if f.state == udpClosed {
+		return
+	}
+	m := f.l.qm
+	f.last = time.Now().UnixNano()
+	if from != f.client && how == quicByCID {
+		t := f.t
+		t.mu.Lock()
+		if t.byAddr[f.client] == f {
+			delete(t.byAddr, f.client)
+		}
+		t.byAddr[from] = f
+		t.mu.Unlock()
+		f.client, f.sa = from, udpSockaddr(ra)
+		f.moves++
+		m.migrations.Inc()
+	}
+	switch f.state {
+	case udpOpen:
+		f.send(data)
+	case udpDialing:
+		if len(f.queue) >= udpQueueMax || f.queued+len(data) > f.l.inflight {
+			m.drops[dropQueueFull].Inc()
+			return
+		}
+		f.queue = append(f.queue, append([]byte(nil), data...))
+		f.queued += len(data)
+	}
+}
+
+func (f *quicFlow) send(data []byte) {
+	m := f.l.qm
+	if _, err := f.up.Write(data); err != nil {
+		m.drops[dropSendFailed].Inc()
+		if errors.Is(err, unix.ECONNREFUSED) {
+			f.ll.l4.e.m.UpstreamFailure(f.l.cluster.Name, "refused").Inc()
+			f.close(502, true, "refused")
+		}
+		return
+	}
+	f.rx += int64(len(data))
+	m.pktRx.Inc()
+	counterAdd(m.bytesRx, len(data))
+	counterAdd(f.l.rx, len(data))
+}
+
+func (f *quicFlow) onOpen(c gnet.Conn) gnet.Action {
+	lp := f.ll.lp
+	lp.enter(c)
+	if f.state != udpDialing {
+		lp.closeNow(c)
+		return lp.leave()
+	}
+	f.up = c
+	f.state = udpOpen
+	f.connected = true
+	f.l.upActive.Add(1)
+	f.l.active.Inc()
+	f.ep.ConnOpened()
+	q := f.queue
+	f.queue, f.queued = nil, 0
+	for _, d := range q {
+		if f.state != udpOpen {
+			break
+		}
+		f.send(d)
+	}
+	return lp.leave()
+}
+
+// onTraffic relays one backend datagram to the client's current address,
+// learning the source CID of a long header first.
+func (f *quicFlow) onTraffic(c gnet.Conn) gnet.Action {
+	data, _ := c.Next(-1)
+	if c != f.up || f.state != udpOpen {
+		return gnet.None
+	}
+	m := f.l.qm
+	f.last = time.Now().UnixNano()
+	if quicinv.IsLong(data) {
+		if h, err := quicinv.ParseLong(data); err == nil && len(h.SCID) > 0 {
+			if k := keyOf(h.SCID); k != f.learnt {
+				f.learnt = k
+				f.learn(k)
+			}
+		}
+	}
+	for {
+		err := unix.Sendto(f.fd, data, 0, f.sa)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			m.drops[dropReplyFailed].Inc()
+			return gnet.None
+		}
+		break
+	}
+	f.tx += int64(len(data))
+	m.pktTx.Inc()
+	counterAdd(m.bytesTx, len(data))
+	counterAdd(f.l.tx, len(data))
+	return gnet.None
+}
+
+// learn adds a CID the backend chose for this connection to the table.
+func (f *quicFlow) learn(k cidKey) {
+	t, m := f.t, f.l.qm
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch other := t.byCID[k]; {
+	case other == f:
+		return
+	case other != nil:
+		// Two backends chose the same CID (likely only with short CIDs);
+		// the first keeps it.
+		m.collisions.Inc()
+		return
+	case len(f.keys) >= quicMaxCIDsPerFlow:
+		return
+	}
+	t.byCID[k] = f
+	t.lens[k.n]++
+	f.keys = append(f.keys, quicKey{k: k, server: true})
+	m.cids.Inc()
+}
+
+func (f *quicFlow) onClose(c gnet.Conn, err error) {
+	if c != f.up {
+		return
+	}
+	f.up = nil
+	if err != nil && f.state == udpOpen {
+		// An ICMP error from the endpoint (see udpSession.onClose).
+		f.ll.l4.e.m.UpstreamFailure(f.l.cluster.Name, "refused").Inc()
+		f.close(502, true, "refused")
+		return
+	}
+	f.close(200, false, "")
+}
+
+func (f *quicFlow) abort(c gnet.Conn) {
+	f.close(0, false, "panic")
+	_ = c.Close()
+}
+
+// expire ends the flow once idle for the idle_timeout it opened with.
+func (f *quicFlow) expire(now int64) {
+	if now-f.last > int64(f.l.idle) {
+		f.close(200, false, "expired")
+	}
+}
+
+// close ends the flow on its loop and forgets its CIDs; status goes to the
+// load balancer.
+func (f *quicFlow) close(status int, connectFailed bool, reason string) {
+	if f.state == udpClosed {
+		return
+	}
+	f.state = udpClosed
+	f.queue = nil
+	t, l, m := f.t, f.l, f.l.qm
+	t.mu.Lock()
+	for _, k := range f.keys {
+		if t.byCID[k.k] == f {
+			delete(t.byCID, k.k)
+			if k.server {
+				t.lens[k.k.n]--
+			}
+			m.cids.Dec()
+		}
+	}
+	f.keys = nil
+	if t.byAddr[f.client] == f {
+		delete(t.byAddr, f.client)
+	}
+	t.mu.Unlock()
+	delete(f.ll.quic, f)
+	if c := f.up; c != nil {
+		f.up = nil
+		f.ll.lp.closeNow(c)
+	}
+	f.ep.End(status, time.Since(f.started), connectFailed)
+	if f.connected {
+		f.connected = false
+		l.upActive.Add(-1)
+		l.active.Dec()
+		f.ep.ConnClosed()
+	}
+	l.limiter.Release(f.ip)
+	m.flows.Dec()
+	if !l.log {
+		return
+	}
+	ev := f.ll.l4.e.log.Info().Str("type", "l4").Str("proto", "quic").Str("listener", l.name).
+		Str("client", f.client.String()).Str("upstream", f.ep.Address()).
+		Int64("rx", f.rx).Int64("tx", f.tx).Int("migrations", f.moves).Dur("duration", time.Since(f.started))
+	if reason != "" {
+		ev = ev.Str("reason", reason)
+	}
+	ev.Msg("")
+}
+
+var _ l4Actor = (*quicFlow)(nil)
