@@ -99,8 +99,8 @@ type quicKey struct {
 	server bool // chosen by the backend (counted in lens)
 }
 
-// quicFlow is one QUIC connection. Owned by its loop (ll), except keys,
-// which are guarded by t.mu.
+// quicFlow is one QUIC connection. Owned by its loop (ll), except keys and
+// cidLen and gone, which are guarded by t.mu.
 type quicFlow struct {
 	t  *quicTable
 	ll *l4Loop
@@ -113,8 +113,10 @@ type quicFlow struct {
 	ip     netip.Addr // the client IP the flow opened from (its limiter slot)
 	client netip.AddrPort
 	sa     unix.Sockaddr
-	keys   []quicKey
-	learnt cidKey // the last backend source CID seen: skips the lock for repeats
+	keys   []quicKey // guarded by t.mu
+	cidLen int       // the length of the backend's CIDs; guarded by t.mu
+	gone   bool      // closed: takes no new CIDs; guarded by t.mu
+	learnt cidKey    // the last backend source CID seen: skips the lock for repeats
 
 	started   time.Time
 	last      int64 // UnixNano of the last datagram either way
@@ -144,7 +146,6 @@ const (
 	dropTruncated
 	dropGarbage
 	dropUnknownCID
-	dropSmallInitial
 	dropFlowsFull
 	dropFlowsPerIP
 	dropNoEndpointQ
@@ -157,7 +158,7 @@ const (
 
 var quicDropNames = [quicDropCount]string{
 	dropNone: "", dropTruncated: "truncated", dropGarbage: "garbage", dropUnknownCID: "unknown_cid",
-	dropSmallInitial: "small_initial", dropFlowsFull: "flows_full", dropFlowsPerIP: "flows_per_ip",
+	dropFlowsFull: "flows_full", dropFlowsPerIP: "flows_per_ip",
 	dropNoEndpointQ: "no_endpoint", dropQueueFull: "queue_full", dropSendFailed: "send_failed",
 	dropReplyFailed: "reply_failed", dropHandoff: "handoff_full",
 }
@@ -170,6 +171,7 @@ type quicMetrics struct {
 	byMaglev, byCID, byAddress     *metrics.Counter
 	migrations, collisions         *metrics.Counter
 	handoffs                       *metrics.Counter
+	learnt                         [3]*metrics.Counter // by learntBy
 	drops                          [quicDropCount]*metrics.Counter
 }
 
@@ -188,6 +190,10 @@ func newQUICMetrics(set *metrics.Set, name string) *quicMetrics {
 		byAddress:  c("routed_total", `,by="address"`),
 		migrations: c("migrations_total", ""), collisions: c("cid_collisions_total", ""),
 		handoffs: c("handoffs_total", ""),
+		learnt: [3]*metrics.Counter{
+			c("cids_learnt_total", `,from="initial"`), c("cids_learnt_total", `,from="backend"`),
+			c("cids_learnt_total", `,from="address"`),
+		},
 	}
 	for i := dropTruncated; i < quicDropCount; i++ {
 		m.drops[i] = c("drops_total", fmt.Sprintf(",reason=%q", quicDropNames[i]))
@@ -207,6 +213,7 @@ var quicMetricsHelp = map[string]string{
 	"expressgateway_quic_passthrough_migrations_total":     "times a QUIC connection's client address changed.",
 	"expressgateway_quic_passthrough_cid_collisions_total": "backend connection IDs not learnt because another connection holds the same ID.",
 	"expressgateway_quic_passthrough_handoffs_total":       "client datagrams passed to the event loop that owns their connection.",
+	"expressgateway_quic_passthrough_cids_learnt_total":    "connection IDs added to the table, by where they were seen.",
 }
 
 // quicDatagram handles a datagram that arrived through graft g of a
@@ -278,20 +285,25 @@ func (t *quicTable) route(data []byte, from netip.AddrPort) (*quicFlow, quicRout
 		case err != nil, h.Version == quicinv.VersionNegotiation:
 			return nil, 0, nil, dropGarbage // clients never send version negotiation
 		}
+		k := keyOf(h.DCID)
 		t.mu.Lock()
-		f := t.byCID[keyOf(h.DCID)]
-		t.mu.Unlock()
-		switch {
-		case f != nil:
+		defer t.mu.Unlock()
+		if f := t.byCID[k]; f != nil {
 			return f, quicByCID, nil, dropNone
-		case len(h.DCID) < quicMinClientDCID:
-			return nil, 0, nil, dropGarbage
-		case len(data) < quicinv.MinInitialDatagram:
-			// Not a first Initial (too small to be one), and not for a
-			// connection the balancer knows.
-			return nil, 0, nil, dropSmallInitial
 		}
-		return nil, quicNew, h.DCID, dropNone
+		if len(data) >= quicinv.MinInitialDatagram {
+			if len(h.DCID) < quicMinClientDCID {
+				return nil, 0, nil, dropGarbage
+			}
+			return nil, quicNew, h.DCID, dropNone
+		}
+		// Too small to open a connection: a Handshake or 0-RTT packet to
+		// a CID the balancer has not seen.
+		if f := t.byAddr[from]; f != nil {
+			t.addKeyLocked(f, k, learntByAddress)
+			return f, quicByAddress, nil, dropNone
+		}
+		return nil, 0, nil, dropUnknownCID
 	}
 	if _, err := quicinv.ShortDCID(data, 0); err != nil {
 		if errors.Is(err, quicinv.ErrTruncated) {
@@ -313,10 +325,72 @@ func (t *quicTable) route(data []byte, from netip.AddrPort) (*quicFlow, quicRout
 			return f, quicByCID, nil, dropNone
 		}
 	}
+	// An unknown CID from a flow's client address: the client moved to a
+	// CID its backend issued in a NEW_CONNECTION_ID frame (quic-go clients
+	// do right after the handshake). Learn it at the length of the
+	// backend's own CIDs, so that it still routes once the address changes.
 	if f := t.byAddr[from]; f != nil {
+		if f.cidLen > 0 {
+			if id, err := quicinv.ShortDCID(data, f.cidLen); err == nil {
+				t.addKeyLocked(f, keyOf(id), learntByAddress)
+			}
+		}
 		return f, quicByAddress, nil, dropNone
 	}
 	return nil, 0, nil, dropUnknownCID
+}
+
+// How a flow got a CID.
+type learntBy uint8
+
+const (
+	learntInitial   learntBy = iota // the DCID of the client's first Initial
+	learntByBackend                 // a source CID in the backend's long headers
+	learntByAddress                 // a client DCID seen at the flow's address
+)
+
+// addKeyLocked adds k to f's CIDs under t.mu. A CID another flow holds
+// stays with it (counted as a collision); past quicMaxCIDsPerFlow the
+// flow's oldest CID makes room (clients retire old CIDs as they take new
+// ones).
+func (t *quicTable) addKeyLocked(f *quicFlow, k cidKey, by learntBy) {
+	m := f.l.qm
+	switch other := t.byCID[k]; {
+	case other == f:
+		return
+	case other != nil:
+		m.collisions.Inc()
+		return
+	case f.gone:
+		return
+	}
+	if len(f.keys) >= quicMaxCIDsPerFlow {
+		t.dropKeyLocked(f, f.keys[0])
+		f.keys = append(f.keys[:0], f.keys[1:]...)
+	}
+	server := by != learntInitial
+	t.byCID[k] = f
+	if server {
+		t.lens[k.n]++
+		if by == learntByBackend {
+			f.cidLen = int(k.n)
+		}
+	}
+	f.keys = append(f.keys, quicKey{k: k, server: server})
+	m.cids.Inc()
+	m.learnt[by].Inc()
+}
+
+// dropKeyLocked removes one of f's CIDs from the table, under t.mu.
+func (t *quicTable) dropKeyLocked(f *quicFlow, k quicKey) {
+	if t.byCID[k.k] != f {
+		return
+	}
+	delete(t.byCID, k.k)
+	if k.server {
+		t.lens[k.k.n]--
+	}
+	f.l.qm.cids.Dec()
 }
 
 // open starts a flow for an Initial with an unknown dcid, on loop ll (it
@@ -348,16 +422,15 @@ func (t *quicTable) open(ll *l4Loop, l *l4Listener, fd int, dcid []byte, from ne
 	}
 	f := &quicFlow{
 		t: t, ll: ll, fd: fd, l: l, ep: p.Endpoint, ip: ip, client: from, sa: udpSockaddr(ra),
-		keys: []quicKey{{k: k}}, started: time.Now(),
+		started: time.Now(),
 	}
 	f.last = f.started.UnixNano()
-	t.byCID[k] = f
+	t.addKeyLocked(f, k, learntInitial)
 	t.byAddr[from] = f
 	t.mu.Unlock()
 	ll.quic[f] = struct{}{}
 	m := l.qm
 	m.flows.Inc()
-	m.cids.Inc()
 	m.flowsTotal.Inc()
 	l.total.Inc()
 	f.dial()
@@ -461,13 +534,20 @@ func (f *quicFlow) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	m := f.l.qm
 	f.last = time.Now().UnixNano()
-	if quicinv.IsLong(data) {
-		if h, err := quicinv.ParseLong(data); err == nil && len(h.SCID) > 0 {
-			if k := keyOf(h.SCID); k != f.learnt {
-				f.learnt = k
-				f.learn(k)
+	// Learn the source CIDs of the datagram's long-header packets (a
+	// server may choose a new one for its Handshake packets, coalesced
+	// after its Initial).
+	for rest, i := data, 0; quicinv.IsLong(rest) && i < 4; i++ {
+		h, next, err := quicinv.NextLong(rest)
+		if err != nil {
+			// Its end cannot be found: its own header may still be whole.
+			next = nil
+			if h, err = quicinv.ParseLong(rest); err != nil {
+				break
 			}
 		}
+		f.learnBackendCID(h.SCID)
+		rest = next
 	}
 	for {
 		err := unix.Sendto(f.fd, data, 0, f.sa)
@@ -487,26 +567,16 @@ func (f *quicFlow) onTraffic(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// learn adds a CID the backend chose for this connection to the table.
-func (f *quicFlow) learn(k cidKey) {
-	t, m := f.t, f.l.qm
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch other := t.byCID[k]; {
-	case other == f:
-		return
-	case other != nil:
-		// Two backends chose the same CID (likely only with short CIDs);
-		// the first keeps it.
-		m.collisions.Inc()
-		return
-	case len(f.keys) >= quicMaxCIDsPerFlow:
+// learnBackendCID adds a source CID of the backend's to the table.
+func (f *quicFlow) learnBackendCID(id []byte) {
+	k := keyOf(id)
+	if len(id) == 0 || k == f.learnt {
 		return
 	}
-	t.byCID[k] = f
-	t.lens[k.n]++
-	f.keys = append(f.keys, quicKey{k: k, server: true})
-	m.cids.Inc()
+	f.learnt = k
+	f.t.mu.Lock()
+	f.t.addKeyLocked(f, k, learntByBackend)
+	f.t.mu.Unlock()
 }
 
 func (f *quicFlow) onClose(c gnet.Conn, err error) {
@@ -545,14 +615,9 @@ func (f *quicFlow) close(status int, connectFailed bool, reason string) {
 	f.queue = nil
 	t, l, m := f.t, f.l, f.l.qm
 	t.mu.Lock()
+	f.gone = true
 	for _, k := range f.keys {
-		if t.byCID[k.k] == f {
-			delete(t.byCID, k.k)
-			if k.server {
-				t.lens[k.k.n]--
-			}
-			m.cids.Dec()
-		}
+		t.dropKeyLocked(f, k)
 	}
 	f.keys = nil
 	if t.byAddr[f.client] == f {

@@ -131,8 +131,8 @@ func dcidN(i int) []byte { return []byte(fmt.Sprintf("dcid%04d", i)) }
 // DCID from another address reaches the same backend), the backend's
 // source CID is learnt and short headers to it follow, replies go to the
 // address the last datagram came from, a short header with an unknown CID
-// falls back to the flow of its client address, and new connections
-// spread over the backends.
+// falls back to the flow of its client address (and the CID is learnt),
+// and new connections spread over the backends.
 func TestQUICPassthroughRouting(t *testing.T) {
 	backs := []string{fakeQUICBackend(t, "a"), fakeQUICBackend(t, "b"), fakeQUICBackend(t, "c")}
 	addr := freeUDPPort(t)
@@ -171,13 +171,19 @@ func TestQUICPassthroughRouting(t *testing.T) {
 				t.Fatalf("after the move: %q", r)
 			}
 			// An unknown CID from the flow's current address: the
-			// address fallback (a CID from NEW_CONNECTION_ID).
+			// address fallback (the client took a CID from a
+			// NEW_CONNECTION_ID frame), which learns the CID...
 			r = quicAsk(t, c2, short([]byte{9, 9, 9, 9}, "newcid"), 2*time.Second)
 			if got, _ := replyFrom(t, r); got != name {
 				t.Fatalf("unknown CID from the flow's address: %q", r)
 			}
-			// From an address nobody uses: dropped.
-			if r := quicAsk(t, dialUDP(t, addr), short([]byte{9, 9, 9, 9}, "lost"), 200*time.Millisecond); r != nil {
+			// ...so that it still routes after a NAT rebinding.
+			r = quicAsk(t, dialUDP(t, addr), short([]byte{9, 9, 9, 9}, "rebound"), 2*time.Second)
+			if got, _ := replyFrom(t, r); got != name || !bytes.Contains(r, []byte("rebound")) {
+				t.Fatalf("learnt CID from a new address: %q", r)
+			}
+			// An unknown CID from an address nobody uses: dropped.
+			if r := quicAsk(t, dialUDP(t, addr), short([]byte{8, 8, 8, 8}, "lost"), 200*time.Millisecond); r != nil {
 				t.Fatalf("unknown CID from a new address answered: %q", r)
 			}
 		}
@@ -188,12 +194,14 @@ func TestQUICPassthroughRouting(t *testing.T) {
 	}
 	checks := map[string]float64{
 		`expressgateway_quic_passthrough_flows_active{listener="qp"}`:                     30,
-		`expressgateway_quic_passthrough_cids{listener="qp"}`:                             60,
+		`expressgateway_quic_passthrough_cids{listener="qp"}`:                             61,
 		`expressgateway_quic_passthrough_flows_total{listener="qp"}`:                      30,
 		`expressgateway_quic_passthrough_routed_total{listener="qp",by="maglev"}`:         30,
-		`expressgateway_quic_passthrough_routed_total{listener="qp",by="cid"}`:            30*3 + 2,
+		`expressgateway_quic_passthrough_routed_total{listener="qp",by="cid"}`:            30*3 + 3,
 		`expressgateway_quic_passthrough_routed_total{listener="qp",by="address"}`:        1,
-		`expressgateway_quic_passthrough_migrations_total{listener="qp"}`:                 1,
+		`expressgateway_quic_passthrough_migrations_total{listener="qp"}`:                 2,
+		`expressgateway_quic_passthrough_cids_learnt_total{listener="qp",from="backend"}`: 30,
+		`expressgateway_quic_passthrough_cids_learnt_total{listener="qp",from="address"}`: 1,
 		`expressgateway_quic_passthrough_drops_total{listener="qp",reason="unknown_cid"}`: 1,
 	}
 	for series, want := range checks {
@@ -223,8 +231,7 @@ func TestQUICPassthroughBadInput(t *testing.T) {
 			append(vn, make([]byte, 1200)...),                           // version negotiation from a client
 			initial(t, []byte{1, 2, 3}, nil),                            // a first Initial with a 3-byte DCID
 		},
-		"small_initial": {long[:600]},
-		"unknown_cid":   {short([]byte{7, 7, 7, 7}, "x")},
+		"unknown_cid": {long[:600], short([]byte{7, 7, 7, 7}, "x")},
 	}
 	other := dialUDP(t, addr)
 	for _, ds := range bad {

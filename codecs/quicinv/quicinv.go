@@ -109,6 +109,74 @@ func ShortDCID(b []byte, n int) ([]byte, error) {
 	return b[1 : 1+n : 1+n], nil
 }
 
+// The versions whose long-header layout beyond the invariants NextLong
+// knows: QUIC version 1 (RFC 9000) and version 2 (RFC 9369).
+const (
+	Version1 = 0x00000001
+	Version2 = 0x6b3343cf
+)
+
+// NextLong parses the long-header packet at the start of b like ParseLong
+// and, for QUIC versions 1 and 2, also finds where it ends (RFC 9000
+// §17.2: a token for an Initial, then the Length field), returning the
+// bytes after it: the next packet coalesced into the datagram (RFC 9000
+// §12.2), empty when there is none. Coalesced packets may carry other
+// source connection IDs (a server may choose a new one for its Handshake
+// packets). For a Retry or another version, rest is empty: the packet runs
+// to the end of the datagram as far as the balancer can tell.
+func NextLong(b []byte) (h Header, rest []byte, err error) {
+	if h, err = ParseLong(b); err != nil {
+		return h, nil, err
+	}
+	off := 7 + len(h.DCID) + len(h.SCID)
+	typ := (b[0] >> 4) & 3
+	var initial bool
+	switch h.Version {
+	case Version1:
+		if typ == 3 {
+			return h, nil, nil // Retry
+		}
+		initial = typ == 0
+	case Version2:
+		if typ == 0 {
+			return h, nil, nil // Retry
+		}
+		initial = typ == 1
+	default:
+		return h, nil, nil
+	}
+	if initial {
+		n, w := varint(b[off:])
+		if w == 0 || uint64(len(b)-off-w) < n {
+			return h, nil, ErrTruncated
+		}
+		off += w + int(n)
+	}
+	n, w := varint(b[off:])
+	if w == 0 || uint64(len(b)-off-w) < n {
+		return h, nil, ErrTruncated
+	}
+	off += w + int(n)
+	return h, b[off:], nil
+}
+
+// varint reads a QUIC variable-length integer (RFC 9000 §16); w is 0 when
+// b is too short.
+func varint(b []byte) (v uint64, w int) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	w = 1 << (b[0] >> 6)
+	if len(b) < w {
+		return 0, 0
+	}
+	v = uint64(b[0] & 0x3f)
+	for _, c := range b[1:w] {
+		v = v<<8 | uint64(c)
+	}
+	return v, w
+}
+
 // AppendLong appends a long header with the given first byte, version and
 // connection IDs to b (tests and tools build packets with it). It fails
 // with ErrGarbage when a connection ID is longer than MaxCIDLen or first

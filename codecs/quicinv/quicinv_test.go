@@ -110,6 +110,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(mustLong(f, 0xc0, 1, []byte{1, 2, 3, 4, 5, 6, 7, 8}, []byte{1, 2, 3, 4}), 4)
 	f.Add([]byte{0x40, 1, 2, 3, 4}, 4)
 	f.Add([]byte{}, 0)
+	f.Add(coalesced(f, Version1, 0, 2), 4)
 	f.Fuzz(func(t *testing.T, b []byte, n int) {
 		if h, err := ParseLong(b); err == nil {
 			if len(h.DCID) > MaxCIDLen || len(h.SCID) > MaxCIDLen {
@@ -126,5 +127,70 @@ func FuzzParse(f *testing.F) {
 		if id, err := ShortDCID(b, n); err == nil && !bytes.Equal(id, b[1:1+n]) {
 			t.Fatal("short dcid not after the first byte")
 		}
+		for rest, i := b, 0; len(rest) > 0 && i < 8; i++ {
+			_, next, err := NextLong(rest)
+			if err != nil {
+				break
+			}
+			if len(next) >= len(rest) {
+				t.Fatal("NextLong did not advance")
+			}
+			rest = next
+		}
 	})
+}
+
+// coalesced is an Initial (with a token) and a Handshake of version v,
+// coalesced, then a short-header packet.
+func coalesced(t testing.TB, v uint32, initialType, handshakeType byte) []byte {
+	t.Helper()
+	b, err := AppendLong(nil, 0xc0|initialType<<4, v, []byte{1, 2, 3, 4}, []byte{0xa, 0xa, 0xa, 0xa})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, 3, 't', 'o', 'k') // token
+	b = append(b, 0x40, 10)         // Length 10 in a 2-byte varint
+	b = append(b, make([]byte, 10)...)
+	if b, err = AppendLong(b, 0xc0|handshakeType<<4, v, []byte{1, 2, 3, 4}, []byte{0xb, 0xb, 0xb, 0xb}); err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, 5)
+	b = append(b, make([]byte, 5)...)
+	return append(b, 0x40, 1, 2, 3, 4)
+}
+
+func TestNextLong(t *testing.T) {
+	for _, tc := range []struct {
+		v                 uint32
+		initial, handshke byte
+	}{{Version1, 0, 2}, {Version2, 1, 3}} {
+		b := coalesced(t, tc.v, tc.initial, tc.handshke)
+		h, rest, err := NextLong(b)
+		if err != nil || !bytes.Equal(h.SCID, []byte{0xa, 0xa, 0xa, 0xa}) {
+			t.Fatalf("v%x first: %+v %v", tc.v, h, err)
+		}
+		h, rest, err = NextLong(rest)
+		if err != nil || !bytes.Equal(h.SCID, []byte{0xb, 0xb, 0xb, 0xb}) {
+			t.Fatalf("v%x second: %+v %v", tc.v, h, err)
+		}
+		if !bytes.Equal(rest, []byte{0x40, 1, 2, 3, 4}) || IsLong(rest) {
+			t.Fatalf("v%x rest %x", tc.v, rest)
+		}
+		// A token or Length past the end is a truncation (the Initial
+		// is 15 header bytes, 4 of token, 2 of Length and 10 of payload).
+		for i := 7 + 8; i < 31; i++ {
+			if _, _, err := NextLong(b[:i]); !errors.Is(err, ErrTruncated) {
+				t.Fatalf("v%x prefix %d: %v", tc.v, i, err)
+			}
+		}
+	}
+	// Retry and unknown versions run to the end.
+	retry, _ := AppendLong(nil, 0xf0, Version1, nil, []byte{1})
+	if _, rest, err := NextLong(append(retry, 1, 2, 3)); err != nil || len(rest) != 0 {
+		t.Fatalf("retry: %x %v", rest, err)
+	}
+	other, _ := AppendLong(nil, 0xc0, 0x1a2a3a4a, nil, []byte{1})
+	if _, rest, err := NextLong(append(other, 1, 2, 3)); err != nil || len(rest) != 0 {
+		t.Fatalf("other version: %x %v", rest, err)
+	}
 }
