@@ -97,6 +97,7 @@ func newQUICTable() *quicTable {
 type quicKey struct {
 	k      cidKey
 	server bool // chosen by the backend (counted in lens)
+	by     learntBy
 }
 
 // quicFlow is one QUIC connection. Owned by its loop (ll), except keys and
@@ -350,8 +351,8 @@ const (
 )
 
 // addKeyLocked adds k to f's CIDs under t.mu. A CID another flow holds
-// stays with it (counted as a collision); past quicMaxCIDsPerFlow the
-// flow's oldest CID makes room (clients retire old CIDs as they take new
+// stays with it (counted as a collision); past quicMaxCIDsPerFlow an old
+// CID of the flow makes room (clients retire old CIDs as they take new
 // ones).
 func (t *quicTable) addKeyLocked(f *quicFlow, k cidKey, by learntBy) {
 	m := f.l.qm
@@ -365,8 +366,17 @@ func (t *quicTable) addKeyLocked(f *quicFlow, k cidKey, by learntBy) {
 		return
 	}
 	if len(f.keys) >= quicMaxCIDsPerFlow {
-		t.dropKeyLocked(f, f.keys[0])
-		f.keys = append(f.keys[:0], f.keys[1:]...)
+		// The oldest CID learnt at the client's address goes first (those
+		// are the ones a spoofed source could churn), else the oldest.
+		i := 0
+		for j, x := range f.keys {
+			if x.by == learntByAddress {
+				i = j
+				break
+			}
+		}
+		t.dropKeyLocked(f, f.keys[i])
+		f.keys = append(f.keys[:i], f.keys[i+1:]...)
 	}
 	server := by != learntInitial
 	t.byCID[k] = f
@@ -376,7 +386,7 @@ func (t *quicTable) addKeyLocked(f *quicFlow, k cidKey, by learntBy) {
 			f.cidLen = int(k.n)
 		}
 	}
-	f.keys = append(f.keys, quicKey{k: k, server: server})
+	f.keys = append(f.keys, quicKey{k: k, server: server, by: by})
 	m.cids.Inc()
 	m.learnt[by].Inc()
 }

@@ -327,3 +327,95 @@ idle_timeout = "300ms"`))
 		t.Errorf("unknown_cid drops = %v, want 1", v)
 	}
 }
+
+// TestQUICPassthroughCIDCap: CIDs learnt at a client's address (all a
+// spoofed source could add) are capped per connection and make room among
+// themselves, so the backend's own CID keeps routing.
+func TestQUICPassthroughCIDCap(t *testing.T) {
+	addr := freeUDPPort(t)
+	g := startL4(t, 1, quicPTTOML(addr, []string{fakeQUICBackend(t, "a")}, ""))
+	c := dialUDP(t, addr)
+	_, scid := replyFrom(t, quicAsk(t, c, initial(t, dcidN(1), nil), 2*time.Second))
+	for i := range 20 {
+		if r := quicAsk(t, c, short([]byte{1, 1, 1, byte(i)}, "churn"), 2*time.Second); r == nil {
+			t.Fatalf("churn %d not relayed", i)
+		}
+	}
+	if v := g.metric(`expressgateway_quic_passthrough_cids{listener="qp"}`); v != quicMaxCIDsPerFlow {
+		t.Errorf("cids = %v, want the cap %d", v, quicMaxCIDsPerFlow)
+	}
+	if r := quicAsk(t, dialUDP(t, addr), short(scid, "moved"), 2*time.Second); !bytes.Contains(r, []byte("moved")) {
+		t.Fatalf("backend CID after the churn, from a new address: %q", r)
+	}
+}
+
+// TestQUICPassthroughReload: a reload that adds an endpoint rebuilds the
+// Maglev table (new connections reach the new backend) while the open
+// connections stay on their backends, one that removes an endpoint leaves
+// the connections on it running, and one that removes the listener ends
+// them all.
+func TestQUICPassthroughReload(t *testing.T) {
+	a, b, c := fakeQUICBackend(t, "a"), fakeQUICBackend(t, "b"), fakeQUICBackend(t, "c")
+	addr := freeUDPPort(t)
+	text := func(eps ...string) string {
+		// 70 connections from 127.0.0.1: past the default per-IP cap.
+		return "[admin]\nlisten = \"\"\n[engine]\nevent_loops = 2\n[log]\naccess_log = false\n" +
+			quicPTTOML(addr, eps, "max_sessions_per_ip = 0")
+	}
+	g := startL4(t, 2, quicPTTOML(addr, []string{a, b}, "max_sessions_per_ip = 0"))
+	type conn struct {
+		c    net.Conn
+		name string
+		scid []byte
+	}
+	var open []conn
+	for i := range 20 {
+		nc := dialUDP(t, addr)
+		name, scid := replyFrom(t, quicAsk(t, nc, initial(t, dcidN(i), nil), 2*time.Second))
+		open = append(open, conn{nc, name, scid})
+	}
+	check := func(when string) {
+		t.Helper()
+		for i, o := range open {
+			r := quicAsk(t, o.c, short(o.scid, "x"), 2*time.Second)
+			if got, _ := replyFrom(t, r); got != o.name {
+				t.Fatalf("%s: connection %d on %q, opened on %s", when, i, got, o.name)
+			}
+		}
+	}
+	if err := g.reload(t, text(a, b, c)); err != nil {
+		t.Fatal(err)
+	}
+	check("after adding c")
+	seen := map[string]int{}
+	for i := range 30 {
+		name, _ := replyFrom(t, quicAsk(t, dialUDP(t, addr), initial(t, dcidN(100+i), nil), 2*time.Second))
+		seen[name]++
+	}
+	if seen["c"] == 0 {
+		t.Errorf("no new connection reached the added endpoint: %v", seen)
+	}
+	if err := g.reload(t, text(a, c)); err != nil {
+		t.Fatal(err)
+	}
+	check("after removing b")
+	for i := range 30 {
+		r := quicAsk(t, dialUDP(t, addr), initial(t, dcidN(200+i), nil), 2*time.Second)
+		if r == nil {
+			t.Fatalf("new connection %d after removing b: no reply", i)
+		}
+		if name, _ := replyFrom(t, r); name == "b" {
+			t.Fatalf("new connection %d on the removed endpoint", i)
+		}
+	}
+	// Removing the listener ends its connections and empties the table.
+	if err := g.reload(t, "[admin]\nlisten = \"\"\n[engine]\nevent_loops = 2\n[log]\naccess_log = false\n"+
+		udpListenerTOML(freeUDPPort(t), []string{a}, "")); err != nil {
+		t.Fatal(err)
+	}
+	for _, series := range []string{`expressgateway_quic_passthrough_flows_active{listener="qp"}`, `expressgateway_quic_passthrough_cids{listener="qp"}`} {
+		if v := g.waitMetric(series, 0); v != 0 {
+			t.Errorf("%s = %v after the listener was removed", series, v)
+		}
+	}
+}
