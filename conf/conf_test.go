@@ -461,11 +461,11 @@ name = "h3"
 lb = "maglev"
 endpoints = [ { address = "127.0.0.1:9001" } ]
 `, []string{
-			`t.toml: listeners[0].proxy_protocol: not allowed for protocol = "quic-passthrough"`,
-			"t.toml: listeners[0].udp_session_timeout: only allowed for protocol = \"udp\"",
 			"t.toml: listeners[0].reuse_port: not used by quic-passthrough listeners (see max_connections, max_sessions_per_ip and [listeners.quic_passthrough])",
-			"t.toml: listeners[0].quic_passthrough.idle_timeout: must be positive",
 			`t.toml: listeners[0].cluster: cluster "rr" has lb = "round_robin": a quic-passthrough listener needs lb = "maglev" or "ring_hash" (new QUIC connections are placed by a hash of their destination connection ID, so that a retransmitted Initial and every node pick the same endpoint)`,
+			"t.toml: listeners[0].udp_session_timeout: only allowed for protocol = \"udp\"",
+			"t.toml: listeners[0].quic_passthrough.idle_timeout: must be greater than 0s",
+			`t.toml: listeners[0].proxy_protocol: not allowed for protocol = "quic-passthrough"`,
 			"t.toml: listeners[1].quic_passthrough: only allowed for protocol = \"quic-passthrough\"",
 		}},
 		{"out-of-range limits", `
