@@ -240,11 +240,15 @@ func (l4 *l4Engine) quicDatagram(c gnet.Conn, g *graft) {
 		m.drops[drop].Inc()
 		return
 	case how == quicNew:
-		if f, drop = t.open(ll, l, g.sock.fd, dcid, from, ra); f == nil {
+		if f, how, drop = t.open(ll, l, g.sock.fd, dcid, from, ra); f == nil {
 			m.drops[drop].Inc()
 			return
 		}
-		m.byMaglev.Inc()
+		if how == quicNew {
+			m.byMaglev.Inc()
+		} else {
+			m.byCID.Inc()
+		}
 	case how == quicByAddress:
 		m.byAddress.Inc()
 	default:
@@ -259,10 +263,13 @@ func (l4 *l4Engine) quicDatagram(c gnet.Conn, g *graft) {
 	if f.hops.Add(1) > quicHopsMax {
 		f.hops.Add(-1)
 		m.drops[dropHandoff].Inc()
+		e := l4.e
+		e.guards.Hit(guards.QUICHandoffFull, guards.Connection, l.name, from.Addr())
 		return
 	}
 	m.handoffs.Inc()
 	buf := append([]byte(nil), data...)
+	ra = &net.UDPAddr{IP: append(net.IP(nil), ra.IP...), Port: ra.Port, Zone: ra.Zone}
 	err := f.ll.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		defer f.ll.l4.e.recoverConn(nil, "quic handoff")
 		f.hops.Add(-1)
@@ -404,15 +411,17 @@ func (t *quicTable) dropKeyLocked(f *quicFlow, k quicKey) {
 }
 
 // open starts a flow for an Initial with an unknown dcid, on loop ll (it
-// owns the flow's upstream socket), or returns the reason it could not.
-func (t *quicTable) open(ll *l4Loop, l *l4Listener, fd int, dcid []byte, from netip.AddrPort, ra *net.UDPAddr) (*quicFlow, quicDrop) {
+// owns the flow's upstream socket), or returns the reason it could not;
+// how is quicByCID when another loop opened it meanwhile (for a copy of
+// the Initial from another address).
+func (t *quicTable) open(ll *l4Loop, l *l4Listener, fd int, dcid []byte, from netip.AddrPort, ra *net.UDPAddr) (f *quicFlow, how quicRoute, drop quicDrop) {
 	e := ll.l4.e
 	ip := from.Addr()
 	k := keyOf(dcid)
 	t.mu.Lock()
 	if f := t.byCID[k]; f != nil {
-		t.mu.Unlock() // another loop opened it for a copy of this Initial
-		return f, dropNone
+		t.mu.Unlock()
+		return f, quicByCID, dropNone
 	}
 	if ok, lim := l.limiter.Acquire(ip); !ok {
 		t.mu.Unlock()
@@ -421,16 +430,16 @@ func (t *quicTable) open(ll *l4Loop, l *l4Listener, fd int, dcid []byte, from ne
 			guard, drop = guards.QUICFlowsPerIP, dropFlowsPerIP
 		}
 		e.guards.Hit(guard, guards.Connection, l.name, ip)
-		return nil, drop
+		return nil, 0, drop
 	}
 	p, err := l.cluster.LB.PickHash(dcid, nil)
 	if err != nil {
 		t.mu.Unlock()
 		l.limiter.Release(ip)
 		e.m.UpstreamFailure(l.cluster.Name, "no_endpoint").Inc()
-		return nil, dropNoEndpointQ
+		return nil, 0, dropNoEndpointQ
 	}
-	f := &quicFlow{
+	f = &quicFlow{
 		t: t, ll: ll, fd: fd, l: l, ep: p.Endpoint, ip: ip, client: from, sa: udpSockaddr(ra),
 		started: time.Now(),
 	}
@@ -444,7 +453,7 @@ func (t *quicTable) open(ll *l4Loop, l *l4Listener, fd int, dcid []byte, from ne
 	m.flowsTotal.Inc()
 	l.total.Inc()
 	f.dial()
-	return f, dropNone
+	return f, quicNew, dropNone
 }
 
 // dial opens the flow's connected socket to its endpoint (see

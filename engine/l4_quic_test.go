@@ -4,11 +4,14 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/expressgateway/expressgateway/codecs/quicinv"
 )
@@ -417,5 +420,75 @@ func TestQUICPassthroughReload(t *testing.T) {
 		if v := g.waitMetric(series, 0); v != 0 {
 			t.Errorf("%s = %v after the listener was removed", series, v)
 		}
+	}
+}
+
+// TestQUICPassthroughHandoffBound: while the loop that owns a connection
+// is busy, at most quicHopsMax of its datagrams arriving on another loop
+// wait for it; the rest are dropped and counted (guard
+// quic_handoff_full), and the connection goes on afterwards.
+func TestQUICPassthroughHandoffBound(t *testing.T) {
+	addr := freeUDPPort(t)
+	g := startL4(t, 2, quicPTTOML(addr, []string{fakeQUICBackend(t, "a")}, ""))
+	_, scid := replyFrom(t, quicAsk(t, dialUDP(t, addr), initial(t, dcidN(1), nil), 2*time.Second))
+	const handoffs = `expressgateway_quic_passthrough_handoffs_total{listener="qp"}`
+	// A client address the kernel steers to the other loop (half of them).
+	var other net.Conn
+	for i := 0; i < 64 && other == nil; i++ {
+		before := g.metric(handoffs)
+		x := dialUDP(t, addr)
+		if quicAsk(t, x, short(scid, "probe"), 2*time.Second) == nil {
+			t.Fatal("probe not answered")
+		}
+		if g.metric(handoffs) > before {
+			other = x
+		}
+	}
+	if other == nil {
+		t.Fatal("no client address reached the other loop in 64 tries")
+	}
+	g.eng.lmu.Lock()
+	tab := g.eng.slots["qp"].quic
+	g.eng.lmu.Unlock()
+	tab.mu.Lock()
+	f := tab.byCID[keyOf(scid)]
+	tab.mu.Unlock()
+	release := make(chan struct{})
+	busy := make(chan struct{})
+	if err := f.ll.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		close(busy)
+		<-release
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	<-busy
+	for range 2 * quicHopsMax {
+		if _, err := other.Write(short(scid, "flood")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const full = `expressgateway_quic_passthrough_drops_total{listener="qp",reason="handoff_full"}`
+	deadline := time.Now().Add(5 * time.Second)
+	for g.metric(full) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if v := g.metric(full); v == 0 || v > quicHopsMax {
+		t.Fatalf("handoff_full drops = %v", v)
+	}
+	if v := g.metric(`expressgateway_guard_tripped_total{guard="quic_handoff_full"}`); v == 0 {
+		t.Errorf("guard quic_handoff_full not counted")
+	}
+	// The queued datagrams are relayed; the connection goes on.
+	_ = other.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	buf := make([]byte, 2048)
+	for {
+		if _, err := other.Read(buf); err != nil {
+			break
+		}
+	}
+	if r := quicAsk(t, other, short(scid, "after"), 2*time.Second); !bytes.Contains(r, []byte("after")) {
+		t.Fatalf("after the flood: %q", r)
 	}
 }
