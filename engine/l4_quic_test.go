@@ -463,9 +463,12 @@ func TestQUICPassthroughHandoffBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-busy
-	for range 2 * quicHopsMax {
+	for i := range 2 * quicHopsMax {
 		if _, err := other.Write(short(scid, "flood")); err != nil {
 			t.Fatal(err)
+		}
+		if i%16 == 15 {
+			time.Sleep(2 * time.Millisecond) // within the socket buffer of the receiving loop
 		}
 	}
 	const full = `expressgateway_quic_passthrough_drops_total{listener="qp",reason="handoff_full"}`
