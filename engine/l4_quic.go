@@ -42,15 +42,16 @@ import (
 //
 // Client datagrams: a known DCID goes to its flow, from any client address,
 // and replies go to the address the last such datagram came from (a NAT
-// rebinding or a migration keeps its backend). A short header with an
-// unknown DCID goes to the flow last seen at the same client address (the
-// client moved to a CID the backend issued in an encrypted
-// NEW_CONNECTION_ID frame, which the balancer cannot read), else it is
-// dropped as unknown_cid: hashing it would pick a backend unrelated to the
-// one that chose the CID, which would answer with a stateless reset. A
-// client that changes its address and its CID at once is therefore lost
-// unless the backends encode a server ID in their CIDs (QUIC-LB), which
-// this listener does not yet read.
+// rebinding keeps its backend). An unknown DCID is a CID the backend issued
+// in an encrypted NEW_CONNECTION_ID frame, which the balancer cannot read:
+// in a long header it goes to the flow with the same client address and
+// client source CID, in a short header to the flow last seen at the client
+// address, and the flow learns it; else it is dropped as unknown_cid
+// (hashing it would pick a backend unrelated to the one that chose the
+// CID, which would answer with a stateless reset). A client that changes
+// its address and its CID at once is therefore lost unless the backends
+// encode a server ID in their CIDs (QUIC-LB), which this listener does not
+// yet read.
 //
 // The table is shared by the listener's loops (the kernel spreads client
 // addresses over the per-loop sockets, and a migrated client lands on any
@@ -86,11 +87,38 @@ type quicTable struct {
 	mu     sync.Mutex
 	byCID  map[cidKey]*quicFlow
 	byAddr map[netip.AddrPort]*quicFlow // the flow last seen at each client address
-	lens   [quicinv.MaxCIDLen + 1]int   // backend-chosen CIDs in byCID, by length
+	// byClient is each flow by its client address and client CID (several
+	// connections may share a client socket; their long headers say which).
+	byClient map[clientKey]*quicFlow
+	lens     [quicinv.MaxCIDLen + 1]int // backend-chosen CIDs in byCID, by length
 }
 
 func newQUICTable() *quicTable {
-	return &quicTable{byCID: map[cidKey]*quicFlow{}, byAddr: map[netip.AddrPort]*quicFlow{}}
+	return &quicTable{
+		byCID: map[cidKey]*quicFlow{}, byAddr: map[netip.AddrPort]*quicFlow{}, byClient: map[clientKey]*quicFlow{},
+	}
+}
+
+// clientKey is a client address and the client's source CID.
+type clientKey struct {
+	addr netip.AddrPort
+	cid  cidKey
+}
+
+// setAddrLocked moves f's address entries from its old client address to
+// from (both the same at open), under t.mu.
+func (t *quicTable) setAddrLocked(f *quicFlow, old, from netip.AddrPort) {
+	if t.byAddr[old] == f {
+		delete(t.byAddr, old)
+	}
+	if k := (clientKey{old, f.clientCID}); t.byClient[k] == f {
+		delete(t.byClient, k)
+	}
+	if f.gone {
+		return
+	}
+	t.byAddr[from] = f
+	t.byClient[clientKey{from, f.clientCID}] = f
 }
 
 // quicKey is one CID a flow holds in the table.
@@ -110,14 +138,15 @@ type quicFlow struct {
 	ep *lb.Endpoint
 	up gnet.Conn
 
-	state  udpState
-	ip     netip.Addr // the client IP the flow opened from (its limiter slot)
-	client netip.AddrPort
-	sa     unix.Sockaddr
-	keys   []quicKey // guarded by t.mu
-	cidLen int       // the length of the backend's CIDs; guarded by t.mu
-	gone   bool      // closed: takes no new CIDs; guarded by t.mu
-	learnt cidKey    // the last backend source CID seen: skips the lock for repeats
+	state     udpState
+	ip        netip.Addr // the client IP the flow opened from (its limiter slot)
+	clientCID cidKey     // the client's source CID in its first Initial; set before the flow is shared
+	client    netip.AddrPort
+	sa        unix.Sockaddr
+	keys      []quicKey // guarded by t.mu
+	cidLen    int       // the length of the backend's CIDs; guarded by t.mu
+	gone      bool      // closed: takes no new CIDs; guarded by t.mu
+	learnt    cidKey    // the last backend source CID seen: skips the lock for repeats
 
 	started   time.Time
 	last      int64 // UnixNano of the last datagram either way
@@ -233,14 +262,14 @@ func (l4 *l4Engine) quicDatagram(c gnet.Conn, g *graft) {
 	from := ra.AddrPort()
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	t := g.slot.quic
-	f, how, dcid, drop := t.route(data, from)
+	f, how, first, drop := t.route(data, from)
 	m := l.qm
 	switch {
 	case drop != dropNone:
 		m.drops[drop].Inc()
 		return
 	case how == quicNew:
-		if f, how, drop = t.open(ll, l, g.sock.fd, dcid, from, ra); f == nil {
+		if f, how, drop = t.open(ll, l, g.sock.fd, first, from, ra); f == nil {
 			m.drops[drop].Inc()
 			return
 		}
@@ -283,7 +312,8 @@ func (l4 *l4Engine) quicDatagram(c gnet.Conn, g *graft) {
 }
 
 // route finds the flow of a client datagram. It returns the flow (nil with
-// quicNew: open one for dcid), or the reason to drop the datagram.
+// quicNew: open one for the Initial it returns), or the reason to drop the
+// datagram.
 func (t *quicTable) route(data []byte, from netip.AddrPort) (*quicFlow, quicRoute, []byte, quicDrop) {
 	if quicinv.IsLong(data) {
 		h, err := quicinv.ParseLong(data)
@@ -299,19 +329,23 @@ func (t *quicTable) route(data []byte, from netip.AddrPort) (*quicFlow, quicRout
 		if f := t.byCID[k]; f != nil {
 			return f, quicByCID, nil, dropNone
 		}
-		if len(data) >= quicinv.MinInitialDatagram {
-			if len(h.DCID) < quicMinClientDCID {
-				return nil, 0, nil, dropGarbage
-			}
-			return nil, quicNew, h.DCID, dropNone
-		}
-		// Too small to open a connection: a Handshake or 0-RTT packet to
-		// a CID the balancer has not seen.
-		if f := t.byAddr[from]; f != nil {
+		// An unknown DCID from the address of a connection with the same
+		// client CID is that connection: the client switched to a CID from
+		// NEW_CONNECTION_ID while it still sends Initial or Handshake
+		// packets (quic-go clients do once the handshake completes). A
+		// client that multiplexes connections on one socket tells them
+		// apart by its own CIDs, and one with empty CIDs cannot.
+		if f := t.byClient[clientKey{from, keyOf(h.SCID)}]; f != nil {
 			t.addKeyLocked(f, k, learntByAddress)
 			return f, quicByAddress, nil, dropNone
 		}
-		return nil, 0, nil, dropUnknownCID
+		if len(data) < quicinv.MinInitialDatagram {
+			return nil, 0, nil, dropUnknownCID // too small to open a connection
+		}
+		if len(h.DCID) < quicMinClientDCID {
+			return nil, 0, nil, dropGarbage
+		}
+		return nil, quicNew, data, dropNone
 	}
 	if _, err := quicinv.ShortDCID(data, 0); err != nil {
 		if errors.Is(err, quicinv.ErrTruncated) {
@@ -410,13 +444,19 @@ func (t *quicTable) dropKeyLocked(f *quicFlow, k quicKey) {
 	f.l.qm.cids.Dec()
 }
 
-// open starts a flow for an Initial with an unknown dcid, on loop ll (it
-// owns the flow's upstream socket), or returns the reason it could not;
-// how is quicByCID when another loop opened it meanwhile (for a copy of
-// the Initial from another address).
-func (t *quicTable) open(ll *l4Loop, l *l4Listener, fd int, dcid []byte, from netip.AddrPort, ra *net.UDPAddr) (f *quicFlow, how quicRoute, drop quicDrop) {
+// open starts a flow for an Initial (first: its datagram, already parsed
+// by route) with an unknown DCID, on loop ll (it owns the flow's upstream
+// socket), or returns the reason it could not; how is quicByCID when
+// another loop opened it meanwhile (for a copy of the Initial from another
+// address).
+func (t *quicTable) open(ll *l4Loop, l *l4Listener, fd int, first []byte, from netip.AddrPort, ra *net.UDPAddr) (f *quicFlow, how quicRoute, drop quicDrop) {
 	e := ll.l4.e
 	ip := from.Addr()
+	h, err := quicinv.ParseLong(first)
+	if err != nil {
+		return nil, 0, dropGarbage
+	}
+	dcid := h.DCID
 	k := keyOf(dcid)
 	t.mu.Lock()
 	if f := t.byCID[k]; f != nil {
@@ -441,11 +481,11 @@ func (t *quicTable) open(ll *l4Loop, l *l4Listener, fd int, dcid []byte, from ne
 	}
 	f = &quicFlow{
 		t: t, ll: ll, fd: fd, l: l, ep: p.Endpoint, ip: ip, client: from, sa: udpSockaddr(ra),
-		started: time.Now(),
+		clientCID: keyOf(h.SCID), started: time.Now(),
 	}
 	f.last = f.started.UnixNano()
 	t.addKeyLocked(f, k, learntInitial)
-	t.byAddr[from] = f
+	t.setAddrLocked(f, from, from)
 	t.mu.Unlock()
 	ll.quic[f] = struct{}{}
 	m := l.qm
@@ -482,10 +522,7 @@ func (f *quicFlow) fromClient(data []byte, from netip.AddrPort, ra *net.UDPAddr,
 	if from != f.client && how == quicByCID {
 		t := f.t
 		t.mu.Lock()
-		if t.byAddr[f.client] == f {
-			delete(t.byAddr, f.client)
-		}
-		t.byAddr[from] = f
+		t.setAddrLocked(f, f.client, from)
 		t.mu.Unlock()
 		f.client, f.sa = from, udpSockaddr(ra)
 		f.moves++
@@ -639,9 +676,7 @@ func (f *quicFlow) close(status int, connectFailed bool, reason string) {
 		t.dropKeyLocked(f, k)
 	}
 	f.keys = nil
-	if t.byAddr[f.client] == f {
-		delete(t.byAddr, f.client)
-	}
+	t.setAddrLocked(f, f.client, f.client) // gone: only removes
 	t.mu.Unlock()
 	delete(f.ll.quic, f)
 	if c := f.up; c != nil {

@@ -73,6 +73,30 @@ func h3PTBackend(t *testing.T, name string, cert tls.Certificate) string {
 	return pc.LocalAddr().String()
 }
 
+// h3PTBackendRetry is h3PTBackend that validates every client address
+// with a Retry first (quic-go Transport.VerifySourceAddress), so a
+// connection's second Initial goes to the CID of the backend's Retry, and
+// that uses 8-byte connection IDs.
+func h3PTBackendRetry(t *testing.T, name string, cert tls.Certificate) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: pc, ConnectionIDLength: 8, VerifySourceAddress: func(net.Addr) bool { return true }}
+	ln, err := tr.ListenEarly(http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}), &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http3.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, "%s %s", name, r.RemoteAddr)
+	})}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeListener(ln) }()
+	t.Cleanup(func() { _ = srv.Close(); _ = ln.Close(); _ = tr.Close(); <-done })
+	return pc.LocalAddr().String()
+}
+
 // h3PTClient is an HTTP/3 client whose connections go to dialAddr (the
 // gateway, or a forwarder in front of it) whatever the URL says.
 func h3PTClient(t *testing.T, pool *x509.CertPool, dialAddr string, qc *quic.Config) (*http.Client, *http3.Transport) {
@@ -327,5 +351,29 @@ func TestQUICPassthroughHTTP3Garbage(t *testing.T) {
 	}
 	if v := g.metric(`expressgateway_quic_passthrough_flows_active{listener="qp"}`); v != 1 {
 		t.Errorf("flows_active = %v, want 1", v)
+	}
+}
+
+// TestQUICPassthroughRetry: backends that send a Retry before every
+// connection (the client's second Initial goes to the Retry's CID) and
+// use 8-byte CIDs: connections complete through the listener and stay on
+// their backend.
+func TestQUICPassthroughRetry(t *testing.T) {
+	cert, pool := h3PTCert(t)
+	backs := []string{h3PTBackendRetry(t, "a", cert), h3PTBackendRetry(t, "b", cert)}
+	addr := freeUDPPort(t)
+	g := startL4(t, 2, quicPTTOML(addr, backs, ""))
+	for i := range 6 {
+		c, _ := h3PTClient(t, pool, addr, nil)
+		first, err := h3Get(c)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		if again, err := h3Get(c); err != nil || again != first {
+			t.Fatalf("connection %d: %q then %q %v", i, first, again, err)
+		}
+	}
+	if v := g.metric(`expressgateway_quic_passthrough_flows_total{listener="qp"}`); v != 6 {
+		t.Errorf("flows_total = %v, want 6 (the Initial after a Retry is the same connection)", v)
 	}
 }

@@ -495,3 +495,47 @@ func TestQUICPassthroughHandoffBound(t *testing.T) {
 		t.Fatalf("after the flood: %q", r)
 	}
 }
+
+// TestQUICPassthroughSameAddressLongHeader: a long header to an unknown
+// DCID from a connection's address belongs to that connection when it
+// carries the connection's client CID (the client switched to a CID from
+// NEW_CONNECTION_ID before its Initial and Handshake packets were done),
+// and opens a new connection when it carries another (a client that
+// multiplexes connections on one socket).
+func TestQUICPassthroughSameAddressLongHeader(t *testing.T) {
+	addr := freeUDPPort(t)
+	g := startL4(t, 2, quicPTTOML(addr, []string{fakeQUICBackend(t, "a"), fakeQUICBackend(t, "b")}, ""))
+	c := dialUDP(t, addr)
+	first, _ := replyFrom(t, quicAsk(t, c, initial(t, dcidN(1), []byte("cliA")), 2*time.Second))
+	// Same client CID, new DCID: the same connection, even at 1200 bytes.
+	if got, _ := replyFrom(t, quicAsk(t, c, initial(t, []byte("switched"), []byte("cliA")), 2*time.Second)); got != first {
+		t.Fatalf("the connection's own Initial to a new DCID went to %q, want %s", got, first)
+	}
+	const flows = `expressgateway_quic_passthrough_flows_total{listener="qp"}`
+	if v := g.metric(flows); v != 1 {
+		t.Fatalf("flows_total = %v after a CID switch, want 1", v)
+	}
+	// Another client CID on the same socket: a second connection.
+	if r := quicAsk(t, c, initial(t, dcidN(2), []byte("cliB")), 2*time.Second); r == nil {
+		t.Fatal("second connection on the socket not answered")
+	}
+	if v := g.metric(flows); v != 2 {
+		t.Fatalf("flows_total = %v after a second connection, want 2", v)
+	}
+	// The first connection's packets are still told apart by its CID.
+	if got, _ := replyFrom(t, quicAsk(t, c, initial(t, []byte("switched-again"), []byte("cliA")), 2*time.Second)); got != first {
+		t.Fatalf("the first connection beside the second went to %q, want %s", got, first)
+	}
+	if v := g.metric(flows); v != 2 {
+		t.Fatalf("flows_total = %v, want 2", v)
+	}
+	// A small long header with an unknown DCID and a client CID nobody
+	// has: dropped.
+	hs, _ := quicinv.AppendLong(nil, 0xe0, 1, []byte("unknown!"), []byte("cliZ"))
+	if r := quicAsk(t, c, append(hs, make([]byte, 80)...), 200*time.Millisecond); r != nil {
+		t.Fatalf("unknown Handshake answered: %q", r)
+	}
+	if v := g.metric(`expressgateway_quic_passthrough_drops_total{listener="qp",reason="unknown_cid"}`); v != 1 {
+		t.Errorf("unknown_cid drops = %v, want 1", v)
+	}
+}
