@@ -58,8 +58,9 @@ import (
 // of them), under one mutex held for a map lookup; a datagram that arrives
 // on another loop than its flow's goes there through the loop's Execute.
 
-// quicMaxCIDsPerFlow caps the table entries one flow holds (its first DCID
-// plus the backend's long-header source CIDs: usually 2, 3 after a Retry).
+// quicMaxCIDsPerFlow caps the table entries one flow holds: its first DCID,
+// the backend's long-header source CIDs (usually 1, 2 after a Retry) and
+// the CIDs learnt at its client address (one per CID the client moves to).
 const quicMaxCIDsPerFlow = 8
 
 // quicMinClientDCID is the shortest DCID a client's first Initial may
