@@ -70,6 +70,13 @@ const quicMinClientDCID = 8
 // quicHopsMax caps a flow's datagrams in flight to its loop from others.
 const quicHopsMax = 256
 
+// quicMoveBackAfter is how long after a client address change a datagram
+// from the previous address is taken as reordered rather than as a move
+// back. The balancer cannot read packet numbers, which is how a QUIC
+// endpoint tells (RFC 9000 §9.3: only the highest-numbered packet moves
+// the path).
+const quicMoveBackAfter = time.Second
+
 // cidKey is a connection ID as a map key.
 type cidKey struct {
 	n uint8
@@ -156,6 +163,8 @@ type quicFlow struct {
 	connected bool
 	rx, tx    int64
 	moves     int
+	prev      netip.AddrPort // the client address before the last move
+	movedAt   int64          // UnixNano of the last move
 	hops      atomic.Int32
 }
 
@@ -519,8 +528,16 @@ func (f *quicFlow) fromClient(data []byte, from netip.AddrPort, ra *net.UDPAddr,
 		return
 	}
 	m := f.l.qm
-	f.last = time.Now().UnixNano()
-	if from != f.client && how == quicByCID {
+	now := time.Now().UnixNano()
+	f.last = now
+	switch {
+	case from == f.client || how != quicByCID:
+	case from == f.prev && now-f.movedAt < int64(quicMoveBackAfter):
+		// A datagram the old address sent before the move, reordered
+		// behind the new address's (by the network, or by a hand-off
+		// between loops): relay it, keep replying to the new address.
+	default:
+		f.prev, f.movedAt = f.client, now
 		t := f.t
 		t.mu.Lock()
 		t.setAddrLocked(f, f.client, from)

@@ -570,3 +570,32 @@ func BenchmarkQUICRoute(b *testing.B) {
 		}
 	}
 }
+
+// TestQUICPassthroughReorderedOldAddress: a datagram from the previous
+// client address just after a move is relayed but does not move the
+// replies back (it was sent before the move and reordered); a second after
+// the move, the previous address can take them back.
+func TestQUICPassthroughReorderedOldAddress(t *testing.T) {
+	addr := freeUDPPort(t)
+	g := startL4(t, 1, quicPTTOML(addr, []string{fakeQUICBackend(t, "a")}, ""))
+	c1, c2 := dialUDP(t, addr), dialUDP(t, addr)
+	_, scid := replyFrom(t, quicAsk(t, c1, initial(t, dcidN(1), nil), 2*time.Second))
+	if r := quicAsk(t, c2, short(scid, "moved"), 2*time.Second); !bytes.Contains(r, []byte("moved")) {
+		t.Fatalf("after the move: %q", r)
+	}
+	if r := quicAsk(t, c1, short(scid, "late"), 200*time.Millisecond); r != nil {
+		t.Fatalf("a reordered datagram moved the replies back: %q", r)
+	}
+	_ = c2.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 2048)
+	if n, err := c2.Read(buf); err != nil || !bytes.Contains(buf[:n], []byte("late")) {
+		t.Fatalf("the reply to the reordered datagram did not reach the new address: %q %v", buf[:n], err)
+	}
+	time.Sleep(quicMoveBackAfter + 100*time.Millisecond)
+	if r := quicAsk(t, c1, short(scid, "back"), 2*time.Second); !bytes.Contains(r, []byte("back")) {
+		t.Fatalf("moving back after a second: %q", r)
+	}
+	if v := g.metric(`expressgateway_quic_passthrough_migrations_total{listener="qp"}`); v != 2 {
+		t.Errorf("migrations = %v, want 2", v)
+	}
+}
