@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test ./codecs/msg -run '^$$' -fuzz '^FuzzNormalizeTarget$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codecs/msg -run '^$$' -fuzz '^FuzzNormalizeHost$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codecs/proxyproto -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codecs/quicinv -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go benchmarks, then the load harness: every scenario, every target, 3 rounds.
 bench: build

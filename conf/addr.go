@@ -195,7 +195,7 @@ func (v *validator) addressConflicts(c *Config) {
 		if !ok {
 			continue
 		}
-		if l.Protocol == ProtocolUDP || l.Protocol == ProtocolH3 {
+		if l.Protocol == ProtocolUDP || l.Protocol == ProtocolH3 || l.Protocol == ProtocolQUICPassthrough {
 			claim(&udp, s)
 		} else {
 			claim(&tcp, s)

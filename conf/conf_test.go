@@ -423,9 +423,50 @@ endpoints = [ { address = "127.0.0.1:9001" } ]
 			"t.toml: listeners[0].udp_session_timeout: only allowed for protocol = \"udp\"",
 			"t.toml: listeners[0].routes: an http listener needs at least one [[listeners.routes]] entry",
 			"t.toml: listeners[1].cluster: is required",
-			"t.toml: listeners[1].max_sessions_per_ip: only allowed for protocol = \"udp\"",
+			"t.toml: listeners[1].max_sessions_per_ip: only allowed for protocol = \"udp\" or \"quic-passthrough\"",
 			`t.toml: listeners[1].routes: not allowed for protocol = "tcp" (set cluster instead)`,
-			`t.toml: listeners[2].protocol: must be one of "http", "https", "h3", "tcp", "udp", got "quic"`,
+			`t.toml: listeners[2].protocol: must be one of "http", "https", "h3", "tcp", "udp", "quic-passthrough", got "quic"`,
+		}},
+		{"quic-passthrough rules", `
+[[listeners]]
+name = "q"
+listen = ":443"
+protocol = "quic-passthrough"
+cluster = "rr"
+reuse_port = false
+udp_session_timeout = "5s"
+[listeners.quic_passthrough]
+idle_timeout = "0s"
+[listeners.proxy_protocol]
+accept = true
+trusted = ["10.0.0.1"]
+[[listeners]]
+name = "u"
+listen = ":444"
+protocol = "udp"
+cluster = "h3"
+[listeners.quic_passthrough]
+idle_timeout = "5s"
+[[listeners]]
+name = "ok"
+listen = ":445"
+protocol = "quic-passthrough"
+cluster = "h3"
+max_sessions_per_ip = 4
+[[clusters]]
+name = "rr"
+endpoints = [ { address = "127.0.0.1:9001" } ]
+[[clusters]]
+name = "h3"
+lb = "maglev"
+endpoints = [ { address = "127.0.0.1:9001" } ]
+`, []string{
+			"t.toml: listeners[0].reuse_port: not used by quic-passthrough listeners (see max_connections, max_sessions_per_ip and [listeners.quic_passthrough])",
+			`t.toml: listeners[0].cluster: cluster "rr" has lb = "round_robin": a quic-passthrough listener needs lb = "maglev" or "ring_hash" (new QUIC connections are placed by a hash of their destination connection ID, so that a retransmitted Initial and every node pick the same endpoint)`,
+			"t.toml: listeners[0].udp_session_timeout: only allowed for protocol = \"udp\"",
+			"t.toml: listeners[0].quic_passthrough.idle_timeout: must be greater than 0s",
+			`t.toml: listeners[0].proxy_protocol: not allowed for protocol = "quic-passthrough"`,
+			"t.toml: listeners[1].quic_passthrough: only allowed for protocol = \"quic-passthrough\"",
 		}},
 		{"out-of-range limits", `
 [[clusters]]

@@ -37,6 +37,9 @@ const (
 	ProtocolH3    = "h3"
 	ProtocolTCP   = "tcp"
 	ProtocolUDP   = "udp"
+	// ProtocolQUICPassthrough routes QUIC datagrams to a cluster by their
+	// connection IDs without decrypting them (engine/l4_quic.go).
+	ProtocolQUICPassthrough = "quic-passthrough"
 )
 
 // IsHTTP reports whether a listener protocol is L7 HTTP (http, https or h3).
@@ -58,7 +61,8 @@ type Config struct {
 	Process Process `koanf:"process"`
 	// Demo is the tiny built-in upstream used by the default config.
 	Demo Demo `koanf:"demo"`
-	// Listeners are the L7 (http) and userspace L4 (tcp, udp) listeners.
+	// Listeners are the L7 (http, https, h3) and userspace L4 (tcp, udp,
+	// quic-passthrough) listeners.
 	Listeners []Listener `koanf:"listeners"`
 	// Clusters are the named groups of upstream endpoints that routes,
 	// tcp/udp listeners and XDP VIPs send traffic to.
@@ -260,19 +264,21 @@ type Listener struct {
 	// Protocol is http (L7 with routes), https (the same over TLS: see
 	// [listeners.tls]), h3 (HTTP/3 over QUIC on a UDP port: see
 	// [listeners.tls] and [listeners.quic]), tcp or udp (userspace L4
-	// straight to a cluster).
+	// straight to a cluster), or quic-passthrough (QUIC routed to a cluster
+	// by connection ID without decrypting: see [listeners.quic_passthrough]).
 	// Default: "http".
 	Protocol string `koanf:"protocol"`
 	// ReusePort opens one SO_REUSEPORT socket per event loop, so the kernel
 	// spreads new connections over the loops; false opens one socket that
-	// every loop accepts from. udp listeners always use one socket per loop.
-	// Default: true.
+	// every loop accepts from. udp and quic-passthrough listeners always use
+	// one socket per loop. Default: true.
 	ReusePort bool `koanf:"reuse_port"`
-	// Cluster is where tcp and udp listeners send traffic; required for tcp
-	// and udp, not allowed for http (use routes).
+	// Cluster is where tcp, udp and quic-passthrough listeners send
+	// traffic; required for those, not allowed for http (use routes).
 	Cluster string `koanf:"cluster"`
 	// MaxConnections caps this listener's open client connections (tcp:
-	// connection pairs; udp: sessions) (1 or more). Default: 10000.
+	// connection pairs; udp: sessions; quic-passthrough: QUIC connections,
+	// the size of its connection ID table) (1 or more). Default: 10000.
 	MaxConnections int `koanf:"max_connections"`
 	// MaxConnectionsPerIP caps open client connections per client IP (http
 	// and tcp; udp listeners use max_sessions_per_ip); 0 means unlimited.
@@ -313,7 +319,8 @@ type Listener struct {
 	UDPSessionTimeout Duration `koanf:"udp_session_timeout"`
 	// MaxSessionsPerIP caps the open UDP sessions of one client IP (over it,
 	// datagrams from new source ports of that IP are dropped); udp listeners
-	// only; 0 means unlimited. Default: 64.
+	// and, counting the QUIC connections opened from the IP,
+	// quic-passthrough listeners; 0 means unlimited. Default: 64.
 	MaxSessionsPerIP int `koanf:"max_sessions_per_ip"`
 	// Timeouts are the client and upstream timeouts.
 	Timeouts Timeouts `koanf:"timeouts"`
@@ -331,6 +338,9 @@ type Listener struct {
 	// QUIC are the QUIC and HTTP/3 settings of an h3 listener; only
 	// allowed for protocol = "h3".
 	QUIC ListenerQUIC `koanf:"quic"`
+	// QUICPassthrough are the settings of a quic-passthrough listener; only
+	// allowed for protocol = "quic-passthrough".
+	QUICPassthrough QUICPassthrough `koanf:"quic_passthrough"`
 	// AltSvc names an h3 listener that an http or https listener announces
 	// to its clients: responses carry `Alt-Svc: h3=":PORT"; ma=86400` with
 	// that listener's port. Empty: no announcement. Default: "".
@@ -1166,6 +1176,20 @@ func (q *ListenerQUIC) setDefaults() {
 	q.MaxConnectionsPerIP = 64
 	q.MaxRequestsPerConnection = 0
 	q.MaxFieldSectionSize = 64 << 10
+}
+
+// QUICPassthrough is a quic-passthrough listener's
+// [listeners.quic_passthrough] table.
+type QUICPassthrough struct {
+	// IdleTimeout forgets a QUIC connection (its connection IDs, its client
+	// address and its upstream socket) after this long without a datagram
+	// in either direction; set it to at least the backends' QUIC idle
+	// timeout. Default: "30s".
+	IdleTimeout Duration `koanf:"idle_timeout"`
+}
+
+func (q *QUICPassthrough) setDefaults() {
+	q.IdleTimeout = Duration(30 * second)
 }
 
 // ProxyProtocol is a listener's proxy_protocol table: accepting the PROXY

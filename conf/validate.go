@@ -193,6 +193,11 @@ func (v *validator) config(c *Config) {
 		if l.Cluster != "" {
 			usedByUserspace[l.Cluster] = true
 		}
+		if j, ok := clusters[l.Cluster]; ok && l.Protocol == ProtocolQUICPassthrough {
+			if alg := c.Clusters[j].LB; alg != LBMaglev && alg != LBRingHash {
+				v.addf(path+".cluster", "cluster %q has lb = %q: a quic-passthrough listener needs lb = \"maglev\" or \"ring_hash\" (new QUIC connections are placed by a hash of their destination connection ID, so that a retransmitted Initial and every node pick the same endpoint)", l.Cluster, alg)
+			}
+		}
 		for _, r := range l.Routes {
 			usedByUserspace[r.Cluster] = true
 		}
@@ -376,7 +381,7 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 	if v.required(path+".listen", l.Listen) {
 		v.listenAddr(path+".listen", l.Listen)
 	}
-	v.oneOf(path+".protocol", l.Protocol, ProtocolHTTP, ProtocolHTTPS, ProtocolH3, ProtocolTCP, ProtocolUDP)
+	v.oneOf(path+".protocol", l.Protocol, ProtocolHTTP, ProtocolHTTPS, ProtocolH3, ProtocolTCP, ProtocolUDP, ProtocolQUICPassthrough)
 	v.oneOf(path+".escaped_slashes", l.EscapedSlashes, "keep", "reject", "unescape")
 	switch l.Protocol {
 	case ProtocolHTTP, ProtocolHTTPS, ProtocolH3:
@@ -386,7 +391,7 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 		if len(l.Routes) == 0 {
 			v.addf(path+".routes", "an http listener needs at least one [[listeners.routes]] entry")
 		}
-	case ProtocolTCP, ProtocolUDP:
+	case ProtocolTCP, ProtocolUDP, ProtocolQUICPassthrough:
 		if v.required(path+".cluster", l.Cluster) {
 			v.clusterRef(path+".cluster", l.Cluster, clusters)
 		}
@@ -422,8 +427,8 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 		v.addf(path+".alt_svc", "only allowed for protocol = \"http\" or \"https\"")
 	}
 	if l.ProxyProtocol != nil {
-		if l.Protocol == ProtocolUDP {
-			v.addf(path+".proxy_protocol", "not allowed for protocol = \"udp\"")
+		if l.Protocol == ProtocolUDP || l.Protocol == ProtocolQUICPassthrough {
+			v.addf(path+".proxy_protocol", "not allowed for protocol = %q", l.Protocol)
 		}
 		v.proxyProtocol(path+".proxy_protocol", l.ProxyProtocol)
 	}
@@ -443,10 +448,21 @@ func (v *validator) listener(path string, l *Listener, accessLog bool, clusters 
 			v.addf(path+"."+k, "only allowed for protocol = \"http\" or \"https\"")
 		}
 	}
-	for _, k := range []string{".udp_session_timeout", ".max_sessions_per_ip"} {
-		if l.Protocol != ProtocolUDP && v.present[path+k] {
-			v.addf(path+k, "only allowed for protocol = \"udp\"")
+	if l.Protocol != ProtocolUDP && v.present[path+".udp_session_timeout"] {
+		v.addf(path+".udp_session_timeout", "only allowed for protocol = \"udp\"")
+	}
+	if l.Protocol != ProtocolUDP && l.Protocol != ProtocolQUICPassthrough && v.present[path+".max_sessions_per_ip"] {
+		v.addf(path+".max_sessions_per_ip", "only allowed for protocol = \"udp\" or \"quic-passthrough\"")
+	}
+	if l.Protocol == ProtocolQUICPassthrough {
+		for _, k := range []string{"max_connections_per_ip", "max_requests_per_connection", "queue_size", "reuse_port"} {
+			if v.present[path+"."+k] {
+				v.addf(path+"."+k, "not used by quic-passthrough listeners (see max_connections, max_sessions_per_ip and [listeners.quic_passthrough])")
+			}
 		}
+		v.positive(path+".quic_passthrough.idle_timeout", l.QUICPassthrough.IdleTimeout)
+	} else if v.present[path+".quic_passthrough"] {
+		v.addf(path+".quic_passthrough", "only allowed for protocol = \"quic-passthrough\"")
 	}
 	v.intRange(path+".max_connections", l.MaxConnections, 1, 100_000_000)
 	v.intRange(path+".max_connections_per_ip", l.MaxConnectionsPerIP, 0, 100_000_000)

@@ -213,6 +213,9 @@ func (e *Engine) newSlot(lc *conf.Listener) *listenerSlot {
 	if lc.Protocol == conf.ProtocolHTTPS || lc.Protocol == conf.ProtocolH3 {
 		s.tls = e.newTLSFront(lc.Name)
 	}
+	if lc.Protocol == conf.ProtocolQUICPassthrough {
+		s.quic = newQUICTable()
+	}
 	return s
 }
 
@@ -231,9 +234,10 @@ func (e *Engine) tlsFronts() []*tlsFront {
 
 // slotPerIP is a listener's per-client-IP cap: connections, or for a udp
 // listener sessions (one limiter for its sessions on every loop, since the
-// kernel spreads one client IP's source ports over all of them).
+// kernel spreads one client IP's source ports over all of them), or for a
+// quic-passthrough listener QUIC connections.
 func slotPerIP(lc *conf.Listener) int {
-	if lc.Protocol == conf.ProtocolUDP {
+	if lc.Protocol == conf.ProtocolUDP || lc.Protocol == conf.ProtocolQUICPassthrough {
 		return lc.MaxSessionsPerIP
 	}
 	if lc.Protocol == conf.ProtocolH3 {

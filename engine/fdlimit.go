@@ -64,7 +64,7 @@ func PlanFDs(cfg *conf.Config) FDPlan {
 	for _, l := range cfg.Listeners {
 		n := FDNeed{Listener: l.Name, Cap: l.MaxConnections}
 		switch l.Protocol {
-		case conf.ProtocolUDP:
+		case conf.ProtocolUDP, conf.ProtocolQUICPassthrough:
 			n.Need = l.MaxConnections
 			p.UDP += l.MaxConnections
 		case conf.ProtocolTCP:

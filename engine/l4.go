@@ -20,8 +20,10 @@ import (
 
 // The userspace L4 path: listeners with protocol = "tcp" relay byte streams
 // and listeners with protocol = "udp" relay datagrams to one cluster, on the
-// same gnet event loops as the L7 path and with the same load balancers.
-// l4_tcp.go has the stream relay, l4_udp.go the datagram session table.
+// same gnet event loops as the L7 path and with the same load balancers;
+// protocol = "quic-passthrough" relays QUIC datagrams routed by connection
+// ID. l4_tcp.go has the stream relay, l4_udp.go the datagram session table,
+// l4_quic.go the connection ID table.
 
 // l4Engine is the engine's L4 part. loops and off are safe from any
 // goroutine.
@@ -46,9 +48,10 @@ type l4Listener struct {
 	cfg      *conf.Listener
 	name     string
 	udp      bool
+	quic     bool // quic-passthrough (its datagrams go to l4_quic.go)
 	cluster  *stages.Cluster
 	limiter  *guards.ConnLimiter
-	idle     time.Duration // tcp_idle, or udp_session_timeout
+	idle     time.Duration // tcp_idle, udp_session_timeout or quic_passthrough.idle_timeout
 	connect  time.Duration // upstream_connect
 	inflight int           // max_inflight_bytes
 	log      bool          // access log: one line per session
@@ -64,6 +67,8 @@ type l4Listener struct {
 
 	// udp datagrams dropped, by reason
 	dropFull, dropPerIP, dropNoEndpoint, dropQueue, dropSend, dropReply *metrics.Counter
+
+	qm *quicMetrics // quic-passthrough listeners
 }
 
 // l4Loop is the L4 state one event loop owns.
@@ -72,6 +77,7 @@ type l4Loop struct {
 	lp    *loop
 	tcp   map[*tcpSession]struct{} // sessions relayed on this loop
 	udp   map[*listenerSlot]*udpTable
+	quic  map[*quicFlow]struct{} // QUIC connections whose upstream socket is on this loop
 	sweep gnet.RunnableFunc
 }
 
@@ -106,6 +112,7 @@ func (l4 *l4Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get fun
 		cfg:      lc,
 		name:     lc.Name,
 		udp:      lc.Protocol == conf.ProtocolUDP,
+		quic:     lc.Protocol == conf.ProtocolQUICPassthrough,
 		cluster:  cl,
 		limiter:  slot.limiter,
 		idle:     lc.Timeouts.TCPIdle.Std(),
@@ -120,6 +127,10 @@ func (l4 *l4Engine) buildListener(slot *listenerSlot, lc *conf.Listener, get fun
 		upActive:   e.m.UpstreamActive(cl.Name),
 		upConnects: e.m.UpstreamConnect(cl.Name),
 		proxy:      e.newProxyAccept(lc),
+	}
+	if l.quic {
+		l.idle = lc.QUICPassthrough.IdleTimeout.Std()
+		l.qm = newQUICMetrics(set, lc.Name)
 	}
 	if l.udp {
 		l.idle = lc.UDPSessionTimeout.Std()
@@ -146,7 +157,10 @@ func (l4 *l4Engine) loopFor(el gnet.EventLoop) *l4Loop {
 	if v, ok := l4.loops.Load(el); ok {
 		return v.(*l4Loop)
 	}
-	ll := &l4Loop{l4: l4, lp: l4.e.loopFor(el), tcp: map[*tcpSession]struct{}{}, udp: map[*listenerSlot]*udpTable{}}
+	ll := &l4Loop{
+		l4: l4, lp: l4.e.loopFor(el), tcp: map[*tcpSession]struct{}{},
+		udp: map[*listenerSlot]*udpTable{}, quic: map[*quicFlow]struct{}{},
+	}
 	ll.sweep = func(context.Context) error {
 		ll.onSweep()
 		return nil
@@ -211,6 +225,12 @@ func (ll *l4Loop) onSweep() {
 		func() {
 			defer ll.l4.e.recoverConn(nil, "udp timer")
 			t.expire(now)
+		}()
+	}
+	for f := range ll.quic {
+		func() {
+			defer ll.l4.e.recoverConn(nil, "quic timer")
+			f.expire(now)
 		}()
 	}
 	ll.lp.flushOut()

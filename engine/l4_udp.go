@@ -68,6 +68,10 @@ type udpSession struct {
 // datagram handles a datagram that arrived through graft g of a udp
 // listener.
 func (l4 *l4Engine) datagram(c gnet.Conn, g *graft) {
+	if g.slot.quic != nil {
+		l4.quicDatagram(c, g)
+		return
+	}
 	data, _ := c.Next(-1)
 	ra, ok := c.RemoteAddr().(*net.UDPAddr)
 	if !ok || g.slot.draining.Load() {

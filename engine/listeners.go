@@ -45,7 +45,7 @@ import (
 // that changes its identity replaces the slot.
 type listenerSlot struct {
 	name  string
-	proto string // conf.ProtocolHTTP, ProtocolHTTPS, ProtocolTCP, ProtocolUDP
+	proto string // conf.ProtocolHTTP, ProtocolHTTPS, ProtocolTCP, ProtocolUDP, ...
 	addr  string // listen, as configured
 	reuse bool
 
@@ -64,9 +64,16 @@ type listenerSlot struct {
 
 	tls *tlsFront // https listeners: certificates, ticket keys, handshake slots
 	h3  *h3Front  // h3 listeners: the QUIC socket and connections (h3_front.go)
+	// quic is the connection ID table of a quic-passthrough listener,
+	// shared by its loops (l4_quic.go); nil for other protocols.
+	quic *quicTable
 }
 
-func (s *listenerSlot) udp() bool { return s.proto == conf.ProtocolUDP }
+// udp reports whether the slot's sockets are UDP sockets on the loops (udp
+// and quic-passthrough listeners; h3 listeners hand theirs to quic-go).
+func (s *listenerSlot) udp() bool {
+	return s.proto == conf.ProtocolUDP || s.proto == conf.ProtocolQUICPassthrough
+}
 
 // key names the slot's sockets for a handover: "tcp ADDR" or "udp ADDR".
 func (s *listenerSlot) key() string {

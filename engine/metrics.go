@@ -150,6 +150,7 @@ func MetricsHelp() map[string]string {
 		"expressgateway_upstream_tls_handshakes_total":      "TLS handshakes to endpoints of clusters with tls enabled, by result and, for errors, reason (verify, name, timeout, closed, alpn, protocol).",
 	}
 	maps.Copy(help, h3MetricsHelp)
+	maps.Copy(help, quicMetricsHelp)
 	return help
 }
 

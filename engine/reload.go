@@ -250,7 +250,7 @@ func (e *Engine) afterReload(gone []*lb.Endpoint, draining []*listenerSlot, drai
 }
 
 // endUDPSessions closes, on every loop, the sessions of the udp listeners
-// among slots.
+// and the QUIC connections of the quic-passthrough listeners among slots.
 func (e *Engine) endUDPSessions(slots []*listenerSlot) {
 	udp := map[*listenerSlot]bool{}
 	for _, s := range slots {
@@ -269,6 +269,11 @@ func (e *Engine) endUDPSessions(slots []*listenerSlot) {
 			return
 		}
 		ll := v.(*l4Loop)
+		for f := range ll.quic {
+			if udp[f.l.slot] {
+				f.close(0, false, "listener_removed")
+			}
+		}
 		for s := range udp {
 			if t := ll.udp[s]; t != nil {
 				for _, ss := range t.sessions {

@@ -24,6 +24,15 @@ const (
 	// (a flood hits them once per datagram).
 	UDPSessions      Name = "udp_sessions"
 	UDPSessionsPerIP Name = "udp_sessions_per_ip"
+	// QUICFlows and QUICFlowsPerIP are the quic-passthrough listener's caps
+	// on its connection table (max_connections, max_sessions_per_ip): a
+	// new QUIC connection over them is dropped at its first datagram.
+	QUICFlows      Name = "quic_flows"
+	QUICFlowsPerIP Name = "quic_flows_per_ip"
+	// QUICHandoffFull: 256 datagrams of one QUIC passthrough connection
+	// are already on their way to the event loop that owns it (a client
+	// flooding from a new address); more are dropped.
+	QUICHandoffFull Name = "quic_handoff_full"
 )
 
 // ConnLimiter caps concurrent connections per listener and per client IP.

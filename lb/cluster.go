@@ -284,6 +284,26 @@ func (c *Cluster) Pick(ri RequestInfo, exclude *Endpoint) (Pick, error) {
 	} else {
 		key = rand.Uint64()
 	}
+	return c.pickKey(s, key, exclude)
+}
+
+// PickHash chooses the endpoint for a caller that brings its own hash key
+// (the QUIC passthrough listener hashes an Initial's destination connection
+// ID): with a maglev or ring_hash cluster the same key picks the same
+// endpoint on every node that sees the same healthy endpoints, through the
+// same priority levels and table rebuilds as Pick. Other algorithms ignore
+// the key. Lock-free, no allocation; safe from any goroutine.
+func (c *Cluster) PickHash(key []byte, exclude *Endpoint) (Pick, error) {
+	s := c.snap.Load()
+	if s.fail {
+		return Pick{}, ErrNoHealthyEndpoint
+	}
+	return c.pickKey(s, hashBytes(key), exclude)
+}
+
+// pickKey is Pick after the key is known.
+func (c *Cluster) pickKey(s *snapshot, key uint64, exclude *Endpoint) (Pick, error) {
+	cfg := s.cfg
 	l := &s.levels[0]
 	if len(s.levels) > 1 {
 		draw := key >> 32

@@ -219,3 +219,46 @@ func FuzzBuildMaglevTable(f *testing.F) {
 		}
 	})
 }
+
+// PickHash: the same key picks the same endpoint from two clusters built
+// alike (two nodes), keys spread over the endpoints, and a down endpoint
+// only moves its own keys.
+func TestPickHash(t *testing.T) {
+	a := mustCluster(t, Spec{Algorithm: Maglev, Endpoints: endpoints(1, 1, 1)})
+	b := mustCluster(t, Spec{Algorithm: Maglev, Endpoints: endpoints(1, 1, 1)})
+	pick := func(c *Cluster, key []byte) *Endpoint {
+		p, err := c.PickHash(key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Endpoint
+	}
+	seen := map[string]int{}
+	before := map[int]string{}
+	for i := range 3000 {
+		key := []byte(fmt.Sprintf("dcid-%08d", i))
+		ea, eb := pick(a, key), pick(b, key)
+		if ea.Address() != eb.Address() || pick(a, key) != ea {
+			t.Fatalf("key %d: %s vs %s", i, ea.Address(), eb.Address())
+		}
+		seen[ea.Address()]++
+		before[i] = ea.Address()
+	}
+	for addr, n := range seen {
+		if n < 800 {
+			t.Errorf("%s got %d of 3000 keys", addr, n)
+		}
+	}
+	down := a.Endpoints()[0]
+	setDown(a, down, true)
+	for i := range 3000 {
+		key := []byte(fmt.Sprintf("dcid-%08d", i))
+		e := pick(a, key)
+		if e == down {
+			t.Fatalf("key %d picked the down endpoint", i)
+		}
+		if before[i] != down.Address() && e.Address() != before[i] {
+			t.Fatalf("key %d moved from %s to %s though its endpoint is up", i, before[i], e.Address())
+		}
+	}
+}

@@ -436,7 +436,8 @@ endpoints = [ { address = %q } ]
 // so that a table cannot slip out of the check above by a stray
 // "**Conditional:**" paragraph. Each is checked where it is exported: TLS
 // by TestTLSFront and TestTLSUpstream, HTTP/3 by TestH3, PROXY protocol by
-// TestProxyProtocol, XDP by TestXDPThroughBinary.
+// TestProxyProtocol, QUIC passthrough by TestQUICPassthroughBinary, XDP by
+// TestXDPThroughBinary.
 func TestMetricsDocConditions(t *testing.T) {
 	conds := map[string]bool{}
 	for _, d := range metricsDoc(t) {
@@ -450,7 +451,7 @@ func TestMetricsDocConditions(t *testing.T) {
 	}
 	sort.Strings(got)
 	// The HA table is checked by TestHAOnEtcd against a node's scrape.
-	if want := []string{"Control plane (HA on etcd)", "HTTP/3", "Host-dependent", "PROXY protocol", "TLS", "XDP (L4)"}; !slices.Equal(got, want) {
+	if want := []string{"Control plane (HA on etcd)", "HTTP/3", "Host-dependent", "PROXY protocol", "QUIC passthrough", "TLS", "XDP (L4)"}; !slices.Equal(got, want) {
 		t.Fatalf("conditional sections %q, want %q", got, want)
 	}
 }
