@@ -70,7 +70,11 @@ func (cc *clientConn) startTunnel() {
 	delete(lp.clients, cc)
 	lp.e.m.WSActive.Add(1)
 	now := lp.nowNano()
-	p := &wsPair{lp: lp, cc: cc, u: u, opened: now, last: now}
+	p := &wsPair{lp: lp, cc: cc, u: u, opened: now, last: now, log: cc.tunnelLog()}
+	// The request state is not needed any more: the access-log line has
+	// what it needs, the leg holds no upstream. Back to the pool, so that an
+	// idle tunnel costs only its connections and this pair.
+	cc.putExchange()
 	p.ends[tunClient] = wsEnd{p: p, side: tunClient, c: gc, fd: -1}
 	p.ends[tunUpstream] = wsEnd{p: p, side: tunUpstream, c: gu, fd: -1}
 	if _, isTLS := gc.(*tlsConn); isTLS {
@@ -112,6 +116,36 @@ type wsPair struct {
 	opened int64    // UnixNano of the 101
 	last   int64    // UnixNano of the last byte relayed either way
 	bytes  [2]int64 // relayed, by the side read
+	log    tunnelLog
+}
+
+// tunnelLog is what a tunnel's accounting and access-log line need once
+// its request state went back to the loop's pool.
+type tunnelLog struct {
+	l       *listenerRT // the view the request started with
+	rc      *requestCounters
+	started time.Time
+	a       accessEntry
+}
+
+// tunnelLog takes what the tunnel's access-log line needs from the
+// request state (the method and target copied).
+func (cc *clientConn) tunnelLog() tunnelLog {
+	lg, x := &cc.r.lg, &cc.r.x
+	t := tunnelLog{l: lg.l, rc: lg.l.noRoute, started: lg.started}
+	if x.Route != nil {
+		if rc := lg.l.routes[x.Route]; rc != nil {
+			t.rc = rc
+		}
+	}
+	t.a = accessEntry{
+		proto: lg.proto, ip: cc.ip, method: append([]byte(nil), x.Req.Method...), target: append([]byte(nil), x.Req.Path...),
+		upstream: lg.upstreamAddr, grpcStatus: -1,
+	}
+	if x.Route != nil {
+		t.a.routed, t.a.route, t.a.cluster = true, x.Route.Name, x.Cluster.Name
+	}
+	return t
 }
 
 // wsEnd is one side of a wsPair: the context of that side's gnet conn.
@@ -268,7 +302,7 @@ func (p *wsPair) close(reason string) {
 	}
 	lp.e.m.WSActive.Add(-1)
 	lp.e.m.WSClosed(reason).Inc()
-	p.cc.finishTunnel(p.u, p.bytes, reason)
+	p.finish(reason)
 }
 
 // offloop hands both sockets to an off-loop relay (tunnel.go): head still
@@ -309,7 +343,7 @@ func (p *wsPair) offloop(head []byte, pre [2][]byte) {
 		r.closeAll()
 		lp.e.m.WSActive.Add(-1)
 		lp.e.m.WSClosed("detach_failed").Inc()
-		p.cc.finishTunnel(p.u, p.bytes, "detach_failed")
+		p.finish("detach_failed")
 		return
 	}
 	lp.e.m.Detach("websocket").Inc()
@@ -323,36 +357,39 @@ func (p *wsPair) offloop(head []byte, pre [2][]byte) {
 		reason := tunnelReason(errs, maxHit)
 		m.WSActive.Add(-1)
 		m.WSClosed(reason).Inc()
-		p.cc.tunnelDone(p.u, p.bytes, reason)
+		p.tunnelDone(reason)
 	}
 	lp.e.openTunnel(r)
 }
 
-// finishTunnel does a tunnel's accounting and writes its access-log line,
-// on the loop.
-func (cc *clientConn) finishTunnel(u *upstream, bytes [2]int64, reason string) {
+// finish does a tunnel's accounting and writes its access-log line, on
+// the loop.
+func (p *wsPair) finish(reason string) {
+	cc, u := p.cc, p.u
 	u.state = upClosed
 	u.finalClose()
-	cc.r.lg.respBytes = bytes[tunUpstream]
-	cc.r.lg.bodyBytes = bytes[tunClient]
-	cc.r.lg.record(101, "websocket_"+reason)
+	t := &p.log
+	t.rc.inc(101)
+	a := t.a
+	a.status, a.bytes, a.dur, a.reason = 101, p.bytes[tunUpstream], p.lp.since(t.started), "websocket_"+reason
+	p.lp.logAccess(t.l, &a)
 	cc.state = csClosed
 	cc.release()
 }
 
 // tunnelDone runs on a relay goroutine when a tunnel off the loop ended:
 // the accounting and the access-log line go back to the loop.
-func (cc *clientConn) tunnelDone(u *upstream, bytes [2]int64, reason string) {
-	lp := cc.lp
+func (p *wsPair) tunnelDone(reason string) {
+	lp, cc := p.lp, p.cc
 	err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		lp.tick()
-		cc.finishTunnel(u, bytes, reason)
+		p.finish(reason)
 		return nil
 	}))
 	if err != nil {
 		// The loop is gone (its listener was removed and drained, or the
 		// engine stopped): release what is shared across loops here.
-		u.finalClose()
+		p.u.finalClose()
 		if !cc.released {
 			cc.released = true
 			cc.l.limiter.Release(cc.clientIP)

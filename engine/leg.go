@@ -661,37 +661,69 @@ func (lg *leg) record(status int, reason string) {
 		// A tunnel's lifetime is not a request latency.
 		lg.lp.e.observeDuration(lg.l, lg.lp.since(lg.started))
 	}
-	b := lg.lp.alog
-	if !lg.l.accessLog || b == nil {
+	if !lg.l.accessLog || lg.lp.alog == nil {
 		return
 	}
-	// Formatted on the loop into its bounded buffer; one writer goroutine
-	// writes the batches (engine/accesslog): the loop never waits on I/O.
-	b.Begin(lg.lp.now())
-	b.Str("type", "access")
-	b.Str("listener", lg.l.cfg.Name)
-	b.Str("proto", lg.proto)
-	b.Bytes("client", lg.ip)
-	b.Bytes("method", x.Req.Method)
-	b.Bytes("target", x.Req.Path)
-	b.Int("status", int64(status))
-	b.Int("bytes", lg.respBytes)
-	b.Dur("duration", lg.lp.since(lg.started))
+	a := accessEntry{
+		proto: lg.proto, ip: lg.ip, method: x.Req.Method, target: x.Req.Path,
+		status: status, bytes: lg.respBytes, dur: lg.lp.since(lg.started),
+		upstream: lg.upstreamAddr, reason: reason, stream: lg.streamID, grpcStatus: -1,
+	}
 	if x.Route != nil {
-		b.Str("route", x.Route.Name)
-		b.Str("cluster", x.Cluster.Name)
+		a.routed, a.route, a.cluster = true, x.Route.Name, x.Cluster.Name
 	}
-	if lg.upstreamAddr != "" {
-		b.Str("upstream", lg.upstreamAddr)
+	if lg.grpc {
+		a.grpcStatus = lg.grpcStatus
 	}
-	if reason != "" {
-		b.Str("reason", reason)
+	lg.lp.logAccess(lg.l, &a)
+}
+
+// accessEntry is one access-log line.
+type accessEntry struct {
+	proto                            string
+	ip, method, target               []byte
+	status                           int
+	bytes                            int64
+	dur                              time.Duration
+	route, cluster, upstream, reason string
+	stream                           uint32
+	grpcStatus                       int  // -1: none
+	routed                           bool // route and cluster are set
+}
+
+// logAccess formats a on the loop into its bounded buffer; one writer
+// goroutine writes the batches (engine/accesslog): the loop never waits on
+// I/O.
+func (lp *loop) logAccess(l *listenerRT, a *accessEntry) {
+	b := lp.alog
+	if !l.accessLog || b == nil {
+		return
 	}
-	if lg.streamID != 0 {
-		b.Int("stream", int64(lg.streamID))
+	b.Begin(lp.now())
+	b.Str("type", "access")
+	b.Str("listener", l.cfg.Name)
+	b.Str("proto", a.proto)
+	b.Bytes("client", a.ip)
+	b.Bytes("method", a.method)
+	b.Bytes("target", a.target)
+	b.Int("status", int64(a.status))
+	b.Int("bytes", a.bytes)
+	b.Dur("duration", a.dur)
+	if a.routed {
+		b.Str("route", a.route)
+		b.Str("cluster", a.cluster)
 	}
-	if lg.grpc && lg.grpcStatus >= 0 {
-		b.Int("grpc_status", int64(lg.grpcStatus))
+	if a.upstream != "" {
+		b.Str("upstream", a.upstream)
+	}
+	if a.reason != "" {
+		b.Str("reason", a.reason)
+	}
+	if a.stream != 0 {
+		b.Int("stream", int64(a.stream))
+	}
+	if a.grpcStatus >= 0 {
+		b.Int("grpc_status", int64(a.grpcStatus))
 	}
 	b.End()
 }

@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -809,7 +810,23 @@ func TestWebSocketTunnelStaysOnLoop(t *testing.T) {
 		_, err := io.WriteString(c, "bye")
 		upDone <- err
 	})
-	gw, admin := wsGateway(t, up, "")
+	gw, admin := freeAddr(t), freeAddr(t)
+	_, logPath := startBinaryLog(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = true
+[[listeners]]
+name = "web"
+listen = %q
+[[listeners.routes]]
+cluster = "ws"
+[[clusters]]
+name = "ws"
+endpoints = [ { address = %q } ]
+`, admin, gw, up), gw)
 	c, err := net.Dial("tcp", gw)
 	if err != nil {
 		t.Fatal(err)
@@ -857,6 +874,34 @@ func TestWebSocketTunnelStaysOnLoop(t *testing.T) {
 	}
 	if n := metricSum(t, admin, `^expressgateway_websocket_bytes_total\{direction="upstream_to_client"\}$`); n != float64(sent+3) {
 		t.Errorf("upstream_to_client bytes %v, want %d", n, sent+3)
+	}
+	// The access-log line, written when the tunnel ended (its request state
+	// went back to the pool when the tunnel opened: the line must not have
+	// lost anything).
+	want := []string{`"type":"access"`, `"method":"GET"`, `"target":"/ws"`, `"status":101`, fmt.Sprintf(`"bytes":%d`, sent+3), `"cluster":"ws"`, `"reason":"websocket_closed"`, `"upstream":"` + up + `"`}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(logPath)
+		line := ""
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, `"status":101`) {
+				line = l
+			}
+		}
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(line, w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tunnel access-log line %q lacks %s", line, missing)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
