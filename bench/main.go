@@ -56,7 +56,7 @@ func parseFlags(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&c.scenarios, "scenarios", strings.Join(scenario.Default, ","), "comma-separated scenarios or groups (\"tls\": the https scenarios), or \"all\" (see -list)")
-	fs.StringVar(&c.targets, "targets", defaultTargets, "comma-separated targets: direct, expressgateway-l4, expressgateway, haproxy, haproxy-tcp, nginx")
+	fs.StringVar(&c.targets, "targets", defaultTargets, "comma-separated targets: direct, expressgateway-l4, expressgateway, expressgateway-log, haproxy, haproxy-tcp, nginx")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured load per target and round (whole seconds)")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement (0 to skip)")
 	fs.IntVar(&c.connections, "conns", 64, "concurrent client connections")
@@ -188,6 +188,7 @@ func printList() {
 	fmt.Println("  direct          the bench upstream with nothing in front (the ceiling)")
 	fmt.Println("  expressgateway-l4  ./cmd/expressgateway, tcp listener: the userspace L4 relay (the engine's ceiling)")
 	fmt.Println("  expressgateway  ./cmd/expressgateway, http listener")
+	fmt.Println("  expressgateway-log  the same with its access log on (to a file): the cost of the log")
 	fmt.Println("  haproxy         the reference: ratios are to it")
 	fmt.Println("  haproxy-tcp     haproxy in mode tcp: the peer of expressgateway-l4")
 	fmt.Println("  nginx")

@@ -96,6 +96,8 @@ func run(ctx context.Context, cfg *config, args []string) (failed bool, err erro
 			r.targets = append(r.targets, r.gateway)
 		case "expressgateway-l4", "eg-l4":
 			r.targets = append(r.targets, &target.Gateway{Bin: r.gateway.Bin, BuildErr: r.gateway.BuildErr, L4: true})
+		case "expressgateway-log", "eg-log":
+			r.targets = append(r.targets, &target.Gateway{Bin: r.gateway.Bin, BuildErr: r.gateway.BuildErr, AccessLog: true})
 		case "haproxy":
 			r.targets = append(r.targets, target.HAProxy{})
 		case "haproxy-tcp":
@@ -104,7 +106,7 @@ func run(ctx context.Context, cfg *config, args []string) (failed bool, err erro
 			r.targets = append(r.targets, target.Nginx{})
 		case "":
 		default:
-			return false, fmt.Errorf("unknown target %q (known: %s,haproxy-tcp)", name, defaultTargets)
+			return false, fmt.Errorf("unknown target %q (known: %s,expressgateway-log,haproxy-tcp)", name, defaultTargets)
 		}
 	}
 	if len(r.targets) == 0 {

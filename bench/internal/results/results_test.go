@@ -146,6 +146,7 @@ func TestPrintTable(t *testing.T) {
 	rows := Summarize([]Result{
 		{Scenario: "h1-keepalive", Target: "expressgateway-l4", Status: StatusOK, RPS: 55000, Requests: 550000, CPUMicrosPerRequest: 10},
 		{Scenario: "h1-keepalive", Target: "expressgateway", Status: StatusOK, RPS: 50000, Requests: 500000, CPUMicrosPerRequest: 11},
+		{Scenario: "h1-keepalive", Target: "expressgateway-log", Status: StatusOK, RPS: 48000, Requests: 480000, CPUMicrosPerRequest: 11.55},
 		{Scenario: "h1-keepalive", Target: "haproxy", Status: StatusOK, RPS: 50000, Requests: 500000, CPUMicrosPerRequest: 14, PeakRSSBytes: 16 << 20},
 		{Scenario: "h1-keepalive", Target: "haproxy-tcp", Status: StatusOK, RPS: 55000, Requests: 550000, CPUMicrosPerRequest: 8},
 		{Scenario: "h1-close", Target: "expressgateway", Status: StatusNotBuilt, Reason: "cmd/expressgateway/main.go does not exist yet"},
@@ -158,6 +159,7 @@ func TestPrintTable(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{"cpu-µs/req", "50000", "14.0", "16.0MiB", "1.00×", "not built", "does not exist yet", "not supported yet",
 		"h1-keepalive: expressgateway L7 vs its L4 relay: cpu-µs/req 1.10×, rps 0.91×",
+		"h1-keepalive: expressgateway access log on vs off: cpu-µs/req 1.05×, rps 0.96×",
 		"h1-keepalive: expressgateway L4 relay vs haproxy mode tcp: cpu-µs/req 1.25×, rps 1.00×"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

@@ -148,7 +148,7 @@ func Bytes(b uint64) string {
 // L4 relay (the engine's ceiling: DESIGN.md sets the L7 goal within 5% of it),
 // and that relay with HAProxy's mode tcp (haproxy-tcp).
 func ceilingLines(rows []Result) []string {
-	l4, htcp := map[string]Result{}, map[string]Result{}
+	l4, htcp, eg := map[string]Result{}, map[string]Result{}, map[string]Result{}
 	for _, r := range rows {
 		if r.Status != StatusOK || r.Requests == 0 {
 			continue
@@ -158,10 +158,16 @@ func ceilingLines(rows []Result) []string {
 			l4[r.Scenario] = r
 		case "haproxy-tcp":
 			htcp[r.Scenario] = r
+		case "expressgateway":
+			eg[r.Scenario] = r
 		}
 	}
 	var out []string
 	for _, r := range rows {
+		if g, ok := eg[r.Scenario]; ok && r.Target == "expressgateway-log" && r.Status == StatusOK && r.Requests > 0 {
+			out = append(out, fmt.Sprintf("%s: expressgateway access log on vs off: cpu-µs/req %s, rps %s",
+				r.Scenario, times(ratio(r.CPUMicrosPerRequest, g.CPUMicrosPerRequest)), times(ratio(r.RPS, g.RPS))))
+		}
 		if h, ok := htcp[r.Scenario]; ok && r.Target == "expressgateway-l4" && r.Status == StatusOK && r.Requests > 0 {
 			out = append(out, fmt.Sprintf("%s: expressgateway L4 relay vs haproxy mode tcp: cpu-µs/req %s, rps %s",
 				r.Scenario, times(ratio(r.CPUMicrosPerRequest, h.CPUMicrosPerRequest)), times(ratio(r.RPS, h.RPS))))

@@ -29,6 +29,9 @@ type Gateway struct {
 	BuildErr error
 	// L4 selects the tcp listener instead of the http one.
 	L4 bool
+	// AccessLog turns the access log on, written to a file in the run's
+	// directory (the default config's log; the other rows run without it).
+	AccessLog bool
 	// AdminAddr is filled in by Start with the admin listener's address.
 	AdminAddr string
 }
@@ -37,6 +40,9 @@ type Gateway struct {
 func (g *Gateway) Name() string {
 	if g.L4 {
 		return "expressgateway-l4"
+	}
+	if g.AccessLog {
+		return "expressgateway-log"
 	}
 	return "expressgateway"
 }
@@ -63,6 +69,19 @@ func (g *Gateway) Probe(ctx context.Context) (string, error) {
 		return "unknown", nil // a binary without "version" still runs
 	}
 	return v, nil
+}
+
+// config renders the gateway's config for env.
+func (g *Gateway) config(env Env, admin string) (string, error) {
+	var b strings.Builder
+	err := gatewayConfig.Execute(&b, struct {
+		Env       Env
+		Admin     string
+		L4        bool
+		AccessLog bool
+		MaxConns  int
+	}{env, admin, g.L4, g.AccessLog, gatewayMaxConns(env)})
+	return b.String(), err
 }
 
 // gatewayMaxConns is the listener's connection cap: as many connections
@@ -98,8 +117,10 @@ event_loops = {{.Env.Workers}}
 drain_settle = "0s"
 
 [log]
-access_log = false
-{{if .L4}}
+{{if .AccessLog}}access_log = true
+access_log_file = "{{.Env.Dir}}/access.log"
+{{else}}access_log = false
+{{end}}{{if .L4}}
 [[listeners]]
 name = "l4"
 listen = "{{.Env.Listen}}"
@@ -152,24 +173,19 @@ func (g *Gateway) Start(ctx context.Context, env Env) (*Process, error) {
 		return nil, err
 	}
 	g.AdminAddr = admin
-	var b strings.Builder
-	if err := gatewayConfig.Execute(&b, struct {
-		Env      Env
-		Admin    string
-		L4       bool
-		MaxConns int
-	}{env, admin, g.L4, gatewayMaxConns(env)}); err != nil {
+	text, err := g.config(env, admin)
+	if err != nil {
 		return nil, err
 	}
 	cfg := filepath.Join(env.Dir, "expressgateway.toml")
-	if err := writeConfig(cfg, b.String()); err != nil {
+	if err := writeConfig(cfg, text); err != nil {
 		return nil, err
 	}
 	p, err := Launch([]string{g.Bin, "run", "--config", cfg}, env.Pin, env.Dir)
 	if err != nil {
 		return nil, err
 	}
-	p.ConfigFile, p.Config = cfg, b.String()
+	p.ConfigFile, p.Config = cfg, text
 	return p, nil
 }
 

@@ -177,18 +177,20 @@ func TestGatewayConfigIsValid(t *testing.T) {
 	}
 	envs := testEnvs(t)
 	for _, c := range []struct {
-		name string
-		l4   bool
-	}{{"h1", true}, {"h1", false}, {"h2c", false}, {"https", false}, {"https-noresume", false}} {
+		name   string
+		l4, al bool
+	}{{"h1", true, false}, {"h1", false, false}, {"h1", false, true}, {"h2c", false, false}, {"https", false, false}, {"https-noresume", false, false}} {
 		env, l4 := envs[c.name], c.l4
 		env.Workers = 1
-		var b strings.Builder
-		if err := gatewayConfig.Execute(&b, struct {
-			Env   Env
-			Admin string
-			L4    bool
-		}{env, "127.0.0.1:3", l4}); err != nil {
+		env.NoFile = 20000
+		text, err := (&Gateway{L4: l4, AccessLog: c.al}).config(env, "127.0.0.1:3")
+		if err != nil {
 			t.Fatal(err)
+		}
+		var b strings.Builder
+		b.WriteString(text)
+		if c.al && !strings.Contains(text, "access_log = true") {
+			t.Errorf("access-log row: %s", text)
 		}
 		cfg := filepath.Join(t.TempDir(), "eg.toml")
 		if err := writeConfig(cfg, b.String()); err != nil {
