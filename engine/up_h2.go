@@ -158,6 +158,10 @@ func (hu *h2Upstream) open(lg *leg) {
 	if te := r.Field("te"); te != nil && msg.ListHas(te, "trailers") {
 		fs = append(fs, msg.Field{Name: nameTE, Value: valueTrailers}) // gRPC needs it end to end
 	}
+	if lg.grpcWeb != nil {
+		fs = setField(fs, nameCT, lg.grpcWeb)
+		fs = setField(fs, nameTE, valueTrailers)
+	}
 	if r.Body == msg.BodyLength {
 		start := len(arena)
 		arena = strconv.AppendInt(arena, r.ContentLength, 10)
@@ -416,8 +420,13 @@ func (hu *h2Upstream) OnHeaders(id uint32, h *h2.Head, end bool) {
 		default:
 			lg.resp.Body = msg.BodyStream
 		}
-		if end && string(lg.x.Req.Method) == "HEAD" && h.ContentLength >= 0 {
-			lg.resp.ContentLength = h.ContentLength
+		if end {
+			// No body: an HTTP/1 client must be told its length is 0, or it
+			// would read until close. A HEAD keeps the length it announced.
+			lg.resp.ContentLength = 0
+			if string(lg.x.Req.Method) == "HEAD" {
+				lg.resp.ContentLength = h.ContentLength
+			}
 		}
 		if lg.ws && !end && h.Status >= 200 && h.Status < 300 {
 			lg.openH2Tunnel()
