@@ -181,3 +181,59 @@ var (
 	nameGRPCMessage = []byte("grpc-message")
 	valueGRPC       = []byte("application/grpc")
 )
+
+// gRPC-Web (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md)
+// from an HTTP/1.1 client to a native gRPC upstream (an h2c or h2 cluster),
+// as Envoy's grpc_web filter does: the request's content-type loses its
+// "-web" and gains "te: trailers"; the message framing of the body is the
+// same both ways; the response's content-type gets its "-web" back and the
+// upstream's trailers travel as one last length-prefixed frame of the body
+// with the flag byte 0x80, "name: value\r\n" each. Only the binary variants
+// are translated: "application/grpc-web-text" (base64) is forwarded as it
+// came, for an upstream that speaks it. To an HTTP/1 cluster gRPC-Web is
+// plain HTTP and is forwarded untouched.
+
+// grpcWebNative maps a binary gRPC-Web content-type to the native one
+// ("application/grpc-web" → "application/grpc", "…-web+proto" →
+// "…+proto"); nil when ct is not binary gRPC-Web.
+func grpcWebNative(ct []byte) []byte {
+	const p = "application/grpc-web"
+	if len(ct) < len(p) || !msg.EqualFold(ct[:len(p)], p) {
+		return nil
+	}
+	rest := ct[len(p):]
+	if len(rest) > 0 && rest[0] != '+' && rest[0] != ';' {
+		return nil // "-text" and anything else
+	}
+	return append([]byte("application/grpc"), rest...)
+}
+
+// grpcWebCT maps a native gRPC content-type of a response back to its
+// gRPC-Web form.
+func grpcWebCT(ct []byte) []byte {
+	const p = "application/grpc"
+	if len(ct) < len(p) || !msg.EqualFold(ct[:len(p)], p) {
+		return []byte("application/grpc-web+proto")
+	}
+	return append([]byte("application/grpc-web"), ct[len(p):]...)
+}
+
+// appendGRPCWebTrailers appends the trailer frame of a gRPC-Web response.
+func appendGRPCWebTrailers(dst []byte, trailers []msg.Field) []byte {
+	start := len(dst)
+	dst = append(dst, 0x80, 0, 0, 0, 0)
+	for _, f := range trailers {
+		for _, c := range f.Name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+		}
+		dst = append(dst, ':', ' ')
+		dst = append(dst, f.Value...)
+		dst = append(dst, '\r', '\n')
+	}
+	n := len(dst) - start - 5
+	dst[start+1], dst[start+2], dst[start+3], dst[start+4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	return dst
+}

@@ -91,3 +91,44 @@ func TestGRPCStatusField(t *testing.T) {
 		t.Errorf("none: %d", got)
 	}
 }
+
+func TestGRPCWebContentTypes(t *testing.T) {
+	for in, want := range map[string]string{
+		"application/grpc-web":              "application/grpc",
+		"application/grpc-web+proto":        "application/grpc+proto",
+		"Application/GRPC-Web+json":         "application/grpc+json",
+		"application/grpc-web;charset=utf8": "application/grpc;charset=utf8",
+		"application/grpc-web-text":         "",
+		"application/grpc-web-text+proto":   "",
+		"application/grpc":                  "",
+		"text/plain":                        "",
+	} {
+		if got := string(grpcWebNative([]byte(in))); got != want {
+			t.Errorf("grpcWebNative(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"application/grpc":       "application/grpc-web",
+		"application/grpc+proto": "application/grpc-web+proto",
+		"":                       "application/grpc-web+proto",
+	} {
+		if got := string(grpcWebCT([]byte(in))); got != want {
+			t.Errorf("grpcWebCT(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestGRPCWebTrailerFrame(t *testing.T) {
+	got := appendGRPCWebTrailers([]byte("x"), []msg.Field{
+		{Name: []byte("grpc-status"), Value: []byte("0")},
+		{Name: []byte("Grpc-Message"), Value: []byte("ok")},
+	})
+	body := "grpc-status: 0\r\ngrpc-message: ok\r\n"
+	want := append([]byte{'x', 0x80, 0, 0, 0, byte(len(body))}, body...)
+	if string(got) != string(want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if got := appendGRPCWebTrailers(nil, nil); string(got) != "\x80\x00\x00\x00\x00" {
+		t.Fatalf("empty trailers: %q", got)
+	}
+}

@@ -309,6 +309,12 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		cc.respondLocal(x)
 		return
 	}
+	if x.Cluster.H2 {
+		if ct := grpcWebNative(cc.r.req.Header("content-type")); ct != nil {
+			// gRPC-Web to a native gRPC endpoint (grpc.go).
+			cc.r.lg.grpcWeb, cc.r.lg.grpc = ct, true
+		}
+	}
 	if !cc.r.lg.admit() {
 		x.Status, x.Reason, x.RetryAfter = 503, "queue_full", true
 		cc.respondLocal(x)
@@ -496,6 +502,14 @@ func (cc *clientConn) respHead(lg *leg, r *msg.Response, untilClose bool) {
 			out = h1.BodyUntilClose
 		}
 	}
+	if lg.grpcWeb != nil && out != h1.BodyNone {
+		// The trailers follow the messages in the body: its length is
+		// not the upstream's.
+		out = h1.BodyChunked
+		if untilClose {
+			out = h1.BodyUntilClose
+		}
+	}
 	out, keep := cc.responseFraming(out)
 	cc.respOut = out
 	cc.respKeep = keep
@@ -507,6 +521,9 @@ func (cc *clientConn) respHead(lg *leg, r *msg.Response, untilClose bool) {
 	}
 	fs, arena, added := msg.ForwardResponse(cc.lp.fwd.Fields[:0], cc.lp.fwd.Arena[:0], r.Fields, opts)
 	cc.lp.fwd.Fields, cc.lp.fwd.Arena = fs[:0], arena[:0]
+	if lg.grpcWeb != nil {
+		fs = setField(fs, nameCT, grpcWebCT(r.Field("content-type")))
+	}
 	cc.lp.commitOut(h1.AppendResponseHead(cc.lp.outFor(cc.c), r.Status, r.Reason, fs, added, cc.r.req.Version, out, r.ContentLength, keep, r.Fields, nil))
 }
 
@@ -540,7 +557,18 @@ func (cc *clientConn) respData(_ *leg, data []byte) {
 }
 
 // respEnd implements downstream.
-func (cc *clientConn) respEnd(_ *leg, trailers []msg.Field) {
+func (cc *clientConn) respEnd(lg *leg, trailers []msg.Field) {
+	if lg.grpcWeb != nil && cc.respOut != h1.BodyNone {
+		// gRPC-Web: the trailers are the body's last frame.
+		frame := appendGRPCWebTrailers(cc.lp.scratch[:0], trailers)
+		if cc.respOut == h1.BodyChunked {
+			out := h1.AppendChunk(cc.lp.outFor(cc.c), frame)
+			cc.lp.commitOut(h1.AppendLastChunk(out, nil))
+		} else {
+			cc.lp.queue(cc.c, frame)
+		}
+		return
+	}
 	if cc.respOut == h1.BodyChunked {
 		cc.lp.commitOut(h1.AppendLastChunk(cc.lp.outFor(cc.c), trailers))
 	}

@@ -124,6 +124,9 @@ type leg struct {
 	grpcStatus int
 	deadline   int64
 	upCancel   bool
+	// grpcWeb: a binary gRPC-Web request from an HTTP/1.1 client, sent to
+	// an HTTP/2 endpoint as native gRPC with this content-type (grpc.go).
+	grpcWeb []byte
 
 	// A WebSocket stream an h2c endpoint accepted (extended CONNECT both
 	// ways): it stays an ordinary stream of the leg, counted as a tunnel.
@@ -168,6 +171,7 @@ func (lg *leg) reset() {
 	lg.respHead, lg.respStatus, lg.respBytes, lg.lastRespAt, lg.respPumping = false, 0, 0, 0, false
 	lg.ws, lg.wsKey, lg.tunnel = false, nil, false
 	lg.grpc, lg.grpcStatus, lg.deadline, lg.upCancel = false, -1, 0, false
+	lg.grpcWeb = nil
 	lg.h2Tunnel, lg.tunOpened, lg.lastReqAt = false, 0, 0
 }
 
