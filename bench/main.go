@@ -200,5 +200,5 @@ func printList() {
 	fmt.Println("  haproxy         the reference: ratios are to it")
 	fmt.Println("  haproxy-tcp     haproxy in mode tcp: the peer of expressgateway-l4")
 	fmt.Println("  nginx")
-	fmt.Println("  caddy           Caddy " + target.CaddyVersion + " (built from tools/caddy.mod): h3 only, the reference of h3")
+	fmt.Println("  caddy           Caddy " + target.CaddyVersion + " (built from tools/caddy.mod): h3 (the reference of h3) and the https scenarios")
 }

@@ -635,7 +635,7 @@ func (r *runner) buildCaddy(ctx context.Context, scenarios []scenario.Scenario) 
 		needed = needed || r.caddy.Supports(sc.Protocol)
 	}
 	if !needed {
-		return errors.New("no selected scenario is one caddy serves (h3)")
+		return errors.New("no selected scenario is one caddy serves (h3, tls-*)")
 	}
 	root, err := moduleRoot()
 	if err != nil {

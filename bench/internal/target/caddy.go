@@ -27,8 +27,10 @@ type Caddy struct {
 // Name implements Target.
 func (Caddy) Name() string { return "caddy" }
 
-// Supports implements Target: only h3, the scenario it is the reference of.
-func (Caddy) Supports(proto string) bool { return proto == ProtoH3 }
+// Supports implements Target: h3, the scenario it is the reference of, and
+// https (HTTP/1.1 and HTTP/2 over TLS), so that its own HTTP/3 and HTTP/2
+// rows can be set side by side as the gateway's are.
+func (Caddy) Supports(proto string) bool { return proto == ProtoH3 || proto == ProtoTLS }
 
 // Probe implements Target. The version is the one the binary was built
 // from (its build information), since `caddy version` prints "unknown" for
@@ -56,16 +58,22 @@ func (c Caddy) Probe(context.Context) (string, error) {
 }
 
 // CaddyConfig is Caddy's JSON config for env, set up like the gateway: one
-// server listening with HTTP/3 only on env.Listen (UDP), the bench
+// server listening with HTTP/3 only on env.Listen (UDP) for h3, or with
+// HTTP/1.1 and HTTP/2 over TLS on it (TCP) for https, the bench
 // certificate (loaded from files, no automatic HTTPS, no ACME), access logs
 // off (Caddy logs no request unless told to) and its own log at ERROR, the
 // admin endpoint off and nothing persisted, keep-alive timeouts as long as
 // the gateway's, and reverse_proxy to the HTTP/1.1 upstream with a
 // keep-alive pool of 1024 idle connections (the gateway's
-// max_idle_per_endpoint).
+// max_idle_per_endpoint). Without resumption, session tickets are off (Go's
+// TLS server resumes with tickets only).
 func CaddyConfig(env Env) ([]byte, error) {
 	if env.TLS == nil {
-		return nil, fmt.Errorf("caddy serves h3 only and needs a certificate")
+		return nil, fmt.Errorf("caddy serves h3 and https only and needs a certificate")
+	}
+	protocols := []string{"h3"}
+	if env.Protocol == ProtoTLS {
+		protocols = []string{"h1", "h2"}
 	}
 	type obj = map[string]any
 	cfg := obj{
@@ -81,7 +89,7 @@ func CaddyConfig(env Env) ([]byte, error) {
 				"servers": obj{
 					"bench": obj{
 						"listen":                  []string{env.Listen},
-						"protocols":               []string{"h3"},
+						"protocols":               protocols,
 						"idle_timeout":            "300s",
 						"automatic_https":         obj{"disable": true},
 						"tls_connection_policies": []obj{{}},

@@ -83,8 +83,25 @@ func TestCaddyConfig(t *testing.T) {
 	if _, err := CaddyConfig(Env{Protocol: ProtoH3}); err == nil {
 		t.Error("a config without a certificate")
 	}
+	https := env
+	https.Protocol = ProtoTLS
+	https.TLS = &TLS{CertFile: env.TLS.CertFile, KeyFile: env.TLS.KeyFile, NoResumption: true}
+	data2, err := CaddyConfig(https)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"protocols": [
+            "h1",
+            "h2"
+          ]`, `"session_tickets": {
+        "disabled": true
+      }`} {
+		if !strings.Contains(string(data2), want) {
+			t.Errorf("https config lacks %s:\n%s", want, data2)
+		}
+	}
 	c := Caddy{}
-	if !c.Supports(ProtoH3) || c.Supports(ProtoH1) || c.Supports(ProtoTLS) {
+	if !c.Supports(ProtoH3) || !c.Supports(ProtoTLS) || c.Supports(ProtoH1) || c.Supports(ProtoH2C) {
 		t.Error("caddy protocols")
 	}
 	if _, err := c.Probe(context.Background()); err == nil || !strings.Contains(err.Error(), "not built") {
@@ -96,14 +113,16 @@ func TestCaddyConfig(t *testing.T) {
 		t.Log("BENCH_CADDY_BIN not set: Caddy does not validate the config")
 		return
 	}
-	path := env.Dir + "/caddy.json"
-	if err := writeConfig(path, string(data)); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "validate", "--config", path)
-	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+env.Dir, "XDG_DATA_HOME="+env.Dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("caddy validate: %v\n%s", err, out)
+	for name, cfg := range map[string][]byte{"h3": data, "https": data2} {
+		path := env.Dir + "/caddy-" + name + ".json"
+		if err := writeConfig(path, string(cfg)); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "validate", "--config", path)
+		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+env.Dir, "XDG_DATA_HOME="+env.Dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: caddy validate: %v\n%s", name, err, out)
+		}
 	}
 	if v, err := (Caddy{Bin: bin}).Probe(context.Background()); err != nil || v != "caddy "+CaddyVersion {
 		t.Errorf("probe: %q, %v", v, err)
