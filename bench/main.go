@@ -23,6 +23,7 @@ import (
 
 	"github.com/expressgateway/expressgateway/bench/internal/results"
 	"github.com/expressgateway/expressgateway/bench/internal/scenario"
+	"github.com/expressgateway/expressgateway/bench/internal/target"
 )
 
 // config is the parsed command line.
@@ -56,12 +57,12 @@ func parseFlags(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&c.scenarios, "scenarios", strings.Join(scenario.Default, ","), "comma-separated scenarios or groups (\"tls\": the https scenarios), or \"all\" (see -list)")
-	fs.StringVar(&c.targets, "targets", defaultTargets, "comma-separated targets: direct, expressgateway-l4, expressgateway, expressgateway-log, haproxy, haproxy-tcp, nginx")
+	fs.StringVar(&c.targets, "targets", defaultTargets, "comma-separated targets: direct, expressgateway-l4, expressgateway, expressgateway-log, haproxy, haproxy-tcp, nginx, caddy")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured load per target and round (whole seconds)")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement (0 to skip)")
 	fs.IntVar(&c.connections, "conns", 64, "concurrent client connections")
 	fs.IntVar(&c.threads, "threads", 1, "load generator threads")
-	fs.IntVar(&c.streams, "streams", 10, "h2load: concurrent streams per connection")
+	fs.IntVar(&c.streams, "streams", 10, "h2load and h3: concurrent streams per connection")
 	fs.IntVar(&c.workers, "workers", 1, "proxy event loops / threads / worker processes, the same for every proxy")
 	fs.IntVar(&c.rounds, "rounds", 1, "rounds; targets take turns within a round and the summary is the median")
 	fs.IntVar(&c.idleConns, "idle-conns", 20000, "h1-idle: idle keep-alive connections (clamped to what RLIMIT_NOFILE allows)")
@@ -112,6 +113,13 @@ func main() {
 // runMain runs the command line args and returns the exit code: 0, 1 when
 // the run failed, 2 for a bad command line.
 func runMain(args []string) int {
+	if len(args) > 0 && args[0] == h3loadCommand {
+		if err := runH3load(args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench h3load:", err)
+			return 1
+		}
+		return 0
+	}
 	if len(args) > 0 && args[0] == upstreamCommand {
 		if err := runUpstream(args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, "bench upstream:", err)
@@ -192,4 +200,5 @@ func printList() {
 	fmt.Println("  haproxy         the reference: ratios are to it")
 	fmt.Println("  haproxy-tcp     haproxy in mode tcp: the peer of expressgateway-l4")
 	fmt.Println("  nginx")
+	fmt.Println("  caddy           Caddy " + target.CaddyVersion + " (built from tools/caddy.mod): h3 (the reference of h3) and the https scenarios")
 }

@@ -17,9 +17,16 @@ import (
 	"github.com/expressgateway/expressgateway/bench/internal/target"
 )
 
-// TestMain lets the test binary play the upstream, as the harness binary
-// does: run() re-executes os.Executable() with "upstream".
+// TestMain lets the test binary play the upstream and the HTTP/3 load, as
+// the harness binary does: run() re-executes os.Executable() with
+// "upstream" and "h3load".
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == h3loadCommand {
+		if err := runH3load(os.Args[2:]); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if len(os.Args) > 1 && os.Args[1] == upstreamCommand {
 		if err := runUpstream(os.Args[2:]); err != nil {
 			os.Exit(1)

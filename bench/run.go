@@ -4,7 +4,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +36,7 @@ type runner struct {
 	extraUp   map[string]extraUpstream // the h2c, gRPC and WebSocket upstreams by flag, started on first use
 	ghzBin    string                   // ghz, built from tools/ghz.mod on first use
 	ghzErr    error
+	caddy     target.Caddy // its binary is built from tools/caddy.mod when it is a target
 	targets   []target.Target
 	gateway   *target.Gateway
 	probes    map[string]probe // target name -> version or why unavailable
@@ -104,9 +107,14 @@ func run(ctx context.Context, cfg *config, args []string) (failed bool, err erro
 			r.targets = append(r.targets, target.HAProxy{TCP: true})
 		case "nginx":
 			r.targets = append(r.targets, target.Nginx{})
+		case "caddy":
+			if err := r.buildCaddy(ctx, scenarios); err != nil {
+				r.caddy.BuildErr = err
+			}
+			r.targets = append(r.targets, r.caddy)
 		case "":
 		default:
-			return false, fmt.Errorf("unknown target %q (known: %s,expressgateway-log,haproxy-tcp)", name, defaultTargets)
+			return false, fmt.Errorf("unknown target %q (known: %s,expressgateway-log,haproxy-tcp,caddy)", name, defaultTargets)
 		}
 	}
 	if len(r.targets) == 0 {
@@ -230,13 +238,17 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(res, results.StatusError, err)
 	}
-	listen, err := target.FreeAddr()
+	freeAddr := target.FreeAddr
+	if sc.Protocol == target.ProtoH3 {
+		freeAddr = target.FreeDualAddr // UDP, with the gateway's http listener beside it on TCP
+	}
+	listen, err := freeAddr()
 	if err != nil {
 		return fail(res, results.StatusError, err)
 	}
 	env := target.Env{Dir: dir, Listen: listen, Upstream: r.upstream, Workers: r.cfg.workers,
 		Protocol: sc.Protocol, Pin: r.proxyPin, NoFile: r.noFile}
-	if sc.Protocol == target.ProtoTLS {
+	if sc.Protocol == target.ProtoTLS || sc.Protocol == target.ProtoH3 {
 		if r.cert == nil {
 			c, err := target.WriteCert(r.dir)
 			if err != nil {
@@ -315,7 +327,7 @@ func (r *runner) measure(ctx context.Context, sc scenario.Scenario, t target.Tar
 // window with CPU sampled right before and right after it.
 func (r *runner) measureLoad(ctx context.Context, res results.Result, sc scenario.Scenario, t target.Target, addr, dir string, p, upProc *target.Process) results.Result {
 	scheme := "http"
-	if sc.Protocol == target.ProtoTLS {
+	if sc.Protocol == target.ProtoTLS || sc.Protocol == target.ProtoH3 {
 		scheme = "https"
 	}
 	opts := loadgen.Options{
@@ -382,7 +394,7 @@ func (r *runner) measureLoad(ctx context.Context, res results.Result, sc scenari
 	return res
 }
 
-// load runs wrk or h2load once and parses its output. It also returns the
+// load runs wrk, h2load, ghz or the HTTP/3 load once and parses its output. It also returns the
 // CPU time the load generator used.
 func (r *runner) load(ctx context.Context, sc scenario.Scenario, o loadgen.Options, dir, tag string) (loadgen.Result, string, time.Duration, error) {
 	var argv []string
@@ -397,6 +409,12 @@ func (r *runner) load(ctx context.Context, sc scenario.Scenario, o loadgen.Optio
 	case scenario.Ghz:
 		addr := strings.TrimSuffix(strings.TrimPrefix(o.URL, "http://"), sc.Path) // the URL is addr + method
 		argv = loadgen.GhzArgs(r.ghzBin, o, addr, sc.Path, ghzData(sc), max(o.Connections/max(o.Streams, 1), 1))
+	case scenario.H3:
+		self, err := os.Executable()
+		if err != nil {
+			return loadgen.Result{}, "", 0, err
+		}
+		argv = h3loadArgs(self, o)
 	case scenario.WSEcho:
 		// In-process (the harness's CPU is counted apart as its own).
 		url := "ws://" + strings.TrimPrefix(o.URL, "http://")
@@ -425,6 +443,8 @@ func (r *runner) load(ctx context.Context, sc scenario.Scenario, o loadgen.Optio
 		lr, err = loadgen.ParseWrk(string(out))
 	case scenario.Ghz:
 		lr, err = loadgen.ParseGhz(string(out))
+	case scenario.H3:
+		err = json.Unmarshal(out, &lr)
 	case scenario.H2load:
 		lr, err = loadgen.ParseH2load(string(out))
 		if err == nil {
@@ -599,6 +619,58 @@ func (r *runner) buildGhz(ctx context.Context) error {
 	}
 	r.ghzBin = bin
 	r.tools["ghz"] = "v0.120.0 (tools/ghz.mod)"
+	return nil
+}
+
+// buildCaddy builds Caddy from tools/caddy.mod (pinned, so that its
+// dependencies never move the gateway's go.mod) into the user cache, under
+// a name keyed by the module files and the Go version, so that later runs
+// reuse it; only when a selected scenario is one Caddy serves.
+func (r *runner) buildCaddy(ctx context.Context, scenarios []scenario.Scenario) error {
+	if r.caddy.Bin != "" || r.caddy.BuildErr != nil {
+		return r.caddy.BuildErr
+	}
+	needed := false
+	for _, sc := range scenarios {
+		needed = needed || r.caddy.Supports(sc.Protocol)
+	}
+	if !needed {
+		return errors.New("no selected scenario is one caddy serves (h3, tls-*)")
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	for _, f := range []string{"tools/caddy.mod", "tools/caddy.sum"} {
+		data, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			return err
+		}
+		h.Write(data)
+	}
+	h.Write([]byte(runtime.Version()))
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	bin := filepath.Join(cache, "expressgateway-bench", fmt.Sprintf("caddy-%s-%x", target.CaddyVersion, h.Sum(nil)[:6]), "caddy")
+	if _, err := os.Stat(bin); err != nil {
+		fmt.Fprintf(os.Stderr, "building caddy %s from tools/caddy.mod into %s\n", target.CaddyVersion, filepath.Dir(bin))
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		tmp := bin + ".tmp"
+		cmd := exec.CommandContext(ctx, "go", "build", "-modfile=tools/caddy.mod", "-trimpath", "-o", tmp, "github.com/caddyserver/caddy/v2/cmd/caddy")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build -modfile=tools/caddy.mod: %s", firstNonComment(string(out), err))
+		}
+		if err := os.Rename(tmp, bin); err != nil {
+			return err
+		}
+	}
+	r.caddy.Bin = bin
 	return nil
 }
 

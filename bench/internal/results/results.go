@@ -45,7 +45,7 @@ type Run struct {
 	LoadAvgStart [3]float64 `json:"loadavg_start"`
 	LoadAvgEnd   [3]float64 `json:"loadavg_end"`
 	Rounds       []Result   `json:"rounds"`  // every measurement
-	Summary      []Result   `json:"summary"` // median over rounds, ratios to HAProxy
+	Summary      []Result   `json:"summary"` // median over rounds, ratios to the reference peer
 }
 
 // Options are the flags the run used.
@@ -131,10 +131,14 @@ type Result struct {
 	RSSBaseBytes    uint64  `json:"rss_base_bytes,omitempty"`
 	RSSPerConnBytes float64 `json:"rss_per_conn_bytes,omitempty"`
 
-	// Ratios to HAProxy in the same scenario (0 when not comparable).
+	// Ratios to the reference peer of the scenario (0 when not
+	// comparable): HAProxy, or the peer ReferencePeer names (Caddy for h3).
+	// The JSON names keep "haproxy" from when it was the only reference;
+	// RatioPeer says which peer the row's ratios are to.
 	RPSRatio        float64 `json:"rps_ratio_to_haproxy,omitempty"`
 	CPURatio        float64 `json:"cpu_ratio_to_haproxy,omitempty"`
 	RSSPerConnRatio float64 `json:"rss_per_conn_ratio_to_haproxy,omitempty"`
+	RatioPeer       string  `json:"ratio_peer,omitempty"`
 
 	Commands   []string `json:"commands,omitempty"` // exact command lines: target, load generator
 	ConfigFile string   `json:"config_file,omitempty"`
@@ -234,11 +238,24 @@ func summarizeOne(rs []Result) Result {
 	return s
 }
 
-// AddRatios fills the ratios of each row to the HAProxy row of its scenario.
+// ReferencePeer is the peer a scenario's ratios are to when it is not
+// HAProxy: for h3, Caddy (Debian's HAProxy is built without QUIC).
+var ReferencePeer = map[string]string{"h3": "caddy"}
+
+// refPeer is the reference peer of a scenario.
+func refPeer(scenario string) string {
+	if p, ok := ReferencePeer[scenario]; ok {
+		return p
+	}
+	return "haproxy"
+}
+
+// AddRatios fills the ratios of each row to the reference peer's row of its
+// scenario (refPeer).
 func AddRatios(rows []Result) {
 	ref := map[string]Result{}
 	for _, r := range rows {
-		if r.Target == "haproxy" && r.Status == StatusOK {
+		if r.Target == refPeer(r.Scenario) && r.Status == StatusOK {
 			ref[r.Scenario] = r
 		}
 	}
@@ -247,6 +264,7 @@ func AddRatios(rows []Result) {
 		if st := rows[i].Status; !ok || st != StatusOK && st != StatusError {
 			continue
 		}
+		rows[i].RatioPeer = h.Target
 		rows[i].RPSRatio = ratio(rows[i].RPS, h.RPS)
 		rows[i].CPURatio = ratio(rows[i].CPUMicrosPerRequest, h.CPUMicrosPerRequest)
 		rows[i].RSSPerConnRatio = ratio(rows[i].RSSPerConnBytes, h.RSSPerConnBytes)

@@ -29,7 +29,7 @@ func sampleRun() *Run {
 		ProxyCPUSeconds: 6.5, CPUMicrosPerRequest: 13, UpstreamCPUMicrosPerRequest: 8,
 		LoadgenCPUSeconds: 4.5, BackgroundCPUShare: 0.02,
 		PeakRSSBytes: 20 << 20, IdleConns: 10, IdleOpened: 9, IdleAlive: 8, RSSBaseBytes: 1 << 20,
-		RSSPerConnBytes: 1500.5, RPSRatio: 1.1, CPURatio: 0.9, RSSPerConnRatio: 1.2,
+		RSSPerConnBytes: 1500.5, RPSRatio: 1.1, CPURatio: 0.9, RSSPerConnRatio: 1.2, RatioPeer: "haproxy",
 		Commands:   []string{"expressgateway run --config x.toml", "wrk -t 1 -c 64 -d 10s http://127.0.0.1:1/"},
 		ConfigFile: "x.toml", Config: "[admin]\n", Profile: "cpu.pb.gz", FlameGraph: "flame.html",
 	}
@@ -160,9 +160,59 @@ func TestPrintTable(t *testing.T) {
 	for _, want := range []string{"cpu-µs/req", "50000", "14.0", "16.0MiB", "1.00×", "not built", "does not exist yet", "not supported yet",
 		"h1-keepalive: expressgateway L7 vs its L4 relay: cpu-µs/req 1.10×, rps 0.91×",
 		"h1-keepalive: expressgateway access log on vs off: cpu-µs/req 1.05×, rps 0.96×",
-		"h1-keepalive: expressgateway L4 relay vs haproxy mode tcp: cpu-µs/req 1.25×, rps 1.00×"} {
+		"h1-keepalive: expressgateway L4 relay vs haproxy mode tcp: cpu-µs/req 1.25×, rps 1.00×",
+		"÷peer: ratios to haproxy (h1-keepalive)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "h3:") {
+		t.Errorf("an h3 line without an h3 row:\n%s", out)
+	}
+}
+
+// TestH3Ratios: the h3 rows' ratios are to Caddy (there is no HAProxy row
+// with HTTP/3), the other scenarios' still to HAProxy, and the gateway's h3
+// row is compared with its own tls-h2 row.
+func TestH3Ratios(t *testing.T) {
+	rows := Summarize([]Result{
+		{Scenario: "h3", Target: "expressgateway", Status: StatusOK, RPS: 30000, Requests: 150000, CPUMicrosPerRequest: 40},
+		{Scenario: "h3", Target: "caddy", Status: StatusOK, RPS: 20000, Requests: 100000, CPUMicrosPerRequest: 80},
+		{Scenario: "h3", Target: "haproxy", Status: StatusUnsupported, Reason: "h3"},
+		{Scenario: "tls-h2", Target: "expressgateway", Status: StatusOK, RPS: 60000, Requests: 300000, CPUMicrosPerRequest: 16},
+		{Scenario: "tls-h2", Target: "haproxy", Status: StatusOK, RPS: 60000, Requests: 300000, CPUMicrosPerRequest: 20},
+		{Scenario: "tls-h2", Target: "caddy", Status: StatusUnsupported, Reason: "https"},
+	})
+	if r := rows[0]; r.RPSRatio != 1.5 || r.CPURatio != 0.5 || r.RatioPeer != "caddy" {
+		t.Errorf("h3 gateway: %+v", r)
+	}
+	if r := rows[1]; r.RPSRatio != 1 || r.RatioPeer != "caddy" {
+		t.Errorf("h3 caddy: %+v", r)
+	}
+	if r := rows[3]; r.CPURatio != 0.8 || r.RatioPeer != "haproxy" {
+		t.Errorf("tls-h2 gateway: %+v", r)
+	}
+	var b strings.Builder
+	if err := PrintTable(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"rps÷peer", "1.50×", "0.50×",
+		"÷peer: ratios to caddy (h3); haproxy (tls-h2)",
+		"h3: expressgateway H3 vs its H2 row (tls-h2): cpu-µs/req 2.50×, rps 0.50×"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	// Without tls-h2 the h2c row is the baseline; without either, no line.
+	rows = Summarize([]Result{
+		{Scenario: "h3", Target: "expressgateway", Status: StatusOK, RPS: 30000, Requests: 150000, CPUMicrosPerRequest: 40},
+		{Scenario: "h2c", Target: "expressgateway", Status: StatusOK, RPS: 60000, Requests: 300000, CPUMicrosPerRequest: 10},
+	})
+	if got := h3Line(rows); got != "h3: expressgateway H3 vs its H2 row (h2c): cpu-µs/req 4.00×, rps 0.50×" {
+		t.Errorf("h2c baseline: %q", got)
+	}
+	if got := h3Line(rows[:1]); got != "" {
+		t.Errorf("no baseline: %q", got)
 	}
 }

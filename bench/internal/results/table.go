@@ -14,7 +14,7 @@ import (
 // followed by the reasons of the rows that did not run.
 func PrintTable(w io.Writer, rows []Result) error {
 	t := [][]string{{"scenario", "target", "status", "rps", "p50", "p99", "p99.9", "errors", "non-2xx",
-		"cpu-µs/req", "peak RSS", "RSS/conn", "rps÷haproxy", "cpu÷haproxy", "bg-cpu"}}
+		"cpu-µs/req", "peak RSS", "RSS/conn", "rps÷peer", "cpu÷peer", "bg-cpu"}}
 	leftCols := 3
 	type note struct {
 		scenario, target, text string
@@ -91,6 +91,9 @@ func PrintTable(w io.Writer, rows []Result) error {
 		}
 		b.WriteString("\n")
 	}
+	if line := peerLine(rows); line != "" {
+		b.WriteString("  " + line + "\n")
+	}
 	for _, line := range ceilingLines(rows) {
 		b.WriteString("  " + line + "\n")
 	}
@@ -144,6 +147,43 @@ func Bytes(b uint64) string {
 	}
 }
 
+// peerLine names the peer the ÷peer columns are to, per scenario, when any
+// row has ratios.
+func peerLine(rows []Result) string {
+	var scen []string
+	peers := map[string]string{}
+	for _, r := range rows {
+		if r.RatioPeer == "" {
+			continue
+		}
+		if _, ok := peers[r.Scenario]; !ok {
+			scen = append(scen, r.Scenario)
+		}
+		peers[r.Scenario] = r.RatioPeer
+	}
+	if len(scen) == 0 {
+		return ""
+	}
+	byPeer := map[string][]string{}
+	var order []string
+	for _, s := range scen {
+		p := peers[s]
+		if _, ok := byPeer[p]; !ok {
+			order = append(order, p)
+		}
+		byPeer[p] = append(byPeer[p], s)
+	}
+	var parts []string
+	for _, p := range order {
+		parts = append(parts, p+" ("+strings.Join(byPeer[p], ", ")+")")
+	}
+	return "÷peer: ratios to " + strings.Join(parts, "; ")
+}
+
+// h3Baselines are the rows, in the order of preference, that the gateway's
+// h3 row is compared with: its own HTTP/2 rows of the same run.
+var h3Baselines = []string{"tls-h2", "h2c"}
+
 // ceilingLines compares, per scenario, the gateway's HTTP path with its own
 // L4 relay (the engine's ceiling: DESIGN.md sets the L7 goal within 5% of it),
 // and that relay with HAProxy's mode tcp (haproxy-tcp).
@@ -163,6 +203,9 @@ func ceilingLines(rows []Result) []string {
 		}
 	}
 	var out []string
+	if line := h3Line(rows); line != "" {
+		out = append(out, line)
+	}
 	for _, r := range rows {
 		if g, ok := eg[r.Scenario]; ok && r.Target == "expressgateway-log" && r.Status == StatusOK && r.Requests > 0 {
 			out = append(out, fmt.Sprintf("%s: expressgateway access log on vs off: cpu-µs/req %s, rps %s",
@@ -180,4 +223,32 @@ func ceilingLines(rows []Result) []string {
 			r.Scenario, times(ratio(r.CPUMicrosPerRequest, c.CPUMicrosPerRequest)), times(ratio(r.RPS, c.RPS))))
 	}
 	return out
+}
+
+// h3Line compares the gateway's h3 row with its own HTTP/2 row of the same
+// run (tls-h2, else h2c): issue 12 wants HTTP/3's CPU per request within 2×
+// of HTTP/2's.
+func h3Line(rows []Result) string {
+	ok := func(r Result) bool { return r.Target == "expressgateway" && r.Status == StatusOK && r.Requests > 0 }
+	var h3 *Result
+	byScenario := map[string]Result{}
+	for i, r := range rows {
+		if !ok(r) {
+			continue
+		}
+		if r.Scenario == "h3" {
+			h3 = &rows[i]
+		}
+		byScenario[r.Scenario] = r
+	}
+	if h3 == nil {
+		return ""
+	}
+	for _, s := range h3Baselines {
+		if b, found := byScenario[s]; found {
+			return fmt.Sprintf("h3: expressgateway H3 vs its H2 row (%s): cpu-µs/req %s, rps %s",
+				s, times(ratio(h3.CPUMicrosPerRequest, b.CPUMicrosPerRequest)), times(ratio(h3.RPS, b.RPS)))
+		}
+	}
+	return ""
 }

@@ -24,6 +24,9 @@ const (
 	Ghz    Driver = "ghz"     // gRPC load (built from tools/ghz.mod)
 	WSEcho Driver = "ws-echo" // the harness's WebSocket echo load (gorilla/websocket)
 	WSIdle Driver = "ws-idle" // the harness opens idle WebSocket tunnels itself
+	// H3 is the harness's HTTP/3 load (quic-go), run as a child process
+	// ("bench h3load"): Debian's h2load is built without QUIC.
+	H3 Driver = "h3load"
 )
 
 // Scenario is one kind of load.
@@ -57,7 +60,7 @@ var All = []Scenario{
 	// targets to have nothing to resume from.
 	{Name: "tls-handshake", Description: "HTTPS, a new connection and a full TLS handshake per request (no resumption)", Protocol: target.ProtoTLS, Driver: Wrk, Path: "/",
 		Headers: []string{"Connection: close"}, NoResumption: true},
-	{Name: "h3", Description: "HTTP/3 over QUIC", Protocol: target.ProtoH3, Driver: H2load, Path: "/", Pending: true},
+	{Name: "h3", Description: "HTTP/3 over QUIC (TLS 1.3, ALPN h3), 64-byte responses", Protocol: target.ProtoH3, Driver: H3, Path: "/"},
 	{Name: "grpc", Description: "gRPC unary calls over h2c to an h2c upstream, 64-byte messages", Protocol: target.ProtoGRPC, Driver: Ghz, Path: "grpc.testing.TestService.UnaryCall"},
 	{Name: "grpc-stream", Description: "gRPC bidirectional streams of 100 64-byte messages each way", Protocol: target.ProtoGRPC, Driver: Ghz, Path: "grpc.testing.TestService.FullDuplexCall"},
 	{Name: "websocket", Description: "WebSocket (HTTP/1.1) echo, 64-byte messages, one in flight per connection", Protocol: target.ProtoWebSocket, Driver: WSEcho, Path: "/ws"},

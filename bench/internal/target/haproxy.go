@@ -27,7 +27,8 @@ func (h HAProxy) Name() string {
 }
 
 // Supports implements Target. In mode tcp it carries what the upstream
-// speaks, which is HTTP/1.1, as the gateway's L4 relay does.
+// speaks, which is HTTP/1.1, as the gateway's L4 relay does. No h3: Debian's
+// HAProxy 2.6 is built without QUIC (-QUIC in haproxy -vv).
 func (h HAProxy) Supports(proto string) bool {
 	if h.TCP {
 		return proto == ProtoH1

@@ -18,7 +18,8 @@ type Nginx struct{}
 func (Nginx) Name() string { return "nginx" }
 
 // Supports implements Target. nginx proxies HTTP/2 to upstreams only for
-// gRPC (grpc_pass), so h2c-h2c is not a like-for-like row for it.
+// gRPC (grpc_pass), so h2c-h2c is not a like-for-like row for it. No h3:
+// Debian's nginx 1.22 predates HTTP/3 (1.25).
 func (Nginx) Supports(proto string) bool {
 	return proto == ProtoH1 || proto == ProtoH2C || proto == ProtoTLS
 }

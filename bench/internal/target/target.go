@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
 )
 
 // Protocols a scenario can ask a target to speak on its client side.
@@ -125,9 +128,15 @@ func (p *Process) Stop() {
 // Launch starts argv (after the pin prefix) in its own process group, with
 // stdout and stderr kept in a bounded buffer and in dir/NAME.log.
 func Launch(argv []string, pin []string, dir string) (*Process, error) {
+	return launchEnv(argv, pin, dir, nil)
+}
+
+// launchEnv is Launch with the environment env (nil: the harness's own).
+func launchEnv(argv []string, pin []string, dir string, env []string) (*Process, error) {
 	full := append(append([]string{}, pin...), argv...)
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Dir = dir
+	cmd.Env = env
 	tb := &tailBuffer{max: 16 << 10}
 	var out io.Writer = tb
 	logFile, err := os.Create(filepath.Join(dir, filepath.Base(argv[0])+".log"))
@@ -154,7 +163,7 @@ func Launch(argv []string, pin []string, dir string) (*Process, error) {
 }
 
 // WaitReady polls until the target answers on addr (an HTTP GET / for h1, the
-// same over TLS for https, a TCP connect otherwise) or the process exits or
+// same over TLS for https, over HTTP/3 on UDP for h3, a TCP connect otherwise) or the process exits or
 // the timeout passes.
 func WaitReady(ctx context.Context, p *Process, addr, proto string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -171,6 +180,8 @@ func WaitReady(ctx context.Context, p *Process, addr, proto string, timeout time
 			last = ProbeHTTP(addr, "/")
 		case ProtoTLS:
 			last = ProbeHTTPS(addr, "/")
+		case ProtoH3:
+			last = ProbeH3(ctx, addr, "/")
 		default:
 			var c net.Conn
 			c, last = net.DialTimeout("tcp", addr, time.Second)
@@ -212,6 +223,32 @@ func ProbeHTTPS(addr, path string) error {
 	return probeGET(c, path)
 }
 
+// ProbeH3 is ProbeHTTP over HTTP/3 (QUIC on UDP addr), SNI localhost, not
+// verifying the certificate either.
+func ProbeH3(ctx context.Context, addr, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true, // the bench's self-signed certificate, on loopback
+		ServerName:         "localhost",
+	}}
+	defer func() { _ = tr.Close() }()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status: %d", resp.StatusCode)
+	}
+	return nil
+}
+
 func probeGET(c net.Conn, path string) error {
 	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
@@ -237,6 +274,29 @@ func FreeAddr() (string, error) {
 	}
 	defer func() { _ = ln.Close() }()
 	return ln.Addr().String(), nil
+}
+
+// FreeDualAddr is FreeAddr for a port that was free on both UDP and TCP:
+// an h3 target listens on UDP and may put its TCP listener beside it on the
+// same port number.
+func FreeDualAddr() (string, error) {
+	var last error
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := pc.LocalAddr().String()
+		ln, err := net.Listen("tcp", addr)
+		_ = pc.Close()
+		if err != nil {
+			last = err
+			continue
+		}
+		_ = ln.Close()
+		return addr, nil
+	}
+	return "", fmt.Errorf("no port free on both udp and tcp: %w", last)
 }
 
 // Version runs a command and returns the first non-empty line it prints.

@@ -139,7 +139,7 @@ func TestGatewayNotBuilt(t *testing.T) {
 	if _, err := g.Probe(context.Background()); err == nil || !strings.Contains(err.Error(), "not built") {
 		t.Fatalf("probe of an unbuilt gateway: %v", err)
 	}
-	if !g.Supports(ProtoH1) || g.Supports(ProtoH3) {
+	if !g.Supports(ProtoH1) || !g.Supports(ProtoH3) || (&Gateway{L4: true}).Supports(ProtoH3) {
 		t.Fatal("gateway protocols")
 	}
 }
@@ -176,10 +176,13 @@ func TestGatewayConfigIsValid(t *testing.T) {
 		t.Skip("bin/expressgateway not built")
 	}
 	envs := testEnvs(t)
+	h3 := envs["https"]
+	h3.Protocol = ProtoH3
+	envs["h3"] = h3
 	for _, c := range []struct {
 		name   string
 		l4, al bool
-	}{{"h1", true, false}, {"h1", false, false}, {"h1", false, true}, {"h2c", false, false}, {"https", false, false}, {"https-noresume", false, false}} {
+	}{{"h1", true, false}, {"h1", false, false}, {"h1", false, true}, {"h2c", false, false}, {"https", false, false}, {"https-noresume", false, false}, {"h3", false, false}} {
 		env, l4 := envs[c.name], c.l4
 		env.Workers = 1
 		env.NoFile = 20000
@@ -199,6 +202,9 @@ func TestGatewayConfigIsValid(t *testing.T) {
 		if out, err := exec.Command(bin, "validate", "--config", cfg).CombinedOutput(); err != nil {
 			t.Errorf("%s l4=%v: validate: %v\n%s\n%s", c.name, l4, err, out, b.String())
 		}
+		if env.Protocol == ProtoH3 {
+			continue // TestGatewayH3Config
+		}
 		if env.TLS != nil {
 			for _, want := range []string{`protocol = "https"`, `cert_file = "` + env.TLS.CertFile + `"`,
 				fmt.Sprintf("session_tickets = %v", !env.TLS.NoResumption)} {
@@ -207,5 +213,49 @@ func TestGatewayConfigIsValid(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestGatewayH3Config checks the h3 scenario's config: an h3 listener with
+// the bench certificate on the port of a cleartext http listener, both
+// routing to the upstream; other protocols get no h3 listener.
+func TestGatewayH3Config(t *testing.T) {
+	envs := testEnvs(t)
+	env := envs["https"]
+	env.Protocol = ProtoH3
+	g := &Gateway{}
+	cfg, err := g.config(env, "127.0.0.1:3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"name = \"web\"\nlisten = \"127.0.0.1:1\"\nprotocol = \"http\"",
+		"name = \"h3\"\nlisten = \"127.0.0.1:1\"\nprotocol = \"h3\"",
+		`cert_file = "` + env.TLS.CertFile + `"`, `key_file = "` + env.TLS.KeyFile + `"`,
+		"[listeners.quic]\nmax_connections_per_ip = 0", `address = "127.0.0.1:2"`,
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+	if n := strings.Count(cfg, "[listeners.tls]"); n != 1 {
+		t.Errorf("%d tls tables, want 1 (the h3 listener's)", n)
+	}
+	if n := strings.Count(cfg, "cluster = \"app\""); n != 2 {
+		t.Errorf("%d routes to app, want 2", n)
+	}
+	for name, e := range envs {
+		text, err := g.config(e, "127.0.0.1:3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(text, `protocol = "h3"`) {
+			t.Errorf("%s: config has an h3 listener:\n%s", name, text)
+		}
+	}
+	noCert := env
+	noCert.TLS = nil
+	if _, err := g.config(noCert, "127.0.0.1:3"); err == nil {
+		t.Error("h3 without a certificate rendered")
 	}
 }
