@@ -149,7 +149,12 @@ type h2Output interface{ flushNow() }
 // flushH2 writes every dirty HTTP/2 connection's output, one write each.
 func (lp *loop) flushH2() {
 	lp.h2flushQueued = false
-	for i, o := range lp.h2dirty {
+	// A write can queue more output (a stream resumed or reset by it): the
+	// list may grow while it is written, and what it gains is written too
+	// (ranging over the list would drop it, its connection still marked
+	// dirty and never queued again).
+	for i := 0; i < len(lp.h2dirty); i++ {
+		o := lp.h2dirty[i]
 		lp.h2dirty[i] = nil
 		o.flushNow()
 	}
