@@ -435,7 +435,7 @@ func (cc *clientConn) upstreamReady(lg *leg, u *upstream, head []byte) {
 func (cc *clientConn) forwardReqBody() {
 	buf, _ := cc.c.Peek(-1)
 	total := 0
-	for !cc.lg.reqBodyDone && len(buf) > 0 && (cc.lg.h2u == nil || cc.lg.upBacklog() < cc.l.inflight) {
+	for !cc.lg.reqBodyDone && len(buf) > 0 && (!cc.lg.muxed() || cc.lg.upBacklog() < cc.l.inflight) {
 		n, data, done, err := cc.reqBody.Decode(buf)
 		if err != nil {
 			if total > 0 {
@@ -571,7 +571,7 @@ func (cc *clientConn) slowReader(lg *leg, u *upstream) bool {
 // bodyDrained implements downstream: an HTTP/2 upstream took the body sent
 // so far; more may follow from what the client already sent.
 func (cc *clientConn) bodyDrained(lg *leg) {
-	if cc.state == csUpstream && !lg.reqBodyDone && lg.h2u != nil && cc.c != nil && cc.c.InboundBuffered() > 0 {
+	if cc.state == csUpstream && !lg.reqBodyDone && lg.muxed() && cc.c != nil && cc.c.InboundBuffered() > 0 {
 		cc.forwardReqBody()
 	}
 }
@@ -719,7 +719,7 @@ func (cc *clientConn) onTimer(now int64) {
 			}
 			return
 		}
-		if u == nil && cc.lg.h2u == nil {
+		if u == nil && !cc.lg.muxed() {
 			return
 		}
 		if !cc.lg.reqBodyDone && cc.lg.bodyWritable() {

@@ -25,6 +25,7 @@ type loop struct {
 	pipeline *stages.Pipeline
 	pools    map[*lb.Endpoint]*pool
 	h2pools  map[*lb.Endpoint][]*h2Upstream // h2c upstream connections, by endpoint
+	h3pools  map[*lb.Endpoint][]*h3Upstream // HTTP/3 upstream connections, by endpoint
 	clients  map[*clientConn]struct{}
 	h2conns  map[*h2Conn]struct{}
 	h2free   []*h2Stream            // finished HTTP/2 streams, reused
@@ -110,6 +111,11 @@ func (lp *loop) sweep() {
 	}
 	ttl := lp.e.idleTTL(nil)
 	for _, list := range lp.h2pools {
+		for _, hu := range list {
+			hu.sweep(now, ttl)
+		}
+	}
+	for _, list := range lp.h3pools {
 		for _, hu := range list {
 			hu.sweep(now, ttl)
 		}
