@@ -7,6 +7,7 @@ package main
 // (HTTP/1.1, HTTP/2, HTTP/3) to every back (HTTP/1.1, h2c, HTTP/3).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -23,8 +24,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/quicvarint"
+
+	h3codec "github.com/expressgateway/expressgateway/codecs/h3"
+	"github.com/expressgateway/expressgateway/codecs/msg"
 )
 
 // protoOrigin is a test origin of one protocol: requests counts the
@@ -52,6 +58,7 @@ func streamGate(name string) chan struct{} {
 //	/trailers  a body in two flushes, then the trailer X-Checksum
 //	/stream    "first;", then (once gate= is opened, or after 15 s) "last"
 //	/reset     resets the stream without a response
+//	/sleep     answers "slept <query>" after 300 ms
 func (o *protoOrigin) handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.requests.Add(1)
@@ -78,6 +85,9 @@ func (o *protoOrigin) handler() http.Handler {
 			_, _ = io.WriteString(w, "last")
 		case "/reset":
 			panic(http.ErrAbortHandler)
+		case "/sleep":
+			time.Sleep(300 * time.Millisecond)
+			_, _ = io.WriteString(w, "slept "+r.URL.RawQuery)
 		default:
 			h := sha256.New()
 			n, err := io.Copy(h, r.Body)
@@ -95,6 +105,12 @@ func (o *protoOrigin) handler() http.Handler {
 // (quic-go's HTTP/3 server, with a certificate for origin.test from ca).
 func startProtoOrigin(t *testing.T, proto string, ca *testCA) *protoOrigin {
 	t.Helper()
+	return startProtoOriginQUIC(t, proto, ca, nil)
+}
+
+// startProtoOriginQUIC is startProtoOrigin with the h3 origin's QUIC config.
+func startProtoOriginQUIC(t *testing.T, proto string, ca *testCA, qcfg *quic.Config) *protoOrigin {
+	t.Helper()
 	o := &protoOrigin{}
 	if proto == "h3" {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -103,8 +119,9 @@ func startProtoOrigin(t *testing.T, proto string, ca *testCA) *protoOrigin {
 		}
 		cert := ca.pair(t, "origin", "origin.test", leafOpts{dns: []string{"origin.test"}})
 		srv := &http3.Server{
-			Handler:   o.handler(),
-			TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+			Handler:    o.handler(),
+			QUICConfig: qcfg,
+			TLSConfig:  http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
 			ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
 				o.conns.Add(1)
 				return ctx
@@ -177,7 +194,7 @@ cluster = "dead"
 [[listeners.routes]]
 cluster = "app"
 %s
-`, admin, gw, clusters), gw)
+`, admin, gw, clusters), admin)
 	waitReady(t, admin)
 	return gw, admin
 }
@@ -259,6 +276,33 @@ func TestH3Upstream(t *testing.T) {
 			if code != 200 || !strings.HasPrefix(body, fmt.Sprintf("GET /echo?i=%d ", i)) {
 				t.Fatalf("request %d: %d %q", i, code, body)
 			}
+		}
+	})
+	t.Run("the endpoint's stream limit", func(t *testing.T) {
+		ca3 := newTestCA(t, "origin")
+		o3 := startProtoOriginQUIC(t, "h3", ca3, &quic.Config{MaxIncomingStreams: 8})
+		gw3, admin3 := h3UpGateway(t, h3ClusterTable("app", ca3, "", o3.addr)+h3ClusterTable("dead", ca3, "", o3.addr))
+		var wg sync.WaitGroup
+		var bad atomic.Int64
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if code, body := h1Get(t, c, fmt.Sprintf("http://%s/sleep?%d", gw3, i)); code != 200 || body != fmt.Sprintf("slept %d", i) {
+					bad.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if n := bad.Load(); n != 0 {
+			t.Errorf("%d of 40 requests failed", n)
+		}
+		// 40 at once, 8 streams per connection: at least 5 connections.
+		if n := o3.conns.Load(); n < 5 {
+			t.Errorf("the origin accepted %d connections, want at least 5 (MAX_STREAMS 8)", n)
+		}
+		if v := metricValue(scrape(t, admin3), "expressgateway_upstream_http3_stream_limit_total"); v < 1 {
+			t.Errorf("upstream_http3_stream_limit_total %v", v)
 		}
 	})
 	m := scrape(t, admin)
@@ -371,5 +415,327 @@ func checkStreamed(t *testing.T, c *http.Client, base, gate string) {
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil || string(rest) != "last" {
 		t.Fatalf("rest: %q %v", rest, err)
+	}
+}
+
+// backHeader picks the back of a matrix cell: the gateway routes on it.
+type backHeader struct {
+	back string
+	rt   http.RoundTripper
+}
+
+func (b *backHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	// Set on the request itself, not a clone: a clone would copy the
+	// Trailer map before the body's writer fills it in.
+	r.Header.Set("X-Back", b.back)
+	return b.rt.RoundTrip(r)
+}
+
+// TestProtocolMatrix: every front (HTTP/1.1, HTTP/2 with prior
+// knowledge, HTTP/3) to every back (HTTP/1.1, h2c, HTTP/3), through one
+// gateway with a route per back: GET, 10 MiB up and down with hashes,
+// trailers both ways (chunked on HTTP/1.1, trailing HEADERS on HTTP/2 and
+// HTTP/3), and a streamed response whose first chunk reaches the client
+// while the origin still holds the last. Real clients and servers on both
+// sides: net/http, x/net/http2 (net/http's h2c), quic-go's http3.
+func TestProtocolMatrix(t *testing.T) {
+	ca := newTestCA(t, "matrix")
+	backs := []string{"h1", "h2c", "h3"}
+	wantProto := map[string]string{"h1": "HTTP/1.1", "h2c": "HTTP/2.0", "h3": "HTTP/3.0"}
+	origins := map[string]*protoOrigin{}
+	var clusters, routes strings.Builder
+	for _, b := range backs {
+		o := startProtoOrigin(t, b, ca)
+		origins[b] = o
+		fmt.Fprintf(&routes, "[[listeners.routes]]\nheaders = { \"x-back\" = %q }\ncluster = %q\n", b, "b_"+b)
+		switch b {
+		case "h3":
+			clusters.WriteString(h3ClusterTable("b_h3", ca, "", o.addr))
+		case "h2c":
+			fmt.Fprintf(&clusters, "[[clusters]]\nname = \"b_h2c\"\nprotocol = \"h2c\"\nendpoints = [ { address = %q } ]\n", o.addr)
+		default:
+			fmt.Fprintf(&clusters, "[[clusters]]\nname = \"b_h1\"\nendpoints = [ { address = %q } ]\n", o.addr)
+		}
+	}
+	cert, key, _ := ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
+	gw, h3addr, admin := freeAddr(t), freeUDPAddr(t), freeAddr(t)
+	startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+max_connections_per_ip = 0
+[listeners.timeouts]
+body_min_rate = 0
+%s
+[[listeners]]
+name = "h3"
+listen = %q
+protocol = "h3"
+[listeners.timeouts]
+body_min_rate = 0
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+%s
+%s
+`, admin, gw, routes.String(), h3addr, cert, key, routes.String(), clusters.String()), admin)
+	waitReady(t, admin)
+
+	h3c, h3tr := h3Client(ca)
+	defer func() { _ = h3tr.Close() }()
+	h3c.Timeout = 60 * time.Second
+	fronts := []struct {
+		name, base string
+		rt         http.RoundTripper
+	}{
+		{"h1", "http://" + gw, &http.Transport{MaxIdleConnsPerHost: 16}},
+		{"h2", "http://" + gw, h2Client(nil).Transport},
+		{"h3", "https://" + h3addr, h3tr},
+	}
+	var cell atomic.Int64
+	for _, f := range fronts {
+		for _, b := range backs {
+			t.Run(f.name+"→"+b, func(t *testing.T) {
+				c := &http.Client{Timeout: 60 * time.Second, Transport: &backHeader{back: b, rt: f.rt}}
+				resp, err := c.Get(f.base + "/echo?cell=" + f.name + b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "GET /echo?cell="+f.name+b+" 0 ") ||
+					!strings.HasSuffix(string(body), "proto="+wantProto[b]) {
+					t.Fatalf("GET: %d %q", resp.StatusCode, body)
+				}
+				if want := map[string]int{"h1": 1, "h2": 2, "h3": 3}[f.name]; resp.ProtoMajor != want {
+					t.Errorf("the client spoke %s, want major %d", resp.Proto, want)
+				}
+				checkUpDown(t, c, f.base, 10<<20)
+				checkTrailers(t, c, f.base)
+				checkStreamed(t, c, f.base, fmt.Sprintf("cell%d", cell.Add(1)))
+			})
+		}
+	}
+	for _, b := range backs {
+		if n := origins[b].requests.Load(); n < 3*6 {
+			t.Errorf("origin %s served %d requests, want at least %d", b, n, 3*6)
+		}
+	}
+}
+
+// brokenH3Origin is an HTTP/3 origin written frame by frame, which breaks
+// the protocol in the way each path names; other paths get "ok <path>".
+// conns counts its QUIC connections.
+func brokenH3Origin(t *testing.T, ca *testCA) (addr string, conns *atomic.Int64) {
+	t.Helper()
+	conns = new(atomic.Int64)
+	cert := ca.pair(t, "broken", "origin.test", leafOpts{dns: []string{"origin.test"}})
+	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h3"}, MinVersion: tls.VersionTLS13}, &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			qc, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				ctrl, err := qc.OpenUniStream()
+				if err != nil {
+					return
+				}
+				_, _ = ctrl.Write(h3codec.AppendSettings(quicvarint.Append(nil, h3codec.StreamControl), h3codec.Settings{}))
+				go func() {
+					for {
+						us, err := qc.AcceptUniStream(context.Background())
+						if err != nil {
+							return
+						}
+						go func() { _, _ = io.Copy(io.Discard, us) }()
+					}
+				}()
+				for {
+					st, err := qc.AcceptStream(context.Background())
+					if err != nil {
+						return
+					}
+					go serveBroken(st)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), conns
+}
+
+func serveBroken(st *quic.Stream) {
+	br := bufio.NewReader(st)
+	typ, err := quicvarint.Read(br)
+	n, err2 := quicvarint.Read(br)
+	if err != nil || err2 != nil || h3codec.FrameType(typ) != h3codec.FrameHeaders || n > 1<<16 {
+		st.CancelWrite(0x101)
+		return
+	}
+	block := make([]byte, n)
+	if _, err := io.ReadFull(br, block); err != nil {
+		return
+	}
+	path := ""
+	next := qpack.NewDecoder().Decode(block)
+	for {
+		f, err := next()
+		if err != nil {
+			break
+		}
+		if f.Name == ":path" {
+			path = f.Value
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, br) }()
+	head := func(status int, kv ...string) []byte {
+		var fs []msg.Field
+		for i := 0; i+1 < len(kv); i += 2 {
+			fs = append(fs, msg.Field{Name: []byte(kv[i]), Value: []byte(kv[i+1])})
+		}
+		return h3codec.AppendHeaders(nil, status, fs)
+	}
+	raw := func(kv ...string) []byte {
+		var buf bytes.Buffer
+		enc := qpack.NewEncoder(&buf)
+		for i := 0; i+1 < len(kv); i += 2 {
+			_ = enc.WriteField(qpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return append(h3codec.AppendFrameHeader(nil, h3codec.FrameHeaders, uint64(buf.Len())), buf.Bytes()...)
+	}
+	var out []byte
+	switch path {
+	case "/extra-data": // DATA past the Content-Length
+		out = h3codec.AppendData(h3codec.AppendData(head(200, "content-length", "5"), []byte("hello")), []byte("EXTRA"))
+	case "/after-trailers": // DATA after the trailers
+		out = h3codec.AppendData(head(200), []byte("body"))
+		out = append(out, head(0, "x-t", "1")...)
+		out = h3codec.AppendData(out, []byte("more"))
+	case "/early-close": // the stream ends 90 bytes short
+		out = h3codec.AppendData(head(200, "content-length", "100"), bytes.Repeat([]byte("x"), 10))
+	case "/huge-head": // a 1 MiB HEADERS frame
+		out = raw(":status", "200", "x-big", strings.Repeat("b", 1<<20))
+	case "/uppercase":
+		out = raw(":status", "200", "X-Bad", "1")
+	case "/connection-field":
+		out = raw(":status", "200", "connection", "close")
+	case "/no-status":
+		out = raw("x-a", "1")
+	case "/data-first":
+		out = h3codec.AppendData(nil, []byte("data"))
+	case "/no-head": // the stream ends without a response
+	case "/reset-mid-body":
+		_, _ = st.Write(h3codec.AppendData(head(200, "content-length", "100"), []byte("half")))
+		time.Sleep(50 * time.Millisecond)
+		st.CancelWrite(0x102)
+		return
+	default:
+		body := "ok " + path
+		out = h3codec.AppendData(head(200, "content-length", strconv.Itoa(len(body))), []byte(body))
+	}
+	_, _ = st.Write(out)
+	_ = st.Close()
+}
+
+// TestH3UpstreamBroken: an HTTP/3 endpoint that breaks the protocol on
+// some streams (DATA past Content-Length or after trailers, an early end,
+// a huge, malformed or missing head, DATA first, a reset mid-body) fails
+// only those requests: every good request beside them, on the same QUIC
+// connection, gets its own response, and the connection survives.
+func TestH3UpstreamBroken(t *testing.T) {
+	ca := newTestCA(t, "broken")
+	addr, conns := brokenH3Origin(t, ca)
+	gw, admin := h3UpGateway(t, h3ClusterTable("app", ca, "", addr)+h3ClusterTable("dead", ca, "", addr))
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	base := "http://" + gw
+	// Warm up: one QUIC connection per loop.
+	for i := range 4 {
+		if code, body := h1Get(t, c, fmt.Sprintf("%s/warm%d", base, i)); code != 200 || body != fmt.Sprintf("ok /warm%d", i) {
+			t.Fatalf("warm-up: %d %q", code, body)
+		}
+	}
+	before := conns.Load()
+	broken := map[string]string{
+		// path → what the client must see: a status, or "cut" (the
+		// response started and was cut: a transport error or a short body).
+		"/extra-data":       "cut-or-5",
+		"/after-trailers":   "any",
+		"/early-close":      "cut",
+		"/huge-head":        "502",
+		"/uppercase":        "502",
+		"/connection-field": "502",
+		"/no-status":        "502",
+		"/data-first":       "502",
+		"/no-head":          "502",
+		"/reset-mid-body":   "cut",
+	}
+	var wg sync.WaitGroup
+	var good atomic.Int64
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := fmt.Sprintf("ok /good/%d", i)
+			if code, body := h1Get(t, c, fmt.Sprintf("%s/good/%d", base, i)); code == 200 && body == want {
+				good.Add(1)
+			} else {
+				t.Errorf("good request %d: %d %q", i, code, body)
+			}
+		}()
+	}
+	for path, want := range broken {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get(base + path)
+			if err != nil {
+				if want != "cut" && want != "cut-or-5" && want != "any" {
+					t.Errorf("%s: %v, want %s", path, err, want)
+				}
+				return
+			}
+			b, rerr := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			switch want {
+			case "502":
+				if resp.StatusCode != 502 {
+					t.Errorf("%s: %d %q, want 502", path, resp.StatusCode, b)
+				}
+			case "cut":
+				if rerr == nil && int64(len(b)) == resp.ContentLength {
+					t.Errorf("%s: a whole response %d %q, want it cut", path, resp.StatusCode, b)
+				}
+			case "cut-or-5":
+				if rerr == nil && string(b) != "hello" {
+					t.Errorf("%s: %q, want the 5 declared bytes or a cut", path, b)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if good.Load() != 60 {
+		t.Errorf("%d of 60 good requests beside the broken ones succeeded", good.Load())
+	}
+	if n := conns.Load() - before; n > 2 {
+		t.Errorf("the broken streams cost %d new QUIC connections, want them to fail alone", n)
+	}
+	m := scrape(t, admin)
+	for _, tok := range []string{"h3_field_section_too_large", "h3_uppercase_name", "h3_missing_status", "h3_data_unexpected", "bad_response_body"} {
+		if v := metricValue(m, fmt.Sprintf(`expressgateway_upstream_failures_total{cluster="app",reason=%q}`, tok)); v < 1 {
+			t.Errorf("upstream_failures_total{reason=%q} = %v\n%s", tok, v, grepLines(m, "upstream_failures"))
+		}
 	}
 }
