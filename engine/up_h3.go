@@ -51,6 +51,7 @@ const (
 	h3UpInflightMax = 256 << 10 // response DATA handed to the loop, not yet taken downstream
 	h3UpDrainLow    = 64 << 10  // request backlog below which a waiting downstream may send more
 	h3UpUnknownMax  = 1 << 20   // one unknown frame on a request stream
+	h3UpMaxInterim  = 16        // 1xx responses before the final one
 )
 
 // h3Upstream is one QUIC connection to an endpoint, carrying the streams
@@ -83,6 +84,7 @@ type h3UpStream struct {
 	pending   int    // bytes in out and being written
 	fin       bool   // the request ends after out
 	wantDrain bool   // the loop waits for the backlog to drop
+	stopped   bool   // the send side is reset (by us, or the endpoint's STOP_SENDING): output is dropped
 	wake      chan struct{}
 
 	// Shared with the reader goroutine.
@@ -341,8 +343,20 @@ func (hu *h3Upstream) open(lg *leg) {
 			lp.h3For(hu.cluster, hu.ep, lg.l.upConnect).attach(lg)
 			return
 		}
+		// The connection is gone (the endpoint closed it idle, or it
+		// broke) and its close has not reached the loop yet: nothing was
+		// sent, so the request goes once on a fresh connection, like the
+		// HTTP/1.1 keep-alive race.
+		hu.state = upClosed
+		hu.forget()
 		lg.h3u = nil
-		lg.failed("reset", 502, false)
+		if lg.staleRetried {
+			lg.failed("reset", 502, false)
+			return
+		}
+		lg.staleRetried = true
+		lp.e.m.UpstreamFailure(hu.cluster.Name, "stale_keepalive").Inc()
+		lp.h3For(hu.cluster, hu.ep, lg.l.upConnect).attach(lg)
 		return
 	}
 	us := &h3UpStream{hu: hu, st: st, id: uint64(st.StreamID()), lg: lg, wake: make(chan struct{}, 1),
@@ -388,6 +402,10 @@ func (hu *h3Upstream) open(lg *leg) {
 // emit queues encoded frames for the writer (loop).
 func (us *h3UpStream) emit(b []byte, fin bool) {
 	us.mu.Lock()
+	if us.stopped {
+		us.mu.Unlock()
+		return
+	}
 	us.out = append(us.out, b...)
 	us.pending += len(b)
 	if fin {
@@ -434,25 +452,40 @@ func (lg *leg) sendBodyH3(data []byte, end bool, trailers []msg.Field) {
 	}
 }
 
-// writeLoop is the stream's writer goroutine.
+// writeLoop is the stream's writer goroutine. Once the leg let go of
+// the stream (gone) it still writes what was queued with the request's
+// end, then closes; release and cancel reset a send side that was not
+// complete.
 func (us *h3UpStream) writeLoop() {
 	var buf []byte
+	gone := us.gone
+	wait := true
 	for {
-		select {
-		case <-us.wake:
-		case <-us.gone:
-			return
+		if wait {
+			select {
+			case <-us.wake:
+			case <-gone:
+				gone = nil
+			}
 		}
+		wait = true
 		us.mu.Lock()
 		buf, us.out = us.out, buf[:0]
-		fin := us.fin
+		fin, stopped := us.fin, us.stopped
 		us.mu.Unlock()
+		if stopped {
+			return
+		}
 		if len(buf) > 0 {
 			if _, err := us.st.Write(buf); err != nil {
 				// STOP_SENDING from the endpoint (it answers without the
-				// rest of the body) or the stream's end: the reader sees
-				// what became of the response.
-				us.hu.lp.exec("h3 upstream", us.onWriteStopped)
+				// rest of the body) or the stream's reset: what the
+				// client still sends is dropped, and the reader sees what
+				// became of the response.
+				us.mu.Lock()
+				us.stopped, us.out, us.pending = true, nil, 0
+				us.mu.Unlock()
+				us.hu.lp.exec("h3 upstream", us.onDrained)
 				return
 			}
 			us.mu.Lock()
@@ -468,23 +501,31 @@ func (us *h3UpStream) writeLoop() {
 				us.hu.lp.exec("h3 upstream", us.onDrained)
 			}
 			if more {
-				select {
-				case us.wake <- struct{}{}:
-				default:
-				}
+				wait = false
 				continue
 			}
 		}
 		if fin {
-			us.mu.Lock()
-			rest := len(us.out) > 0
-			us.mu.Unlock()
-			if rest {
-				continue
-			}
 			_ = us.st.Close()
 			return
 		}
+		if gone == nil {
+			return // let go of before the request's end: the send side was reset
+		}
+	}
+}
+
+// stopWrite resets the send side unless the whole request is written or
+// queued with its end (loop).
+func (us *h3UpStream) stopWrite(code h3.ErrCode, always bool) {
+	us.mu.Lock()
+	complete := us.fin && us.pending == 0
+	if always || !complete {
+		us.stopped, us.out, us.pending = true, nil, 0
+	}
+	us.mu.Unlock()
+	if always || !complete {
+		us.st.CancelWrite(quic.StreamErrorCode(code))
 	}
 }
 
@@ -494,16 +535,6 @@ func (us *h3UpStream) onDrained() {
 	if lg := us.lg; lg != nil && lg.h3s == us {
 		lg.ds.bodyDrained(lg)
 	}
-}
-
-// onWriteStopped: the endpoint stopped reading the request. What the
-// client still sends is dropped (sendBodyH3 keeps queueing, the writer is
-// gone: the backlog is emptied so that the downstream is not held).
-func (us *h3UpStream) onWriteStopped() {
-	us.mu.Lock()
-	us.out, us.pending = nil, 0
-	us.mu.Unlock()
-	us.onDrained()
 }
 
 // h3UpHead is a decoded response head handed to the loop.
@@ -530,6 +561,7 @@ func (us *h3UpStream) readLoop() {
 		}
 		lp.exec("h3 upstream", func() { us.onReset(0) })
 	}
+	interim := 0        // 1xx heads so far
 	final := false      // the final response head arrived
 	trailers := false   // ... and its trailers
 	var total int64 = 0 // DATA bytes of the final response
@@ -594,6 +626,9 @@ func (us *h3UpStream) readLoop() {
 			if h.resp.Status >= 200 {
 				final = true
 				contentLength = h.resp.ContentLength
+			} else if interim++; interim > h3UpMaxInterim {
+				fail(h3.ErrCodeExcessiveLoad, "h3_too_many_interim")
+				return
 			}
 			lp.exec("h3 upstream", func() { us.onHead(h) })
 		case h3.FrameData:
@@ -809,9 +844,9 @@ func (hu *h3Upstream) release(lg *leg) {
 		lg.h3u = nil
 		return
 	}
-	if !lg.reqBodyDone {
-		us.st.CancelWrite(quic.StreamErrorCode(h3.ErrCodeRequestCancelled))
-	}
+	// A response that came before the whole request went out: the rest is
+	// not needed (a request written in full closes normally).
+	us.stopWrite(h3.ErrCodeRequestCancelled, false)
 	if !us.readDone {
 		us.st.CancelRead(quic.StreamErrorCode(h3.ErrCodeNo))
 	}
@@ -833,7 +868,7 @@ func (hu *h3Upstream) cancel(lg *leg) {
 	}
 	if !us.dead {
 		us.dead = true
-		us.st.CancelWrite(quic.StreamErrorCode(h3.ErrCodeRequestCancelled))
+		us.stopWrite(h3.ErrCodeRequestCancelled, true)
 		us.st.CancelRead(quic.StreamErrorCode(h3.ErrCodeRequestCancelled))
 		hu.lp.e.m.H3UpReset("sent", h3.ErrCodeRequestCancelled.String()).Inc()
 	}

@@ -37,8 +37,9 @@ import (
 // requests it served, conns the connections it accepted.
 type protoOrigin struct {
 	addr     string
-	requests atomic.Int64
-	conns    atomic.Int64
+	requests  atomic.Int64
+	conns     atomic.Int64
+	cancelled atomic.Int64 // /stream requests whose client went away
 }
 
 // streamGates hold /stream responses between their first and last chunk
@@ -80,6 +81,7 @@ func (o *protoOrigin) handler() http.Handler {
 			case <-streamGate(r.URL.Query().Get("gate")):
 			case <-time.After(15 * time.Second):
 			case <-r.Context().Done():
+				o.cancelled.Add(1)
 				return
 			}
 			_, _ = io.WriteString(w, "last")
@@ -276,6 +278,57 @@ func TestH3Upstream(t *testing.T) {
 			if code != 200 || !strings.HasPrefix(body, fmt.Sprintf("GET /echo?i=%d ", i)) {
 				t.Fatalf("request %d: %d %q", i, code, body)
 			}
+		}
+	})
+	t.Run("slow client", func(t *testing.T) {
+		// 16 MiB read at 8 MiB/s: the endpoint's stream credit is held
+		// while the client is behind, and every byte arrives.
+		const size = 16 << 20
+		resp, err := c.Get(fmt.Sprintf("%s/download?n=%d", base, size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		n, err := slowCopy(h, resp.Body, 8<<20)
+		_ = resp.Body.Close()
+		ref := sha256.New()
+		_, _ = io.Copy(io.Discard, &patternReader{n: size, h: ref})
+		if err != nil || n != size || !bytes.Equal(h.Sum(nil), ref.Sum(nil)) {
+			t.Fatalf("slow download: %d bytes, %v", n, err)
+		}
+		if v := metricValue(scrape(t, admin), "expressgateway_upstream_http3_flow_stalls_total"); v < 1 {
+			t.Errorf("upstream_http3_flow_stalls_total %v: the slow client never held the endpoint back", v)
+		}
+	})
+	t.Run("client goes away", func(t *testing.T) {
+		// The client closes its connection mid-response: the stream to
+		// the origin is reset (H3_REQUEST_CANCELLED) and its handler's
+		// context ends.
+		nc, err := net.Dial("tcp", gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(nc, "GET /stream?gate=never HTTP/1.1\r\nHost: a.test\r\n\r\n")
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4096)
+		got := ""
+		for !strings.Contains(got, "first;") {
+			n, err := nc.Read(buf)
+			if err != nil {
+				t.Fatalf("read: %q %v", got, err)
+			}
+			got += string(buf[:n])
+		}
+		_ = nc.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for o.cancelled.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if o.cancelled.Load() == 0 {
+			t.Fatal("the origin's handler never saw the cancellation")
+		}
+		if v := metricValue(scrape(t, admin), `expressgateway_upstream_http3_stream_resets_total{direction="sent",code="H3_REQUEST_CANCELLED"}`); v < 1 {
+			t.Errorf("resets sent: %v", v)
 		}
 	})
 	t.Run("the endpoint's stream limit", func(t *testing.T) {
