@@ -36,7 +36,7 @@ import (
 // protoOrigin is a test origin of one protocol: requests counts the
 // requests it served, conns the connections it accepted.
 type protoOrigin struct {
-	addr     string
+	addr      string
 	requests  atomic.Int64
 	conns     atomic.Int64
 	cancelled atomic.Int64 // /stream requests whose client went away
