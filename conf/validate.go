@@ -624,7 +624,7 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	v.clusterTLS(path, c)
 	v.oneOf(path+".proxy_protocol", c.ProxyProtocol, "", "v1", "v2")
 	if c.ProxyProtocol != "" && c.Protocol != "http1" {
-		v.addf(path+".proxy_protocol", "needs protocol = \"http1\": a multiplexed HTTP/2 connection carries many clients, and a PROXY header names one")
+		v.addf(path+".proxy_protocol", "needs protocol = \"http1\": a multiplexed HTTP/2 or HTTP/3 connection carries many clients, and a PROXY header names one")
 	}
 	if _, _, err := ParseHashKey(c.HashKey); err != nil {
 		v.addf(path+".hash_key", "%v", err)
