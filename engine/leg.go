@@ -793,7 +793,8 @@ func (lg *leg) canRetry(reason string, status int) bool {
 		return false
 	}
 	connectFailed := reason == "connect_failed" || reason == "connect_timeout"
-	if lg.x.Req.Body != msg.BodyNone && !connectFailed {
+	r := lg.x.Req
+	if r.Body != msg.BodyNone && !(r.Body == msg.BodyLength && r.ContentLength == 0) && !connectFailed {
 		// A body can go again only when none of it left: after a connect
 		// failure it is still whole where the session keeps it (the
 		// client's inbound buffer, the stream's held DATA).

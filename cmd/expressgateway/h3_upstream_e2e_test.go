@@ -40,6 +40,7 @@ type protoOrigin struct {
 	requests  atomic.Int64
 	conns     atomic.Int64
 	cancelled atomic.Int64 // /stream requests whose client went away
+	probes    atomic.Int64 // health-check requests
 }
 
 // streamGates hold /stream responses between their first and last chunk
@@ -63,6 +64,9 @@ func streamGate(name string) chan struct{} {
 func (o *protoOrigin) handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.requests.Add(1)
+		if r.Header.Get("User-Agent") == "expressgateway-health-check" {
+			o.probes.Add(1)
+		}
 		switch r.URL.Path {
 		case "/download":
 			n, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
@@ -622,7 +626,7 @@ func brokenH3Origin(t *testing.T, ca *testCA) (addr string, conns *atomic.Int64)
 					if err != nil {
 						return
 					}
-					go serveBroken(st)
+					go serveBroken(st, ctrl)
 				}
 			}()
 		}
@@ -630,7 +634,10 @@ func brokenH3Origin(t *testing.T, ca *testCA) (addr string, conns *atomic.Int64)
 	return ln.Addr().String(), conns
 }
 
-func serveBroken(st *quic.Stream) {
+// goneAway is the paths the broken origin answered with GOAWAY once.
+var goneAway sync.Map
+
+func serveBroken(st *quic.Stream, ctrl *quic.SendStream) {
 	br := bufio.NewReader(st)
 	typ, err := quicvarint.Read(br)
 	n, err2 := quicvarint.Read(br)
@@ -690,6 +697,14 @@ func serveBroken(st *quic.Stream) {
 	case "/data-first":
 		out = h3codec.AppendData(nil, []byte("data"))
 	case "/no-head": // the stream ends without a response
+	case "/goaway-once": // GOAWAY naming this stream unprocessed, the first time
+		if _, seen := goneAway.LoadOrStore(path, true); !seen {
+			_, _ = ctrl.Write(h3codec.AppendGoAway(nil, uint64(st.StreamID())))
+			time.Sleep(time.Second)
+			st.CancelWrite(0x10b)
+			return
+		}
+		out = h3codec.AppendData(head(200), []byte("ok after goaway"))
 	case "/reset-mid-body":
 		_, _ = st.Write(h3codec.AppendData(head(200, "content-length", "100"), []byte("half")))
 		time.Sleep(50 * time.Millisecond)
@@ -790,5 +805,67 @@ func TestH3UpstreamBroken(t *testing.T) {
 		if v := metricValue(m, fmt.Sprintf(`expressgateway_upstream_failures_total{cluster="app",reason=%q}`, tok)); v < 1 {
 			t.Errorf("upstream_failures_total{reason=%q} = %v\n%s", tok, v, grepLines(m, "upstream_failures"))
 		}
+	}
+}
+
+// TestH3UpstreamGoAway: an endpoint that sends GOAWAY naming a request's
+// stream unprocessed: the request goes again on a new connection (a POST
+// too: it was never processed) and succeeds.
+func TestH3UpstreamGoAway(t *testing.T) {
+	ca := newTestCA(t, "broken")
+	addr, conns := brokenH3Origin(t, ca)
+	gw, admin := h3UpGateway(t, h3ClusterTable("app", ca, "", addr)+h3ClusterTable("dead", ca, "", addr))
+	c := &http.Client{Timeout: 20 * time.Second}
+	resp, err := c.Post("http://"+gw+"/goaway-once", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "ok after goaway" {
+		t.Fatalf("%d %q", resp.StatusCode, b)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("the origin saw %d connections, want 2 (the second after GOAWAY)", n)
+	}
+	m := scrape(t, admin)
+	if v := metricValue(m, "expressgateway_upstream_http3_goaway_total"); v != 1 {
+		t.Errorf("upstream_http3_goaway_total %v", v)
+	}
+	if v := metricValue(m, `expressgateway_upstream_failures_total{cluster="app",reason="goaway_unprocessed"}`); v != 1 {
+		t.Errorf("goaway_unprocessed %v", v)
+	}
+}
+
+// TestH3UpstreamHealthCheck: active http health checks of an h3 cluster
+// go over HTTP/3: the live endpoint is probed and stays in, the dead one
+// (nothing on its UDP port) is taken out before any request is sent.
+func TestH3UpstreamHealthCheck(t *testing.T) {
+	ca := newTestCA(t, "origin")
+	o := startProtoOrigin(t, "h3", ca)
+	dead := freeUDPAddr(t)
+	hc := `[clusters.health_check]
+path = "/healthz"
+interval = "200ms"
+timeout = "150ms"
+healthy_threshold = 1
+unhealthy_threshold = 1
+`
+	_, admin := h3UpGateway(t, h3ClusterTable("app", ca, hc, o.addr, dead)+h3ClusterTable("dead", ca, "", dead))
+	healthy := func(addr string) float64 {
+		return metricValue(scrape(t, admin), fmt.Sprintf(`expressgateway_lb_endpoint_healthy{cluster="app",endpoint=%q}`, addr))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for (healthy(dead) != 0 || o.probes.Load() < 2) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v := healthy(dead); v != 0 {
+		t.Errorf("the dead endpoint's health %v, want 0", v)
+	}
+	if v := healthy(o.addr); v != 1 {
+		t.Errorf("the live endpoint's health %v, want 1", v)
+	}
+	if n := o.probes.Load(); n < 2 {
+		t.Errorf("the live endpoint got %d HTTP/3 probes", n)
 	}
 }
