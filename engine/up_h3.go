@@ -578,7 +578,7 @@ func (us *h3UpStream) readLoop() {
 				return
 			}
 			if !trailers {
-				lp.exec("h3 upstream", func() { us.onEnd(nil) })
+				lp.exec("h3 upstream", func() { us.onEnd(nil, true) })
 			}
 			return
 		}
@@ -618,7 +618,7 @@ func (us *h3UpStream) readLoop() {
 			if final {
 				trailers = true
 				fs := h.resp.Fields
-				lp.exec("h3 upstream", func() { us.onEnd(fs) })
+				lp.exec("h3 upstream", func() { us.onEnd(fs, false) })
 				// The stream must end here: anything else is the
 				// endpoint's error, seen at the next frame.
 				continue
@@ -763,9 +763,13 @@ func (us *h3UpStream) onData(b []byte) {
 	}
 }
 
-// onEnd: the response ended (with trailers, or at the stream's FIN).
-func (us *h3UpStream) onEnd(trailers []msg.Field) {
-	us.readDone = true
+// onEnd: the response ended, with trailers or at the stream's FIN (eof).
+// After trailers the FIN is still to come: release stops the reading
+// rather than wait for an endpoint that may never send it.
+func (us *h3UpStream) onEnd(trailers []msg.Field, eof bool) {
+	if eof {
+		us.readDone = true
+	}
 	lg := us.leg()
 	if lg == nil || !lg.respHead {
 		return

@@ -736,6 +736,7 @@ func TestH3UpstreamBroken(t *testing.T) {
 		}
 	}
 	before := conns.Load()
+	baseline := goroutines(t, admin)
 	broken := map[string]string{
 		// path → what the client must see: a status, or "cut" (the
 		// response started and was cut: a transport error or a short body).
@@ -797,7 +798,22 @@ func TestH3UpstreamBroken(t *testing.T) {
 	if good.Load() != 60 {
 		t.Errorf("%d of 60 good requests beside the broken ones succeeded", good.Load())
 	}
-	if n := conns.Load() - before; n > 2 {
+	// Every stream's reader and writer goroutines end, broken or not
+	// (a QUIC connection opened meanwhile brings about five of its own).
+	allowed := baseline + 6*int(conns.Load()-before) + 2
+	deadline := time.Now().Add(5 * time.Second)
+	g := goroutines(t, admin)
+	for g > allowed && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		g = goroutines(t, admin)
+	}
+	if g > allowed {
+		resp, _ := http.Get("http://" + admin + "/debug/pprof/goroutine?debug=1")
+		dump, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		t.Errorf("%d goroutines after the requests, %d before: streams leaked\n%s", g, baseline, dump)
+	}
+	if n := conns.Load() - before; n > 1 {
 		t.Errorf("the broken streams cost %d new QUIC connections, want them to fail alone", n)
 	}
 	m := scrape(t, admin)
