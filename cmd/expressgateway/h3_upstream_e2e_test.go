@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ type protoOrigin struct {
 	conns     atomic.Int64
 	cancelled atomic.Int64 // /stream requests whose client went away
 	probes    atomic.Int64 // health-check requests
+	closed    atomic.Int64 // connections ended (h3 only)
 }
 
 // streamGates hold /stream responses between their first and last chunk
@@ -128,8 +130,12 @@ func startProtoOriginQUIC(t *testing.T, proto string, ca *testCA, qcfg *quic.Con
 			Handler:    o.handler(),
 			QUICConfig: qcfg,
 			TLSConfig:  http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
-			ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
+			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 				o.conns.Add(1)
+				go func() {
+					<-c.Context().Done()
+					o.closed.Add(1)
+				}()
 				return ctx
 			},
 		}
@@ -883,5 +889,60 @@ unhealthy_threshold = 1
 	}
 	if n := o.probes.Load(); n < 2 {
 		t.Errorf("the live endpoint got %d HTTP/3 probes", n)
+	}
+}
+
+// TestH3UpstreamReload: a reload that replaces a cluster's endpoint closes
+// the pooled QUIC connections to the one removed; requests go to the new
+// one.
+func TestH3UpstreamReload(t *testing.T) {
+	ca := newTestCA(t, "origin")
+	a, b := startProtoOrigin(t, "h3", ca), startProtoOrigin(t, "h3", ca)
+	gw, admin := freeAddr(t), freeAddr(t)
+	text := func(ep string) string {
+		return fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+[[listeners.routes]]
+cluster = "app"
+%s`, admin, gw, h3ClusterTable("app", ca, "", ep))
+	}
+	g := startFromFile(t, gatewayBinary(t), text(a.addr), gw, admin)
+	c := &http.Client{Timeout: 10 * time.Second}
+	for i := range 4 {
+		if code, _ := h1Get(t, c, fmt.Sprintf("http://%s/echo?i=%d", gw, i)); code != 200 {
+			t.Fatalf("before the reload: %d", code)
+		}
+	}
+	if a.conns.Load() == 0 || a.closed.Load() != 0 {
+		t.Fatalf("before the reload: %d connections to a, %d closed", a.conns.Load(), a.closed.Load())
+	}
+	g.write(t, text(b.addr))
+	g.signal(t, syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for generation(admin) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for a.closed.Load() < a.conns.Load() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a.closed.Load() != a.conns.Load() {
+		t.Errorf("%d of %d connections to the removed endpoint closed", a.closed.Load(), a.conns.Load())
+	}
+	before := a.requests.Load()
+	for i := range 4 {
+		if code, _ := h1Get(t, c, fmt.Sprintf("http://%s/echo?i=%d", gw, i)); code != 200 {
+			t.Fatalf("after the reload: %d", code)
+		}
+	}
+	if a.requests.Load() != before || b.requests.Load() < 4 {
+		t.Errorf("after the reload: a served %d more, b %d", a.requests.Load()-before, b.requests.Load())
 	}
 }
