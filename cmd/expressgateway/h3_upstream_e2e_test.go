@@ -119,6 +119,13 @@ func startProtoOrigin(t *testing.T, proto string, ca *testCA) *protoOrigin {
 // startProtoOriginQUIC is startProtoOrigin with the h3 origin's QUIC config.
 func startProtoOriginQUIC(t *testing.T, proto string, ca *testCA, qcfg *quic.Config) *protoOrigin {
 	t.Helper()
+	return startH3OriginTLS(t, proto, ca, qcfg, nil)
+}
+
+// startH3OriginTLS is startProtoOriginQUIC whose h3 origin asks for a
+// client certificate from clientCA (nil: none).
+func startH3OriginTLS(t *testing.T, proto string, ca *testCA, qcfg *quic.Config, clientCA *testCA) *protoOrigin {
+	t.Helper()
 	o := &protoOrigin{}
 	if proto == "h3" {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -126,10 +133,14 @@ func startProtoOriginQUIC(t *testing.T, proto string, ca *testCA, qcfg *quic.Con
 			t.Fatal(err)
 		}
 		cert := ca.pair(t, "origin", "origin.test", leafOpts{dns: []string{"origin.test"}})
+		tcfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+		if clientCA != nil {
+			tcfg.ClientAuth, tcfg.ClientCAs = tls.RequireAndVerifyClientCert, clientCA.pool
+		}
 		srv := &http3.Server{
 			Handler:    o.handler(),
 			QUICConfig: qcfg,
-			TLSConfig:  http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+			TLSConfig:  http3.ConfigureTLSConfig(tcfg),
 			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 				o.conns.Add(1)
 				go func() {
@@ -944,5 +955,51 @@ cluster = "app"
 	}
 	if a.requests.Load() != before || b.requests.Load() < 4 {
 		t.Errorf("after the reload: a served %d more, b %d", a.requests.Load()-before, b.requests.Load())
+	}
+}
+
+// TestH3UpstreamTLS: the cluster's tls table applies to QUIC: a client
+// certificate for an origin that requires one (mTLS), and a wrong
+// server_name, an unknown CA or a missing client certificate refused by
+// the handshake (502, counted by reason).
+func TestH3UpstreamTLS(t *testing.T) {
+	ca, clientCA := newTestCA(t, "origin"), newTestCA(t, "clients")
+	o := startH3OriginTLS(t, "h3", ca, nil, clientCA)
+	cert, key, _ := clientCA.issue(t, "gw", "gateway", leafOpts{client: true})
+	other := newTestCA(t, "other")
+	clusters := fmt.Sprintf(`
+[[clusters]]
+name = "app"
+protocol = "h3"
+endpoints = [ { address = %q } ]
+tls = { enabled = true, ca_file = %q, server_name = "origin.test", cert_file = %q, key_file = %q }
+[[clusters]]
+name = "dead"
+protocol = "h3"
+endpoints = [ { address = %q } ]
+tls = { enabled = true, ca_file = %q, server_name = "wrong.test", cert_file = %q, key_file = %q }
+`, o.addr, ca.file, cert, key, o.addr, ca.file, cert, key)
+	gw, admin := h3UpGateway(t, clusters)
+	c := &http.Client{Timeout: 10 * time.Second}
+	if code, body := h1Get(t, c, "http://"+gw+"/echo?mtls"); code != 200 || !strings.HasSuffix(body, "proto=HTTP/3.0") {
+		t.Fatalf("mTLS: %d %q", code, body)
+	}
+	if code, _ := h1Get(t, c, "http://"+gw+"/dead/x"); code != 502 {
+		t.Errorf("wrong server_name: %d, want 502", code)
+	}
+	m := scrape(t, admin)
+	if v := metricValue(m, `expressgateway_upstream_tls_handshakes_total{cluster="dead",result="error",reason="name"}`); v < 1 {
+		t.Errorf("a wrong name not counted:\n%s", grepLines(m, "upstream_tls_handshakes"))
+	}
+	if v := metricValue(m, `expressgateway_upstream_tls_handshakes_total{cluster="app",result="ok"}`); v < 1 {
+		t.Errorf("the mTLS handshake not counted:\n%s", grepLines(m, "upstream_tls_handshakes"))
+	}
+	// Without the client certificate the origin refuses the handshake.
+	gw2, _ := h3UpGateway(t, h3ClusterTable("app", ca, "", o.addr)+h3ClusterTable("dead", other, "", o.addr))
+	if code, _ := h1Get(t, c, "http://"+gw2+"/echo"); code != 502 {
+		t.Errorf("no client certificate: %d, want 502", code)
+	}
+	if code, _ := h1Get(t, c, "http://"+gw2+"/dead/x"); code != 502 {
+		t.Errorf("an unknown CA: %d, want 502", code)
 	}
 }
