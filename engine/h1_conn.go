@@ -321,7 +321,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 	if x.CloseConn || !cc.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
-	if wsRequested(&cc.req) && !x.Cluster.H2 {
+	if wsRequested(&cc.req) && !x.Cluster.H2 && !x.Cluster.H3 {
 		// A WebSocket upgrade: forwarded as one (the only upgrade that
 		// is). Whatever the upstream answers, the connection ends with
 		// this exchange: what the client sends after its request is not

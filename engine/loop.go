@@ -396,6 +396,21 @@ func (lp *loop) failDial(onFail func(reason string), reason string) {
 	}))
 }
 
+// exec runs fn on the loop from another goroutine (the hand-off of
+// quic-go's streams, front and upstream), with the loop's clock, panic
+// containment and output flushing as in a callback; false when the loop
+// is gone.
+func (lp *loop) exec(what string, fn func()) bool {
+	err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		defer lp.e.recoverConn(nil, what)
+		lp.tick()
+		fn()
+		lp.flushOut()
+		return nil
+	}))
+	return err == nil
+}
+
 // tick reads the clock; callbacks and hand-backs call it once on entry.
 func (lp *loop) tick() { lp.clock = time.Now() }
 

@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
 
@@ -140,19 +139,6 @@ func (hu *h3Upstream) attach(lg *leg) {
 	}
 	hu.lp.e.clusters.countReuse(hu.cluster)
 	hu.open(lg)
-}
-
-// exec runs fn on the connection's loop, with the loop's clock and output
-// flushing as in a callback; false when the loop is gone.
-func (lp *loop) exec(what string, fn func()) bool {
-	err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		defer lp.e.recoverConn(nil, what)
-		lp.tick()
-		fn()
-		lp.flushOut()
-		return nil
-	}))
-	return err == nil
 }
 
 // dial connects in a goroutine: the QUIC handshake (TLS 1.3, ALPN h3)
