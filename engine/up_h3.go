@@ -47,10 +47,11 @@ import (
 
 // Bounds of one HTTP/3 upstream stream.
 const (
-	h3UpInflightMax = 256 << 10 // response DATA handed to the loop, not yet taken downstream
-	h3UpDrainLow    = 64 << 10  // request backlog below which a waiting downstream may send more
-	h3UpUnknownMax  = 1 << 20   // one unknown frame on a request stream
-	h3UpMaxInterim  = 16        // 1xx responses before the final one
+	h3UpInflightMax  = 256 << 10 // response DATA handed to the loop, not yet taken downstream
+	h3UpDrainLow     = 64 << 10  // request backlog below which a waiting downstream may send more
+	h3UpUnknownMax   = 1 << 20   // one unknown frame on a request stream
+	h3UpMaxInterim   = 16        // 1xx responses before the final one
+	h3UpStreamWindow = 512 << 10 // QUIC receive window of one stream, at most
 )
 
 // h3Upstream is one QUIC connection to an endpoint, carrying the streams
@@ -150,7 +151,7 @@ func (hu *h3Upstream) dial(timeout time.Duration) {
 	ut := e.clusters.TLS(hu.cluster)
 	addr := hu.ep.Address()
 	go func() {
-		qc, reason := e.dialH3(ut, addr, timeout)
+		qc, reason := e.dialH3(ut, addr, timeout, hu.cluster.MaxStreams)
 		if qc != nil {
 			go hu.serveUni(qc)
 			go func() {
@@ -166,7 +167,7 @@ func (hu *h3Upstream) dial(timeout time.Duration) {
 
 // dialH3 makes one QUIC connection to addr and opens its control stream;
 // on failure it returns the leg's failure token.
-func (e *Engine) dialH3(ut *upstreamTLS, addr string, timeout time.Duration) (*quic.Conn, string) {
+func (e *Engine) dialH3(ut *upstreamTLS, addr string, timeout time.Duration, streams int) (*quic.Conn, string) {
 	if ut == nil {
 		return nil, "tls_handshake" // validation makes tls required; a defensive no
 	}
@@ -183,15 +184,21 @@ func (e *Engine) dialH3(ut *upstreamTLS, addr string, timeout time.Duration) (*q
 		return nil, "connect_failed"
 	}
 	cfg := ut.configFor(addr)
+	// The connection's receive window covers every stream's whole window
+	// from the start: a stream whose client stopped reading holds its own
+	// credit (at most h3UpStreamWindow unread in quic-go, h3UpInflightMax
+	// on the loop), never the credit of the streams beside it. Memory is
+	// bounded by the stream windows, not by this one.
+	connWindow := uint64(max(streams, 8))*h3UpStreamWindow + 1<<20
 	qc, err := tr.Dial(ctx, &net.UDPAddr{IP: ua[0].Unmap().AsSlice(), Port: port}, cfg, &quic.Config{
 		HandshakeIdleTimeout:           timeout,
 		MaxIdleTimeout:                 30 * time.Second,
 		MaxIncomingStreams:             -1, // an endpoint never opens request streams
 		MaxIncomingUniStreams:          16,
-		InitialStreamReceiveWindow:     256 << 10,
-		MaxStreamReceiveWindow:         1 << 20,
-		InitialConnectionReceiveWindow: 1 << 20,
-		MaxConnectionReceiveWindow:     16 << 20,
+		InitialStreamReceiveWindow:     h3UpStreamWindow / 2,
+		MaxStreamReceiveWindow:         h3UpStreamWindow,
+		InitialConnectionReceiveWindow: connWindow,
+		MaxConnectionReceiveWindow:     connWindow,
 		KeepAlivePeriod:                10 * time.Second,
 	})
 	if err != nil {

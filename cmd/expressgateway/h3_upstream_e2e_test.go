@@ -1003,3 +1003,44 @@ tls = { enabled = true, ca_file = %q, server_name = "wrong.test", cert_file = %q
 		t.Errorf("an unknown CA: %d, want 502", code)
 	}
 }
+
+// TestH3UpstreamSlowClientsDoNotStall: clients that stop reading hold
+// their own streams' credit, not the QUIC connection's: a request beside
+// sixteen stalled downloads on the same upstream connections completes.
+func TestH3UpstreamSlowClientsDoNotStall(t *testing.T) {
+	ca := newTestCA(t, "origin")
+	o := startProtoOrigin(t, "h3", ca)
+	gw, _ := h3UpGateway(t, h3ClusterTable("app", ca, "", o.addr)+h3ClusterTable("dead", ca, "", o.addr))
+	var stalled []net.Conn
+	for range 16 {
+		nc, err := net.Dial("tcp", gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, nc)
+		_, _ = fmt.Fprintf(nc, "GET /download?n=%d HTTP/1.1\r\nHost: a.test\r\n\r\n", 32<<20)
+	}
+	defer func() {
+		for _, nc := range stalled {
+			_ = nc.Close()
+		}
+	}()
+	time.Sleep(time.Second) // let the stalled streams fill every buffer on the way
+	c := &http.Client{Timeout: 10 * time.Second}
+	start := time.Now()
+	resp, err := c.Get(fmt.Sprintf("http://%s/download?n=%d", gw, 1<<20))
+	if err != nil {
+		t.Fatalf("a request beside the stalled ones: %v (after %v)", err, time.Since(start))
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || n != 1<<20 {
+		t.Fatalf("%d bytes, %v (after %v)", n, err, time.Since(start))
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the request took %v beside the stalled downloads", d)
+	}
+	if n := o.conns.Load(); n > 4 {
+		t.Logf("origin connections: %d", n)
+	}
+}
