@@ -819,10 +819,18 @@ func (us *h3UpStream) onProtocolError(tok string) {
 }
 
 // detach lets go of the stream: no event of it reaches lg any more; the
-// credit it held goes back and its goroutines stop waiting.
+// credit it held goes back and its goroutines stop waiting. A side of the
+// stream still open is reset (a request not written in full, a response
+// not read to its end), so that the stream ends at both peers and stops
+// counting against the endpoint's MAX_STREAMS.
 func (hu *h3Upstream) detach(us *h3UpStream, lg *leg) {
 	if _, ok := hu.streams[us]; !ok {
 		return
+	}
+	us.stopWrite(h3.ErrCodeRequestCancelled, false)
+	if !us.readDone {
+		us.readDone = true
+		us.st.CancelRead(quic.StreamErrorCode(h3.ErrCodeRequestCancelled))
 	}
 	delete(hu.streams, us)
 	us.lg = nil
@@ -845,6 +853,7 @@ func (hu *h3Upstream) release(lg *leg) {
 	// not needed (a request written in full closes normally).
 	us.stopWrite(h3.ErrCodeRequestCancelled, false)
 	if !us.readDone {
+		us.readDone = true
 		us.st.CancelRead(quic.StreamErrorCode(h3.ErrCodeNo))
 	}
 	hu.detach(us, lg)

@@ -352,6 +352,43 @@ func TestH3Upstream(t *testing.T) {
 			t.Errorf("resets sent: %v", v)
 		}
 	})
+	t.Run("ended streams give their credit back", func(t *testing.T) {
+		// MAX_STREAMS 4: requests one after another, reset by the origin
+		// mid-upload, answered, cancelled by the client, must each give
+		// their stream back, or the connection would run out of them.
+		ca4 := newTestCA(t, "origin")
+		o4 := startProtoOriginQUIC(t, "h3", ca4, &quic.Config{MaxIncomingStreams: 4})
+		gw4, admin4 := h3UpGateway(t, h3ClusterTable("app", ca4, "", o4.addr)+h3ClusterTable("dead", ca4, "", o4.addr))
+		c1 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}}
+		for i := range 12 {
+			req, _ := http.NewRequest("POST", "http://"+gw4+"/reset", &patternReader{n: 256 << 10, h: sha256.New()})
+			req.ContentLength = 256 << 10
+			if resp, err := c1.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != 502 {
+					t.Errorf("POST /reset %d: %d", i, resp.StatusCode)
+				}
+			}
+			if code, _ := h1Get(t, c1, "http://"+gw4+"/echo"); code != 200 {
+				t.Errorf("GET %d: %d", i, code)
+			}
+			nc, err := net.Dial("tcp", gw4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.WriteString(nc, "GET /stream?gate=never HTTP/1.1\r\nHost: a.test\r\n\r\n")
+			_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _ = nc.Read(make([]byte, 512))
+			_ = nc.Close()
+		}
+		if v := metricValue(scrape(t, admin4), "expressgateway_upstream_http3_stream_limit_total"); v > 0 {
+			t.Errorf("stream_limit_total %v: ended streams kept their credit", v)
+		}
+		if n := o4.conns.Load(); n > 2 {
+			t.Errorf("the origin accepted %d connections, want at most 2", n)
+		}
+	})
 	t.Run("the endpoint's stream limit", func(t *testing.T) {
 		ca3 := newTestCA(t, "origin")
 		o3 := startProtoOriginQUIC(t, "h3", ca3, &quic.Config{MaxIncomingStreams: 8})
@@ -722,6 +759,9 @@ func serveBroken(st *quic.Stream, ctrl *quic.SendStream) {
 			return
 		}
 		out = h3codec.AppendData(head(200), []byte("ok after goaway"))
+	case "/reset-send-only": // no response, but the request is read on
+		st.CancelWrite(0x102)
+		return
 	case "/reset-mid-body":
 		_, _ = st.Write(h3codec.AppendData(head(200, "content-length", "100"), []byte("half")))
 		time.Sleep(50 * time.Millisecond)
@@ -833,7 +873,30 @@ func TestH3UpstreamBroken(t *testing.T) {
 	if n := conns.Load() - before; n > 1 {
 		t.Errorf("the broken streams cost %d new QUIC connections, want them to fail alone", n)
 	}
+	// An endpoint that resets only its response side while the request
+	// body is still coming: the gateway resets the request side too, or
+	// the stream would never end at the endpoint and its MAX_STREAMS
+	// (100) would run out after as many requests.
+	h2c := h2Client(nil)
+	for i := range 110 {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest("POST", base+"/reset-send-only", pr)
+		go func() { _, _ = pw.Write(make([]byte, 1024)) }()
+		resp, err := h2c.Do(req)
+		if err != nil {
+			t.Fatalf("POST %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		_ = pw.Close()
+		if resp.StatusCode != 502 {
+			t.Fatalf("POST %d: %d, want 502", i, resp.StatusCode)
+		}
+	}
 	m := scrape(t, admin)
+	if v := metricValue(m, "expressgateway_upstream_http3_stream_limit_total"); v > 0 {
+		t.Errorf("stream_limit_total %v: reset streams were never ended at the endpoint", v)
+	}
 	for _, tok := range []string{"h3_field_section_too_large", "h3_uppercase_name", "h3_missing_status", "h3_data_unexpected", "bad_response_body"} {
 		if v := metricValue(m, fmt.Sprintf(`expressgateway_upstream_failures_total{cluster="app",reason=%q}`, tok)); v < 1 {
 			t.Errorf("upstream_failures_total{reason=%q} = %v\n%s", tok, v, grepLines(m, "upstream_failures"))
