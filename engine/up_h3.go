@@ -394,13 +394,19 @@ func (hu *h3Upstream) open(lg *leg) {
 
 // emit queues encoded frames for the writer (loop).
 func (us *h3UpStream) emit(b []byte, fin bool) {
+	us.emitFrames(func(out []byte) []byte { return append(out, b...) }, fin)
+}
+
+// emitFrames appends frames to the writer's queue in place (loop).
+func (us *h3UpStream) emitFrames(fn func(out []byte) []byte, fin bool) {
 	us.mu.Lock()
 	if us.stopped {
 		us.mu.Unlock()
 		return
 	}
-	us.out = append(us.out, b...)
-	us.pending += len(b)
+	n := len(us.out)
+	us.out = fn(us.out)
+	us.pending += len(us.out) - n
 	if fin {
 		us.fin = true
 	}
@@ -425,24 +431,25 @@ func (us *h3UpStream) backlog() int {
 // sendBodyH3 queues request body bytes as DATA (and the end, with
 // trailers as a HEADERS frame) for the writer.
 func (lg *leg) sendBodyH3(data []byte, end bool, trailers []msg.Field) {
-	us := lg.h3s
-	var b []byte
 	if len(data) > 0 {
 		lg.bodySent = true
 		lg.bodyBytes += int64(len(data))
-		b = h3.AppendData(lg.lp.scratch[:0], data)
 	}
+	var trl []msg.Field
 	if end {
-		if trl := msg.FilterTrailers(trailers); len(trl) > 0 {
-			b = h3.AppendHeaders(b, 0, trl)
-		}
+		trl = msg.FilterTrailers(trailers)
 		lg.reqBodyDone = true
 		lg.reqSentAt = lg.lp.nowNano()
 	}
-	us.emit(b, end)
-	if cap(b) <= 64<<10 {
-		lg.lp.scratch = b[:0]
-	}
+	lg.h3s.emitFrames(func(b []byte) []byte {
+		if len(data) > 0 {
+			b = h3.AppendData(b, data)
+		}
+		if len(trl) > 0 {
+			b = h3.AppendHeaders(b, 0, trl)
+		}
+		return b
+	}, end)
 }
 
 // writeLoop is the stream's writer goroutine. Once the leg let go of
