@@ -1107,3 +1107,61 @@ func TestH3UpstreamSlowClientsDoNotStall(t *testing.T) {
 		t.Logf("origin connections: %d", n)
 	}
 }
+
+// TestH3UpstreamTimeouts: a route's timeout and the listener's
+// upstream_response_header bound an HTTP/3 upstream too: 504, and the
+// stream to the origin is reset.
+func TestH3UpstreamTimeouts(t *testing.T) {
+	ca := newTestCA(t, "origin")
+	o := startProtoOrigin(t, "h3", ca)
+	gw, admin := freeAddr(t), freeAddr(t)
+	startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 1
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+[listeners.timeouts]
+upstream_response_header = "150ms"
+[[listeners.routes]]
+path_prefix = "/stream"
+timeout = "300ms"
+cluster = "app"
+[[listeners.routes]]
+cluster = "app"
+%s`, admin, gw, h3ClusterTable("app", ca, "", o.addr)), admin)
+	waitReady(t, admin)
+	c := &http.Client{Timeout: 10 * time.Second}
+	start := time.Now()
+	if code, _ := h1Get(t, c, "http://"+gw+"/sleep?x"); code != 504 {
+		t.Errorf("a head later than upstream_response_header: %d, want 504", code)
+	}
+	// The route's timeout cuts a response that started.
+	resp, err := c.Get("http://" + gw + "/stream?gate=never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err == nil || string(b) != "first;" {
+		t.Errorf("a response past the route's timeout: %q %v, want it cut after its first chunk", b, err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the timeouts took %v", d)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for o.cancelled.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if o.cancelled.Load() == 0 {
+		t.Error("the origin never saw the stream cut at the route's timeout")
+	}
+	m := scrape(t, admin)
+	if v := metricValue(m, `expressgateway_upstream_failures_total{cluster="app",reason="response_header_timeout"}`); v < 1 {
+		t.Errorf("response_header_timeout not counted:\n%s", grepLines(m, "upstream_failures"))
+	}
+}
