@@ -1110,7 +1110,8 @@ func TestH3UpstreamSlowClientsDoNotStall(t *testing.T) {
 
 // TestH3UpstreamTimeouts: a route's timeout and the listener's
 // upstream_response_header bound an HTTP/3 upstream too: 504, and the
-// stream to the origin is reset.
+// stream to the origin is reset; an idle QUIC connection is closed after
+// upstream_idle.
 func TestH3UpstreamTimeouts(t *testing.T) {
 	ca := newTestCA(t, "origin")
 	o := startProtoOrigin(t, "h3", ca)
@@ -1127,6 +1128,7 @@ name = "web"
 listen = %q
 [listeners.timeouts]
 upstream_response_header = "150ms"
+upstream_idle = "500ms"
 [[listeners.routes]]
 path_prefix = "/stream"
 timeout = "300ms"
@@ -1163,5 +1165,12 @@ cluster = "app"
 	m := scrape(t, admin)
 	if v := metricValue(m, `expressgateway_upstream_failures_total{cluster="app",reason="response_header_timeout"}`); v < 1 {
 		t.Errorf("response_header_timeout not counted:\n%s", grepLines(m, "upstream_failures"))
+	}
+	deadline = time.Now().Add(4 * time.Second)
+	for o.closed.Load() < o.conns.Load() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if o.closed.Load() != o.conns.Load() {
+		t.Errorf("%d of %d idle QUIC connections closed after upstream_idle", o.closed.Load(), o.conns.Load())
 	}
 }
