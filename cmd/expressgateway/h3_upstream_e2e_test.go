@@ -744,6 +744,8 @@ func serveBroken(st *quic.Stream, ctrl *quic.SendStream) {
 		out = raw(":status", "200", "x-big", strings.Repeat("b", 1<<20))
 	case "/uppercase":
 		out = raw(":status", "200", "X-Bad", "1")
+	case "/crlf-value": // response splitting, were it written to HTTP/1 as it is
+		out = raw(":status", "200", "x-a", "1\r\nset-cookie: evil")
 	case "/connection-field":
 		out = raw(":status", "200", "connection", "close")
 	case "/no-status":
@@ -803,6 +805,7 @@ func TestH3UpstreamBroken(t *testing.T) {
 		"/huge-head":        "502",
 		"/uppercase":        "502",
 		"/connection-field": "502",
+		"/crlf-value":       "502",
 		"/no-status":        "502",
 		"/data-first":       "502",
 		"/no-head":          "502",
@@ -897,7 +900,7 @@ func TestH3UpstreamBroken(t *testing.T) {
 	if v := metricValue(m, "expressgateway_upstream_http3_stream_limit_total"); v > 0 {
 		t.Errorf("stream_limit_total %v: reset streams were never ended at the endpoint", v)
 	}
-	for _, tok := range []string{"h3_field_section_too_large", "h3_uppercase_name", "h3_missing_status", "h3_data_unexpected", "bad_response_body"} {
+	for _, tok := range []string{"h3_field_section_too_large", "h3_uppercase_name", "h3_bad_field_value", "h3_missing_status", "h3_data_unexpected", "bad_response_body"} {
 		if v := metricValue(m, fmt.Sprintf(`expressgateway_upstream_failures_total{cluster="app",reason=%q}`, tok)); v < 1 {
 			t.Errorf("upstream_failures_total{reason=%q} = %v\n%s", tok, v, grepLines(m, "upstream_failures"))
 		}

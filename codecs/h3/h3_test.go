@@ -123,6 +123,16 @@ func TestDecodeMalformed(t *testing.T) {
 		"connect with path":        {[]string{":method", "CONNECT", ":authority", "a:443", ":path", "/"}, "bad_connect"},
 		"protocol without CONNECT": {append(append([]string{}, base...), ":protocol", "websocket"), "bad_protocol"},
 		"bad content-length":       {append(append([]string{}, base...), "content-length", "1x"), "bad_content_length"},
+		"CRLF in a value":          {append(append([]string{}, base...), "x-a", "1\r\nx-injected: 2"), "bad_field_value"},
+		"LF in a value":            {append(append([]string{}, base...), "x-a", "1\nx: 2"), "bad_field_value"},
+		"NUL in a value":           {append(append([]string{}, base...), "x-a", "a\x00b"), "bad_field_value"},
+		"DEL in a value":           {append(append([]string{}, base...), "x-a", "a\x7fb"), "bad_field_value"},
+		"leading space":            {append(append([]string{}, base...), "x-a", " 1"), "field_value_whitespace"},
+		"trailing tab":             {append(append([]string{}, base...), "x-a", "1\t"), "field_value_whitespace"},
+		"space in a name":          {append(append([]string{}, base...), "x a", "1"), "bad_field_name"},
+		"colon in a name":          {append(append([]string{}, base...), "x:a", "1"), "bad_field_name"},
+		"CRLF in the method":       {[]string{":method", "GET\r\nX: y", ":scheme", "https", ":path", "/"}, "bad_field_value"},
+		"space in the method":      {[]string{":method", "GET X", ":scheme", "https", ":path", "/"}, "bad_method"},
 		"two content-lengths":      {append(append([]string{}, base...), "content-length", "1", "content-length", "2"), "bad_content_length"},
 	}
 	for name, c := range cases {
@@ -223,6 +233,10 @@ func TestDecodeResponse(t *testing.T) {
 		"te":                  {[]string{":status", "200", "te", "trailers"}, false, "connection_specific_field"},
 		"two lengths":         {[]string{":status", "200", "content-length", "1", "content-length", "2"}, false, "bad_content_length"},
 		"negative length":     {[]string{":status", "200", "content-length", "-1"}, false, "bad_content_length"},
+		"CRLF in a value":     {[]string{":status", "200", "x-a", "1\r\nset-cookie: evil"}, false, "bad_field_value"},
+		"CRLF in a trailer":   {[]string{"x-a", "1\r\nx: 2"}, true, "bad_field_value"},
+		"space in a name":     {[]string{":status", "200", "x a", "1"}, false, "bad_field_name"},
+		"leading space":       {[]string{":status", "200", "x-a", " 1"}, false, "field_value_whitespace"},
 	}
 	for name, c := range cases {
 		err := DecodeResponse(encode(t, c.fields...), 0, c.trailers, &r)

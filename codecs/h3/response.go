@@ -53,6 +53,9 @@ func DecodeResponse(block []byte, max int, trailers bool, r *Response) error {
 				return malformed("uppercase_name")
 			}
 		}
+		if err := checkField(f.Name, f.Value); err != nil {
+			return err
+		}
 		if f.Name[0] == ':' {
 			if trailers || regular || seenStatus || f.Name != ":status" {
 				return malformed("bad_pseudo_header")
