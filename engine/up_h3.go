@@ -724,6 +724,16 @@ func (us *h3UpStream) onHead(h *h3UpHead) {
 	lg.respStatus = r.Status
 	lg.resp = msg.Response{Status: r.Status, Fields: r.Fields, ContentLength: r.ContentLength}
 	bodyless := string(lg.x.Req.Method) == "HEAD" || r.Status == 204 || r.Status == 304
+	if lg.grpc {
+		// A gRPC head that carries grpc-status is a trailers-only
+		// response (HTTP/3 has no END_STREAM on HEADERS to say so): it
+		// ends here, as one HEADERS frame with END_STREAM to an HTTP/2
+		// client.
+		if st := grpcStatusField(r.Fields); st >= 0 {
+			lg.grpcStatus = st
+			bodyless = true
+		}
+	}
 	switch {
 	case bodyless:
 		lg.resp.Body = msg.BodyNone
