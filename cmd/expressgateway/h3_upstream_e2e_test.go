@@ -1228,3 +1228,88 @@ func TestH3UpstreamGRPC(t *testing.T) {
 		}
 	}
 }
+
+// TestH3UpstreamChurn: HTTP/2 and HTTP/3 clients whose streams are
+// cancelled at random points beside others that complete, all multiplexed
+// on the gateway's pooled QUIC connections (and on reused per-stream
+// state): every completed response is its own request's.
+func TestH3UpstreamChurn(t *testing.T) {
+	ca := newTestCA(t, "origin")
+	o := startProtoOrigin(t, "h3", ca)
+	cert, key, _ := ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
+	gw, h3addr, admin := freeAddr(t), freeUDPAddr(t), freeAddr(t)
+	startBinary(t, fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+max_connections_per_ip = 0
+[[listeners.routes]]
+cluster = "app"
+[[listeners]]
+name = "h3"
+listen = %q
+protocol = "h3"
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+[[listeners.routes]]
+cluster = "app"
+%s`, admin, gw, h3addr, cert, key, h3ClusterTable("app", ca, "", o.addr)), admin)
+	waitReady(t, admin)
+	h3c, h3tr := h3Client(ca)
+	defer func() { _ = h3tr.Close() }()
+	clients := []struct {
+		c    *http.Client
+		base string
+	}{{h2Client(nil), "http://" + gw}, {h3c, "https://" + h3addr}}
+	var wg sync.WaitGroup
+	var done, cancelled, wrong atomic.Int64
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := clients[i%2]
+			path := fmt.Sprintf("/echo?i=%d", i)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if i%3 == 0 {
+				path = fmt.Sprintf("/sleep?%d", i)
+				time.AfterFunc(time.Duration(i%13)*40*time.Millisecond, cancel) // some before the answer, some after
+			}
+			req, _ := http.NewRequestWithContext(ctx, "GET", cl.base+path, nil)
+			resp, err := cl.c.Do(req)
+			if err != nil {
+				cancelled.Add(1)
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if err != nil {
+				cancelled.Add(1)
+				return
+			}
+			want := fmt.Sprintf("GET /echo?i=%d ", i)
+			if i%3 == 0 {
+				want = fmt.Sprintf("slept %d", i)
+			}
+			if resp.StatusCode != 200 || !strings.HasPrefix(string(b), want) {
+				wrong.Add(1)
+				t.Errorf("request %d: %d %q, want %q", i, resp.StatusCode, b, want)
+				return
+			}
+			done.Add(1)
+		}()
+	}
+	wg.Wait()
+	if wrong.Load() != 0 || done.Load() < 200 {
+		t.Errorf("%d completed, %d cancelled, %d wrong", done.Load(), cancelled.Load(), wrong.Load())
+	}
+	t.Logf("%d completed, %d cancelled, origin connections %d", done.Load(), cancelled.Load(), o.conns.Load())
+}
