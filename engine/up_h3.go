@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -151,6 +152,7 @@ func (hu *h3Upstream) dial(timeout time.Duration) {
 	ut := e.clusters.TLS(hu.cluster)
 	addr := hu.ep.Address()
 	go func() {
+		defer e.recoverConn(nil, "h3 upstream dial")
 		qc, reason := e.dialH3(ut, addr, timeout, hu.cluster.MaxStreams)
 		if qc != nil {
 			go hu.serveUni(qc)
@@ -457,6 +459,7 @@ func (lg *leg) sendBodyH3(data []byte, end bool, trailers []msg.Field) {
 // end, then closes; release and cancel reset a send side that was not
 // complete.
 func (us *h3UpStream) writeLoop() {
+	defer us.recoverStream("h3 upstream writer")
 	var buf []byte
 	gone := us.gone
 	wait := true
@@ -545,6 +548,7 @@ type h3UpHead struct {
 // readLoop is the stream's reader goroutine: the response frames, decoded
 // and handed to the loop in order.
 func (us *h3UpStream) readLoop() {
+	defer us.recoverStream("h3 upstream reader")
 	lp := us.hu.lp
 	br := bufio.NewReaderSize(us.st, h3ReadChunk)
 	fail := func(code h3.ErrCode, tok string) {
@@ -1010,6 +1014,7 @@ func (hu *h3Upstream) onGoAway(id uint64) {
 // allowed (no MAX_PUSH_ID), and a broken control stream ends the
 // connection.
 func (hu *h3Upstream) serveUni(qc *quic.Conn) {
+	defer hu.recoverConn(qc, "h3 upstream control")
 	ctx := qc.Context()
 	seen := map[uint64]bool{}
 	closeWith := func(code h3.ErrCode, tok string) {
@@ -1050,6 +1055,7 @@ func (hu *h3Upstream) serveUni(qc *quic.Conn) {
 
 // readControl reads the endpoint's control stream.
 func (hu *h3Upstream) readControl(qc *quic.Conn, br *bufio.Reader, closeWith func(h3.ErrCode, string)) {
+	defer hu.recoverConn(qc, "h3 upstream control")
 	first := true
 	for {
 		typ, n, err := readFrameHeader(br)
@@ -1126,4 +1132,29 @@ func upTLSConfigH3(cfg *tls.Config) {
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.NextProtos = []string{"h3"}
 	cfg.CipherSuites = nil
+}
+
+// recoverStream contains a panic of one of the stream's goroutines: it is
+// counted and logged, the stream is reset both ways and the leg learns of
+// it as of a reset.
+func (us *h3UpStream) recoverStream(what string) {
+	if r := recover(); r != nil {
+		e := us.hu.lp.e
+		e.m.Panics.Inc()
+		e.log.Error().Str("in", what).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic recovered; resetting the stream")
+		us.st.CancelRead(quic.StreamErrorCode(h3.ErrCodeInternal))
+		us.st.CancelWrite(quic.StreamErrorCode(h3.ErrCodeInternal))
+		us.hu.lp.exec(what, func() { us.onReset(0) })
+	}
+}
+
+// recoverConn contains a panic of a connection goroutine: the connection
+// is closed (its streams fail through onClosed).
+func (hu *h3Upstream) recoverConn(qc *quic.Conn, what string) {
+	if r := recover(); r != nil {
+		e := hu.lp.e
+		e.m.Panics.Inc()
+		e.log.Error().Str("in", what).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic recovered; closing the connection")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(h3.ErrCodeInternal), "")
+	}
 }
