@@ -568,8 +568,8 @@ func (b *backHeader) RoundTrip(r *http.Request) (*http.Response, error) {
 // knowledge, HTTP/3) to every back (HTTP/1.1, h2c, HTTP/3), through one
 // gateway with a route per back: GET, 10 MiB up and down with hashes,
 // trailers both ways (chunked on HTTP/1.1, trailing HEADERS on HTTP/2 and
-// HTTP/3), and a streamed response whose first chunk reaches the client
-// while the origin still holds the last. Real clients and servers on both
+// HTTP/3), HEAD, and a streamed response whose first chunk reaches the
+// client while the origin still holds the last. Real clients and servers on both
 // sides: net/http, x/net/http2 (net/http's h2c), quic-go's http3.
 func TestProtocolMatrix(t *testing.T) {
 	ca := newTestCA(t, "matrix")
@@ -652,6 +652,16 @@ key_file = %q
 				}
 				checkUpDown(t, c, f.base, 10<<20)
 				checkTrailers(t, c, f.base)
+				// HEAD keeps its Content-Length and has no body.
+				resp, err = c.Head(f.base + "/download?n=1234")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ = io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != 200 || len(body) != 0 || resp.ContentLength != 1234 {
+					t.Errorf("HEAD: %d, %d body bytes, content-length %d", resp.StatusCode, len(body), resp.ContentLength)
+				}
 				checkStreamed(t, c, f.base, fmt.Sprintf("cell%d", cell.Add(1)))
 			})
 		}
