@@ -603,6 +603,30 @@ timeout = "10s"
 			"t.toml: clusters[1].health_check.expected_statuses: must list at least one status or range",
 			"t.toml: clusters[1].health_check.timeout: must be less than interval (5s), got 10s",
 		}},
+		{"h3 clusters", base + `
+[[clusters]]
+name = "q1"
+protocol = "h3"
+endpoints = [ { address = "10.0.0.1:443" } ]
+[[clusters]]
+name = "q2"
+protocol = "h3"
+tls = { enabled = false }
+endpoints = [ { address = "10.0.0.1:443" } ]
+[[clusters]]
+name = "q3"
+protocol = "h3"
+tls = { enabled = true }
+proxy_protocol = "v2"
+endpoints = [ { address = "10.0.0.1:443" } ]
+[clusters.health_check]
+type = "tcp"
+`, []string{
+			`t.toml: clusters[1].protocol: "h3" needs tls = { enabled = true, ... } (QUIC is always TLS 1.3: at least ca_file or the system's roots, and server_name when the endpoint address is not the certificate's name)`,
+			`t.toml: clusters[2].tls.enabled: must be true for protocol = "h3"`,
+			`t.toml: clusters[3].proxy_protocol: needs protocol = "http1": a multiplexed HTTP/2 or HTTP/3 connection carries many clients, and a PROXY header names one`,
+			`t.toml: clusters[3].health_check.type: must be "http" for protocol = "h3" (probed over HTTP/3; an h3 endpoint listens on UDP, so a "tcp" probe cannot reach it)`,
+		}},
 		{"outlier detection and retry", base + `
 [clusters.outlier_detection]
 base_ejection_time = "0s"
@@ -698,6 +722,16 @@ endpoints = [ { address = "198.18.1.1:0" }, { address = "2001:db8::2:80" }, { ad
 func TestValidVariants(t *testing.T) {
 	tests := []struct{ name, toml string }{
 		{"one listener", aListener},
+		{"an h3 cluster", base + `
+[[clusters]]
+name = "q"
+protocol = "h3"
+max_streams_per_connection = 50
+tls = { enabled = true, server_name = "api.internal" }
+endpoints = [ { address = "10.0.0.1:443" } ]
+[clusters.health_check]
+path = "/healthz"
+`},
 		{"admin disabled", `[admin]` + "\n" + `listen = ""` + aListener},
 		{"tcp and udp listeners", base + `
 [[listeners]]

@@ -669,8 +669,13 @@ type Cluster struct {
 	// Protocol is what the gateway speaks to the endpoints: "http1"
 	// (HTTP/1.1, a pooled connection per request in flight; over TLS when
 	// tls is enabled), "h2c" (HTTP/2 with prior knowledge, streams
-	// multiplexed on pooled connections) or "h2" (HTTP/2 over TLS, by
-	// ALPN; needs tls). Any client protocol goes to any. Default: "http1".
+	// multiplexed on pooled connections), "h2" (HTTP/2 over TLS, by
+	// ALPN; needs tls) or "h3" (HTTP/3 over QUIC: the endpoint addresses
+	// are UDP; streams multiplexed on one QUIC connection per event loop
+	// and endpoint, more when the endpoint's stream limit is reached;
+	// needs tls, spoken as TLS 1.3 with ALPN h3 whatever min_version
+	// says; a health_check must be of type "http", and probes over
+	// HTTP/3 too). Any client protocol goes to any. Default: "http1".
 	Protocol string `koanf:"protocol"`
 	// TLS is TLS to the endpoints, as an inline table: tls = { enabled =
 	// true, ca_file = "ca.pem", server_name = "api.internal" }. Absent
@@ -682,9 +687,10 @@ type Cluster struct {
 	// request has its own); http1 (and tcp listeners) only. Default: "".
 	ProxyProtocol string `koanf:"proxy_protocol"`
 	// MaxStreamsPerConnection caps the concurrent streams the gateway opens
-	// on one h2c upstream connection (the endpoint's own
-	// SETTINGS_MAX_CONCURRENT_STREAMS caps it too); more open another
-	// connection. h2c and h2 only. 1 to 10000. Default: 100.
+	// on one h2c, h2 or h3 upstream connection (the endpoint's own
+	// SETTINGS_MAX_CONCURRENT_STREAMS, or QUIC MAX_STREAMS, caps it too);
+	// more open another connection. h2c, h2 and h3 only. 1 to 10000.
+	// Default: 100.
 	MaxStreamsPerConnection int `koanf:"max_streams_per_connection"`
 	// MaxIdlePerEndpoint caps idle pooled upstream connections per endpoint
 	// and per event loop; 0 disables pooling. 0 to 100000. Default: 64.
@@ -829,8 +835,9 @@ func (a *Affinity) setDefaults() {
 
 // HealthCheck is a cluster's [clusters.health_check] table.
 type HealthCheck struct {
-	// Type is the probe: "http" (GET path), "tcp" (connect) or "grpc"
-	// (grpc.health.v1.Health/Check over h2c). Default: "http".
+	// Type is the probe: "http" (GET path; over HTTP/3 for an h3
+	// cluster), "tcp" (connect) or "grpc" (grpc.health.v1.Health/Check
+	// over h2c); an h3 cluster takes "http" only. Default: "http".
 	Type string `koanf:"type"`
 	// Path is the HTTP probe's request path; must start with "/".
 	// Default: "/healthz".

@@ -155,13 +155,16 @@ func (v *validator) clusterTLS(path string, c *Cluster) {
 		if c.Protocol == "h2" {
 			v.addf(path+".protocol", "\"h2\" needs tls = { enabled = true, ... } (use \"h2c\" for HTTP/2 without TLS)")
 		}
+		if c.Protocol == "h3" {
+			v.addf(path+".protocol", "\"h3\" needs tls = { enabled = true, ... } (QUIC is always TLS 1.3: at least ca_file or the system's roots, and server_name when the endpoint address is not the certificate's name)")
+		}
 		return
 	}
 	if c.Protocol == "h2c" && t.Enabled {
 		v.addf(path+".protocol", "\"h2c\" is HTTP/2 without TLS; with tls enabled use \"h2\"")
 	}
-	if c.Protocol == "h2" && !t.Enabled {
-		v.addf(path+".tls.enabled", "must be true for protocol = \"h2\"")
+	if (c.Protocol == "h2" || c.Protocol == "h3") && !t.Enabled {
+		v.addf(path+".tls.enabled", "must be true for protocol = %q", c.Protocol)
 	}
 	tp := path + ".tls"
 	v.oneOf(tp+".min_version", t.MinVersion, "1.2", "1.3")

@@ -632,15 +632,15 @@ func isPrime(n int) bool {
 func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 	v.required(path+".name", c.Name)
 	v.oneOf(path+".lb", c.LB, LBNames...)
-	v.oneOf(path+".protocol", c.Protocol, "http1", "h2c", "h2")
+	v.oneOf(path+".protocol", c.Protocol, "http1", "h2c", "h2", "h3")
 	v.intRange(path+".max_streams_per_connection", c.MaxStreamsPerConnection, 1, 10000)
 	if c.Protocol == "http1" && v.present[path+".max_streams_per_connection"] {
-		v.addf(path+".max_streams_per_connection", "only allowed for protocol = \"h2c\" or \"h2\"")
+		v.addf(path+".max_streams_per_connection", "only allowed for protocol = \"h2c\", \"h2\" or \"h3\"")
 	}
 	v.clusterTLS(path, c)
 	v.oneOf(path+".proxy_protocol", c.ProxyProtocol, "", "v1", "v2")
 	if c.ProxyProtocol != "" && c.Protocol != "http1" {
-		v.addf(path+".proxy_protocol", "needs protocol = \"http1\": a multiplexed HTTP/2 connection carries many clients, and a PROXY header names one")
+		v.addf(path+".proxy_protocol", "needs protocol = \"http1\": a multiplexed HTTP/2 or HTTP/3 connection carries many clients, and a PROXY header names one")
 	}
 	if _, _, err := ParseHashKey(c.HashKey); err != nil {
 		v.addf(path+".hash_key", "%v", err)
@@ -698,6 +698,9 @@ func (v *validator) cluster(path string, c *Cluster, xdpOnly bool) {
 
 	if c.HealthCheck != nil {
 		v.healthCheck(path+".health_check", c.HealthCheck)
+		if c.Protocol == "h3" && c.HealthCheck.Type != "http" {
+			v.addf(path+".health_check.type", "must be \"http\" for protocol = \"h3\" (probed over HTTP/3; an h3 endpoint listens on UDP, so a %q probe cannot reach it)", c.HealthCheck.Type)
+		}
 	}
 	if c.OutlierDetection == nil {
 		c.OutlierDetection = DefaultOutlierDetection()

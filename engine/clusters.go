@@ -122,6 +122,7 @@ func LBSpec(c *conf.Cluster, cp *conf.ControlPlane) lb.Spec {
 			Type: hc.Type, Path: hc.Path, Host: hc.Host, ExpectedStatuses: hc.ExpectedStatuses,
 			GRPCService: hc.GRPCService, Interval: hc.Interval.Std(), Timeout: hc.Timeout.Std(),
 			Jitter: hc.Jitter.Std(), HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
+			H3: c.Protocol == "h3",
 		}
 	}
 	if od := c.OutlierDetection; od != nil {
@@ -186,11 +187,14 @@ func (cs *Clusters) build(c *conf.Cluster, index int) (*stages.Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 	}
-	return &stages.Cluster{Name: c.Name, Index: index, LB: lbc, H2: isH2Cluster(c), MaxStreams: c.MaxStreamsPerConnection}, nil
+	return &stages.Cluster{Name: c.Name, Index: index, LB: lbc, H2: isH2Cluster(c), H3: isH3Cluster(c), MaxStreams: c.MaxStreamsPerConnection}, nil
 }
 
 // isH2Cluster: the endpoints speak HTTP/2 (h2c, or h2 over TLS).
 func isH2Cluster(c *conf.Cluster) bool { return c.Protocol == "h2c" || c.Protocol == "h2" }
+
+// isH3Cluster: the endpoints speak HTTP/3 over QUIC.
+func isH3Cluster(c *conf.Cluster) bool { return c.Protocol == "h3" }
 
 // runtime is the forwarder's view of c.
 func (cs *Clusters) runtime(c *conf.Cluster) (clusterRT, error) {
@@ -262,8 +266,8 @@ func (cs *Clusters) prepare(snap *conf.Snapshot) (*clusterUpdate, error) {
 				u.discard()
 				return nil, err
 			}
-			if sc.H2 != isH2Cluster(c) || sc.MaxStreams != c.MaxStreamsPerConnection {
-				sc = &stages.Cluster{Name: c.Name, Index: next, LB: sc.LB, H2: isH2Cluster(c), MaxStreams: c.MaxStreamsPerConnection}
+			if sc.H2 != isH2Cluster(c) || sc.H3 != isH3Cluster(c) || sc.MaxStreams != c.MaxStreamsPerConnection {
+				sc = &stages.Cluster{Name: c.Name, Index: next, LB: sc.LB, H2: isH2Cluster(c), H3: isH3Cluster(c), MaxStreams: c.MaxStreamsPerConnection}
 				next++
 				if u.shared == nil {
 					u.shared = map[*stages.Cluster]bool{}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/panjf2000/gnet/v2"
+	"github.com/quic-go/quic-go"
 	"github.com/rs/zerolog"
 
 	"github.com/expressgateway/expressgateway/codecs/h1"
@@ -95,6 +96,9 @@ type Engine struct {
 
 	tunMu   sync.Mutex
 	tunnels map[*relay]struct{} // WebSocket tunnels off the loops (tunnel.go)
+
+	h3upMu sync.Mutex
+	h3upTr *quic.Transport // the UDP socket of HTTP/3 upstream connections (up_h3.go); nil until first used
 }
 
 // listenerRT is the compiled, immutable view of one http listener for one
@@ -513,6 +517,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.lmu.Unlock()
 	e.l4.stop()      // L4 pairs relayed off the loops
 	e.closeTunnels() // WebSocket tunnels
+	e.closeH3Transport()
 	close(e.done)
 	return ctx.Err()
 }

@@ -324,7 +324,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 	if x.CloseConn || !cc.r.req.KeepAlive || cc.draining() {
 		cc.closeAfter = true
 	}
-	if wsRequested(&cc.r.req) && !x.Cluster.H2 {
+	if wsRequested(&cc.r.req) && !x.Cluster.H2 && !x.Cluster.H3 {
 		// A WebSocket upgrade: forwarded as one (the only upgrade that
 		// is). Whatever the upstream answers, the connection ends with
 		// this exchange: what the client sends after its request is not
@@ -438,7 +438,7 @@ func (cc *clientConn) upstreamReady(lg *leg, u *upstream, head []byte) {
 func (cc *clientConn) forwardReqBody() {
 	buf, _ := cc.c.Peek(-1)
 	total := 0
-	for !cc.r.lg.reqBodyDone && len(buf) > 0 && (cc.r.lg.h2u == nil || cc.r.lg.upBacklog() < cc.l.inflight) {
+	for !cc.r.lg.reqBodyDone && len(buf) > 0 && (!cc.r.lg.muxed() || cc.r.lg.upBacklog() < cc.l.inflight) {
 		n, data, done, err := cc.r.reqBody.Decode(buf)
 		if err != nil {
 			if total > 0 {
@@ -596,7 +596,7 @@ func (cc *clientConn) slowReader(lg *leg, u *upstream) bool {
 // bodyDrained implements downstream: an HTTP/2 upstream took the body sent
 // so far; more may follow from what the client already sent.
 func (cc *clientConn) bodyDrained(lg *leg) {
-	if cc.state == csUpstream && !lg.reqBodyDone && lg.h2u != nil && cc.c != nil && cc.c.InboundBuffered() > 0 {
+	if cc.state == csUpstream && !lg.reqBodyDone && lg.muxed() && cc.c != nil && cc.c.InboundBuffered() > 0 {
 		cc.forwardReqBody()
 	}
 }
@@ -746,7 +746,7 @@ func (cc *clientConn) onTimer(now int64) {
 			}
 			return
 		}
-		if u == nil && cc.r.lg.h2u == nil {
+		if u == nil && !cc.r.lg.muxed() {
 			return
 		}
 		if !cc.r.lg.reqBodyDone && cc.r.lg.bodyWritable() {

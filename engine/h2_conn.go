@@ -293,7 +293,7 @@ func (sc *h2Conn) onTimer(now int64) {
 			s.tun.onTimer(now)
 			continue
 		}
-		if !s.finished && !s.lg.respPumping && (s.lg.up != nil || s.lg.h2u != nil) {
+		if !s.finished && !s.lg.respPumping && (s.lg.up != nil || s.lg.muxed()) {
 			s.lg.onTimer(now)
 		}
 	}

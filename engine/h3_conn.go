@@ -4,7 +4,6 @@ package engine
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"net/netip"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
 
@@ -246,17 +244,7 @@ func readFrameHeader(br *bufio.Reader) (h3.FrameType, uint64, error) {
 
 // onLoop runs fn on the connection's loop (the hand-off of every stream
 // event), with the loop's clock and output flushing as in a callback.
-func (c *h3Conn) onLoop(fn func()) bool {
-	lp := c.lp
-	err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		defer lp.e.recoverConn(nil, "h3")
-		lp.tick()
-		fn()
-		lp.flushOut()
-		return nil
-	}))
-	return err == nil
-}
+func (c *h3Conn) onLoop(fn func()) bool { return c.lp.exec("h3", fn) }
 
 // streamEndPeek is how long a request stream's reader waits to see
 // whether the head is followed by the end of the stream (a request

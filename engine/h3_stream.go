@@ -760,7 +760,7 @@ func (s *h3Stream) abortLeg(status int, reason string) {
 		s.pump.cancel()
 		s.pump = nil
 	}
-	if s.lg.epBegun || s.lg.counted || s.lg.up != nil || s.lg.h2u != nil {
+	if s.lg.epBegun || s.lg.counted || s.lg.up != nil || s.lg.muxed() {
 		s.lg.dropUpstream()
 		s.lg.endpointDone(status, false)
 		s.lg.record(status, reason)

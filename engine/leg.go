@@ -80,6 +80,8 @@ type leg struct {
 	up           *upstream   // an HTTP/1 upstream connection (up_h1.go), or
 	h2u          *h2Upstream // an HTTP/2 one and the leg's stream on it (up_h2.go)
 	h2id         uint32      // 0 until the stream is open
+	h3u          *h3Upstream // an HTTP/3 connection (up_h3.go), and
+	h3s          *h3UpStream // the leg's stream on it, nil until open
 	upPend       []byte      // request DATA the h2 stream's window did not take yet
 	upPendEnd    bool        // ... and the end of the request after it
 	upPendTrl    []msg.Field // ... with these trailers
@@ -160,6 +162,7 @@ type tunnelOpener interface {
 func (lg *leg) reset() {
 	lg.up = nil
 	lg.h2u, lg.h2id, lg.upHeld = nil, 0, 0
+	lg.h3u, lg.h3s = nil, nil
 	lg.upPend, lg.upPendEnd, lg.upPendTrl = lg.upPend[:0], false, lg.upPendTrl[:0]
 	lg.started = lg.lp.now()
 	lg.attempts = 0
@@ -246,6 +249,10 @@ func (lg *leg) acquire() {
 		lg.lp.h2For(cl, ep, lg.l.upConnect).attach(lg)
 		return
 	}
+	if cl.H3 {
+		lg.lp.h3For(cl, ep, lg.l.upConnect).attach(lg)
+		return
+	}
 	p := lg.lp.poolFor(ep, lg.lp.e.clusters.MaxIdle(cl), lg.l.upIdle)
 	var u *upstream
 	if !lg.ws { // a connection that may become a tunnel is always a fresh one
@@ -327,14 +334,25 @@ func (lg *leg) respOpts() *h1.ProxyOptions {
 	if lg.h2u != nil {
 		return &lg.l.proxyOpts2
 	}
+	if lg.h3u != nil {
+		return &lg.l.proxyOpts3
+	}
 	return &lg.l.proxyOpts
 }
+
+// muxed reports whether the leg's upstream is a stream of a multiplexed
+// connection (HTTP/2 or HTTP/3), not an HTTP/1 connection of its own.
+func (lg *leg) muxed() bool { return lg.h2u != nil || lg.h3u != nil }
 
 // sendBody writes request body bytes upstream in the upstream's framing
 // (chunked when the length is unknown); end finishes the body with trailers.
 func (lg *leg) sendBody(data []byte, end bool, trailers []msg.Field) {
 	if lg.h2u != nil {
 		lg.sendBodyH2(data, end, trailers)
+		return
+	}
+	if lg.h3s != nil {
+		lg.sendBodyH3(data, end, trailers)
 		return
 	}
 	u := lg.up
@@ -436,6 +454,9 @@ func (lg *leg) bodyWritable() bool {
 	if lg.h2u != nil {
 		return lg.h2id != 0
 	}
+	if lg.h3u != nil {
+		return lg.h3s != nil
+	}
 	return lg.up != nil && lg.up.state == upActive
 }
 
@@ -444,6 +465,12 @@ func (lg *leg) bodyWritable() bool {
 func (lg *leg) upBacklog() int {
 	if lg.h2u != nil {
 		return len(lg.upPend)
+	}
+	if lg.h3u != nil {
+		if lg.h3s != nil {
+			return lg.h3s.backlog()
+		}
+		return 0
 	}
 	if u := lg.up; u != nil && u.c != nil {
 		lg.lp.flushOut()
@@ -455,6 +482,10 @@ func (lg *leg) upBacklog() int {
 // creditUp returns held response credit to an h2 upstream once the
 // downstream has room again.
 func (lg *leg) creditUp() {
+	if lg.h3s != nil {
+		lg.creditH3()
+		return
+	}
 	if lg.upHeld > 0 && lg.h2u != nil && lg.h2id != 0 && lg.ds.roomFor(lg) {
 		lg.h2u.codec.Consumed(lg.h2id, lg.upHeld)
 		lg.upHeld = 0
@@ -606,6 +637,9 @@ func (lg *leg) finish(ok bool) {
 	if hu := lg.h2u; hu != nil {
 		hu.release(lg)
 	}
+	if hu := lg.h3u; hu != nil {
+		hu.release(lg)
+	}
 	u := lg.up
 	lg.up = nil
 	if u != nil {
@@ -737,6 +771,9 @@ func (lg *leg) dropUpstream() {
 	if hu := lg.h2u; hu != nil {
 		hu.cancel(lg)
 	}
+	if hu := lg.h3u; hu != nil {
+		hu.cancel(lg)
+	}
 	if u := lg.up; u != nil {
 		lg.up = nil
 		u.owner = nil
@@ -792,7 +829,8 @@ func (lg *leg) canRetry(reason string, status int) bool {
 		return false
 	}
 	connectFailed := reason == "connect_failed" || reason == "connect_timeout"
-	if lg.x.Req.Body != msg.BodyNone && !connectFailed {
+	r := lg.x.Req
+	if r.Body != msg.BodyNone && !(r.Body == msg.BodyLength && r.ContentLength == 0) && !connectFailed {
 		// A body can go again only when none of it left: after a connect
 		// failure it is still whole where the session keeps it (the
 		// client's inbound buffer, the stream's held DATA).
@@ -857,7 +895,7 @@ func (lg *leg) onUpstreamClosed(u *upstream) {
 // ended the exchange.
 func (lg *leg) onTimer(now int64) bool {
 	u := lg.up
-	if (u == nil && lg.h2u == nil) || lg.respPumping {
+	if (u == nil && !lg.muxed()) || lg.respPumping {
 		return false
 	}
 	lg.creditUp()
@@ -892,7 +930,7 @@ func (lg *leg) onTimer(now int64) bool {
 		// HTTP timeouts.
 		return false
 	}
-	sent := lg.h2id != 0 || (u != nil && u.state == upActive)
+	sent := lg.h2id != 0 || lg.h3s != nil || (u != nil && u.state == upActive)
 	if sent && (lg.reqBodyDone || lg.ws) && !lg.respHead && lg.reqSentAt != 0 && now-lg.reqSentAt > int64(l.upRespHeader) {
 		lg.lp.e.guardHit(lg.x, guards.UpstreamResponseHeaderTimeout, guards.Stream)
 		lg.failed("response_header_timeout", 504, false)

@@ -25,6 +25,7 @@ type loop struct {
 	pipeline *stages.Pipeline
 	pools    map[*lb.Endpoint]*pool
 	h2pools  map[*lb.Endpoint][]*h2Upstream // h2c upstream connections, by endpoint
+	h3pools  map[*lb.Endpoint][]*h3Upstream // HTTP/3 upstream connections, by endpoint
 	clients  map[*clientConn]struct{}
 	h2conns  map[*h2Conn]struct{}
 	h2free   []*h2Stream            // finished HTTP/2 streams, reused
@@ -119,6 +120,11 @@ func (lp *loop) sweep() {
 	}
 	ttl := lp.e.idleTTL(nil)
 	for _, list := range lp.h2pools {
+		for _, hu := range list {
+			hu.sweep(now, ttl)
+		}
+	}
+	for _, list := range lp.h3pools {
 		for _, hu := range list {
 			hu.sweep(now, ttl)
 		}
@@ -402,6 +408,21 @@ func (lp *loop) failDial(onFail func(reason string), reason string) {
 		lp.flushOut()
 		return nil
 	}))
+}
+
+// exec runs fn on the loop from another goroutine (the hand-off of
+// quic-go's streams, front and upstream), with the loop's clock, panic
+// containment and output flushing as in a callback; false when the loop
+// is gone.
+func (lp *loop) exec(what string, fn func()) bool {
+	err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		defer lp.e.recoverConn(nil, what)
+		lp.tick()
+		fn()
+		lp.flushOut()
+		return nil
+	}))
+	return err == nil
 }
 
 // tick reads the clock; callbacks and hand-backs call it once on entry.

@@ -43,6 +43,12 @@ type Metrics struct {
 	h2StallReq    *metrics.Counter
 	h2StallResp   *metrics.Counter
 
+	// HTTP/3 upstreams (up_h3.go).
+	H3UpStreams     *metrics.Counter
+	H3UpGoAway      *metrics.Counter
+	H3UpStreamLimit *metrics.Counter
+	H3UpFlowStall   *metrics.Counter
+
 	// WebSocket tunnels (tunnel.go).
 	WSActive *atomic.Int64
 	// WSBytes are the tunnel bytes relayed, indexed by the side read:
@@ -77,6 +83,11 @@ func NewMetrics(set *metrics.Set) *Metrics {
 		H2UpStreams:   set.NewCounter("expressgateway_upstream_http2_streams_total"),
 		h2StallReq:    set.NewCounter(`expressgateway_http2_flow_control_stalls_total{direction="request"}`),
 		h2StallResp:   set.NewCounter(`expressgateway_http2_flow_control_stalls_total{direction="response"}`),
+
+		H3UpStreams:     set.NewCounter("expressgateway_upstream_http3_streams_total"),
+		H3UpGoAway:      set.NewCounter("expressgateway_upstream_http3_goaway_total"),
+		H3UpStreamLimit: set.NewCounter("expressgateway_upstream_http3_stream_limit_total"),
+		H3UpFlowStall:   set.NewCounter("expressgateway_upstream_http3_flow_stalls_total"),
 	}
 	set.NewGauge("expressgateway_http2_connections_active", func() float64 { return float64(m.H2Connections.Load()) })
 	set.NewGauge("expressgateway_http2_streams_active", func() float64 { return float64(m.H2Streams.Load()) })
@@ -84,6 +95,7 @@ func NewMetrics(set *metrics.Set) *Metrics {
 	// families are always exported.
 	m.H2UpReset("sent", "CANCEL")
 	m.H2UpGoAway("NO_ERROR")
+	m.H3UpReset("sent", "H3_REQUEST_CANCELLED")
 	for i, n := range h2FrameNames {
 		m.h2FramesIn[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="received",type=%q}`, n))
 		m.h2FramesOut[i] = set.NewCounter(fmt.Sprintf(`expressgateway_http2_frames_total{direction="sent",type=%q}`, n))
@@ -132,6 +144,11 @@ func MetricsHelp() map[string]string {
 		"expressgateway_access_log_dropped_total":           "access-log lines lost, never waited for.",
 		"expressgateway_upstream_http2_rst_stream_total":    "RST_STREAM frames on h2c upstream connections, by direction and error code.",
 		"expressgateway_upstream_http2_goaway_total":        "GOAWAY frames received from h2c upstreams, by error code.",
+		"expressgateway_upstream_http3_streams_total":       "request streams opened on HTTP/3 upstream connections.",
+		"expressgateway_upstream_http3_stream_resets_total": "HTTP/3 upstream request streams reset, by direction and error code.",
+		"expressgateway_upstream_http3_goaway_total":        "GOAWAY frames received from HTTP/3 upstreams.",
+		"expressgateway_upstream_http3_stream_limit_total":  "requests that found an HTTP/3 upstream connection at the endpoint's stream limit (its MAX_STREAMS) and went on another connection.",
+		"expressgateway_upstream_http3_flow_stalls_total":   "times response data from an HTTP/3 upstream waited because the client was slower (the endpoint's stream credit was held).",
 		"expressgateway_event_loops":                        "gnet event loops running: engine.event_loops per loop set.",
 		"expressgateway_config_generation":                  "the generation of the config in use: 1 at start, +1 for every reload applied (also GET /config/generation on the admin listener).",
 		"expressgateway_config_reload_total":                "config reloads (SIGHUP or a change of the watched file), by result.",
@@ -262,6 +279,13 @@ func (m *Metrics) H2UpReset(direction, code string) *metrics.Counter {
 func (m *Metrics) H2UpGoAway(code string) *metrics.Counter {
 	return m.counter(m.h2events, "upgoaway\x00"+code,
 		fmt.Sprintf(`expressgateway_upstream_http2_goaway_total{code=%q}`, code))
+}
+
+// H3UpReset counts resets of HTTP/3 upstream request streams, by
+// direction and error code name.
+func (m *Metrics) H3UpReset(direction, code string) *metrics.Counter {
+	return m.counter(m.h2events, "h3uprst\x00"+direction+"\x00"+code,
+		fmt.Sprintf(`expressgateway_upstream_http3_stream_resets_total{direction=%q,code=%q}`, direction, code))
 }
 
 // H2FlowStall counts the times a stream's data had to wait for flow

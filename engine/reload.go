@@ -242,6 +242,18 @@ func (e *Engine) afterReload(gone []*lb.Endpoint, draining []*listenerSlot, drai
 				}
 			}
 		}
+		for ep, list := range lp.h3pools {
+			if live[ep] && !left[ep] {
+				continue
+			}
+			delete(lp.h3pools, ep)
+			for _, hu := range list {
+				hu.retired = true
+				if hu.state == upActive && len(hu.streams) == 0 && len(hu.pending) == 0 {
+					hu.close()
+				}
+			}
+		}
 	})
 	cancel()
 	if len(draining) > 0 {

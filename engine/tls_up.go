@@ -67,10 +67,14 @@ func newUpstreamTLS(c *conf.Cluster, set *metrics.Set) (*upstreamTLS, error) {
 	}
 	u := &upstreamTLS{cluster: c.Name, base: cfg, serverName: t.ServerName, set: set, fails: map[string]*metrics.Counter{},
 		ok: set.GetOrCreateCounter(fmt.Sprintf(`expressgateway_upstream_tls_handshakes_total{cluster=%q,result="ok"}`, c.Name))}
-	if c.Protocol == "h2" {
+	switch c.Protocol {
+	case "h2":
 		u.alpn = "h2"
 		cfg.NextProtos = []string{"h2"}
-	} else {
+	case "h3":
+		u.alpn = "h3" // checked by dialH3; QUIC is TLS 1.3
+		upTLSConfigH3(cfg)
+	default:
 		cfg.NextProtos = []string{"http/1.1"}
 	}
 	return u, nil

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -54,28 +56,58 @@ func newChecker(c *Cluster, e *Endpoint) *checker {
 		k.close = func() { _ = conn.Close() }
 		client := healthpb.NewHealthClient(conn)
 		k.probe = func(ctx context.Context) error { return probeGRPC(ctx, client, hc.GRPCService) }
+	case "http":
+		if hc.H3 {
+			k.h3Probe(hc)
+			break
+		}
+		k.httpProbe(hc)
 	default:
-		ranges, _ := parseStatusRanges(hc.ExpectedStatuses) // validated in New
-		client := &http.Client{
-			Transport: &http.Transport{
-				Proxy:               nil,
-				DialContext:         (&net.Dialer{Timeout: hc.Timeout}).DialContext,
-				MaxIdleConnsPerHost: 1,
-				IdleConnTimeout:     2*hc.Interval + time.Second,
-			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-		k.close = client.CloseIdleConnections
-		url := "http://" + e.addr + hc.Path
-		if hc.TLS != nil {
-			tr := client.Transport.(*http.Transport)
-			tr.TLSClientConfig = tlsFor(hc.TLS, e.addr, "h2", "http/1.1")
-			tr.ForceAttemptHTTP2 = true
-			url = "https://" + e.addr + hc.Path
-		}
-		k.probe = func(ctx context.Context) error { return probeHTTP(ctx, client, url, hc.Host, ranges) }
+		k.httpProbe(hc)
 	}
 	return k
+}
+
+// httpProbe makes k's probe an HTTP/1.1 (or, over TLS, HTTP/2) GET.
+func (k *checker) httpProbe(hc *HealthCheckSpec) {
+	e := k.e
+	ranges, _ := parseStatusRanges(hc.ExpectedStatuses) // validated in New
+	client := &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: hc.Timeout}).DialContext,
+			MaxIdleConnsPerHost: 1,
+			IdleConnTimeout:     2*hc.Interval + time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	k.close = client.CloseIdleConnections
+	url := "http://" + e.addr + hc.Path
+	if hc.TLS != nil {
+		tr := client.Transport.(*http.Transport)
+		tr.TLSClientConfig = tlsFor(hc.TLS, e.addr, "h2", "http/1.1")
+		tr.ForceAttemptHTTP2 = true
+		url = "https://" + e.addr + hc.Path
+	}
+	k.probe = func(ctx context.Context) error { return probeHTTP(ctx, client, url, hc.Host, ranges) }
+}
+
+// h3Probe makes k's probe an HTTP/3 GET to the endpoint's UDP address (an
+// h3 cluster), on a QUIC connection kept between probes.
+func (k *checker) h3Probe(hc *HealthCheckSpec) {
+	ranges, _ := parseStatusRanges(hc.ExpectedStatuses) // validated in New
+	base := hc.TLS
+	if base == nil {
+		base = &tls.Config{MinVersion: tls.VersionTLS13}
+	}
+	tr := &http3.Transport{
+		TLSClientConfig: tlsFor(base, k.e.addr, "h3"),
+		QUICConfig:      &quic.Config{HandshakeIdleTimeout: hc.Timeout, MaxIdleTimeout: 2*hc.Interval + time.Second},
+	}
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	k.close = func() { _ = tr.Close() }
+	url := "https://" + k.e.addr + hc.Path
+	k.probe = func(ctx context.Context) error { return probeHTTP(ctx, client, url, hc.Host, ranges) }
 }
 
 func (k *checker) run(ctx context.Context) {

@@ -207,6 +207,10 @@ type HealthCheckSpec struct {
 	// TLSKey identifies the TLS settings TLS was built from: a reload
 	// restarts the probes when it, not the config's pointer, changes.
 	TLSKey string
+	// H3 sends http probes over HTTP/3 (QUIC, TLS 1.3, ALPN h3) to the
+	// endpoint's UDP address; TLS is then required (nil: the system's
+	// roots).
+	H3 bool
 }
 
 // OutlierSpec configures passive outlier detection from live traffic.

@@ -18,8 +18,10 @@ type Cluster struct {
 	Index int // dense index, for per-loop tables (upstream pools)
 	LB    *lb.Cluster
 	// H2 says the endpoints speak HTTP/2 with prior knowledge (protocol =
-	// "h2c"); MaxStreams caps the streams of one upstream connection.
+	// "h2c") or over TLS ("h2"); H3 that they speak HTTP/3 over QUIC
+	// ("h3"); MaxStreams caps the streams of one upstream connection.
 	H2         bool
+	H3         bool
 	MaxStreams int
 }
 

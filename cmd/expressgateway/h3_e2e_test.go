@@ -722,6 +722,10 @@ func TestH3MalformedNeverForwarded(t *testing.T) {
 		"no :path":             {":method", "GET", ":scheme", "https", ":authority", "a.test"},
 		"unknown pseudo":       append(append([]string{}, ok...), ":foo", "1"),
 		"two content-lengths":  append(append([]string{}, ok...), "content-length", "1", "content-length", "2"),
+		"CRLF in a value":      append(append([]string{}, ok...), "x-a", "1\r\nx-injected: evil"),
+		"LF in a value":        append(append([]string{}, ok...), "x-a", "1\nx-injected: evil"),
+		"leading space":        append(append([]string{}, ok...), "x-a", " 1"),
+		"space in a name":      append(append([]string{}, ok...), "x a", "1"),
 	}
 	before := s.originHits()
 	for name, fields := range bad {

@@ -39,3 +39,22 @@ type Error struct {
 func (e *Error) Error() string {
 	return "h3: " + e.Token + " (0x" + strconv.FormatUint(uint64(e.Code), 16) + ")"
 }
+
+var errCodeNames = map[ErrCode]string{
+	ErrCodeNo: "H3_NO_ERROR", ErrCodeGeneralProtocol: "H3_GENERAL_PROTOCOL_ERROR", ErrCodeInternal: "H3_INTERNAL_ERROR",
+	ErrCodeStreamCreation: "H3_STREAM_CREATION_ERROR", ErrCodeClosedCriticalStream: "H3_CLOSED_CRITICAL_STREAM",
+	ErrCodeFrameUnexpected: "H3_FRAME_UNEXPECTED", ErrCodeFrame: "H3_FRAME_ERROR", ErrCodeExcessiveLoad: "H3_EXCESSIVE_LOAD",
+	ErrCodeID: "H3_ID_ERROR", ErrCodeSettings: "H3_SETTINGS_ERROR", ErrCodeMissingSettings: "H3_MISSING_SETTINGS",
+	ErrCodeRequestRejected: "H3_REQUEST_REJECTED", ErrCodeRequestCancelled: "H3_REQUEST_CANCELLED",
+	ErrCodeRequestIncomplete: "H3_REQUEST_INCOMPLETE", ErrCodeMessage: "H3_MESSAGE_ERROR", ErrCodeConnect: "H3_CONNECT_ERROR",
+	ErrCodeVersionFallback: "H3_VERSION_FALLBACK", ErrCodeQPACKDecompression: "QPACK_DECOMPRESSION_FAILED",
+}
+
+// String is the code's RFC name; codes without one (reserved, greased or
+// private) are "unknown", so that a metric label cannot be made to grow.
+func (c ErrCode) String() string {
+	if n, ok := errCodeNames[c]; ok {
+		return n
+	}
+	return "unknown"
+}

@@ -123,6 +123,16 @@ func TestDecodeMalformed(t *testing.T) {
 		"connect with path":        {[]string{":method", "CONNECT", ":authority", "a:443", ":path", "/"}, "bad_connect"},
 		"protocol without CONNECT": {append(append([]string{}, base...), ":protocol", "websocket"), "bad_protocol"},
 		"bad content-length":       {append(append([]string{}, base...), "content-length", "1x"), "bad_content_length"},
+		"CRLF in a value":          {append(append([]string{}, base...), "x-a", "1\r\nx-injected: 2"), "bad_field_value"},
+		"LF in a value":            {append(append([]string{}, base...), "x-a", "1\nx: 2"), "bad_field_value"},
+		"NUL in a value":           {append(append([]string{}, base...), "x-a", "a\x00b"), "bad_field_value"},
+		"DEL in a value":           {append(append([]string{}, base...), "x-a", "a\x7fb"), "bad_field_value"},
+		"leading space":            {append(append([]string{}, base...), "x-a", " 1"), "field_value_whitespace"},
+		"trailing tab":             {append(append([]string{}, base...), "x-a", "1\t"), "field_value_whitespace"},
+		"space in a name":          {append(append([]string{}, base...), "x a", "1"), "bad_field_name"},
+		"colon in a name":          {append(append([]string{}, base...), "x:a", "1"), "bad_field_name"},
+		"CRLF in the method":       {[]string{":method", "GET\r\nX: y", ":scheme", "https", ":path", "/"}, "bad_field_value"},
+		"space in the method":      {[]string{":method", "GET X", ":scheme", "https", ":path", "/"}, "bad_method"},
 		"two content-lengths":      {append(append([]string{}, base...), "content-length", "1", "content-length", "2"), "bad_content_length"},
 	}
 	for name, c := range cases {
@@ -193,4 +203,86 @@ func FuzzDecodeFields(f *testing.F) {
 func FuzzParseSettings(f *testing.F) {
 	f.Add(AppendSettings(nil, Settings{MaxFieldSectionSize: 100})[2:])
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseSettings(b) })
+}
+
+func TestDecodeResponse(t *testing.T) {
+	var r Response
+	if err := DecodeResponse(encode(t, ":status", "200", "content-length", "12", "x-a", "1"), 0, false, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != 200 || r.ContentLength != 12 || len(r.Fields) != 2 || string(r.Fields[1].Name) != "x-a" || string(r.Fields[1].Value) != "1" {
+		t.Fatalf("decoded %+v", r)
+	}
+	if err := DecodeResponse(encode(t, "x-t", "v"), 0, true, &r); err != nil || r.Status != 0 || len(r.Fields) != 1 {
+		t.Fatalf("trailers: %+v %v", r, err)
+	}
+	cases := map[string]struct {
+		fields   []string
+		trailers bool
+		token    string
+	}{
+		"no status":           {[]string{"x-a", "1"}, false, "missing_status"},
+		"two statuses":        {[]string{":status", "200", ":status", "204"}, false, "bad_pseudo_header"},
+		"request pseudo":      {[]string{":status", "200", ":path", "/"}, false, "bad_pseudo_header"},
+		"pseudo after field":  {[]string{"x-a", "1", ":status", "200"}, false, "bad_pseudo_header"},
+		"status in trailers":  {[]string{":status", "200"}, true, "bad_pseudo_header"},
+		"bad status":          {[]string{":status", "20x"}, false, "bad_status"},
+		"status out of range": {[]string{":status", "999"}, false, "bad_status"},
+		"uppercase":           {[]string{":status", "200", "X-A", "1"}, false, "uppercase_name"},
+		"connection":          {[]string{":status", "200", "connection", "close"}, false, "connection_specific_field"},
+		"te":                  {[]string{":status", "200", "te", "trailers"}, false, "connection_specific_field"},
+		"two lengths":         {[]string{":status", "200", "content-length", "1", "content-length", "2"}, false, "bad_content_length"},
+		"negative length":     {[]string{":status", "200", "content-length", "-1"}, false, "bad_content_length"},
+		"CRLF in a value":     {[]string{":status", "200", "x-a", "1\r\nset-cookie: evil"}, false, "bad_field_value"},
+		"CRLF in a trailer":   {[]string{"x-a", "1\r\nx: 2"}, true, "bad_field_value"},
+		"space in a name":     {[]string{":status", "200", "x a", "1"}, false, "bad_field_name"},
+		"leading space":       {[]string{":status", "200", "x-a", " 1"}, false, "field_value_whitespace"},
+	}
+	for name, c := range cases {
+		err := DecodeResponse(encode(t, c.fields...), 0, c.trailers, &r)
+		var he *Error
+		if !errors.As(err, &he) || he.Token != c.token {
+			t.Errorf("%s: %v, want %s", name, err, c.token)
+		}
+	}
+	big := encode(t, ":status", "200", "x", string(bytes.Repeat([]byte("a"), 1000)))
+	var he *Error
+	if err := DecodeResponse(big, 500, false, &r); !errors.As(err, &he) || he.Code != ErrCodeExcessiveLoad {
+		t.Errorf("over the limit: %v", err)
+	}
+	if err := DecodeResponse([]byte{0x01}, 0, false, &r); err == nil {
+		t.Error("a block with a dynamic-table reference accepted")
+	}
+}
+
+func TestAppendRequestHeadersRoundTrip(t *testing.T) {
+	b := AppendRequestHeaders(nil, &RequestHead{Method: []byte("POST"), Scheme: []byte("https"), Authority: []byte("a.test"),
+		Path: []byte("/x"), Fields: []msg.Field{{Name: []byte("X-A"), Value: []byte("1")}}})
+	typ, n, used, err := ParseFrameHeader(b)
+	if err != nil || typ != FrameHeaders || int(n) != len(b)-used {
+		t.Fatalf("frame %v %d %d %v", typ, n, used, err)
+	}
+	var h Head
+	if err := DecodeFields(b[used:], 0, false, &h); err != nil {
+		t.Fatal(err)
+	}
+	if string(h.Method) != "POST" || string(h.Scheme) != "https" || string(h.Authority) != "a.test" || string(h.Path) != "/x" ||
+		len(h.Fields) != 1 || string(h.Fields[0].Name) != "x-a" {
+		t.Fatalf("decoded %+v", h)
+	}
+}
+
+func TestErrCodeString(t *testing.T) {
+	if ErrCodeRequestRejected.String() != "H3_REQUEST_REJECTED" || ErrCode(0x1f*7+0x21).String() != "unknown" {
+		t.Errorf("%s %s", ErrCodeRequestRejected, ErrCode(0x1f*7+0x21))
+	}
+}
+
+func FuzzDecodeResponse(f *testing.F) {
+	f.Add(encode(f, ":status", "200", "a", "b"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r Response
+		_ = DecodeResponse(b, 1<<16, false, &r)
+		_ = DecodeResponse(b, 1<<16, true, &r)
+	})
 }

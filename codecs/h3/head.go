@@ -68,10 +68,16 @@ func DecodeFields(block []byte, max int, trailers bool, h *Head) error {
 		if f.Name == "" {
 			return malformed("empty_name")
 		}
+		if err := checkField(f.Name, f.Value); err != nil {
+			return err
+		}
 		if f.Name[0] == ':' {
 			sp := set[f.Name]
 			if trailers || regular || sp == nil || seenPseudo[f.Name] {
 				return malformed("bad_pseudo_header")
+			}
+			if f.Name == ":method" && !isToken(f.Value) {
+				return malformed("bad_method")
 			}
 			seenPseudo[f.Name] = true
 			start := len(h.Arena)
@@ -149,4 +155,49 @@ func AppendHeaders(b []byte, status int, fields []msg.Field) []byte {
 	}
 	b = AppendFrameHeader(b, FrameHeaders, uint64(buf.Len()))
 	return append(b, buf.Bytes()...)
+}
+
+// checkField refuses what no HTTP version may carry and an HTTP/1
+// message would turn into framing (RFC 9114 section 4.2, RFC 9110 section
+// 5.5): a name that is not a token (after an optional leading ':' of a
+// pseudo-header), a value with NUL, CR, LF, another control character or
+// DEL, or one that starts or ends with SP or HTAB. Upper case is refused
+// before this, with its own token.
+func checkField(name, value string) error {
+	n := name
+	if len(n) > 0 && n[0] == ':' {
+		n = n[1:]
+	}
+	if !isToken(n) {
+		return malformed("bad_field_name")
+	}
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return malformed("bad_field_value")
+		}
+	}
+	if len(value) > 0 && (isOWS(value[0]) || isOWS(value[len(value)-1])) {
+		return malformed("field_value_whitespace")
+	}
+	return nil
+}
+
+func isOWS(c byte) bool { return c == ' ' || c == '\t' }
+
+// isToken reports an RFC 9110 token: one or more tchar.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' ||
+			c == '-' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-3.0-only
+
+package h3
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+
+	"github.com/quic-go/qpack"
+
+	"github.com/expressgateway/expressgateway/codecs/msg"
+)
+
+// Response is a decoded response (or trailer) field section, as an HTTP/3
+// client reads it. Its byte slices point into Arena.
+type Response struct {
+	Status        int // 0 in a trailer section
+	Fields        []msg.Field
+	ContentLength int64 // -1: none
+	Arena         []byte
+}
+
+// DecodeResponse decodes a response field section (trailers: a trailer
+// section), at most max bytes as RFC 9114 section 4.2.2 counts them; 0 is
+// no limit. A response has exactly one pseudo-header, :status, first; a
+// trailer section none. Upper-case names, connection-specific fields and
+// a bad or repeated content-length are malformed (RFC 9114 section 4.1.2).
+func DecodeResponse(block []byte, max int, trailers bool, r *Response) error {
+	*r = Response{Fields: r.Fields[:0], Arena: r.Arena[:0], ContentLength: -1}
+	next := decoder.Decode(block)
+	size := 0
+	type span struct{ start, end int }
+	var fs []struct{ n, v span }
+	regular, seenStatus := false, false
+	for {
+		f, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return &Error{Code: ErrCodeQPACKDecompression, Token: "qpack"}
+		}
+		size += len(f.Name) + len(f.Value) + 32
+		if max > 0 && size > max {
+			return &Error{Code: ErrCodeExcessiveLoad, Token: "field_section_too_large"}
+		}
+		if f.Name == "" {
+			return malformed("empty_name")
+		}
+		for i := 0; i < len(f.Name); i++ {
+			if c := f.Name[i]; c >= 'A' && c <= 'Z' {
+				return malformed("uppercase_name")
+			}
+		}
+		if err := checkField(f.Name, f.Value); err != nil {
+			return err
+		}
+		if f.Name[0] == ':' {
+			if trailers || regular || seenStatus || f.Name != ":status" {
+				return malformed("bad_pseudo_header")
+			}
+			seenStatus = true
+			n, err := strconv.Atoi(f.Value)
+			if err != nil || len(f.Value) != 3 || n < 100 || n > 599 {
+				return malformed("bad_status")
+			}
+			r.Status = n
+			continue
+		}
+		regular = true
+		if connectionSpecific[f.Name] || f.Name == "te" {
+			return malformed("connection_specific_field")
+		}
+		if f.Name == "content-length" && !trailers {
+			n, err := strconv.ParseInt(f.Value, 10, 64)
+			if err != nil || n < 0 || (r.ContentLength >= 0 && n != r.ContentLength) {
+				return malformed("bad_content_length")
+			}
+			r.ContentLength = n
+		}
+		ns := len(r.Arena)
+		r.Arena = append(r.Arena, f.Name...)
+		vs := len(r.Arena)
+		r.Arena = append(r.Arena, f.Value...)
+		fs = append(fs, struct{ n, v span }{span{ns, vs}, span{vs, len(r.Arena)}})
+	}
+	a := r.Arena
+	for _, f := range fs {
+		r.Fields = append(r.Fields, msg.Field{Name: a[f.n.start:f.n.end:f.n.end], Value: a[f.v.start:f.v.end:f.v.end]})
+	}
+	if !trailers && !seenStatus {
+		return malformed("missing_status")
+	}
+	return nil
+}
+
+// RequestHead is what AppendRequestHeaders encodes: the pseudo-headers of
+// a request and its fields (names are lower-cased on the way out).
+type RequestHead struct {
+	Method, Scheme, Authority, Path []byte
+	Fields                          []msg.Field
+}
+
+// AppendRequestHeaders appends a HEADERS frame carrying the request head.
+func AppendRequestHeaders(b []byte, h *RequestHead) []byte {
+	var buf bytes.Buffer
+	enc := qpack.NewEncoder(&buf)
+	_ = enc.WriteField(qpack.HeaderField{Name: ":method", Value: string(h.Method)})
+	if string(h.Method) != "CONNECT" {
+		_ = enc.WriteField(qpack.HeaderField{Name: ":scheme", Value: string(h.Scheme)})
+	}
+	if len(h.Authority) > 0 {
+		_ = enc.WriteField(qpack.HeaderField{Name: ":authority", Value: string(h.Authority)})
+	}
+	if string(h.Method) != "CONNECT" {
+		_ = enc.WriteField(qpack.HeaderField{Name: ":path", Value: string(h.Path)})
+	}
+	for _, f := range h.Fields {
+		_ = enc.WriteField(qpack.HeaderField{Name: string(bytes.ToLower(f.Name)), Value: string(f.Value)})
+	}
+	b = AppendFrameHeader(b, FrameHeaders, uint64(buf.Len()))
+	return append(b, buf.Bytes()...)
+}
