@@ -550,7 +550,8 @@ type h3UpHead struct {
 func (us *h3UpStream) readLoop() {
 	defer us.recoverStream("h3 upstream reader")
 	lp := us.hu.lp
-	br := bufio.NewReaderSize(us.st, h3ReadChunk)
+	br := getH3Reader(us.st)
+	defer putH3Reader(br)
 	fail := func(code h3.ErrCode, tok string) {
 		us.st.CancelRead(quic.StreamErrorCode(code))
 		us.st.CancelWrite(quic.StreamErrorCode(code))
