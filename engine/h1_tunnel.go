@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"os"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -321,22 +319,8 @@ func (p *wsPair) offloop(head []byte, pre [2][]byte) {
 	for i := range p.ends {
 		x := &p.ends[i]
 		r.eof[i], r.shut[i] = x.eof, x.shut
-		switch {
-		case x.c != nil:
-			c := x.c
-			x.c = nil
-			r.prefix[i] = append(r.prefix[i], takeInbound(c)...)
-			nc, err := lp.detachConn(c)
-			r.conns[i], failed = nc, errors.Join(failed, err)
-		case x.fd >= 0:
-			f := os.NewFile(uintptr(x.fd), "websocket")
-			x.fd = -1
-			nc, err := net.FileConn(f)
-			_ = f.Close()
-			r.conns[i], failed = nc, errors.Join(failed, err)
-		default:
-			failed = errors.Join(failed, errors.New("no socket"))
-		}
+		nc, err := lp.offloopConn(&x.c, &x.fd, &r.prefix[i])
+		r.conns[i], failed = nc, errors.Join(failed, err)
 	}
 	if failed != nil {
 		lp.e.log.Error().Err(failed).Msg("websocket detach failed")

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -503,25 +502,13 @@ func (s *tcpSession) goOffloop() {
 		r.eof[i], r.shut[i] = x.eof, x.shut
 		r.prefix[i] = x.offPrefix
 		x.offPrefix = nil
-		switch {
-		case x.c != nil:
-			c := x.c
-			x.c = nil
-			r.prefix[i] = append(r.prefix[i], takeInbound(c)...)
-			nc, err := lp.detachConn(c)
-			r.conns[i], failed = nc, errors.Join(failed, err)
-		case x.fd >= 0:
-			f := os.NewFile(uintptr(x.fd), "l4")
-			x.fd = -1
-			nc, err := net.FileConn(f)
-			_ = f.Close()
-			r.conns[i], failed = nc, errors.Join(failed, err)
-		case x.off != nil:
+		if x.off != nil {
 			r.conns[i] = x.off
 			x.off = nil
-		default:
-			failed = errors.Join(failed, errors.New("no socket"))
+			continue
 		}
+		nc, err := lp.offloopConn(&x.c, &x.fd, &r.prefix[i])
+		r.conns[i], failed = nc, errors.Join(failed, err)
 	}
 	if failed != nil {
 		lp.e.log.Error().Err(failed).Msg("l4 detach failed")

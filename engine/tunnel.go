@@ -5,12 +5,14 @@ package engine
 import (
 	"errors"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -236,6 +238,26 @@ func readPooled(rc syscall.RawConn) (bp *[]byte, n int, err error) {
 		err = rerr
 	}
 	return bp, n, err
+}
+
+// offloopConn hands one side of a pair relayed on the loop to the off-loop
+// relay: gnet's conn *c (what it buffered appended to *prefix; gnet forgets
+// it), or *fd, our write-only dup of a side that sent EOF. Both are cleared.
+func (lp *loop) offloopConn(c *gnet.Conn, fd *int, prefix *[]byte) (net.Conn, error) {
+	switch {
+	case *c != nil:
+		gc := *c
+		*c = nil
+		*prefix = append(*prefix, takeInbound(gc)...)
+		return lp.detachConn(gc)
+	case *fd >= 0:
+		f := os.NewFile(uintptr(*fd), "relay")
+		*fd = -1
+		nc, err := net.FileConn(f)
+		_ = f.Close()
+		return nc, err
+	}
+	return nil, errors.New("no socket")
 }
 
 // WebSocket tunnels off the loop are registered with the engine, so that
