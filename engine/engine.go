@@ -629,6 +629,11 @@ func (e *Engine) recoverConn(c gnet.Conn, what string) {
 		if c != nil {
 			if cc, ok := c.Context().(*clientConn); ok {
 				cc.abort()
+				// The callback's return action is lost and it never left:
+				// the loop forgets it, runs the closes it queued, and the
+				// conn is closed through gnet's queue.
+				cc.lp.afterPanic()
+				_ = c.Close()
 			} else if sc, ok := c.Context().(*h2Conn); ok {
 				sc.abort()
 			} else if hu, ok := c.Context().(*h2Upstream); ok {

@@ -786,7 +786,7 @@ func (cc *clientConn) closeGracefully() {
 	cc.lp.flushOut()
 	if cc.c.OutboundBuffered() == 0 {
 		cc.state = csClosed
-		_ = cc.c.Close()
+		cc.lp.closeSoon(cc.c)
 		return
 	}
 	cc.state = csClosing
@@ -803,7 +803,7 @@ func (cc *clientConn) abort() {
 	}
 	if cc.state != csDetached && cc.c != nil {
 		cc.state = csClosed
-		_ = cc.c.Close()
+		cc.lp.closeSoon(cc.c)
 	}
 }
 

@@ -45,6 +45,9 @@ type loop struct {
 	// asks the handler to return gnet.Close for it (see detachGnet).
 	current      gnet.Conn
 	closeCurrent bool
+	closing      []gnet.Conn // closeSoon: closed when the outermost callback leaves
+	closingSpare []gnet.Conn
+	depth        int // enter/leave nesting (an OnClose inside a callback nests)
 
 	// Output coalescing: writes to one connection during a callback are
 	// gathered here and sent with one write at the end of the callback
@@ -106,6 +109,10 @@ func (lp *loop) sweep() {
 		}()
 	}
 	lp.sweepH3(now)
+	// The sweep runs between callbacks: a callback that never reached
+	// leave (a recovered panic) left its queued closes here.
+	lp.depth, lp.current = 0, nil
+	lp.closeQueued()
 	for p := range lp.wsPairs {
 		func() {
 			defer lp.e.recoverConn(nil, "websocket timer")
@@ -279,16 +286,47 @@ func (lp *loop) enter(c gnet.Conn) {
 	lp.tick()
 	lp.current = c
 	lp.closeCurrent = false
+	lp.depth++
 }
 
 func (lp *loop) leave() gnet.Action {
 	lp.flushOut()
 	lp.current = nil
-	if lp.closeCurrent {
-		lp.closeCurrent = false
+	closeSelf := lp.closeCurrent
+	lp.closeCurrent = false
+	if lp.depth > 0 {
+		lp.depth--
+	}
+	if lp.depth == 0 {
+		lp.closeQueued()
+		lp.closeCurrent = false // what an OnClose run there asked for itself
+	}
+	if closeSelf {
 		return gnet.Close
 	}
 	return gnet.None
+}
+
+// afterPanic resets the callback state of a callback a panic cut short.
+func (lp *loop) afterPanic() {
+	lp.current, lp.closeCurrent, lp.depth = nil, false, 0
+	lp.closeQueued()
+}
+
+// closeQueued closes the conns closeSoon queued, synchronously: their
+// OnClose runs now, after the callback's work, and not through gnet's task
+// queue, which costs an eventfd write and one more poll round per
+// connection (h1-close profile).
+func (lp *loop) closeQueued() {
+	for len(lp.closing) > 0 {
+		cs := lp.closing
+		lp.closing, lp.closingSpare = lp.closingSpare[:0], nil
+		for i, c := range cs {
+			cs[i] = nil
+			lp.closeNow(c)
+		}
+		lp.closingSpare = cs[:0]
+	}
 }
 
 // closeNow makes gnet forget c at once, so that it reads nothing more from
@@ -305,6 +343,22 @@ func (lp *loop) closeNow(c gnet.Conn) {
 		return
 	}
 	_ = c.EventLoop().Close(c)
+}
+
+// closeSoon closes c, a conn of this loop whose output is flushed: the
+// conn of the running callback through the action it returns, another conn
+// when the callback leaves (never in the middle of the caller's work: its
+// OnClose may release state the caller still uses), and outside a callback
+// through gnet's queue.
+func (lp *loop) closeSoon(c gnet.Conn) {
+	switch {
+	case lp.current == nil:
+		_ = c.Close()
+	case c == lp.current:
+		lp.closeCurrent = true
+	default:
+		lp.closing = append(lp.closing, c)
+	}
 }
 
 // outFor returns the write buffer to append output for c to; pass the
