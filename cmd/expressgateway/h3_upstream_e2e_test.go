@@ -603,6 +603,14 @@ access_log = false
 name = "web"
 listen = %q
 max_connections_per_ip = 0
+# An HTTP/1.1 client's upload to a multiplexed upstream (h2c, h3) may run
+# ahead of the upstream's flow control by 4 × max_inflight_bytes at most
+# (guard upstream_window_overflow: the loop cannot pause a socket's reads).
+# Go's client sends the 10 MiB upload as fast as loopback goes, and a
+# race-built gateway's HTTP/3 upstream on a busy 2-core box drains slower,
+# so the bound is set for the 10 MiB the cells send.
+[listeners.limits]
+max_inflight_bytes = "4MiB"
 [listeners.timeouts]
 body_min_rate = 0
 %s
