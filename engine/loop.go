@@ -291,17 +291,15 @@ func (lp *loop) enter(c gnet.Conn) {
 
 func (lp *loop) leave() gnet.Action {
 	lp.flushOut()
-	lp.current = nil
-	closeSelf := lp.closeCurrent
-	lp.closeCurrent = false
 	if lp.depth > 0 {
 		lp.depth--
 	}
-	if lp.depth == 0 {
+	if lp.depth == 0 && len(lp.closing) > 0 {
 		lp.closeQueued()
-		lp.closeCurrent = false // what an OnClose run there asked for itself
 	}
-	if closeSelf {
+	lp.current = nil
+	if lp.closeCurrent {
+		lp.closeCurrent = false
 		return gnet.Close
 	}
 	return gnet.None
@@ -316,17 +314,26 @@ func (lp *loop) afterPanic() {
 // closeQueued closes the conns closeSoon queued, synchronously: their
 // OnClose runs now, after the callback's work, and not through gnet's task
 // queue, which costs an eventfd write and one more poll round per
-// connection (h1-close profile).
+// connection (h1-close profile). The conn whose callback is leaving stays
+// lp.current meanwhile, so that an OnClose that closes it too asks for it
+// through the callback's action (closing it synchronously inside its own
+// callback would leave gnet working on a closed conn).
 func (lp *loop) closeQueued() {
+	cur, self := lp.current, lp.closeCurrent
 	for len(lp.closing) > 0 {
 		cs := lp.closing
 		lp.closing, lp.closingSpare = lp.closingSpare[:0], nil
 		for i, c := range cs {
 			cs[i] = nil
+			lp.current, lp.closeCurrent = cur, false
 			lp.closeNow(c)
+			if lp.current == cur && lp.closeCurrent {
+				self = true
+			}
 		}
 		lp.closingSpare = cs[:0]
 	}
+	lp.current, lp.closeCurrent = cur, self
 }
 
 // closeNow makes gnet forget c at once, so that it reads nothing more from
