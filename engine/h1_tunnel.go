@@ -88,8 +88,8 @@ func (cc *clientConn) startTunnel() {
 		p.writeFailed(err, head[n:], [2][]byte{tunClient: clientEarly, tunUpstream: upEarly})
 		return
 	}
-	if !p.push(tunUpstream, upEarly) || !p.push(tunClient, clientEarly) {
-		return
+	if p.push(tunUpstream, upEarly) {
+		p.push(tunClient, clientEarly)
 	}
 }
 
