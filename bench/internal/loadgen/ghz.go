@@ -72,10 +72,17 @@ func ParseGhz(out string) (Result, error) {
 	// flight: those fail on the client's side ("the client connection is
 	// closing", "use of closed network connection") whatever the target
 	// did, and are not counted against it.
-	var teardown uint64
+	// Each teardown error is charged to the status code its message names
+	// ("rpc error: code = Canceled desc = …"), so the result does not depend
+	// on the order maps are walked in.
+	teardown := map[string]uint64{}
 	for msg, n := range rep.Errors {
 		if strings.Contains(msg, "client connection is closing") || strings.Contains(msg, "use of closed network connection") {
-			teardown += n
+			code := "Canceled"
+			if _, rest, ok := strings.Cut(msg, "code = "); ok {
+				code, _, _ = strings.Cut(rest, " ")
+			}
+			teardown[code] += n
 			r.Requests -= min(n, r.Requests)
 		}
 	}
@@ -83,8 +90,7 @@ func ParseGhz(out string) (Result, error) {
 		switch code {
 		case "OK":
 		case "Canceled", "Unavailable":
-			k := min(n, teardown)
-			teardown -= k
+			k := min(n, teardown[code])
 			if code == "Unavailable" {
 				r.ConnectErrors += n - k
 			} else {
