@@ -106,7 +106,8 @@ func (c *h3Conn) serve() {
 		c.requests++
 		c.active.Add(1)
 		m.streams.Add(1)
-		go c.serveStream(st, m, c.requests)
+		nth := c.requests
+		c.f.e.goPool.Go(func() { c.serveStream(st, m, nth) })
 		if max := c.view().cfg.QUIC.MaxRequestsPerConnection; max > 0 && c.requests >= max {
 			c.goAway("max_requests")
 		}

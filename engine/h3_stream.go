@@ -27,6 +27,9 @@ const (
 	h3BodyInflightMax = 256 << 10 // request DATA handed to the loop, not yet taken upstream
 	h3StreamPendMax   = 256 << 10 // response bytes waiting for the writer
 	h3ReadChunk       = 16 << 10
+	// h3IdleWorkers bounds the stream goroutines the engine keeps waiting
+	// for the next stream (gopool.go): a few MiB of stacks at most.
+	h3IdleWorkers = 256
 )
 
 // h3Stream is one request of an HTTP/3 connection. The fields above the
@@ -93,7 +96,7 @@ func putH3Reader(br *bufio.Reader) {
 
 // serveStream is a request stream's reader goroutine.
 func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
-	s := &h3Stream{c: c, st: st, m: m, nth: nth, creditCh: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	s := &h3Stream{c: c, st: st, m: m, nth: nth, wake: make(chan struct{}, 1)}
 	s.refs.Store(1)
 	defer func() {
 		if r := recover(); r != nil {
@@ -107,7 +110,11 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 	l := c.view()
 	maxField := int(l.cfg.QUIC.MaxFieldSectionSize)
 	br := getH3Reader(st)
-	defer putH3Reader(br)
+	defer func() {
+		if br != nil {
+			putH3Reader(br)
+		}
+	}()
 	reset := func(code h3.ErrCode, tok string) {
 		m.streamError(tok).Inc()
 		st.CancelRead(quic.StreamErrorCode(code))
@@ -204,13 +211,26 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 			return // reset by the client
 		}
 	}
-	s.refs.Add(1)
-	go s.writeLoop()
-	if !c.onLoop(func() { s.begin(endNow) }) {
-		reset(h3.ErrCodeInternal, "loop_gone")
+	s.refs.Add(1) // the writer's
+	if endNow {
+		// Nothing more to read: this goroutine becomes the stream's
+		// writer instead of starting one.
+		putH3Reader(br)
+		br = nil
+		if !c.onLoop(func() { s.begin(true) }) {
+			s.release()
+			reset(h3.ErrCodeInternal, "loop_gone")
+			return
+		}
+		s.writeLoop()
 		return
 	}
-	if endNow {
+	// Written before the loop learns of s (begin), read there when the
+	// body's credit returns.
+	s.creditCh = make(chan struct{}, 1)
+	c.f.e.goPool.Go(s.writeLoop)
+	if !c.onLoop(func() { s.begin(false) }) {
+		reset(h3.ErrCodeInternal, "loop_gone")
 		return
 	}
 	// The body.

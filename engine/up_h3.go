@@ -389,8 +389,8 @@ func (hu *h3Upstream) open(lg *leg) {
 	if lg.reqBodyDone {
 		lg.reqSentAt = lp.nowNano()
 	}
-	go us.writeLoop()
-	go us.readLoop()
+	lp.e.goPool.Go(us.writeLoop)
+	lp.e.goPool.Go(us.readLoop)
 	lg.ds.upstreamReady(lg, nil, nil)
 }
 
