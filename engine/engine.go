@@ -80,7 +80,7 @@ type Engine struct {
 	stopped    atomic.Bool
 	draining   atomic.Bool
 	done       chan struct{} // closed by Stop
-	goPool     *goPool       // HTTP/3 stream goroutines, front and upstream (gopool.go)
+	goPool     *goPool       // HTTP/3 streams' and dials' goroutines (gopool.go)
 	hook       func(x *stages.Exchange)
 	l4         *l4Engine // tcp and udp listeners (l4.go)
 
@@ -172,7 +172,7 @@ func New(opts Options) (*Engine, error) {
 		slots:     map[string]*listenerSlot{},
 		inherited: map[string][]int{},
 	}
-	e.goPool = newGoPool(h3IdleWorkers, e.done, e.m, e.log)
+	e.goPool = newGoPool(poolIdleWorkers, e.done, e.m, e.log)
 	for k, fds := range opts.Inherited {
 		e.inherited[k] = append([]int(nil), fds...)
 	}

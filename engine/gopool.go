@@ -9,7 +9,7 @@ import (
 )
 
 // goPool runs the work of short-lived goroutines (an HTTP/3 stream's reader
-// and writer) on long-lived ones. A new goroutine starts on an 8 KiB stack,
+// and writer, an upstream dial) on long-lived ones. A new goroutine starts on an 8 KiB stack,
 // and a stream's reader outgrew it on its first quic-go Read: copystack was
 // 8% of the gateway's CPU in the bench's h3 profile, one stack copy per
 // request. A worker keeps its grown stack from one stream to the next (the
@@ -29,6 +29,10 @@ type goPool struct {
 	// goes on (no panic ever kills the process).
 	onPanic func(r any)
 }
+
+// poolIdleWorkers bounds the goroutines the engine keeps waiting for work:
+// a few MiB of stacks at most.
+const poolIdleWorkers = 256
 
 func newGoPool(maxIdle int, quit <-chan struct{}, m *Metrics, log zerolog.Logger) *goPool {
 	return &goPool{

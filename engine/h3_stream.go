@@ -27,9 +27,6 @@ const (
 	h3BodyInflightMax = 256 << 10 // request DATA handed to the loop, not yet taken upstream
 	h3StreamPendMax   = 256 << 10 // response bytes waiting for the writer
 	h3ReadChunk       = 16 << 10
-	// h3IdleWorkers bounds the stream goroutines the engine keeps waiting
-	// for the next stream (gopool.go): a few MiB of stacks at most.
-	h3IdleWorkers = 256
 )
 
 // h3Stream is one request of an HTTP/3 connection. The fields above the

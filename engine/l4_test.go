@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -851,5 +853,66 @@ func TestL4TCPPanicClosesOnlyThatPair(t *testing.T) {
 	}
 	if _, err := bufio.NewReader(dialTCP(t, addr)).ReadString('\n'); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// keepaliveTimers reports, for each established IPv4 socket of this host
+// whose remote port is port and local port is not, whether its keepalive
+// timer is armed (/proc/net/tcp "tr" 2), keyed by local port.
+func keepaliveTimers(t *testing.T, port int) map[int]bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]bool{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[3] != "01" {
+			continue
+		}
+		_, lp, _ := strings.Cut(f[1], ":")
+		_, rp, _ := strings.Cut(f[2], ":")
+		l, _ := strconv.ParseInt(lp, 16, 32)
+		r, _ := strconv.ParseInt(rp, 16, 32)
+		if int(r) != port || int(l) == port {
+			continue
+		}
+		tr, _, _ := strings.Cut(f[5], ":")
+		out[int(l)] = tr == "02"
+	}
+	return out
+}
+
+// TestL4TCPUpstreamNoKeepalive: the relay's upstream sockets go without
+// TCP keepalive, like HAProxy's mode tcp and nginx's stream by default
+// (four setsockopt calls per connection saved; tcp_idle bounds a silent
+// peer). A socket dialed with Go's default in the same test shows the
+// check sees an armed keepalive timer.
+func TestL4TCPUpstreamNoKeepalive(t *testing.T) {
+	backend := tcpBackend(t, namedEcho("a"))
+	_, bp, _ := net.SplitHostPort(backend)
+	port, _ := strconv.Atoi(bp)
+	addr := freePort(t)
+	startL4(t, 1, tcpListenerTOML(addr, []string{backend}, ""))
+
+	control := dialTCP(t, backend) // Go's default: keepalive on
+	c := dialTCP(t, addr)
+	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil { // the pair is up
+		t.Fatal(err)
+	}
+	timers := keepaliveTimers(t, port)
+	ctl := control.LocalAddr().(*net.TCPAddr).Port
+	if on, ok := timers[ctl]; !ok || !on {
+		t.Fatalf("the control socket (port %d, Go's default keepalive) not seen with its keepalive timer: %v", ctl, timers)
+	}
+	delete(timers, ctl)
+	if len(timers) != 1 {
+		t.Fatalf("want one relay upstream socket to %s, found %v", backend, timers)
+	}
+	for p, on := range timers {
+		if on {
+			t.Errorf("the relay's upstream socket (port %d) has a keepalive timer", p)
+		}
 	}
 }
