@@ -141,6 +141,7 @@ type Conn struct {
 	err             *ConnError
 
 	streams        map[uint32]*stream
+	last           *stream // the stream looked up last (stream), or nil
 	free           []*stream
 	peerActive     int
 	ownActive      int
@@ -539,7 +540,7 @@ func (c *Conn) onGoAway(h FrameHeader, p []byte) *ConnError {
 	}
 	slices.Sort(c.unproc)
 	for _, id := range c.unproc {
-		c.closeStream(c.streams[id], closedResetByUs)
+		c.closeStream(c.stream(id), closedResetByUs)
 	}
 	c.h.OnGoAway(f.LastStreamID, f.Code, f.Debug, c.unproc)
 	return nil
@@ -551,7 +552,7 @@ func (c *Conn) onRSTStream(h FrameHeader, p []byte) *ConnError {
 		return err.(*ConnError)
 	}
 	c.stats.ResetsReceived++
-	s := c.streams[f.StreamID]
+	s := c.stream(f.StreamID)
 	if s == nil {
 		if c.isIdle(f.StreamID) {
 			return ErrFrameOnIdleStream
@@ -596,7 +597,7 @@ func (c *Conn) onData(h FrameHeader, p []byte) *ConnError {
 		return ErrConnFlowControl
 	}
 	c.connRecv -= n
-	s := c.streams[f.StreamID]
+	s := c.stream(f.StreamID)
 	if s == nil {
 		if c.isIdle(f.StreamID) {
 			return ErrFrameOnIdleStream
@@ -709,7 +710,7 @@ func (c *Conn) headerBlock(id uint32, endStream, selfDep bool, block []byte) *Co
 			return ErrBadStreamID
 		}
 	}
-	s := c.streams[id]
+	s := c.stream(id)
 	if s == nil {
 		return c.headersOnClosed(id, block)
 	}

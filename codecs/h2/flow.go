@@ -26,7 +26,7 @@ func (c *Conn) Consumed(streamID uint32, n int) {
 		return
 	}
 	c.creditConn(int64(n))
-	if s := c.streams[streamID]; s != nil && s.canRecv() {
+	if s := c.stream(streamID); s != nil && s.canRecv() {
 		c.creditStream(s, int64(n))
 	}
 }
@@ -58,7 +58,7 @@ func (c *Conn) creditStream(s *stream, n int64) {
 // smaller of the stream's and the connection's window, 0 for an unknown
 // stream.
 func (c *Conn) SendWindow(streamID uint32) int {
-	s := c.streams[streamID]
+	s := c.stream(streamID)
 	if s == nil || !s.canSend() {
 		return 0
 	}
@@ -69,7 +69,7 @@ func (c *Conn) SendWindow(streamID uint32) int {
 // aside): whether the peer keeps this stream shut. 0 for an unknown or
 // closed stream.
 func (c *Conn) StreamSendWindow(streamID uint32) int {
-	s := c.streams[streamID]
+	s := c.stream(streamID)
 	if s == nil || !s.canSend() {
 		return 0
 	}
@@ -120,7 +120,7 @@ func (c *Conn) onWindowUpdate(h FrameHeader, p []byte) *ConnError {
 			if c.isIdle(h.StreamID) {
 				return ErrFrameOnIdleStream
 			}
-			if c.streams[h.StreamID] == nil {
+			if c.stream(h.StreamID) == nil {
 				return nil // late, on a closed stream
 			}
 			return c.resetStream(h.StreamID, ErrWindowUpdateZero)
@@ -135,7 +135,7 @@ func (c *Conn) onWindowUpdate(h FrameHeader, p []byte) *ConnError {
 		c.h.OnWindowUpdate(0)
 		return nil
 	}
-	s := c.streams[f.StreamID]
+	s := c.stream(f.StreamID)
 	if s == nil {
 		if c.isIdle(f.StreamID) {
 			return ErrFrameOnIdleStream

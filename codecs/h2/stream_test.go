@@ -5,6 +5,7 @@ package h2
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestStreamStates(t *testing.T) {
@@ -146,5 +147,31 @@ func TestPeerReset(t *testing.T) {
 	feedAll(t, c, AppendRSTStream(nil, 1, ErrCodeCancel))
 	if len(r.take()) != 0 || len(c.Output()) != 0 {
 		t.Fatal("RST_STREAM answered")
+	}
+}
+
+// TestStreamLookupCache: the last-stream shortcut never answers for a
+// stream that was closed, and a recycled stream struct answers only for
+// its new id.
+func TestStreamLookupCache(t *testing.T) {
+	c := NewConn(RoleServer, Limits{}, nil, time.Now())
+	a := c.newStream(1)
+	if c.stream(1) != a || c.last != a {
+		t.Fatal("stream 1 not found or not cached")
+	}
+	c.closeStream(a, closedResetByUs)
+	if c.stream(1) != nil {
+		t.Fatal("a closed stream is still found")
+	}
+	b := c.newStream(3) // takes a's struct from the free list
+	if b != a {
+		t.Fatal("the free list did not recycle the stream (test premise)")
+	}
+	if c.stream(1) != nil || c.stream(3) != b {
+		t.Fatal("a recycled stream answered for its old id, or not for its new one")
+	}
+	d := c.newStream(5)
+	if c.stream(5) != d || c.stream(3) != b || c.stream(5) != d {
+		t.Fatal("lookups across two streams")
 	}
 }

@@ -145,7 +145,7 @@ func (c *Conn) WriteRST(streamID uint32, code ErrCode) error {
 	if c.err != nil {
 		return ErrConnClosed
 	}
-	s := c.streams[streamID]
+	s := c.stream(streamID)
 	if s == nil {
 		return nil
 	}
@@ -218,7 +218,7 @@ func (c *Conn) writable(id uint32) (*stream, error) {
 	if c.err != nil {
 		return nil, ErrConnClosed
 	}
-	s := c.streams[id]
+	s := c.stream(id)
 	if s == nil || !s.canSend() {
 		return nil, ErrStreamNotWritable
 	}
