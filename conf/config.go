@@ -591,11 +591,12 @@ type Limits struct {
 	// Default: "16KiB".
 	MaxTrailerBytes Size `koanf:"max_trailer_bytes"`
 	// MaxInflightBytes is how many bytes of one connection the gateway
-	// buffers before it applies backpressure. An HTTP/1.1 client's upload to
-	// an h2c, h2 or h3 cluster may run ahead of the endpoint's flow control
-	// by four times this at most, then the connection is cut (guard
-	// upstream_window_overflow): raise it where clients upload faster than
-	// such endpoints take it. 4KiB to 1GiB. Default: "1MiB".
+	// buffers before it applies backpressure. An HTTP/1.1 client's upload
+	// that runs four times this ahead of an h2c, h2 or h3 endpoint's flow
+	// control (or of an upstream dial) moves the client's socket to a
+	// reader goroutine that stops while this much waits, so TCP holds the
+	// client back (metric stream_detach_total{direction="request_bridge"}).
+	// 4KiB to 1GiB. Default: "1MiB".
 	MaxInflightBytes Size `koanf:"max_inflight_bytes"`
 }
 

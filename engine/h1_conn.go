@@ -5,6 +5,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/netip"
 	"time"
 
@@ -112,8 +113,13 @@ func (cc *clientConn) onTraffic() {
 		if !cc.r.lg.reqBodyDone && cc.r.lg.bodyWritable() {
 			cc.forwardReqBody()
 			if !cc.r.lg.reqBodyDone && cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
-				// The upstream's window holds the body back (HTTP/2)
-				// and the client keeps sending: bounded here.
+				// The upstream's window holds the body back (HTTP/2,
+				// HTTP/3) and the client keeps sending: its socket
+				// leaves gnet for a reader that TCP can pace, or,
+				// when that cannot be, the connection is cut.
+				if cc.paced() || cc.bridgeClient() {
+					return
+				}
 				cc.lp.e.guardHit(&cc.r.x, guards.UpstreamWindowOverflow, guards.Connection)
 				cc.abort()
 			}
@@ -124,6 +130,9 @@ func (cc *clientConn) onTraffic() {
 			// (at most upstream_connect): gnet keeps reading it, so it is
 			// bounded here and the exchange leaves the loop once connected.
 			if cc.c.InboundBuffered() > cc.l.limits.MaxHeaderBytes+dialWaitFactor*cc.l.inflight {
+				if cc.paced() || cc.bridgeClient() {
+					return
+				}
 				cc.lp.e.guardHit(&cc.r.x, guards.DialWaitOverflow, guards.Connection)
 				cc.abort()
 			}
@@ -431,6 +440,59 @@ func (cc *clientConn) upstreamReady(lg *leg, u *upstream, head []byte) {
 		cc.bodyStart, cc.lastBodyAt = now, now
 		cc.forwardReqBody()
 	}
+}
+
+// paced reports whether the client's input is read by a tlsConn's reader,
+// which stops reading while the loop holds its bound (TLS clients and
+// bridged ones): what it holds beyond the cut-off above was read before
+// the bridge, and TCP holds back the rest.
+func (cc *clientConn) paced() bool {
+	_, ok := cc.c.(*tlsConn)
+	return ok
+}
+
+// bridgeClient (loop) takes a plain client socket away from gnet, which
+// reads it without pause, and gives it to a tlsConn's reader and writer
+// goroutines (tls_conn.go), which stop reading while the loop holds
+// max_inflight_bytes of it: an HTTP/1.1 upload to a multiplexed upstream
+// whose flow control holds the body back then waits in the client's TCP
+// window instead of in gnet's buffer. The session goes on unchanged on the
+// new conn, for this request and the connection's next ones, as a TLS
+// client's does. False (nothing changed) when the conn is not a plain gnet
+// conn or gnet still holds output for it: its close would drop that.
+func (cc *clientConn) bridgeClient() bool {
+	gc := cc.c
+	cc.lp.flushOut()
+	if gc.OutboundBuffered() > 0 {
+		return false
+	}
+	held := takeInbound(gc)
+	cc.c = nil // OnClose of the gnet conn is not this session's
+	nc, err := cc.lp.detachConn(gc)
+	tc, ok := nc.(*net.TCPConn)
+	if err != nil || !ok {
+		if nc != nil {
+			_ = nc.Close()
+		}
+		cc.lp.e.log.Error().Err(err).Msg("bridging a client connection failed; it is closed")
+		cc.state = csClosed
+		if r := cc.r; r != nil {
+			r.lg.dropUpstream()
+			r.lg.endpointDone(499, false)
+			r.lg.record(499, "bridge_failed")
+		}
+		cc.release()
+		return true
+	}
+	t := newTLSConn(cc.lp, tc, gc.LocalAddr(), gc.RemoteAddr())
+	t.inMax = int64(cc.l.inflight)
+	t.in = held
+	t.inSize.Store(int64(len(held)))
+	t.ctx = cc
+	cc.c = t
+	cc.lp.e.m.Detach("request_bridge").Inc()
+	go t.start()
+	return true
 }
 
 // forwardReqBody streams the (small) request body from the client's

@@ -32,12 +32,19 @@ import (
 // reader copying decrypted bytes into it and the writer copying the other
 // way, and the pump gets the other end (ARCHITECTURE.md, "TLS").
 //
+// The same shape also carries a plain TCP client that gnet can no longer
+// hold (bridgeClient in h1_conn.go): an HTTP/1.1 upload that outruns a
+// multiplexed upstream's flow control is read by the reader goroutine,
+// which stops while the loop holds inMax unread bytes, instead of gnet,
+// which never stops reading.
+//
 // Methods marked "loop" run only on the connection's event loop.
 type tlsConn struct {
 	gnet.Conn // nil: a method not implemented here is never called
 
 	lp     *loop
-	tc     *tls.Conn
+	tc     actorStream
+	inMax  int64 // unread bytes held before the reader pauses (tlsInMax)
 	ctx    any
 	local  net.Addr
 	remote net.Addr
@@ -70,8 +77,20 @@ type tlsConn struct {
 // stops reading the socket.
 const tlsInMax = 256 << 10
 
-func newTLSConn(lp *loop, tc *tls.Conn, local, remote net.Addr) *tlsConn {
-	t := &tlsConn{lp: lp, tc: tc, local: local, remote: remote,
+// actorStream is what a tlsConn's goroutines read and write: a *tls.Conn,
+// or a bridged client's *net.TCPConn.
+type actorStream interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+}
+
+var (
+	_ actorStream = (*tls.Conn)(nil)
+	_ actorStream = (*net.TCPConn)(nil)
+)
+
+func newTLSConn(lp *loop, tc actorStream, local, remote net.Addr) *tlsConn {
+	t := &tlsConn{lp: lp, tc: tc, inMax: tlsInMax, local: local, remote: remote,
 		wake: make(chan struct{}, 1), resume: make(chan struct{}, 1), quit: make(chan struct{})}
 	t.deliverTask = func(context.Context) error {
 		t.deliver()
@@ -109,7 +128,7 @@ func (t *tlsConn) reader() {
 				t.pend = append(t.pend, buf[:n]...)
 				queue := !t.queued
 				t.queued = true
-				pause := t.inSize.Load()+int64(len(t.pend)) > tlsInMax
+				pause := t.inSize.Load()+int64(len(t.pend)) > t.inMax
 				t.mu.Unlock()
 				if queue && t.lp.el.Execute(context.Background(), t.deliverTask) != nil {
 					err = net.ErrClosed // the loop is gone
@@ -285,7 +304,7 @@ func (t *tlsConn) Discard(n int) (int, error) {
 		t.in = t.in[:copy(t.in, t.in[n:])]
 	}
 	was := t.inSize.Swap(int64(len(t.in)))
-	if was > tlsInMax/2 && len(t.in) <= tlsInMax/2 {
+	if was > t.inMax/2 && int64(len(t.in)) <= t.inMax/2 {
 		select {
 		case t.resume <- struct{}{}:
 		default:

@@ -87,6 +87,22 @@ func originServe(t *testing.T, h2c bool) (addr string, requests, complete *atomi
 			w.(http.Flusher).Flush()
 			_, _ = io.WriteString(w, "part two")
 			w.Header().Set("X-Checksum", "abc123")
+		case "/slowsink":
+			// Takes the body at about 16 MiB/s, far slower than loopback
+			// sends it.
+			h := sha256.New()
+			buf := make([]byte, 32<<10)
+			var n int64
+			for {
+				k, err := r.Body.Read(buf)
+				h.Write(buf[:k])
+				n += int64(k)
+				if err != nil {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			_, _ = fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
 		case "/hang":
 			w.WriteHeader(200)
 			w.(http.Flusher).Flush()

@@ -288,3 +288,72 @@ func serveGoAwayOnce(nc net.Conn, first bool) {
 		}
 	}
 }
+
+// TestH1UploadOutrunsMuxedUpstream: an HTTP/1.1 client uploads 24 MiB as
+// fast as loopback goes to an h2c endpoint that takes about 16 MiB/s, with
+// max_inflight_bytes at 64 KiB. gnet never stops reading a socket, so the
+// gateway used to cut such an upload (guard upstream_window_overflow) once
+// it ran 4 × max_inflight_bytes ahead of the endpoint's flow control. The
+// client's socket now leaves gnet for a reader that stops while the loop
+// holds max_inflight_bytes, and TCP holds the client back: the whole body
+// arrives with its hash, the connection serves a second request, and the
+// gateway's RSS stays far below the body.
+func TestH1UploadOutrunsMuxedUpstream(t *testing.T) {
+	origin, _, _ := originServe(t, true)
+	gw, admin, cmd := h2GatewayCluster(t, origin, "[listeners.limits]\nmax_inflight_bytes = \"64KiB\"", `protocol = "h2c"`)
+	rssBefore := rssBytes(cmd.Process.Pid)
+	c, err := net.Dial("tcp", gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	const size = 24 << 20
+	src := &patternReader{n: size, h: sha256.New()}
+	werr := make(chan error, 1)
+	go func() {
+		if _, err := fmt.Fprintf(c, "PUT /slowsink HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n", size); err != nil {
+			werr <- err
+			return
+		}
+		_, err := io.Copy(c, src)
+		werr <- err
+	}()
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("upload response: %v (guards: overflow %v)", err,
+			metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="upstream_window_overflow"\}$`))
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err := <-werr; err != nil {
+		t.Fatalf("sending the body: %v", err)
+	}
+	if want := fmt.Sprintf("%d %s", size, hex.EncodeToString(src.h.Sum(nil))); resp.StatusCode != 200 || string(body) != want {
+		t.Fatalf("upload: %d %q, want %q", resp.StatusCode, body, want)
+	}
+	rssAfter := rssBytes(cmd.Process.Pid)
+	if grew := rssAfter - rssBefore; grew > 16<<20 {
+		t.Errorf("gateway RSS grew by %d MiB for a %d MiB upload", grew>>20, size>>20)
+	}
+	if n := metricSum(t, admin, `^expressgateway_stream_detach_total\{direction="request_bridge"\}$`); n != 1 {
+		t.Errorf("request_bridge detaches = %v, want 1", n)
+	}
+	if n := metricSum(t, admin, `^expressgateway_guard_tripped_total\{guard="upstream_window_overflow"\}$`); n != 0 {
+		t.Errorf("upstream_window_overflow tripped %v times", n)
+	}
+	// The same connection, now read by the bridge, serves the next request.
+	if _, err := io.WriteString(c, "GET /echo?second HTTP/1.1\r\nHost: a.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("second request: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "GET /echo?second 0 ") {
+		t.Fatalf("second request: %d %q", resp.StatusCode, body)
+	}
+}
