@@ -93,8 +93,10 @@ func saturatedListener(t *testing.T) string {
 }
 
 // A long body that keeps arriving while its upstream is still being dialed
-// is bounded: past max_header_bytes + 4 × max_inflight_bytes the client is
-// cut off and the guard counted.
+// is bounded: past max_header_bytes + 4 × max_inflight_bytes the client's
+// socket moves to a paced reader (request_bridge) and TCP holds the client
+// back, with nothing cut. When the dial then times out, the client gets an
+// error response and the connection closes.
 func TestLongBodyWhileDialingIsBounded(t *testing.T) {
 	g := startGW(t, []string{saturatedListener(t)}, `
 [listeners.limits]
@@ -105,11 +107,30 @@ upstream_connect = "3s"
 `, "", nil)
 	c := dialRaw(t, g.addr)
 	c.send(t, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n")
-	go func() { _, _ = c.Write([]byte(strings.Repeat("u", 1<<20))) }() // fails once the gateway cuts the client off
-	if g.waitMetric(`expressgateway_guard_tripped_total{guard="dial_wait_overflow"}`, 1) != 1 {
-		t.Fatal("body beyond the dial-wait bound was not cut off")
+	sent := make(chan int64, 1)
+	go func() {
+		// Stops once TCP holds it back; fails when the gateway closes.
+		n, _ := c.Write([]byte(strings.Repeat("u", 4<<20)))
+		sent <- int64(n)
+	}()
+	if g.waitMetric(`expressgateway_stream_detach_total{direction="request_bridge"}`, 1) != 1 {
+		t.Fatal("the body beyond the dial-wait bound did not move to a paced reader")
+	}
+	if v := g.metric(`expressgateway_guard_tripped_total{guard="dial_wait_overflow"}`); v != 0 {
+		t.Fatalf("dial_wait_overflow tripped %v times: the body was cut", v)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(c.r, &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatalf("after the dial timed out: %v", err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode < 500 || !resp.Close {
+		t.Fatalf("after the dial timed out: %d (close %v), want a 5xx and Connection: close", resp.StatusCode, resp.Close)
 	}
 	if !c.closedByPeer(2 * time.Second) {
 		t.Fatal("connection left open")
 	}
+	<-sent
 }

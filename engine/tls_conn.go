@@ -243,10 +243,12 @@ func (t *tlsConn) signal() {
 // the session.
 func (t *tlsConn) deliver() {
 	t.mu.Lock()
-	t.in = append(t.in, t.pend...)
+	closed := t.closedOn || t.paired
+	if !closed {
+		t.in = append(t.in, t.pend...)
+	} // else: nobody will read it; the reader no longer pauses once closed
 	t.pend = t.pend[:0]
 	t.queued = false
-	closed := t.closedOn || t.paired
 	t.mu.Unlock()
 	t.inSize.Store(int64(len(t.in)))
 	if closed {
