@@ -471,12 +471,14 @@ endpoints = [ { address = %q } ]
 	probesBefore := downProbes.Load()
 	g.write(t, render(false, "/v2/"))
 	g.signal(t, syscall.SIGHUP)
-	deadline = time.Now().Add(time.Second)
+	deadline = time.Now().Add(3 * time.Second)
 	for {
-		d, err := net.DialTimeout("tcp", second, time.Second)
-		if errors.Is(err, syscall.ECONNRESET) && time.Now().Before(deadline) {
-			// The SYN met the socket as it closed; the next dial sees
-			// the address without a listener.
+		d, err := net.DialTimeout("tcp", second, 300*time.Millisecond)
+		var ne net.Error
+		if (errors.Is(err, syscall.ECONNRESET) || errors.As(err, &ne) && ne.Timeout()) && time.Now().Before(deadline) {
+			// The SYN met the socket as it closed (reset, or dropped
+			// and never answered: seen once in a full make test); the
+			// next dial sees the address without a listener.
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
@@ -488,7 +490,7 @@ endpoints = [ { address = %q } ]
 		}
 		_ = d.Close()
 		if time.Now().After(deadline) {
-			t.Fatal("removed listener still accepts after 1s")
+			t.Fatal("removed listener still accepts after 3s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
