@@ -8,12 +8,14 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// goPool runs the work of short-lived goroutines (an HTTP/3 stream's reader
-// and writer, an upstream dial) on long-lived ones. A new goroutine starts on an 8 KiB stack,
-// and a stream's reader outgrew it on its first quic-go Read: copystack was
-// 8% of the gateway's CPU in the bench's h3 profile, one stack copy per
-// request. A worker keeps its grown stack from one stream to the next (the
-// garbage collector shrinks it only while the worker idles).
+// goPool runs the work of goroutines started per stream or per connection
+// (an HTTP/3 stream's reader and writer, an upstream dial and, after a TLS
+// upstream handshake, its relay) on long-lived ones. A new goroutine
+// starts on an 8 KiB stack, and a stream's reader outgrew it on its first
+// quic-go Read: copystack was 8% of the gateway's CPU in the bench's h3
+// profile, one stack copy per request. A worker keeps its grown stack from
+// one piece of work to the next (the garbage collector shrinks it only
+// while the worker idles).
 //
 // Go hands fn to a worker that is waiting, or starts one when none is: it
 // never queues, so work never waits behind other work. At most maxIdle

@@ -458,32 +458,29 @@ func (cc *clientConn) paced() bool {
 // whose flow control holds the body back then waits in the client's TCP
 // window instead of in gnet's buffer. The session goes on unchanged on the
 // new conn, for this request and the connection's next ones, as a TLS
-// client's does. False (nothing changed) when the conn is not a plain gnet
-// conn or gnet still holds output for it: its close would drop that.
+// client's does. The caller checks paced first (a tlsConn is bridged
+// already). False, with nothing changed, when gnet still holds output for
+// the conn (its close would drop that) or the socket cannot be duplicated:
+// the caller then cuts the connection with its guard.
 func (cc *clientConn) bridgeClient() bool {
 	gc := cc.c
 	cc.lp.flushOut()
 	if gc.OutboundBuffered() > 0 {
 		return false
 	}
+	nc, err := dupConn(gc)
+	if err != nil {
+		cc.lp.e.log.Error().Err(err).Msg("a client connection could not be bridged off the event loop")
+		return false
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		_ = nc.Close()
+		return false
+	}
 	held := takeInbound(gc)
 	cc.c = nil // OnClose of the gnet conn is not this session's
-	nc, err := cc.lp.detachConn(gc)
-	tc, ok := nc.(*net.TCPConn)
-	if err != nil || !ok {
-		if nc != nil {
-			_ = nc.Close()
-		}
-		cc.lp.e.log.Error().Err(err).Msg("bridging a client connection failed; it is closed")
-		cc.state = csClosed
-		if r := cc.r; r != nil {
-			r.lg.dropUpstream()
-			r.lg.endpointDone(499, false)
-			r.lg.record(499, "bridge_failed")
-		}
-		cc.release()
-		return true
-	}
+	cc.lp.closeNow(gc)
 	t := newTLSConn(cc.lp, tc, gc.LocalAddr(), gc.RemoteAddr())
 	t.inMax = int64(cc.l.inflight)
 	t.in = held

@@ -5,10 +5,8 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -36,19 +34,14 @@ const pumpBuf = 64 << 10
 // socket lives on). The caller must have cleared the actor's reference first
 // so that OnClose for the old gnet conn is ignored.
 func (lp *loop) detachConn(c gnet.Conn) (net.Conn, error) {
-	fd, err := c.Dup()
+	nc, err := dupConn(c)
 	if err != nil {
-		return nil, fmt.Errorf("dup: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "detached")
-	nc, err := net.FileConn(f)
-	_ = f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("file conn: %w", err)
+		return nil, err
 	}
 	lp.closeNow(c)
 	return nc, nil
 }
+
 
 // takeInbound copies and discards what gnet already buffered for c.
 func takeInbound(c gnet.Conn) []byte {
