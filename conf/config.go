@@ -384,7 +384,8 @@ type Timeouts struct {
 	// header section (slow-loris guard: 408 and close). Default: "10s".
 	HeaderRead Duration `koanf:"header_read"`
 	// BodyIdle is the longest pause allowed while a client sends a request
-	// body. Default: "30s".
+	// body, and while an HTTP/1.1 client takes no byte of a response that
+	// waits for it (slow read: guard send_stall). Default: "30s".
 	BodyIdle Duration `koanf:"body_idle"`
 	// BodyMinRate is the minimum request-body rate in bytes per second,
 	// checked after body_min_rate_grace (slow-POST guard); 0 disables.

@@ -481,7 +481,7 @@ func (cc *clientConn) bridgeClient() bool {
 	held := takeInbound(gc)
 	cc.c = nil // OnClose of the gnet conn is not this session's
 	cc.lp.closeNow(gc)
-	t := newTLSConn(cc.lp, tc, gc.LocalAddr(), gc.RemoteAddr())
+	t := newTLSConn(cc.lp, tc, gc.LocalAddr(), gc.RemoteAddr(), cc.l.bodyIdle)
 	t.inMax = int64(cc.l.inflight)
 	t.in = held
 	t.inSize.Store(int64(len(held)))

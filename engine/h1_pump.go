@@ -42,7 +42,6 @@ func (lp *loop) detachConn(c gnet.Conn) (net.Conn, error) {
 	return nc, nil
 }
 
-
 // takeInbound copies and discards what gnet already buffered for c.
 func takeInbound(c gnet.Conn) []byte {
 	buf, _ := c.Peek(-1)
@@ -453,8 +452,7 @@ func (cc *clientConn) handBack(u *upstream, res *exchangeResult) {
 	if !keepUp {
 		_ = res.unc.Close()
 	}
-	_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		lp.tick()
+	lp.exec("pump", func() {
 		if !keepUp {
 			u.state = upClosed
 			u.finalClose()
@@ -463,9 +461,7 @@ func (cc *clientConn) handBack(u *upstream, res *exchangeResult) {
 			lp.e.upstreamExtraBytes(u, res.extra)
 		}
 		cc.finishPumped(res, keepClient)
-		lp.flushOut()
-		return nil
-	}))
+	})
 }
 
 // finishPumped runs on the loop when the pumps are done.
@@ -522,12 +518,28 @@ func (cc *clientConn) detachResponse(u *upstream) {
 	}
 	cc.r.lg.respPumping = true
 	cc.lp.e.m.Detach("response").Inc()
-	go cc.runResponsePump(u, unc, prefix, cc.c)
+	go cc.runResponsePump(cc.r, u, unc, prefix, cc.c, cc.respOut)
 }
 
-func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, client gnet.Conn) {
+// errSendStall: the client took no response byte for body_idle while the
+// pump waited for room in its outbound buffer.
+var errSendStall = errors.New("the client took no response byte for body_idle")
+
+// clientWriteError marks a pump error as the client's side (its write
+// failed or stalled), not the upstream's.
+type clientWriteError struct{ err error }
+
+func (e clientWriteError) Error() string { return "client write: " + e.err.Error() }
+func (e clientWriteError) Unwrap() error { return e.err }
+
+// runResponsePump is the pump goroutine. It owns u and unc; r is the
+// exchange it serves, which the client's close may take from cc (the
+// client's OnClose then counts the exchange, 499) while the pump runs: the
+// pump then only ends its own part, on the loop, and touches nothing else.
+func (cc *clientConn) runResponsePump(r *h1Exchange, u *upstream, unc net.Conn, prefix []byte, client gnet.Conn, out h1.BodyKind) {
 	lp := cc.lp
 	limit := cc.l.inflight
+	idle := cc.l.bodyIdle
 	type ack struct {
 		err      error
 		buffered int
@@ -542,23 +554,42 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 		return nil
 	}
 	check := gnet.RunnableFunc(func(context.Context) error {
+		defer func() {
+			if p := recover(); p != nil {
+				lp.e.m.Panics.Inc()
+				lp.e.log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("panic recovered in response pump check")
+				acks <- ack{errPanic, 0}
+			}
+		}()
 		lp.flushOut()
 		acks <- ack{nil, client.OutboundBuffered()}
 		return nil
 	})
 	write := func(b []byte) error {
 		if err := client.AsyncWrite(b, cb); err != nil {
-			return err
+			return clientWriteError{err}
 		}
 		a := <-acks
+		// Wait while the client holds more than the limit unread, for as
+		// long as it keeps taking bytes; body_idle without progress ends
+		// the exchange (nginx's send_timeout, HAProxy's timeout client).
+		low, since := a.buffered, time.Now()
 		for a.err == nil && a.buffered > limit {
 			time.Sleep(2 * time.Millisecond)
 			if err := lp.el.Execute(context.Background(), check); err != nil {
-				return err
+				return clientWriteError{err}
 			}
 			a = <-acks
+			if a.buffered < low {
+				low, since = a.buffered, time.Now()
+			} else if time.Since(since) > idle {
+				return clientWriteError{errSendStall}
+			}
 		}
-		return a.err
+		if a.err != nil {
+			return clientWriteError{a.err}
+		}
+		return nil
 	}
 	var (
 		n        int64
@@ -568,21 +599,18 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 	)
 	func() {
 		defer func() {
-			if r := recover(); r != nil {
+			if p := recover(); p != nil {
 				lp.e.m.Panics.Inc()
-				lp.e.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("panic recovered in response pump")
+				lp.e.log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("panic recovered in response pump")
 				err = errPanic
 			}
 		}()
-		src := &prefixed{prefix: prefix, nc: unc, timeout: cc.l.bodyIdle}
-		n, reusable, extra, err = pumpBody(src, &u.body, u.resp.Body, cc.respOut, write)
+		src := &prefixed{prefix: prefix, nc: unc, timeout: idle}
+		n, reusable, extra, err = pumpBody(src, &u.body, u.resp.Body, out, write)
 	}()
-	reusable = reusable && err == nil && u.resp.KeepAlive && !cc.r.lg.ws
+	reusable = reusable && err == nil && u.resp.KeepAlive && !r.lg.ws
 	if extra > 0 {
-		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			lp.e.upstreamExtraBytes(u, extra)
-			return nil
-		}))
+		lp.exec("pump", func() { lp.e.upstreamExtraBytes(u, extra) })
 	}
 	if reusable {
 		u.state = upReattaching
@@ -594,31 +622,45 @@ func (cc *clientConn) runResponsePump(u *upstream, unc net.Conn, prefix []byte, 
 	if !reusable {
 		_ = unc.Close()
 	}
-	_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		lp.tick()
+	lp.exec("pump", func() {
 		if !reusable {
 			u.state = upClosed
 			u.finalClose()
 		}
-		cc.r.lg.respPumping = false
-		cc.r.lg.respBytes += n
-		cc.r.lg.up = nil
+		lg := &r.lg
+		lg.respPumping = false
+		lg.respBytes += n
+		lg.up = nil
+		if cc.r != r {
+			// The client closed while the pump ran: its OnClose counted
+			// the exchange and gave back the connection.
+			lg.endpointDone(lg.respStatus, false)
+			return
+		}
 		if err != nil {
-			cc.lp.e.m.UpstreamFailure(cc.r.x.Cluster.Name, "response_body").Inc()
-			cc.r.lg.endpointDone(cc.r.lg.respStatus, false)
-			cc.r.lg.record(cc.r.lg.respStatus, "response_body_error")
+			var cw clientWriteError
+			if errors.As(err, &cw) {
+				// The response was the upstream's to give and it gave it:
+				// the endpoint did its part.
+				if errors.Is(err, errSendStall) {
+					lp.e.guardHit(&r.x, guards.SendStall, guards.Connection)
+				}
+				lg.endpointDone(lg.respStatus, false)
+				lg.record(lg.respStatus, "client_write")
+			} else {
+				lp.e.m.UpstreamFailure(r.x.Cluster.Name, "response_body").Inc()
+				lg.endpointDone(lg.respStatus, false)
+				lg.record(lg.respStatus, "response_body_error")
+			}
 			if cc.state != csClosed {
 				cc.abort()
 			}
-			lp.flushOut()
-			return nil
+			return
 		}
 		if cc.state == csClosed {
-			cc.r.lg.endpointDone(cc.r.lg.respStatus, false)
-			return nil
+			lg.endpointDone(lg.respStatus, false)
+			return
 		}
-		cc.r.lg.finish(true)
-		lp.flushOut()
-		return nil
-	}))
+		lg.finish(true)
+	})
 }

@@ -3,7 +3,6 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"io"
 	"time"
@@ -241,6 +240,7 @@ func (x *wsEnd) onClose(c gnet.Conn, err error) {
 	if errors.Is(err, io.EOF) && !y.eof {
 		// Half-close: gnet is done with this socket, but its peer may still
 		// send to it. Keep a dup as our write-only end and pass the FIN on.
+		setPairIdle(c, p.cc.l.wsIdle)
 		if fd, derr := c.Dup(); derr == nil {
 			x.fd, x.eof = fd, true
 			if yfd := y.writeFD(); yfd >= 0 {
@@ -319,7 +319,7 @@ func (p *wsPair) offloop(head []byte, pre [2][]byte) {
 	for i := range p.ends {
 		x := &p.ends[i]
 		r.eof[i], r.shut[i] = x.eof, x.shut
-		nc, err := lp.offloopConn(&x.c, &x.fd, &r.prefix[i])
+		nc, err := lp.offloopConn(&x.c, &x.fd, &r.prefix[i], r.idle)
 		r.conns[i], failed = nc, errors.Join(failed, err)
 	}
 	if failed != nil {
@@ -365,12 +365,7 @@ func (p *wsPair) finish(reason string) {
 // the accounting and the access-log line go back to the loop.
 func (p *wsPair) tunnelDone(reason string) {
 	lp, cc := p.lp, p.cc
-	err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		lp.tick()
-		p.finish(reason)
-		return nil
-	}))
-	if err != nil {
+	if !lp.exec("websocket", func() { p.finish(reason) }) {
 		// The loop is gone (its listener was removed and drained, or the
 		// engine stopped): release what is shared across loops here.
 		p.u.finalClose()

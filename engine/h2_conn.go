@@ -201,6 +201,8 @@ func (sc *h2Conn) flush() {
 }
 
 // flushNow moves the codec's output to the socket at once.
+func (sc *h2Conn) outConn() gnet.Conn { return sc.c }
+
 func (sc *h2Conn) flushNow() {
 	sc.dirty = false
 	if sc.c == nil || sc.closed {

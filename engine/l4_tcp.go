@@ -507,7 +507,7 @@ func (s *tcpSession) goOffloop() {
 			x.off = nil
 			continue
 		}
-		nc, err := lp.offloopConn(&x.c, &x.fd, &r.prefix[i])
+		nc, err := lp.offloopConn(&x.c, &x.fd, &r.prefix[i], r.idle)
 		r.conns[i], failed = nc, errors.Join(failed, err)
 	}
 	if failed != nil {

@@ -157,7 +157,10 @@ func (lp *loop) scheduleH2Flush() {
 
 // h2Output is an HTTP/2 connection, client or upstream side, whose output
 // the loop writes once per round.
-type h2Output interface{ flushNow() }
+type h2Output interface {
+	flushNow()
+	outConn() gnet.Conn
+}
 
 // flushH2 writes every dirty HTTP/2 connection's output, one write each.
 func (lp *loop) flushH2() {
@@ -169,10 +172,17 @@ func (lp *loop) flushH2() {
 	for i := 0; i < len(lp.h2dirty); i++ {
 		o := lp.h2dirty[i]
 		lp.h2dirty[i] = nil
-		o.flushNow()
+		lp.flushOne(o)
 	}
 	lp.h2dirty = lp.h2dirty[:0]
 	lp.flushOut()
+}
+
+// flushOne writes o's output; a panic there ends o's connection only (this
+// also runs as a task of its own, outside any callback's guard).
+func (lp *loop) flushOne(o h2Output) {
+	defer lp.e.recoverConn(o.outConn(), "h2 flush")
+	o.flushNow()
 }
 
 // h2FreeMax bounds the per-loop free list of HTTP/2 streams.

@@ -42,12 +42,19 @@ import (
 type tlsConn struct {
 	gnet.Conn // nil: a method not implemented here is never called
 
-	lp     *loop
-	tc     actorStream
-	inMax  int64 // unread bytes held before the reader pauses (tlsInMax)
-	ctx    any
-	local  net.Addr
-	remote net.Addr
+	lp    *loop
+	tc    actorStream
+	inMax int64 // unread bytes held before the reader pauses (tlsInMax)
+	// pairIdle bounds each write to the client once paired (nanoseconds):
+	// the idle timeout of the pump or relay that holds the other end, set
+	// by whoever asks for Dup. A client that stops reading would otherwise
+	// hold the writer, the reader and the socket for as long as it keeps
+	// its window shut, long after the pump gave up and the connection's
+	// admission slot went back.
+	pairIdle atomic.Int64
+	ctx      any
+	local    net.Addr
+	remote   net.Addr
 
 	in     []byte // loop: plaintext received and not yet discarded
 	inSize atomic.Int64
@@ -77,11 +84,19 @@ type tlsConn struct {
 // stops reading the socket.
 const tlsInMax = 256 << 10
 
+// tlsCloseGrace bounds what the writer still writes once the loop closed
+// its side (the last queued bytes and close_notify). The sessions wait for
+// their output to drain before a graceful close, so what is left is small;
+// a client that keeps its window shut past this is dropped, as gnet drops a
+// plain socket's unsent output on close.
+const tlsCloseGrace = 2 * time.Second
+
 // actorStream is what a tlsConn's goroutines read and write: a *tls.Conn,
 // or a bridged client's *net.TCPConn.
 type actorStream interface {
 	io.ReadWriteCloser
 	CloseWrite() error
+	SetWriteDeadline(time.Time) error
 }
 
 var (
@@ -89,9 +104,12 @@ var (
 	_ actorStream = (*net.TCPConn)(nil)
 )
 
-func newTLSConn(lp *loop, tc actorStream, local, remote net.Addr) *tlsConn {
+// newTLSConn: pairIdle is the write bound once paired, until a caller of
+// Dup sets its own (setPairIdle).
+func newTLSConn(lp *loop, tc actorStream, local, remote net.Addr, pairIdle time.Duration) *tlsConn {
 	t := &tlsConn{lp: lp, tc: tc, inMax: tlsInMax, local: local, remote: remote,
 		wake: make(chan struct{}, 1), resume: make(chan struct{}, 1), quit: make(chan struct{})}
+	t.pairIdle.Store(int64(pairIdle))
 	t.deliverTask = func(context.Context) error {
 		t.deliver()
 		return nil
@@ -197,12 +215,17 @@ func (t *tlsConn) writer() {
 	}
 }
 
-// copyOuter is the writer once paired: the pump's bytes to the client.
+// copyOuter is the writer once paired: the pump's bytes to the client, each
+// write bounded by pairIdle (the pump's own write to the bridge is bounded
+// the same way, but cannot reach a write blocked here).
 func (t *tlsConn) copyOuter(outer *net.UnixConn) {
 	buf := make([]byte, 16<<10)
 	for {
 		n, err := outer.Read(buf)
 		if n > 0 {
+			if idle := time.Duration(t.pairIdle.Load()); idle > 0 {
+				_ = t.tc.SetWriteDeadline(time.Now().Add(idle))
+			}
 			if _, werr := t.tc.Write(buf[:n]); werr != nil {
 				break
 			}
@@ -226,10 +249,7 @@ func (t *tlsConn) end(err error) {
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
-	_ = t.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		t.dispatchClose(err)
-		return nil
-	}))
+	t.lp.exec("tls close", func() { t.dispatchClose(err) })
 }
 
 func (t *tlsConn) signal() {
@@ -356,13 +376,15 @@ func (t *tlsConn) OutboundBuffered() int {
 // queued (the writer writes it in order).
 func (t *tlsConn) AsyncWrite(b []byte, cb gnet.AsyncCallback) error {
 	cp := append([]byte(nil), b...)
-	return t.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+	if !t.lp.exec("tls write", func() {
 		_, err := t.Write(cp)
 		if cb != nil {
-			return cb(t, err)
+			_ = cb(t, err)
 		}
-		return nil
-	}))
+	}) {
+		return net.ErrClosed
+	}
+	return nil
 }
 
 // The rest of the interface the sessions use.
@@ -379,20 +401,22 @@ func (t *tlsConn) SetReadDeadline(time.Time) error  { return nil }
 func (t *tlsConn) SetWriteDeadline(time.Time) error { return nil }
 
 // Close (loop or any goroutine) closes the loop's side: the writer sends
-// what is queued, then close_notify, and the session gets OnClose. Once
-// paired, the bridge lives on with the pump and only the loop's side goes.
+// what is queued, then close_notify, within tlsCloseGrace, and the session
+// gets OnClose. Once paired, the bridge lives on with the pump and only the
+// loop's side goes.
 func (t *tlsConn) Close() error {
 	t.mu.Lock()
 	already := t.closing
 	t.closing = true
+	paired := t.paired
 	t.mu.Unlock()
 	if !already {
+		if !paired {
+			_ = t.tc.SetWriteDeadline(time.Now().Add(tlsCloseGrace))
+		}
 		t.quitOnce.Do(func() { close(t.quit) })
 		t.signal()
-		_ = t.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			t.dispatchClose(nil)
-			return nil
-		}))
+		t.lp.exec("tls close", func() { t.dispatchClose(nil) })
 	}
 	return nil
 }
@@ -434,6 +458,14 @@ func (t *tlsConn) Dup() (int, error) {
 	}
 	t.signal()
 	return fds[0], nil
+}
+
+// setPairIdle (loop) sets the write bound a Dup of c will use, when c is a
+// tlsConn; before Dup.
+func setPairIdle(c gnet.Conn, idle time.Duration) {
+	if t, ok := c.(*tlsConn); ok {
+		t.pairIdle.Store(int64(idle))
+	}
 }
 
 var _ gnet.Conn = (*tlsConn)(nil)

@@ -444,11 +444,8 @@ func (f *tlsFront) serve(e *Engine, lp *loop, l *listenerRT, nc net.Conn, a *tls
 		info.identity = clientIdentity(st.PeerCertificates[0])
 	}
 	a.info, a.release = info, release
-	t := newTLSConn(lp, tc, nc.LocalAddr(), nc.RemoteAddr())
-	if err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		e.openTLSSession(t, a)
-		return nil
-	})); err != nil {
+	t := newTLSConn(lp, tc, nc.LocalAddr(), nc.RemoteAddr(), l.bodyIdle)
+	if !lp.exec("tls open", func() { e.openTLSSession(t, a) }) {
 		_ = tc.Close()
 		release()
 		return

@@ -243,12 +243,13 @@ func readPooled(rc syscall.RawConn) (bp *[]byte, n int, err error) {
 // offloopConn hands one side of a pair relayed on the loop to the off-loop
 // relay: gnet's conn *c (what it buffered appended to *prefix; gnet forgets
 // it), or *fd, our write-only dup of a side that sent EOF. Both are cleared.
-func (lp *loop) offloopConn(c *gnet.Conn, fd *int, prefix *[]byte) (net.Conn, error) {
+func (lp *loop) offloopConn(c *gnet.Conn, fd *int, prefix *[]byte, idle time.Duration) (net.Conn, error) {
 	switch {
 	case *c != nil:
 		gc := *c
 		*c = nil
 		*prefix = append(*prefix, takeInbound(gc)...)
+		setPairIdle(gc, idle)
 		return lp.detachConn(gc)
 	case *fd >= 0:
 		f := os.NewFile(uintptr(*fd), "relay")

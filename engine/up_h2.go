@@ -222,6 +222,8 @@ func (hu *h2Upstream) flush() {
 }
 
 // flushNow moves the codec's output to the socket at once.
+func (hu *h2Upstream) outConn() gnet.Conn { return hu.c }
+
 func (hu *h2Upstream) flushNow() {
 	hu.dirty = false
 	if hu.c == nil || hu.codec == nil || hu.state == upClosed {

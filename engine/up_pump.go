@@ -137,21 +137,19 @@ func (p *upPump) run() {
 			u.owner = nil
 			if _, err := lp.el.Enroll(gnet.NewContext(context.Background(), u), p.nc); err != nil {
 				_ = p.nc.Close()
-				_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				lp.exec("pump", func() {
 					u.state = upClosed
 					u.finalClose()
-					return nil
-				}))
+				})
 			}
 			return
 		case pumpClose:
 			_ = p.nc.Close()
 			u := p.u
-			_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			lp.exec("pump", func() {
 				u.state = upClosed
 				u.finalClose()
-				return nil
-			}))
+			})
 			return
 		}
 	}

@@ -15,6 +15,9 @@ const (
 	SlowPost Name = "slow_post"
 	// BodyIdle: a request body paused longer than timeouts.body_idle.
 	BodyIdle Name = "body_idle"
+	// SendStall: an HTTP/1.1 client took no byte of the response that
+	// waits for it for timeouts.body_idle (slow read, zero window): close.
+	SendStall Name = "send_stall"
 	// H2SlowHeaders: an HTTP/2 header block (HEADERS without END_HEADERS,
 	// then CONTINUATION) still open after timeouts.header_read (GOAWAY
 	// ENHANCE_YOUR_CALM, close).
