@@ -164,11 +164,13 @@ func goroutines(t *testing.T, admin string) int {
 		t.Fatalf("goroutine profile: %.80q", dump)
 	}
 	n, _ := strconv.Atoi(string(m[1]))
-	// Pooled goroutines waiting for work (engine/gopool.go) are bounded
-	// and belong to no stream: a group whose innermost frame of ours is
-	// the pool's wait is not counted.
+	// Pooled goroutines waiting for work (engine/gopool.go, and gnet's
+	// ants pool, whose idle workers expire after 10 s) are bounded and
+	// belong to no stream: a group whose innermost frame is a pool's wait
+	// is not counted.
 	for _, g := range regexp.MustCompile(`(?m)^(\d+) @ [^\n]*\n#\s+0x[0-9a-f]+\s+(\S+)`).FindAllSubmatch(dump, -1) {
-		if strings.HasPrefix(string(g[2]), "github.com/expressgateway/expressgateway/engine.(*goPool).worker+") {
+		if strings.HasPrefix(string(g[2]), "github.com/expressgateway/expressgateway/engine.(*goPool).worker+") ||
+			strings.HasPrefix(string(g[2]), "github.com/panjf2000/ants/v2.(*goWorker).run.func1+") {
 			k, _ := strconv.Atoi(string(g[1]))
 			n -= k
 		}
