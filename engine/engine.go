@@ -55,6 +55,14 @@ type Options struct {
 	// AccessLog receives the access-log lines (a Buffer per loop); nil
 	// writes none.
 	AccessLog *accesslog.Log
+	// QUICGeneration (0 or 1) is the generation bit in the connection IDs
+	// of h3 listeners (h3_steer.go); a process started by an upgrade uses
+	// the other value than its predecessor.
+	QUICGeneration byte
+	// QUICTakeover: this process was started by an upgrade and its h3
+	// listeners share their ports with the predecessor's sockets; New
+	// steers the predecessor's connections back to them.
+	QUICTakeover bool
 }
 
 // Engine is the data plane for the snapshot's listeners: http (L7) and
@@ -92,8 +100,11 @@ type Engine struct {
 	order     []*listenerSlot          // the initial listeners, in config order, for Serve
 	sets      []*loopSet               // running loop sets
 	inherited map[string][]int         // not yet adopted
-	upIdle    atomic.Int64             // the pool idle timeout of connections without a listener at hand
-	loopCount atomic.Int64             // running gnet loops
+	// quicTakeover: New's h3 binds steer the predecessor's QUIC
+	// connections to its sockets (Options.QUICTakeover; false after New).
+	quicTakeover bool
+	upIdle       atomic.Int64 // the pool idle timeout of connections without a listener at hand
+	loopCount    atomic.Int64 // running gnet loops
 
 	tunMu   sync.Mutex
 	tunnels map[*relay]struct{} // WebSocket tunnels off the loops (tunnel.go)
@@ -171,7 +182,10 @@ func New(opts Options) (*Engine, error) {
 		hook:      opts.TestHook,
 		slots:     map[string]*listenerSlot{},
 		inherited: map[string][]int{},
+		// Only the listeners New binds share a port with the predecessor.
+		quicTakeover: opts.QUICTakeover,
 	}
+	defer func() { e.quicTakeover = false }()
 	e.goPool = newGoPool(poolIdleWorkers, e.done, e.m, e.log)
 	for k, fds := range opts.Inherited {
 		e.inherited[k] = append([]int(nil), fds...)

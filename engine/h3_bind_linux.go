@@ -11,8 +11,8 @@ import (
 
 // h3SocketControl sets SO_REUSEPORT on an h3 listener's UDP socket, so that
 // the process a USR2 upgrade starts can bind the port while this one still
-// drains (QUIC connections open across the upgrade may break: the kernel
-// spreads their datagrams over both sockets; clients reconnect).
+// drains; the new process steers the datagrams of this one's connections
+// back to this socket by their connection ID (h3_steer.go).
 func h3SocketControl(_, _ string, rc syscall.RawConn) error {
 	var serr error
 	err := rc.Control(func(fd uintptr) {

@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"errors"
 	"net"
 	"syscall"
 )
@@ -18,4 +19,9 @@ func h3GrowBuffers(pc *net.UDPConn) (rcv, snd int) {
 	_ = pc.SetReadBuffer(h3WantBuffer)
 	_ = pc.SetWriteBuffer(h3WantBuffer)
 	return h3WantBuffer, h3WantBuffer
+}
+
+// h3Steer: the reuseport program is Linux's.
+func h3Steer(*net.UDPConn, byte) error {
+	return errors.New("steering QUIC by connection ID needs Linux")
 }

@@ -63,6 +63,15 @@ func (e *Engine) bindH3(s *listenerSlot) error {
 		return fmt.Errorf("listener %s: udp %s: %w", s.name, s.addr, err)
 	}
 	pc := p.(*net.UDPConn)
+	if e.quicTakeover {
+		if err := h3Steer(pc, e.opts.QUICGeneration); err != nil {
+			e.log.Warn().Err(err).Str("listener", s.name).
+				Msg("h3: cannot steer the previous process's QUIC connections to its socket; some of them may break")
+		} else {
+			e.log.Info().Str("listener", s.name).Uint8("generation", e.opts.QUICGeneration&1).
+				Msg("h3: the previous process's QUIC connections stay on its socket until it exits")
+		}
+	}
 	// quic-go wants 7 MiB socket buffers and otherwise prints an
 	// unstructured warning to stderr; the gateway grows them itself (with
 	// the FORCE options when it may), logs one structured line when the
@@ -102,8 +111,9 @@ func (f *h3Front) start() error {
 	q := &l.cfg.QUIC
 	e.m.h3(s.name) // every family exported from the start
 	f.tr = &quic.Transport{
-		Conn:   f.pc,
-		Tracer: &h3DropCounter{f: f},
+		Conn:                  f.pc,
+		ConnectionIDGenerator: h3CIDGen{gen: e.opts.QUICGeneration},
+		Tracer:                &h3DropCounter{f: f},
 		ConnContext: func(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
 			ip := udpAddrPort(ci.RemoteAddr).Addr()
 			l := s.http.Load()

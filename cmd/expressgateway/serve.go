@@ -195,7 +195,8 @@ func serve(path string, stderr io.Writer) error {
 	clusters.Start(ctx)
 	defer clusters.Close()
 
-	eng, err := engine.New(engine.Options{Snapshot: snap, Log: log, Metrics: m, Clusters: clusters, AccessLog: alog, Inherited: inh.engineSockets()})
+	eng, err := engine.New(engine.Options{Snapshot: snap, Log: log, Metrics: m, Clusters: clusters, AccessLog: alog, Inherited: inh.engineSockets(),
+		QUICGeneration: inh.quicGen, QUICTakeover: inh.upgraded()})
 	if err != nil {
 		return err
 	}
@@ -215,7 +216,7 @@ func serve(path string, stderr io.Writer) error {
 		}
 		rl.after = ha.afterReload
 	}
-	up := newUpgrader(log, set)
+	up := newUpgrader(log, set, inh.quicGen)
 	// Ready (/readyz 200 and the "listening" lines) only once every socket
 	// is bound: the admin listener first, then every listener on every
 	// event loop. A bind failure ends the process before anything says
@@ -336,6 +337,10 @@ wait:
 			case syscall.SIGUSR2:
 				if xs != nil {
 					up.refuse("xdp is attached by this process; restart to upgrade")
+					continue
+				}
+				if why := up.quicBusy(inh.parent, rl.snapshot()); why != "" {
+					up.refuse(why)
 					continue
 				}
 				if !up.running.CompareAndSwap(false, true) {

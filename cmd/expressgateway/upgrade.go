@@ -18,6 +18,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
+
+	"github.com/expressgateway/expressgateway/conf"
 )
 
 // Binary upgrade without a gap (SIGUSR2), nginx style: the running process
@@ -37,12 +39,18 @@ const (
 	envInherit = "EXPRESSGATEWAY_INHERIT"
 	// envReadyFD is the fd of the pipe the new process reports on.
 	envReadyFD = "EXPRESSGATEWAY_READY_FD"
+	// envQUICGen is the generation bit (0 or 1) of the new process's QUIC
+	// connection IDs: the other value than the old process's
+	// (engine/h3_steer.go).
+	envQUICGen = "EXPRESSGATEWAY_QUIC_GEN"
 )
 
 // inherited is what a process started by an upgrade received.
 type inherited struct {
-	socks map[string][]int // "tcp ADDR" → fds
-	ready *os.File         // nil when not started by an upgrade
+	socks   map[string][]int // "tcp ADDR" → fds
+	ready   *os.File         // nil when not started by an upgrade
+	quicGen byte             // the generation bit of this process's QUIC connection IDs
+	parent  int              // the pid of the process that started this one by an upgrade
 }
 
 // takeInherited reads (and clears) the upgrade environment. Without it the
@@ -51,11 +59,21 @@ func takeInherited() (*inherited, error) {
 	in := &inherited{socks: map[string][]int{}}
 	spec, ok := os.LookupEnv(envInherit)
 	readyFD := os.Getenv(envReadyFD)
+	gen := os.Getenv(envQUICGen)
 	_ = os.Unsetenv(envInherit)
 	_ = os.Unsetenv(envReadyFD)
+	_ = os.Unsetenv(envQUICGen)
 	if !ok && readyFD == "" {
 		return in, nil
 	}
+	switch gen {
+	case "", "0":
+	case "1":
+		in.quicGen = 1
+	default:
+		return nil, fmt.Errorf("%s: bad value %q, want 0 or 1", envQUICGen, gen)
+	}
+	in.parent = os.Getppid()
 	for _, item := range strings.Split(spec, ";") {
 		if item == "" {
 			continue
@@ -170,14 +188,16 @@ type upgrader struct {
 	log     zerolog.Logger
 	running atomic.Bool
 	child   atomic.Pointer[os.Process] // the new process while it starts
+	quicGen byte                       // this process's QUIC generation bit; the new one gets the other
 	ok      *metrics.Counter
 	failed  *metrics.Counter
 	refused *metrics.Counter
 }
 
-func newUpgrader(log zerolog.Logger, set *metrics.Set) *upgrader {
+func newUpgrader(log zerolog.Logger, set *metrics.Set, quicGen byte) *upgrader {
 	u := &upgrader{
 		args:    os.Args,
+		quicGen: quicGen,
 		log:     log,
 		ok:      set.NewCounter(`expressgateway_upgrade_total{result="ok"}`),
 		failed:  set.NewCounter(`expressgateway_upgrade_total{result="error"}`),
@@ -226,9 +246,11 @@ func (u *upgrader) start(socks []handover, timeout time.Duration) (pid int, err 
 	for _, k := range keys {
 		spec = append(spec, k+"="+strings.Join(byKey[k], ","))
 	}
-	env := []string{envInherit + "=" + strings.Join(spec, ";"), envReadyFD + "=3"}
+	env := []string{envInherit + "=" + strings.Join(spec, ";"), envReadyFD + "=3",
+		envQUICGen + "=" + strconv.Itoa(int(1-u.quicGen))}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envInherit+"=") && !strings.HasPrefix(kv, envReadyFD+"=") {
+		if !strings.HasPrefix(kv, envInherit+"=") && !strings.HasPrefix(kv, envReadyFD+"=") &&
+			!strings.HasPrefix(kv, envQUICGen+"=") {
 			env = append(env, kv)
 		}
 	}
@@ -353,4 +375,20 @@ func removePIDFile(path string) {
 	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
 		_ = os.Remove(path)
 	}
+}
+
+// quicBusy says why an upgrade must wait while the process that started
+// this one (parent, 0 if none) still drains: its h3 sockets share the
+// ports, and one generation bit of the QUIC connection IDs can tell apart
+// two processes, not three. Empty when the upgrade may go on.
+func (u *upgrader) quicBusy(parent int, snap *conf.Snapshot) string {
+	if parent <= 1 || os.Getppid() != parent {
+		return "" // not started by an upgrade, or the predecessor has exited (we were reparented)
+	}
+	for i := range snap.Config.Listeners {
+		if snap.Config.Listeners[i].Protocol == conf.ProtocolH3 {
+			return fmt.Sprintf("the previous process (pid %d) still drains its HTTP/3 connections; upgrade again once it has exited", parent)
+		}
+	}
+	return ""
 }
