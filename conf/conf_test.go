@@ -627,6 +627,35 @@ type = "tcp"
 			`t.toml: clusters[3].proxy_protocol: needs protocol = "http1": a multiplexed HTTP/2 or HTTP/3 connection carries many clients, and a PROXY header names one`,
 			`t.toml: clusters[3].health_check.type: must be "http" for protocol = "h3" (probed over HTTP/3; an h3 endpoint listens on UDP, so a "tcp" probe cannot reach it)`,
 		}},
+		{"h3 listener windows", base + `
+[[listeners]]
+name = "q"
+listen = "127.0.0.1:8443"
+protocol = "h3"
+[listeners.tls]
+[listeners.quic]
+stream_receive_window = "8KiB"
+connection_receive_window = "4KiB"
+[[listeners.routes]]
+cluster = "app"
+[[listeners]]
+name = "q2"
+listen = "127.0.0.1:8444"
+protocol = "h3"
+[listeners.tls]
+[listeners.quic]
+stream_receive_window = "2MiB"
+connection_receive_window = "1MiB"
+[[listeners.routes]]
+cluster = "app"
+`, []string{
+			"t.toml: listeners[1].tls.certificates: an https or h3 listener needs at least one [[listeners.tls.certificates]] entry",
+			"t.toml: listeners[1].quic.stream_receive_window: must be between 16KiB and 64MiB, got 8KiB",
+			"t.toml: listeners[1].quic.connection_receive_window: must be between 16KiB and 1GiB, got 4KiB",
+			"t.toml: listeners[1].quic.connection_receive_window: must be at least stream_receive_window (8KiB), got 4KiB",
+			"t.toml: listeners[2].tls.certificates: an https or h3 listener needs at least one [[listeners.tls.certificates]] entry",
+			"t.toml: listeners[2].quic.connection_receive_window: must be at least stream_receive_window (2MiB), got 1MiB",
+		}},
 		{"outlier detection and retry", base + `
 [clusters.outlier_detection]
 base_ejection_time = "0s"

@@ -1179,6 +1179,17 @@ type ListenerQUIC struct {
 	// The QPACK dynamic table is not used (capacity 0 is announced).
 	// Default: "64KiB".
 	MaxFieldSectionSize Size `koanf:"max_field_section_size"`
+	// StreamReceiveWindow caps the request body bytes a client may send on
+	// one stream ahead of the gateway reading them (QUIC stream flow
+	// control; the window starts at 256 KiB, or this if smaller, and grows
+	// up to it as the round-trip time requires). 16KiB to 64MiB.
+	// Default: "1MiB".
+	StreamReceiveWindow Size `koanf:"stream_receive_window"`
+	// ConnectionReceiveWindow is the same for all the streams of one
+	// connection together: the most a connection's uploads can make the
+	// gateway buffer. At least stream_receive_window, up to 1GiB.
+	// Default: "16MiB".
+	ConnectionReceiveWindow Size `koanf:"connection_receive_window"`
 }
 
 func (q *ListenerQUIC) setDefaults() {
@@ -1189,6 +1200,8 @@ func (q *ListenerQUIC) setDefaults() {
 	q.MaxConnectionsPerIP = 64
 	q.MaxRequestsPerConnection = 0
 	q.MaxFieldSectionSize = 64 << 10
+	q.StreamReceiveWindow = 1 << 20
+	q.ConnectionReceiveWindow = 16 << 20
 }
 
 // QUICPassthrough is a quic-passthrough listener's

@@ -129,7 +129,7 @@ func (v *validator) listenerTLS(path string, t *ListenerTLS) {
 		v.addf(path+".client_identity_header", "invalid header name %q: must be a token", h)
 	}
 	if len(t.Certificates) == 0 {
-		v.addf(path+".certificates", "an https listener needs at least one [[listeners.tls.certificates]] entry")
+		v.addf(path+".certificates", "an https or h3 listener needs at least one [[listeners.tls.certificates]] entry")
 	}
 	for i := range t.Certificates {
 		c := &t.Certificates[i]
@@ -227,6 +227,12 @@ func (v *validator) quic(path string, q *ListenerQUIC) {
 	v.intRange(path+".max_connections_per_ip", q.MaxConnectionsPerIP, 0, 100_000_000)
 	v.intRange(path+".max_requests_per_connection", q.MaxRequestsPerConnection, 0, 1<<31-1)
 	v.sizeRange(path+".max_field_section_size", q.MaxFieldSectionSize, 1*KiB, 16*MiB)
+	v.sizeRange(path+".stream_receive_window", q.StreamReceiveWindow, 16*KiB, 64*MiB)
+	v.sizeRange(path+".connection_receive_window", q.ConnectionReceiveWindow, 16*KiB, 1*GiB)
+	if q.ConnectionReceiveWindow < q.StreamReceiveWindow {
+		v.addf(path+".connection_receive_window", "must be at least stream_receive_window (%s), got %s",
+			q.StreamReceiveWindow, q.ConnectionReceiveWindow)
+	}
 }
 
 // h3NeedsLoops: an h3 listener's requests run on the event loops of the

@@ -48,6 +48,7 @@ type h3Front struct {
 	ln   h3Listener
 
 	handshaking atomic.Int64 // connections admitted whose handshake is not done
+	early       bool         // started with early_data: the listener accepts 0-RTT
 	next        atomic.Uint64
 
 	mu     sync.Mutex
@@ -83,6 +84,24 @@ func (e *Engine) bindH3(s *listenerSlot) error {
 	_ = os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	s.h3 = &h3Front{e: e, slot: s, pc: pc, conns: map[*h3Conn]struct{}{}}
 	return nil
+}
+
+// quicConfig is the QUIC configuration of a connection accepted under l.
+// 0-RTT needs the early listener (ListenEarly) chosen at start.
+func (f *h3Front) quicConfig(l *listenerRT) *quic.Config {
+	q := &l.cfg.QUIC
+	sw, cw := uint64(q.StreamReceiveWindow), uint64(q.ConnectionReceiveWindow)
+	return &quic.Config{
+		MaxIdleTimeout:                 q.IdleTimeout.Std(),
+		MaxIncomingStreams:             int64(q.MaxStreams),
+		MaxIncomingUniStreams:          16,
+		InitialStreamReceiveWindow:     min(256<<10, sw),
+		MaxStreamReceiveWindow:         sw,
+		InitialConnectionReceiveWindow: min(1<<20, cw),
+		MaxConnectionReceiveWindow:     cw,
+		Allow0RTT:                      f.early && q.EarlyData,
+		HandshakeIdleTimeout:           l.cfg.TLS.HandshakeTimeout.Std(),
+	}
 }
 
 // h3Listener is quic-go's Listener or EarlyListener (early_data).
@@ -158,16 +177,16 @@ func (f *h3Front) start() error {
 			return c, nil
 		},
 	}
-	qcfg := &quic.Config{
-		MaxIdleTimeout:                 q.IdleTimeout.Std(),
-		MaxIncomingStreams:             int64(q.MaxStreams),
-		MaxIncomingUniStreams:          16,
-		InitialStreamReceiveWindow:     256 << 10,
-		MaxStreamReceiveWindow:         1 << 20,
-		MaxConnectionReceiveWindow:     16 << 20,
-		Allow0RTT:                      q.EarlyData,
-		HandshakeIdleTimeout:           time.Duration(l.cfg.TLS.HandshakeTimeout),
-		InitialConnectionReceiveWindow: 1 << 20,
+	f.early = q.EarlyData
+	qcfg := f.quicConfig(l)
+	// Every connection gets the settings of the listener's view when it
+	// arrives, so that a reload reaches new connections.
+	qcfg.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
+		l := s.http.Load()
+		if l == nil {
+			return nil, errors.New("listener gone")
+		}
+		return f.quicConfig(l), nil
 	}
 	var err error
 	if q.EarlyData {

@@ -122,6 +122,10 @@ func (e *Engine) Reload(snap *conf.Snapshot) error {
 		}
 		s.limiter.SetLimits(lc.MaxConnections, slotPerIP(lc))
 		s.setGuards(&lc.Guards)
+		if s.h3 != nil && lc.QUIC.EarlyData && !s.h3.early {
+			e.log.Warn().Str("listener", s.name).
+				Msg("h3: quic.early_data = true takes effect at the next restart or upgrade (the listener was started without 0-RTT); the other quic keys apply to new connections now")
+		}
 	}
 	e.global.SetLimits(cfg.Engine.MaxConnections, 0)
 	e.snap.Store(snap)

@@ -913,6 +913,94 @@ endpoints = [ { address = %q } ]
 	}
 }
 
+// TestH3ReloadQUICSettings: a reload that changes [listeners.quic]
+// max_streams reaches the connections opened after it (quic-go asks for
+// each connection's settings), while an open connection keeps the stream
+// credit it was given.
+func TestH3ReloadQUICSettings(t *testing.T) {
+	ca := newTestCA(t, "h3")
+	cert, key, _ := ca.issue(t, "a", "a.test", leafOpts{dns: []string{"a.test"}})
+	origin, _, _ := originServe(t, false)
+	h3a, web, admin := freeUDPAddr(t), freeAddr(t), freeAddr(t)
+	cfg := func(maxStreams int) string {
+		return fmt.Sprintf(`
+[admin]
+listen = %q
+[engine]
+event_loops = 2
+[log]
+access_log = false
+[[listeners]]
+name = "web"
+listen = %q
+[[listeners.routes]]
+cluster = "a"
+[[listeners]]
+name = "h3"
+listen = %q
+protocol = "h3"
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert_file = %q
+key_file = %q
+[listeners.quic]
+max_streams = %d
+stream_receive_window = "64KiB"
+connection_receive_window = "128KiB"
+[[listeners.routes]]
+cluster = "a"
+[[clusters]]
+name = "a"
+endpoints = [ { address = %q } ]
+`, admin, web, h3a, cert, key, maxStreams, origin)
+	}
+	g := startFromFile(t, gatewayBinary(t), cfg(2), admin, admin)
+	waitReady(t, admin)
+	dial := func() *quic.Conn {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		qc, err := quic.DialAddr(ctx, h3a, &tls.Config{RootCAs: ca.pool, ServerName: "a.test", NextProtos: []string{http3.NextProtoH3}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = qc.CloseWithError(0, "") })
+		return qc
+	}
+	// credit opens bidirectional streams until the peer's limit refuses one.
+	credit := func(qc *quic.Conn) int {
+		t.Helper()
+		for n := 0; n < 50; n++ {
+			if _, err := qc.OpenStream(); err != nil {
+				if !strings.Contains(err.Error(), (quic.StreamLimitReachedError{}).Error()) {
+					t.Fatalf("stream %d: %v", n, err)
+				}
+				return n
+			}
+		}
+		return 50
+	}
+	before := dial()
+	if n := credit(before); n != 2 {
+		t.Fatalf("max_streams = 2: the client may open %d streams", n)
+	}
+	after0 := dial()
+	reloaded := metricValue(scrape(t, admin), `expressgateway_config_reload_total{result="ok"}`)
+	g.write(t, cfg(5))
+	g.signal(t, syscall.SIGHUP)
+	for deadline := time.Now().Add(5 * time.Second); metricValue(scrape(t, admin), `expressgateway_config_reload_total{result="ok"}`) <= reloaded; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("reload not applied")
+		}
+	}
+	if n := credit(dial()); n != 5 {
+		t.Fatalf("after a reload to max_streams = 5: a new connection may open %d streams", n)
+	}
+	if n := credit(after0); n != 2 {
+		t.Fatalf("a connection opened before the reload may open %d streams, want the 2 it was given", n)
+	}
+}
+
 // earlyOrigin records each request's method, path and Early-Data field.
 type earlyOrigin struct {
 	mu   sync.Mutex
