@@ -17,6 +17,19 @@ import (
 // does (the old process's first, then the new one's), attaches the
 // program, and checks where each kind of datagram lands.
 func TestH3SteerByGeneration(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(addr, func(t *testing.T) {
+			probe, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				t.Skipf("no %s on this machine: %v", addr, err)
+			}
+			_ = probe.Close()
+			testH3Steer(t, addr)
+		})
+	}
+}
+
+func testH3Steer(t *testing.T, addr string) {
 	lc := net.ListenConfig{Control: h3SocketControl}
 	bind := func(addr string) *net.UDPConn {
 		t.Helper()
@@ -27,7 +40,7 @@ func TestH3SteerByGeneration(t *testing.T) {
 		t.Cleanup(func() { _ = p.Close() })
 		return p.(*net.UDPConn)
 	}
-	old := bind("127.0.0.1:0")
+	old := bind(addr)
 	if err := h3Steer(old, 1); err == nil || !strings.Contains(err.Error(), "1 sockets share the port") {
 		t.Fatalf("steering with one socket in the group: %v", err)
 	}
