@@ -262,7 +262,8 @@ endpoints = [ { address = %q } ]
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("10 s after 16 clients hung up: %d goroutines, %d before", g, baseG)
+			// Name the ones left, so that a failure explains itself.
+			t.Fatalf("10 s after 16 clients hung up: %d goroutines, %d before; goroutines now:\n%s", g, baseG, goroutineDump(admin))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -148,6 +148,21 @@ func scrape(t *testing.T, admin string) string {
 }
 
 // goroutines reads the gateway's goroutine count from its pprof endpoint.
+// goroutineDump is the gateway's goroutine profile, grouped by stack
+// (debug=1), for a failure message.
+func goroutineDump(admin string) string {
+	resp, err := http.Get("http://" + admin + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	dump, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err.Error()
+	}
+	return string(dump)
+}
+
 func goroutines(t *testing.T, admin string) int {
 	t.Helper()
 	resp, err := http.Get("http://" + admin + "/debug/pprof/goroutine?debug=1")
