@@ -286,3 +286,18 @@ func FuzzDecodeResponse(f *testing.F) {
 		_ = DecodeResponse(b, 1<<16, true, &r)
 	})
 }
+
+// BenchmarkDecodeFields: a typical request head, decoded into one reused
+// Head.
+func BenchmarkDecodeFields(b *testing.B) {
+	t := &testing.T{}
+	block := encode(t, ":method", "GET", ":scheme", "https", ":authority", "a.test", ":path", "/index.html?q=1",
+		"user-agent", "bench/1.0", "accept", "*/*", "accept-encoding", "gzip, br", "cookie", "session=0123456789abcdef")
+	var h Head
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := DecodeFields(block, 0, false, &h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

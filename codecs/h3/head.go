@@ -19,6 +19,40 @@ type Head struct {
 	Fields                                    []msg.Field
 	ContentLength                             int64 // -1: none
 	Arena                                     []byte
+	spans                                     []fieldSpan // DecodeFields' scratch, kept for reuse
+}
+
+// span is a range of Head.Arena; fieldSpan a field's name and value.
+type span struct{ start, end int }
+
+type fieldSpan struct{ n, v span }
+
+// Pseudo-header fields by index, for DecodeFields.
+const (
+	pseudoMethod = iota
+	pseudoScheme
+	pseudoAuthority
+	pseudoPath
+	pseudoProtocol
+	pseudoCount
+)
+
+// pseudoIndex is the index of a request pseudo-header field, -1 for any
+// other name.
+func pseudoIndex(name string) int {
+	switch name {
+	case ":method":
+		return pseudoMethod
+	case ":scheme":
+		return pseudoScheme
+	case ":authority":
+		return pseudoAuthority
+	case ":path":
+		return pseudoPath
+	case ":protocol":
+		return pseudoProtocol
+	}
+	return -1
 }
 
 // IsConnect reports a CONNECT request (classic or extended).
@@ -38,16 +72,13 @@ func malformed(tok string) error { return &Error{Code: ErrCodeMessage, Token: to
 // section 4.2.2 counts them (name + value + 32 per field); trailers is set
 // for a trailer section (no pseudo-headers at all).
 func DecodeFields(block []byte, max int, trailers bool, h *Head) error {
-	*h = Head{Fields: h.Fields[:0], Arena: h.Arena[:0], ContentLength: -1}
+	*h = Head{Fields: h.Fields[:0], Arena: h.Arena[:0], ContentLength: -1, spans: h.spans[:0]}
 	next := decoder.Decode(block)
 	size := 0
 	regular := false
-	type span struct{ start, end int }
-	var method, scheme, authority, path, protocol span
-	set := map[string]*span{":method": &method, ":scheme": &scheme, ":authority": &authority, ":path": &path, ":protocol": &protocol}
-	seenPseudo := map[string]bool{}
-	type fspan struct{ n, v span }
-	var fs []fspan
+	var pseudo [pseudoCount]span
+	var seen uint8 // bit i: pseudo-header i was present
+	fs := h.spans
 	for {
 		f, err := next()
 		if err == io.EOF {
@@ -72,17 +103,17 @@ func DecodeFields(block []byte, max int, trailers bool, h *Head) error {
 			return err
 		}
 		if f.Name[0] == ':' {
-			sp := set[f.Name]
-			if trailers || regular || sp == nil || seenPseudo[f.Name] {
+			i := pseudoIndex(f.Name)
+			if trailers || regular || i < 0 || seen&(1<<i) != 0 {
 				return malformed("bad_pseudo_header")
 			}
-			if f.Name == ":method" && !isToken(f.Value) {
+			if i == pseudoMethod && !isToken(f.Value) {
 				return malformed("bad_method")
 			}
-			seenPseudo[f.Name] = true
+			seen |= 1 << i
 			start := len(h.Arena)
 			h.Arena = append(h.Arena, f.Value...)
-			*sp = span{start, len(h.Arena)}
+			pseudo[i] = span{start, len(h.Arena)}
 			continue
 		}
 		regular = true
@@ -100,8 +131,9 @@ func DecodeFields(block []byte, max int, trailers bool, h *Head) error {
 		h.Arena = append(h.Arena, f.Name...)
 		vs := len(h.Arena)
 		h.Arena = append(h.Arena, f.Value...)
-		fs = append(fs, fspan{span{ns, vs}, span{vs, len(h.Arena)}})
+		fs = append(fs, fieldSpan{span{ns, vs}, span{vs, len(h.Arena)}})
 	}
+	h.spans = fs
 	a := h.Arena
 	get := func(s span) []byte { return a[s.start:s.end:s.end] }
 	for _, f := range fs {
@@ -110,20 +142,10 @@ func DecodeFields(block []byte, max int, trailers bool, h *Head) error {
 	if trailers {
 		return nil
 	}
-	if seenPseudo[":method"] {
-		h.Method = get(method)
-	}
-	if seenPseudo[":scheme"] {
-		h.Scheme = get(scheme)
-	}
-	if seenPseudo[":authority"] {
-		h.Authority = get(authority)
-	}
-	if seenPseudo[":path"] {
-		h.Path = get(path)
-	}
-	if seenPseudo[":protocol"] {
-		h.Protocol = get(protocol)
+	for i, dst := range [pseudoCount]*[]byte{&h.Method, &h.Scheme, &h.Authority, &h.Path, &h.Protocol} {
+		if seen&(1<<i) != 0 {
+			*dst = get(pseudo[i])
+		}
 	}
 	switch {
 	case len(h.Method) == 0:
