@@ -3,9 +3,10 @@
 package h3
 
 import (
-	"bytes"
 	"io"
 	"strconv"
+	"sync"
+	"unsafe"
 
 	"github.com/quic-go/qpack"
 
@@ -166,18 +167,78 @@ func DecodeFields(block []byte, max int, trailers bool, h *Head) error {
 // or a trailer section (status 0). Names are lowercased (field names are
 // case-insensitive and HTTP/3 requires lowercase).
 func AppendHeaders(b []byte, status int, fields []msg.Field) []byte {
-	var buf bytes.Buffer
-	enc := qpack.NewEncoder(&buf)
-	var num [3]byte
+	e := getEncoder()
 	if status > 0 {
-		_ = enc.WriteField(qpack.HeaderField{Name: ":status", Value: string(strconv.AppendInt(num[:0], int64(status), 10))})
+		var num [3]byte
+		e.pseudo(":status", strconv.AppendInt(num[:0], int64(status), 10))
 	}
-	for _, f := range fields {
-		_ = enc.WriteField(qpack.HeaderField{Name: string(bytes.ToLower(f.Name)), Value: string(f.Value)})
-	}
-	b = AppendFrameHeader(b, FrameHeaders, uint64(buf.Len()))
-	return append(b, buf.Bytes()...)
+	e.fields(fields)
+	return e.finish(b)
 }
+
+func getEncoder() *fieldEncoder {
+	e := encoders.Get().(*fieldEncoder)
+	e.w.b = e.w.b[:0]
+	return e
+}
+
+// pseudo encodes a pseudo-header field. The encoder copies what it is
+// given before WriteField returns, so the strings may alias the caller's
+// bytes and the scratch name.
+func (e *fieldEncoder) pseudo(name string, value []byte) {
+	_ = e.enc.WriteField(qpack.HeaderField{Name: name, Value: transient(value)})
+}
+
+// fields encodes fields with their names lowercased.
+func (e *fieldEncoder) fields(fields []msg.Field) {
+	for _, f := range fields {
+		e.name = append(e.name[:0], f.Name...)
+		for i, c := range e.name {
+			if c >= 'A' && c <= 'Z' {
+				e.name[i] = c + ('a' - 'A')
+			}
+		}
+		_ = e.enc.WriteField(qpack.HeaderField{Name: transient(e.name), Value: transient(f.Value)})
+	}
+}
+
+// finish appends the section as a HEADERS frame to b and returns the
+// encoder to its pool.
+func (e *fieldEncoder) finish(b []byte) []byte {
+	_ = e.enc.Close() // the next section starts with its own prefix
+	b = AppendFrameHeader(b, FrameHeaders, uint64(len(e.w.b)))
+	b = append(b, e.w.b...)
+	if cap(e.w.b) <= 64<<10 && cap(e.name) <= 64<<10 { // a rare huge section is not kept
+		encoders.Put(e)
+	}
+	return b
+}
+
+// fieldEncoder is a QPACK encoder with its output and scratch, pooled:
+// encoding a section allocates nothing.
+type fieldEncoder struct {
+	w    appendWriter
+	enc  *qpack.Encoder
+	name []byte
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &fieldEncoder{}
+	e.enc = qpack.NewEncoder(&e.w)
+	return e
+}}
+
+// appendWriter is an io.Writer that appends to b.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// transient is b as a string without a copy, for a callee that does not
+// keep it.
+func transient(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // checkField refuses what no HTTP version may carry and an HTTP/1
 // message would turn into framing (RFC 9114 section 4.2, RFC 9110 section

@@ -3,11 +3,8 @@
 package h3
 
 import (
-	"bytes"
 	"io"
 	"strconv"
-
-	"github.com/quic-go/qpack"
 
 	"github.com/expressgateway/expressgateway/codecs/msg"
 )
@@ -104,21 +101,17 @@ type RequestHead struct {
 
 // AppendRequestHeaders appends a HEADERS frame carrying the request head.
 func AppendRequestHeaders(b []byte, h *RequestHead) []byte {
-	var buf bytes.Buffer
-	enc := qpack.NewEncoder(&buf)
-	_ = enc.WriteField(qpack.HeaderField{Name: ":method", Value: string(h.Method)})
+	e := getEncoder()
+	e.pseudo(":method", h.Method)
 	if string(h.Method) != "CONNECT" {
-		_ = enc.WriteField(qpack.HeaderField{Name: ":scheme", Value: string(h.Scheme)})
+		e.pseudo(":scheme", h.Scheme)
 	}
 	if len(h.Authority) > 0 {
-		_ = enc.WriteField(qpack.HeaderField{Name: ":authority", Value: string(h.Authority)})
+		e.pseudo(":authority", h.Authority)
 	}
 	if string(h.Method) != "CONNECT" {
-		_ = enc.WriteField(qpack.HeaderField{Name: ":path", Value: string(h.Path)})
+		e.pseudo(":path", h.Path)
 	}
-	for _, f := range h.Fields {
-		_ = enc.WriteField(qpack.HeaderField{Name: string(bytes.ToLower(f.Name)), Value: string(f.Value)})
-	}
-	b = AppendFrameHeader(b, FrameHeaders, uint64(buf.Len()))
-	return append(b, buf.Bytes()...)
+	e.fields(h.Fields)
+	return e.finish(b)
 }
