@@ -1327,3 +1327,33 @@ endpoints = [ { address = %q } ]
 		t.Errorf("waited early: %v", v)
 	}
 }
+
+// TestH3ConnectRefused: an h3 listener does not offer RFC 9220's extended
+// CONNECT (quic-go's client refuses to send one), and a CONNECT on it,
+// plain or extended, is answered 501 without reaching an upstream.
+func TestH3ConnectRefused(t *testing.T) {
+	s := startH3Gateway(t, false, "")
+	before := s.originHits()
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"}}
+	defer func() { _ = tr.Close() }()
+	req, _ := http.NewRequest(http.MethodConnect, "https://"+s.h3, nil)
+	req.Proto = "websocket"
+	if resp, err := tr.RoundTrip(req); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("an extended CONNECT was sent and answered %d: the listener must not enable it", resp.StatusCode)
+	} else if !strings.Contains(err.Error(), "Extended CONNECT") {
+		t.Fatalf("extended CONNECT: %v, want the client's refusal (the server did not enable it)", err)
+	}
+	r := dialH3Raw(t, s)
+	for _, fields := range [][]string{
+		{":method", "CONNECT", ":authority", "internal.example:22"},
+		{":method", "CONNECT", ":protocol", "websocket", ":scheme", "https", ":authority", "a.test", ":path", "/chat"},
+	} {
+		if code, reset := r.status(r.request(fields, nil, false)); code != 501 {
+			t.Errorf("%v: status %d (reset %v), want 501", fields, code, reset)
+		}
+	}
+	if n := s.originHits() - before; n != 0 {
+		t.Errorf("%d CONNECTs reached the upstream", n)
+	}
+}
