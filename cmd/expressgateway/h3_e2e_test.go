@@ -874,21 +874,7 @@ endpoints = [ { address = %q } ]
 	if p := proto(h3a); p != "HTTP/1.1" {
 		t.Fatalf("before the reload: upstream saw %s, want HTTP/1.1 (cluster a)", p)
 	}
-	reloads := func() float64 {
-		return metricValue(scrape(t, admin), `expressgateway_config_reload_total{result="ok"}`)
-	}
-	reload := func(text string) {
-		t.Helper()
-		before := reloads()
-		g.write(t, text)
-		g.signal(t, syscall.SIGHUP)
-		for deadline := time.Now().Add(5 * time.Second); reloads() <= before; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("reload not applied")
-			}
-		}
-	}
-	reload(cfg("b", true))
+	g.reload(t, cfg("b", true))
 	if p := proto(h3a); p != "HTTP/2.0" {
 		t.Errorf("after the reload, same connection: upstream saw %s, want HTTP/2.0 (cluster b)", p)
 	}
@@ -898,7 +884,7 @@ endpoints = [ { address = %q } ]
 	if p := proto(h3b); p != "HTTP/2.0" {
 		t.Errorf("the h3 listener added by reload: upstream saw %s", p)
 	}
-	reload(cfg("b", false))
+	g.reload(t, cfg("b", false))
 	// The removed listener drains: its connection gets GOAWAY, the client
 	// opens a new one that nobody accepts.
 	time.Sleep(300 * time.Millisecond)
@@ -985,14 +971,7 @@ endpoints = [ { address = %q } ]
 		t.Fatalf("max_streams = 2: the client may open %d streams", n)
 	}
 	after0 := dial()
-	reloaded := metricValue(scrape(t, admin), `expressgateway_config_reload_total{result="ok"}`)
-	g.write(t, cfg(5))
-	g.signal(t, syscall.SIGHUP)
-	for deadline := time.Now().Add(5 * time.Second); metricValue(scrape(t, admin), `expressgateway_config_reload_total{result="ok"}`) <= reloaded; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("reload not applied")
-		}
-	}
+	g.reload(t, cfg(5))
 	if n := credit(dial()); n != 5 {
 		t.Fatalf("after a reload to max_streams = 5: a new connection may open %d streams", n)
 	}

@@ -1330,3 +1330,32 @@ cluster = "app"
 	}
 	t.Logf("%d completed, %d cancelled, origin connections %d", done.Load(), cancelled.Load(), o.conns.Load())
 }
+
+// TestWebSocketH2ToH3ClusterRefused: an HTTP/2 WebSocket (RFC 8441
+// extended CONNECT) routed to an h3 cluster gets 502, since RFC 9220 is
+// not spoken upstream, and nothing reaches the endpoint; the connection
+// serves the next request.
+func TestWebSocketH2ToH3ClusterRefused(t *testing.T) {
+	ca := newTestCA(t, "origin")
+	o := startProtoOrigin(t, "h3", ca)
+	gw, _ := h3UpGateway(t, h3ClusterTable("app", ca, "", o.addr)+h3ClusterTable("dead", ca, "", o.addr))
+	tr := h2cTransport(t)
+	before := o.requests.Load()
+	resp, _ := h2Connect(t, tr, gw, "/chat", "websocket")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("extended CONNECT to an h3 cluster: %d, want 502", resp.StatusCode)
+	}
+	if n := o.requests.Load() - before; n != 0 {
+		t.Fatalf("%d requests reached the h3 endpoint", n)
+	}
+	req, _ := http.NewRequest("GET", "http://"+gw+"/after", nil)
+	r2, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, r2.Body)
+	_ = r2.Body.Close()
+	if r2.StatusCode != 200 {
+		t.Fatalf("the next request: %d", r2.StatusCode)
+	}
+}

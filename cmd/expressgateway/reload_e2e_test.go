@@ -80,6 +80,23 @@ func (g *gwProc) write(t *testing.T, text string) {
 	}
 }
 
+// reload writes text as the config file, sends SIGHUP and waits until the
+// gateway counts one more successful reload.
+func (g *gwProc) reload(t *testing.T, text string) {
+	t.Helper()
+	ok := func() float64 {
+		return metricValue(scrape(t, g.admin), `expressgateway_config_reload_total{result="ok"}`)
+	}
+	before := ok()
+	g.write(t, text)
+	g.signal(t, syscall.SIGHUP)
+	for deadline := time.Now().Add(5 * time.Second); ok() <= before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("reload not applied")
+		}
+	}
+}
+
 func (g *gwProc) signal(t *testing.T, s os.Signal) {
 	t.Helper()
 	if err := g.cmd.Process.Signal(s); err != nil {

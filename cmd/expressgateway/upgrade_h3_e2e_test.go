@@ -205,6 +205,11 @@ endpoints = [ { address = %q } ]
 	if got := get(dial(), "/after"); !strings.HasPrefix(got, "GET /after") {
 		t.Fatalf("after the old process exited: %q", got)
 	}
+	// Only the new process serves the admin address now: the refusal was
+	// counted.
+	if v := metricSum(t, admin, `expressgateway_upgrade_total\{result="refused"\}`); v != 1 {
+		t.Fatalf("upgrade_total{result=\"refused\"} = %v, want 1", v)
+	}
 
 	// The predecessor is gone: the next upgrade goes ahead.
 	killPID(t, newPID, syscall.SIGUSR2)
