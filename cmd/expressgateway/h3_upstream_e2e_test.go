@@ -1349,7 +1349,7 @@ func TestWebSocketH2ToH3ClusterRefused(t *testing.T) {
 		t.Fatalf("%d requests reached the h3 endpoint", n)
 	}
 	req, _ := http.NewRequest("GET", "http://"+gw+"/after", nil)
-	r2, err := tr.RoundTrip(req)
+	r2, err := tr.RoundTrip(req) //nolint:staticcheck // h2cTransport
 	if err != nil {
 		t.Fatal(err)
 	}
