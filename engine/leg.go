@@ -231,7 +231,7 @@ func (lg *leg) admit() bool {
 	}
 	lg.lp.pending[l]++
 	lg.counted = true
-	lg.x.Cluster.LB.RecordRequest() // the retry budget is a share of these
+	lg.x.Cluster.LB.RecordRequestAt(lg.lp.now().Unix()) // the retry budget is a share of these
 	return true
 }
 

@@ -259,7 +259,7 @@ func (p *pool) put(u *upstream) bool {
 	if len(p.idle) >= p.maxIdle {
 		return false
 	}
-	u.idleSince = time.Now().UnixNano() // pool.put has no loop at hand; rare enough
+	u.idleSince = u.lp.nowNano() // the loop's clock: put runs once per request on keep-alive
 	p.idle = append(p.idle, u)
 	return true
 }

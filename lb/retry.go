@@ -70,8 +70,14 @@ func (b *retryBudget) room(cfg *clusterCfg) (*retryBucket, bool) {
 // RecordRequest counts one original (not retried) request toward the
 // retry budget. Lock-free and allocation-free.
 func (c *Cluster) RecordRequest() {
-	sec := c.budget.now()
-	c.budget.bucket(sec).requests.Add(1)
+	c.RecordRequestAt(c.budget.now())
+}
+
+// RecordRequestAt is RecordRequest for a caller that has the time at hand
+// (unixSec, in Unix seconds: the event loop's clock), which saves a clock
+// read per request.
+func (c *Cluster) RecordRequestAt(unixSec int64) {
+	c.budget.bucket(unixSec).requests.Add(1)
 }
 
 // AllowRetry reports whether the retry budget has room for one more retry
