@@ -66,9 +66,11 @@ func (e *Engine) bindH3(s *listenerSlot) error {
 	pc := p.(*net.UDPConn)
 	if e.quicTakeover {
 		if err := h3Steer(pc, e.opts.QUICGeneration); err != nil {
+			e.m.H3Handover(s.name, "failed").Inc()
 			e.log.Warn().Err(err).Str("listener", s.name).
 				Msg("h3: cannot steer the previous process's QUIC connections to its socket; some of them may break")
 		} else {
+			e.m.H3Handover(s.name, "steered").Inc()
 			e.log.Info().Str("listener", s.name).Uint8("generation", e.opts.QUICGeneration&1).
 				Msg("h3: the previous process's QUIC connections stay on its socket until it exits")
 		}

@@ -20,6 +20,7 @@ var h3MetricsHelp = map[string]string{
 	"expressgateway_h3_connection_errors_total": "QUIC connections the gateway closed for an HTTP/3 protocol error, by reason.",
 	"expressgateway_h3_packets_dropped_total":   "UDP datagrams of h3 listeners that quic-go dropped without a connection (garbage, unknown connection IDs, unsupported versions), by reason.",
 	"expressgateway_h3_retries_total":           "QUIC Retry packets sent to validate a client's address (quic.retry).",
+	"expressgateway_h3_handover_total":          "USR2 upgrades in which this process, started by the upgrade, bound an h3 listener beside its predecessor's, by result: steered (the reuseport program keeps the predecessor's QUIC connections on its socket), failed (not attached: the predecessor's connections may break; the log says why).",
 	"expressgateway_h3_early_requests_total":    "requests read from 0-RTT data before the handshake completed (quic.early_data), by what happened: forwarded (GET, HEAD, OPTIONS, with Early-Data: 1), waited (other methods, held until the handshake completed), too_early (the handshake did not complete within tls.handshake_timeout: 425).",
 }
 
@@ -60,6 +61,8 @@ func (m *Metrics) h3(name string) *h3Metrics {
 	hm.early("waited")
 	hm.early("too_early")
 	hm.goAway("max_requests")
+	hm.handover("steered")
+	hm.handover("failed")
 	hm.goAway("drain")
 	hm.streamError("rejected_after_goaway")
 	hm.counter("drop unknown_connection_id", `expressgateway_h3_packets_dropped_total{listener=%q,reason="unknown_connection_id"}`)
@@ -95,6 +98,16 @@ func (hm *h3Metrics) streamError(reason string) *metrics.Counter {
 func (m *Metrics) H3PacketDropped(listener, reason string) *metrics.Counter {
 	hm := m.h3(listener)
 	return hm.counter("drop "+reason, `expressgateway_h3_packets_dropped_total{listener=%q,reason=%q}`, reason)
+}
+
+// H3Handover counts the steering of a USR2 hand-over on listener, by
+// result ("steered" or "failed").
+func (m *Metrics) H3Handover(listener, result string) *metrics.Counter {
+	return m.h3(listener).handover(result)
+}
+
+func (hm *h3Metrics) handover(result string) *metrics.Counter {
+	return hm.counter("handover "+result, `expressgateway_h3_handover_total{listener=%q,result=%q}`, result)
 }
 
 // H3ConnError counts a connection closed for a protocol error, by reason.

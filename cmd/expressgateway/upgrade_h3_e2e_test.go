@@ -210,6 +210,13 @@ endpoints = [ { address = %q } ]
 	if v := metricSum(t, admin, `expressgateway_upgrade_total\{result="refused"\}`); v != 1 {
 		t.Fatalf("upgrade_total{result=\"refused\"} = %v, want 1", v)
 	}
+	// ... and its own hand-over was steered.
+	if v := metricSum(t, admin, `expressgateway_h3_handover_total\{listener="h3",result="steered"\}`); v != 1 {
+		t.Fatalf("h3_handover_total{result=\"steered\"} = %v, want 1", v)
+	}
+	if v := metricSum(t, admin, `expressgateway_h3_handover_total\{listener="h3",result="failed"\}`); v != 0 {
+		t.Fatalf("h3_handover_total{result=\"failed\"} = %v, want 0", v)
+	}
 
 	// The predecessor is gone: the next upgrade goes ahead.
 	killPID(t, newPID, syscall.SIGUSR2)
