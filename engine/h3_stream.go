@@ -4,6 +4,7 @@ package engine
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -27,6 +28,11 @@ const (
 	h3BodyInflightMax = 256 << 10 // request DATA handed to the loop, not yet taken upstream
 	h3StreamPendMax   = 256 << 10 // response bytes waiting for the writer
 	h3ReadChunk       = 16 << 10
+	// h3DirectMax bounds what the loop hands quic-go in one non-blocking
+	// write (direct mode): quic-go copies it into a frame of its own, and
+	// a larger body is better written by a writer goroutine that blocks on
+	// the client's credit with no copy.
+	h3DirectMax = 16 << 10
 )
 
 // h3Stream is one request of an HTTP/3 connection. The fields above the
@@ -46,11 +52,12 @@ type h3Stream struct {
 	wake     chan struct{} // wakes the writer
 
 	mu         sync.Mutex
-	out        []byte // encoded frames for the writer
-	pending    int    // bytes in out and being written
-	fin        bool   // the response is complete after out
-	abort      bool   // reset the stream instead
-	wantResume bool   // the loop waits for pending to drop
+	out        []byte      // encoded frames for the writer
+	pending    int         // bytes in out and being written
+	fin        bool        // the response is complete after out
+	abort      bool        // reset the stream instead
+	wantResume bool        // the loop waits for pending to drop
+	wref       atomic.Bool // the writer's ref was released by the loop (direct mode)
 
 	// --- loop only ---
 	x             stages.Exchange
@@ -67,9 +74,16 @@ type h3Stream struct {
 	early         bool  // read from 0-RTT data: forwarded with Early-Data: 1
 	lastBodyAt    int64 // when request DATA last arrived (body_idle)
 	upReady       bool
-	started       bool
-	finished      bool
-	freed         bool
+	// direct: no writer goroutine (yet); the loop writes the response
+	// with quic-go's non-blocking TryWriteAll (kick). A request whose
+	// stream ended with its head starts so (the common GET); a writer
+	// goroutine takes over when the client's credit is short or a write
+	// is large. stopWatch ends the client-close watch of direct mode.
+	direct    bool
+	stopWatch func() bool
+	started   bool
+	finished  bool
+	freed     bool
 }
 
 // h3Readers pools the request and response streams' readers: a 16 KiB
@@ -210,16 +224,14 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 	}
 	s.refs.Add(1) // the writer's
 	if endNow {
-		// Nothing more to read: this goroutine becomes the stream's
-		// writer instead of starting one.
+		// Nothing more to read: the loop writes the response itself (no
+		// goroutine waits for it) and this one ends.
 		putH3Reader(br)
 		br = nil
-		if !c.onLoop(func() { s.begin(true) }) {
+		if !c.onLoop(func() { s.watchDirect(); s.begin(true) }) {
 			s.release()
 			reset(h3.ErrCodeInternal, "loop_gone")
-			return
 		}
-		s.writeLoop()
 		return
 	}
 	// Written before the loop learns of s (begin), read there when the
@@ -418,7 +430,94 @@ func (s *h3Stream) emit(fn func(b []byte) []byte, fin bool) {
 		s.fin = true
 	}
 	s.mu.Unlock()
-	s.notify()
+	s.kick()
+}
+
+// watchDirect starts direct mode (loop): the client's STOP_SENDING or the
+// connection's end, which a writer goroutine would see on the stream's
+// context, reaches the loop through context.AfterFunc instead.
+func (s *h3Stream) watchDirect() {
+	s.direct = true
+	s.stopWatch = context.AfterFunc(s.st.Context(), func() {
+		if !s.c.onLoop(s.directGone) {
+			s.releaseWriter() // the loop is gone: nothing else will
+		}
+	})
+}
+
+// directGone runs on the loop when the stream's write side ended under
+// direct mode: the client went away before the response was complete.
+func (s *h3Stream) directGone() {
+	if !s.direct {
+		return // complete, or a writer goroutine took over (it watches on its own)
+	}
+	s.endDirect()
+	s.releaseWriter()
+	s.clientGone(499, "client_closed")
+}
+
+// endDirect leaves direct mode.
+func (s *h3Stream) endDirect() {
+	s.direct = false
+	if s.stopWatch != nil {
+		s.stopWatch()
+		s.stopWatch = nil
+	}
+}
+
+// releaseWriter drops the writer's ref on behalf of the loop, once.
+func (s *h3Stream) releaseWriter() {
+	if s.wref.CompareAndSwap(false, true) {
+		s.release()
+	}
+}
+
+// kick hands what emit queued to the writer (loop). In direct mode the
+// loop writes it: TryWriteAll queues all of it with quic-go or nothing,
+// and never blocks; when it would, or when the write is large, a writer
+// goroutine takes over for the rest of the stream.
+func (s *h3Stream) kick() {
+	if !s.direct {
+		s.notify()
+		return
+	}
+	s.mu.Lock()
+	out, fin, abort := s.out, s.fin, s.abort
+	s.mu.Unlock()
+	if abort {
+		s.endDirect()
+		s.st.CancelWrite(quic.StreamErrorCode(h3.ErrCodeInternal))
+		s.releaseWriter()
+		return
+	}
+	if len(out) > 0 {
+		err := quic.ErrWouldBlock
+		if len(out) <= h3DirectMax {
+			err = s.st.TryWriteAll(out)
+		}
+		switch {
+		case err == nil:
+			s.mu.Lock()
+			s.pending -= len(out)
+			s.out = s.out[:0]
+			s.mu.Unlock()
+		case errors.Is(err, quic.ErrWouldBlock):
+			s.endDirect()
+			s.c.f.e.goPool.Go(s.writeLoop) // holds the writer's ref from now on
+			s.notify()
+			return
+		default:
+			s.endDirect()
+			s.releaseWriter()
+			s.clientGone(499, "client_reset")
+			return
+		}
+	}
+	if fin {
+		s.endDirect()
+		_ = s.st.Close()
+		s.releaseWriter()
+	}
 }
 
 // --- loop side ---
@@ -737,7 +836,7 @@ func (s *h3Stream) respAbort(_ *leg) {
 	s.mu.Lock()
 	s.abort = true
 	s.mu.Unlock()
-	s.notify()
+	s.kick()
 	s.stopReading()
 	s.finished = true
 	s.free()
@@ -806,7 +905,7 @@ func (s *h3Stream) abortLeg(status int, reason string) {
 	done := s.fin
 	s.abort = !done
 	s.mu.Unlock()
-	s.notify()
+	s.kick()
 }
 
 // free forgets a finished stream on the loop.

@@ -1336,3 +1336,63 @@ func TestH3ConnectRefused(t *testing.T) {
 		t.Errorf("%d CONNECTs reached the upstream", n)
 	}
 }
+
+// TestH3ClientCancelReachesUpstream: a client that gives up on a GET (its
+// stream ended with the head) while the upstream still thinks ends the
+// upstream request: the gateway closes the upstream connection, and the
+// connection to the client goes on. The gateway writes such a response
+// from its event loop with no goroutine waiting on the stream, so the
+// client's STOP_SENDING has to reach the loop on its own.
+func TestH3ClientCancelReachesUpstream(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan struct{}, 4)
+	cancelled := make(chan struct{}, 4)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hang" {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		arrived <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			cancelled <- struct{}{}
+		case <-time.After(20 * time.Second):
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	s := startH3GatewayAt(t, ln.Addr().String(), "http1", "", "")
+	r := dialH3Raw(t, s)
+	get := func(path string) *quic.Stream {
+		return r.request([]string{":method", "GET", ":scheme", "https", ":authority", "a.test", ":path", path}, nil, true)
+	}
+	for i := 0; i < 2; i++ {
+		st := get("/hang")
+		select {
+		case <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the request did not reach the upstream")
+		}
+		if i == 0 {
+			st.CancelRead(quic.StreamErrorCode(h3codec.ErrCodeRequestCancelled)) // STOP_SENDING
+		} else {
+			// The whole connection goes away this time.
+			_ = r.qc.CloseWithError(0, "")
+		}
+		select {
+		case <-cancelled:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the upstream request went on after the client gave up", i)
+		}
+		if i == 0 {
+			// The connection is unharmed: the next request on it is served.
+			if code, reset := r.status(get("/next")); code != 200 {
+				t.Fatalf("after a cancelled stream: status %d, reset %d", code, reset)
+			}
+		}
+	}
+}
