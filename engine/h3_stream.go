@@ -48,7 +48,7 @@ type h3Stream struct {
 
 	inflight atomic.Int64  // request DATA bytes on the loop not credited yet
 	creditCh chan struct{} // wakes the reader when inflight drops
-	wake     chan struct{} // wakes the writer
+	wake     chan struct{} // wakes the writer; made with it (nil in direct mode: notify is a no-op)
 
 	mu         sync.Mutex
 	out        []byte      // encoded frames for the writer
@@ -105,7 +105,7 @@ func putH3Reader(br *bufio.Reader) {
 
 // serveStream is a request stream's reader goroutine.
 func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
-	s := &h3Stream{c: c, st: st, m: m, nth: nth, wake: make(chan struct{}, 1)}
+	s := &h3Stream{c: c, st: st, m: m, nth: nth}
 	s.refs.Store(1)
 	defer func() {
 		if r := recover(); r != nil {
@@ -235,6 +235,7 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 	// Written before the loop learns of s (begin), read there when the
 	// body's credit returns.
 	s.creditCh = make(chan struct{}, 1)
+	s.wake = make(chan struct{}, 1)
 	c.f.e.goPool.Go(s.writeLoop)
 	if !c.onLoop(func() { s.begin(false) }) {
 		reset(h3.ErrCodeInternal, "loop_gone")
@@ -485,6 +486,7 @@ func (s *h3Stream) kick() {
 			s.mu.Unlock()
 		case errors.Is(err, quic.ErrWouldBlock):
 			s.endDirect()
+			s.wake = make(chan struct{}, 1)
 			s.c.f.e.goPool.Go(s.writeLoop) // holds the writer's ref from now on
 			s.notify()
 			return
