@@ -561,7 +561,9 @@ func (lg *leg) onData(u *upstream) {
 		lg.resp = neutralResponse(&u.resp)
 		lg.ds.respHead(lg, &lg.resp, u.resp.Body == h1.BodyUntilClose)
 		u.body.ResetResponse(u.resp.Body, u.resp.ContentLength, h1.Limits{MaxTrailerBytes: lg.l.limits.MaxTrailerBytes, MaxChunkExtension: lg.l.limits.MaxChunkExtension})
-		if u.resp.Body == h1.BodyNone {
+		if u.resp.Body == h1.BodyNone || (u.resp.Body == h1.BodyLength && u.resp.ContentLength == 0) {
+			// No body, or an empty one: the exchange is complete with its
+			// head (Content-Length: 0 has no byte to wait for).
 			_, _ = u.c.Discard(total)
 			lg.ds.respEnd(lg, nil)
 			lg.finish(true)
