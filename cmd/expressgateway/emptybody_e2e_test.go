@@ -30,7 +30,7 @@ func emptyBodyUpstream(t *testing.T, closeAfter bool) string {
 				return
 			}
 			go func() {
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				br := bufio.NewReader(c)
 				for {
 					req, err := http.ReadRequest(br)
@@ -63,11 +63,11 @@ func TestEmptyBodyResponseCompletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	br := bufio.NewReader(c)
 	for i := 0; i < 3; i++ {
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: a\r\n\r\n", i)
+		_, _ = fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: a\r\n\r\n", i)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("request %d on one keep-alive connection: %v", i, err)
