@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -75,6 +76,31 @@ func TestEmptyBodyResponseCompletes(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		if resp.StatusCode != 200 || resp.ContentLength != 0 {
 			t.Fatalf("request %d: %d, Content-Length %d", i, resp.StatusCode, resp.ContentLength)
+		}
+	}
+
+	// An upload larger than max_inflight_bytes goes upstream off the loop
+	// (h1_pump.go), and so does its response: the same empty answer ends
+	// it there too.
+	gwp, _ := secGateway(t, `[listeners.limits]
+max_inflight_bytes = "4KiB"`, oneCluster(emptyBodyUpstream(t, false)))
+	cp, err := net.Dial("tcp", gwp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cp.Close() }()
+	bp := bufio.NewReader(cp)
+	body := strings.Repeat("x", 64<<10)
+	for i := 0; i < 2; i++ {
+		_ = cp.SetDeadline(time.Now().Add(3 * time.Second))
+		_, _ = fmt.Fprintf(cp, "POST /up%d HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", i, len(body), body)
+		resp, err := http.ReadResponse(bp, nil)
+		if err != nil {
+			t.Fatalf("upload %d off the loop: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 || resp.ContentLength != 0 {
+			t.Fatalf("upload %d off the loop: %d, Content-Length %d", i, resp.StatusCode, resp.ContentLength)
 		}
 	}
 
