@@ -27,10 +27,14 @@ const (
 	h3BodyInflightMax = 256 << 10 // request DATA handed to the loop, not yet taken upstream
 	h3StreamPendMax   = 256 << 10 // response bytes waiting for the writer
 	h3ReadChunk       = 16 << 10
-	// h3DirectMax bounds what the loop hands quic-go in one non-blocking
-	// write (direct mode): quic-go copies it into a frame of its own, and
-	// a larger body is better written by a writer goroutine that blocks on
-	// the client's credit with no copy.
+	// h3DirectMax bounds what the loop hands quic-go of one response
+	// without a writer goroutine (direct mode). TryWriteAll checks only
+	// flow control: what it queues waits in quic-go, unsent, for as long
+	// as the congestion window is shut (a client that never acknowledges
+	// keeps it shut), and a hostile client can advertise any flow-control
+	// window. A larger response goes to a writer goroutine, whose
+	// blocking Write waits for the packets to leave, so the stream's
+	// pending bytes and the upstream's pause (slowReader) bound it.
 	h3DirectMax = 16 << 10
 )
 
@@ -76,12 +80,13 @@ type h3Stream struct {
 	// direct: no writer goroutine (yet); the loop writes the response
 	// with quic-go's non-blocking TryWriteAll (kick). A request whose
 	// stream ended with its head starts so (the common GET); a writer
-	// goroutine takes over when the client's credit is short or a write
-	// is large.
-	direct   bool
-	started  bool
-	finished bool
-	freed    bool
+	// goroutine takes over when the client's credit is short or the
+	// response passes h3DirectMax.
+	direct      bool
+	directBytes int // what direct mode handed quic-go so far
+	started     bool
+	finished    bool
+	freed       bool
 }
 
 // h3Readers pools the request and response streams' readers: a 16 KiB
@@ -475,11 +480,12 @@ func (s *h3Stream) kick() {
 	}
 	if len(out) > 0 {
 		err := quic.ErrWouldBlock
-		if len(out) <= h3DirectMax {
+		if s.directBytes+len(out) <= h3DirectMax {
 			err = s.st.TryWriteAll(out)
 		}
 		switch {
 		case err == nil:
+			s.directBytes += len(out)
 			s.mu.Lock()
 			s.pending -= len(out)
 			s.out = s.out[:0]
