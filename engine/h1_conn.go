@@ -342,7 +342,7 @@ func (cc *clientConn) Forward(x *stages.Exchange) {
 		cc.r.lg.wsKey = cc.r.req.Header("sec-websocket-key")
 		cc.closeAfter = true
 	}
-	bodyless := cc.r.req.Body == h1.BodyNone || (cc.r.req.Body == h1.BodyLength && cc.r.req.ContentLength == 0)
+	bodyless := cc.r.req.Body.Empty(cc.r.req.ContentLength)
 	if !bodyless && cc.r.req.ExpectContinue && cc.r.req.Version == h1.Version11 {
 		// One rule for every body size: the request was routed and
 		// admitted, so the gateway asks for the body itself (as nginx

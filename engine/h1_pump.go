@@ -327,8 +327,8 @@ func (cc *clientConn) pumpResponse(unc, cnc net.Conn, res *exchangeResult, headS
 					_, err := cnc.Write(b)
 					return err
 				}
-				if resp.Body == h1.BodyNone || (resp.Body == h1.BodyLength && resp.ContentLength == 0) {
-					// Nothing to pump (Content-Length: 0 has no byte to wait for).
+				if resp.Body.Empty(resp.ContentLength) {
+					// Nothing to pump.
 					res.extra = len(rest)
 					res.upReusable = resp.KeepAlive && res.extra == 0
 					return

@@ -240,8 +240,7 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 	// Written before the loop learns of s (begin), read there when the
 	// body's credit returns.
 	s.creditCh = make(chan struct{}, 1)
-	s.wake = make(chan struct{}, 1)
-	c.f.e.goPool.Go(s.writeLoop)
+	s.startWriter()
 	if !c.onLoop(func() { s.begin(false) }) {
 		reset(h3.ErrCodeInternal, "loop_gone")
 		return
@@ -453,6 +452,13 @@ func (s *h3Stream) directGone() {
 // endDirect leaves direct mode.
 func (s *h3Stream) endDirect() { s.direct = false }
 
+// startWriter starts the stream's writer goroutine, with its wake
+// channel.
+func (s *h3Stream) startWriter() {
+	s.wake = make(chan struct{}, 1)
+	s.c.f.e.goPool.Go(s.writeLoop)
+}
+
 // releaseWriter drops the writer's ref on behalf of the loop, once.
 func (s *h3Stream) releaseWriter() {
 	if s.wref.CompareAndSwap(false, true) {
@@ -492,8 +498,7 @@ func (s *h3Stream) kick() {
 			s.mu.Unlock()
 		case errors.Is(err, quic.ErrWouldBlock):
 			s.endDirect()
-			s.wake = make(chan struct{}, 1)
-			s.c.f.e.goPool.Go(s.writeLoop) // holds the writer's ref from now on
+			s.startWriter() // holds the writer's ref from now on
 			s.notify()
 			return
 		default:

@@ -561,9 +561,8 @@ func (lg *leg) onData(u *upstream) {
 		lg.resp = neutralResponse(&u.resp)
 		lg.ds.respHead(lg, &lg.resp, u.resp.Body == h1.BodyUntilClose)
 		u.body.ResetResponse(u.resp.Body, u.resp.ContentLength, h1.Limits{MaxTrailerBytes: lg.l.limits.MaxTrailerBytes, MaxChunkExtension: lg.l.limits.MaxChunkExtension})
-		if u.resp.Body == h1.BodyNone || (u.resp.Body == h1.BodyLength && u.resp.ContentLength == 0) {
-			// No body, or an empty one: the exchange is complete with its
-			// head (Content-Length: 0 has no byte to wait for).
+		if u.resp.Body.Empty(u.resp.ContentLength) {
+			// No body byte to wait for: the exchange is complete with its head.
 			_, _ = u.c.Discard(total)
 			lg.ds.respEnd(lg, nil)
 			lg.finish(true)
@@ -832,7 +831,7 @@ func (lg *leg) canRetry(reason string, status int) bool {
 	}
 	connectFailed := reason == "connect_failed" || reason == "connect_timeout"
 	r := lg.x.Req
-	if r.Body != msg.BodyNone && !(r.Body == msg.BodyLength && r.ContentLength == 0) && !connectFailed {
+	if !r.Body.Empty(r.ContentLength) && !connectFailed {
 		// A body can go again only when none of it left: after a connect
 		// failure it is still whole where the session keeps it (the
 		// client's inbound buffer, the stream's held DATA).

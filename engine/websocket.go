@@ -31,7 +31,7 @@ func wsRequested(r *h1.Request) bool {
 	if r.Version != h1.Version11 || r.Upgrade == nil || string(r.Method) != "GET" {
 		return false
 	}
-	if r.Body != h1.BodyNone && !(r.Body == h1.BodyLength && r.ContentLength == 0) {
+	if !r.Body.Empty(r.ContentLength) {
 		return false
 	}
 	if !hasToken(r.Upgrade, "websocket") {

@@ -40,6 +40,14 @@ const (
 	BodyUntilClose                 // responses only: everything until the upstream closes
 )
 
+// Empty reports whether a message framed as k with Content-Length cl has
+// no body byte to read: no body at all, or "Content-Length: 0". A message
+// for which it holds is complete with its head; waiting for body bytes
+// there waits for bytes that never come.
+func (k BodyKind) Empty(cl int64) bool {
+	return k == BodyNone || (k == BodyLength && cl == 0)
+}
+
 // String names the framing.
 func (k BodyKind) String() string {
 	switch k {

@@ -22,6 +22,10 @@ const (
 	BodyStream
 )
 
+// Empty reports whether a message with this body kind and Content-Length
+// cl carries no body byte: no body, or a length of 0.
+func (b Body) Empty(cl int64) bool { return b == BodyNone || (b == BodyLength && cl == 0) }
+
 // Request is a protocol-neutral request head: what every downstream codec
 // fills and every stage reads. Authority, Host and Path are normalised
 // (NormalizeHost, NormalizeTarget) before the pipeline sees them, so routing
