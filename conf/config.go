@@ -385,7 +385,10 @@ type Timeouts struct {
 	HeaderRead Duration `koanf:"header_read"`
 	// BodyIdle is the longest pause allowed while a client sends a request
 	// body, and while an HTTP/1.1 client takes no byte of a response that
-	// waits for it (slow read: guard send_stall). Default: "30s".
+	// waits for it (slow read: guard send_stall). It also bounds how long an
+	// HTTP/2 or HTTP/3 GET-like request (GET, HEAD, OPTIONS, DELETE, TRACE
+	// without content-length) whose head came without its stream end is
+	// held for that end or a body byte before 408. Default: "30s".
 	BodyIdle Duration `koanf:"body_idle"`
 	// BodyMinRate is the minimum request-body rate in bytes per second,
 	// checked after body_min_rate_grace (slow-POST guard); 0 disables.

@@ -84,6 +84,9 @@ type h2Stream struct {
 	stallSince int64
 	bodyBytes  int64 // request DATA received (guards: slow body)
 	bodyAt     int64 // UnixNano of the last request DATA; 0: no body expected
+	// headHeld: a GET-like head without END_STREAM waits for its first
+	// DATA or the stream's end before it is submitted (holdsHead).
+	headHeld bool
 }
 
 // Bounds of what one stream holds on the loop. Request DATA is bounded by
@@ -430,7 +433,7 @@ func (sc *h2Conn) newStream(id uint32) *h2Stream {
 	s.x.ConnRequests = sc.requests
 	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, identity: sc.identity, peer: sc.peer, local: sc.local, proto: "h2", streamID: id}
 	s.opened, s.ended, s.reset, s.stallSince = sc.lp.nowNano(), false, false, 0
-	s.bodyBytes, s.bodyAt = 0, 0
+	s.bodyBytes, s.bodyAt, s.headHeld = 0, 0, false
 	s.lg.reset()
 	sc.streams[id] = s
 	sc.lp.e.m.H2Streams.Add(1)
@@ -574,6 +577,23 @@ func (s *h2Stream) begin(h *h2.Head, endStream bool) {
 	s.req.Path, s.req.PathLen = n[:mid:mid], pathLen
 	s.req.Authority = n[mid:len(n):len(n)]
 	s.req.Host = s.req.Authority[:hostLen]
+	if !endStream && holdsHead(s.req.Method, s.req.Protocol, s.req.ContentLength) {
+		s.headHeld = true // submitted by onData or onTrailers
+		return
+	}
+	s.submit()
+}
+
+// submitHeld submits a held head (headHeld) now that its first DATA, its
+// end or its trailers came; an empty end makes it a request without a
+// body.
+func (s *h2Stream) submitHeld(emptyEnd bool) {
+	s.headHeld = false
+	if emptyEnd {
+		s.req.Body = msg.BodyNone
+		s.bodyEnd = true
+		s.lg.reqBodyDone = true
+	}
 	s.submit()
 }
 
@@ -614,6 +634,13 @@ func (s *h2Stream) Forward(x *stages.Exchange) {
 func (s *h2Stream) onData(data []byte, end bool) {
 	s.bodyBytes += int64(len(data))
 	s.bodyAt = s.sc.lp.nowNano()
+	if s.headHeld {
+		if end && len(data) == 0 {
+			s.submitHeld(true)
+			return
+		}
+		s.submitHeld(false)
+	}
 	if s.tun != nil {
 		s.tun.fromClient(data, end)
 		return
@@ -631,6 +658,9 @@ func (s *h2Stream) onData(data []byte, end bool) {
 
 // onTrailers: request trailers end the body.
 func (s *h2Stream) onTrailers(h *h2.Head) {
+	if s.headHeld {
+		s.submitHeld(false)
+	}
 	b := s.pendTrlB[:0]
 	fs := s.tfs[:0]
 	for _, f := range h.Fields {

@@ -219,6 +219,24 @@ func (c *h3Conn) serveStream(st *quic.Stream, m *h3Metrics, nth int) {
 	_, perr := br.Peek(1)
 	_ = st.SetReadDeadline(time.Time{})
 	endNow := perr == io.EOF
+	if errors.Is(perr, os.ErrDeadlineExceeded) && holdsHead(s.head.Method, s.head.Protocol, s.head.ContentLength) {
+		// A GET (or another method that rarely has a body) without
+		// content-length whose FIN is late, as a loaded client sends it:
+		// wait for the FIN or the first body byte, up to body_idle, so
+		// that the upstream is not sent a chunked body a strict server
+		// refuses. Nothing has been forwarded yet.
+		if l.bodyIdle > 0 {
+			_ = st.SetReadDeadline(time.Now().Add(l.bodyIdle))
+		}
+		_, perr = br.Peek(1)
+		_ = st.SetReadDeadline(time.Time{})
+		endNow = perr == io.EOF
+		if errors.Is(perr, os.ErrDeadlineExceeded) {
+			c.f.e.guardHit(nil, guards.BodyIdle, guards.Stream)
+			s.localDirect(408, "body_idle")
+			return
+		}
+	}
 	if perr != nil && !endNow && !errors.Is(perr, os.ErrDeadlineExceeded) {
 		var ne net.Error
 		if !errors.As(perr, &ne) || !ne.Timeout() {

@@ -950,3 +950,21 @@ func statusToken(s int) string {
 	}
 	return "503"
 }
+
+// holdsHead reports whether a request head that came without the end of
+// its stream (h2, h3) waits for the end or a first body byte before it is
+// forwarded: a method whose requests rarely carry a body, with no
+// content-length. Forwarded at once it would go to an HTTP/1.1 upstream
+// with a chunked body, which strict servers refuse for a GET. Other
+// requests (a POST, CONNECT, extended CONNECT, gRPC's streams) go on at
+// once: their client may wait for the response before it sends.
+func holdsHead(method, protocol []byte, contentLength int64) bool {
+	if contentLength >= 0 || protocol != nil {
+		return false
+	}
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "DELETE", "TRACE":
+		return true
+	}
+	return false
+}
