@@ -5,6 +5,7 @@ package engine
 import (
 	"context"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -61,6 +62,23 @@ type loop struct {
 	clock time.Time
 
 	sweepRunnable gnet.RunnableFunc
+
+	// Hand-offs from other goroutines (exec), run in the order posted:
+	// gnet's Execute alone does not keep it past 1024 queued tasks.
+	// xq is filled under xmu; one gnet task (execRunnable) is queued
+	// while it is non-empty (xarmed), and runs it whole.
+	xmu          sync.Mutex
+	xq           []execTask
+	xarmed       bool
+	xdead        bool       // Execute refused: the loop's engine stopped
+	xspare       []execTask // loop only: the last batch's array, reused
+	execRunnable gnet.RunnableFunc
+}
+
+// execTask is one hand-off queued by exec.
+type execTask struct {
+	what string
+	fn   func()
 }
 
 func newLoop(e *Engine, el gnet.EventLoop) *loop {
@@ -87,6 +105,10 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 	}
 	lp.sweepRunnable = func(context.Context) error {
 		lp.sweep()
+		return nil
+	}
+	lp.execRunnable = func(context.Context) error {
+		lp.runExec()
 		return nil
 	}
 	return lp
@@ -496,16 +518,63 @@ func (lp *loop) failDial(onFail func(reason string), reason string) {
 // exec runs fn on the loop from another goroutine (the hand-off of
 // quic-go's streams, front and upstream), with the loop's clock, panic
 // containment and output flushing as in a callback; false when the loop
-// is gone.
+// is gone. Hand-offs run in the order they were posted, from every
+// goroutine: a stream's reader posts one DATA chunk after another without
+// waiting. gnet's Execute does not keep that order (past 1024 queued
+// tasks a new one goes to a second queue, and one posted later may run
+// first), so exec keeps its own queue and hands gnet one task per batch.
 func (lp *loop) exec(what string, fn func()) bool {
-	err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		defer lp.e.recoverConn(nil, what)
-		lp.tick()
-		fn()
-		lp.flushOut()
-		return nil
-	}))
-	return err == nil
+	lp.xmu.Lock()
+	if lp.xdead {
+		lp.xmu.Unlock()
+		return false
+	}
+	lp.xq = append(lp.xq, execTask{what, fn})
+	arm := !lp.xarmed
+	lp.xarmed = true
+	lp.xmu.Unlock()
+	if !arm {
+		return true // the queued batch task will run it
+	}
+	if err := lp.el.Execute(context.Background(), lp.execRunnable); err != nil {
+		// The engine stopped: nothing queued here will run.
+		lp.xmu.Lock()
+		lp.xdead = true
+		lp.xq = nil
+		lp.xmu.Unlock()
+		return false
+	}
+	return true
+}
+
+// execSpareMax bounds the batch array the loop keeps between batches.
+const execSpareMax = 4096
+
+// runExec runs the queued hand-offs in order (on the loop). What they
+// post while it runs goes into a fresh batch and its own gnet task.
+func (lp *loop) runExec() {
+	lp.xmu.Lock()
+	batch := lp.xq
+	lp.xq = lp.xspare[:0]
+	lp.xarmed = false
+	lp.xmu.Unlock()
+	for i := range batch {
+		lp.runTask(batch[i])
+		batch[i] = execTask{}
+	}
+	if cap(batch) <= execSpareMax {
+		lp.xspare = batch[:0]
+	} else {
+		lp.xspare = nil
+	}
+}
+
+// runTask runs one hand-off as a callback would be run.
+func (lp *loop) runTask(t execTask) {
+	defer lp.e.recoverConn(nil, t.what)
+	lp.tick()
+	t.fn()
+	lp.flushOut()
 }
 
 // tick reads the clock; callbacks and hand-backs call it once on entry.
