@@ -59,6 +59,16 @@ func pseudoIndex(name string) int {
 // IsConnect reports a CONNECT request (classic or extended).
 func (h *Head) IsConnect() bool { return string(h.Method) == "CONNECT" }
 
+// Reuse empties h for another head, keeping its buffers unless they grew
+// past what a usual head needs (so a burst does not pin memory).
+func (h *Head) Reuse() {
+	if cap(h.Arena) > 64<<10 || cap(h.Fields) > 512 || cap(h.spans) > 512 {
+		*h = Head{ContentLength: -1}
+		return
+	}
+	*h = Head{Fields: h.Fields[:0], Arena: h.Arena[:0], ContentLength: -1, spans: h.spans[:0]}
+}
+
 var decoder = qpack.NewDecoder()
 
 // connectionSpecific are the fields RFC 9114 section 4.2 forbids.
