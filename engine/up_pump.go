@@ -28,6 +28,13 @@ type upPump struct {
 	nc  net.Conn
 	cmd chan pumpCmd // loop → goroutine, at most one outstanding
 
+	// Read by the goroutine: taken from the leg on the loop when the pump
+	// starts. The goroutine never reads the leg, which belongs to the
+	// loop and is reset for the stream's next request once it ended (a
+	// pooled stream), maybe before the goroutine first runs.
+	lp   *loop
+	idle time.Duration
+
 	// Loop-side state.
 	reading bool // a pumpRead is outstanding
 	ended   bool // pumpClose or pumpReattach was sent
@@ -60,7 +67,7 @@ func (lg *leg) pauseUpstream(u *upstream) *upPump {
 	}
 	lg.respPumping = true
 	lg.lp.e.m.Detach("response").Inc()
-	p := &upPump{lg: lg, u: u, nc: nc, cmd: make(chan pumpCmd, 1)}
+	p := &upPump{lg: lg, u: u, nc: nc, cmd: make(chan pumpCmd, 1), lp: lg.lp, idle: lg.l.bodyIdle}
 	go p.run()
 	if len(prefix) > 0 {
 		// Bytes gnet had already read: deliver them first, on the loop.
@@ -103,7 +110,7 @@ func (p *upPump) cancel() {
 }
 
 func (p *upPump) run() {
-	lp := p.lg.lp
+	lp := p.lp
 	defer func() {
 		if r := recover(); r != nil {
 			lp.e.m.Panics.Inc()
@@ -112,7 +119,7 @@ func (p *upPump) run() {
 		}
 	}()
 	buf := make([]byte, upPumpBuf)
-	idle := p.lg.l.bodyIdle
+	idle := p.idle
 	for c := range p.cmd {
 		switch c {
 		case pumpRead:
