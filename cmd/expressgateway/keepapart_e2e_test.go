@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
 )
 
 // idOrigin echoes what it was sent, tagged with the request's id, so that
@@ -80,71 +83,92 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestH3StreamsKeepClientsApart: HTTP/3 request streams are pooled with
-// their buffers and reused by other clients' requests. Through the
-// binary, 4 QUIC connections run 24 concurrent requests each, mixed: GETs
-// with their own header and cookie, uploads with and without
-// content-length, downloads past the direct-write limit (a writer
-// goroutine), downloads the client abandons half-read (STOP_SENDING),
-// and requests it cancels while the upstream waits. Every response that
-// completes must be its own request's, byte for byte, to an HTTP/1.1 and
-// to an h2c upstream.
-func TestH3StreamsKeepClientsApart(t *testing.T) {
+// TestStreamsKeepClientsApart: HTTP/3 request streams, HTTP/2 streams
+// and HTTP/1.1 exchanges are pooled with their buffers and reused by other
+// clients' requests. Through the binary, 4 client connections run 24
+// concurrent requests each, mixed: GETs with their own header and cookie,
+// uploads with and without content-length, downloads past the h3
+// direct-write limit (a writer goroutine), downloads the client abandons
+// half-read (STOP_SENDING, RST_STREAM, a closed connection), and requests
+// it cancels while the upstream waits. Every response that completes must
+// be its own request's, byte for byte: from an h3, an h2 and an h1 front,
+// to an HTTP/1.1 and to an h2c upstream.
+func TestStreamsKeepClientsApart(t *testing.T) {
 	for _, h2c := range []bool{false, true} {
-		name, proto := "http1", "http1"
+		up := "http1"
 		if h2c {
-			name, proto = "h2c", "h2c"
+			up = "h2c"
 		}
-		t.Run(name, func(t *testing.T) {
-			s := startH3GatewayAt(t, idOrigin(t, h2c), proto, "", "")
-			base := "https://" + s.h3
-			const clients, workers, each = 4, 24, 30
-			var checked, cancelled atomic.Int64
-			var wg sync.WaitGroup
-			errs := make(chan error, 64)
-			fail := func(err error) {
-				select {
-				case errs <- err:
-				default:
+		s := startH3GatewayAt(t, idOrigin(t, h2c), up, "", "")
+		for _, front := range []string{"h3", "h2", "h1"} {
+			t.Run(front+"-to-"+up, func(t *testing.T) {
+				keepApart(t, s, front)
+			})
+		}
+		m := scrape(t, s.admin)
+		if v := metricValue(m, `expressgateway_panic_total`); v != 0 {
+			t.Errorf("panics: %v", v)
+		}
+	}
+}
+
+func keepApart(t *testing.T, s *h3Setup, front string) {
+	const clients, workers, each = 4, 24, 30
+	var checked, cancelled atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	fail := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	for c := range clients {
+		var hc *http.Client
+		base := "https://" + s.https
+		switch front {
+		case "h3":
+			var tr *http3.Transport
+			hc, tr = h3Client(s.ca)
+			defer func() { _ = tr.Close() }()
+			base = "https://" + s.h3
+		default:
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"}, MaxConnsPerHost: 1, ForceAttemptHTTP2: front == "h2"}
+			if front == "h1" {
+				tr.MaxConnsPerHost = workers
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			defer tr.CloseIdleConnections()
+			hc = &http.Client{Timeout: 30 * time.Second, Transport: tr}
+		}
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					id := fmt.Sprintf("c%dw%di%d", c, w, i)
+					if err := reuseRequest(hc, base, id, (c+w+i)%6, front, &checked, &cancelled); err != nil {
+						fail(fmt.Errorf("%s: %w", id, err))
+						return
+					}
 				}
-			}
-			for c := range clients {
-				hc, tr := h3Client(s.ca)
-				defer func() { _ = tr.Close() }()
-				for w := range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for i := range each {
-							id := fmt.Sprintf("c%dw%di%d", c, w, i)
-							if err := reuseRequest(hc, base, id, (c+w+i)%6, &checked, &cancelled); err != nil {
-								fail(fmt.Errorf("%s: %w", id, err))
-								return
-							}
-						}
-					}()
-				}
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-			t.Logf("%d responses checked, %d requests cancelled or abandoned", checked.Load(), cancelled.Load())
-			if checked.Load() < clients*workers*each/2 {
-				t.Errorf("only %d responses checked", checked.Load())
-			}
-			m := scrape(t, s.admin)
-			if v := metricValue(m, `expressgateway_panic_total`); v != 0 {
-				t.Errorf("panics: %v", v)
-			}
-		})
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d responses checked, %d requests cancelled or abandoned", checked.Load(), cancelled.Load())
+	if checked.Load() < clients*workers*each/2 {
+		t.Errorf("only %d responses checked", checked.Load())
 	}
 }
 
 // reuseRequest sends one request of the given kind and checks that the
 // response is its own.
-func reuseRequest(hc *http.Client, base, id string, kind int, checked, cancelled *atomic.Int64) error {
+func reuseRequest(hc *http.Client, base, id string, kind int, front string, checked, cancelled *atomic.Int64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var body io.Reader
@@ -173,6 +197,10 @@ func reuseRequest(hc *http.Client, base, id string, kind int, checked, cancelled
 	req.Header.Set("X-Id", id)
 	req.Header.Set("Cookie", "c="+id)
 	resp, err := hc.Do(req)
+	if err == nil && resp.ProtoMajor != map[string]int{"h3": 3, "h2": 2, "h1": 1}[front] {
+		_ = resp.Body.Close()
+		return fmt.Errorf("answered over %s", resp.Proto)
+	}
 	if err != nil {
 		if kind == 5 && errors.Is(err, context.DeadlineExceeded) {
 			cancelled.Add(1)
