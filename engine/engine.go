@@ -834,7 +834,15 @@ func (e *Engine) openTLSSession(c gnet.Conn, a *tlsAccepted) {
 	cc.peer, cc.local = a.peer, a.local
 	c.SetContext(cc)
 	l.active.Add(1)
-	lp.leave()
+	if t, ok := c.(*tlsConn); ok && len(t.in) > 0 {
+		// A delivery ran before this open (gnet's task queue reorders
+		// past 1,024 waiting tasks): the bytes it left are the session's
+		// first; no further delivery may come for them.
+		cc.onTraffic()
+	}
+	if lp.leave() == gnet.Close {
+		_ = c.Close()
+	}
 }
 
 // addrPort is a TCP address as a netip.AddrPort; zero for anything else.

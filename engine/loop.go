@@ -64,14 +64,14 @@ type loop struct {
 	sweepRunnable gnet.RunnableFunc
 
 	// Hand-offs from other goroutines (exec), run in the order posted:
-	// gnet's Execute alone does not keep it past 1024 queued tasks.
-	// xq is filled under xmu; one gnet task (execRunnable) is queued
-	// while it is non-empty (xarmed), and runs it whole.
+	// gnet's Execute alone does not keep it past 1024 queued tasks. Each
+	// exec appends its function to xq (under xmu) and queues one gnet task
+	// (execRunnable), which runs the oldest function waiting: whichever
+	// order gnet runs those tasks in, the functions run in xq's.
 	xmu          sync.Mutex
 	xq           []execTask
-	xarmed       bool
-	xdead        bool       // Execute refused: the loop's engine stopped
-	xspare       []execTask // loop only: the last batch's array, reused
+	xhead        int  // xq[xhead:] wait
+	xdead        bool // Execute refused: the loop's engine stopped
 	execRunnable gnet.RunnableFunc
 }
 
@@ -522,51 +522,54 @@ func (lp *loop) failDial(onFail func(reason string), reason string) {
 // goroutine: a stream's reader posts one DATA chunk after another without
 // waiting. gnet's Execute does not keep that order (past 1024 queued
 // tasks a new one goes to a second queue, and one posted later may run
-// first), so exec keeps its own queue and hands gnet one task per batch.
+// first), so exec keeps its own queue; each gnet task it queues runs the
+// oldest function waiting there. Against tasks queued with Execute
+// directly (a TLS connection's delivery after its open), a hand-off keeps
+// its place in gnet's queue.
 func (lp *loop) exec(what string, fn func()) bool {
+	// The gnet task is queued under xmu, so that the n-th function queued
+	// has the n-th task: it runs where its own task stands in gnet's queue
+	// (after what its goroutine queued with Execute before, before what it
+	// queues after), as a task of its own would.
 	lp.xmu.Lock()
+	defer lp.xmu.Unlock()
 	if lp.xdead {
-		lp.xmu.Unlock()
 		return false
 	}
 	lp.xq = append(lp.xq, execTask{what, fn})
-	arm := !lp.xarmed
-	lp.xarmed = true
-	lp.xmu.Unlock()
-	if !arm {
-		return true // the queued batch task will run it
-	}
 	if err := lp.el.Execute(context.Background(), lp.execRunnable); err != nil {
 		// The engine stopped: nothing queued here will run.
-		lp.xmu.Lock()
 		lp.xdead = true
-		lp.xq = nil
-		lp.xmu.Unlock()
+		lp.xq, lp.xhead = nil, 0
 		return false
 	}
 	return true
 }
 
-// execSpareMax bounds the batch array the loop keeps between batches.
-const execSpareMax = 4096
+// execCompact is how many run entries xq may hold at its front before
+// they are dropped from a queue that never drains whole.
+const execCompact = 4096
 
-// runExec runs the queued hand-offs in order (on the loop). What they
-// post while it runs goes into a fresh batch and its own gnet task.
+// runExec runs the oldest hand-off waiting (on the loop).
 func (lp *loop) runExec() {
 	lp.xmu.Lock()
-	batch := lp.xq
-	lp.xq = lp.xspare[:0]
-	lp.xarmed = false
+	if lp.xhead >= len(lp.xq) {
+		lp.xmu.Unlock()
+		return
+	}
+	t := lp.xq[lp.xhead]
+	lp.xq[lp.xhead] = execTask{}
+	lp.xhead++
+	switch {
+	case lp.xhead == len(lp.xq):
+		lp.xq, lp.xhead = lp.xq[:0], 0
+	case lp.xhead >= execCompact && lp.xhead*2 >= len(lp.xq):
+		n := copy(lp.xq, lp.xq[lp.xhead:])
+		clear(lp.xq[n:])
+		lp.xq, lp.xhead = lp.xq[:n], 0
+	}
 	lp.xmu.Unlock()
-	for i := range batch {
-		lp.runTask(batch[i])
-		batch[i] = execTask{}
-	}
-	if cap(batch) <= execSpareMax {
-		lp.xspare = batch[:0]
-	} else {
-		lp.xspare = nil
-	}
+	lp.runTask(t)
 }
 
 // runTask runs one hand-off as a callback would be run.
