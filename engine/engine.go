@@ -745,7 +745,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		lp := ctx.lp
 		lp.enter(c)
 		ctx.onTraffic()
-		return lp.leave()
+		a := lp.leave()
+		lp.recycleH3()
+		return a
 	case *upstream:
 		if c != ctx.c {
 			return gnet.Close
@@ -753,7 +755,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		lp := ctx.lp
 		lp.enter(c)
 		ctx.onTraffic()
-		return lp.leave()
+		a := lp.leave()
+		lp.recycleH3() // the HTTP/3 streams this response completed
+		return a
 	case l4Actor:
 		return ctx.onTraffic(c)
 	default:
@@ -781,9 +785,13 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 			ctx.lp.enter(c)
 			ctx.onClose()
 			ctx.lp.leave()
+			ctx.lp.recycleH3()
 		}
 	case *upstream:
 		ctx.onClose(c, err)
+		if ctx.lp != nil {
+			ctx.lp.recycleH3()
+		}
 	case l4Actor:
 		ctx.onClose(c, err)
 	}

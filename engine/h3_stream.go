@@ -92,7 +92,6 @@ type h3Stream struct {
 	block       []byte      // the head's encoded field section, reused
 	posted      bool        // the reader handed the stream to the loop (reader, then refs)
 	refsDone    func()      // s.onRefsDone, bound once
-	recycleFn   func()      // s.recycle, bound once
 }
 
 // h3Streams pools request streams with their buffers: a new h3Stream was
@@ -113,11 +112,10 @@ func getH3Stream() *h3Stream {
 	return s
 }
 
-// bind makes the stream's method values once (they would be a closure
-// per use).
+// bind makes the stream's method value once (it would be a closure per
+// use).
 func (s *h3Stream) bind() {
 	s.refsDone = s.onRefsDone
-	s.recycleFn = s.recycle
 }
 
 // onRefsDone runs on the loop after the stream's last goroutine ended and
@@ -147,7 +145,7 @@ func (s *h3Stream) recycle() {
 	clear(fields[:cap(fields)]) // no reference to the last client's head stays
 	head := s.head
 	head.Reuse()
-	*s = h3Stream{head: head, fields: fields, norm: keep(s.norm), block: keep(s.block), out: keep(s.out), refsDone: s.refsDone, recycleFn: s.recycleFn}
+	*s = h3Stream{head: head, fields: fields, norm: keep(s.norm), block: keep(s.block), out: keep(s.out), refsDone: s.refsDone}
 	h3Streams.Put(s)
 }
 
@@ -428,8 +426,7 @@ func handshakeDone(qc *quic.Conn) bool {
 // release ends one of the stream's goroutines.
 func (s *h3Stream) release() {
 	if s.refs.Add(-1) == 0 {
-		s.c.active.Add(-1)
-		s.m.streams.Add(-1)
+		s.refsZero()
 		if !s.posted {
 			// The loop never knew it, and its reader is done with it.
 			s.recycle()
@@ -440,6 +437,13 @@ func (s *h3Stream) release() {
 		// gone leaves the stream to the garbage collector.)
 		s.c.onLoop(s.refsDone)
 	}
+}
+
+// refsZero: the stream's goroutines all ended; it no longer counts as open
+// on its connection.
+func (s *h3Stream) refsZero() {
+	s.c.active.Add(-1)
+	s.m.streams.Add(-1)
 }
 
 // localDirect answers from the reader goroutine, before the loop knew of
@@ -554,10 +558,22 @@ func (s *h3Stream) startWriter() {
 	s.c.f.e.goPool.Go(s.writeLoop)
 }
 
-// releaseWriter drops the writer's ref on behalf of the loop, once.
+// releaseWriter drops the writer's ref on behalf of the loop, once (direct
+// mode: no writer goroutine exists).
 func (s *h3Stream) releaseWriter() {
-	if s.wref.CompareAndSwap(false, true) {
-		s.release()
+	if !s.wref.CompareAndSwap(false, true) {
+		return
+	}
+	if s.refs.Add(-1) != 0 {
+		return // the reader still runs; its release posts onRefsDone
+	}
+	s.refsZero()
+	// On the loop, and the reader's one hand-off in direct mode (begin)
+	// ran: nothing the stream's goroutines posted is still queued, so no
+	// loop task is needed to know they are gone.
+	s.gone = true
+	if s.freed {
+		s.c.lp.h3done = append(s.c.lp.h3done, s)
 	}
 }
 
@@ -1024,7 +1040,7 @@ func (s *h3Stream) free() {
 	s.c.lp.h3del(s)
 	if s.gone {
 		// Not now: the caller's stack may still use the stream.
-		s.c.onLoop(s.recycleFn)
+		s.c.lp.h3done = append(s.c.lp.h3done, s)
 	}
 }
 

@@ -33,6 +33,7 @@ type loop struct {
 	h1free   []*h1Exchange          // HTTP/1.1 request states, reused (h1_exchange.go)
 	h2dirty  []h2Output             // HTTP/2 connections with output to write at the end of the round
 	h3       map[*h3Stream]struct{} // HTTP/3 streams with an exchange on this loop
+	h3done   []*h3Stream            // freed HTTP/3 streams to pool once the callback or task is over (recycleH3)
 	wsPairs  map[*wsPair]struct{}   // HTTP/1.1 WebSocket tunnels relayed on this loop
 
 	h2flushQueued   bool
@@ -101,6 +102,7 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 	lp.pipeline.Full = func(stage string) { e.guardHit(nil, guards.RingFull(stage), guards.Stream) }
 	lp.h2flushRunnable = func(context.Context) error {
 		lp.flushH2()
+		lp.recycleH3()
 		return nil
 	}
 	lp.sweepRunnable = func(context.Context) error {
@@ -159,6 +161,7 @@ func (lp *loop) sweep() {
 		}
 	}
 	lp.flushOut()
+	lp.recycleH3()
 }
 
 // localResponder is the owner of an exchange: the session that answers it
@@ -578,6 +581,18 @@ func (lp *loop) runTask(t execTask) {
 	lp.tick()
 	t.fn()
 	lp.flushOut()
+	lp.recycleH3()
+}
+
+// recycleH3 pools the HTTP/3 streams freed during the callback or task
+// that just ended (h3Stream.recycle). Only a callback's or task's outermost
+// frame calls it: nothing on the stack then still uses those streams.
+func (lp *loop) recycleH3() {
+	for i, s := range lp.h3done {
+		lp.h3done[i] = nil
+		s.recycle()
+	}
+	lp.h3done = lp.h3done[:0]
 }
 
 // tick reads the clock; callbacks and hand-backs call it once on entry.
