@@ -785,13 +785,9 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 			ctx.lp.enter(c)
 			ctx.onClose()
 			ctx.lp.leave()
-			ctx.lp.recycleH3()
 		}
 	case *upstream:
 		ctx.onClose(c, err)
-		if ctx.lp != nil {
-			ctx.lp.recycleH3()
-		}
 	case l4Actor:
 		ctx.onClose(c, err)
 	}

@@ -585,9 +585,14 @@ func (lp *loop) runTask(t execTask) {
 }
 
 // recycleH3 pools the HTTP/3 streams freed during the callback or task
-// that just ended (h3Stream.recycle). Only a callback's or task's outermost
-// frame calls it: nothing on the stack then still uses those streams.
+// that just ended (h3Stream.recycle). Only the outermost frame of a gnet
+// task or of OnTraffic calls it, never OnClose (gnet runs it inside the
+// callback that closed the connection): nothing on the stack then still
+// uses those streams. Inside an entered callback it leaves them for later.
 func (lp *loop) recycleH3() {
+	if lp.depth > 0 {
+		return
+	}
 	for i, s := range lp.h3done {
 		lp.h3done[i] = nil
 		s.recycle()
