@@ -87,7 +87,7 @@ type h3Stream struct {
 	started     bool
 	finished    bool
 	freed       bool
-	gone        bool        // every goroutine of the stream ended (on the loop: refsDone)
+	gone        bool        // every goroutine of the stream ended (loop: onRefsDone or releaseWriter)
 	fields      []msg.Field // the request's fields, reused
 	block       []byte      // the head's encoded field section, reused
 	posted      bool        // the reader handed the stream to the loop (reader, then refs)
@@ -128,9 +128,10 @@ func (s *h3Stream) onRefsDone() {
 }
 
 // recycle resets the stream, keeping its buffers unless they grew large,
-// and pools it: on the loop as a task of its own (nothing on the stack
-// still uses the stream), or from the reader of a stream the loop never
-// knew, as its last step.
+// and pools it: on the loop in onRefsDone (a task of its own) or
+// recycleH3 (the outermost frame of a callback or task), where nothing on
+// the stack still uses the stream; or from the reader of a stream the
+// loop never knew, as its last step.
 func (s *h3Stream) recycle() {
 	keep := func(b []byte) []byte {
 		if cap(b) > 64<<10 {
