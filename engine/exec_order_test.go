@@ -3,7 +3,10 @@
 package engine
 
 import (
+	"bufio"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -22,22 +25,7 @@ import (
 // must run in the order posted.
 func TestExecKeepsOrder(t *testing.T) {
 	g := startGWLoops(t, 1, []string{"127.0.0.1:9"}, "", "", nil)
-	var lp *loop
-	for deadline := time.Now().Add(5 * time.Second); lp == nil; {
-		if time.Now().After(deadline) {
-			t.Fatal("no loop")
-		}
-		// A connection makes the loop's state (OnOpen).
-		if c, err := net.Dial("tcp", g.addr); err == nil {
-			_ = c.Close()
-		}
-		time.Sleep(10 * time.Millisecond)
-		g.eng.loopsMu.Lock()
-		if len(g.eng.loopsList) > 0 {
-			lp = g.eng.loopsList[0]
-		}
-		g.eng.loopsMu.Unlock()
-	}
+	lp := firstLoop(t, g)
 
 	const producers, each = 8, 4000
 	last := make([]int, producers) // loop only
@@ -99,5 +87,85 @@ func TestExecKeepsOrder(t *testing.T) {
 	}
 	if r[0] != 0 {
 		t.Fatalf("%d of %d tasks ran out of their producer's order", r[0], producers*each)
+	}
+}
+
+// firstLoop is g's first event loop, once a connection made its state.
+func firstLoop(t *testing.T, g *gw) *loop {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("no loop")
+		}
+		// A connection makes the loop's state (OnOpen).
+		if c, err := net.Dial("tcp", g.addr); err == nil {
+			_ = c.Close()
+		}
+		time.Sleep(10 * time.Millisecond)
+		g.eng.loopsMu.Lock()
+		var lp *loop
+		if len(g.eng.loopsList) > 0 {
+			lp = g.eng.loopsList[0]
+		}
+		g.eng.loopsMu.Unlock()
+		if lp != nil {
+			return lp
+		}
+	}
+}
+
+// TestTLSOpenAfterFirstDelivery: a TLS connection's first plaintext is
+// handed to the loop by its reader (Execute), its open by the handshake
+// goroutine (exec) before the reader starts. gnet may still run the
+// delivery first (it reorders past 1,024 waiting tasks); the bytes then
+// wait in the connection's buffer, and no further delivery comes for
+// them: the open must read them, or the request stalls until the
+// slow-loris 408.
+func TestTLSOpenAfterFirstDelivery(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+	g := startGWLoops(t, 1, []string{o.Listener.Addr().String()}, "", "", nil)
+	lp := firstLoop(t, g)
+	g.eng.lmu.Lock()
+	slot := g.eng.slots["web"]
+	g.eng.lmu.Unlock()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = client.Close() }()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client side of the "TLS" connection is plain TCP here: the
+	// actor reads and writes it as it would a *tls.Conn.
+	tc := sc.(*net.TCPConn)
+	tconn := newTLSConn(lp, tc, tc.LocalAddr(), tc.RemoteAddr(), time.Second)
+	a := &tlsAccepted{slot: slot, ip: addrIP(tc.RemoteAddr()), peer: addrPort(tc.RemoteAddr()), local: addrPort(tc.LocalAddr()),
+		info: &tlsInfo{version: "1.3", alpn: "http/1.1"}, release: func() {}}
+	if !lp.exec("test", func() {
+		tconn.mu.Lock()
+		tconn.pend = append(tconn.pend, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"...)
+		tconn.queued = true
+		tconn.mu.Unlock()
+		tconn.deliver() // before the open: no session reads it yet
+		g.eng.openTLSSession(tconn, a)
+	}) {
+		t.Fatal("loop gone")
+	}
+	go tconn.start()
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+	if err != nil {
+		t.Fatalf("no response to the request delivered before the open: %v", err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	if resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("response %d %q", resp.StatusCode, body)
 	}
 }
