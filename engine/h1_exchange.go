@@ -92,21 +92,15 @@ func (cc *clientConn) putExchange() {
 	if len(lp.h1free) >= h1FreeMax {
 		return
 	}
-	keep := func(b []byte) []byte {
-		if cap(b) > 64<<10 {
-			return nil
-		}
-		return b[:0]
-	}
 	*lg = leg{
-		upPend: keep(lg.upPend), upPendTrl: lg.upPendTrl[:0], upPendTrlB: keep(lg.upPendTrlB),
+		upPend: keepBuf(lg.upPend), upPendTrl: lg.upPendTrl[:0], upPendTrlB: keepBuf(lg.upPendTrlB),
 		resp: msg.Response{Fields: lg.resp.Fields[:0]},
 	}
 	r.x = stages.Exchange{}
 	r.req = h1.Request{}
 	r.mreq = msg.Request{}
 	r.perr = msg.Error{}
-	r.norm = keep(r.norm)
+	r.norm = keepBuf(r.norm)
 	r.parser.Reset()
 	lp.h1free = append(lp.h1free, r)
 }

@@ -133,12 +133,6 @@ func (s *h3Stream) onRefsDone() {
 // the stack still uses the stream; or from the reader of a stream the
 // loop never knew, as its last step.
 func (s *h3Stream) recycle() {
-	keep := func(b []byte) []byte {
-		if cap(b) > 64<<10 {
-			return nil
-		}
-		return b[:0]
-	}
 	fields := s.fields[:0]
 	if cap(fields) > 512 {
 		fields = nil
@@ -146,7 +140,7 @@ func (s *h3Stream) recycle() {
 	clear(fields[:cap(fields)]) // no reference to the last client's head stays
 	head := s.head
 	head.Reuse()
-	*s = h3Stream{head: head, fields: fields, norm: keep(s.norm), block: keep(s.block), out: keep(s.out), refsDone: s.refsDone}
+	*s = h3Stream{head: head, fields: fields, norm: keepBuf(s.norm), block: keepBuf(s.block), out: keepBuf(s.out), refsDone: s.refsDone}
 	h3Streams.Put(s)
 }
 

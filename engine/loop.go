@@ -210,6 +210,15 @@ func (lp *loop) flushOne(o h2Output) {
 	o.flushNow()
 }
 
+// keepBuf empties b for reuse by a pooled request state, or drops it when
+// it grew past 64 KiB, so that a burst does not pin memory.
+func keepBuf(b []byte) []byte {
+	if cap(b) > 64<<10 {
+		return nil
+	}
+	return b[:0]
+}
+
 // h2FreeMax bounds the per-loop free list of HTTP/2 streams.
 const h2FreeMax = 1024
 
@@ -231,15 +240,9 @@ func (lp *loop) putH2Stream(s *h2Stream) {
 	if len(lp.h2free) >= h2FreeMax {
 		return
 	}
-	keep := func(b []byte) []byte {
-		if cap(b) > 64<<10 {
-			return nil
-		}
-		return b[:0]
-	}
 	*s = h2Stream{
-		arena: keep(s.arena), norm: keep(s.norm), body: keep(s.body), pend: keep(s.pend),
-		pendTrlB: keep(s.pendTrlB), hdrs: s.hdrs[:0], tfs: s.tfs[:0], pendTrl: s.pendTrl[:0], lfs: s.lfs[:0],
+		arena: keepBuf(s.arena), norm: keepBuf(s.norm), body: keepBuf(s.body), pend: keepBuf(s.pend),
+		pendTrlB: keepBuf(s.pendTrlB), hdrs: s.hdrs[:0], tfs: s.tfs[:0], pendTrl: s.pendTrl[:0], lfs: s.lfs[:0],
 	}
 	lp.h2free = append(lp.h2free, s)
 }

@@ -83,7 +83,7 @@ func malformed(tok string) error { return &Error{Code: ErrCodeMessage, Token: to
 // section 4.2.2 counts them (name + value + 32 per field); trailers is set
 // for a trailer section (no pseudo-headers at all).
 func DecodeFields(block []byte, max int, trailers bool, h *Head) error {
-	*h = Head{Fields: h.Fields[:0], Arena: h.Arena[:0], ContentLength: -1, spans: h.spans[:0]}
+	h.Reuse()
 	next := decoder.Decode(block)
 	size := 0
 	regular := false
