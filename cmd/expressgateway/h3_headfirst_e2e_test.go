@@ -50,7 +50,6 @@ func TestH3HeadNotHeldForBody(t *testing.T) {
 			s := startH3GatewayAt(t, ln.Addr().String(), proto, "", "")
 			c, tr := h3Client(s.ca)
 			defer func() { _ = tr.Close() }()
-			c.Timeout = 0
 			for _, tc := range []struct{ path, head, want string }{
 				{"/length", "", "hello"},
 				{"/chunked", "first;", "first;hello"},
