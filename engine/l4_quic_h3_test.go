@@ -317,8 +317,9 @@ func TestQUICPassthroughMigration(t *testing.T) {
 // not disturb it.
 func TestQUICPassthroughHTTP3Garbage(t *testing.T) {
 	cert, pool := h3PTCert(t)
+	backs := []string{h3PTBackend(t, "a", cert), h3PTBackend(t, "b", cert)} // bound before the listener's port is picked
 	addr := freeUDPPort(t)
-	g := startL4(t, 1, quicPTTOML(addr, []string{h3PTBackend(t, "a", cert), h3PTBackend(t, "b", cert)}, ""))
+	g := startL4(t, 1, quicPTTOML(addr, backs, ""))
 	nat := newNATForwarder(t, addr)
 	c, _ := h3PTClient(t, pool, nat.addr(), nil)
 	first, err := h3Get(c)

@@ -219,8 +219,9 @@ func TestQUICPassthroughRouting(t *testing.T) {
 // TestQUICPassthroughBadInput: truncated and garbage datagrams are
 // dropped and counted by reason, and a live connection goes on.
 func TestQUICPassthroughBadInput(t *testing.T) {
+	backs := []string{fakeQUICBackend(t, "a")} // bound before the listener's port is picked: a backend could take it
 	addr := freeUDPPort(t)
-	g := startL4(t, 1, quicPTTOML(addr, []string{fakeQUICBackend(t, "a")}, ""))
+	g := startL4(t, 1, quicPTTOML(addr, backs, ""))
 	c := dialUDP(t, addr)
 	_, scid := replyFrom(t, quicAsk(t, c, initial(t, dcidN(1), nil), 2*time.Second))
 
@@ -264,8 +265,9 @@ func TestQUICPassthroughBadInput(t *testing.T) {
 // connection is dropped and counted (guard quic_flows) while the two go
 // on; max_sessions_per_ip caps one client IP the same way.
 func TestQUICPassthroughTableBound(t *testing.T) {
+	backs := []string{fakeQUICBackend(t, "a"), fakeQUICBackend(t, "b")}
 	addr := freeUDPPort(t)
-	g := startL4(t, 2, quicPTTOML(addr, []string{fakeQUICBackend(t, "a"), fakeQUICBackend(t, "b")}, "max_connections = 2"))
+	g := startL4(t, 2, quicPTTOML(addr, backs, "max_connections = 2"))
 	var conns []net.Conn
 	var scids [][]byte
 	for i := range 2 {
@@ -290,8 +292,9 @@ func TestQUICPassthroughTableBound(t *testing.T) {
 		t.Errorf("guard quic_flows = %v, want 3", v)
 	}
 
+	backs2 := []string{fakeQUICBackend(t, "a")}
 	addr2 := freeUDPPort(t)
-	g2 := startL4(t, 1, quicPTTOML(addr2, []string{fakeQUICBackend(t, "a")}, "max_sessions_per_ip = 1"))
+	g2 := startL4(t, 1, quicPTTOML(addr2, backs2, "max_sessions_per_ip = 1"))
 	if r := quicAsk(t, dialUDP(t, addr2), initial(t, dcidN(1), nil), 2*time.Second); r == nil {
 		t.Fatal("first connection of the IP not answered")
 	}
@@ -306,8 +309,9 @@ func TestQUICPassthroughTableBound(t *testing.T) {
 // TestQUICPassthroughAgeing: an idle connection's CIDs leave the table
 // after idle_timeout; its next short header is an unknown CID.
 func TestQUICPassthroughAgeing(t *testing.T) {
+	backs := []string{fakeQUICBackend(t, "a")}
 	addr := freeUDPPort(t)
-	g := startL4(t, 1, quicPTTOML(addr, []string{fakeQUICBackend(t, "a")}, `
+	g := startL4(t, 1, quicPTTOML(addr, backs, `
 [listeners.quic_passthrough]
 idle_timeout = "300ms"`))
 	c := dialUDP(t, addr)
@@ -337,8 +341,9 @@ idle_timeout = "300ms"`))
 // spoofed source could add) are capped per connection and make room among
 // themselves, so the backend's own CID keeps routing.
 func TestQUICPassthroughCIDCap(t *testing.T) {
+	backs := []string{fakeQUICBackend(t, "a")}
 	addr := freeUDPPort(t)
-	g := startL4(t, 1, quicPTTOML(addr, []string{fakeQUICBackend(t, "a")}, ""))
+	g := startL4(t, 1, quicPTTOML(addr, backs, ""))
 	c := dialUDP(t, addr)
 	_, scid := replyFrom(t, quicAsk(t, c, initial(t, dcidN(1), nil), 2*time.Second))
 	for i := range 20 {
@@ -430,8 +435,9 @@ func TestQUICPassthroughReload(t *testing.T) {
 // wait for it; the rest are dropped and counted (guard
 // quic_handoff_full), and the connection goes on afterwards.
 func TestQUICPassthroughHandoffBound(t *testing.T) {
+	backs := []string{fakeQUICBackend(t, "a")}
 	addr := freeUDPPort(t)
-	g := startL4(t, 2, quicPTTOML(addr, []string{fakeQUICBackend(t, "a")}, ""))
+	g := startL4(t, 2, quicPTTOML(addr, backs, ""))
 	_, scid := replyFrom(t, quicAsk(t, dialUDP(t, addr), initial(t, dcidN(1), nil), 2*time.Second))
 	const handoffs = `expressgateway_quic_passthrough_handoffs_total{listener="qp"}`
 	// A client address the kernel steers to the other loop (half of them).
@@ -505,8 +511,9 @@ func TestQUICPassthroughHandoffBound(t *testing.T) {
 // and opens a new connection when it carries another (a client that
 // multiplexes connections on one socket).
 func TestQUICPassthroughSameAddressLongHeader(t *testing.T) {
+	backs := []string{fakeQUICBackend(t, "a"), fakeQUICBackend(t, "b")}
 	addr := freeUDPPort(t)
-	g := startL4(t, 2, quicPTTOML(addr, []string{fakeQUICBackend(t, "a"), fakeQUICBackend(t, "b")}, ""))
+	g := startL4(t, 2, quicPTTOML(addr, backs, ""))
 	c := dialUDP(t, addr)
 	first, _ := replyFrom(t, quicAsk(t, c, initial(t, dcidN(1), []byte("cliA")), 2*time.Second))
 	// Same client CID, new DCID: the same connection, even at 1200 bytes.
@@ -576,8 +583,9 @@ func BenchmarkQUICRoute(b *testing.B) {
 // replies back (it was sent before the move and reordered); a second after
 // the move, the previous address can take them back.
 func TestQUICPassthroughReorderedOldAddress(t *testing.T) {
+	backs := []string{fakeQUICBackend(t, "a")}
 	addr := freeUDPPort(t)
-	g := startL4(t, 1, quicPTTOML(addr, []string{fakeQUICBackend(t, "a")}, ""))
+	g := startL4(t, 1, quicPTTOML(addr, backs, ""))
 	c1, c2 := dialUDP(t, addr), dialUDP(t, addr)
 	_, scid := replyFrom(t, quicAsk(t, c1, initial(t, dcidN(1), nil), 2*time.Second))
 	if r := quicAsk(t, c2, short(scid, "moved"), 2*time.Second); !bytes.Contains(r, []byte("moved")) {
