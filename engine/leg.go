@@ -382,7 +382,6 @@ func (lg *leg) sendBodyH2(data []byte, end bool, trailers []msg.Field) {
 	if len(data) > 0 {
 		lg.bodySent = true
 		lg.bodyBytes += int64(len(data))
-		lg.upPend = append(lg.upPend, data...)
 		if lg.h2Tunnel {
 			lg.lastReqAt = lg.lp.nowNano()
 			lg.lp.e.m.WSBytes[tunClient].Add(len(data))
@@ -401,6 +400,26 @@ func (lg *leg) sendBodyH2(data []byte, end bool, trailers []msg.Field) {
 			fs = append(fs, msg.Field{Name: b[start:mid:mid], Value: b[mid:len(b):len(b)]})
 		}
 		lg.upPendTrl, lg.upPendTrlB = fs, b
+	}
+	if hu := lg.h2u; len(data) > 0 && len(lg.upPend) == 0 && hu != nil && lg.h2id != 0 {
+		// Nothing waits before these bytes: they go into the codec's
+		// output as far as the windows allow, without a copy into upPend
+		// first (a gRPC stream's messages grew a fresh upPend per stream).
+		// Only what the windows did not take waits there.
+		last := lg.upPendEnd && len(lg.upPendTrl) == 0
+		if n, err := hu.codec.WriteData(lg.h2id, data, last); err == nil {
+			data = data[n:]
+			if len(data) == 0 && last {
+				lg.upPendEnd = false
+				lg.reqBodyDone = true
+				lg.reqSentAt = lg.lp.nowNano()
+				hu.flush()
+				return
+			}
+		}
+	}
+	if len(data) > 0 {
+		lg.upPend = append(lg.upPend, data...)
 	}
 	lg.pushUp(false)
 }
