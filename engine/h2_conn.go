@@ -431,7 +431,8 @@ func (sc *h2Conn) newStream(id uint32) *h2Stream {
 	s.x.Listener = sc.l.view
 	s.x.ClientIP = sc.clientIP
 	s.x.ConnRequests = sc.requests
-	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, identity: sc.identity, peer: sc.peer, local: sc.local, proto: "h2", streamID: id}
+	s.lg = leg{lp: sc.lp, l: sc.l, x: &s.x, ds: s, ip: sc.ip, identity: sc.identity, peer: sc.peer, local: sc.local, proto: "h2", streamID: id,
+		upPend: keepBuf(s.lg.upPend), upPendTrl: s.lg.upPendTrl[:0], upPendTrlB: keepBuf(s.lg.upPendTrlB)}
 	s.opened, s.ended, s.reset, s.stallSince = sc.lp.nowNano(), false, false, 0
 	s.bodyBytes, s.bodyAt, s.headHeld = 0, 0, false
 	s.lg.reset()

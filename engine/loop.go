@@ -243,6 +243,7 @@ func (lp *loop) putH2Stream(s *h2Stream) {
 	*s = h2Stream{
 		arena: keepBuf(s.arena), norm: keepBuf(s.norm), body: keepBuf(s.body), pend: keepBuf(s.pend),
 		pendTrlB: keepBuf(s.pendTrlB), hdrs: s.hdrs[:0], tfs: s.tfs[:0], pendTrl: s.pendTrl[:0], lfs: s.lfs[:0],
+		lg: leg{upPend: keepBuf(s.lg.upPend), upPendTrl: s.lg.upPendTrl[:0], upPendTrlB: keepBuf(s.lg.upPendTrlB)},
 	}
 	lp.h2free = append(lp.h2free, s)
 }
