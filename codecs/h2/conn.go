@@ -587,30 +587,31 @@ func (c *Conn) onPushPromise(h FrameHeader, p []byte) *ConnError {
 }
 
 func (c *Conn) onData(h FrameHeader, p []byte) *ConnError {
-	f, err := parseDataFrame(h, p)
+	data, err := dataPayload(h, p)
 	if err != nil {
 		return err.(*ConnError)
 	}
+	endStream := h.Flags.Has(FlagEndStream)
 	// The whole payload, padding included, counts against both windows.
 	n := int64(h.Length)
 	if n > c.connRecv {
 		return ErrConnFlowControl
 	}
 	c.connRecv -= n
-	s := c.stream(f.StreamID)
+	s := c.stream(h.StreamID)
 	if s == nil {
-		if c.isIdle(f.StreamID) {
+		if c.isIdle(h.StreamID) {
 			return ErrFrameOnIdleStream
 		}
 		c.creditConn(n) // nobody will consume it
-		r, ok := c.closed.lookup(f.StreamID)
+		r, ok := c.closed.lookup(h.StreamID)
 		if ok && r == closedResetByUs {
 			return nil // we reset it; the peer had not heard yet
 		}
 		if ok && r == closedNormally {
 			return ErrFrameAfterEndStream // the peer itself ended the stream
 		}
-		return c.resetStream(f.StreamID, ErrStreamClosed)
+		return c.resetStream(h.StreamID, ErrStreamClosed)
 	}
 	if !s.canRecv() {
 		c.creditConn(n)
@@ -625,19 +626,18 @@ func (c *Conn) onData(h FrameHeader, p []byte) *ConnError {
 		c.creditConn(n)
 		return c.resetStream(s.id, ErrDataBeforeHeaders)
 	}
-	data := f.Data
 	s.received += int64(len(data))
-	if s.contentLength >= 0 && (s.received > s.contentLength || (f.EndStream && s.received != s.contentLength)) {
+	if s.contentLength >= 0 && (s.received > s.contentLength || (endStream && s.received != s.contentLength)) {
 		c.creditConn(n)
 		return c.resetStream(s.id, ErrContentLengthMismatch)
 	}
 	if pad := n - int64(len(data)); pad > 0 {
 		c.creditConn(pad)
-		if !f.EndStream {
+		if !endStream {
 			c.creditStream(s, pad)
 		}
 	}
-	if f.EndStream {
+	if endStream {
 		if s.recvEnd() {
 			c.closeStream(s, closedNormally)
 		}
@@ -645,7 +645,7 @@ func (c *Conn) onData(h FrameHeader, p []byte) *ConnError {
 		c.stats.EmptyDataFrames++
 		return nil
 	}
-	c.h.OnData(f.StreamID, data, f.EndStream)
+	c.h.OnData(h.StreamID, data, endStream)
 	return nil
 }
 
