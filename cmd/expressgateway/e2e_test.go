@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -99,12 +100,19 @@ func startBinaryLog(t *testing.T, cfg string, waitAddr string) (*exec.Cmd, strin
 			t.Logf("gateway log tail:\n%s", b)
 		}
 	})
+	// Up means something accepts on waitAddr and this gateway has logged
+	// it: the port came from freeAddr, and until the gateway binds it a
+	// test in another package can hold it for a moment (the dial alone
+	// once returned before this gateway had started).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("tcp", waitAddr)
 		if err == nil {
 			_ = c.Close()
-			return cmd, logf.Name()
+			if b, _ := os.ReadFile(logf.Name()); bytes.Contains(b, []byte(`"`+waitAddr+`"`)) {
+				return cmd, logf.Name()
+			}
+			err = fmt.Errorf("something accepts, but the gateway has not logged %s", waitAddr)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("gateway did not listen on %s: %v", waitAddr, err)

@@ -4,7 +4,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -74,11 +76,17 @@ func waitReady(t *testing.T, admin string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if code, _ := get(t, "http://"+admin+"/readyz"); code == 200 {
-			return
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + admin + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+			err = fmt.Errorf("/readyz answered %d", resp.StatusCode)
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("gateway never ready")
+			t.Fatalf("gateway never ready: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
