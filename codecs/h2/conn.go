@@ -119,6 +119,7 @@ type Stats struct {
 	UnknownFrames    uint64
 	WindowUpdates    uint64 // WINDOW_UPDATE frames from the peer
 	DataFramesSent   uint64 // DATA frames we wrote (each earns the peer a stream and a connection WINDOW_UPDATE)
+	DataBytesSent    uint64 // their payload (a peer may send its updates per so many bytes read)
 }
 
 // shutdownPing is the payload of the PING Shutdown sends; its ACK marks one
@@ -172,8 +173,13 @@ type Conn struct {
 	goAwayRecv     bool
 	goAwayRecvLast uint32
 
-	out        []byte
-	outOff     int
+	out    []byte
+	outOff int
+	// dataTail is the offset in out of the last frame when that is a DATA
+	// frame without END_STREAM none of which is flushed yet (tailOK): more
+	// DATA of its stream goes into it rather than into frames of its own.
+	dataTail   int
+	tailOK     bool
 	outFlushed uint64
 	ctrlQueued int
 	ctrlMark   uint64
@@ -302,12 +308,16 @@ func (c *Conn) Advance(n int) {
 	if c.outFlushed >= c.ctrlMark {
 		c.ctrlQueued = 0
 	}
+	if c.tailOK && c.dataTail < c.outOff {
+		c.tailOK = false // its length went out: it can no longer grow
+	}
 	switch {
 	case c.outOff == len(c.out):
 		c.out, c.outOff = c.out[:0], 0
 	case c.outOff >= 4096 && c.outOff >= len(c.out)/2:
 		// Compact: the copy is at most as long as what was just written.
 		k := copy(c.out, c.out[c.outOff:])
+		c.dataTail -= c.outOff
 		c.out, c.outOff = c.out[:k], 0
 	}
 }

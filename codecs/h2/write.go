@@ -119,15 +119,17 @@ func (c *Conn) WriteData(streamID uint32, data []byte, endStream bool) (int, err
 	}
 	maxFrame := int64(c.peer.MaxFrameSize)
 	rest := data[:n]
-	for {
+	c.stats.DataBytesSent += uint64(n)
+	k, grown := c.growData(streamID, rest, end, maxFrame)
+	rest = rest[k:]
+	for !grown || len(rest) > 0 {
+		grown = true
 		chunk := min(int64(len(rest)), maxFrame)
 		last := chunk == int64(len(rest))
 		c.out = AppendData(c.out, streamID, rest[:chunk], last && end)
 		c.stats.DataFramesSent++
+		c.dataTail, c.tailOK = len(c.out)-frameHeaderLen-int(chunk), !(last && end)
 		rest = rest[chunk:]
-		if last {
-			break
-		}
 	}
 	s.sendWindow -= n
 	c.connSend -= n
@@ -135,6 +137,43 @@ func (c *Conn) WriteData(streamID uint32, data []byte, endStream bool) (int, err
 		c.sentEnd(s)
 	}
 	return int(n), nil
+}
+
+// growData appends what it can of p to the last DATA frame in out when
+// that frame is the stream's, not yet flushed and shorter than maxFrame,
+// setting its END_STREAM when end and all of p went in. It returns how
+// many bytes went in and whether the frame was there to grow (true with
+// k < len(p) means it is full). DATA frame boundaries mean nothing to
+// HTTP/2, and a peer pays for every frame: a gRPC stream's many small
+// messages that arrive in one read leave as one frame, not one each.
+func (c *Conn) growData(streamID uint32, p []byte, end bool, maxFrame int64) (int, bool) {
+	if !c.tailOK || c.dataTail < c.outOff || c.dataTail+frameHeaderLen > len(c.out) {
+		return 0, false
+	}
+	h := c.out[c.dataTail : c.dataTail+frameHeaderLen]
+	l := int64(h[0])<<16 | int64(h[1])<<8 | int64(h[2])
+	sid := uint32(h[5]&0x7f)<<24 | uint32(h[6])<<16 | uint32(h[7])<<8 | uint32(h[8])
+	if FrameType(h[3]) != FrameData || h[4] != 0 || sid != streamID || c.dataTail+frameHeaderLen+int(l) != len(c.out) {
+		c.tailOK = false
+		return 0, false
+	}
+	if l > maxFrame {
+		c.tailOK = false // the peer lowered SETTINGS_MAX_FRAME_SIZE
+		return 0, false
+	}
+	k := min(int64(len(p)), maxFrame-l)
+	if k == 0 && !(end && len(p) == 0) {
+		return 0, true
+	}
+	c.out = append(c.out, p[:k]...)
+	l += k
+	h = c.out[c.dataTail : c.dataTail+frameHeaderLen]
+	h[0], h[1], h[2] = byte(l>>16), byte(l>>8), byte(l)
+	if end && k == int64(len(p)) {
+		h[4] = byte(FlagEndStream)
+		c.tailOK = false
+	}
+	return int(k), true
 }
 
 // WriteRST resets a stream (RST_STREAM with code). Late frames from the peer
