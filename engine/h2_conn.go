@@ -41,10 +41,13 @@ type h2Conn struct {
 	closed    bool
 	feeding   bool
 	dirty     bool // queued in lp.h2dirty for the end of the round
-	prefaced  bool // the client preface was consumed
-	lastErr   *h2.ConnError
-	g         h2ConnGuards
-	deferred  []uint32 // streams opened by the current read, submitted after it
+	// batch are the streams whose small response DATA chunks wait in pend
+	// for the end of the round (h2Stream.batched), to leave as one frame.
+	batch    []*h2Stream
+	prefaced bool // the client preface was consumed
+	lastErr  *h2.ConnError
+	g        h2ConnGuards
+	deferred []uint32 // streams opened by the current read, submitted after it
 }
 
 // h2Stream is one request of an HTTP/2 connection: its exchange, its leg
@@ -82,8 +85,11 @@ type h2Stream struct {
 	// stallSince is when pending response DATA last made progress; 0:
 	// none pending (guards: zero-window stall).
 	stallSince int64
-	bodyBytes  int64 // request DATA received (guards: slow body)
-	bodyAt     int64 // UnixNano of the last request DATA; 0: no body expected
+	// batched: pend holds the response DATA of this round, not DATA the
+	// windows refused; it goes out at the end of the round (sc.batch).
+	batched   bool
+	bodyBytes int64 // request DATA received (guards: slow body)
+	bodyAt    int64 // UnixNano of the last request DATA; 0: no body expected
 	// headHeld: a GET-like head without END_STREAM waits for its first
 	// DATA or the stream's end before it is submitted (holdsHead).
 	headHeld bool
@@ -203,13 +209,61 @@ func (sc *h2Conn) flush() {
 	sc.lp.scheduleH2Flush()
 }
 
+// flushRound is flush for a stream that has DATA in sc.batch and maybe
+// no output yet.
+func (sc *h2Conn) flushRound() {
+	if sc.c == nil || sc.dirty {
+		return
+	}
+	sc.dirty = true
+	sc.lp.h2dirty = append(sc.lp.h2dirty, sc)
+	sc.lp.scheduleH2Flush()
+}
+
+// pushBatch writes the round's batched response DATA, each stream's in
+// one go; what the windows refuse stays pending as any other refused DATA.
+func (sc *h2Conn) pushBatch() {
+	for i := 0; i < len(sc.batch); i++ {
+		s := sc.batch[i]
+		sc.batch[i] = nil
+		if !s.batched || sc.streams[s.id] != s {
+			continue // freed (and maybe reused) since
+		}
+		s.batched = false
+		s.push()
+		if sc.streams[s.id] != s {
+			continue // push ended it
+		}
+		switch {
+		case len(s.pend) > 0 && s.stallSince == 0:
+			s.stallSince = sc.lp.nowNano()
+			sc.lp.e.m.H2FlowStall("response").Inc()
+		case len(s.pend) == 0 && !s.pendEnd && s.finished:
+			s.free() // as exchangeDone would have, had pend been empty then
+		}
+	}
+	sc.batch = sc.batch[:0]
+}
+
 // flushNow moves the codec's output to the socket at once.
 func (sc *h2Conn) outConn() gnet.Conn { return sc.c }
 
 func (sc *h2Conn) flushNow() {
+	if sc.c == nil || sc.closed {
+		sc.dirty = false
+		for _, s := range sc.batch {
+			if sc.streams[s.id] == s {
+				s.batched = false
+			}
+		}
+		clear(sc.batch)
+		sc.batch = sc.batch[:0]
+		return // closeConn wrote what there was before it closed
+	}
+	sc.pushBatch() // still dirty: what it writes goes out below
 	sc.dirty = false
 	if sc.c == nil || sc.closed {
-		return // closeConn wrote what there was before it closed
+		return // a push ended the connection
 	}
 	if out := sc.codec.Output(); len(out) > 0 {
 		sc.lp.e.m.h2CountFrames(out, true)
@@ -464,6 +518,7 @@ func (s *h2Stream) free() {
 	if s.tun != nil {
 		s.tun.close("stream_closed")
 	}
+	s.batched = false // its entry in sc.batch is skipped
 	sc.lp.putH2Stream(s)
 }
 
@@ -774,10 +829,27 @@ func (s *h2Stream) respHead(_ *leg, r *msg.Response, _ bool) {
 	sc.flush()
 }
 
+// h2BatchMax is the largest response DATA chunk that waits for the end of
+// the round (h2Stream.batched); a larger one goes into a frame at once.
+const h2BatchMax = 4 << 10
+
 // respData implements downstream: DATA as far as the windows allow, the
-// rest pending on the stream.
+// rest pending on the stream. Small chunks (a gRPC stream's messages, as
+// an upstream read delivers them, one frame each and interleaved with
+// other streams') wait in pend until the end of the round and leave
+// together in one frame: HTTP/2 gives DATA frame boundaries no meaning,
+// and the client pays for each frame (grpc-go about 1 µs).
 func (s *h2Stream) respData(_ *leg, b []byte) {
 	if s.reset {
+		return
+	}
+	if s.batched || len(s.pend) == 0 && len(b) < h2BatchMax {
+		s.pend = append(s.pend, b...)
+		if !s.batched {
+			s.batched = true
+			s.sc.batch = append(s.sc.batch, s)
+			s.sc.flushRound()
+		}
 		return
 	}
 	if len(s.pend) == 0 && s.sc.outRoom() {

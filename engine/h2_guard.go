@@ -178,10 +178,12 @@ func (sc *h2Conn) checkFloods() {
 		sc.trip(guards.ControlFloodRate)
 	}
 	// A client credits what it read: each DATA frame sent earns it a
-	// stream and a connection WINDOW_UPDATE (Go's client sends one per
-	// 4 KiB read), so only updates beyond those count against the rate
-	// (Envoy judges them against the DATA it sends, too).
-	sc.g.wuCredit = min(sc.g.wuCredit+2*int(st.DataFramesSent-old.DataFramesSent), 1<<20)
+	// stream and a connection WINDOW_UPDATE, and so does each 4 KiB of
+	// DATA (Go's client sends one per 4 KiB read; the codec fills frames
+	// up to the maximum size), so only updates beyond those count against
+	// the rate (Envoy judges them against the DATA it sends, too).
+	earnedBy := st.DataFramesSent - old.DataFramesSent + st.DataBytesSent/4096 - old.DataBytesSent/4096
+	sc.g.wuCredit = min(sc.g.wuCredit+2*int(earnedBy), 1<<20)
 	wu := int(st.WindowUpdates - old.WindowUpdates)
 	earned := min(wu, sc.g.wuCredit)
 	sc.g.wuCredit -= earned

@@ -77,15 +77,19 @@ type leg struct {
 	proto    string // the downstream protocol, for the access log: "h1", "h2"
 	streamID uint32 // the HTTP/2 stream, 0 for HTTP/1
 
-	up           *upstream   // an HTTP/1 upstream connection (up_h1.go), or
-	h2u          *h2Upstream // an HTTP/2 one and the leg's stream on it (up_h2.go)
-	h2id         uint32      // 0 until the stream is open
-	h3u          *h3Upstream // an HTTP/3 connection (up_h3.go), and
-	h3s          *h3UpStream // the leg's stream on it, nil until open
-	upPend       []byte      // request DATA the h2 stream's window did not take yet
-	upPendEnd    bool        // ... and the end of the request after it
-	upPendTrl    []msg.Field // ... with these trailers
-	upPendTrlB   []byte
+	up         *upstream   // an HTTP/1 upstream connection (up_h1.go), or
+	h2u        *h2Upstream // an HTTP/2 one and the leg's stream on it (up_h2.go)
+	h2id       uint32      // 0 until the stream is open
+	h3u        *h3Upstream // an HTTP/3 connection (up_h3.go), and
+	h3s        *h3UpStream // the leg's stream on it, nil until open
+	upPend     []byte      // request DATA the h2 stream's window did not take yet
+	upPendEnd  bool        // ... and the end of the request after it
+	upPendTrl  []msg.Field // ... with these trailers
+	upPendTrlB []byte
+	// upBatch is the h2 upstream whose end-of-round flush writes upPend:
+	// it holds this round's small request DATA chunks, not DATA the
+	// windows refused (h2Upstream.batch).
+	upBatch      *h2Upstream
 	upHeld       int // response DATA from the h2 upstream not credited back yet
 	started      time.Time
 	attempts     int
@@ -400,6 +404,19 @@ func (lg *leg) sendBodyH2(data []byte, end bool, trailers []msg.Field) {
 			fs = append(fs, msg.Field{Name: b[start:mid:mid], Value: b[mid:len(b):len(b)]})
 		}
 		lg.upPendTrl, lg.upPendTrlB = fs, b
+	}
+	if hu := lg.h2u; !end && len(data) > 0 && hu != nil && lg.h2id != 0 &&
+		(lg.upBatch == hu || len(lg.upPend) == 0 && len(data) < h2BatchMax) {
+		// A small chunk (a gRPC message, one frame as the client sent
+		// it) waits for the end of the round with the stream's others and
+		// leaves in one frame with them (as response DATA does: respData).
+		lg.upPend = append(lg.upPend, data...)
+		if lg.upBatch != hu {
+			lg.upBatch = hu
+			hu.batch = append(hu.batch, lg)
+			hu.flushRound()
+		}
+		return
 	}
 	if hu := lg.h2u; len(data) > 0 && len(lg.upPend) == 0 && hu != nil && lg.h2id != 0 {
 		// Nothing waits before these bytes: they go into the codec's

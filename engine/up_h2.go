@@ -38,6 +38,9 @@ type h2Upstream struct {
 	idle    int64  // when the last stream ended
 	counted bool
 	dirty   bool // queued in lp.h2dirty
+	// batch are the legs whose small request DATA chunks wait in upPend
+	// for the end of the round (leg.upBatch).
+	batch   []*leg
 	settled bool // the endpoint's first SETTINGS arrived
 	active  *atomic.Int64
 }
@@ -224,10 +227,50 @@ func (hu *h2Upstream) flush() {
 // flushNow moves the codec's output to the socket at once.
 func (hu *h2Upstream) outConn() gnet.Conn { return hu.c }
 
+// flushRound is flush for a leg that has DATA in hu.batch and maybe no
+// output yet.
+func (hu *h2Upstream) flushRound() {
+	if hu.c == nil || hu.dirty {
+		return
+	}
+	hu.dirty = true
+	hu.lp.h2dirty = append(hu.lp.h2dirty, hu)
+	hu.lp.scheduleH2Flush()
+}
+
+// pushBatch writes the round's batched request DATA, each leg's in one
+// go (what the windows refuse stays in upPend as any refused DATA).
+func (hu *h2Upstream) pushBatch() {
+	for i := 0; i < len(hu.batch); i++ {
+		lg := hu.batch[i]
+		hu.batch[i] = nil
+		if lg.upBatch != hu {
+			continue // reset or moved since
+		}
+		lg.upBatch = nil
+		if lg.h2u == hu && lg.h2id != 0 && hu.streams[lg.h2id] == lg {
+			lg.pushUp(false)
+		}
+	}
+	hu.batch = hu.batch[:0]
+}
+
 func (hu *h2Upstream) flushNow() {
+	if hu.c == nil || hu.codec == nil || hu.state == upClosed {
+		hu.dirty = false
+		for _, lg := range hu.batch {
+			if lg.upBatch == hu {
+				lg.upBatch = nil
+			}
+		}
+		clear(hu.batch)
+		hu.batch = hu.batch[:0]
+		return // close wrote what there was before it closed
+	}
+	hu.pushBatch() // still dirty: what it writes goes out below
 	hu.dirty = false
 	if hu.c == nil || hu.codec == nil || hu.state == upClosed {
-		return // close wrote what there was before it closed
+		return // a push ended the connection
 	}
 	if out := hu.codec.Output(); len(out) > 0 {
 		hu.lp.queue(hu.c, out)
