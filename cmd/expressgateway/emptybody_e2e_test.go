@@ -19,11 +19,7 @@ import (
 // (a bench upstream's answer to a chunked request).
 func emptyBodyUpstream(t *testing.T, closeAfter bool) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
+	ln := localListener(t)
 	go func() {
 		for {
 			c, err := ln.Accept()

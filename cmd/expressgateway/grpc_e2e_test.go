@@ -441,11 +441,7 @@ unhealthy_threshold = 2
 // misbehave on purpose: serve gets each request's stream id and path.
 func rawH2Upstream(t *testing.T, serve func(fr *http2.Framer, enc func(kv ...string) []byte, id uint32, path string)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
+	ln := localListener(t)
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -22,25 +21,17 @@ import (
 // frames alternating, and trailers.
 func coalesceUpstream(t *testing.T, heads chan<- struct{}, got chan<- map[uint32][2]int, bodies *sync.Map) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
+	ln := localListener(t)
 	go func() {
 		nc, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		defer func() { _ = nc.Close() }()
-		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-		pre := make([]byte, len(http2.ClientPreface))
-		if _, err := io.ReadFull(nc, pre); err != nil {
+		fr := acceptH2(nc)
+		if fr == nil {
 			return
 		}
-		fr := http2.NewFramer(nc, nc)
-		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-		_ = fr.WriteSettings()
 		frames := map[uint32][2]int{}
 		body := map[uint32][]byte{}
 		var ids []uint32
@@ -50,15 +41,8 @@ func coalesceUpstream(t *testing.T, heads chan<- struct{}, got chan<- map[uint32
 			if err != nil {
 				return
 			}
+			answerControl(fr, f)
 			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					_ = fr.WriteSettingsAck()
-				}
-			case *http2.PingFrame:
-				if !f.IsAck() {
-					_ = fr.WritePing(true, f.Data)
-				}
 			case *http2.MetaHeadersFrame:
 				if ids = append(ids, f.StreamID); len(ids) == 2 {
 					close(heads)

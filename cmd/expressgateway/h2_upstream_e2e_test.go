@@ -192,11 +192,7 @@ func TestH2UpstreamClientCancel(t *testing.T) {
 // POST without a body: not idempotent, but never processed) goes again on
 // a new connection, and the client sees two 200s.
 func TestH2UpstreamGoAwayRetriesUnprocessed(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
+	ln := localListener(t)
 	var conns atomic.Int64
 	go func() {
 		for {
@@ -240,14 +236,10 @@ func TestH2UpstreamGoAwayRetriesUnprocessed(t *testing.T) {
 // GOAWAY(last = first) before; later connections answer every stream.
 func serveGoAwayOnce(nc net.Conn, first bool) {
 	defer func() { _ = nc.Close() }()
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	pre := make([]byte, len(http2.ClientPreface))
-	if _, err := io.ReadFull(nc, pre); err != nil {
+	fr := acceptH2(nc)
+	if fr == nil {
 		return
 	}
-	fr := http2.NewFramer(nc, nc)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	_ = fr.WriteSettings()
 	name := "conn2"
 	if first {
 		name = "conn1"
@@ -266,11 +258,8 @@ func serveGoAwayOnce(nc net.Conn, first bool) {
 		if err != nil {
 			return
 		}
+		answerControl(fr, f)
 		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				_ = fr.WriteSettingsAck()
-			}
 		case *http2.MetaHeadersFrame:
 			if !first {
 				answer(f.StreamID)
@@ -281,10 +270,36 @@ func serveGoAwayOnce(nc net.Conn, first bool) {
 				_ = fr.WriteGoAway(open[0], http2.ErrCodeNo, nil)
 				answer(open[0])
 			}
-		case *http2.PingFrame:
-			if !f.IsAck() {
-				_ = fr.WritePing(true, f.Data)
-			}
+		}
+	}
+}
+
+// acceptH2 starts a Framer-made h2c endpoint on nc (10 s deadline): it
+// reads the client preface and sends empty SETTINGS; nil if the preface
+// does not come.
+func acceptH2(nc net.Conn) *http2.Framer {
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	pre := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(nc, pre); err != nil {
+		return nil
+	}
+	fr := http2.NewFramer(nc, nc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	_ = fr.WriteSettings()
+	return fr
+}
+
+// answerControl acknowledges a peer's SETTINGS and PING for a Framer-made
+// endpoint.
+func answerControl(fr *http2.Framer, f http2.Frame) {
+	switch f := f.(type) {
+	case *http2.SettingsFrame:
+		if !f.IsAck() {
+			_ = fr.WriteSettingsAck()
+		}
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			_ = fr.WritePing(true, f.Data)
 		}
 	}
 }

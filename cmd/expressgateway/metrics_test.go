@@ -233,11 +233,7 @@ func promtoolCheckMetrics(t *testing.T, scrape string) {
 // tcpEcho serves a loopback TCP echo; udpEcho a loopback UDP echo.
 func tcpEcho(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
+	ln := localListener(t)
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -602,11 +602,7 @@ func isNetTimeout(err error) bool {
 // accepted connection is given to serve.
 func rawWSUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader, req *http.Request)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
+	ln := localListener(t)
 	go func() {
 		for {
 			c, err := ln.Accept()
