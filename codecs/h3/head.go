@@ -3,7 +3,6 @@
 package h3
 
 import (
-	"io"
 	"strconv"
 	"sync"
 	"unsafe"
@@ -20,7 +19,8 @@ type Head struct {
 	Fields                                    []msg.Field
 	ContentLength                             int64 // -1: none
 	Arena                                     []byte
-	spans                                     []fieldSpan // DecodeFields' scratch, kept for reuse
+	spans                                     []fieldSpan  // DecodeFields' scratch, kept for reuse
+	w                                         appendWriter // the arena while DecodeFields appends to it
 }
 
 // span is a range of Head.Arena; fieldSpan a field's name and value.
@@ -69,8 +69,6 @@ func (h *Head) Reuse() {
 	*h = Head{Fields: h.Fields[:0], Arena: h.Arena[:0], ContentLength: -1, spans: h.spans[:0]}
 }
 
-var decoder = qpack.NewDecoder()
-
 // connectionSpecific are the fields RFC 9114 section 4.2 forbids.
 var connectionSpecific = map[string]bool{
 	"connection": true, "keep-alive": true, "proxy-connection": true,
@@ -84,69 +82,68 @@ func malformed(tok string) error { return &Error{Code: ErrCodeMessage, Token: to
 // for a trailer section (no pseudo-headers at all).
 func DecodeFields(block []byte, max int, trailers bool, h *Head) error {
 	h.Reuse()
-	next := decoder.Decode(block)
+	lines, err := startFieldLines(block)
+	if err != nil {
+		return &Error{Code: ErrCodeQPACKDecompression, Token: "qpack"}
+	}
+	a := &h.w
+	a.b = h.Arena
+	// On every return the arena is h's again (and keeps its capacity).
+	defer func() { h.Arena, a.b = a.b, nil }()
 	size := 0
 	regular := false
 	var pseudo [pseudoCount]span
 	var seen uint8 // bit i: pseudo-header i was present
 	fs := h.spans
-	for {
-		f, err := next()
-		if err == io.EOF {
-			break
-		}
+	for lines.more() {
+		ns, vs, err := lines.next(a)
 		if err != nil {
 			return &Error{Code: ErrCodeQPACKDecompression, Token: "qpack"}
 		}
-		size += len(f.Name) + len(f.Value) + 32
+		name, value := transient(a.b[ns.start:ns.end]), transient(a.b[vs.start:vs.end])
+		size += len(name) + len(value) + 32
 		if max > 0 && size > max {
 			return &Error{Code: ErrCodeExcessiveLoad, Token: "field_section_too_large"}
 		}
-		for i := 0; i < len(f.Name); i++ {
-			if c := f.Name[i]; c >= 'A' && c <= 'Z' {
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; c >= 'A' && c <= 'Z' {
 				return malformed("uppercase_name")
 			}
 		}
-		if f.Name == "" {
+		if name == "" {
 			return malformed("empty_name")
 		}
-		if err := checkField(f.Name, f.Value); err != nil {
+		if err := checkField(name, value); err != nil {
 			return err
 		}
-		if f.Name[0] == ':' {
-			i := pseudoIndex(f.Name)
+		if name[0] == ':' {
+			i := pseudoIndex(name)
 			if trailers || regular || i < 0 || seen&(1<<i) != 0 {
 				return malformed("bad_pseudo_header")
 			}
-			if i == pseudoMethod && !isToken(f.Value) {
+			if i == pseudoMethod && !isToken(value) {
 				return malformed("bad_method")
 			}
 			seen |= 1 << i
-			start := len(h.Arena)
-			h.Arena = append(h.Arena, f.Value...)
-			pseudo[i] = span{start, len(h.Arena)}
+			pseudo[i] = vs
 			continue
 		}
 		regular = true
-		if connectionSpecific[f.Name] || (f.Name == "te" && f.Value != "trailers") {
+		if connectionSpecific[name] || (name == "te" && value != "trailers") {
 			return malformed("connection_specific_field")
 		}
-		if f.Name == "content-length" && !trailers {
-			n, err := strconv.ParseInt(f.Value, 10, 64)
+		if name == "content-length" && !trailers {
+			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || n < 0 || (h.ContentLength >= 0 && n != h.ContentLength) {
 				return malformed("bad_content_length")
 			}
 			h.ContentLength = n
 		}
-		ns := len(h.Arena)
-		h.Arena = append(h.Arena, f.Name...)
-		vs := len(h.Arena)
-		h.Arena = append(h.Arena, f.Value...)
-		fs = append(fs, fieldSpan{span{ns, vs}, span{vs, len(h.Arena)}})
+		fs = append(fs, fieldSpan{ns, vs})
 	}
 	h.spans = fs
-	a := h.Arena
-	get := func(s span) []byte { return a[s.start:s.end:s.end] }
+	arena := a.b
+	get := func(s span) []byte { return arena[s.start:s.end:s.end] }
 	for _, f := range fs {
 		h.Fields = append(h.Fields, msg.Field{Name: get(f.n), Value: get(f.v)})
 	}

@@ -3,7 +3,6 @@
 package h3
 
 import (
-	"io"
 	"strconv"
 
 	"github.com/expressgateway/expressgateway/codecs/msg"
@@ -16,6 +15,7 @@ type Response struct {
 	Fields        []msg.Field
 	ContentLength int64 // -1: none
 	Arena         []byte
+	w             appendWriter // the arena while DecodeResponse appends to it
 }
 
 // DecodeResponse decodes a response field section (trailers: a trailer
@@ -25,64 +25,64 @@ type Response struct {
 // a bad or repeated content-length are malformed (RFC 9114 section 4.1.2).
 func DecodeResponse(block []byte, max int, trailers bool, r *Response) error {
 	*r = Response{Fields: r.Fields[:0], Arena: r.Arena[:0], ContentLength: -1}
-	next := decoder.Decode(block)
+	lines, err := startFieldLines(block)
+	if err != nil {
+		return &Error{Code: ErrCodeQPACKDecompression, Token: "qpack"}
+	}
+	w := &r.w
+	w.b = r.Arena
+	// On every return the arena is r's again (and keeps its capacity).
+	defer func() { r.Arena, w.b = w.b, nil }()
 	size := 0
-	type span struct{ start, end int }
-	var fs []struct{ n, v span }
+	var fs []fieldSpan
 	regular, seenStatus := false, false
-	for {
-		f, err := next()
-		if err == io.EOF {
-			break
-		}
+	for lines.more() {
+		ns, vs, err := lines.next(w)
 		if err != nil {
 			return &Error{Code: ErrCodeQPACKDecompression, Token: "qpack"}
 		}
-		size += len(f.Name) + len(f.Value) + 32
+		name, value := transient(w.b[ns.start:ns.end]), transient(w.b[vs.start:vs.end])
+		size += len(name) + len(value) + 32
 		if max > 0 && size > max {
 			return &Error{Code: ErrCodeExcessiveLoad, Token: "field_section_too_large"}
 		}
-		if f.Name == "" {
+		if name == "" {
 			return malformed("empty_name")
 		}
-		for i := 0; i < len(f.Name); i++ {
-			if c := f.Name[i]; c >= 'A' && c <= 'Z' {
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; c >= 'A' && c <= 'Z' {
 				return malformed("uppercase_name")
 			}
 		}
-		if err := checkField(f.Name, f.Value); err != nil {
+		if err := checkField(name, value); err != nil {
 			return err
 		}
-		if f.Name[0] == ':' {
-			if trailers || regular || seenStatus || f.Name != ":status" {
+		if name[0] == ':' {
+			if trailers || regular || seenStatus || name != ":status" {
 				return malformed("bad_pseudo_header")
 			}
 			seenStatus = true
-			n, err := strconv.Atoi(f.Value)
-			if err != nil || len(f.Value) != 3 || n < 100 || n > 599 {
+			n, err := strconv.Atoi(value)
+			if err != nil || len(value) != 3 || n < 100 || n > 599 {
 				return malformed("bad_status")
 			}
 			r.Status = n
 			continue
 		}
 		regular = true
-		if connectionSpecific[f.Name] || f.Name == "te" {
+		if connectionSpecific[name] || name == "te" {
 			return malformed("connection_specific_field")
 		}
-		if f.Name == "content-length" && !trailers {
-			n, err := strconv.ParseInt(f.Value, 10, 64)
+		if name == "content-length" && !trailers {
+			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || n < 0 || (r.ContentLength >= 0 && n != r.ContentLength) {
 				return malformed("bad_content_length")
 			}
 			r.ContentLength = n
 		}
-		ns := len(r.Arena)
-		r.Arena = append(r.Arena, f.Name...)
-		vs := len(r.Arena)
-		r.Arena = append(r.Arena, f.Value...)
-		fs = append(fs, struct{ n, v span }{span{ns, vs}, span{vs, len(r.Arena)}})
+		fs = append(fs, fieldSpan{ns, vs})
 	}
-	a := r.Arena
+	a := w.b
 	for _, f := range fs {
 		r.Fields = append(r.Fields, msg.Field{Name: a[f.n.start:f.n.end:f.n.end], Value: a[f.v.start:f.v.end:f.v.end]})
 	}
