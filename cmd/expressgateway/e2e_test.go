@@ -64,12 +64,37 @@ func localListener(t *testing.T) net.Listener {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return unclaimedAddr(t, func() (string, func() error, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", nil, err
+		}
+		return ln.Addr().String(), ln.Close, nil
+	})
+}
+
+// claimedAddrs holds every address freeAddr and freeUDPAddr have handed out
+// in this test process. A port is free again once its probe socket closes,
+// so two calls in a row can get the same one from the kernel (CI saw a
+// listener and the admin listener both given 127.0.0.1:38767).
+var claimedAddrs sync.Map
+
+// unclaimedAddr probes with listen until it gets an address no earlier call
+// handed out.
+func unclaimedAddr(t *testing.T, probe func() (string, func() error, error)) string {
+	t.Helper()
+	for range 100 {
+		addr, closeFn, err := probe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = closeFn()
+		if _, dup := claimedAddrs.LoadOrStore(addr, struct{}{}); !dup {
+			return addr
+		}
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
+	t.Fatal("no unclaimed loopback port in 100 tries")
+	return ""
 }
 
 // startBinary runs `expressgateway run --config` on cfg and waits for addr.

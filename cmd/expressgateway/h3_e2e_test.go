@@ -127,12 +127,13 @@ endpoints = [ { address = %q } ]
 // freeUDPAddr is a loopback UDP address nobody listens on.
 func freeUDPAddr(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = pc.Close() }()
-	return pc.LocalAddr().String()
+	return unclaimedAddr(t, func() (string, func() error, error) {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return "", nil, err
+		}
+		return "udp/" + pc.LocalAddr().String(), pc.Close, nil
+	})[len("udp/"):]
 }
 
 func h3Client(ca *testCA) (*http.Client, *http3.Transport) {
