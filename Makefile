@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 PKGS     := ./...
 
-.PHONY: all build run test deps vet lint staticcheck unit allocs fuzz bench bench-smoke bpf bpf-check clean
+.PHONY: all build run test deps vet lint staticcheck unit fuzz bench bench-smoke bpf bpf-check clean
 # golangci-lint is pinned in its own module file, so that its dependencies
 # never move the gateway's: tools/golangci-lint.mod.
 GOLANGCI := $(GO) tool -modfile=tools/golangci-lint.mod golangci-lint
@@ -20,9 +20,8 @@ build:
 run: build
 	./$(BIN) run
 
-## test: vet, lint, BPF freshness, the allocation tests without the race
-## detector, and the race-enabled test suite.
-test: deps vet lint bpf-check allocs unit
+## test: vet, lint, BPF freshness, and the race-enabled test suite.
+test: deps vet lint bpf-check unit
 
 ## deps: install the suite's system packages when missing (apt, as root).
 deps:
@@ -40,11 +39,6 @@ lint:
 staticcheck:
 	$(GO) tool staticcheck $(PKGS)
 
-## allocs: the zero-allocation tests of the codecs, without -race (the race
-## detector changes what sync.Pool keeps, so they skip themselves under it).
-allocs:
-	$(GO) test -count=1 -run 'Alloc' ./codecs/...
-
 unit: build
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 
@@ -58,6 +52,8 @@ fuzz:
 	$(GO) test ./codecs/msg -run '^$$' -fuzz '^FuzzNormalizeHost$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codecs/proxyproto -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codecs/quicinv -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codecs/h3 -run '^$$' -fuzz '^FuzzFieldLines$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codecs/h3 -run '^$$' -fuzz '^FuzzHuffman$$' -fuzztime $(FUZZTIME)
 
 ## bench: Go benchmarks, then the load harness: every scenario, every target, 3 rounds.
 bench: build

@@ -4,8 +4,6 @@ package h3
 
 import (
 	"errors"
-
-	"golang.org/x/net/http2/hpack"
 )
 
 // QPACK field-section decoding (RFC 9204 section 4.5) without a dynamic
@@ -94,9 +92,11 @@ func (a *appendWriter) literal(p []byte, n uint8) (span, []byte, error) {
 	start := len(a.b)
 	if !huff {
 		a.b = append(a.b, s...)
-	} else if _, err := hpack.HuffmanDecode(a, s); err != nil {
+	} else if b, err := appendHuffman(a.b, s); err != nil {
 		a.b = a.b[:start]
 		return span{}, nil, errQPACK
+	} else {
+		a.b = b
 	}
 	return span{start, len(a.b)}, p[l:], nil
 }
